@@ -1,0 +1,18 @@
+//! Session actors for sessiond.
+//!
+//! Every live user session is one [`ractor`] actor. The actor serialises refresh-token rotation,
+//! replay detection and revocation for its session, and writes every change through the
+//! [`store::SessionStore`] port before it answers. This crate knows nothing of HTTP or SQL:
+//! the HTTP front talks to the [`sessions::Sessions`] handle, and `src/store` implements the port.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod ids;
+pub mod model;
+pub mod refresh_token;
+pub mod registry;
+pub mod rotation;
+pub mod session_actor;
+pub mod sessions;
+pub mod store;
+pub mod supervisor;

@@ -1,0 +1,199 @@
+//! The session as the actors and the store see it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SessionId, UserId};
+use crate::refresh_token::TokenHash;
+
+/// Lifecycle status as stored. "Expired" is not stored: it is derived from the clock
+/// (see [`crate::rotation`]), so no write is needed when a session times out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Usable.
+    Active,
+    /// Ended by its owner or an administrator. Final.
+    Revoked,
+    /// A refresh token was replayed; every token of the session fails from now on. Final.
+    Compromised,
+}
+
+impl SessionStatus {
+    /// The spelling used in the database and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Compromised => "compromised",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "revoked" => Some(Self::Revoked),
+            "compromised" => Some(Self::Compromised),
+            _ => None,
+        }
+    }
+}
+
+/// Why a session was revoked; kept for audit and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The user logged out of this session.
+    Logout,
+    /// The user revoked this session from another one.
+    UserRevoked,
+    /// The user revoked every other session.
+    RevokeOthers,
+    /// A password change or reset ended it.
+    PasswordChanged,
+    /// An administrator ended it.
+    Admin,
+}
+
+impl RevokeReason {
+    /// Every reason, for initialising labelled metrics.
+    pub const ALL: [RevokeReason; 5] = [
+        Self::Logout,
+        Self::UserRevoked,
+        Self::RevokeOthers,
+        Self::PasswordChanged,
+        Self::Admin,
+    ];
+
+    /// The stored spelling (also a metric label value).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::UserRevoked => "user_revoked",
+            Self::RevokeOthers => "revoke_others",
+            Self::PasswordChanged => "password_changed",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// How a replayed refresh token was recognised; kept for audit and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseClass {
+    /// The previous generation, presented after the grace window closed.
+    PreviousAfterGrace,
+    /// A generation older than the previous one.
+    Ancestor,
+}
+
+impl ReuseClass {
+    /// Every class, for initialising labelled metrics.
+    pub const ALL: [ReuseClass; 2] = [Self::PreviousAfterGrace, Self::Ancestor];
+
+    /// The stored spelling (also a metric label value).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::PreviousAfterGrace => "previous_after_grace",
+            Self::Ancestor => "ancestor",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Authenticator assurance level (NIST SP 800-63B): 1 = one factor, 2 = two factors.
+pub type Aal = u8;
+
+/// Everything the actor and store know about one session.
+///
+/// Kept small on purpose: one of these lives in every resident actor.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// Stored lifecycle status.
+    pub status: SessionStatus,
+    /// Generation of the newest refresh token; the first token is generation 0.
+    pub generation: u64,
+    /// SHA-256 of the newest refresh secret.
+    pub current_hash: TokenHash,
+    /// SHA-256 of the generation before it (None before the first rotation).
+    pub previous_hash: Option<TokenHash>,
+    /// When the newest generation was issued by rotation (None before the first rotation).
+    /// Opens the grace window for retries of the previous generation.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// Last time a refresh token of this session was used; the idle lifetime counts from here.
+    pub last_seen_at: DateTime<Utc>,
+    /// Absolute end of the session, fixed at login.
+    pub expires_at: DateTime<Utc>,
+    /// When the user last proved a factor (OIDC `auth_time`; step-up raises it).
+    pub auth_time: DateTime<Utc>,
+    /// Assurance level reached.
+    pub aal: Aal,
+    /// Authentication methods used (RFC 8176 values such as `pwd`, `otp`, `hwk`).
+    pub amr: Vec<String>,
+    /// Client-supplied label.
+    pub device_name: Option<String>,
+    /// User-Agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// When and why it ended, if revoked.
+    pub revoked: Option<(DateTime<Utc>, RevokeReason)>,
+    /// When and how reuse was detected, if compromised.
+    pub compromised: Option<(DateTime<Utc>, ReuseClass)>,
+    /// Optimistic-concurrency fence: bumped by every change; every write names the version it
+    /// read, so two writers (two actors, two processes) can never both apply a change.
+    pub version: i64,
+}
+
+impl fmt::Debug for SessionRecord {
+    /// Hashes are left out: they are not secrets, but they have no business in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("status", &self.status)
+            .field("generation", &self.generation)
+            .field("rotated_at", &self.rotated_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a login supplies to open a session.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// Owner.
+    pub user_id: UserId,
+    /// When the user proved the factors.
+    pub auth_time: DateTime<Utc>,
+    /// Assurance level reached.
+    pub aal: Aal,
+    /// Methods used.
+    pub amr: Vec<String>,
+    /// Client-supplied label.
+    pub device_name: Option<String>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+}

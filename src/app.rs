@@ -1,0 +1,204 @@
+//! `Application`: builds every part from a `Config`, binds, serves, and shuts down in order.
+//!
+//! Tests build it with port 0 and talk to the returned address, exactly as clients do.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sessiond_actors::clock::{SharedClock, SystemClock};
+use sessiond_actors::rotation::RotationPolicy;
+use sessiond_actors::sessions::{Sessions, SessionsConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::crypto::access_token::AccessTokens;
+use crate::crypto::keys::KeyRing;
+use crate::crypto::password::PasswordHasher;
+use crate::http::state::{AppState, Readiness};
+use crate::http::{self, HttpLimits};
+use crate::store::Store;
+use crate::store::purge::spawn_purge;
+
+/// A built, bound, not yet serving sessiond.
+pub struct Application {
+    /// Bound before serving so tests learn the port (0 → random) up front.
+    listener: TcpListener,
+    /// Where it listens.
+    address: SocketAddr,
+    /// Everything handlers need; also the handles shut down at the end.
+    state: AppState,
+    /// Settings the serve loop needs.
+    config: Arc<Config>,
+}
+
+impl Application {
+    /// Connects the store, applies migrations, loads keys, starts the session engine and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .context("connecting to the database")?;
+        store.migrate().await.context("applying migrations")?;
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_migrated();
+
+        let keys = Arc::new(KeyRing::load(&config).context("loading keys")?);
+        let tokens = Arc::new(AccessTokens::new(
+            keys.clone(),
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_ttl,
+        ));
+        let passwords = Arc::new(PasswordHasher::from_config(&config).context("argon2 params")?);
+        let policy = RotationPolicy {
+            refresh_idle_ttl: chrono::Duration::from_std(config.refresh_idle_ttl)?,
+            grace_window: chrono::Duration::from_std(config.grace_window)?,
+        };
+        let clock: SharedClock = Arc::new(SystemClock);
+        let sessions = Sessions::start(
+            Arc::new(store.clone()),
+            clock.clone(),
+            SessionsConfig {
+                policy,
+                max_ttl: chrono::Duration::from_std(config.session_max_ttl)?,
+                passivate_after: config.passivate_after,
+                staleness: config.staleness,
+                call_timeout: config.call_timeout,
+                shards: config.shards,
+                refresh_key: keys.refresh_key().clone(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the session engine: {e}"))?;
+
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let address = listener.local_addr()?;
+        tracing::info!(
+            address = %address,
+            store = store.backend().as_str(),
+            keys = %keys.describe(),
+            "sessiond listening on http://{address} (store: {}, keys: {})",
+            store.backend().as_str(),
+            keys.describe(),
+        );
+        Ok(Self {
+            listener,
+            address,
+            state: AppState {
+                sessions,
+                store,
+                tokens,
+                keys,
+                passwords,
+                clock,
+                policy,
+                readiness,
+            },
+            config: Arc::new(config),
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The session engine (tests use its hooks and counters).
+    pub fn sessions(&self) -> &Sessions {
+        &self.state.sessions
+    }
+
+    /// The store (tests inspect the database through it).
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` completes, then stops in order: `/ready` turns 503 and the
+    /// listener closes; requests in flight finish (bounded by the shutdown timeout); session
+    /// actors stop after their pending writes; the purge task and the pools close.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            config,
+            ..
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let purge: JoinHandle<()> = spawn_purge(
+            state.store.clone(),
+            config.purge_interval,
+            chrono::Duration::from_std(config.purge_retention)?,
+            stop_rx.clone(),
+        );
+
+        let readiness = state.readiness.clone();
+        let router = http::router(
+            state.clone(),
+            HttpLimits {
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.request_timeout,
+            },
+        );
+        let mut stop_signal = stop_rx.clone();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_signal.wait_for(|stop| *stop).await;
+        });
+        let mut serve = std::pin::pin!(serve.into_future());
+
+        tokio::select! {
+            result = &mut serve => result.context("serving")?,
+            () = shutdown => {
+                tracing::info!("shutdown: no longer ready; finishing requests in flight");
+                readiness.set_shutting_down();
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(config.shutdown_timeout, &mut serve).await {
+                    Ok(result) => result.context("serving")?,
+                    Err(_) => tracing::warn!(
+                        timeout = ?config.shutdown_timeout,
+                        "shutdown: requests still in flight after the timeout; closing anyway"
+                    ),
+                }
+            }
+        }
+        let _ = stop_tx.send(true);
+        state.sessions.shutdown().await;
+        let _ = purge.await;
+        state.store.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,238 @@
+//! `ApiError`: the one place where failures become HTTP answers.
+//!
+//! Every error body has the documented shape
+//! `{"error": {"code", "message", "details"?, "correlation_id"}}`. Internal failures answer a
+//! generic message; their detail is logged here, once, inside the request's span.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use sessiond_actors::rotation::Rejection;
+use sessiond_actors::sessions::SessionError;
+use sessiond_actors::store::StoreError;
+
+use crate::domain::FieldError;
+use crate::http::correlation;
+
+/// Every failure the API reports. Each variant has exactly one code and status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`: malformed JSON, a bad id or query parameter.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 422 `validation_failed`: field rules; the details name the fields.
+    #[error("validation failed")]
+    ValidationFailed(Vec<FieldError>),
+    /// 415 `unsupported_media_type`.
+    #[error("expected a JSON body (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// 413 `payload_too_large`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 401 `invalid_credentials`: unknown email or wrong password (deliberately the same).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// 401 `invalid_token`: missing, malformed, expired or unverifiable access token.
+    #[error("invalid or expired access token")]
+    InvalidToken,
+    /// 401 `invalid_refresh_token`.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// 401 `refresh_token_reused`: replay detected; the session is now compromised.
+    #[error("refresh token reused; the session has been ended")]
+    RefreshTokenReused,
+    /// 401 `session_revoked`.
+    #[error("session revoked")]
+    SessionRevoked,
+    /// 401 `session_expired`.
+    #[error("session expired")]
+    SessionExpired,
+    /// 401 `session_compromised`.
+    #[error("session compromised")]
+    SessionCompromised,
+    /// 404 `not_found`.
+    #[error("not found")]
+    NotFound,
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409 `email_taken`.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// 429 `rate_limited`, with the seconds to wait.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until a retry may succeed (`Retry-After`).
+        retry_after_secs: u64,
+    },
+    /// 503 `unavailable`: the store (or the hashing pool) cannot take the request now.
+    #[error("service temporarily unavailable")]
+    Unavailable(String),
+    /// 500 `internal`. The detail is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+    correlation_id: &'a str,
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::ValidationFailed(_) => "validation_failed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::SessionRevoked => "session_revoked",
+            Self::SessionExpired => "session_expired",
+            Self::SessionCompromised => "session_compromised",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::EmailTaken => "email_taken",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidCredentials
+            | Self::InvalidToken
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::SessionRevoked
+            | Self::SessionExpired
+            | Self::SessionCompromised => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::EmailTaken => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A single-field validation failure.
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self::ValidationFailed(vec![FieldError {
+            field,
+            message: message.into(),
+        }])
+    }
+
+    /// Wraps an unexpected failure; the detail is logged, the client sees `internal`.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal(detail.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let correlation_id = correlation::current();
+        match &self {
+            Self::Internal(detail) => {
+                tracing::error!(code = self.code(), detail = %detail, "request failed")
+            }
+            Self::Unavailable(detail) => {
+                tracing::warn!(code = self.code(), detail = %detail, "request refused")
+            }
+            _ => tracing::debug!(code = self.code(), "request refused"),
+        }
+        let details = match &self {
+            Self::ValidationFailed(fields) => Some(serde_json::json!({
+                "fields": fields
+                    .iter()
+                    .map(|f| serde_json::json!({"field": f.field, "message": f.message}))
+                    .collect::<Vec<_>>()
+            })),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code(),
+                message: self.to_string(),
+                details,
+                correlation_id: &correlation_id,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::InvalidToken
+            | Self::SessionRevoked
+            | Self::SessionExpired
+            | Self::SessionCompromised => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::InvalidToken => Self::InvalidRefreshToken,
+            Rejection::Compromised => Self::SessionCompromised,
+            Rejection::Revoked => Self::SessionRevoked,
+            Rejection::Expired => Self::SessionExpired,
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    /// Maps session-engine failures for the refresh endpoint. Access-token checks map
+    /// `InvalidToken`/`NotFound` to `invalid_token` themselves.
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Rejected(r) => r.into(),
+            SessionError::Reused(_) => Self::RefreshTokenReused,
+            SessionError::NotFound => Self::InvalidRefreshToken,
+            SessionError::Unavailable(e) => Self::Unavailable(e.to_string()),
+            SessionError::Timeout => Self::Unavailable("session actor timed out".into()),
+            SessionError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            StoreError::Other(_) => Self::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Extractors that answer in the API's own error format instead of axum's plain-text rejections.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::model::SessionRecord;
+use sessiond_actors::rotation::Rejection;
+use sessiond_actors::sessions::SessionError;
+
+use crate::domain::FieldError;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+
+/// A JSON body. Requires `Content-Type: application/json` (415), valid JSON (400) and the
+/// expected shape (422 naming the field). Error messages name fields but never echo values, so
+/// a password sent with the wrong type does not come back in the answer.
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest("could not read the request body".into())
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// Parses a JSON body, classifying failures without echoing input values.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let inner = err.inner();
+        use serde_json::error::Category;
+        match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::InvalidRequest("malformed JSON body".into())
+            }
+            Category::Data => {
+                let text = inner.to_string();
+                let path = err.path().to_string();
+                // serde's "missing field `x`" / "unknown field `x`" name only the field.
+                let (field, message) = if let Some(rest) = text.strip_prefix("missing field `") {
+                    (rest.split('`').next().unwrap_or("").to_owned(), "is required")
+                } else if let Some(rest) = text.strip_prefix("unknown field `") {
+                    (
+                        field_path(&path, rest.split('`').next().unwrap_or("")),
+                        "is not a known field",
+                    )
+                } else {
+                    (path, "has the wrong type or an invalid value")
+                };
+                let field = if field.is_empty() || field == "." {
+                    "body".to_owned()
+                } else {
+                    field
+                };
+                ApiError::ValidationFailed(vec![FieldError {
+                    field: leak_field_name(field),
+                    message: message.into(),
+                }])
+            }
+        }
+    })
+}
+
+fn field_path(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// `FieldError::field` is `&'static str` because fields are normally compile-time names. Names
+/// from a request body are mapped onto the known ones when possible, so nothing is leaked for
+/// ordinary input; unknown names are reported as "body".
+fn leak_field_name(field: String) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "email",
+        "password",
+        "name",
+        "device_name",
+        "refresh_token",
+        "limit",
+        "cursor",
+    ];
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == field)
+        .unwrap_or("body")
+}
+
+/// Who is calling from where: socket address (proxies come with the rate-limiting work) and
+/// User-Agent, recorded on new sessions.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    /// The peer IP.
+    pub ip: Option<String>,
+    /// The User-Agent header, trimmed to 256 characters.
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect());
+        Ok(Self { ip, user_agent })
+    }
+}
+
+/// The caller, authenticated by a bearer access token whose session is still usable.
+#[derive(Clone, Debug)]
+pub struct CurrentSession {
+    /// The token's subject.
+    pub user_id: UserId,
+    /// The token's session.
+    pub session_id: SessionId,
+    /// The session as its actor sees it now.
+    pub session: SessionRecord,
+}
+
+impl FromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::InvalidToken)?;
+        let verified = state
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::InvalidToken)?;
+        let session = state
+            .sessions
+            .check(verified.session_id)
+            .await
+            .map_err(|e| match e {
+                SessionError::Rejected(Rejection::InvalidToken) | SessionError::NotFound => {
+                    ApiError::InvalidToken
+                }
+                other => other.into(),
+            })?;
+        if session.user_id != verified.user_id {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(Self {
+            user_id: verified.user_id,
+            session_id: verified.session_id,
+            session,
+        })
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}

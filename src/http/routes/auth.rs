@@ -1,0 +1,238 @@
+//! Registration, login and refresh: the routes that mint tokens.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sessiond_actors::model::{NewSession, SessionRecord};
+use sessiond_actors::refresh_token::RefreshToken;
+use sessiond_actors::sessions::{RefreshOutcome, SessionError};
+
+use crate::crypto::password::HashError;
+use crate::domain::{DeviceName, DisplayName, Email, Password};
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, ClientInfo};
+use crate::http::state::AppState;
+use crate::http::views::{SessionView, TokenResponse, UserView};
+use crate::store::{CreateUserError, NewUser, User, UserStatus};
+
+/// `POST /v1/auth/register` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /v1/auth/sessions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    device_name: Option<String>,
+}
+
+/// `POST /v1/auth/tokens/refresh` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Creates an account. 201 `{user}`; 409 `email_taken`.
+pub async fn register(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    // Every field error is reported at once, so a client can fix them in one go.
+    let mut errors = Vec::new();
+    let email = Email::parse(&body.email).map_err(|e| errors.push(e)).ok();
+    let password = Password::parse(body.password).map_err(|e| errors.push(e)).ok();
+    let name = match body.name.as_deref().map(DisplayName::parse) {
+        Some(Err(e)) => {
+            errors.push(e);
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::ValidationFailed(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::ValidationFailed(errors));
+    }
+
+    let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
+    let user = state
+        .store
+        .create_user(&NewUser {
+            email: email.as_str().to_owned(),
+            name: name.map(|n| n.as_str().to_owned()),
+            password_hash: Some(password_hash),
+        })
+        .await
+        .map_err(|e| match e {
+            CreateUserError::EmailTaken => ApiError::EmailTaken,
+            CreateUserError::Store(e) => e.into(),
+        })?;
+    tracing::info!(target: "audit", event = "register", user_id = %user.id);
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "user": UserView::from(&user) })),
+    )
+        .into_response())
+}
+
+/// Logs in with email and password. 201 token response; 401 `invalid_credentials` for an
+/// unknown email, a wrong password or a disabled account alike — and the same argon2 work in
+/// every case (a dummy hash stands in for a missing one).
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(body): AppJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let device_name = body
+        .device_name
+        .as_deref()
+        .map(DeviceName::parse)
+        .transpose()
+        .map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    // Malformed emails and passwords cannot match any account; still hash so the answer takes
+    // the same time as for a well-formed unknown account.
+    let email = Email::parse(&body.email).ok();
+    let password = Password::parse(body.password).ok();
+    let user = match &email {
+        Some(email) => state.store.find_user_by_email(email.as_str()).await?,
+        None => None,
+    };
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    let verified = match &password {
+        Some(password) => state
+            .passwords
+            .verify(password, stored_hash)
+            .await
+            .map_err(hash_error)?,
+        None => {
+            let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
+            state
+                .passwords
+                .verify(&filler, None)
+                .await
+                .map_err(hash_error)?
+        }
+    };
+    let user = match user {
+        Some(u) if verified && password.is_some() && u.status == UserStatus::Active => u,
+        other => {
+            tracing::info!(
+                target: "audit",
+                event = "login_failed",
+                user_id = other.as_ref().map(|u| u.id.to_string()).unwrap_or_default(),
+            );
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+
+    let now = state.clock.now();
+    let (session, refresh_token) = state
+        .sessions
+        .create(NewSession {
+            user_id: user.id,
+            auth_time: now,
+            aal: 1,
+            amr: vec!["pwd".to_owned()],
+            device_name: device_name.map(|d| d.as_str().to_owned()),
+            user_agent: client.user_agent,
+            ip: client.ip,
+        })
+        .await
+        .map_err(session_error)?;
+    tracing::info!(target: "audit", event = "login", user_id = %user.id, session_id = %session.id);
+    token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
+}
+
+/// Exchanges a refresh token for a new access token and its child refresh token.
+pub async fn refresh(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let token = RefreshToken::parse(&body.refresh_token).map_err(|_| ApiError::InvalidRefreshToken)?;
+    let refreshed = state
+        .sessions
+        .refresh(&token)
+        .await
+        .map_err(|e| match e {
+            SessionError::Reused(class) => {
+                tracing::warn!(
+                    target: "audit",
+                    event = "refresh_reuse_detected",
+                    session_id = %token.session_id,
+                    class = class.as_str(),
+                );
+                ApiError::RefreshTokenReused
+            }
+            other => other.into(),
+        })?;
+    if refreshed.outcome == RefreshOutcome::GraceRetry {
+        tracing::debug!(session_id = %token.session_id, "grace retry");
+    }
+    let user = state
+        .store
+        .get_user(refreshed.session.user_id)
+        .await?
+        .ok_or(ApiError::InvalidRefreshToken)?;
+    token_response(
+        &state,
+        StatusCode::OK,
+        &user,
+        &refreshed.session,
+        &refreshed.refresh_token,
+    )
+}
+
+fn session_error(e: SessionError) -> ApiError {
+    match e {
+        SessionError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+        SessionError::Timeout => ApiError::Unavailable("session actor timed out".into()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Builds the token response with `Cache-Control: no-store` (RFC 6749 §5.1).
+fn token_response(
+    state: &AppState,
+    status: StatusCode,
+    user: &User,
+    session: &SessionRecord,
+    refresh_token: &RefreshToken,
+) -> Result<Response, ApiError> {
+    let issued = state
+        .tokens
+        .issue(user.id, session, state.clock.now())
+        .map_err(ApiError::internal)?;
+    let body = TokenResponse {
+        access_token: issued.token,
+        refresh_token: refresh_token.encode(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        user: UserView::from(user),
+        session: SessionView::new(session, &state.policy, true),
+    };
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

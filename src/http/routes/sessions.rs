@@ -1,0 +1,168 @@
+//! The caller's sessions: list, revoke one, revoke all others, log out.
+//! Every revocation goes through the session's actor, so no refresh can mint tokens after
+//! the revocation has been acknowledged.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use sessiond_actors::ids::SessionId;
+use sessiond_actors::model::RevokeReason;
+use sessiond_actors::sessions::SessionError;
+use sessiond_actors::store::SessionStore;
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::http::extract::CurrentSession;
+use crate::http::state::AppState;
+use crate::http::views::SessionView;
+
+/// Page size when the client names none.
+const DEFAULT_LIMIT: u32 = 20;
+/// Largest page a client may ask for.
+const MAX_LIMIT: u32 = 100;
+
+/// `GET /v1/auth/sessions` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// Cursors are opaque to clients: today the base64url of the last session id of the page.
+fn encode_cursor(id: SessionId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<SessionId, ApiError> {
+    let bad = || ApiError::InvalidRequest("invalid cursor".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
+    Ok(SessionId(Uuid::from_bytes(bytes)))
+}
+
+/// Lists the caller's live sessions, newest first; the current one has `current: true`.
+pub async fn list(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                ));
+            }
+        },
+    };
+    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut page = state
+        .store
+        .list_active_sessions(me.user_id, state.clock.now(), before, limit + 1)
+        .await?;
+    let next_cursor = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|s| encode_cursor(s.id))
+    } else {
+        None
+    };
+    let sessions: Vec<SessionView> = page
+        .iter()
+        .map(|s| SessionView::new(s, &state.policy, s.id == me.session_id))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "sessions": sessions, "next_cursor": next_cursor }),
+    ))
+}
+
+/// Revokes one of the caller's sessions. Another user's session id answers 404, exactly like an
+/// id that does not exist, so ids cannot be probed.
+pub async fn revoke_one(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: SessionId = id
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest("invalid session id".into()))?;
+    let owned = state
+        .store
+        .load_session(id)
+        .await?
+        .is_some_and(|s| s.user_id == me.user_id);
+    if !owned {
+        return Err(ApiError::NotFound);
+    }
+    let reason = if id == me.session_id {
+        RevokeReason::Logout
+    } else {
+        RevokeReason::UserRevoked
+    };
+    revoke(&state, id, reason).await?;
+    tracing::info!(target: "audit", event = "session_revoked", user_id = %me.user_id, session_id = %id, reason = reason.as_str());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every session of the caller except the current one.
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    me: CurrentSession,
+) -> Result<StatusCode, ApiError> {
+    let ids = state
+        .store
+        .active_session_ids(me.user_id, state.clock.now())
+        .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids.into_iter().filter(|id| *id != me.session_id) {
+        let state = state.clone();
+        tasks.spawn(async move { revoke(&state, id, RevokeReason::RevokeOthers).await });
+    }
+    let mut revoked = 0u32;
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(ApiError::internal)??;
+        revoked += 1;
+    }
+    tracing::info!(target: "audit", event = "sessions_revoked_others", user_id = %me.user_id, count = revoked);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logs out: revokes the caller's own session.
+pub async fn logout(
+    State(state): State<AppState>,
+    me: CurrentSession,
+) -> Result<StatusCode, ApiError> {
+    revoke(&state, me.session_id, RevokeReason::Logout).await?;
+    tracing::info!(target: "audit", event = "logout", user_id = %me.user_id, session_id = %me.session_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(state: &AppState, id: SessionId, reason: RevokeReason) -> Result<(), ApiError> {
+    match state.sessions.revoke(id, reason).await {
+        Ok(()) => Ok(()),
+        Err(SessionError::NotFound) => Err(ApiError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let id = SessionId::new();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        for bad in ["", "!!", "AAAA", &"A".repeat(200)] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

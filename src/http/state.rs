@@ -1,0 +1,60 @@
+//! What every handler can reach. Built once by `app::Application::build`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sessiond_actors::clock::SharedClock;
+use sessiond_actors::rotation::RotationPolicy;
+use sessiond_actors::sessions::Sessions;
+
+use crate::crypto::access_token::AccessTokens;
+use crate::crypto::keys::KeyRing;
+use crate::crypto::password::PasswordHasher;
+use crate::store::Store;
+
+/// Shared handler state. Cheap to clone: everything is behind `Arc` or is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    /// The session engine: every refresh, check and revocation goes through it.
+    pub sessions: Sessions,
+    /// Users and read-only session queries (listing).
+    pub store: Store,
+    /// Signs and verifies access tokens.
+    pub tokens: Arc<AccessTokens>,
+    /// Published in the JWKS.
+    pub keys: Arc<KeyRing>,
+    /// argon2id on a bounded blocking pool.
+    pub passwords: Arc<PasswordHasher>,
+    /// "Now", shared with the actors so tests and rules agree on time.
+    pub clock: SharedClock,
+    /// Lifetimes, to show each session's effective expiry.
+    pub policy: RotationPolicy,
+    /// Whether `/ready` may answer 200.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Set once migrations have been applied.
+    migrated: AtomicBool,
+    /// Set when a shutdown signal arrives, before the listener closes.
+    shutting_down: AtomicBool,
+}
+
+impl Readiness {
+    /// Migrations are in place.
+    pub fn set_migrated(&self) {
+        self.migrated.store(true, Ordering::SeqCst);
+    }
+
+    /// Shutdown has begun: load balancers should stop sending traffic.
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the process may take traffic (the store is checked separately).
+    pub fn accepting(&self) -> bool {
+        self.migrated.load(Ordering::SeqCst) && !self.shutting_down.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,112 @@
+//! JSON shapes of the API's answers. Timestamps are RFC 3339 UTC with millisecond precision.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use sessiond_actors::model::SessionRecord;
+use sessiond_actors::rotation::RotationPolicy;
+
+use crate::store::{User, UserStatus};
+
+fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// Opaque id.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// `active` or `disabled`.
+    pub status: &'static str,
+    /// When the email was verified, if it was.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// Registration time.
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            status: match u.status {
+                UserStatus::Active => "active",
+                UserStatus::Disabled => "disabled",
+            },
+            email_verified_at: u.email_verified_at,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    /// Opaque id.
+    pub id: String,
+    /// Login time.
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Last refresh (or login).
+    #[serde(serialize_with = "rfc3339")]
+    pub last_seen_at: DateTime<Utc>,
+    /// When the session ends if it is not refreshed again: the earlier of the idle deadline
+    /// and the absolute lifetime.
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    /// Client-supplied label.
+    pub device_name: Option<String>,
+    /// User-Agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+impl SessionView {
+    /// Builds the view; `current` marks the caller's own session.
+    pub fn new(s: &SessionRecord, policy: &RotationPolicy, current: bool) -> Self {
+        Self {
+            id: s.id.to_string(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at.min(s.last_seen_at + policy.refresh_idle_ttl),
+            device_name: s.device_name.clone(),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+            current,
+        }
+    }
+}
+
+/// The answer to login and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Opaque, single-use refresh token.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The user.
+    pub user: UserView,
+    /// The session.
+    pub session: SessionView,
+}

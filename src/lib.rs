@@ -1,0 +1,15 @@
+//! sessiond: an authentication and session service in which every user session is a
+//! supervised actor. See ARCHITECTURE.md for the map.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,55 @@
+//! The `sessiond` binary: parse the command line, load and validate the configuration, then
+//! serve or migrate.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sessiond::app::{Application, shutdown_signal};
+use sessiond::cli::{Cli, Command};
+use sessiond::config::Config;
+use sessiond::store::Store;
+use sessiond::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("sessiond: invalid configuration:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command_or_default() {
+            Command::Serve => {
+                Application::build(config)
+                    .await?
+                    .run_until_stopped(shutdown_signal())
+                    .await
+            }
+            Command::Migrate => {
+                let store = Store::connect(&config.database_url).await?;
+                store.migrate().await?;
+                tracing::info!(store = store.backend().as_str(), "migrations applied");
+                store.close().await;
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("sessiond: {e:#}");
+            eprintln!("sessiond: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Prometheus metrics (exported at `/metrics` once the operations work lands).

@@ -1,0 +1,374 @@
+//! Durable storage: users, sessions and the refresh-token history, on PostgreSQL or SQLite.
+//!
+//! [`Store`] is the one handle the rest of the service holds. It implements the actors'
+//! [`SessionStore`] port and the account/listing queries the HTTP layer needs, and hides which
+//! database is behind it (chosen by URL scheme in [`Store::connect`]) so that no sqlx type leaks
+//! past this module: callers see only domain types, [`StoreError`] and [`CreateUserError`].
+//!
+//! Both backends keep the same contract, checked by `tests/store_conformance.rs`:
+//! every session change is fenced on the stored version (zero rows updated means
+//! [`WriteOutcome::Conflict`] and nothing written), a rotation records the new generation in the
+//! token history in the same transaction, and timestamps round-trip at microsecond precision.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::model::SessionRecord;
+use sessiond_actors::refresh_token::TokenHash;
+use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
+
+/// Re-exported so callers of [`Store`] need not depend on the actors crate for its error type.
+pub use sessiond_actors::store::StoreError;
+
+mod postgres;
+pub mod purge;
+mod sqlite;
+
+pub use purge::spawn_purge;
+
+/// Which database a [`Store`] talks to; for logs, metrics and backend-specific tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// PostgreSQL (`postgres://` or `postgresql://`).
+    Postgres,
+    /// SQLite (`sqlite:`), for single-node deployments and development.
+    Sqlite,
+}
+
+impl Backend {
+    /// A stable lowercase name, usable as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Whether an account may log in; stored so an administrator can lock an account without
+/// deleting it (its sessions and audit trail stay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserStatus {
+    /// May log in.
+    Active,
+    /// Locked out; logins are refused.
+    Disabled,
+}
+
+impl UserStatus {
+    /// The stored spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// An account, as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// The account's id (UUIDv7).
+    pub id: UserId,
+    /// Login email, already normalised by the caller; unique.
+    pub email: String,
+    /// Display name, if the user gave one.
+    pub name: Option<String>,
+    /// Whether the account may log in.
+    pub status: UserStatus,
+    /// PHC-format password hash; None for accounts without a password (passkeys, external
+    /// logins). Never printed by `Debug`.
+    pub password_hash: Option<String>,
+    /// When the email address was proven, if it was.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for User {
+    /// The password hash is left out: it is offline-attackable and has no business in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("email_verified_at", &self.email_verified_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// What registration supplies to create an account; the store assigns id, status and times.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Login email, already normalised by the caller.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// PHC-format password hash, or None for an account without a password.
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for NewUser {
+    /// The password hash is left out, as for [`User`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Why an account could not be created; the duplicate email is a business outcome the caller
+/// must answer differently from an outage.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another account already uses this email.
+    #[error("email already registered")]
+    EmailTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Handle to the database: cheap to clone (a pool inside), shared by actors, HTTP handlers and
+/// the purge task.
+#[derive(Clone)]
+pub struct Store {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Postgres(postgres::PgStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl fmt::Debug for Store {
+    /// Only the backend: the URL may carry credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Calls the same method on whichever backend is behind `self`.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.inner {
+            Inner::Postgres(s) => s.$method($($arg),*).await,
+            Inner::Sqlite(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens a connection pool for `url`: `postgres://` / `postgresql://` for PostgreSQL,
+    /// `sqlite:` for SQLite (add `?mode=rwc` to create the file). Connects eagerly so a wrong
+    /// URL or an unreachable server fails at startup, but does not migrate (see
+    /// [`Store::migrate`]), so several instances can start against one database.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let inner = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Inner::Postgres(postgres::PgStore::connect(url).await?)
+        } else if url.starts_with("sqlite:") {
+            Inner::Sqlite(sqlite::SqliteStore::connect(url).await?)
+        } else {
+            // Do not echo the URL: it may contain a password.
+            return Err(StoreError::Other(
+                "unsupported database URL scheme (expected postgres://, postgresql:// or sqlite:)"
+                    .into(),
+            ));
+        };
+        Ok(Store { inner })
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Postgres(_) => Backend::Postgres,
+            Inner::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies the embedded migrations for this backend; idempotent, and safe to run from
+    /// several instances at once (sqlx takes a lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self.migrate())
+    }
+
+    /// A cheap round trip (`SELECT 1`) for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
+    /// Creates an active account with a fresh UUIDv7 id. A duplicate email is
+    /// [`CreateUserError::EmailTaken`], decided by the database's unique constraint so two
+    /// concurrent registrations cannot both succeed.
+    pub async fn create_user(&self, new: &NewUser) -> Result<User, CreateUserError> {
+        let now = truncate_to_micros(Utc::now());
+        let user = User {
+            id: UserId::new(),
+            email: new.email.clone(),
+            name: new.name.clone(),
+            status: UserStatus::Active,
+            password_hash: new.password_hash.clone(),
+            email_verified_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        dispatch!(self.insert_user(&user))?;
+        Ok(user)
+    }
+
+    /// The account with this (normalised) email, if any.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        dispatch!(self.find_user_by_email(email))
+    }
+
+    /// The account with this id, if any.
+    pub async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        dispatch!(self.get_user(id))
+    }
+
+    /// Active, unexpired sessions of a user, newest first (id DESC), keyset-paginated: `before` = the last id of the previous page.
+    ///
+    /// "Unexpired" means `expires_at > now` (absolute lifetime only; the idle lifetime is a
+    /// rule of the actors). A `limit` of 0 returns nothing.
+    pub async fn list_active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.list_active_sessions(user, now, before, limit))
+    }
+
+    /// Ids of every active, unexpired session of a user, for "revoke all" and password changes.
+    pub async fn active_session_ids(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        dispatch!(self.active_session_ids(user, now))
+    }
+
+    /// Deletes sessions (and their token history) that ended (revoked, compromised or expired) before `cutoff`; returns how many.
+    ///
+    /// Works in small batches so it never holds locks (or SQLite's single writer) for long.
+    pub async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        dispatch!(self.purge_ended(cutoff))
+    }
+
+    /// Closes the pool(s), waiting for checked-out connections to be returned; for graceful
+    /// shutdown. Later calls fail with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+}
+
+#[async_trait]
+impl SessionStore for Store {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        dispatch!(self.insert_session(session))
+    }
+
+    async fn load_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.load_session(id))
+    }
+
+    async fn find_generation(
+        &self,
+        id: SessionId,
+        hash: &TokenHash,
+    ) -> Result<Option<u64>, StoreError> {
+        dispatch!(self.find_generation(id, hash))
+    }
+
+    async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
+        dispatch!(self.apply(change))
+    }
+}
+
+/// Drops sub-microsecond precision: both backends store microseconds, so values the store
+/// creates itself are truncated up front and compare equal after a round trip.
+fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// The moment a session ended by revocation or compromise (the earlier if both), for purging.
+fn ended_at(s: &SessionRecord) -> Option<DateTime<Utc>> {
+    match (s.revoked, s.compromised) {
+        (Some((a, _)), Some((b, _))) => Some(a.min(b)),
+        (Some((a, _)), None) | (None, Some((a, _))) => Some(a),
+        (None, None) => None,
+    }
+}
+
+/// Stored generations are signed 64-bit; a generation beyond that is a bug, not data.
+fn generation_to_db(generation: u64) -> Result<i64, StoreError> {
+    i64::try_from(generation)
+        .map_err(|_| StoreError::Other("generation out of range for storage".into()))
+}
+
+/// Reads back a stored generation; a negative one means a corrupt row.
+fn generation_from_db(generation: i64) -> Result<u64, StoreError> {
+    u64::try_from(generation).map_err(|_| corrupt("negative generation"))
+}
+
+/// A row that violates the schema's invariants (should be impossible; logged, never shown).
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt row: {what}"))
+}
+
+/// How many sessions one purge statement deletes at most.
+const PURGE_BATCH: i64 = 500;
+
+/// The part of sqlx error classification both backends share. `retryable` is the backend's
+/// verdict on a database error (lock contention, server shutting down, ...). The message names
+/// the operation and sqlx's error, which never includes bound values (tokens, hashes).
+fn map_sqlx_error(op: &str, err: sqlx::Error, retryable: impl Fn(&str) -> bool) -> StoreError {
+    use sqlx::Error as E;
+    match &err {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            StoreError::Unavailable(format!("{op}: {err}"))
+        }
+        E::Database(db) if db.code().is_some_and(|c| retryable(&c)) => {
+            StoreError::Unavailable(format!("{op}: {err}"))
+        }
+        _ => StoreError::Other(format!("{op}: {err}")),
+    }
+}
+
+/// Whether `err` is a unique violation; for telling a duplicate email from an outage.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
