@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod ids;
+pub mod memory_store;
 pub mod model;
 pub mod refresh_token;
 pub mod registry;

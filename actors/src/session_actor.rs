@@ -1,1 +1,436 @@
-//! (to be written)
+//! One actor per live session.
+//!
+//! The actor is the only writer of its session inside this process: its mailbox serialises
+//! refreshes, checks and revocations, so concurrent refreshes of one token see one rotation and
+//! grace retries, never two rotations. Across processes the store's version fence does the same
+//! job: every write names the version the actor holds, and a lost fence makes the actor reload
+//! and re-apply the rules (see [`crate::store`]).
+//!
+//! Every change is committed to the store *before* memory is updated and before the caller gets
+//! an answer: `post_stop` does not run after a panic, so nothing may wait for it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::clock::SharedClock;
+use crate::ids::SessionId;
+use crate::model::{RevokeReason, SessionRecord, SessionStatus};
+use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
+use crate::registry::Registry;
+use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
+use crate::sessions::{
+    RefreshOutcome, Refreshed, SessionError, SessionStats, SessionsConfig, store_error,
+};
+use crate::store::{SessionChange, SessionStore, WriteOutcome};
+
+/// How many times one request may re-read the store (after a lost fence, or to confirm a
+/// negative answer) before it gives up. Bounded so two writers fighting over one session cannot
+/// keep an actor busy forever.
+pub const MAX_RELOADS: u32 = 4;
+
+/// What every session actor of one engine shares. One allocation for all actors, so a resident
+/// actor pays one pointer for it.
+pub struct ActorEnv {
+    /// Durable storage: the authority every change is committed to first.
+    pub store: Arc<dyn SessionStore>,
+    /// Business time for the rotation rules (expiry, grace window, timestamps written).
+    pub clock: SharedClock,
+    /// Lifetimes, timeouts and the refresh key.
+    pub config: SessionsConfig,
+    /// Counters the actors bump (passivations, fence conflicts).
+    pub stats: Arc<SessionStats>,
+    /// Where the actor is found by session id; it binds itself at start and unbinds itself when
+    /// it passivates, so lookups stop routing to it before it goes away.
+    pub registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for ActorEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorEnv")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session actor is started with.
+pub struct SessionActorArgs {
+    /// The session this actor owns.
+    pub id: SessionId,
+    /// The shared environment.
+    pub env: Arc<ActorEnv>,
+    /// The record when the caller already has it (a session just created by login), which
+    /// spares the store read in `pre_start`; `None` loads it from the store.
+    pub preloaded: Option<SessionRecord>,
+}
+
+/// Messages a session actor handles. Every request carries its reply port: the caller waits for
+/// the answer, which is only sent once the store has committed whatever the request changed.
+pub enum SessionMsg {
+    /// Refresh with this secret: rotate, grace-retry, or detect reuse.
+    Refresh(RefreshSecret, RpcReplyPort<Result<Refreshed, SessionError>>),
+    /// May the session be used (access-token check)? Answers the record if so.
+    Check(RpcReplyPort<Result<SessionRecord, SessionError>>),
+    /// End the session.
+    Revoke(RevokeReason, RpcReplyPort<Result<(), SessionError>>),
+    /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
+    /// Does not count as activity.
+    PassivationTick,
+    /// Test hook: panic while handling this message, to exercise supervision.
+    #[cfg(any(test, feature = "test-hooks"))]
+    Panic(RpcReplyPort<()>),
+}
+
+impl std::fmt::Debug for SessionMsg {
+    /// Secrets never reach a log: only the kind of message is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Refresh(..) => "Refresh",
+            Self::Check(..) => "Check",
+            Self::Revoke(..) => "Revoke",
+            Self::PassivationTick => "PassivationTick",
+            #[cfg(any(test, feature = "test-hooks"))]
+            Self::Panic(..) => "Panic",
+        })
+    }
+}
+
+/// The actor. Stateless itself (ractor habit): everything lives in [`SessionState`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionActor;
+
+/// A resident session's memory. Deliberately small: one per live session.
+pub struct SessionState {
+    /// The session as last read from or committed to the store.
+    record: SessionRecord,
+    /// When `record` was last read from or written to the store; `Check` trusts memory only
+    /// within `staleness` of this, since another instance may have changed the session.
+    synced_at: Instant,
+    /// When the actor last handled a real request; passivation counts idleness from here.
+    last_active: Instant,
+    /// Shared environment (store, clock, config, stats, registry).
+    env: Arc<ActorEnv>,
+}
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionState")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionActorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let SessionActorArgs { id, env, preloaded } = args;
+        let record = match preloaded {
+            Some(record) => record,
+            None => match env.store.load_session(id).await {
+                Ok(Some(record)) => record,
+                // Typed errors so the activation can tell the caller why (downcast there).
+                Ok(None) => return Err(Box::new(SessionError::NotFound)),
+                Err(e) => return Err(Box::new(store_error(e))),
+            },
+        };
+        if record.id != id {
+            return Err(Box::new(SessionError::Internal(
+                "store returned another session".to_owned(),
+            )));
+        }
+        // Bound before any supervision event can mention this actor, so the supervisor can
+        // always map the actor back to its session.
+        env.registry.bind(myself.get_id(), id);
+        let now = Instant::now();
+        Ok(SessionState {
+            record,
+            synced_at: now,
+            last_active: now,
+            env,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionMsg::Refresh(secret, reply) => {
+                state.last_active = Instant::now();
+                let result = state.refresh(&secret).await;
+                // The caller may have timed out and gone; the work is committed either way.
+                let _ = reply.send(result);
+            }
+            SessionMsg::Check(reply) => {
+                state.last_active = Instant::now();
+                let result = state.check().await;
+                let _ = reply.send(result);
+            }
+            SessionMsg::Revoke(reason, reply) => {
+                state.last_active = Instant::now();
+                let result = state.revoke(reason).await;
+                let _ = reply.send(result);
+            }
+            SessionMsg::PassivationTick => {
+                if state.last_active.elapsed() >= state.env.config.passivate_after {
+                    // Unbind first so new requests activate a fresh actor instead of racing
+                    // the drain; drain (not stop) so requests already queued are still served.
+                    state.env.registry.forget(state.record.id, myself.get_id());
+                    state.env.stats.passivations.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(session = %state.record.id, "session actor passivated");
+                    let _ = myself.drain();
+                }
+            }
+            #[cfg(any(test, feature = "test-hooks"))]
+            SessionMsg::Panic(_reply) => {
+                panic!("injected panic in session actor (test hook)");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionState {
+    /// The session this actor owns.
+    fn id(&self) -> SessionId {
+        self.record.id
+    }
+
+    /// Re-reads the record from the store; `NotFound` if it is gone.
+    async fn reload(&mut self) -> Result<(), SessionError> {
+        match self.env.store.load_session(self.id()).await {
+            Ok(Some(record)) => {
+                self.record = record;
+                self.synced_at = Instant::now();
+                Ok(())
+            }
+            Ok(None) => Err(SessionError::NotFound),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Commits `change` fenced on the version in memory; on success applies it to memory.
+    /// `Ok(false)` means the fence was lost (counted) and memory was reloaded.
+    async fn commit(&mut self, change: &SessionChange) -> Result<bool, SessionError> {
+        match self.env.store.apply(change).await.map_err(store_error)? {
+            WriteOutcome::Committed { version } => {
+                rotation::apply(&mut self.record, change, version);
+                self.synced_at = Instant::now();
+                Ok(true)
+            }
+            WriteOutcome::Conflict => {
+                self.env
+                    .stats
+                    .fence_conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    session = %self.id(),
+                    change = change.kind(),
+                    "fence lost; reloading session"
+                );
+                self.reload().await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Spends one reload from the request's budget, or fails if it is exhausted.
+    fn spend(budget: &mut u32) -> Result<(), SessionError> {
+        if *budget == 0 {
+            return Err(store_error(crate::store::StoreError::Unavailable(
+                "session changed concurrently too many times".to_owned(),
+            )));
+        }
+        *budget -= 1;
+        Ok(())
+    }
+
+    /// Where the presented hash stands, asking the token history only when memory cannot tell.
+    /// `None` means memory is behind the store (a generation it does not know was issued).
+    async fn locate(
+        &self,
+        presented: &TokenHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Presented>, SessionError> {
+        match rotation::classify(&self.record, presented) {
+            SecretMatch::Current => Ok(Some(Presented::Current)),
+            SecretMatch::Previous => Ok(Some(Presented::Previous)),
+            SecretMatch::Other => {
+                if rotation::usable(&self.record, now, &self.env.config.policy).is_err() {
+                    // Status and expiry are decided before the secret: no history look-up.
+                    return Ok(Some(Presented::Unknown));
+                }
+                let found = self
+                    .env
+                    .store
+                    .find_generation(self.id(), presented)
+                    .await
+                    .map_err(store_error)?;
+                Ok(match found {
+                    None => Some(Presented::Unknown),
+                    Some(g) if g.saturating_add(1) < self.record.generation => {
+                        Some(Presented::Ancestor)
+                    }
+                    // Issued, yet neither current nor previous in memory: memory is stale.
+                    Some(_) => None,
+                })
+            }
+        }
+    }
+
+    /// The refresh flow: classify, decide, commit, then update memory and answer.
+    async fn refresh(&mut self, secret: &RefreshSecret) -> Result<Refreshed, SessionError> {
+        let presented_hash = secret.hash();
+        let mut budget = MAX_RELOADS;
+        // Whether memory was re-read from the store during this request. A negative answer
+        // (invalid, expired, reuse) is only given from such memory: another instance may have
+        // rotated the session since we last looked.
+        let mut fresh = false;
+        loop {
+            let now = self.env.clock.now();
+            let Some(presented) = self.locate(&presented_hash, now).await? else {
+                Self::spend(&mut budget)?;
+                self.reload().await?;
+                fresh = true;
+                continue;
+            };
+            let policy = self.env.config.policy;
+            match rotation::decide_refresh(&self.record, presented, now, &policy) {
+                RefreshDecision::Rotate { new_generation } => {
+                    let child =
+                        self.env
+                            .config
+                            .refresh_key
+                            .derive_child(self.id(), new_generation, secret);
+                    let change = SessionChange::Rotate {
+                        id: self.id(),
+                        expected_version: self.record.version,
+                        new_generation,
+                        new_hash: child.hash(),
+                        at: now,
+                    };
+                    if self.commit(&change).await? {
+                        return Ok(self.refreshed(child, RefreshOutcome::Rotated));
+                    }
+                    Self::spend(&mut budget)?;
+                    fresh = true;
+                }
+                RefreshDecision::GraceRetry => {
+                    let child = self.env.config.refresh_key.derive_child(
+                        self.id(),
+                        self.record.generation,
+                        secret,
+                    );
+                    if child.hash() == self.record.current_hash {
+                        return Ok(self.refreshed(child, RefreshOutcome::GraceRetry));
+                    }
+                    // The previous secret's child is not the current one (the key changed?).
+                    if fresh {
+                        return Err(Rejection::InvalidToken.into());
+                    }
+                    Self::spend(&mut budget)?;
+                    self.reload().await?;
+                    fresh = true;
+                }
+                RefreshDecision::Reuse(class) => {
+                    if !fresh {
+                        Self::spend(&mut budget)?;
+                        self.reload().await?;
+                        fresh = true;
+                        continue;
+                    }
+                    let change = SessionChange::Compromise {
+                        id: self.id(),
+                        expected_version: self.record.version,
+                        class,
+                        at: now,
+                    };
+                    if self.commit(&change).await? {
+                        tracing::warn!(
+                            session = %self.id(),
+                            user = %self.record.user_id,
+                            class = class.as_str(),
+                            "refresh token reuse detected; session compromised"
+                        );
+                        return Err(SessionError::Reused(class));
+                    }
+                    Self::spend(&mut budget)?;
+                }
+                RefreshDecision::Reject(
+                    rejection @ (Rejection::InvalidToken | Rejection::Expired),
+                ) => {
+                    if fresh {
+                        return Err(rejection.into());
+                    }
+                    Self::spend(&mut budget)?;
+                    self.reload().await?;
+                    fresh = true;
+                }
+                // Revoked and compromised are final: memory cannot be "too old" to say so.
+                RefreshDecision::Reject(rejection) => return Err(rejection.into()),
+            }
+        }
+    }
+
+    fn refreshed(&self, child: RefreshSecret, outcome: RefreshOutcome) -> Refreshed {
+        Refreshed {
+            session: self.record.clone(),
+            refresh_token: RefreshToken {
+                session_id: self.id(),
+                secret: child,
+            },
+            outcome,
+        }
+    }
+
+    /// Access-token check: memory if recent enough, else the store; then the usability rules.
+    async fn check(&mut self) -> Result<SessionRecord, SessionError> {
+        let mut fresh = false;
+        if self.synced_at.elapsed() >= self.env.config.staleness {
+            self.reload().await?;
+            fresh = true;
+        }
+        let policy = self.env.config.policy;
+        match rotation::usable(&self.record, self.env.clock.now(), &policy) {
+            Ok(()) => Ok(self.record.clone()),
+            // Idle expiry from memory may be wrong if another instance refreshed meanwhile.
+            Err(Rejection::Expired) if !fresh => {
+                self.reload().await?;
+                rotation::usable(&self.record, self.env.clock.now(), &policy)?;
+                Ok(self.record.clone())
+            }
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+
+    /// Revokes, fenced; ending an already ended session succeeds without a write.
+    async fn revoke(&mut self, reason: RevokeReason) -> Result<(), SessionError> {
+        let mut budget = MAX_RELOADS;
+        loop {
+            if self.record.status != SessionStatus::Active {
+                return Ok(());
+            }
+            let change = SessionChange::Revoke {
+                id: self.id(),
+                expected_version: self.record.version,
+                reason,
+                at: self.env.clock.now(),
+            };
+            if self.commit(&change).await? {
+                return Ok(());
+            }
+            Self::spend(&mut budget)?;
+        }
+    }
+}

@@ -4,15 +4,21 @@
 //! [`SessionError`]. (CONTRACT — the HTTP layer is written against these signatures.)
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, RpcReplyPort};
 
 use crate::clock::SharedClock;
 use crate::ids::SessionId;
-use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord};
-use crate::refresh_token::{RefreshKey, RefreshToken};
+use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use crate::refresh_token::{RefreshKey, RefreshSecret, RefreshToken};
+use crate::registry::{Registry, shard_of};
 use crate::rotation::{Rejection, RotationPolicy};
+use crate::session_actor::{ActorEnv, SessionActorArgs, SessionMsg};
 use crate::store::{SessionStore, StoreError};
+use crate::supervisor::{self, ShardArgs, ShardSupervisor, SupervisorMsg};
 
 /// Settings of the session engine.
 #[derive(Clone, Debug)]
@@ -96,9 +102,26 @@ pub struct SessionStats {
 /// The handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Sessions {
-    #[allow(dead_code)]
-    inner: Arc<()>,
+    /// Everything the handle needs, shared by all clones.
+    inner: Arc<Inner>,
 }
+
+/// The shared part of [`Sessions`].
+struct Inner {
+    /// Store, clock, config, stats and registry, shared with every actor.
+    env: Arc<ActorEnv>,
+    /// One supervisor per shard; a session's actor lives under `supervisors[shard_of(id)]`.
+    supervisors: Vec<ActorRef<SupervisorMsg>>,
+    /// Set by `shutdown`: no new activation starts after it.
+    closed: AtomicBool,
+}
+
+/// How many times a call is sent: once, plus one retry if the actor turned out to be gone
+/// (passivated or crashed between the lookup and the send).
+const CALL_ATTEMPTS: usize = 2;
+
+/// How long `shutdown` waits for actors to finish their queued work before killing them.
+const SHUTDOWN_GRACE_MIN: Duration = Duration::from_secs(5);
 
 impl Sessions {
     /// Starts the supervisors.
@@ -107,8 +130,50 @@ impl Sessions {
         clock: SharedClock,
         config: SessionsConfig,
     ) -> Result<Self, SessionError> {
-        let _ = (store, clock, config);
-        todo!()
+        let shards = match config.shards {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .max(4),
+            n => n,
+        };
+        // Often enough that an idle actor lives at most ~1.25 × passivate_after, rarely enough
+        // that sweeping a shard of many actors stays cheap.
+        let sweep_every =
+            (config.passivate_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+        let env = Arc::new(ActorEnv {
+            store,
+            clock,
+            config,
+            stats: Arc::new(SessionStats::default()),
+            registry: Arc::new(Registry::new(shards)),
+        });
+        let mut supervisors = Vec::with_capacity(shards);
+        for shard in 0..shards {
+            let args = ShardArgs {
+                shard,
+                env: Arc::clone(&env),
+                sweep_every,
+            };
+            match ShardSupervisor::spawn(None, ShardSupervisor, args).await {
+                Ok((supervisor, _detached)) => supervisors.push(supervisor),
+                Err(e) => {
+                    for s in &supervisors {
+                        s.stop(None);
+                    }
+                    return Err(SessionError::Internal(format!(
+                        "shard supervisor failed to start: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                env,
+                supervisors,
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
 
     /// Opens a new session (generation 0, random first secret), commits it, and returns it with
@@ -117,43 +182,198 @@ impl Sessions {
         &self,
         new: NewSession,
     ) -> Result<(SessionRecord, RefreshToken), SessionError> {
-        let _ = new;
-        todo!()
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
+        let env = &self.inner.env;
+        let now = env.clock.now();
+        let secret = RefreshSecret::random();
+        let record = SessionRecord {
+            id: SessionId::new(),
+            user_id: new.user_id,
+            status: SessionStatus::Active,
+            generation: 0,
+            current_hash: secret.hash(),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + env.config.max_ttl,
+            auth_time: new.auth_time,
+            aal: new.aal,
+            amr: new.amr,
+            device_name: new.device_name,
+            user_agent: new.user_agent,
+            ip: new.ip,
+            revoked: None,
+            compromised: None,
+            version: 1,
+        };
+        env.store
+            .insert_session(&record)
+            .await
+            .map_err(store_error)?;
+        // Warm the actor with the record we already hold: the client's next request (an access
+        // token check) then needs no store read. The session exists either way, so a failure
+        // here only means the actor is activated on first use instead.
+        if let Err(e) = self.actor(record.id, Some(record.clone())).await {
+            tracing::debug!(session = %record.id, error = %e, "could not pre-activate session actor");
+        }
+        let token = RefreshToken {
+            session_id: record.id,
+            secret,
+        };
+        Ok((record, token))
     }
 
     /// Refreshes: rotation, grace retry, reuse detection — see [`crate::rotation`].
     pub async fn refresh(&self, token: &RefreshToken) -> Result<Refreshed, SessionError> {
-        let _ = token;
-        todo!()
+        self.call(token.session_id, |reply| {
+            SessionMsg::Refresh(token.secret.clone(), reply)
+        })
+        .await?
     }
 
     /// The session behind an access token, if it may still be used. Uses the actor's state if
     /// it was read or written within `staleness`, else re-reads the store.
     pub async fn check(&self, id: SessionId) -> Result<SessionRecord, SessionError> {
-        let _ = id;
-        todo!()
+        self.call(id, SessionMsg::Check).await?
     }
 
     /// Revokes a session through its actor. Revoking an already ended session succeeds.
     pub async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<(), SessionError> {
-        let _ = (id, reason);
-        todo!()
+        self.call(id, |reply| SessionMsg::Revoke(reason, reply))
+            .await?
     }
 
     /// Live counters.
     pub fn stats(&self) -> Arc<SessionStats> {
-        todo!()
+        Arc::clone(&self.inner.env.stats)
     }
 
     /// Stops every actor (after its pending write) and the supervisors.
+    ///
+    /// Actors are *drained*: requests already in their mailboxes are served (and their writes
+    /// committed) before they stop; requests arriving afterwards fail with
+    /// [`SessionError::Unavailable`]. Idempotent.
     pub async fn shutdown(&self) {
-        todo!()
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let grace = self.inner.env.config.call_timeout.max(SHUTDOWN_GRACE_MIN);
+        let drains = self
+            .inner
+            .supervisors
+            .iter()
+            .cloned()
+            .map(|supervisor| async move {
+                let cell = supervisor.get_cell();
+                cell.drain_children_and_wait(Some(grace)).await;
+                // Draining the supervisor after its children lets it handle their termination
+                // events first (they are queued ahead of the drain marker), so the gauges settle.
+                if supervisor.drain_and_wait(Some(grace)).await.is_err() {
+                    let _ = supervisor.kill_and_wait(Some(grace)).await;
+                }
+            });
+        futures_join_all(drains).await;
+        self.inner.env.registry.clear();
     }
 
     /// Test hook: makes the session's actor panic on its next message.
+    ///
+    /// The panic message itself is that next message: this returns once the actor has died,
+    /// so the following request finds it gone and re-activates it from the store.
     #[cfg(feature = "test-hooks")]
     pub async fn inject_panic(&self, id: SessionId) -> Result<(), SessionError> {
-        let _ = id;
-        todo!()
+        let actor = self.actor(id, None).await?;
+        match actor
+            .call(SessionMsg::Panic, Some(self.inner.env.config.call_timeout))
+            .await
+        {
+            // The reply port is dropped by the panic, which is the expected outcome.
+            Ok(CallResult::SenderError) | Err(_) => Ok(()),
+            Ok(CallResult::Success(())) => Err(SessionError::Internal(
+                "session actor survived an injected panic".to_owned(),
+            )),
+            Ok(CallResult::Timeout) => Err(SessionError::Timeout),
+        }
     }
+
+    /// The resident actor of `id`, activated (from `preloaded` or the store) if needed.
+    async fn actor(
+        &self,
+        id: SessionId,
+        preloaded: Option<SessionRecord>,
+    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
+        let env = &self.inner.env;
+        let supervisor = &self.inner.supervisors[shard_of(id, self.inner.supervisors.len())];
+        env.registry
+            .get_or_activate(id, || {
+                let args = SessionActorArgs {
+                    id,
+                    env: Arc::clone(env),
+                    preloaded,
+                };
+                supervisor::activate(supervisor, args)
+            })
+            .await
+    }
+
+    /// Sends a request to the session's actor and waits for the answer within `call_timeout`.
+    /// If the actor is found gone (it passivated or crashed between lookup and send, or died
+    /// before answering), it is forgotten and the request is retried once on a fresh actor.
+    /// Retrying is safe: every request is idempotent given the derived tokens (a retried
+    /// rotation becomes a grace retry returning the same child).
+    async fn call<R, F>(&self, id: SessionId, build: F) -> Result<R, SessionError>
+    where
+        R: Send + 'static,
+        F: Fn(RpcReplyPort<R>) -> SessionMsg,
+    {
+        let timeout = self.inner.env.config.call_timeout;
+        for _ in 0..CALL_ATTEMPTS {
+            let actor = self.actor(id, None).await?;
+            match actor.call(&build, Some(timeout)).await {
+                Ok(CallResult::Success(answer)) => return Ok(answer),
+                Ok(CallResult::Timeout) => return Err(SessionError::Timeout),
+                Ok(CallResult::SenderError) | Err(_) => {
+                    self.inner.env.registry.forget(id, actor.get_id());
+                }
+            }
+        }
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(shutting_down());
+        }
+        Err(SessionError::Internal(
+            "session actor stopped before answering, twice".to_owned(),
+        ))
+    }
+}
+
+/// Awaits every future concurrently (no `futures` dependency for one join).
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Maps a store failure to the caller's error: an outage is retryable (`Unavailable`), anything
+/// else is a bug or corrupt data (`Internal`).
+pub(crate) fn store_error(error: StoreError) -> SessionError {
+    match error {
+        StoreError::Unavailable(_) => SessionError::Unavailable(error),
+        StoreError::Other(message) => SessionError::Internal(format!("store: {message}")),
+    }
+}
+
+/// The error for requests that arrive during or after `shutdown`: retryable elsewhere.
+pub(crate) fn shutting_down() -> SessionError {
+    SessionError::Unavailable(StoreError::Unavailable(
+        "session engine is shutting down".to_owned(),
+    ))
 }
