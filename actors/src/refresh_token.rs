@@ -148,7 +148,14 @@ impl RefreshToken {
             return Err(MalformedToken);
         }
         let rest = s.strip_prefix(PREFIX).ok_or(MalformedToken)?;
-        let (sid, secret) = rest.split_once('_').ok_or(MalformedToken)?;
+        // `_` is also a base64url character, so the separator is found by position (the id has
+        // a fixed encoded length), not by searching for the first `_`.
+        const SID_LEN: usize = (4 * 16usize).div_ceil(3);
+        let sid = rest.get(..SID_LEN).ok_or(MalformedToken)?;
+        let secret = rest
+            .get(SID_LEN..)
+            .and_then(|r| r.strip_prefix('_'))
+            .ok_or(MalformedToken)?;
         let sid: [u8; 16] = decode_exact(sid)?;
         let secret: [u8; 32] = decode_exact(secret)?;
         Ok(Self {
@@ -189,6 +196,25 @@ mod tests {
         let s = t.encode();
         assert!(s.starts_with("rt1_"));
         assert_eq!(RefreshToken::parse(&s).unwrap(), t);
+    }
+
+    #[test]
+    fn ids_and_secrets_containing_the_separator_round_trip() {
+        // Base64url uses `_` itself: the sid 0xFF.. encodes to `_` characters throughout.
+        let t = RefreshToken {
+            session_id: SessionId(Uuid::from_bytes([0xFF; 16])),
+            secret: RefreshSecret::from_bytes([0xFF; 32]),
+        };
+        let s = t.encode();
+        assert!(s["rt1_".len()..].starts_with("___"));
+        assert_eq!(RefreshToken::parse(&s).unwrap(), t);
+        for _ in 0..1_000 {
+            let t = RefreshToken {
+                session_id: SessionId(Uuid::from_bytes(rand::random())),
+                secret: RefreshSecret::random(),
+            };
+            assert_eq!(RefreshToken::parse(&t.encode()).unwrap(), t);
+        }
     }
 
     #[test]
