@@ -1,1 +1,121 @@
-//! (to be written)
+//! The command line. Deliberately small: every setting lives in the environment or the TOML
+//! file (see [`crate::config`]), so one configuration serves every subcommand and no setting
+//! can disagree between a flag and a variable.
+
+use clap::{Parser, Subcommand};
+
+const CONFIG_HELP: &str = "\
+Configuration:
+  Settings come from environment variables, which override an optional TOML file:
+  ./sessiond.toml, or the file named by SESSIOND_CONFIG. Each variable SESSIOND_<KEY>
+  is the TOML key <key> in lowercase (SESSIOND_ACCESS_TTL = access_ttl), except
+  DATABASE_URL and REDIS_URL. Durations use units: 15m, 10s, 250ms, 14d.
+
+  Common settings:
+    DATABASE_URL                sqlite://sessiond.db?mode=rwc (default) or postgres://...
+    SESSIOND_BIND               listen address, default 127.0.0.1:8080
+    SESSIOND_ISSUER             token issuer URL, default http://localhost:8080
+    SESSIOND_SIGNING_ALG        EdDSA (default), RS256 or HS256
+    SESSIOND_SIGNING_KEY_FILE   PEM key file(s), comma-separated; the first signs
+    SESSIOND_REFRESH_KEY        secret for refresh tokens (base64, 32+ bytes)
+    SESSIOND_ACCESS_TTL         access-token lifetime, default 15m
+    SESSIOND_LOG_FORMAT         pretty (default) or json; filter with RUST_LOG
+
+  With SQLite and no keys configured, development keys are generated and kept next to
+  the database (sessiond.keys). PostgreSQL requires SESSIOND_SIGNING_KEY_FILE and
+  SESSIOND_REFRESH_KEY: instances must share keys.
+
+  Invalid configuration is reported in full on stderr, naming each variable and TOML
+  key, and the process exits with status 2.";
+
+/// `sessiond [serve | migrate]`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sessiond",
+    version,
+    about = "Authentication and session service: one supervised actor per session.",
+    long_about = "Authentication and session service: one supervised actor per session.\n\n\
+                  Issues short-lived access tokens (JWT) and rotating refresh tokens with \
+                  replay detection. Without a subcommand it serves.",
+    after_long_help = CONFIG_HELP,
+    after_help = "Run `sessiond --help` for the configuration variables."
+)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default). Applies pending database migrations first.
+    #[command(
+        long_about = "Serve the HTTP API (the default when no subcommand is given).\n\n\
+                      Validates the configuration, loads or (SQLite only) generates keys, \
+                      applies pending migrations, then listens on SESSIOND_BIND until \
+                      SIGINT/SIGTERM, draining requests for up to SESSIOND_SHUTDOWN_TIMEOUT.",
+        after_long_help = CONFIG_HELP
+    )]
+    Serve,
+    /// Apply pending database migrations to DATABASE_URL, then exit.
+    #[command(
+        long_about = "Apply pending database migrations to DATABASE_URL, then exit.\n\n\
+                      Safe to run repeatedly and before every deployment; instances can then \
+                      start without racing to migrate.",
+        after_long_help = CONFIG_HELP
+    )]
+    Migrate,
+}
+
+impl Cli {
+    /// The subcommand to run: `serve` when none was given.
+    pub fn command_or_default(&self) -> Command {
+        self.command.unwrap_or(Command::Serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = Cli::try_parse_from(["sessiond"]).unwrap();
+        assert_eq!(cli.command_or_default(), Command::Serve);
+        let cli = Cli::try_parse_from(["sessiond", "serve"]).unwrap();
+        assert_eq!(cli.command_or_default(), Command::Serve);
+        let cli = Cli::try_parse_from(["sessiond", "migrate"]).unwrap();
+        assert_eq!(cli.command_or_default(), Command::Migrate);
+    }
+
+    #[test]
+    fn unknown_subcommands_and_flags_are_refused() {
+        assert!(Cli::try_parse_from(["sessiond", "launch"]).is_err());
+        assert!(Cli::try_parse_from(["sessiond", "--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn help_points_at_the_configuration() {
+        let help = Cli::command().render_long_help().to_string();
+        for expected in [
+            "serve",
+            "migrate",
+            "SESSIOND_CONFIG",
+            "DATABASE_URL",
+            "sessiond.toml",
+        ] {
+            assert!(help.contains(expected), "missing {expected:?} in:\n{help}");
+        }
+        let err = Cli::try_parse_from(["sessiond", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert!(err.to_string().contains(env!("CARGO_PKG_VERSION")));
+    }
+}

@@ -1,0 +1,444 @@
+//! Password hashing with Argon2id, bounded so that a login flood cannot take the service down.
+//!
+//! Argon2 is deliberately slow and memory-hungry, so it never runs on the async runtime: each
+//! hash runs on a blocking thread, at most `hash_concurrency` at once (one core stays free for
+//! the request path), and at most `hash_queue` callers may wait for a slot. Anyone beyond that
+//! gets [`HashError::Busy`] at once (the API answers 503), which keeps memory and latency
+//! bounded under attack instead of queueing without limit.
+//!
+//! Login must not reveal whether an account exists: when there is no stored hash (unknown user,
+//! or a user without a password), [`PasswordHasher::verify`] verifies against a dummy hash made
+//! with the same parameters, so both cases cost one Argon2 verification.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+use crate::config::Config;
+use crate::domain::Password;
+
+/// Why hashing or verification did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing slot is taken and the waiting line is full. Retry later (503).
+    #[error("password hashing is saturated; try again later")]
+    Busy,
+    /// The stored hash is not an Argon2 PHC string this service can verify. (The hash itself
+    /// is not shown.)
+    #[error("stored password hash is not a valid argon2 PHC string")]
+    InvalidStoredHash,
+    /// The configured parameters are outside argon2's limits.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    /// Argon2 itself failed (e.g. out of memory).
+    #[error("argon2 failed: {0}")]
+    Argon2(String),
+    /// The blocking task panicked or the runtime is shutting down.
+    #[error("password hashing task failed")]
+    TaskFailed,
+}
+
+/// Counters for gauges and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HasherStats {
+    /// Callers waiting for a hashing slot.
+    pub waiting: usize,
+    /// Hashes or verifications running now.
+    pub in_progress: usize,
+    /// Argon2 verifications run so far (real and dummy).
+    pub verifications: u64,
+    /// Of those, verifications against the dummy hash (no stored hash).
+    pub dummy_verifications: u64,
+}
+
+struct Inner {
+    params: Params,
+    slots: Arc<Semaphore>,
+    queue_limit: usize,
+    waiting: AtomicUsize,
+    in_progress: AtomicUsize,
+    verifications: AtomicU64,
+    dummy_verifications: AtomicU64,
+    /// Hash of a random password, made on first need with the configured parameters.
+    dummy: OnceLock<String>,
+}
+
+impl Inner {
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    fn hash(&self, password: &[u8]) -> Result<String, HashError> {
+        self.argon2()
+            .hash_password(password)
+            .map(|h| h.to_string())
+            .map_err(|e| HashError::Argon2(e.to_string()))
+    }
+
+    fn dummy(&self) -> Result<&str, HashError> {
+        if let Some(d) = self.dummy.get() {
+            return Ok(d);
+        }
+        let made = self.hash(&crate::crypto::random_bytes::<32>())?;
+        // Two first callers may race; either hash is as good as the other.
+        Ok(self.dummy.get_or_init(|| made))
+    }
+}
+
+/// Decrements a counter when dropped, so cancelled or panicking callers are still counted out.
+struct CountGuard<'a>(&'a AtomicUsize);
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Owns a slot while the blocking job runs (even if the caller stopped waiting), so the
+/// concurrency bound counts real CPU work.
+struct Running {
+    inner: Arc<Inner>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.inner.in_progress.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Argon2id hashing behind a bounded pool. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("m_cost", &self.inner.params.m_cost())
+            .field("t_cost", &self.inner.params.t_cost())
+            .field("p_cost", &self.inner.params.p_cost())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with `params`, running at most `concurrency` (at least 1) hashes at once and
+    /// letting at most `queue` callers wait.
+    pub fn new(params: Params, concurrency: usize, queue: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                params,
+                slots: Arc::new(Semaphore::new(concurrency.max(1))),
+                queue_limit: queue,
+                waiting: AtomicUsize::new(0),
+                in_progress: AtomicUsize::new(0),
+                verifications: AtomicU64::new(0),
+                dummy_verifications: AtomicU64::new(0),
+                dummy: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A hasher from the `argon2_*`, `hash_concurrency` and `hash_queue` settings.
+    pub fn from_config(config: &Config) -> Result<Self, HashError> {
+        let params = Params::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| HashError::Params(e.to_string()))?;
+        Ok(Self::new(
+            params,
+            config.hash_concurrency,
+            config.hash_queue,
+        ))
+    }
+
+    /// Hashes `password` with a fresh random salt; returns the PHC string to store
+    /// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
+        let password = password.clone();
+        self.run(move |inner| inner.hash(password.expose_secret().as_bytes()))
+            .await?
+    }
+
+    /// Checks `password` against `stored`. With no stored hash it verifies against the dummy
+    /// hash and returns false, doing the same work as a wrong password.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, HashError> {
+        let password = password.clone();
+        let stored = stored.map(str::to_owned);
+        self.run(move |inner| {
+            let (phc, is_dummy) = match &stored {
+                Some(s) => (s.as_str(), false),
+                None => (inner.dummy()?, true),
+            };
+            let parsed = PasswordHash::new(phc).map_err(|_| HashError::InvalidStoredHash)?;
+            inner.verifications.fetch_add(1, Ordering::SeqCst);
+            if is_dummy {
+                inner.dummy_verifications.fetch_add(1, Ordering::SeqCst);
+            }
+            match inner
+                .argon2()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+            {
+                Ok(()) => Ok(!is_dummy),
+                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+                Err(argon2::password_hash::Error::Algorithm) => Err(HashError::InvalidStoredHash),
+                Err(e) => Err(HashError::Argon2(e.to_string())),
+            }
+        })
+        .await?
+    }
+
+    /// Whether `stored` was made with other parameters than the configured ones (or another
+    /// algorithm), so it should be replaced at the next successful login.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(stored) else {
+            return true;
+        };
+        if hash.algorithm != argon2::ARGON2ID_IDENT {
+            return true;
+        }
+        match Params::try_from(&hash) {
+            Ok(p) => {
+                let want = &self.inner.params;
+                (p.m_cost(), p.t_cost(), p.p_cost())
+                    != (want.m_cost(), want.t_cost(), want.p_cost())
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// `(waiting, in progress)`, for gauges.
+    pub fn load(&self) -> (usize, usize) {
+        (
+            self.inner.waiting.load(Ordering::SeqCst),
+            self.inner.in_progress.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Every counter.
+    pub fn stats(&self) -> HasherStats {
+        let i = &self.inner;
+        HasherStats {
+            waiting: i.waiting.load(Ordering::SeqCst),
+            in_progress: i.in_progress.load(Ordering::SeqCst),
+            verifications: i.verifications.load(Ordering::SeqCst),
+            dummy_verifications: i.dummy_verifications.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Admission control then the job on a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let inner = &self.inner;
+        let slot = match inner.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::Closed) => return Err(HashError::TaskFailed),
+            Err(TryAcquireError::NoPermits) => {
+                // Take a place in line only if there is one; never wait for a place.
+                inner
+                    .waiting
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                        (w < inner.queue_limit).then_some(w + 1)
+                    })
+                    .map_err(|_| HashError::Busy)?;
+                let _in_line = CountGuard(&inner.waiting);
+                inner
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| HashError::TaskFailed)?
+            }
+        };
+        inner.in_progress.fetch_add(1, Ordering::SeqCst);
+        let running = Running {
+            inner: inner.clone(),
+            _slot: slot,
+        };
+        tokio::task::spawn_blocking(move || {
+            let running = running;
+            job(&running.inner)
+        })
+        .await
+        .map_err(|_| HashError::TaskFailed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tiny parameters: the behaviour under test does not depend on the cost.
+    fn hasher(concurrency: usize, queue: usize) -> PasswordHasher {
+        PasswordHasher::new(Params::new(256, 1, 1, None).unwrap(), concurrency, queue)
+    }
+
+    fn pw(s: &str) -> Password {
+        Password::parse(s.to_string()).unwrap()
+    }
+
+    /// Yields until `cond` holds; no timing involved, it only lets other tasks run.
+    async fn until(cond: impl Fn() -> bool) {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify_round_trips() {
+        let h = hasher(1, 4);
+        let stored = h.hash(&pw("correct horse")).await.unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+            "{stored}"
+        );
+        assert!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap());
+        assert!(!h.verify(&pw("wrong horse!"), Some(&stored)).await.unwrap());
+        // Salted: the same password hashes differently each time.
+        assert_ne!(stored, h.hash(&pw("correct horse")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn missing_hash_verifies_against_the_dummy_and_fails() {
+        let h = hasher(1, 4);
+        let stored = h.hash(&pw("correct horse")).await.unwrap();
+
+        assert!(!h.verify(&pw("wrong horse!"), Some(&stored)).await.unwrap());
+        let after_wrong = h.stats();
+        assert_eq!(
+            (after_wrong.verifications, after_wrong.dummy_verifications),
+            (1, 0)
+        );
+
+        assert!(!h.verify(&pw("correct horse"), None).await.unwrap());
+        let after_unknown = h.stats();
+        // Exactly one Argon2 verification, as for a wrong password — against the dummy.
+        assert_eq!(after_unknown.verifications, 2);
+        assert_eq!(after_unknown.dummy_verifications, 1);
+
+        // The dummy hash is made once and reused.
+        let dummy = h.inner.dummy.get().cloned().unwrap();
+        assert!(dummy.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
+        assert!(!h.verify(&pw("anything at all"), None).await.unwrap());
+        assert_eq!(h.inner.dummy.get(), Some(&dummy));
+        assert_eq!(h.stats().dummy_verifications, 2);
+    }
+
+    #[tokio::test]
+    async fn corrupt_stored_hashes_are_errors() {
+        let h = hasher(1, 4);
+        for bad in ["", "plaintext", "$2b$12$abcdefghijklmnopqrstuv"] {
+            assert!(
+                matches!(
+                    h.verify(&pw("whatever1"), Some(bad)).await,
+                    Err(HashError::InvalidStoredHash)
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn busy_when_every_slot_and_the_queue_are_taken() {
+        let h = hasher(1, 1);
+        // Hold the only slot, as a long hash would.
+        let held = h.inner.slots.clone().acquire_owned().await.unwrap();
+
+        let queued = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw("in the queue")).await })
+        };
+        until(|| h.load() == (1, 0)).await;
+
+        // The line is full: refused at once.
+        assert!(matches!(
+            h.hash(&pw("one too many")).await,
+            Err(HashError::Busy)
+        ));
+        assert!(matches!(
+            h.verify(&pw("one too many"), None).await,
+            Err(HashError::Busy)
+        ));
+
+        drop(held);
+        assert!(queued.await.unwrap().is_ok());
+        assert_eq!(h.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_zero_queue_refuses_as_soon_as_slots_are_taken() {
+        let h = hasher(1, 0);
+        let held = h.inner.slots.clone().acquire_owned().await.unwrap();
+        assert!(matches!(
+            h.hash(&pw("no waiting")).await,
+            Err(HashError::Busy)
+        ));
+        drop(held);
+        assert!(h.hash(&pw("now it works")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiters_leave_the_queue() {
+        let h = hasher(1, 1);
+        let held = h.inner.slots.clone().acquire_owned().await.unwrap();
+        let waiter = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw("given up on")).await })
+        };
+        until(|| h.load().0 == 1).await;
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(h.load(), (0, 0));
+        // The place in line is free again.
+        let again = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw("next in line")).await })
+        };
+        until(|| h.load().0 == 1).await;
+        drop(held);
+        assert!(again.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn rehash_is_needed_when_parameters_change() {
+        let h = hasher(1, 1);
+        let stored = h.hash(&pw("correct horse")).await.unwrap();
+        assert!(!h.needs_rehash(&stored));
+        let stronger = PasswordHasher::new(Params::new(512, 2, 1, None).unwrap(), 1, 1);
+        assert!(stronger.needs_rehash(&stored));
+        assert!(h.needs_rehash("not a hash"));
+    }
+
+    #[test]
+    fn from_config_uses_the_configured_parameters() {
+        let config = Config::from_sources(
+            None,
+            &[
+                ("SESSIOND_ARGON2_MEMORY_KIB".into(), "1024".into()),
+                ("SESSIOND_ARGON2_ITERATIONS".into(), "3".into()),
+                ("SESSIOND_HASH_CONCURRENCY".into(), "2".into()),
+            ],
+        )
+        .unwrap();
+        let h = PasswordHasher::from_config(&config).unwrap();
+        assert_eq!(h.inner.params.m_cost(), 1024);
+        assert_eq!(h.inner.params.t_cost(), 3);
+        assert_eq!(h.inner.slots.available_permits(), 2);
+        assert_eq!(h.inner.queue_limit, 64);
+    }
+}

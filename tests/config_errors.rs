@@ -1,0 +1,235 @@
+//! Acceptance: a broken configuration stops the service before it starts, with one message per
+//! problem naming both the environment variable and the TOML key.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sessiond::config::Config;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(toml: Option<&str>, pairs: &[(&str, &str)]) -> Vec<String> {
+    Config::from_sources(toml, &env(pairs))
+        .expect_err("the configuration must be rejected")
+        .problems()
+        .to_vec()
+}
+
+fn names_both(problem: &str, env_key: &str, toml_key: &str) -> bool {
+    problem.contains(env_key) && problem.contains(&format!("toml: {toml_key}"))
+}
+
+#[test]
+fn unsupported_database_scheme_is_rejected() {
+    let p = problems(
+        None,
+        &[("DATABASE_URL", "mysql://root:pw@localhost/sessiond")],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "DATABASE_URL", "database_url"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("postgres://"), "{}", p[0]);
+    assert!(
+        !p[0].contains("root:pw"),
+        "the URL may hold a password: {}",
+        p[0]
+    );
+}
+
+#[test]
+fn negative_lifetime_is_rejected_clearly() {
+    let p = problems(None, &[("SESSIOND_ACCESS_TTL", "-5m")]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("must be a positive duration"), "{}", p[0]);
+}
+
+#[test]
+fn access_ttl_longer_than_refresh_idle_ttl_is_rejected() {
+    let p = problems(
+        None,
+        &[
+            ("SESSIOND_ACCESS_TTL", "2h"),
+            ("SESSIOND_REFRESH_IDLE_TTL", "1h"),
+        ],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
+        "{}",
+        p[0]
+    );
+    assert!(
+        names_both(&p[0], "SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn the_same_rules_apply_to_the_toml_file() {
+    let p = problems(
+        Some("access_ttl = \"2h\"\nrefresh_idle_ttl = \"1h\"\n"),
+        &[],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn postgres_without_keys_is_rejected() {
+    let p = problems(
+        None,
+        &[("DATABASE_URL", "postgres://app@db.internal/sessiond")],
+    );
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p.iter().any(
+            |m| names_both(m, "SESSIOND_SIGNING_KEY_FILE", "signing_key_file")
+                && m.contains("instances must share keys")
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| names_both(m, "SESSIOND_REFRESH_KEY", "refresh_key")
+                && m.contains("instances must share keys")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = Config::from_sources(
+        Some("grace_window = \"1m\"\nunknown_setting = 1\n"),
+        &env(&[
+            ("DATABASE_URL", "mysql://localhost/x"),
+            ("SESSIOND_ACCESS_TTL", "abc"),
+            ("SESSIOND_REFRESH_IDLE_TTL", "-1d"),
+            ("SESSIOND_ARGON2_ITERATIONS", "0"),
+        ]),
+    )
+    .unwrap_err();
+    let p = err.problems();
+    assert_eq!(p.len(), 5, "{p:#?}");
+    for (env_key, toml_key) in [
+        ("DATABASE_URL", "database_url"),
+        ("SESSIOND_ACCESS_TTL", "access_ttl"),
+        ("SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl"),
+        ("SESSIOND_ARGON2_ITERATIONS", "argon2_iterations"),
+    ] {
+        assert!(
+            p.iter().any(|m| names_both(m, env_key, toml_key)),
+            "{env_key} missing from {p:#?}"
+        );
+    }
+    assert!(p.iter().any(|m| m.contains("unknown_setting")), "{p:#?}");
+    assert!(
+        p.contains(
+            &"SESSIOND_ACCESS_TTL (toml: access_ttl): \"abc\" is not a duration (e.g. 15m, 10s)"
+                .to_string()
+        )
+    );
+    // Display: a header line, then one line per problem.
+    assert_eq!(err.to_string().lines().count(), 1 + p.len());
+}
+
+/// Runs the real binary in an empty directory with only `vars` (plus PATH and HOME) set.
+/// The child is killed if it has not exited after a generous bound, so a configuration that
+/// is wrongly accepted fails the test instead of hanging it; nothing is asserted about time.
+fn run_binary(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for key in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the sessiond binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sessiond kept running with an invalid configuration");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn binary_exits_non_zero_naming_a_bad_database_scheme() {
+    let (code, stderr) = run_binary(&[("DATABASE_URL", "mysql://root:pw@localhost/sessiond")]);
+    assert_ne!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(
+        code,
+        Some(2),
+        "configuration errors exit with 2; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("DATABASE_URL (toml: database_url)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("root:pw"), "{stderr}");
+}
+
+#[test]
+fn binary_reports_every_problem_naming_each_key() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_ACCESS_TTL", "-5m"),
+        ("DATABASE_URL", "postgres://app@db.internal/sessiond"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    for needle in [
+        "SESSIOND_ACCESS_TTL (toml: access_ttl)",
+        "must be a positive duration",
+        "SESSIOND_SIGNING_KEY_FILE (toml: signing_key_file)",
+        "SESSIOND_REFRESH_KEY (toml: refresh_key)",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn binary_rejects_an_unreadable_config_file() {
+    let (code, stderr) = run_binary(&[("SESSIOND_CONFIG", "/nonexistent/sessiond.toml")]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("SESSIOND_CONFIG"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/sessiond.toml"), "{stderr}");
+}
