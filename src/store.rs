@@ -254,7 +254,8 @@ impl Store {
         dispatch!(self.get_user(id))
     }
 
-    /// Active, unexpired sessions of a user, newest first (id DESC), keyset-paginated: `before` = the last id of the previous page.
+    /// Active, unexpired sessions of a user, newest first (id DESC), keyset-paginated:
+    /// `before` = the last id of the previous page.
     ///
     /// "Unexpired" means `expires_at > now` (absolute lifetime only; the idle lifetime is a
     /// rule of the actors). A `limit` of 0 returns nothing.
@@ -280,7 +281,8 @@ impl Store {
         dispatch!(self.active_session_ids(user, now))
     }
 
-    /// Deletes sessions (and their token history) that ended (revoked, compromised or expired) before `cutoff`; returns how many.
+    /// Deletes sessions (and their token history) that ended (revoked, compromised or expired)
+    /// before `cutoff`; returns how many.
     ///
     /// Works in small batches so it never holds locks (or SQLite's single writer) for long.
     pub async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -365,10 +367,4 @@ fn map_sqlx_error(op: &str, err: sqlx::Error, retryable: impl Fn(&str) -> bool) 
         }
         _ => StoreError::Other(format!("{op}: {err}")),
     }
-}
-
-/// Whether `err` is a unique violation; for telling a duplicate email from an outage.
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|db| db.is_unique_violation())
 }

@@ -1,0 +1,472 @@
+//! PostgreSQL backend.
+//!
+//! Native types throughout: `uuid`, `bytea` hashes, `timestamptz` (microseconds), `text[]` amr.
+//! Fencing relies on PostgreSQL's row locks under READ COMMITTED: of two concurrent
+//! `UPDATE ... WHERE id = $1 AND version = $2`, the second waits for the first, re-checks its
+//! WHERE clause against the committed row, finds the version moved on and updates zero rows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use sessiond_actors::refresh_token::TokenHash;
+use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
+
+use super::{
+    CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
+    generation_to_db, map_sqlx_error,
+};
+
+/// Default pool size; a handful of connections per core is plenty for short transactions.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Name of the unique constraint on `users.email` (see the migration).
+const EMAIL_CONSTRAINT: &str = "users_email_key";
+
+macro_rules! session_columns {
+    () => {
+        "id, user_id, status, generation, current_hash, previous_hash, rotated_at, created_at, \
+         last_seen_at, expires_at, auth_time, aal, amr, device_name, user_agent, ip, revoked_at, \
+         revoked_reason, compromised_at, compromise_class, version"
+    };
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, status, password_hash, email_verified_at, created_at, updated_at"
+    };
+}
+
+/// The PostgreSQL implementation behind [`super::Store`].
+#[derive(Clone)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+/// Classifies a PostgreSQL error: connection exceptions (08), insufficient resources (53),
+/// operator intervention such as a shutting-down server (57), and serialization failures or
+/// deadlocks (40) are worth retrying.
+fn map_err(op: &str, err: sqlx::Error) -> StoreError {
+    map_sqlx_error(op, err, |code| {
+        ["08", "53", "57", "40"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    })
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            // sqlx's message may quote the URL (and so a password): keep it out.
+            .map_err(|_| StoreError::Other("invalid PostgreSQL URL".into()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
+                other => StoreError::Other(format!("migrate: {other}")),
+            })
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| map_err("ping", e))
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn insert_user(&self, user: &User) -> Result<(), CreateUserError> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(user.id.as_uuid())
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(user.status.as_str())
+        .bind(&user.password_hash)
+        .bind(user.email_verified_at)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_database_error().is_some_and(|db| {
+                    db.is_unique_violation() && db.constraint() == Some(EMAIL_CONSTRAINT)
+                }) =>
+            {
+                Err(CreateUserError::EmailTaken)
+            }
+            Err(e) => Err(map_err("create user", e).into()),
+        }
+    }
+
+    pub(crate) async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("find user by email", e))?
+        .map(|row| user_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("get user", e))?
+        .map(|row| user_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let generation = generation_to_db(s.generation)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| map_err("insert session", e))?;
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ", ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22)"
+        ))
+        .bind(s.id.as_uuid())
+        .bind(s.user_id.as_uuid())
+        .bind(s.status.as_str())
+        .bind(generation)
+        .bind(s.current_hash.as_bytes().as_slice())
+        .bind(s.previous_hash.as_ref().map(|h| h.as_bytes().as_slice()))
+        .bind(s.rotated_at)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(s.auth_time)
+        .bind(i16::from(s.aal))
+        .bind(&s.amr)
+        .bind(&s.device_name)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(s.revoked.map(|(at, _)| at))
+        .bind(s.revoked.map(|(_, r)| r.as_str()))
+        .bind(s.compromised.map(|(at, _)| at))
+        .bind(s.compromised.map(|(_, c)| c.as_str()))
+        .bind(s.version)
+        .bind(ended_at(s))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("insert session", e))?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(s.id.as_uuid())
+        .bind(generation)
+        .bind(s.current_hash.as_bytes().as_slice())
+        .bind(s.rotated_at.unwrap_or(s.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("insert session token", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| map_err("insert session commit", e))
+    }
+
+    pub(crate) async fn load_session(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("load session", e))?
+        .map(|row| session_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn find_generation(
+        &self,
+        id: SessionId,
+        hash: &TokenHash,
+    ) -> Result<Option<u64>, StoreError> {
+        let generation: Option<i64> = sqlx::query_scalar(
+            "SELECT generation FROM refresh_tokens WHERE session_id = $1 AND token_hash = $2 \
+             ORDER BY generation DESC LIMIT 1",
+        )
+        .bind(id.as_uuid())
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("find generation", e))?;
+        generation.map(generation_from_db).transpose()
+    }
+
+    pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
+        match change {
+            SessionChange::Rotate {
+                id,
+                expected_version,
+                new_generation,
+                new_hash,
+                at,
+            } => {
+                let generation = generation_to_db(*new_generation)?;
+                let mut tx = self.pool.begin().await.map_err(|e| map_err("rotate", e))?;
+                let version: Option<i64> = sqlx::query_scalar(
+                    "UPDATE sessions SET previous_hash = current_hash, current_hash = $3, \
+                     generation = $4, rotated_at = $5, last_seen_at = $5, version = version + 1 \
+                     WHERE id = $1 AND version = $2 RETURNING version",
+                )
+                .bind(id.as_uuid())
+                .bind(expected_version)
+                .bind(new_hash.as_bytes().as_slice())
+                .bind(generation)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err("rotate", e))?;
+                let Some(version) = version else {
+                    // Dropping the transaction rolls it back; nothing was written anyway.
+                    return Ok(WriteOutcome::Conflict);
+                };
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id.as_uuid())
+                .bind(generation)
+                .bind(new_hash.as_bytes().as_slice())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("rotate token", e))?;
+                tx.commit().await.map_err(|e| map_err("rotate commit", e))?;
+                Ok(WriteOutcome::Committed { version })
+            }
+            SessionChange::Revoke {
+                id,
+                expected_version,
+                reason,
+                at,
+            } => {
+                let version: Option<i64> = sqlx::query_scalar(
+                    "UPDATE sessions SET status = 'revoked', revoked_at = $3, revoked_reason = $4, \
+                     ended_at = COALESCE(ended_at, $3), version = version + 1 \
+                     WHERE id = $1 AND version = $2 RETURNING version",
+                )
+                .bind(id.as_uuid())
+                .bind(expected_version)
+                .bind(at)
+                .bind(reason.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("revoke", e))?;
+                Ok(outcome(version))
+            }
+            SessionChange::Compromise {
+                id,
+                expected_version,
+                class,
+                at,
+            } => {
+                let version: Option<i64> = sqlx::query_scalar(
+                    "UPDATE sessions SET status = 'compromised', compromised_at = $3, \
+                     compromise_class = $4, ended_at = COALESCE(ended_at, $3), \
+                     version = version + 1 \
+                     WHERE id = $1 AND version = $2 RETURNING version",
+                )
+                .bind(id.as_uuid())
+                .bind(expected_version)
+                .bind(at)
+                .bind(class.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("compromise", e))?;
+                Ok(outcome(version))
+            }
+        }
+    }
+
+    pub(crate) async fn list_active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        // No cursor = start above every possible id (a v7 id is never all ones).
+        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 AND status = 'active' AND expires_at > $2 \
+             AND id < $3 ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(user.as_uuid())
+        .bind(now)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("list sessions", e))?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub(crate) async fn active_session_ids(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = $1 AND status = 'active' AND expires_at > $2 \
+             ORDER BY id DESC",
+        )
+        .bind(user.as_uuid())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("active session ids", e))?;
+        Ok(ids.into_iter().map(SessionId).collect())
+    }
+
+    pub(crate) async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            // Token history goes with the session (ON DELETE CASCADE).
+            let deleted = sqlx::query(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                 WHERE ended_at < $1 OR expires_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("purge", e))?
+            .rows_affected();
+            total += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn outcome(version: Option<i64>) -> WriteOutcome {
+    match version {
+        Some(version) => WriteOutcome::Committed { version },
+        None => WriteOutcome::Conflict,
+    }
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
+}
+
+fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
+}
+
+fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
+    let status: String = get(row, "status")?;
+    Ok(User {
+        id: UserId(get(row, "id")?),
+        email: get(row, "email")?,
+        name: get(row, "name")?,
+        status: UserStatus::parse(&status).ok_or_else(|| corrupt("unknown user status"))?,
+        password_hash: get(row, "password_hash")?,
+        email_verified_at: get(row, "email_verified_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    let status: String = get(row, "status")?;
+    let current_hash: Vec<u8> = get(row, "current_hash")?;
+    let previous_hash: Option<Vec<u8>> = get(row, "previous_hash")?;
+    let aal: i16 = get(row, "aal")?;
+    let revoked_at: Option<DateTime<Utc>> = get(row, "revoked_at")?;
+    let revoked_reason: Option<String> = get(row, "revoked_reason")?;
+    let compromised_at: Option<DateTime<Utc>> = get(row, "compromised_at")?;
+    let compromise_class: Option<String> = get(row, "compromise_class")?;
+    Ok(SessionRecord {
+        id: SessionId(get(row, "id")?),
+        user_id: UserId(get(row, "user_id")?),
+        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("unknown session status"))?,
+        generation: generation_from_db(get(row, "generation")?)?,
+        current_hash: hash(&current_hash)?,
+        previous_hash: previous_hash.as_deref().map(hash).transpose()?,
+        rotated_at: get(row, "rotated_at")?,
+        created_at: get(row, "created_at")?,
+        last_seen_at: get(row, "last_seen_at")?,
+        expires_at: get(row, "expires_at")?,
+        auth_time: get(row, "auth_time")?,
+        aal: u8::try_from(aal).map_err(|_| corrupt("aal out of range"))?,
+        amr: get(row, "amr")?,
+        device_name: get(row, "device_name")?,
+        user_agent: get(row, "user_agent")?,
+        ip: get(row, "ip")?,
+        revoked: match (revoked_at, revoked_reason) {
+            (Some(at), Some(reason)) => Some((
+                at,
+                RevokeReason::parse(&reason).ok_or_else(|| corrupt("unknown revoke reason"))?,
+            )),
+            (None, None) => None,
+            _ => return Err(corrupt("revoked_at and revoked_reason disagree")),
+        },
+        compromised: match (compromised_at, compromise_class) {
+            (Some(at), Some(class)) => Some((
+                at,
+                ReuseClass::parse(&class).ok_or_else(|| corrupt("unknown compromise class"))?,
+            )),
+            (None, None) => None,
+            _ => return Err(corrupt("compromised_at and compromise_class disagree")),
+        },
+        version: get(row, "version")?,
+    })
+}

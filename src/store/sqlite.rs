@@ -1,0 +1,589 @@
+//! SQLite backend, for single-node deployments and development.
+//!
+//! Storage conventions (see the migration):
+//! * ids are 16-byte BLOBs (sqlx's `Uuid` encoding); BLOBs compare with memcmp, so UUIDv7 ids
+//!   sort by time exactly as in PostgreSQL;
+//! * timestamps are TEXT in one fixed-width UTC format, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written
+//!   and parsed only by [`ts`] and [`parse_ts`] (never sqlx's variable-width default), so text
+//!   order is time order and `expires_at > ?` is a correct comparison in SQL;
+//! * `amr` is a JSON array of strings.
+//!
+//! Writes are serialised. SQLite has a single writer per database file, and a deferred
+//! transaction that reads before it writes can fail with `SQLITE_BUSY` when it tries to upgrade
+//! its lock (the busy timeout cannot help then). So every write goes through a dedicated pool of
+//! exactly one connection (in-process writers queue fairly on the pool instead of spinning on
+//! the file lock) and runs inside `BEGIN IMMEDIATE`, which takes the write lock up front (so
+//! writers in *other* processes on the same file wait on `busy_timeout` instead of deadlocking).
+//! Reads use a separate pool; in WAL mode they never block, and are never blocked by, the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use sessiond_actors::refresh_token::TokenHash;
+use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use uuid::Uuid;
+
+use super::{
+    CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
+    generation_to_db, map_sqlx_error,
+};
+
+/// Readers; WAL lets them run alongside the writer.
+const MAX_READERS: u32 = 8;
+/// How long a request waits for a pooled connection (or the writer) before the store reports
+/// itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits for a lock held by another process before giving up with
+/// `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The statement that opens every write transaction: take the write lock now, not on the first
+/// write, so a transaction never has to upgrade a read lock.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// The one timestamp format: fixed width, UTC, microseconds.
+const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+
+macro_rules! session_columns {
+    () => {
+        "id, user_id, status, generation, current_hash, previous_hash, rotated_at, created_at, \
+         last_seen_at, expires_at, auth_time, aal, amr, device_name, user_agent, ip, revoked_at, \
+         revoked_reason, compromised_at, compromise_class, version"
+    };
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, status, password_hash, email_verified_at, created_at, updated_at"
+    };
+}
+
+/// The SQLite implementation behind [`super::Store`].
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    /// Exactly one connection: the only path for writes.
+    writer: SqlitePool,
+    /// Everything else. For an in-memory database this is the writer itself (a second
+    /// connection would open a second, empty database).
+    reader: SqlitePool,
+}
+
+/// Formats a timestamp the one way this backend stores them (truncated to microseconds).
+fn ts(t: DateTime<Utc>) -> String {
+    t.format(TS_FORMAT).to_string()
+}
+
+/// Parses a stored timestamp.
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    NaiveDateTime::parse_from_str(s, TS_FORMAT)
+        .map(|n| n.and_utc())
+        .map_err(|_| corrupt("malformed timestamp"))
+}
+
+/// SQLite's primary result code is the low byte of the extended code: `SQLITE_BUSY` (5) and
+/// `SQLITE_LOCKED` (6) mean contention, worth retrying.
+fn map_err(op: &str, err: sqlx::Error) -> StoreError {
+    map_sqlx_error(op, err, |code| {
+        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    })
+}
+
+impl SqliteStore {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // The database is the authority on every rotation: a commit must survive power loss.
+            .synchronous(SqliteSynchronous::Full);
+        if is_in_memory(url) {
+            // One connection for everything, kept forever: the database lives in it.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|e| map_err("connect", e))?;
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+            });
+        }
+        // The writer connects first: it creates the file (if the URL allows) and switches it
+        // to WAL, a persistent property the readers then find.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(MAX_READERS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.create_if_missing(false))
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        Ok(Self { writer, reader })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
+                other => StoreError::Other(format!("migrate: {other}")),
+            })
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(drop)
+            .map_err(|e| map_err("ping", e))
+    }
+
+    pub(crate) async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    pub(crate) async fn insert_user(&self, user: &User) -> Result<(), CreateUserError> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))
+        .bind(user.id.as_uuid())
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(user.status.as_str())
+        .bind(&user.password_hash)
+        .bind(user.email_verified_at.map(ts))
+        .bind(ts(user.created_at))
+        .bind(ts(user.updated_at))
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            // SQLite names the violated columns in the message ("UNIQUE constraint failed:
+            // users.email"); the id is a fresh UUIDv7, so this is the only unique key that can
+            // collide, but check anyway.
+            Err(e)
+                if e.as_database_error().is_some_and(|db| {
+                    db.is_unique_violation() && db.message().contains("users.email")
+                }) =>
+            {
+                Err(CreateUserError::EmailTaken)
+            }
+            Err(e) => Err(map_err("create user", e).into()),
+        }
+    }
+
+    pub(crate) async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = ?1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| map_err("find user by email", e))?
+        .map(|row| user_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| map_err("get user", e))?
+        .map(|row| user_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let generation = generation_to_db(s.generation)?;
+        let amr = serde_json::to_string(&s.amr)
+            .map_err(|e| StoreError::Other(format!("encode amr: {e}")))?;
+        let mut tx = self
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err("insert session", e))?;
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ", ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+        ))
+        .bind(s.id.as_uuid())
+        .bind(s.user_id.as_uuid())
+        .bind(s.status.as_str())
+        .bind(generation)
+        .bind(s.current_hash.as_bytes().as_slice())
+        .bind(s.previous_hash.as_ref().map(|h| h.as_bytes().as_slice()))
+        .bind(s.rotated_at.map(ts))
+        .bind(ts(s.created_at))
+        .bind(ts(s.last_seen_at))
+        .bind(ts(s.expires_at))
+        .bind(ts(s.auth_time))
+        .bind(i64::from(s.aal))
+        .bind(amr)
+        .bind(&s.device_name)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(s.revoked.map(|(at, _)| ts(at)))
+        .bind(s.revoked.map(|(_, r)| r.as_str()))
+        .bind(s.compromised.map(|(at, _)| ts(at)))
+        .bind(s.compromised.map(|(_, c)| c.as_str()))
+        .bind(s.version)
+        .bind(ended_at(s).map(ts))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("insert session", e))?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(s.id.as_uuid())
+        .bind(generation)
+        .bind(s.current_hash.as_bytes().as_slice())
+        .bind(ts(s.rotated_at.unwrap_or(s.created_at)))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("insert session token", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| map_err("insert session commit", e))
+    }
+
+    pub(crate) async fn load_session(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = ?1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| map_err("load session", e))?
+        .map(|row| session_from_row(&row))
+        .transpose()
+    }
+
+    pub(crate) async fn find_generation(
+        &self,
+        id: SessionId,
+        hash: &TokenHash,
+    ) -> Result<Option<u64>, StoreError> {
+        let generation: Option<i64> = sqlx::query_scalar(
+            "SELECT generation FROM refresh_tokens WHERE session_id = ?1 AND token_hash = ?2 \
+             ORDER BY generation DESC LIMIT 1",
+        )
+        .bind(id.as_uuid())
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|e| map_err("find generation", e))?;
+        generation.map(generation_from_db).transpose()
+    }
+
+    pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
+        let op = change.kind();
+        let mut tx = self
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let version: Option<i64> = match change {
+            SessionChange::Rotate {
+                id,
+                expected_version,
+                new_generation,
+                new_hash,
+                at,
+            } => {
+                let generation = generation_to_db(*new_generation)?;
+                let version: Option<i64> = sqlx::query_scalar(
+                    "UPDATE sessions SET previous_hash = current_hash, current_hash = ?3, \
+                     generation = ?4, rotated_at = ?5, last_seen_at = ?5, version = version + 1 \
+                     WHERE id = ?1 AND version = ?2 RETURNING version",
+                )
+                .bind(id.as_uuid())
+                .bind(expected_version)
+                .bind(new_hash.as_bytes().as_slice())
+                .bind(generation)
+                .bind(ts(*at))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err(op, e))?;
+                if version.is_some() {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (session_id, generation, token_hash, \
+                         issued_at) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(generation)
+                    .bind(new_hash.as_bytes().as_slice())
+                    .bind(ts(*at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_err("rotate token", e))?;
+                }
+                version
+            }
+            SessionChange::Revoke {
+                id,
+                expected_version,
+                reason,
+                at,
+            } => sqlx::query_scalar(
+                "UPDATE sessions SET status = 'revoked', revoked_at = ?3, revoked_reason = ?4, \
+                 ended_at = COALESCE(ended_at, ?3), version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(ts(*at))
+            .bind(reason.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?,
+            SessionChange::Compromise {
+                id,
+                expected_version,
+                class,
+                at,
+            } => sqlx::query_scalar(
+                "UPDATE sessions SET status = 'compromised', compromised_at = ?3, \
+                 compromise_class = ?4, ended_at = COALESCE(ended_at, ?3), \
+                 version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(ts(*at))
+            .bind(class.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?,
+        };
+        match version {
+            Some(version) => {
+                tx.commit().await.map_err(|e| map_err(op, e))?;
+                Ok(WriteOutcome::Committed { version })
+            }
+            None => {
+                // Release the writer promptly rather than on drop.
+                tx.rollback().await.map_err(|e| map_err(op, e))?;
+                Ok(WriteOutcome::Conflict)
+            }
+        }
+    }
+
+    pub(crate) async fn list_active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        // No cursor = start above every possible id (a v7 id is never all ones).
+        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = ?1 AND status = 'active' AND expires_at > ?2 \
+             AND id < ?3 ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(user.as_uuid())
+        .bind(ts(now))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| map_err("list sessions", e))?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub(crate) async fn active_session_ids(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = ?1 AND status = 'active' AND expires_at > ?2 \
+             ORDER BY id DESC",
+        )
+        .bind(user.as_uuid())
+        .bind(ts(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| map_err("active session ids", e))?;
+        Ok(ids.into_iter().map(SessionId).collect())
+    }
+
+    pub(crate) async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cutoff = ts(cutoff);
+        let mut total = 0;
+        loop {
+            // One short transaction per batch, so other writers get the writer in between.
+            // Token history goes with the session (ON DELETE CASCADE; foreign keys are on).
+            let mut tx = self
+                .writer
+                .begin_with(BEGIN_WRITE)
+                .await
+                .map_err(|e| map_err("purge", e))?;
+            let deleted = sqlx::query(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                 WHERE ended_at < ?1 OR expires_at < ?1 LIMIT ?2)",
+            )
+            .bind(&cutoff)
+            .bind(PURGE_BATCH)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("purge", e))?
+            .rows_affected();
+            tx.commit().await.map_err(|e| map_err("purge", e))?;
+            total += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// Whether `url` names an in-memory database (which lives and dies with its one connection).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
+}
+
+fn get_ts(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    parse_ts(&get::<String>(row, column)?)
+}
+
+fn get_opt_ts(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    get::<Option<String>>(row, column)?
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
+}
+
+fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let status: String = get(row, "status")?;
+    Ok(User {
+        id: UserId(get(row, "id")?),
+        email: get(row, "email")?,
+        name: get(row, "name")?,
+        status: UserStatus::parse(&status).ok_or_else(|| corrupt("unknown user status"))?,
+        password_hash: get(row, "password_hash")?,
+        email_verified_at: get_opt_ts(row, "email_verified_at")?,
+        created_at: get_ts(row, "created_at")?,
+        updated_at: get_ts(row, "updated_at")?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let status: String = get(row, "status")?;
+    let current_hash: Vec<u8> = get(row, "current_hash")?;
+    let previous_hash: Option<Vec<u8>> = get(row, "previous_hash")?;
+    let aal: i64 = get(row, "aal")?;
+    let amr: String = get(row, "amr")?;
+    let revoked_at = get_opt_ts(row, "revoked_at")?;
+    let revoked_reason: Option<String> = get(row, "revoked_reason")?;
+    let compromised_at = get_opt_ts(row, "compromised_at")?;
+    let compromise_class: Option<String> = get(row, "compromise_class")?;
+    Ok(SessionRecord {
+        id: SessionId(get(row, "id")?),
+        user_id: UserId(get(row, "user_id")?),
+        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("unknown session status"))?,
+        generation: generation_from_db(get(row, "generation")?)?,
+        current_hash: hash(&current_hash)?,
+        previous_hash: previous_hash.as_deref().map(hash).transpose()?,
+        rotated_at: get_opt_ts(row, "rotated_at")?,
+        created_at: get_ts(row, "created_at")?,
+        last_seen_at: get_ts(row, "last_seen_at")?,
+        expires_at: get_ts(row, "expires_at")?,
+        auth_time: get_ts(row, "auth_time")?,
+        aal: u8::try_from(aal).map_err(|_| corrupt("aal out of range"))?,
+        amr: serde_json::from_str(&amr).map_err(|_| corrupt("amr is not a JSON string array"))?,
+        device_name: get(row, "device_name")?,
+        user_agent: get(row, "user_agent")?,
+        ip: get(row, "ip")?,
+        revoked: match (revoked_at, revoked_reason) {
+            (Some(at), Some(reason)) => Some((
+                at,
+                RevokeReason::parse(&reason).ok_or_else(|| corrupt("unknown revoke reason"))?,
+            )),
+            (None, None) => None,
+            _ => return Err(corrupt("revoked_at and revoked_reason disagree")),
+        },
+        compromised: match (compromised_at, compromise_class) {
+            (Some(at), Some(class)) => Some((
+                at,
+                ReuseClass::parse(&class).ok_or_else(|| corrupt("unknown compromise class"))?,
+            )),
+            (None, None) => None,
+            _ => return Err(corrupt("compromised_at and compromise_class disagree")),
+        },
+        version: get(row, "version")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fixed_width_and_sort_as_text() {
+        let whole = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = whole + chrono::Duration::milliseconds(500);
+        let earlier = whole - chrono::Duration::microseconds(1);
+        assert_eq!(ts(whole), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(ts(later), "2026-01-02T03:04:05.500000Z");
+        assert!(ts(earlier) < ts(whole) && ts(whole) < ts(later));
+        for t in [whole, later, earlier] {
+            assert_eq!(ts(t).len(), 27);
+            assert_eq!(parse_ts(&ts(t)).unwrap(), t);
+        }
+        // Sub-microsecond precision is truncated, never rounded up.
+        let nanos = whole + chrono::Duration::nanoseconds(999);
+        assert_eq!(ts(nanos), "2026-01-02T03:04:05.000000Z");
+    }
+}
