@@ -8,17 +8,13 @@ use serde_json::{Value, json};
 use sessiond::app::Application;
 use sessiond::config::Config;
 use sessiond::store::Store;
-use sessiond::testing::{fresh_postgres_url, fresh_sqlite_url};
+use sessiond::testing::TestDatabase;
 use sessiond_actors::sessions::Sessions;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 /// Which store a test runs against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+pub use sessiond::testing::TestBackend as Backend;
 
 /// A running sessiond and a client for it.
 pub struct TestApp {
@@ -28,6 +24,8 @@ pub struct TestApp {
     pub store: Store,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Dropped (PostgreSQL database removed) when the test ends.
+    _db: TestDatabase,
     _dir: TempDir,
 }
 
@@ -49,14 +47,11 @@ pub fn write_keys(dir: &Path) -> (String, String) {
 /// `SESSIOND_*` settings (e.g. a short grace window).
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::Postgres => fresh_postgres_url().await,
-        Backend::Sqlite => fresh_sqlite_url(dir.path()),
-    };
+    let db = backend.fresh_database(dir.path()).await;
     let (key_file, refresh_key) = write_keys(dir.path());
     let mut env: Vec<(String, String)> = vec![
         ("SESSIOND_BIND".into(), "127.0.0.1:0".into()),
-        ("DATABASE_URL".into(), url),
+        ("DATABASE_URL".into(), db.url().to_owned()),
         ("SESSIOND_SIGNING_KEY_FILE".into(), key_file),
         ("SESSIOND_REFRESH_KEY".into(), refresh_key),
         ("SESSIOND_KEYS_FILE".into(), dir.path().join("dev.keys").display().to_string()),
@@ -89,6 +84,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         store,
         stop: Some(stop),
         server: Some(server),
+        _db: db,
         _dir: dir,
     }
 }
@@ -103,7 +99,6 @@ pub struct Tokens {
     pub access: String,
     pub refresh: String,
     pub session_id: String,
-    pub body: Value,
 }
 
 impl Tokens {
@@ -112,7 +107,6 @@ impl Tokens {
             access: body["access_token"].as_str().unwrap().to_owned(),
             refresh: body["refresh_token"].as_str().unwrap().to_owned(),
             session_id: body["session"]["id"].as_str().unwrap().to_owned(),
-            body,
         }
     }
 }
