@@ -64,6 +64,9 @@ mod tests {
         );
         assert_eq!(well_formed(&HeaderValue::from_static("")), None);
         assert_eq!(well_formed(&HeaderValue::from_static("a b")), None);
-        assert_eq!(well_formed(&HeaderValue::from_str(&"a".repeat(129)).unwrap()), None);
+        assert_eq!(
+            well_formed(&HeaderValue::from_str(&"a".repeat(129)).unwrap()),
+            None
+        );
     }
 }

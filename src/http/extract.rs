@@ -68,7 +68,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 let path = err.path().to_string();
                 // serde's "missing field `x`" / "unknown field `x`" name only the field.
                 let (field, message) = if let Some(rest) = text.strip_prefix("missing field `") {
-                    (rest.split('`').next().unwrap_or("").to_owned(), "is required")
+                    (
+                        rest.split('`').next().unwrap_or("").to_owned(),
+                        "is required",
+                    )
                 } else if let Some(rest) = text.strip_prefix("unknown field `") {
                     (
                         field_path(&path, rest.split('`').next().unwrap_or("")),

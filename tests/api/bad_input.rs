@@ -31,7 +31,12 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    assert_error(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 
     // Too large → 413.
     let huge = json!({"email": "a@b.c", "password": "x".repeat(200_000)});
@@ -95,7 +100,10 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
         .iter()
         .map(|f| f["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"email") && fields.contains(&"password"), "{body}");
+    assert!(
+        fields.contains(&"email") && fields.contains(&"password"),
+        "{body}"
+    );
     let too_long = "p".repeat(129);
     assert_error(
         app.register("long@example.com", &too_long).await,
@@ -111,7 +119,10 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
         "\u{202e}rtl@example.com",
     ] {
         let status = app.register(email, "long enough pw").await.status();
-        assert!(status.is_client_error() || status == StatusCode::CREATED, "{email}: {status}");
+        assert!(
+            status.is_client_error() || status == StatusCode::CREATED,
+            "{email}: {status}"
+        );
     }
 
     // Nothing of the refused registrations reached the database.
@@ -127,7 +138,8 @@ async fn credentials_and_tokens_fail_uniformly(backend: Backend) {
 
     // Unknown user and wrong password: the same answer.
     let unknown = assert_error(
-        app.login("nobody@example.com", "correct horse battery").await,
+        app.login("nobody@example.com", "correct horse battery")
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     )
@@ -186,13 +198,18 @@ async fn routes_ids_and_queries_are_checked(backend: Backend) {
     )
     .await;
     assert_error(
-        app.client.put(app.url("/v1/auth/register")).send().await.unwrap(),
+        app.client
+            .put(app.url("/v1/auth/register"))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     )
     .await;
     assert_error(
-        app.delete_authed("/v1/auth/sessions/not-a-uuid", &tokens.access).await,
+        app.delete_authed("/v1/auth/sessions/not-a-uuid", &tokens.access)
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )
@@ -208,13 +225,15 @@ async fn routes_ids_and_queries_are_checked(backend: Backend) {
     )
     .await;
     assert_error(
-        app.get_authed("/v1/auth/sessions?cursor=%%%", &tokens.access).await,
+        app.get_authed("/v1/auth/sessions?cursor=%%%", &tokens.access)
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )
     .await;
     assert_error(
-        app.get_authed("/v1/auth/sessions?cursor=abc", &tokens.access).await,
+        app.get_authed("/v1/auth/sessions?cursor=abc", &tokens.access)
+            .await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )

@@ -54,7 +54,10 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         ("DATABASE_URL".into(), db.url().to_owned()),
         ("SESSIOND_SIGNING_KEY_FILE".into(), key_file),
         ("SESSIOND_REFRESH_KEY".into(), refresh_key),
-        ("SESSIOND_KEYS_FILE".into(), dir.path().join("dev.keys").display().to_string()),
+        (
+            "SESSIOND_KEYS_FILE".into(),
+            dir.path().join("dev.keys").display().to_string(),
+        ),
         // Cheap argon2 so tests exercise the real code path without minutes of hashing.
         ("SESSIOND_ARGON2_MEMORY_KIB".into(), "1024".into()),
         ("SESSIOND_ARGON2_ITERATIONS".into(), "1".into()),
@@ -144,7 +147,10 @@ impl TestApp {
     /// Registers and logs in a new user; returns its tokens.
     pub async fn signed_in_user(&self, email: &str) -> Tokens {
         let password = "correct horse battery";
-        assert_eq!(self.register(email, password).await.status(), StatusCode::CREATED);
+        assert_eq!(
+            self.register(email, password).await.status(),
+            StatusCode::CREATED
+        );
         let response = self.login(email, password).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         Tokens::from_body(response.json().await.unwrap())
@@ -218,7 +224,12 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
         .to_owned();
     let body: Value = response.json().await.expect("error body is JSON");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["error"]["correlation_id"], correlation, "{body}");
     body
 }

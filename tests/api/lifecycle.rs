@@ -8,7 +8,9 @@ use crate::both_backends;
 use crate::helpers::{Backend, Tokens, assert_error, spawn_app};
 
 fn assert_rfc3339(value: &Value) {
-    let s = value.as_str().unwrap_or_else(|| panic!("{value} is a string"));
+    let s = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is a string"));
     assert!(s.ends_with('Z'), "{s} is UTC");
     chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"));
 }
@@ -153,9 +155,15 @@ async fn full_lifecycle(backend: Backend) {
         .await;
     let page: Value = response.json().await.unwrap();
     assert_eq!(page["sessions"].as_array().unwrap().len(), 1);
-    let cursor = page["next_cursor"].as_str().expect("a next page").to_owned();
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
     let page2: Value = app
-        .get_authed(&format!("/v1/auth/sessions?limit=5&cursor={cursor}"), &laptop.access)
+        .get_authed(
+            &format!("/v1/auth/sessions?limit=5&cursor={cursor}"),
+            &laptop.access,
+        )
         .await
         .json()
         .await
@@ -165,11 +173,18 @@ async fn full_lifecycle(backend: Backend) {
 
     // Revoke another: 204; its tokens then fail with session_revoked.
     let response = app
-        .delete_authed(&format!("/v1/auth/sessions/{}", phone.session_id), &laptop.access)
+        .delete_authed(
+            &format!("/v1/auth/sessions/{}", phone.session_id),
+            &laptop.access,
+        )
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_error(app.refresh(&phone.refresh).await, StatusCode::UNAUTHORIZED, "session_revoked")
-        .await;
+    assert_error(
+        app.refresh(&phone.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
     assert_error(
         app.get_authed("/v1/auth/me", &phone.access).await,
         StatusCode::UNAUTHORIZED,
@@ -187,8 +202,11 @@ async fn full_lifecycle(backend: Backend) {
     // Another user's session id is not found, exactly like an unknown one.
     let mallory = app.signed_in_user("mallory@example.com").await;
     assert_error(
-        app.delete_authed(&format!("/v1/auth/sessions/{}", laptop.session_id), &mallory.access)
-            .await,
+        app.delete_authed(
+            &format!("/v1/auth/sessions/{}", laptop.session_id),
+            &mallory.access,
+        )
+        .await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -201,8 +219,12 @@ async fn full_lifecycle(backend: Backend) {
     // Revoke every other session: the tablet goes, the laptop stays.
     let response = app.delete_authed("/v1/auth/sessions", &laptop.access).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_error(app.refresh(&tablet.refresh).await, StatusCode::UNAUTHORIZED, "session_revoked")
-        .await;
+    assert_error(
+        app.refresh(&tablet.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
     let list: Value = app
         .get_authed("/v1/auth/sessions", &laptop.access)
         .await
@@ -224,10 +246,17 @@ async fn full_lifecycle(backend: Backend) {
         "session_revoked",
     )
     .await;
-    assert_error(app.refresh(&laptop.refresh).await, StatusCode::UNAUTHORIZED, "session_revoked")
-        .await;
+    assert_error(
+        app.refresh(&laptop.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "session_revoked",
+    )
+    .await;
     let stored = app.stored_session(&laptop.session_id).await;
-    assert_eq!(stored.status, sessiond_actors::model::SessionStatus::Revoked);
+    assert_eq!(
+        stored.status,
+        sessiond_actors::model::SessionStatus::Revoked
+    );
 
     app.stop().await;
 }
@@ -266,8 +295,13 @@ async fn service_endpoints(backend: Backend) {
     let claims = jsonwebtoken::decode::<Value>(&tokens.access, &key, &validation)
         .unwrap()
         .claims;
-    for claim in ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "aal", "amr"] {
-        assert!(claims.get(claim).is_some(), "claim {claim} missing: {claims}");
+    for claim in [
+        "iss", "aud", "sub", "sid", "jti", "iat", "exp", "aal", "amr",
+    ] {
+        assert!(
+            claims.get(claim).is_some(),
+            "claim {claim} missing: {claims}"
+        );
     }
     assert_eq!(claims["sid"], tokens.session_id.as_str());
     assert_eq!(claims["amr"], json!(["pwd"]));

@@ -105,7 +105,10 @@ async fn grandparent_inside_grace_window_compromises(backend: Backend) {
     .await;
     let stored = app.stored_session(&gen0.session_id).await;
     assert_eq!(stored.status, SessionStatus::Compromised);
-    assert_eq!(stored.compromised.map(|(_, c)| c), Some(ReuseClass::Ancestor));
+    assert_eq!(
+        stored.compromised.map(|(_, c)| c),
+        Some(ReuseClass::Ancestor)
+    );
     assert_error(
         app.refresh(&gen2.refresh).await,
         StatusCode::UNAUTHORIZED,

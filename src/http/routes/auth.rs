@@ -59,7 +59,9 @@ pub async fn register(
     // Every field error is reported at once, so a client can fix them in one go.
     let mut errors = Vec::new();
     let email = Email::parse(&body.email).map_err(|e| errors.push(e)).ok();
-    let password = Password::parse(body.password).map_err(|e| errors.push(e)).ok();
+    let password = Password::parse(body.password)
+        .map_err(|e| errors.push(e))
+        .ok();
     let name = match body.name.as_deref().map(DisplayName::parse) {
         Some(Err(e)) => {
             errors.push(e);
@@ -168,23 +170,20 @@ pub async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let token = RefreshToken::parse(&body.refresh_token).map_err(|_| ApiError::InvalidRefreshToken)?;
-    let refreshed = state
-        .sessions
-        .refresh(&token)
-        .await
-        .map_err(|e| match e {
-            SessionError::Reused(class) => {
-                tracing::warn!(
-                    target: "audit",
-                    event = "refresh_reuse_detected",
-                    session_id = %token.session_id,
-                    class = class.as_str(),
-                );
-                ApiError::RefreshTokenReused
-            }
-            other => other.into(),
-        })?;
+    let token =
+        RefreshToken::parse(&body.refresh_token).map_err(|_| ApiError::InvalidRefreshToken)?;
+    let refreshed = state.sessions.refresh(&token).await.map_err(|e| match e {
+        SessionError::Reused(class) => {
+            tracing::warn!(
+                target: "audit",
+                event = "refresh_reuse_detected",
+                session_id = %token.session_id,
+                class = class.as_str(),
+            );
+            ApiError::RefreshTokenReused
+        }
+        other => other.into(),
+    })?;
     if refreshed.outcome == RefreshOutcome::GraceRetry {
         tracing::debug!(session_id = %token.session_id, "grace retry");
     }
