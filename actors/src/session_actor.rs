@@ -78,7 +78,8 @@ pub enum SessionMsg {
     /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
     /// Does not count as activity.
     PassivationTick,
-    /// Test hook: panic while handling this message, to exercise supervision.
+    /// Test hook: acknowledge, then panic on the next request (refresh, check or revoke)
+    /// before it does anything, to exercise supervision and the caller's retry on a fresh actor.
     #[cfg(any(test, feature = "test-hooks"))]
     Panic(RpcReplyPort<()>),
 }
@@ -112,6 +113,9 @@ pub struct SessionState {
     last_active: Instant,
     /// Shared environment (store, clock, config, stats, registry).
     env: Arc<ActorEnv>,
+    /// Test hook: the next request panics. Absent from builds without test hooks.
+    #[cfg(any(test, feature = "test-hooks"))]
+    panic_armed: bool,
 }
 
 impl std::fmt::Debug for SessionState {
@@ -156,6 +160,8 @@ impl Actor for SessionActor {
             synced_at: now,
             last_active: now,
             env,
+            #[cfg(any(test, feature = "test-hooks"))]
+            panic_armed: false,
         })
     }
 
@@ -165,6 +171,10 @@ impl Actor for SessionActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if state.panic_armed && !matches!(message, SessionMsg::PassivationTick) {
+            panic!("injected panic in session actor (test hook)");
+        }
         match message {
             SessionMsg::Refresh(secret, reply) => {
                 state.last_active = Instant::now();
@@ -193,8 +203,9 @@ impl Actor for SessionActor {
                 }
             }
             #[cfg(any(test, feature = "test-hooks"))]
-            SessionMsg::Panic(_reply) => {
-                panic!("injected panic in session actor (test hook)");
+            SessionMsg::Panic(reply) => {
+                state.panic_armed = true;
+                let _ = reply.send(());
             }
         }
         Ok(())

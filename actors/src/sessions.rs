@@ -279,22 +279,12 @@ impl Sessions {
 
     /// Test hook: makes the session's actor panic on its next message.
     ///
-    /// The panic message itself is that next message: this returns once the actor has died,
-    /// so the following request finds it gone and re-activates it from the store.
+    /// The actor (activated if needed) is armed and acknowledges; the next request it receives
+    /// panics before doing anything. That request's caller sees the actor die and is retried on
+    /// a fresh actor loaded from the store, and the supervisor counts a restart.
     #[cfg(feature = "test-hooks")]
     pub async fn inject_panic(&self, id: SessionId) -> Result<(), SessionError> {
-        let actor = self.actor(id, None).await?;
-        match actor
-            .call(SessionMsg::Panic, Some(self.inner.env.config.call_timeout))
-            .await
-        {
-            // The reply port is dropped by the panic, which is the expected outcome.
-            Ok(CallResult::SenderError) | Err(_) => Ok(()),
-            Ok(CallResult::Success(())) => Err(SessionError::Internal(
-                "session actor survived an injected panic".to_owned(),
-            )),
-            Ok(CallResult::Timeout) => Err(SessionError::Timeout),
-        }
+        self.call(id, SessionMsg::Panic).await
     }
 
     /// The resident actor of `id`, activated (from `preloaded` or the store) if needed.

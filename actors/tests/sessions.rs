@@ -353,6 +353,31 @@ async fn idle_actors_passivate_and_reactivate_with_their_state() {
     assert_eq!(stats.restarts.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_passivation_are_retried_on_a_fresh_actor() {
+    let mut cfg = config();
+    cfg.passivate_after = Duration::from_millis(40);
+    let e = engine(cfg).await;
+    let (created, mut token) = e.sessions.create(new_session()).await.unwrap();
+
+    // Pauses around the idle window, so many requests land on an actor that is passivating.
+    for (i, pause) in [0u64, 20, 45, 70].into_iter().cycle().take(60).enumerate() {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let check = {
+            let sessions = e.sessions.clone();
+            tokio::spawn(async move { sessions.check(created.id).await })
+        };
+        let r = e.sessions.refresh(&token).await.expect("refresh succeeds");
+        assert_eq!(r.session.generation, i as u64 + 1);
+        check.await.unwrap().expect("check succeeds");
+        token = r.refresh_token;
+    }
+    let s = stored(&e, created.id);
+    assert_eq!(s.generation, 60);
+    assert_eq!(s.status, SessionStatus::Active);
+    assert!(e.sessions.stats().passivations.load(Ordering::SeqCst) > 0);
+}
+
 #[tokio::test]
 async fn a_panicking_actor_is_removed_and_reactivated_from_the_store() {
     let e = engine(config()).await;
@@ -360,7 +385,8 @@ async fn a_panicking_actor_is_removed_and_reactivated_from_the_store() {
     let g1 = e.sessions.refresh(&token).await.unwrap().refresh_token;
 
     e.sessions.inject_panic(created.id).await.unwrap();
-    // Straight away: the registry may still point at the dead actor; the call must recover.
+    // The actor dies handling this very request; the caller must not see it: the request is
+    // retried on a fresh actor, loaded from the store.
     let r = e.sessions.refresh(&g1).await.unwrap();
     assert_eq!(r.outcome, RefreshOutcome::Rotated);
     assert_eq!(r.session.generation, 2);
