@@ -4,6 +4,7 @@
 pub mod correlation;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -15,11 +16,15 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::error::ApiError;
+use crate::http::openapi::{ApiDoc, DOCS_PATH, OPENAPI_PATH};
 use crate::http::routes::{auth, health, me, sessions};
 use crate::http::state::AppState;
 
@@ -32,24 +37,34 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
 }
 
+/// Every API route, each registered together with its OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(
+            auth::login,
+            sessions::list,
+            sessions::revoke_others
+        ))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::revoke_one))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(me::me))
+        .routes(routes!(health::jwks))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+}
+
+/// The OpenAPI document of [`api_routes`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
 /// Builds the application's router.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let timeout = limits.request_timeout;
-    Router::new()
-        .route("/v1/auth/register", post(auth::register))
-        .route(
-            "/v1/auth/sessions",
-            post(auth::login)
-                .get(sessions::list)
-                .delete(sessions::revoke_others),
-        )
-        .route("/v1/auth/sessions/current/revoke", post(sessions::logout))
-        .route("/v1/auth/sessions/{id}", delete(sessions::revoke_one))
-        .route("/v1/auth/tokens/refresh", post(auth::refresh))
-        .route("/v1/auth/me", get(me::me))
-        .route("/.well-known/jwks.json", get(health::jwks))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
+    let (api, openapi) = api_routes().split_for_parts();
+    api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::rotation::RotationPolicy;
+use utoipa::ToSchema;
 
 use crate::store::{User, UserStatus};
 
@@ -19,7 +20,7 @@ fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, 
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     /// Opaque id.
     pub id: String,
@@ -28,12 +29,15 @@ pub struct UserView {
     /// Display name.
     pub name: Option<String>,
     /// `active` or `disabled`.
+    #[schema(value_type = String, example = "active")]
     pub status: &'static str,
     /// When the email was verified, if it was.
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub email_verified_at: Option<DateTime<Utc>>,
     /// Registration time.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 
@@ -54,19 +58,22 @@ impl From<&User> for UserView {
 }
 
 /// A session as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     /// Opaque id.
     pub id: String,
     /// Login time.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last refresh (or login).
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: DateTime<Utc>,
     /// When the session ends if it is not refreshed again: the earlier of the idle deadline
     /// and the absolute lifetime.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: DateTime<Utc>,
     /// Client-supplied label.
     pub device_name: Option<String>,
@@ -95,13 +102,14 @@ impl SessionView {
 }
 
 /// The answer to login and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,
     /// Opaque, single-use refresh token.
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -109,4 +117,37 @@ pub struct TokenResponse {
     pub user: UserView,
     /// The session.
     pub session: SessionView,
+}
+
+/// `{user}`: the answer to registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// The new account.
+    pub user: UserView,
+}
+
+/// `{user, session}`: the answer to `GET /v1/auth/me`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    /// The caller.
+    pub user: UserView,
+    /// The caller's session.
+    pub session: SessionView,
+}
+
+/// One page of the caller's sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionPage {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `{status}` of `/health` and `/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusResponse {
+    /// `ok`, `ready`, `not_ready` or `store_unavailable`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
 }

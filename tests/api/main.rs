@@ -4,4 +4,5 @@
 mod bad_input;
 mod helpers;
 mod lifecycle;
+mod openapi;
 mod refresh;

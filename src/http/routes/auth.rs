@@ -8,39 +8,52 @@ use serde::Deserialize;
 use sessiond_actors::model::{NewSession, SessionRecord};
 use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::sessions::{RefreshOutcome, SessionError};
+use utoipa::ToSchema;
 
 use crate::crypto::password::HashError;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
+use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, TokenResponse, UserView};
+use crate::http::views::{SessionView, TokenResponse, UserResponse, UserView};
 use crate::store::{CreateUserError, NewUser, User, UserStatus};
 
 /// `POST /v1/auth/register` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Normalised (trim, NFC, lowercase) before use; defines uniqueness.
+    #[schema(example = "ada@example.com")]
     email: String,
+    /// 8–128 characters.
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     password: String,
+    /// Display name, 1–100 characters.
     #[serde(default)]
     name: Option<String>,
 }
 
 /// `POST /v1/auth/sessions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// The account's email (normalised like at registration).
+    #[schema(example = "ada@example.com")]
     email: String,
+    /// The password.
+    #[schema(format = Password)]
     password: String,
+    /// A label for this session, shown in the session list (1–100 characters).
     #[serde(default)]
     device_name: Option<String>,
 }
 
 /// `POST /v1/auth/tokens/refresh` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The newest refresh token (`rt1_…`).
     refresh_token: String,
 }
 
@@ -52,6 +65,21 @@ fn hash_error(e: HashError) -> ApiError {
 }
 
 /// Creates an account. 201 `{user}`; 409 `email_taken`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created", body = UserResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 409, description = "`email_taken`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: details name the fields", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     AppJson(body): AppJson<RegisterRequest>,
@@ -92,7 +120,9 @@ pub async fn register(
     tracing::info!(target: "audit", event = "register", user_id = %user.id);
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "user": UserView::from(&user) })),
+        Json(UserResponse {
+            user: UserView::from(&user),
+        }),
     )
         .into_response())
 }
@@ -100,6 +130,21 @@ pub async fn register(
 /// Logs in with email and password. 201 token response; 401 `invalid_credentials` for an
 /// unknown email, a wrong password or a disabled account alike — and the same argon2 work in
 /// every case (a dummy hash stands in for a missing one).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/sessions",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -166,6 +211,21 @@ pub async fn login(
 }
 
 /// Exchanges a refresh token for a new access token and its child refresh token.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/tokens/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "Rotated (or a grace retry); `Cache-Control: no-store`", body = TokenResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,

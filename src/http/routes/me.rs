@@ -5,21 +5,33 @@ use axum::extract::State;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
+use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, UserView};
+use crate::http::views::{MeResponse, SessionView, UserView};
 
 /// Answers `{user, session}` for a valid access token whose session is still usable.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = MeResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn me(
     State(state): State<AppState>,
     me: CurrentSession,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MeResponse>, ApiError> {
     let user = state
         .store
         .get_user(me.user_id)
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    Ok(Json(serde_json::json!({
-        "user": UserView::from(&user),
-        "session": SessionView::new(&me.session, &state.policy, true),
-    })))
+    Ok(Json(MeResponse {
+        user: UserView::from(&user),
+        session: SessionView::new(&me.session, &state.policy, true),
+    }))
 }

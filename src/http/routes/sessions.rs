@@ -13,12 +13,14 @@ use sessiond_actors::ids::SessionId;
 use sessiond_actors::model::RevokeReason;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
+use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::http::views::SessionView;
+use crate::http::views::{SessionPage, SessionView};
 
 /// Page size when the client names none.
 const DEFAULT_LIMIT: u32 = 20;
@@ -26,9 +28,13 @@ const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
 
 /// `GET /v1/auth/sessions` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -45,11 +51,25 @@ fn decode_cursor(cursor: &str) -> Result<SessionId, ApiError> {
 }
 
 /// Lists the caller's live sessions, newest first; the current one has `current: true`.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/sessions",
+    tag = "sessions",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of sessions", body = SessionPage),
+        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentSession,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let Query(query) =
         query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
     let limit = match query.limit.as_deref() {
@@ -79,13 +99,28 @@ pub async fn list(
         .iter()
         .map(|s| SessionView::new(s, &state.policy, s.id == me.session_id))
         .collect();
-    Ok(Json(
-        serde_json::json!({ "sessions": sessions, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(SessionPage {
+        sessions,
+        next_cursor,
+    }))
 }
 
 /// Revokes one of the caller's sessions. Another user's session id answers 404, exactly like an
 /// id that does not exist, so ids cannot be probed.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "`invalid_request`: not a session id", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such session of the caller", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn revoke_one(
     State(state): State<AppState>,
     me: CurrentSession,
@@ -113,6 +148,17 @@ pub async fn revoke_one(
 }
 
 /// Revokes every session of the caller except the current one.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every other session revoked"),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn revoke_others(
     State(state): State<AppState>,
     me: CurrentSession,
@@ -136,6 +182,17 @@ pub async fn revoke_others(
 }
 
 /// Logs out: revokes the caller's own session.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/sessions/current/revoke",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     me: CurrentSession,

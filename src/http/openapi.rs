@@ -1,0 +1,67 @@
+//! The OpenAPI 3.1 description, generated from the handlers' `#[utoipa::path]` annotations.
+//!
+//! Routes are registered through `utoipa_axum::OpenApiRouter` (see `http::router`), so a route
+//! cannot be served without being described. The document is served at `/docs/openapi.json`
+//! and a Swagger UI whose assets are compiled into the binary at `/docs` (nothing is fetched
+//! from a CDN at build or run time).
+
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/docs/openapi.json";
+/// Where the docs UI is served.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The error body every failure answers with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_refresh_token`.
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// Human-readable explanation; never carries internal detail.
+    pub message: String,
+    /// For `validation_failed`: `{"fields": [{"field", "message"}]}`.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+    /// The request's correlation id (also in the `x-request-id` header).
+    pub correlation_id: String,
+}
+
+/// The document's fixed parts; paths and schemas are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sessiond",
+        description = "Authentication and session service: every session is a supervised actor.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(ErrorResponse, ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login and token refresh"),
+        (name = "sessions", description = "The caller's sessions"),
+        (name = "service", description = "Health, readiness and keys"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme (a JWT access token).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}

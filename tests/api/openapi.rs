@@ -1,0 +1,117 @@
+//! The OpenAPI document describes every route the server answers, and the docs UI is served by
+//! sessiond itself.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+
+/// The API table of the issue: every one of these must be in the document.
+const DOCUMENTED: &[(&str, &str)] = &[
+    ("post", "/v1/auth/register"),
+    ("post", "/v1/auth/sessions"),
+    ("post", "/v1/auth/tokens/refresh"),
+    ("get", "/v1/auth/me"),
+    ("get", "/v1/auth/sessions"),
+    ("delete", "/v1/auth/sessions/{id}"),
+    ("delete", "/v1/auth/sessions"),
+    ("post", "/v1/auth/sessions/current/revoke"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/health"),
+    ("get", "/ready"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_every_documented_route_is_served() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/docs/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    for (method, path) in DOCUMENTED {
+        assert!(
+            documented.contains(&((*method).to_owned(), (*path).to_owned())),
+            "{method} {path} missing from the document"
+        );
+    }
+
+    // Every documented operation is a real route (never 404/405), and every error it answers
+    // without credentials or body has the documented error shape.
+    for (method, path) in &documented {
+        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method.clone(), app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+        assert!(!status.is_server_error(), "{method} {path}: {status}");
+        let operation = &paths[path.as_str()][method.as_str().to_lowercase()];
+        assert!(
+            operation["responses"][status.as_str()].is_object(),
+            "{method} {path} answered {status}, which its description does not list"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_ui_is_served_locally() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Every script and stylesheet the page names is served by sessiond itself.
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(asset), "page names {asset}");
+        let response = app
+            .client
+            .get(app.url(&format!("/docs/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+    }
+    for cdn in ["unpkg.com", "jsdelivr", "cdnjs", "https://"] {
+        assert!(!html.contains(cdn), "docs page loads from {cdn}");
+    }
+    let init = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/docs/openapi.json"), "{init}");
+    app.stop().await;
+}
