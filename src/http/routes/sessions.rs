@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use sessiond_actors::ids::SessionId;
+use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::RevokeReason;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
@@ -163,20 +163,13 @@ pub async fn revoke_others(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<StatusCode, ApiError> {
-    let ids = state
-        .store
-        .active_session_ids(me.user_id, state.clock.now())
-        .await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in ids.into_iter().filter(|id| *id != me.session_id) {
-        let state = state.clone();
-        tasks.spawn(async move { revoke(&state, id, RevokeReason::RevokeOthers).await });
-    }
-    let mut revoked = 0u32;
-    while let Some(joined) = tasks.join_next().await {
-        joined.map_err(ApiError::internal)??;
-        revoked += 1;
-    }
+    let revoked = revoke_all(
+        &state,
+        me.user_id,
+        Some(me.session_id),
+        RevokeReason::RevokeOthers,
+    )
+    .await?;
     tracing::info!(target: "audit", event = "sessions_revoked_others", user_id = %me.user_id, count = revoked);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,6 +193,34 @@ pub async fn logout(
     revoke(&state, me.session_id, RevokeReason::Logout).await?;
     tracing::info!(target: "audit", event = "logout", user_id = %me.user_id, session_id = %me.session_id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every live session of `user` except `except`, each through its actor, concurrently.
+/// Used by "revoke all others", password change and password reset. Returns how many.
+pub async fn revoke_all(
+    state: &AppState,
+    user: UserId,
+    except: Option<SessionId>,
+    reason: RevokeReason,
+) -> Result<u32, ApiError> {
+    let ids = state
+        .store
+        .active_session_ids(user, state.clock.now())
+        .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids.into_iter().filter(|id| Some(*id) != except) {
+        let state = state.clone();
+        tasks.spawn(async move { revoke(&state, id, reason).await });
+    }
+    let mut revoked = 0u32;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(ApiError::internal)? {
+            // Ended or purged meanwhile: nothing left to revoke.
+            Ok(()) | Err(ApiError::NotFound) => revoked += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(revoked)
 }
 
 async fn revoke(state: &AppState, id: SessionId, reason: RevokeReason) -> Result<(), ApiError> {
