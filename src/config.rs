@@ -85,7 +85,7 @@ const LOG_FORMAT: Key = key("SESSIOND_LOG_FORMAT", "log_format");
 const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_connections");
 
 /// Every setting, for unknown-key detection.
-const ALL_KEYS: [Key; 29] = [
+const ALL_KEYS: &[Key] = &[
     BIND,
     DATABASE_URL,
     REDIS_URL,
@@ -703,13 +703,13 @@ fn build(
     let src = Sources::new(toml, label, env, &mut p);
     let mut warnings = Vec::new();
 
-    for unknown in src.unknown_toml_keys(&ALL_KEYS) {
+    for unknown in src.unknown_toml_keys(ALL_KEYS) {
         let hint = sources::suggestion(unknown, ALL_KEYS.iter().map(|k| k.toml))
             .map(|s| format!(" (did you mean {s}?)"))
             .unwrap_or_default();
         p.other(format!("{label}: unknown key {unknown:?}{hint}"));
     }
-    for unknown in src.unknown_env_keys(&ALL_KEYS, &OTHER_ENV) {
+    for unknown in src.unknown_env_keys(ALL_KEYS, &OTHER_ENV) {
         let hint = sources::suggestion(unknown, ALL_KEYS.iter().map(|k| k.env))
             .map(|s| format!(" (did you mean {s}?)"))
             .unwrap_or_default();
