@@ -46,13 +46,13 @@ macro_rules! user_columns {
 /// The PostgreSQL implementation behind [`super::Store`].
 #[derive(Clone)]
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 /// Classifies a PostgreSQL error: connection exceptions (08), insufficient resources (53),
 /// operator intervention such as a shutting-down server (57), and serialization failures or
 /// deadlocks (40) are worth retrying.
-fn map_err(op: &str, err: sqlx::Error) -> StoreError {
+pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
     map_sqlx_error(op, err, |code| {
         ["08", "53", "57", "40"]
             .iter()

@@ -46,7 +46,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statement that opens every write transaction: take the write lock now, not on the first
 /// write, so a transaction never has to upgrade a read lock.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The one timestamp format: fixed width, UTC, microseconds.
 const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -69,19 +69,19 @@ macro_rules! user_columns {
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
     /// Exactly one connection: the only path for writes.
-    writer: SqlitePool,
+    pub(super) writer: SqlitePool,
     /// Everything else. For an in-memory database this is the writer itself (a second
     /// connection would open a second, empty database).
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 /// Formats a timestamp the one way this backend stores them (truncated to microseconds).
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.format(TS_FORMAT).to_string()
 }
 
 /// Parses a stored timestamp.
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     NaiveDateTime::parse_from_str(s, TS_FORMAT)
         .map(|n| n.and_utc())
         .map_err(|_| corrupt("malformed timestamp"))
@@ -89,7 +89,7 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 
 /// SQLite's primary result code is the low byte of the extended code: `SQLITE_BUSY` (5) and
 /// `SQLITE_LOCKED` (6) mean contention, worth retrying.
-fn map_err(op: &str, err: sqlx::Error) -> StoreError {
+pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
     map_sqlx_error(op, err, |code| {
         code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     })
