@@ -86,6 +86,14 @@ impl Application {
             store.backend().as_str(),
             keys.describe(),
         );
+        // Warnings come after the line that says where and how the process runs.
+        for warning in keys
+            .warning()
+            .into_iter()
+            .chain(config.warnings.iter().map(String::as_str))
+        {
+            tracing::warn!("{warning}");
+        }
         Ok(Self {
             listener,
             address,

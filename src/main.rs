@@ -20,9 +20,6 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

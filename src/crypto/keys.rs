@@ -116,6 +116,9 @@ pub struct KeyRing {
     keys: Vec<SigningKey>,
     refresh_key: RefreshKey,
     source: String,
+    /// The loud development-keys warning, logged by the caller right after the "listening"
+    /// line so that line stays the first one of the process.
+    warning: Option<String>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -165,6 +168,7 @@ impl KeyRing {
                     "signing keys from {}; refresh key from configuration",
                     files()
                 ),
+                warning: None,
             });
         }
         if !config.is_sqlite() {
@@ -244,27 +248,32 @@ impl KeyRing {
             }
             None => "memory only (in-memory database)".to_string(),
         };
-        if generated.is_empty() {
-            tracing::warn!(
-                keys_file = %location,
+        let warning = if generated.is_empty() {
+            format!(
                 "USING DEVELOPMENT KEYS from {location}: NOT FOR PRODUCTION. Set \
                  SESSIOND_SIGNING_KEY_FILE and SESSIOND_REFRESH_KEY for real deployments."
-            );
+            )
         } else {
-            tracing::warn!(
-                keys_file = %location,
+            format!(
                 "!!! GENERATED DEVELOPMENT KEYS ({}) and stored them in {location}. \
                  NOT FOR PRODUCTION: anyone who can read that file can forge tokens. Set \
                  SESSIOND_SIGNING_KEY_FILE and SESSIOND_REFRESH_KEY for real deployments. !!!",
                 generated.join(" and ")
-            );
-        }
+            )
+        };
         Ok(KeyRing {
             alg,
             keys,
             refresh_key,
             source: format!("{signing_source}; {refresh_source}; development keys: {location}"),
+            warning: Some(warning),
         })
+    }
+
+    /// The development-keys warning to log once the process has said where it listens, if
+    /// development keys are in use.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// Builds a ring from key material already in memory: PEM texts for EdDSA/RS256 (the first
@@ -284,6 +293,7 @@ impl KeyRing {
             keys: parse_keys(alg, &material)?,
             refresh_key,
             source: "keys given in memory".into(),
+            warning: None,
         })
     }
 
@@ -297,6 +307,7 @@ impl KeyRing {
             keys,
             refresh_key: RefreshKey::new(random_bytes::<32>().to_vec()),
             source: "generated in memory".into(),
+            warning: None,
         })
     }
 
