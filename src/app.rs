@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api_keys::{ApiKeyUsage, spawn_usage_flusher};
 use crate::config::Config;
 use crate::crypto::access_token::AccessTokens;
 use crate::crypto::keys::KeyRing;
@@ -106,6 +107,7 @@ impl Application {
                 clock,
                 policy,
                 readiness,
+                api_key_usage: Arc::new(ApiKeyUsage::default()),
             },
             config: Arc::new(config),
         })
@@ -126,6 +128,11 @@ impl Application {
         &self.state.store
     }
 
+    /// The API-key usage coalescer (tests flush it and read its counters).
+    pub fn api_key_usage(&self) -> &Arc<ApiKeyUsage> {
+        &self.state.api_key_usage
+    }
+
     /// Serves until `shutdown` completes, then stops in order: `/ready` turns 503 and the
     /// listener closes; requests in flight finish (bounded by the shutdown timeout); session
     /// actors stop after their pending writes; the purge task and the pools close.
@@ -140,6 +147,12 @@ impl Application {
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let usage_flusher = spawn_usage_flusher(
+            state.api_key_usage.clone(),
+            state.store.clone(),
+            config.api_key_usage_flush,
+            stop_rx.clone(),
+        );
         let purge: JoinHandle<()> = spawn_purge(
             state.store.clone(),
             config.purge_interval,
@@ -183,6 +196,9 @@ impl Application {
         let _ = stop_tx.send(true);
         state.sessions.shutdown().await;
         let _ = purge.await;
+        // Requests have finished: write the API-key uses noted since the last flush.
+        let _ = usage_flusher.await;
+        state.api_key_usage.flush_logged(&state.store).await;
         state.store.close().await;
         tracing::info!("shutdown complete");
         Ok(())

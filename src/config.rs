@@ -78,6 +78,7 @@ const HASH_CONCURRENCY: Key = key("SESSIOND_HASH_CONCURRENCY", "hash_concurrency
 const HASH_QUEUE: Key = key("SESSIOND_HASH_QUEUE", "hash_queue");
 const PURGE_INTERVAL: Key = key("SESSIOND_PURGE_INTERVAL", "purge_interval");
 const PURGE_RETENTION: Key = key("SESSIOND_PURGE_RETENTION", "purge_retention");
+const API_KEY_USAGE_FLUSH: Key = key("SESSIOND_API_KEY_USAGE_FLUSH", "api_key_usage_flush");
 const SHUTDOWN_TIMEOUT: Key = key("SESSIOND_SHUTDOWN_TIMEOUT", "shutdown_timeout");
 const MAX_BODY_BYTES: Key = key("SESSIOND_MAX_BODY_BYTES", "max_body_bytes");
 const REQUEST_TIMEOUT: Key = key("SESSIOND_REQUEST_TIMEOUT", "request_timeout");
@@ -110,6 +111,7 @@ const ALL_KEYS: &[Key] = &[
     HASH_QUEUE,
     PURGE_INTERVAL,
     PURGE_RETENTION,
+    API_KEY_USAGE_FLUSH,
     SHUTDOWN_TIMEOUT,
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT,
@@ -202,6 +204,9 @@ pub struct Config {
     /// Ended sessions are kept this long for audit before purging
     /// (`SESSIOND_PURGE_RETENTION`, default 7d).
     pub purge_retention: Duration,
+    /// How often API keys' `last_used_at` is written, in one batch
+    /// (`SESSIOND_API_KEY_USAGE_FLUSH`, default 30s).
+    pub api_key_usage_flush: Duration,
     /// Graceful-shutdown budget (`SESSIOND_SHUTDOWN_TIMEOUT`, default 30s).
     pub shutdown_timeout: Duration,
     /// Largest request body (`SESSIOND_MAX_BODY_BYTES`, default 64 KiB; `64KiB` or `65536`).
@@ -748,6 +753,13 @@ fn build(
     let call_timeout = duration(s, &mut p, &CALL_TIMEOUT, Duration::from_secs(5), false);
     let purge_interval = duration(s, &mut p, &PURGE_INTERVAL, minutes(60), false);
     let purge_retention = duration(s, &mut p, &PURGE_RETENTION, days(7), false);
+    let api_key_usage_flush = duration(
+        s,
+        &mut p,
+        &API_KEY_USAGE_FLUSH,
+        Duration::from_secs(30),
+        false,
+    );
     let shutdown_timeout = duration(s, &mut p, &SHUTDOWN_TIMEOUT, Duration::from_secs(30), false);
     let request_timeout = duration(s, &mut p, &REQUEST_TIMEOUT, Duration::from_secs(10), false);
 
@@ -954,6 +966,7 @@ fn build(
         hash_queue: hash_queue.expect(CHECKED) as usize,
         purge_interval: purge_interval.expect(CHECKED),
         purge_retention: purge_retention.expect(CHECKED),
+        api_key_usage_flush: api_key_usage_flush.expect(CHECKED),
         shutdown_timeout: shutdown_timeout.expect(CHECKED),
         max_body_bytes: max_body_bytes.expect(CHECKED) as usize,
         request_timeout: request_timeout.expect(CHECKED),

@@ -49,7 +49,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::revoke_one))
         .routes(routes!(auth::refresh))
-        .routes(routes!(me::me))
+        .routes(routes!(me::me, crate::http::routes::profile::update_me))
+        .routes(routes!(crate::http::routes::profile::change_password))
+        .routes(routes!(
+            crate::http::routes::api_keys::create,
+            crate::http::routes::api_keys::list
+        ))
+        .routes(routes!(crate::http::routes::api_keys::revoke))
+        .routes(routes!(crate::http::routes::verify::verify))
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))

@@ -22,9 +22,11 @@ use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 /// Re-exported so callers of [`Store`] need not depend on the actors crate for its error type.
 pub use sessiond_actors::store::StoreError;
 
+pub mod api_keys;
 mod postgres;
 pub mod purge;
 mod sqlite;
+mod users;
 
 pub use purge::spawn_purge;
 

@@ -52,6 +52,13 @@ pub enum ApiError {
     /// 401 `session_compromised`.
     #[error("session compromised")]
     SessionCompromised,
+    /// 401 `invalid_api_key`: malformed, unknown, revoked or expired API key (`x-api-key`).
+    #[error("invalid, revoked or expired API key")]
+    InvalidApiKey,
+    /// 403 `principal_not_allowed`: valid credentials of a kind the endpoint does not accept
+    /// (e.g. an API key at `/v1/auth/verify?allow=user`).
+    #[error("this kind of principal is not allowed here")]
+    PrincipalNotAllowed,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -104,6 +111,8 @@ impl ApiError {
             Self::SessionRevoked => "session_revoked",
             Self::SessionExpired => "session_expired",
             Self::SessionCompromised => "session_compromised",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::PrincipalNotAllowed => "principal_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -126,7 +135,9 @@ impl ApiError {
             | Self::RefreshTokenReused
             | Self::SessionRevoked
             | Self::SessionExpired
-            | Self::SessionCompromised => StatusCode::UNAUTHORIZED,
+            | Self::SessionCompromised
+            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::PrincipalNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,

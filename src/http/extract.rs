@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
+use chrono::{DateTime, Utc};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -12,9 +13,11 @@ use sessiond_actors::model::SessionRecord;
 use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 
+use crate::api_keys::{ApiKeyId, PresentedKey, burn_check};
 use crate::domain::FieldError;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::store::UserStatus;
 
 /// A JSON body. Requires `Content-Type: application/json` (415), valid JSON (400) and the
 /// expected shape (422 naming the field). Error messages name fields but never echo values, so
@@ -114,6 +117,10 @@ fn leak_field_name(field: String) -> &'static str {
         "refresh_token",
         "limit",
         "cursor",
+        "expires_at",
+        "scopes",
+        "current_password",
+        "new_password",
     ];
     KNOWN
         .iter()
@@ -197,4 +204,106 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// The header that carries an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// A service, authenticated by an API key in the `x-api-key` header: not revoked, not expired,
+/// and owned by an active account. Malformed, unknown, revoked and expired keys all answer 401
+/// `invalid_api_key` (one answer, so a key's state cannot be probed).
+///
+/// Each success is noted in [`crate::api_keys::ApiKeyUsage`] (memory only); `last_used_at`
+/// reaches the database in the next batched flush, never with a write per request.
+#[derive(Clone, Debug)]
+pub struct ApiKeyPrincipal {
+    /// The key's id.
+    pub key_id: ApiKeyId,
+    /// The user who created the key.
+    pub owner_id: UserId,
+    /// The owner's label for the key.
+    pub name: String,
+    /// The key's scopes, for the gateway to pass on.
+    pub scopes: Vec<String>,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl FromRequestParts<AppState> for ApiKeyPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate_api_key(parts, state).await
+    }
+}
+
+async fn authenticate_api_key(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<ApiKeyPrincipal, ApiError> {
+    let mut values = parts.headers.get_all(API_KEY_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(ApiError::InvalidApiKey);
+    };
+    let text = value.to_str().map_err(|_| ApiError::InvalidApiKey)?.trim();
+    let presented = PresentedKey::parse(text).ok_or(ApiError::InvalidApiKey)?;
+    let Some(found) = state.store.find_api_key(presented.public_id).await? else {
+        burn_check(&presented);
+        return Err(ApiError::InvalidApiKey);
+    };
+    let now = state.clock.now();
+    let key = found.key;
+    let matches = presented.matches(&key.secret_hash);
+    let usable = key.revoked_at.is_none()
+        && key.expires_at.is_none_or(|t| t > now)
+        && found.owner_status == UserStatus::Active;
+    if !(matches && usable) {
+        return Err(ApiError::InvalidApiKey);
+    }
+    state.api_key_usage.record(key.id, now);
+    Ok(ApiKeyPrincipal {
+        key_id: key.id,
+        owner_id: key.user_id,
+        name: key.name,
+        scopes: key.scopes,
+        expires_at: key.expires_at,
+    })
+}
+
+/// Whoever is calling: a user with a bearer access token, or a service with an API key.
+///
+/// Sending both is refused (400 `invalid_request`): a request must not be able to choose
+/// which identity an endpoint sees by header order. Only `/v1/auth/verify` accepts this
+/// extractor; every other authenticated endpoint takes [`CurrentSession`] and so refuses API
+/// keys.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A user's session.
+    User(CurrentSession),
+    /// A service's API key.
+    Service(ApiKeyPrincipal),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let has_key = parts.headers.contains_key(API_KEY_HEADER);
+        let has_bearer = parts.headers.contains_key(header::AUTHORIZATION);
+        match (has_key, has_bearer) {
+            (true, true) => Err(ApiError::InvalidRequest(
+                "send either an access token or an API key, not both".into(),
+            )),
+            (true, false) => Ok(Self::Service(authenticate_api_key(parts, state).await?)),
+            (false, _) => Ok(Self::User(
+                CurrentSession::from_request_parts(parts, state).await?,
+            )),
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub struct ErrorDetail {
         (name = "auth", description = "Registration, login and token refresh"),
         (name = "sessions", description = "The caller's sessions"),
         (name = "service", description = "Health, readiness and keys"),
+        (name = "api-keys", description = "The caller's API keys (service credentials)"),
+        (name = "verify", description = "Forward authentication for gateways"),
+        (name = "profile", description = "The caller's display name and password"),
     )
 )]
 pub struct ApiDoc;
@@ -63,5 +66,12 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        // A service's API key (`sk_…`), accepted by `/v1/auth/verify` only.
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("x-api-key"),
+            )),
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Route handlers, one module per resource.
 
+pub mod api_keys;
 pub mod auth;
 pub mod health;
 pub mod me;
+pub mod profile;
 pub mod sessions;
+pub mod verify;

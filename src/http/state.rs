@@ -31,6 +31,8 @@ pub struct AppState {
     pub policy: RotationPolicy,
     /// Whether `/ready` may answer 200.
     pub readiness: Arc<Readiness>,
+    /// Coalesces API keys' `last_used_at` (no database write per request).
+    pub api_key_usage: Arc<crate::api_keys::ApiKeyUsage>,
 }
 
 /// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.

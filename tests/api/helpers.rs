@@ -22,6 +22,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub sessions: Sessions,
     pub store: Store,
+    /// The API-key usage coalescer (flush it, read its counters).
+    pub api_key_usage: std::sync::Arc<sessiond::api_keys::ApiKeyUsage>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Dropped (PostgreSQL database removed) when the test ends.
@@ -73,6 +75,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     let base = format!("http://{}", app.address());
     let sessions = app.sessions().clone();
     let store = app.store().clone();
+    let api_key_usage = app.api_key_usage().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -85,6 +88,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
             .unwrap(),
         sessions,
         store,
+        api_key_usage,
         stop: Some(stop),
         server: Some(server),
         _db: db,

@@ -1,8 +1,10 @@
 //! HTTP integration tests: every test starts its own sessiond on a random loopback port with its
 //! own database (a fresh PostgreSQL database or a fresh SQLite file) and talks to it over HTTP.
 
+mod api_keys;
 mod bad_input;
 mod helpers;
 mod lifecycle;
 mod openapi;
+mod profile;
 mod refresh;

@@ -19,6 +19,12 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/.well-known/jwks.json"),
     ("get", "/health"),
     ("get", "/ready"),
+    ("post", "/v1/auth/api-keys"),
+    ("get", "/v1/auth/api-keys"),
+    ("delete", "/v1/auth/api-keys/{id}"),
+    ("get", "/v1/auth/verify"),
+    ("patch", "/v1/auth/me"),
+    ("post", "/v1/auth/password"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

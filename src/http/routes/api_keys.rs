@@ -1,0 +1,336 @@
+//! The caller's API keys: create (the key is shown once), list, revoke.
+//!
+//! Managing keys takes a user's bearer token: the user who creates a key owns it. An API key
+//! can never manage keys (these handlers take [`CurrentSession`], which refuses API keys), so a
+//! leaked key cannot mint more keys or keep itself alive.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, parse_scopes};
+use crate::domain::{DisplayName, FieldError};
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, CurrentSession};
+use crate::http::openapi::ErrorResponse;
+use crate::http::state::AppState;
+use crate::store::api_keys::{ApiKeyRecord, NewApiKey};
+
+/// Page size when the client names none.
+const DEFAULT_LIMIT: u32 = 20;
+/// Largest page a client may ask for.
+const MAX_LIMIT: u32 = 100;
+
+/// `POST /v1/auth/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// A label for the key (1–100 characters), e.g. the service that will use it.
+    #[schema(example = "billing-service")]
+    name: String,
+    /// When the key stops working (RFC 3339, in the future); absent or null = never.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<String>,
+    /// Labels passed to gateways in `X-Auth-Scopes` (at most 32, each 1–64 characters of
+    /// letters, digits and `: . _ / -`); sessiond gives them no meaning.
+    #[serde(default)]
+    #[schema(example = json!(["invoices:read"]))]
+    scopes: Option<Vec<String>>,
+}
+
+/// An API key as its owner sees it: never the secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// The key's id (for revoking).
+    pub id: String,
+    /// The key's visible beginning, `sk_<public id>` (not enough to use it), to recognise a
+    /// key found in a log or a secret scanner's report.
+    #[schema(example = "sk_0f3a9c1e5b7d2f4a6c8e0b1d")]
+    pub prefix: String,
+    /// The owner's label.
+    pub name: String,
+    /// The key's scopes.
+    pub scopes: Vec<String>,
+    /// `active` or `expired` (revoked keys are not listed).
+    #[schema(value_type = String, example = "active")]
+    pub status: &'static str,
+    /// Creation time.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it stops working; null = never.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// Last successful use; written in batches, so up to `SESSIOND_API_KEY_USAGE_FLUSH` old.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl ApiKeyView {
+    fn new(key: &ApiKeyRecord, now: DateTime<Utc>) -> Self {
+        Self {
+            id: key.id.to_string(),
+            prefix: format!("{KEY_PREFIX}{}", key.public_id),
+            name: key.name.clone(),
+            scopes: key.scopes.clone(),
+            status: if key.expires_at.is_some_and(|t| t <= now) {
+                "expired"
+            } else {
+                "active"
+            },
+            created_at: rfc3339(key.created_at),
+            expires_at: key.expires_at.map(rfc3339),
+            last_used_at: key.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+/// The answer to creating a key: the only time the key itself is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The full key, `sk_<public id>_<secret>`: send it as `x-api-key`. Shown once; only a hash
+    /// is kept.
+    #[schema(example = "sk_0f3a9c1e5b7d2f4a6c8e0b1d_q5Yp…")]
+    pub key: String,
+    /// The key's description.
+    pub api_key: ApiKeyView,
+}
+
+/// One page of the caller's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyPage {
+    /// Newest first; revoked keys are left out.
+    pub api_keys: Vec<ApiKeyView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/auth/api-keys` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+/// Cursors are opaque to clients: today the base64url of the last key id of the page.
+fn encode_cursor(id: ApiKeyId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<ApiKeyId, ApiError> {
+    let bad = || ApiError::InvalidRequest("invalid cursor".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
+    Ok(ApiKeyId(Uuid::from_bytes(bytes)))
+}
+
+/// Validates a create request, reporting every bad field at once.
+fn validate(
+    body: CreateApiKeyRequest,
+    now: DateTime<Utc>,
+) -> Result<(String, Option<DateTime<Utc>>, Vec<String>), ApiError> {
+    let mut errors = Vec::new();
+    let name = DisplayName::parse(&body.name)
+        .map_err(|e| errors.push(FieldError::new("name", e.message)))
+        .ok();
+    let expires_at = match body.expires_at.as_deref() {
+        None => None,
+        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
+            Ok(t) if t.with_timezone(&Utc) > now => Some(t.with_timezone(&Utc)),
+            Ok(_) => {
+                errors.push(FieldError::new("expires_at", "must be in the future"));
+                None
+            }
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "expires_at",
+                    "must be an RFC 3339 timestamp (e.g. 2027-01-31T00:00:00Z)",
+                ));
+                None
+            }
+        },
+    };
+    let scopes = parse_scopes(body.scopes.unwrap_or_default())
+        .map_err(|e| errors.push(e))
+        .ok();
+    match (name, scopes) {
+        (Some(name), Some(scopes)) if errors.is_empty() => {
+            Ok((name.as_str().to_owned(), expires_at, scopes))
+        }
+        _ => Err(ApiError::ValidationFailed(errors)),
+    }
+}
+
+/// Creates an API key owned by the caller. The key is in this answer only (`Cache-Control:
+/// no-store`); sessiond keeps a SHA-256 of its secret.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/api-keys",
+    tag = "api-keys",
+    request_body = CreateApiKeyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the key is shown this once", body = CreatedApiKey),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    AppJson(body): AppJson<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let (name, expires_at, scopes) = validate(body, now)?;
+    let issued = IssuedKey::generate();
+    let key = state
+        .store
+        .create_api_key(
+            &NewApiKey {
+                public_id: issued.public_id.clone(),
+                user_id: me.user_id,
+                name,
+                secret_hash: issued.hash,
+                scopes,
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(target: "audit", event = "api_key_created", user_id = %me.user_id, api_key_id = %key.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: issued.expose_secret().to_owned(),
+            api_key: ApiKeyView::new(&key, now),
+        }),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Lists the caller's keys that are not revoked (expired ones included, marked `expired`),
+/// newest first. Never shows a secret.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/api-keys",
+    tag = "api-keys",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of keys", body = ApiKeyPage),
+        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ApiKeyPage>, ApiError> {
+    let Query(query) =
+        query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                ));
+            }
+        },
+    };
+    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut page = state
+        .store
+        .list_api_keys(me.user_id, before, limit + 1)
+        .await?;
+    let next_cursor = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|k| encode_cursor(k.id))
+    } else {
+        None
+    };
+    let now = state.clock.now();
+    Ok(Json(ApiKeyPage {
+        api_keys: page.iter().map(|k| ApiKeyView::new(k, now)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Revokes one of the caller's keys: it fails with `invalid_api_key` from now on. Another
+/// user's key id answers 404, exactly like an id that does not exist. Revoking a revoked key
+/// answers 204 again.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/api-keys/{id}",
+    tag = "api-keys",
+    params(("id" = String, Path, description = "API key id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "`invalid_request`: not a key id", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such key of the caller", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: ApiKeyId = id
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest("invalid API key id".into()))?;
+    if !state
+        .store
+        .revoke_api_key(me.user_id, id, state.clock.now())
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(target: "audit", event = "api_key_revoked", user_id = %me.user_id, api_key_id = %id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let id = ApiKeyId::new();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        for bad in ["", "!!", "AAAA", &"A".repeat(200)] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

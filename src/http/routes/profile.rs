@@ -1,0 +1,195 @@
+//! The caller's profile: display name and password.
+//!
+//! A password change ends every *other* session of the user, each through its actor (so no
+//! refresh can mint tokens after the answer), and keeps the session that made the change.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer};
+use sessiond_actors::model::RevokeReason;
+use utoipa::ToSchema;
+
+use crate::crypto::password::HashError;
+use crate::domain::{DisplayName, FieldError, Password};
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, CurrentSession};
+use crate::http::openapi::ErrorResponse;
+use crate::http::routes::sessions::revoke_all;
+use crate::http::state::AppState;
+use crate::http::views::{UserResponse, UserView};
+
+/// Tells "absent" (keep) from `null` (clear) for a PATCH field.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/auth/me` body: only the fields to change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    /// New display name (1–100 characters, trimmed); `null` removes it; absent keeps it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "Ada Lovelace")]
+    name: Option<Option<String>>,
+}
+
+/// `POST /v1/auth/password` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password in use now.
+    #[schema(format = Password)]
+    current_password: String,
+    /// The new password (8–128 characters, different from the current one).
+    #[schema(format = Password, min_length = 8, max_length = 128)]
+    new_password: String,
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Updates the caller's profile (today: the display name). 200 `{user}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/auth/me",
+    tag = "profile",
+    request_body = UpdateProfileRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = UserResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `name`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn update_me(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    AppJson(body): AppJson<UpdateProfileRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    if let Some(name) = body.name {
+        let name = name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()
+            .map_err(|e| ApiError::ValidationFailed(vec![FieldError::new("name", e.message)]))?;
+        let updated = state
+            .store
+            .set_user_name(
+                me.user_id,
+                name.as_ref().map(DisplayName::as_str),
+                state.clock.now(),
+            )
+            .await?;
+        if !updated {
+            return Err(ApiError::InvalidToken);
+        }
+        tracing::info!(target: "audit", event = "profile_updated", user_id = %me.user_id);
+    }
+    let user = state
+        .store
+        .get_user(me.user_id)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    Ok(Json(UserResponse {
+        user: UserView::from(&user),
+    }))
+}
+
+/// Changes the caller's password. 204; every other session of the user is revoked (their
+/// refresh tokens fail with `session_revoked`), the calling session stays. A wrong current
+/// password answers 401 `invalid_credentials` and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password",
+    tag = "profile",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every other session revoked"),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    AppJson(body): AppJson<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    // The policy is checked first: a request that cannot succeed costs no argon2 work.
+    let new_password = Password::parse(body.new_password).map_err(|e| {
+        ApiError::ValidationFailed(vec![FieldError::new("new_password", e.message)])
+    })?;
+    if new_password.expose_secret() == body.current_password {
+        return Err(ApiError::field(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    let user = state
+        .store
+        .get_user(me.user_id)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    // A current password outside the policy cannot be right, but is still verified (against
+    // the stored hash, or the dummy one) so every wrong answer costs the same.
+    let current = Password::parse(body.current_password).ok();
+    let verified = match &current {
+        Some(current) => state
+            .passwords
+            .verify(current, user.password_hash.as_deref())
+            .await
+            .map_err(hash_error)?,
+        None => {
+            let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
+            state
+                .passwords
+                .verify(&filler, None)
+                .await
+                .map_err(hash_error)?
+        }
+    };
+    if !(verified && current.is_some()) {
+        tracing::info!(target: "audit", event = "password_change_failed", user_id = %me.user_id);
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = state
+        .passwords
+        .hash(&new_password)
+        .await
+        .map_err(hash_error)?;
+    if !state
+        .store
+        .set_password_hash(me.user_id, &hash, state.clock.now())
+        .await?
+    {
+        return Err(ApiError::InvalidToken);
+    }
+    // The new password is in place; now end every other session through its actor. If this
+    // fails part-way the client gets the error and can retry DELETE /v1/auth/sessions.
+    let revoked = revoke_all(
+        &state,
+        me.user_id,
+        Some(me.session_id),
+        RevokeReason::PasswordChanged,
+    )
+    .await?;
+    tracing::info!(target: "audit", event = "password_changed", user_id = %me.user_id, session_id = %me.session_id, sessions_revoked = revoked);
+    Ok(StatusCode::NO_CONTENT)
+}

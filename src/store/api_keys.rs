@@ -1,0 +1,420 @@
+//! API keys, on both backends (see `migrations/*/20261126020000_api_keys.sql`).
+//!
+//! Only the SHA-256 of a key's secret is stored. A key is found by its public id (unique
+//! index); the owner's list is keyset-paginated on the UUIDv7 id, newest first.
+//! `last_used_at` is written only in batches ([`Store::record_api_key_use`]), and only ever moves
+//! forward, so instances flushing in any order agree.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::UserId;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::{Inner, Store, StoreError, UserStatus, corrupt, postgres, sqlite, truncate_to_micros};
+use crate::api_keys::{ApiKeyId, SecretHash};
+
+/// An API key as stored (never the secret; its hash is redacted from `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The key's id (UUIDv7), used to list and revoke it.
+    pub id: ApiKeyId,
+    /// The lookup part of the key (`sk_<public id>_…`).
+    pub public_id: String,
+    /// The owner: the user who created it.
+    pub user_id: UserId,
+    /// The owner's label for it.
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: SecretHash,
+    /// Labels passed on to gateways; sessiond gives them no meaning.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// After this the key is refused; None = no expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the owner revoked it.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last successful use as of the last usage flush.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("public_id", &self.public_id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field("secret_hash", &self.secret_hash)
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("last_used_at", &self.last_used_at)
+            .finish()
+    }
+}
+
+/// What creating a key supplies; the store assigns id and creation time.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    /// From [`crate::api_keys::IssuedKey`].
+    pub public_id: String,
+    /// The owner.
+    pub user_id: UserId,
+    /// Validated label.
+    pub name: String,
+    /// From [`crate::api_keys::IssuedKey`].
+    pub secret_hash: SecretHash,
+    /// Validated scopes.
+    pub scopes: Vec<String>,
+    /// Optional expiry (in the future).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key found by its public id, with its owner's account status (a disabled owner's keys stop
+/// working without being revoked).
+#[derive(Clone, Debug)]
+pub struct ApiKeyLookup {
+    /// The key.
+    pub key: ApiKeyRecord,
+    /// The owner's status.
+    pub owner_status: UserStatus,
+}
+
+macro_rules! key_columns {
+    () => {
+        "k.id, k.public_id, k.user_id, k.name, k.secret_hash, k.scopes, k.created_at, \
+         k.expires_at, k.revoked_at, k.last_used_at"
+    };
+}
+
+impl Store {
+    /// Stores a new key; `created_at` is `now` (truncated to microseconds).
+    pub async fn create_api_key(
+        &self,
+        new: &NewApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let key = ApiKeyRecord {
+            id: ApiKeyId::new(),
+            public_id: new.public_id.clone(),
+            user_id: new.user_id,
+            name: new.name.clone(),
+            secret_hash: new.secret_hash,
+            scopes: new.scopes.clone(),
+            created_at: truncate_to_micros(now),
+            expires_at: new.expires_at.map(truncate_to_micros),
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let op = "create api key";
+        match &self.inner {
+            Inner::Postgres(s) => {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(key.id.as_uuid())
+                .bind(&key.public_id)
+                .bind(key.user_id.as_uuid())
+                .bind(&key.name)
+                .bind(key.secret_hash.as_bytes().as_slice())
+                .bind(&key.scopes)
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .execute(&s.pool)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?;
+            }
+            Inner::Sqlite(s) => {
+                let scopes = serde_json::to_string(&key.scopes)
+                    .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
+                     created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .bind(key.id.as_uuid())
+                .bind(&key.public_id)
+                .bind(key.user_id.as_uuid())
+                .bind(&key.name)
+                .bind(key.secret_hash.as_bytes().as_slice())
+                .bind(scopes)
+                .bind(sqlite::ts(key.created_at))
+                .bind(key.expires_at.map(sqlite::ts))
+                .execute(&s.writer)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?;
+            }
+        }
+        Ok(key)
+    }
+
+    /// The key with this public id and its owner's status, whatever its state (the caller
+    /// decides about revocation and expiry).
+    pub async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
+        let op = "find api key";
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            ", u.status AS owner_status FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.public_id = "
+        );
+        match &self.inner {
+            Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
+                .bind(public_id)
+                .fetch_optional(&s.pool)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?
+                .map(|row| lookup_from_pg(&row))
+                .transpose(),
+            Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
+                .bind(public_id)
+                .fetch_optional(&s.reader)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?
+                .map(|row| lookup_from_sqlite(&row))
+                .transpose(),
+        }
+    }
+
+    /// The key with this id, whatever its state and owner.
+    pub async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let op = "get api key";
+        let sql = concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.id = ");
+        match &self.inner {
+            Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
+                .bind(id.as_uuid())
+                .fetch_optional(&s.pool)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?
+                .map(|row| key_from_pg(&row))
+                .transpose(),
+            Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
+                .bind(id.as_uuid())
+                .fetch_optional(&s.reader)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?
+                .map(|row| key_from_sqlite(&row))
+                .transpose(),
+        }
+    }
+
+    /// The user's keys that are not revoked (expired ones included), newest first,
+    /// keyset-paginated: `before` = the last id of the previous page. A `limit` of 0 returns
+    /// nothing.
+    pub async fn list_api_keys(
+        &self,
+        user: UserId,
+        before: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let op = "list api keys";
+        // No cursor = start above every possible id (a v7 id is never all ones).
+        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys k WHERE k.user_id = {1} AND k.revoked_at IS NULL AND k.id < {2} \
+             ORDER BY k.id DESC LIMIT {3}"
+        );
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let sql = sql
+                    .replace("{1}", "$1")
+                    .replace("{2}", "$2")
+                    .replace("{3}", "$3");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(user.as_uuid())
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&s.pool)
+                    .await
+                    .map_err(|e| postgres::map_err(op, e))?;
+                rows.iter().map(key_from_pg).collect()
+            }
+            Inner::Sqlite(s) => {
+                let sql = sql
+                    .replace("{1}", "?1")
+                    .replace("{2}", "?2")
+                    .replace("{3}", "?3");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(user.as_uuid())
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&s.reader)
+                    .await
+                    .map_err(|e| sqlite::map_err(op, e))?;
+                rows.iter().map(key_from_sqlite).collect()
+            }
+        }
+    }
+
+    /// Revokes the user's key `id` at `now`. Returns false when the user has no such key
+    /// (another user's key is "no such key"). Revoking a revoked key keeps the first time and
+    /// returns true, so a retried DELETE succeeds.
+    pub async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let op = "revoke api key";
+        let now = truncate_to_micros(now);
+        let updated = match &self.inner {
+            Inner::Postgres(s) => sqlx::query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+                 WHERE id = $1 AND user_id = $2",
+            )
+            .bind(id.as_uuid())
+            .bind(user.as_uuid())
+            .bind(now)
+            .execute(&s.pool)
+            .await
+            .map_err(|e| postgres::map_err(op, e))?
+            .rows_affected(),
+            Inner::Sqlite(s) => sqlx::query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) \
+                 WHERE id = ?1 AND user_id = ?2",
+            )
+            .bind(id.as_uuid())
+            .bind(user.as_uuid())
+            .bind(sqlite::ts(now))
+            .execute(&s.writer)
+            .await
+            .map_err(|e| sqlite::map_err(op, e))?
+            .rows_affected(),
+        };
+        Ok(updated == 1)
+    }
+
+    /// Moves `last_used_at` forward for every key in `uses`, in one statement (PostgreSQL) or
+    /// one transaction (SQLite). A key that no longer exists is skipped; an older time never
+    /// overwrites a newer one.
+    pub async fn record_api_key_use(
+        &self,
+        uses: &[(ApiKeyId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let op = "record api key use";
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let ids: Vec<Uuid> = uses.iter().map(|(id, _)| id.as_uuid()).collect();
+                let times: Vec<DateTime<Utc>> =
+                    uses.iter().map(|(_, t)| truncate_to_micros(*t)).collect();
+                sqlx::query(
+                    "UPDATE api_keys AS k \
+                     SET last_used_at = GREATEST(COALESCE(k.last_used_at, u.at), u.at) \
+                     FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id",
+                )
+                .bind(&ids)
+                .bind(&times)
+                .execute(&s.pool)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?;
+            }
+            Inner::Sqlite(s) => {
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(|e| sqlite::map_err(op, e))?;
+                for (id, at) in uses {
+                    // Fixed-width text timestamps: max() of the text is the later time.
+                    sqlx::query(
+                        "UPDATE api_keys SET last_used_at = max(COALESCE(last_used_at, ?2), ?2) \
+                         WHERE id = ?1",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(sqlite::ts(*at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sqlite::map_err(op, e))?;
+                }
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_slice(bytes).ok_or_else(|| corrupt("api key hash is not 32 bytes"))
+}
+
+fn decode<'r, R, T>(row: &'r R, column: &str) -> Result<T, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
+}
+
+fn key_from_pg(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
+    let hash: Vec<u8> = decode(row, "secret_hash")?;
+    Ok(ApiKeyRecord {
+        id: ApiKeyId(decode(row, "id")?),
+        public_id: decode(row, "public_id")?,
+        user_id: UserId(decode(row, "user_id")?),
+        name: decode(row, "name")?,
+        secret_hash: secret_hash(&hash)?,
+        scopes: decode(row, "scopes")?,
+        created_at: decode(row, "created_at")?,
+        expires_at: decode(row, "expires_at")?,
+        revoked_at: decode(row, "revoked_at")?,
+        last_used_at: decode(row, "last_used_at")?,
+    })
+}
+
+fn key_from_sqlite(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+    let hash: Vec<u8> = decode(row, "secret_hash")?;
+    let scopes: String = decode(row, "scopes")?;
+    let ts = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        decode::<_, Option<String>>(row, column)?
+            .as_deref()
+            .map(sqlite::parse_ts)
+            .transpose()
+    };
+    Ok(ApiKeyRecord {
+        id: ApiKeyId(decode(row, "id")?),
+        public_id: decode(row, "public_id")?,
+        user_id: UserId(decode(row, "user_id")?),
+        name: decode(row, "name")?,
+        secret_hash: secret_hash(&hash)?,
+        scopes: serde_json::from_str(&scopes)
+            .map_err(|_| corrupt("api key scopes are not a JSON string array"))?,
+        created_at: ts("created_at")?.ok_or_else(|| corrupt("api key without created_at"))?,
+        expires_at: ts("expires_at")?,
+        revoked_at: ts("revoked_at")?,
+        last_used_at: ts("last_used_at")?,
+    })
+}
+
+fn owner_status(status: &str) -> Result<UserStatus, StoreError> {
+    UserStatus::parse(status).ok_or_else(|| corrupt("unknown user status"))
+}
+
+fn lookup_from_pg(row: &PgRow) -> Result<ApiKeyLookup, StoreError> {
+    Ok(ApiKeyLookup {
+        key: key_from_pg(row)?,
+        owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
+    })
+}
+
+fn lookup_from_sqlite(row: &SqliteRow) -> Result<ApiKeyLookup, StoreError> {
+    Ok(ApiKeyLookup {
+        key: key_from_sqlite(row)?,
+        owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
+    })
+}

@@ -1,0 +1,77 @@
+//! Account updates: display name and password hash (both backends).
+//!
+//! Small, single-statement updates on the `users` row; `updated_at` moves with every change.
+//! Callers read the result back with [`Store::get_user`].
+
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::UserId;
+
+use super::{Inner, Store, StoreError, postgres, sqlite, truncate_to_micros};
+
+impl Store {
+    /// Sets (or, with `None`, clears) the display name. Returns whether the account exists.
+    pub async fn set_user_name(
+        &self,
+        id: UserId,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let updated = match &self.inner {
+            Inner::Postgres(s) => {
+                sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| postgres::map_err("set user name", e))?
+                    .rows_affected()
+            }
+            Inner::Sqlite(s) => {
+                sqlx::query("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")
+                    .bind(id.as_uuid())
+                    .bind(name)
+                    .bind(sqlite::ts(now))
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| sqlite::map_err("set user name", e))?
+                    .rows_affected()
+            }
+        };
+        Ok(updated == 1)
+    }
+
+    /// Replaces the password hash (a PHC string). Returns whether the account exists.
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let updated = match &self.inner {
+            Inner::Postgres(s) => {
+                sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .bind(password_hash)
+                    .bind(now)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| postgres::map_err("set password hash", e))?
+                    .rows_affected()
+            }
+            Inner::Sqlite(s) => {
+                sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
+                    .bind(id.as_uuid())
+                    .bind(password_hash)
+                    .bind(sqlite::ts(now))
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| sqlite::map_err("set password hash", e))?
+                    .rows_affected()
+            }
+        };
+        Ok(updated == 1)
+    }
+}
