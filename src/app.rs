@@ -54,6 +54,11 @@ impl Application {
             config.access_ttl,
         ));
         let passwords = Arc::new(PasswordHasher::from_config(&config).context("argon2 params")?);
+        let mfa = Arc::new(crate::mfa::Mfa::new(
+            keys.refresh_key(),
+            config.totp_issuer.clone(),
+            config.mfa_challenge_ttl,
+        ));
         let policy = RotationPolicy {
             refresh_idle_ttl: chrono::Duration::from_std(config.refresh_idle_ttl)?,
             grace_window: chrono::Duration::from_std(config.grace_window)?,
@@ -107,6 +112,7 @@ impl Application {
                 clock,
                 policy,
                 readiness,
+                mfa,
                 api_key_usage: Arc::new(ApiKeyUsage::default()),
             },
             config: Arc::new(config),

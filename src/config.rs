@@ -82,6 +82,8 @@ const API_KEY_USAGE_FLUSH: Key = key("SESSIOND_API_KEY_USAGE_FLUSH", "api_key_us
 const SHUTDOWN_TIMEOUT: Key = key("SESSIOND_SHUTDOWN_TIMEOUT", "shutdown_timeout");
 const MAX_BODY_BYTES: Key = key("SESSIOND_MAX_BODY_BYTES", "max_body_bytes");
 const REQUEST_TIMEOUT: Key = key("SESSIOND_REQUEST_TIMEOUT", "request_timeout");
+const MFA_CHALLENGE_TTL: Key = key("SESSIOND_MFA_CHALLENGE_TTL", "mfa_challenge_ttl");
+const TOTP_ISSUER: Key = key("SESSIOND_TOTP_ISSUER", "totp_issuer");
 const LOG_FORMAT: Key = key("SESSIOND_LOG_FORMAT", "log_format");
 const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_connections");
 
@@ -115,6 +117,8 @@ const ALL_KEYS: &[Key] = &[
     SHUTDOWN_TIMEOUT,
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT,
+    MFA_CHALLENGE_TTL,
+    TOTP_ISSUER,
     LOG_FORMAT,
     DB_MAX_CONNECTIONS,
 ];
@@ -213,6 +217,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Whole-request timeout (`SESSIOND_REQUEST_TIMEOUT`, default 10s).
     pub request_timeout: Duration,
+    /// How long a login's second-factor challenge stays usable
+    /// (`SESSIOND_MFA_CHALLENGE_TTL`, default 5m).
+    pub mfa_challenge_ttl: Duration,
+    /// The issuer name authenticator apps show for TOTP enrolments (`SESSIOND_TOTP_ISSUER`,
+    /// default `sessiond`; no `:`).
+    pub totp_issuer: String,
     /// Log output (`SESSIOND_LOG_FORMAT`: `pretty` default, or `json`).
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
@@ -762,6 +772,8 @@ fn build(
     );
     let shutdown_timeout = duration(s, &mut p, &SHUTDOWN_TIMEOUT, Duration::from_secs(30), false);
     let request_timeout = duration(s, &mut p, &REQUEST_TIMEOUT, Duration::from_secs(10), false);
+    let mfa_challenge_ttl = duration(s, &mut p, &MFA_CHALLENGE_TTL, minutes(5), false);
+    let totp_issuer = field(s, &mut p, &TOTP_ISSUER, totp_issuer, || "sessiond".into());
 
     let shards = bounded::<u64>(s, &mut p, &SHARDS, 0, 0, 1024);
     let signing_alg = field(
@@ -970,10 +982,22 @@ fn build(
         shutdown_timeout: shutdown_timeout.expect(CHECKED),
         max_body_bytes: max_body_bytes.expect(CHECKED) as usize,
         request_timeout: request_timeout.expect(CHECKED),
+        mfa_challenge_ttl: mfa_challenge_ttl.expect(CHECKED),
+        totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
         warnings,
     })
+}
+
+/// The otpauth issuer: shown by authenticator apps; the Key Uri Format forbids `:` in it.
+fn totp_issuer(key: &Key, raw: Raw<'_>) -> Result<String, String> {
+    let s = sources::text(key, raw)?;
+    let s = s.trim();
+    if s.is_empty() || s.contains(':') || s.chars().count() > 64 {
+        return Err(format!("{s:?} must be 1-64 characters without ':'"));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_bind(key: &Key, raw: Raw<'_>) -> Result<SocketAddr, String> {

@@ -49,6 +49,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::revoke_one))
         .routes(routes!(auth::refresh))
+        .routes(routes!(crate::http::routes::mfa::complete_login))
+        .routes(routes!(crate::http::routes::mfa::status))
+        .routes(routes!(crate::http::routes::mfa::start_totp))
+        .routes(routes!(crate::http::routes::mfa::confirm_totp))
+        .routes(routes!(crate::http::routes::mfa::disable_totp))
         .routes(routes!(me::me, crate::http::routes::profile::update_me))
         .routes(routes!(crate::http::routes::profile::change_password))
         .routes(routes!(

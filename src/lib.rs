@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod mfa;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]

@@ -23,6 +23,7 @@ use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 pub use sessiond_actors::store::StoreError;
 
 pub mod api_keys;
+pub mod mfa;
 mod postgres;
 pub mod purge;
 mod sqlite;

@@ -68,6 +68,37 @@ pub enum ApiError {
     /// 409 `email_taken`.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// 401 `mfa_required`: the password was right but the account has MFA on; no session
+    /// yet. `details: {challenge_id, expires_at, methods}` say how to finish
+    /// (`POST /v1/auth/sessions/mfa`).
+    #[error("a second factor is required to finish logging in")]
+    MfaRequired {
+        /// The challenge to answer.
+        challenge_id: String,
+        /// When it stops being usable (RFC 3339).
+        expires_at: String,
+        /// `totp`, and `recovery_code` while unused recovery codes remain.
+        methods: Vec<&'static str>,
+    },
+    /// 401 `invalid_mfa_code`: a wrong, malformed or already used TOTP or recovery code.
+    #[error("invalid or already used code")]
+    InvalidMfaCode,
+    /// 401 `mfa_challenge_invalid`: unknown, expired or already completed challenge; log in
+    /// again.
+    #[error("unknown, expired or already used MFA challenge; log in again")]
+    MfaChallengeInvalid,
+    /// 401 `mfa_attempts_exceeded`: the challenge's attempts are used up; log in again.
+    #[error("too many wrong codes for this challenge; log in again")]
+    MfaAttemptsExceeded,
+    /// 409 `mfa_already_enabled`: TOTP is already on (disable it first to re-enrol).
+    #[error("TOTP is already enabled")]
+    MfaAlreadyEnabled,
+    /// 409 `mfa_not_enrolling`: confirm without a started enrolment.
+    #[error("no TOTP enrolment in progress; start one first")]
+    MfaNotEnrolling,
+    /// 409 `mfa_not_enabled`: nothing to disable.
+    #[error("TOTP is not enabled")]
+    MfaNotEnabled,
     /// 429 `rate_limited`, with the seconds to wait.
     #[error("too many requests")]
     RateLimited {
@@ -116,6 +147,13 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
+            Self::MfaRequired { .. } => "mfa_required",
+            Self::InvalidMfaCode => "invalid_mfa_code",
+            Self::MfaChallengeInvalid => "mfa_challenge_invalid",
+            Self::MfaAttemptsExceeded => "mfa_attempts_exceeded",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::MfaNotEnrolling => "mfa_not_enrolling",
+            Self::MfaNotEnabled => "mfa_not_enabled",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -141,6 +179,13 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
+            Self::MfaRequired { .. }
+            | Self::InvalidMfaCode
+            | Self::MfaChallengeInvalid
+            | Self::MfaAttemptsExceeded => StatusCode::UNAUTHORIZED,
+            Self::MfaAlreadyEnabled | Self::MfaNotEnrolling | Self::MfaNotEnabled => {
+                StatusCode::CONFLICT
+            }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -180,6 +225,15 @@ impl IntoResponse for ApiError {
                     .iter()
                     .map(|f| serde_json::json!({"field": f.field, "message": f.message}))
                     .collect::<Vec<_>>()
+            })),
+            Self::MfaRequired {
+                challenge_id,
+                expires_at,
+                methods,
+            } => Some(serde_json::json!({
+                "challenge_id": challenge_id,
+                "expires_at": expires_at,
+                "methods": methods,
             })),
             _ => None,
         };

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod health;
 pub mod me;
 pub mod profile;
+pub mod mfa;
 pub mod sessions;
 pub mod verify;

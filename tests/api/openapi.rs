@@ -25,6 +25,11 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/v1/auth/verify"),
     ("patch", "/v1/auth/me"),
     ("post", "/v1/auth/password"),
+    ("post", "/v1/auth/sessions/mfa"),
+    ("get", "/v1/auth/mfa"),
+    ("post", "/v1/auth/mfa/totp"),
+    ("post", "/v1/auth/mfa/totp/confirm"),
+    ("post", "/v1/auth/mfa/totp/disable"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

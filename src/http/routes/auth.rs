@@ -138,7 +138,7 @@ pub async fn register(
     responses(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_credentials`", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials`; or `mfa_required` (the account has MFA on: `details: {challenge_id, expires_at, methods}`, finish with `POST /v1/auth/sessions/mfa`)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
@@ -192,6 +192,15 @@ pub async fn login(
         }
     };
 
+
+    // MFA users get a challenge (401 `mfa_required`) instead of a session.
+    super::mfa::challenge_if_enrolled(
+        &state,
+        &user,
+        device_name.as_ref().map(|d| d.as_str()),
+        &client,
+    )
+    .await?;
     let now = state.clock.now();
     let (session, refresh_token) = state
         .sessions
@@ -261,7 +270,7 @@ pub async fn refresh(
     )
 }
 
-fn session_error(e: SessionError) -> ApiError {
+pub(crate) fn session_error(e: SessionError) -> ApiError {
     match e {
         SessionError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
         SessionError::Timeout => ApiError::Unavailable("session actor timed out".into()),
@@ -270,7 +279,7 @@ fn session_error(e: SessionError) -> ApiError {
 }
 
 /// Builds the token response with `Cache-Control: no-store` (RFC 6749 §5.1).
-fn token_response(
+pub(crate) fn token_response(
     state: &AppState,
     status: StatusCode,
     user: &User,

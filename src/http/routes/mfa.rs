@@ -1,0 +1,588 @@
+//! TOTP multi-factor authentication: enrolment, the login challenge, and turning it off.
+//!
+//! * `POST /v1/auth/mfa/totp` starts (or restarts) an enrolment: a new secret, its
+//!   `otpauth://` URI and an SVG QR code. MFA is still off.
+//! * `POST /v1/auth/mfa/totp/confirm` `{code}` turns it on and answers ten single-use recovery
+//!   codes, shown this once.
+//! * `POST /v1/auth/mfa/totp/disable` `{password, code | recovery_code}` turns it off. (A POST
+//!   rather than a DELETE with a body, which some clients and proxies drop.)
+//! * `GET /v1/auth/mfa` says whether it is on and how many recovery codes remain.
+//! * Login of an MFA user answers 401 `mfa_required` with a challenge (see
+//!   [`challenge_if_enrolled`]); `POST /v1/auth/sessions/mfa` `{challenge_id, code |
+//!   recovery_code}` completes it with the usual token response, `aal` 2 and `amr`
+//!   `["pwd", "otp"]`.
+//!
+//! RFC 8176 has no value for recovery codes; they are one-time passwords in its sense (single
+//! use, from a list the user holds), so a login with one also gets `["pwd", "otp"]` and AAL 2
+//! (NIST SP 800-63B counts look-up secrets as an AAL2 factor) and relying parties that check
+//! for `otp` treat both alike. The audit trail tells them apart (`details.method`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sessiond_actors::ids::UserId;
+use sessiond_actors::model::NewSession;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::constant_time_eq;
+use crate::crypto::password::HashError;
+use crate::domain::Password;
+use crate::http::error::ApiError;
+use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
+use crate::http::openapi::ErrorResponse;
+use crate::http::routes::auth::{session_error, token_response};
+use crate::http::state::AppState;
+use crate::http::views::TokenResponse;
+use crate::mfa::{MfaError, TotpSecret, qr_svg};
+use crate::store::audit::{AuditClient, AuditEvent};
+use crate::store::mfa::{
+    ChallengeAttempt, CompleteOutcome, MfaChallenge, SecondFactor, TotpEnrolment,
+};
+use crate::store::{User, UserStatus};
+
+/// Audit event kinds written here.
+pub mod kind {
+    /// TOTP was confirmed and turned on.
+    pub const MFA_ENABLED: &str = "mfa_enabled";
+    /// TOTP was turned off.
+    pub const MFA_DISABLED: &str = "mfa_disabled";
+    /// A wrong or replayed second factor at a login challenge.
+    pub const MFA_CHALLENGE_FAILED: &str = "mfa_challenge_failed";
+}
+
+/// The answer to starting an enrolment. `Debug` leaves the secret out.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolmentResponse {
+    /// The shared secret in base32 (RFC 4648, no padding), for typing into an app by hand.
+    pub secret: String,
+    /// `otpauth://totp/<issuer>:<account>?secret=…&issuer=…` (SHA-1, 6 digits, 30 s).
+    pub otpauth_uri: String,
+    /// The URI as a QR code: a standalone SVG document.
+    pub qr_svg: String,
+}
+
+/// `POST /v1/auth/mfa/totp/confirm` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmTotpRequest {
+    /// The 6-digit code the authenticator app shows now.
+    #[schema(example = "123456")]
+    code: String,
+}
+
+/// The recovery codes, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesResponse {
+    /// Ten single-use codes (`XXXX-XXXX-XXXX-XXXX`); each can stand in for a TOTP code once.
+    /// Only their hashes are kept: they cannot be shown again.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `POST /v1/auth/mfa/totp/disable` body: the password and exactly one of `code` and
+/// `recovery_code`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTotpRequest {
+    /// The account's password.
+    #[schema(format = Password)]
+    password: String,
+    /// A current TOTP code.
+    #[serde(default)]
+    code: Option<String>,
+    /// Or an unused recovery code.
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// `POST /v1/auth/sessions/mfa` body: the challenge and exactly one of `code` and
+/// `recovery_code`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    /// `details.challenge_id` of the `mfa_required` answer.
+    challenge_id: String,
+    /// A current TOTP code.
+    #[serde(default)]
+    code: Option<String>,
+    /// Or an unused recovery code.
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// `GET /v1/auth/mfa`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatusResponse {
+    /// Whether TOTP is on (logins then need a second factor).
+    pub totp_enabled: bool,
+    /// When it was turned on.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub enabled_at: Option<String>,
+    /// Recovery codes not used yet.
+    pub recovery_codes_remaining: u32,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn unix_seconds(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp()).unwrap_or(0)
+}
+
+fn audit_client(client: &ClientInfo) -> AuditClient {
+    AuditClient {
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+    }
+}
+
+/// JSON with `Cache-Control: no-store`: these answers carry secrets.
+fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn unseal_error(e: MfaError) -> ApiError {
+    // The detail (key rotated or row altered) is logged; the client sees `internal`.
+    ApiError::internal(e)
+}
+
+/// A submitted second factor, not yet checked.
+enum Proof {
+    Totp(String),
+    Recovery(String),
+}
+
+impl Proof {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::Totp(_) => "totp",
+            Self::Recovery(_) => "recovery_code",
+        }
+    }
+}
+
+/// Exactly one of `code` and `recovery_code`.
+fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, ApiError> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(Proof::Totp(code)),
+        (None, Some(code)) => Ok(Proof::Recovery(code)),
+        (Some(_), Some(_)) => Err(ApiError::field(
+            "code",
+            "give either code or recovery_code, not both",
+        )),
+        (None, None) => Err(ApiError::field("code", "code or recovery_code is required")),
+    }
+}
+
+/// Checks `proof` against `user`'s enabled TOTP and recovery codes. None = wrong, malformed,
+/// or a TOTP code of a step already used (RFC 6238 §5.2: each code is accepted once). The
+/// result still has to be consumed atomically by the store.
+async fn check_proof(
+    state: &AppState,
+    user: UserId,
+    enrolment: &TotpEnrolment,
+    proof: &Proof,
+    now: DateTime<Utc>,
+) -> Result<Option<SecondFactor>, ApiError> {
+    match proof {
+        Proof::Totp(code) => {
+            let secret = state
+                .mfa
+                .open(user, &enrolment.sealed)
+                .map_err(unseal_error)?;
+            Ok(secret
+                .matching_step(code, unix_seconds(now))
+                .filter(|step| enrolment.last_used_step.is_none_or(|last| *step > last))
+                .map(SecondFactor::TotpStep))
+        }
+        Proof::Recovery(code) => {
+            let Some(hash) = state.mfa.recovery_code_hash(code) else {
+                return Ok(None);
+            };
+            let stored = state.store.unused_recovery_codes(user).await?;
+            // Compare with every stored code, in constant time each, without stopping early.
+            let mut found = None;
+            for candidate in &stored {
+                if constant_time_eq(&candidate.hash, &hash) {
+                    found = Some(SecondFactor::RecoveryCode(candidate.id));
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// Called by login once the password is verified: if `user` has MFA on, stores a challenge
+/// and answers `Err(ApiError::MfaRequired)` (401 `mfa_required` with the challenge in the
+/// details) so no session is created; otherwise `Ok(())`.
+pub async fn challenge_if_enrolled(
+    state: &AppState,
+    user: &User,
+    device_name: Option<&str>,
+    client: &ClientInfo,
+) -> Result<(), ApiError> {
+    let status = state.store.mfa_status(user.id).await?;
+    if status.enabled_at.is_none() {
+        return Ok(());
+    }
+    let now = state.clock.now();
+    let ttl = chrono::Duration::from_std(state.mfa.challenge_ttl).map_err(ApiError::internal)?;
+    let challenge = MfaChallenge {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        created_at: now,
+        expires_at: now + ttl,
+        attempts: 0,
+        device_name: device_name.map(str::to_owned),
+        user_agent: client.user_agent.clone(),
+        ip: client.ip.clone(),
+    };
+    state.store.create_mfa_challenge(&challenge).await?;
+    tracing::info!(user_id = %user.id, "password accepted; second factor required");
+    let mut methods = vec!["totp"];
+    if status.recovery_codes_remaining > 0 {
+        methods.push("recovery_code");
+    }
+    Err(ApiError::MfaRequired {
+        challenge_id: challenge.id.to_string(),
+        expires_at: rfc3339(challenge.expires_at),
+        methods,
+    })
+}
+
+/// Starts a TOTP enrolment (restarting a pending one with a new secret). MFA stays off until
+/// confirmed with a code. The secret is stored encrypted.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/mfa/totp",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new secret, its otpauth URI and QR code (`Cache-Control: no-store`)", body = TotpEnrolmentResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 409, description = "`mfa_already_enabled`: disable it first", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn start_totp(
+    State(state): State<AppState>,
+    me: CurrentSession,
+) -> Result<Response, ApiError> {
+    let user = state
+        .store
+        .get_user(me.user_id)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    let secret = TotpSecret::generate();
+    let otpauth_uri = state
+        .mfa
+        .otpauth_uri(&secret, &user.email, &user.id.to_string())
+        .map_err(ApiError::internal)?;
+    let qr = qr_svg(&otpauth_uri).map_err(ApiError::internal)?;
+    let sealed = state.mfa.seal(user.id, &secret);
+    if !state
+        .store
+        .begin_totp_enrolment(user.id, &sealed, state.clock.now())
+        .await?
+    {
+        return Err(ApiError::MfaAlreadyEnabled);
+    }
+    Ok(no_store(
+        StatusCode::OK,
+        TotpEnrolmentResponse {
+            secret: secret.to_base32(),
+            otpauth_uri,
+            qr_svg: qr,
+        },
+    ))
+}
+
+/// Confirms the pending enrolment with a current code: MFA is on from now, and the answer
+/// carries ten recovery codes, shown only this once. A wrong code leaves MFA off.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/mfa/totp/confirm",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = ConfirmTotpRequest,
+    responses(
+        (status = 200, description = "MFA is on; the recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_mfa_code`, or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 409, description = "`mfa_not_enrolling` (start an enrolment first) or `mfa_already_enabled`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    client: ClientInfo,
+    AppJson(body): AppJson<ConfirmTotpRequest>,
+) -> Result<Response, ApiError> {
+    let enrolment = match state.store.totp_enrolment(me.user_id).await? {
+        None => return Err(ApiError::MfaNotEnrolling),
+        Some(e) if e.enabled_at.is_some() => return Err(ApiError::MfaAlreadyEnabled),
+        Some(e) => e,
+    };
+    let secret = state
+        .mfa
+        .open(me.user_id, &enrolment.sealed)
+        .map_err(unseal_error)?;
+    let now = state.clock.now();
+    let step = secret
+        .matching_step(&body.code, unix_seconds(now))
+        .ok_or(ApiError::InvalidMfaCode)?;
+    let codes = state.mfa.new_recovery_codes();
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, hash)| *hash).collect();
+    let event = AuditEvent::new(kind::MFA_ENABLED, now)
+        .user(me.user_id)
+        .session(me.session_id)
+        .client(&audit_client(&client))
+        .detail("method", "totp");
+    // The enrolment must still be the one whose code was checked (same nonce): a concurrent
+    // restart or confirmation wins, and this one answers as if it had come second.
+    if !state
+        .store
+        .enable_totp(
+            me.user_id,
+            &enrolment.sealed.nonce,
+            step,
+            &hashes,
+            now,
+            &event,
+        )
+        .await?
+    {
+        return Err(match state.store.mfa_status(me.user_id).await?.enabled_at {
+            Some(_) => ApiError::MfaAlreadyEnabled,
+            None => ApiError::MfaNotEnrolling,
+        });
+    }
+    Ok(no_store(
+        StatusCode::OK,
+        RecoveryCodesResponse {
+            recovery_codes: codes
+                .iter()
+                .map(|(code, _)| code.as_str().to_owned())
+                .collect(),
+        },
+    ))
+}
+
+/// Turns TOTP off. Needs the password and a current code (or an unused recovery code); the
+/// code is consumed, and the recovery codes and open login challenges are deleted.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/mfa/totp/disable",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = DisableTotpRequest,
+    responses(
+        (status = 204, description = "MFA is off"),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn disable_totp(
+    State(state): State<AppState>,
+    me: CurrentSession,
+    client: ClientInfo,
+    AppJson(body): AppJson<DisableTotpRequest>,
+) -> Result<StatusCode, ApiError> {
+    let proof = one_proof(body.code, body.recovery_code)?;
+    let user = state
+        .store
+        .get_user(me.user_id)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    let enrolment = state
+        .store
+        .totp_enrolment(user.id)
+        .await?
+        .filter(|e| e.enabled_at.is_some())
+        .ok_or(ApiError::MfaNotEnabled)?;
+    // The password first: a wrong one says nothing about the code.
+    let password_ok = match Password::parse(body.password) {
+        Ok(password) => state
+            .passwords
+            .verify(&password, user.password_hash.as_deref())
+            .await
+            .map_err(hash_error)?,
+        Err(_) => false,
+    };
+    if !password_ok {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let now = state.clock.now();
+    let factor = check_proof(&state, user.id, &enrolment, &proof, now)
+        .await?
+        .ok_or(ApiError::InvalidMfaCode)?;
+    let event = AuditEvent::new(kind::MFA_DISABLED, now)
+        .user(user.id)
+        .session(me.session_id)
+        .client(&audit_client(&client))
+        .detail("method", proof.method());
+    if !state
+        .store
+        .disable_totp(user.id, factor, now, &event)
+        .await?
+    {
+        // The same code was consumed concurrently, or MFA was turned off meanwhile.
+        return Err(ApiError::InvalidMfaCode);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether TOTP is on for the caller, and how many recovery codes remain.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/mfa",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "MFA status", body = MfaStatusResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    me: CurrentSession,
+) -> Result<Json<MfaStatusResponse>, ApiError> {
+    let status = state.store.mfa_status(me.user_id).await?;
+    Ok(Json(MfaStatusResponse {
+        totp_enabled: status.enabled_at.is_some(),
+        enabled_at: status.enabled_at.map(rfc3339),
+        recovery_codes_remaining: if status.enabled_at.is_some() {
+            status.recovery_codes_remaining
+        } else {
+            0
+        },
+    }))
+}
+
+/// Completes an `mfa_required` login with a TOTP code or a recovery code: 201 with the usual
+/// token response; the session has `aal` 2 and `amr` `["pwd", "otp"]`. Each challenge allows
+/// a few attempts (every attempt counts, right or wrong) within its lifetime, and is single
+/// use; each TOTP code is accepted once.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/sessions/mfa",
+    tag = "auth",
+    request_body = MfaLoginRequest,
+    responses(
+        (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
+        (status = 401, description = "`invalid_mfa_code` (wrong, malformed or already used code), `mfa_challenge_invalid` (unknown, expired or used challenge: log in again) or `mfa_attempts_exceeded`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn complete_login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(body): AppJson<MfaLoginRequest>,
+) -> Result<Response, ApiError> {
+    let challenge_id = Uuid::parse_str(body.challenge_id.trim())
+        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
+    let proof = one_proof(body.code, body.recovery_code)?;
+    let now = state.clock.now();
+    let challenge = match state
+        .store
+        .attempt_mfa_challenge(challenge_id, now, state.mfa.max_attempts)
+        .await?
+    {
+        ChallengeAttempt::Granted(c) => c,
+        ChallengeAttempt::Exhausted => return Err(ApiError::MfaAttemptsExceeded),
+        ChallengeAttempt::Invalid => return Err(ApiError::MfaChallengeInvalid),
+    };
+    let user_id = challenge.user_id;
+    // The account may have been disabled, or MFA turned off, since the password was checked.
+    let user = state
+        .store
+        .get_user(user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ApiError::MfaChallengeInvalid)?;
+    let enrolment = state
+        .store
+        .totp_enrolment(user_id)
+        .await?
+        .filter(|e| e.enabled_at.is_some())
+        .ok_or(ApiError::MfaChallengeInvalid)?;
+
+    let failed = |reason: &'static str| {
+        AuditEvent::new(kind::MFA_CHALLENGE_FAILED, now)
+            .user(user_id)
+            .client(&audit_client(&client))
+            .detail("method", proof.method())
+            .detail("reason", reason)
+            .detail("attempt", challenge.attempts)
+            .detail("challenge_id", challenge_id.to_string())
+    };
+    let Some(factor) = check_proof(&state, user_id, &enrolment, &proof, now).await? else {
+        state.store.record_event(&failed("wrong_code")).await?;
+        return Err(ApiError::InvalidMfaCode);
+    };
+    match state
+        .store
+        .complete_mfa_challenge(challenge_id, user_id, factor, now)
+        .await?
+    {
+        CompleteOutcome::Completed => {}
+        CompleteOutcome::ChallengeGone => return Err(ApiError::MfaChallengeInvalid),
+        CompleteOutcome::FactorRejected => {
+            state
+                .store
+                .record_event(&failed("code_already_used"))
+                .await?;
+            return Err(ApiError::InvalidMfaCode);
+        }
+    }
+
+    let (session, refresh_token) = state
+        .sessions
+        .create(NewSession {
+            user_id,
+            auth_time: now,
+            aal: 2,
+            amr: vec!["pwd".to_owned(), "otp".to_owned()],
+            device_name: challenge.device_name,
+            user_agent: challenge.user_agent,
+            ip: challenge.ip,
+        })
+        .await
+        .map_err(session_error)?;
+    tracing::info!(
+        user_id = %user_id,
+        session_id = %session.id,
+        method = proof.method(),
+        "second factor accepted"
+    );
+    token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
+        other => ApiError::internal(other),
+    }
+}

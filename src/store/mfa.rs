@@ -1,0 +1,819 @@
+//! TOTP enrolments, recovery codes and login challenges (both backends).
+//!
+//! Every decision that must hold under concurrency is one conditional write, so two requests
+//! racing with the same code cannot both win:
+//! * a TOTP code is accepted by `UPDATE mfa_totp SET last_used_step = s WHERE last_used_step < s`
+//!   (at most once per time step, and never for an earlier step than one already accepted);
+//! * a recovery code by `UPDATE ... SET used_at WHERE used_at IS NULL`;
+//! * a challenge attempt by `UPDATE ... SET attempts = attempts + 1 WHERE attempts < max AND
+//!   unexpired AND unconsumed`, counted **before** the code is checked, so parallel guesses
+//!   cannot exceed the limit;
+//! * completing a challenge consumes it and the second factor in one transaction: both or
+//!   neither.
+//!
+//! Enabling and disabling MFA write their audit event in the same transaction.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::UserId;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use super::{Inner, Store, StoreError, corrupt, postgres, sqlite, truncate_to_micros};
+use crate::mfa::SealedSecret;
+
+/// A user's TOTP row: a pending enrolment (`enabled_at` None) or enabled MFA.
+#[derive(Clone, Debug)]
+pub struct TotpEnrolment {
+    /// The secret, encrypted.
+    pub sealed: SealedSecret,
+    /// When MFA was turned on; None while the enrolment awaits its first code.
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// The last accepted time step; codes for it or earlier steps are refused.
+    pub last_used_step: Option<u64>,
+    /// When this secret was generated.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether a user has MFA on, for login and the status endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MfaStatus {
+    /// When TOTP was enabled; None = MFA off (possibly an enrolment is pending).
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// Recovery codes not used yet.
+    pub recovery_codes_remaining: u32,
+}
+
+/// A stored recovery code: its id and keyed hash. `Debug` leaves the hash out.
+#[derive(Clone)]
+pub struct StoredRecoveryCode {
+    /// Row id.
+    pub id: Uuid,
+    /// HMAC-SHA256 of the normalised code.
+    pub hash: [u8; 32],
+}
+
+impl fmt::Debug for StoredRecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredRecoveryCode")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pending second-factor login: the password was right, no session exists yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MfaChallenge {
+    /// Opaque id handed to the client (UUIDv7).
+    pub id: Uuid,
+    /// Whose password was right.
+    pub user_id: UserId,
+    /// When the password was checked.
+    pub created_at: DateTime<Utc>,
+    /// After this the challenge is dead.
+    pub expires_at: DateTime<Utc>,
+    /// Attempts made so far (including the one in progress, once granted).
+    pub attempts: u32,
+    /// For the session to be created.
+    pub device_name: Option<String>,
+    /// For the session to be created.
+    pub user_agent: Option<String>,
+    /// For the session to be created.
+    pub ip: Option<String>,
+}
+
+/// The answer to [`Store::attempt_mfa_challenge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChallengeAttempt {
+    /// The attempt is counted; check the code.
+    Granted(MfaChallenge),
+    /// Every attempt has been used; the challenge is dead.
+    Exhausted,
+    /// Unknown, expired or already completed.
+    Invalid,
+}
+
+/// A verified second factor, to be consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A TOTP code matched this time step.
+    TotpStep(u64),
+    /// This recovery code matched.
+    RecoveryCode(Uuid),
+}
+
+/// The answer to [`Store::complete_mfa_challenge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// The challenge and the factor are consumed: create the session.
+    Completed,
+    /// The factor was consumed concurrently (same TOTP step, same recovery code) or MFA was
+    /// turned off meanwhile; nothing changed.
+    FactorRejected,
+    /// The challenge expired or was completed concurrently; nothing changed.
+    ChallengeGone,
+}
+
+fn step_to_db(step: u64) -> Result<i64, StoreError> {
+    i64::try_from(step).map_err(|_| StoreError::Other("TOTP step out of range".into()))
+}
+
+fn step_from_db(step: Option<i64>) -> Result<Option<u64>, StoreError> {
+    step.map(|s| u64::try_from(s).map_err(|_| corrupt("negative TOTP step")))
+        .transpose()
+}
+
+fn nonce_from_db(nonce: Vec<u8>) -> Result<[u8; 12], StoreError> {
+    nonce
+        .try_into()
+        .map_err(|_| corrupt("TOTP nonce is not 12 bytes"))
+}
+
+fn hash_from_db(hash: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    hash.try_into()
+        .map_err(|_| corrupt("recovery code hash is not 32 bytes"))
+}
+
+fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
+    u32::try_from(attempts).map_err(|_| corrupt("challenge attempts out of range"))
+}
+
+fn get<'r, R: Row, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::ColumnIndex<R>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
+}
+
+impl Store {
+    /// The user's TOTP row, pending or enabled.
+    pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let row = sqlx::query(
+                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+                     FROM mfa_totp WHERE user_id = $1",
+                )
+                .bind(user.as_uuid())
+                .fetch_optional(&s.pool)
+                .await
+                .map_err(|e| postgres::map_err("load totp", e))?;
+                row.map(|r| {
+                    Ok(TotpEnrolment {
+                        sealed: SealedSecret {
+                            ciphertext: get(&r, "secret_ciphertext")?,
+                            nonce: nonce_from_db(get(&r, "nonce")?)?,
+                        },
+                        enabled_at: get(&r, "enabled_at")?,
+                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                        created_at: get(&r, "created_at")?,
+                    })
+                })
+                .transpose()
+            }
+            Inner::Sqlite(s) => {
+                let row = sqlx::query(
+                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+                     FROM mfa_totp WHERE user_id = ?1",
+                )
+                .bind(user.as_uuid())
+                .fetch_optional(&s.reader)
+                .await
+                .map_err(|e| sqlite::map_err("load totp", e))?;
+                row.map(|r| {
+                    let enabled_at: Option<String> = get(&r, "enabled_at")?;
+                    Ok(TotpEnrolment {
+                        sealed: SealedSecret {
+                            ciphertext: get(&r, "secret_ciphertext")?,
+                            nonce: nonce_from_db(get(&r, "nonce")?)?,
+                        },
+                        enabled_at: enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
+                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                        created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                    })
+                })
+                .transpose()
+            }
+        }
+    }
+
+    /// Whether MFA is on for `user`, and how many recovery codes remain.
+    pub async fn mfa_status(&self, user: UserId) -> Result<MfaStatus, StoreError> {
+        const PG: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
+             (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
+             AS remaining";
+        const LITE: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = ?1) AS enabled_at, \
+             (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at IS NULL) \
+             AS remaining";
+        let (enabled_at, remaining) = match &self.inner {
+            Inner::Postgres(s) => {
+                let row = sqlx::query(PG)
+                    .bind(user.as_uuid())
+                    .fetch_one(&s.pool)
+                    .await
+                    .map_err(|e| postgres::map_err("mfa status", e))?;
+                (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
+            }
+            Inner::Sqlite(s) => {
+                let row = sqlx::query(LITE)
+                    .bind(user.as_uuid())
+                    .fetch_one(&s.reader)
+                    .await
+                    .map_err(|e| sqlite::map_err("mfa status", e))?;
+                let enabled_at: Option<String> = get(&row, "enabled_at")?;
+                (
+                    enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
+                    get::<_, i64>(&row, "remaining")?,
+                )
+            }
+        };
+        Ok(MfaStatus {
+            enabled_at,
+            recovery_codes_remaining: attempts_from_db(remaining)?,
+        })
+    }
+
+    /// Starts (or restarts) a TOTP enrolment with a new sealed secret. Returns false, writing
+    /// nothing, if MFA is already enabled: enabled secrets are only replaced by disabling first.
+    pub async fn begin_totp_enrolment(
+        &self,
+        user: UserId,
+        sealed: &SealedSecret,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let written = match &self.inner {
+            Inner::Postgres(s) => sqlx::query(
+                "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = EXCLUDED.secret_ciphertext, \
+                 nonce = EXCLUDED.nonce, created_at = EXCLUDED.created_at, last_used_step = NULL \
+                 WHERE mfa_totp.enabled_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(&sealed.ciphertext)
+            .bind(sealed.nonce.as_slice())
+            .bind(now)
+            .execute(&s.pool)
+            .await
+            .map_err(|e| postgres::map_err("begin totp enrolment", e))?
+            .rows_affected(),
+            Inner::Sqlite(s) => sqlx::query(
+                "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = excluded.secret_ciphertext, \
+                 nonce = excluded.nonce, created_at = excluded.created_at, last_used_step = NULL \
+                 WHERE mfa_totp.enabled_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(&sealed.ciphertext)
+            .bind(sealed.nonce.as_slice())
+            .bind(sqlite::ts(now))
+            .execute(&s.writer)
+            .await
+            .map_err(|e| sqlite::map_err("begin totp enrolment", e))?
+            .rows_affected(),
+        };
+        Ok(written == 1)
+    }
+
+    /// Turns MFA on: the pending enrolment sealed with `nonce` (the one whose code was just
+    /// checked — a concurrent restart of the enrolment makes this return false) becomes
+    /// enabled with `step` as its last used step, and `code_hashes` replace any earlier
+    /// recovery codes. `event` is written in the same transaction.
+    pub async fn enable_totp(
+        &self,
+        user: UserId,
+        nonce: &[u8; 12],
+        step: u64,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let step = step_to_db(step)?;
+        let uid = user.as_uuid();
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("enable totp", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                let updated = sqlx::query(
+                    "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
+                     WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL",
+                )
+                .bind(uid)
+                .bind(nonce.as_slice())
+                .bind(now)
+                .bind(step)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                if updated != 1 {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                for hash in code_hashes {
+                    sqlx::query(
+                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(uid)
+                    .bind(hash.as_slice())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+                audit::insert_pg(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("enable totp", e);
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(map)?;
+                let updated = sqlx::query(
+                    "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
+                     WHERE user_id = ?1 AND nonce = ?2 AND enabled_at IS NULL",
+                )
+                .bind(uid)
+                .bind(nonce.as_slice())
+                .bind(sqlite::ts(now))
+                .bind(step)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                if updated != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                for hash in code_hashes {
+                    sqlx::query(
+                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(uid)
+                    .bind(hash.as_slice())
+                    .bind(sqlite::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+                audit::insert_sqlite(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+        }
+        event.log();
+        Ok(true)
+    }
+
+    /// Turns MFA off after consuming `factor` (so the code that authorised it cannot be
+    /// replayed): deletes the TOTP row, the recovery codes and any open challenges, and writes
+    /// `event`, in one transaction. Returns false, changing nothing, if the factor was already
+    /// consumed or MFA is not on.
+    pub async fn disable_totp(
+        &self,
+        user: UserId,
+        factor: SecondFactor,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let uid = user.as_uuid();
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("disable totp", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                    return Ok(false);
+                }
+                for sql in [
+                    "DELETE FROM mfa_totp WHERE user_id = $1",
+                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+                    "DELETE FROM mfa_challenges WHERE user_id = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                audit::insert_pg(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("disable totp", e);
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(map)?;
+                if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
+                }
+                for sql in [
+                    "DELETE FROM mfa_totp WHERE user_id = ?1",
+                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1",
+                    "DELETE FROM mfa_challenges WHERE user_id = ?1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                audit::insert_sqlite(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+        }
+        event.log();
+        Ok(true)
+    }
+
+    /// The user's recovery codes that have not been used.
+    pub async fn unused_recovery_codes(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<StoredRecoveryCode>, StoreError> {
+        let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
+            Inner::Postgres(s) => sqlx::query_as(
+                "SELECT id, code_hash FROM mfa_recovery_codes \
+                 WHERE user_id = $1 AND used_at IS NULL ORDER BY id",
+            )
+            .bind(user.as_uuid())
+            .fetch_all(&s.pool)
+            .await
+            .map_err(|e| postgres::map_err("recovery codes", e))?,
+            Inner::Sqlite(s) => sqlx::query_as(
+                "SELECT id, code_hash FROM mfa_recovery_codes \
+                 WHERE user_id = ?1 AND used_at IS NULL ORDER BY id",
+            )
+            .bind(user.as_uuid())
+            .fetch_all(&s.reader)
+            .await
+            .map_err(|e| sqlite::map_err("recovery codes", e))?,
+        };
+        rows.into_iter()
+            .map(|(id, hash)| {
+                Ok(StoredRecoveryCode {
+                    id,
+                    hash: hash_from_db(hash)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new challenge, first deleting the user's dead ones (expired or completed), so
+    /// the table holds at most the live challenges of each user.
+    pub async fn create_mfa_challenge(&self, c: &MfaChallenge) -> Result<(), StoreError> {
+        let uid = c.user_id.as_uuid();
+        let attempts = i64::from(c.attempts);
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("create mfa challenge", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                sqlx::query(
+                    "DELETE FROM mfa_challenges WHERE user_id = $1 \
+                     AND (expires_at <= $2 OR consumed_at IS NOT NULL)",
+                )
+                .bind(uid)
+                .bind(c.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                sqlx::query(
+                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
+                     device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(c.id)
+                .bind(uid)
+                .bind(truncate_to_micros(c.created_at))
+                .bind(truncate_to_micros(c.expires_at))
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(&c.device_name)
+                .bind(&c.user_agent)
+                .bind(&c.ip)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                tx.commit().await.map_err(map)
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("create mfa challenge", e);
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(map)?;
+                sqlx::query(
+                    "DELETE FROM mfa_challenges WHERE user_id = ?1 \
+                     AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
+                )
+                .bind(uid)
+                .bind(sqlite::ts(c.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                sqlx::query(
+                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
+                     device_name, user_agent, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .bind(c.id)
+                .bind(uid)
+                .bind(sqlite::ts(c.created_at))
+                .bind(sqlite::ts(c.expires_at))
+                .bind(attempts)
+                .bind(&c.device_name)
+                .bind(&c.user_agent)
+                .bind(&c.ip)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                tx.commit().await.map_err(map)
+            }
+        }
+    }
+
+    /// Counts one attempt at challenge `id` if it is live (unexpired at `now`, not completed,
+    /// fewer than `max_attempts` attempts so far) and returns it; otherwise says why not.
+    pub async fn attempt_mfa_challenge(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<ChallengeAttempt, StoreError> {
+        let max = i64::from(max_attempts);
+        // (attempts, consumed, expired) of a challenge that was not granted.
+        let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
+            .inner
+        {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("attempt mfa challenge", e);
+                let row = sqlx::query(
+                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
+                     WHERE id = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3 \
+                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(i32::try_from(max).unwrap_or(i32::MAX))
+                .fetch_optional(&s.pool)
+                .await
+                .map_err(map)?;
+                match row {
+                    Some(r) => (
+                        Some(MfaChallenge {
+                            id,
+                            user_id: UserId(get(&r, "user_id")?),
+                            created_at: get(&r, "created_at")?,
+                            expires_at: get(&r, "expires_at")?,
+                            attempts: attempts_from_db(i64::from(get::<_, i32>(&r, "attempts")?))?,
+                            device_name: get(&r, "device_name")?,
+                            user_agent: get(&r, "user_agent")?,
+                            ip: get(&r, "ip")?,
+                        }),
+                        None,
+                    ),
+                    None => {
+                        let row = sqlx::query(
+                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
+                             expires_at <= $2 AS expired FROM mfa_challenges WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(now)
+                        .fetch_optional(&s.pool)
+                        .await
+                        .map_err(map)?;
+                        let refused = row
+                            .map(|r| {
+                                Ok::<_, StoreError>((
+                                    i64::from(get::<_, i32>(&r, "attempts")?),
+                                    get(&r, "consumed")?,
+                                    get(&r, "expired")?,
+                                ))
+                            })
+                            .transpose()?;
+                        (None, refused)
+                    }
+                }
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("attempt mfa challenge", e);
+                let now_ts = sqlite::ts(now);
+                let row = sqlx::query(
+                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
+                     WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3 \
+                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
+                )
+                .bind(id)
+                .bind(&now_ts)
+                .bind(max)
+                .fetch_optional(&s.writer)
+                .await
+                .map_err(map)?;
+                match row {
+                    Some(r) => (
+                        Some(MfaChallenge {
+                            id,
+                            user_id: UserId(get(&r, "user_id")?),
+                            created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                            expires_at: sqlite::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
+                            attempts: attempts_from_db(get(&r, "attempts")?)?,
+                            device_name: get(&r, "device_name")?,
+                            user_agent: get(&r, "user_agent")?,
+                            ip: get(&r, "ip")?,
+                        }),
+                        None,
+                    ),
+                    None => {
+                        let row = sqlx::query(
+                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
+                             expires_at <= ?2 AS expired FROM mfa_challenges WHERE id = ?1",
+                        )
+                        .bind(id)
+                        .bind(&now_ts)
+                        .fetch_optional(&s.reader)
+                        .await
+                        .map_err(map)?;
+                        let refused = row
+                            .map(|r| {
+                                Ok::<_, StoreError>((
+                                    get(&r, "attempts")?,
+                                    get(&r, "consumed")?,
+                                    get(&r, "expired")?,
+                                ))
+                            })
+                            .transpose()?;
+                        (None, refused)
+                    }
+                }
+            }
+        };
+        Ok(match (granted, refused) {
+            (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
+            (None, Some((attempts, false, false))) if attempts >= max => {
+                ChallengeAttempt::Exhausted
+            }
+            _ => ChallengeAttempt::Invalid,
+        })
+    }
+
+    /// Completes challenge `id` of `user`: consumes the challenge and `factor` together, or
+    /// neither.
+    pub async fn complete_mfa_challenge(
+        &self,
+        id: Uuid,
+        user: UserId,
+        factor: SecondFactor,
+        now: DateTime<Utc>,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let now = truncate_to_micros(now);
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("complete mfa challenge", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                let consumed = sqlx::query(
+                    "UPDATE mfa_challenges SET consumed_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3",
+                )
+                .bind(id)
+                .bind(user.as_uuid())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                if consumed != 1 {
+                    return Ok(CompleteOutcome::ChallengeGone);
+                }
+                if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                    return Ok(CompleteOutcome::FactorRejected);
+                }
+                tx.commit().await.map_err(map)?;
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("complete mfa challenge", e);
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(map)?;
+                let consumed = sqlx::query(
+                    "UPDATE mfa_challenges SET consumed_at = ?3 \
+                     WHERE id = ?1 AND user_id = ?2 AND consumed_at IS NULL AND expires_at > ?3",
+                )
+                .bind(id)
+                .bind(user.as_uuid())
+                .bind(sqlite::ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                if consumed != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(CompleteOutcome::ChallengeGone);
+                }
+                if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(CompleteOutcome::FactorRejected);
+                }
+                tx.commit().await.map_err(map)?;
+            }
+        }
+        Ok(CompleteOutcome::Completed)
+    }
+}
+
+mod pg {
+    use super::*;
+    use sqlx::PgConnection;
+
+    /// Marks `factor` used if it is still usable; false if it is not.
+    pub(super) async fn consume_factor(
+        conn: &mut PgConnection,
+        user: UserId,
+        factor: SecondFactor,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let map = |e| postgres::map_err("consume second factor", e);
+        let updated = match factor {
+            SecondFactor::TotpStep(step) => sqlx::query(
+                "UPDATE mfa_totp SET last_used_step = $2 WHERE user_id = $1 \
+                 AND enabled_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $2)",
+            )
+            .bind(user.as_uuid())
+            .bind(step_to_db(step)?)
+            .execute(conn)
+            .await
+            .map_err(map)?,
+            SecondFactor::RecoveryCode(id) => sqlx::query(
+                "UPDATE mfa_recovery_codes SET used_at = $3 \
+                 WHERE id = $2 AND user_id = $1 AND used_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(map)?,
+        };
+        Ok(updated.rows_affected() == 1)
+    }
+}
+
+mod lite {
+    use super::*;
+    use sqlx::SqliteConnection;
+
+    /// Marks `factor` used if it is still usable; false if it is not.
+    pub(super) async fn consume_factor(
+        conn: &mut SqliteConnection,
+        user: UserId,
+        factor: SecondFactor,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let map = |e| sqlite::map_err("consume second factor", e);
+        let updated = match factor {
+            SecondFactor::TotpStep(step) => sqlx::query(
+                "UPDATE mfa_totp SET last_used_step = ?2 WHERE user_id = ?1 \
+                 AND enabled_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < ?2)",
+            )
+            .bind(user.as_uuid())
+            .bind(step_to_db(step)?)
+            .execute(conn)
+            .await
+            .map_err(map)?,
+            SecondFactor::RecoveryCode(id) => sqlx::query(
+                "UPDATE mfa_recovery_codes SET used_at = ?3 \
+                 WHERE id = ?2 AND user_id = ?1 AND used_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(id)
+            .bind(sqlite::ts(now))
+            .execute(conn)
+            .await
+            .map_err(map)?,
+        };
+        Ok(updated.rows_affected() == 1)
+    }
+}
