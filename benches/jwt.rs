@@ -25,12 +25,10 @@ fn rsa_pem() -> String {
 
 fn ring(alg: SigningAlg) -> KeyRing {
     match alg {
-        SigningAlg::Rs256 => KeyRing::from_material(
-            alg,
-            &[rsa_pem().as_bytes()],
-            RefreshKey::new(vec![7u8; 32]),
-        )
-        .expect("RSA key ring"),
+        SigningAlg::Rs256 => {
+            KeyRing::from_material(alg, &[rsa_pem().as_bytes()], RefreshKey::new(vec![7u8; 32]))
+                .expect("RSA key ring")
+        }
         _ => KeyRing::generate(alg).expect("generated key ring"),
     }
 }

@@ -61,9 +61,13 @@ fi
 # seeds itself over HTTP in setup().
 declare -A SEED_ENV=()
 if "$BIN" seed --help >/dev/null 2>&1; then
+  first=0
   for s in refresh_storm me_read login_flood; do
-    if "$BIN" seed --users 4 --sessions-per-user 5 --out "$WORK/seed-$s.jsonl" \
+    # Separate accounts per file (user<first..>@seed.test) and separate sessions: refresh
+    # tokens are single-use, so no two scenarios may share one.
+    if "$BIN" seed --users 5 --sessions-per-user 5 --first "$first" --out "$WORK/seed-$s.jsonl" \
         --password 'k6 smoke password' >"$WORK/seed-$s.log" 2>&1; then
+      first=$((first + 1000))
       SEED_ENV[$s]="$WORK/seed-$s.jsonl"
     else
       echo "k6 smoke: sessiond seed failed:" >&2; tail -n 20 "$WORK/seed-$s.log" >&2; exit 1

@@ -21,6 +21,7 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::PasswordHasher;
 use crate::http::state::{AppState, Readiness};
 use crate::http::{self, HttpLimits};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::purge::spawn_purge;
 
@@ -30,6 +31,10 @@ pub struct Application {
     listener: TcpListener,
     /// Where it listens.
     address: SocketAddr,
+    /// The separate `/metrics` listener (`SESSIOND_METRICS_ADDR`), if configured.
+    metrics_listener: Option<TcpListener>,
+    /// Where that listener listens.
+    metrics_address: Option<SocketAddr>,
     /// Everything handlers need; also the handles shut down at the end.
     state: AppState,
     /// Settings the serve loop needs.
@@ -39,9 +44,15 @@ pub struct Application {
 impl Application {
     /// Connects the store, applies migrations, loads keys, starts the session engine and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(
+            Metrics::new()
+                .context("registering metrics")?
+                .with_exposition(config.metrics_token.clone(), config.metrics_addr.is_some()),
+        );
         let store = Store::connect(&config.database_url)
             .await
-            .context("connecting to the database")?;
+            .context("connecting to the database")?
+            .with_observer(metrics.store.clone());
         store.migrate().await.context("applying migrations")?;
         let readiness = Arc::new(Readiness::default());
         readiness.set_migrated();
@@ -79,11 +90,26 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the session engine: {e}"))?;
+        metrics
+            .instrument(&sessions, &store, &passwords)
+            .context("registering metrics")?;
 
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            ),
+            None => None,
+        };
+        let metrics_address = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         tracing::info!(
             address = %address,
             store = store.backend().as_str(),
@@ -92,6 +118,9 @@ impl Application {
             store.backend().as_str(),
             keys.describe(),
         );
+        if let Some(addr) = metrics_address {
+            tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
+        }
         // Warnings come after the line that says where and how the process runs.
         for warning in keys
             .warning()
@@ -103,6 +132,8 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics_listener,
+            metrics_address,
             state: AppState {
                 sessions,
                 store,
@@ -112,6 +143,7 @@ impl Application {
                 clock,
                 policy,
                 readiness,
+                metrics,
                 mfa,
                 api_key_usage: Arc::new(ApiKeyUsage::default()),
             },
@@ -122,6 +154,16 @@ impl Application {
     /// The bound address (with the real port when 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The bound metrics address, when `/metrics` has its own listener.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// The metrics registry (tests read it; other parts register their metrics at build).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
     }
 
     /// The session engine (tests use its hooks and counters).
@@ -139,15 +181,18 @@ impl Application {
         &self.state.api_key_usage
     }
 
-    /// Serves until `shutdown` completes, then stops in order: `/ready` turns 503 and the
-    /// listener closes; requests in flight finish (bounded by the shutdown timeout); session
-    /// actors stop after their pending writes; the purge task and the pools close.
+    /// Serves until `shutdown` completes, then stops in order: `/ready` turns 503 at once;
+    /// requests are still served for the shutdown delay (default 0) so load balancers can
+    /// notice; the listener closes; requests in flight finish (bounded by the shutdown
+    /// timeout); session actors stop after their pending writes; the purge task and the pools
+    /// close (also bounded by the shutdown timeout).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            metrics_listener,
             state,
             config,
             ..
@@ -183,12 +228,37 @@ impl Application {
             let _ = stop_signal.wait_for(|stop| *stop).await;
         });
         let mut serve = std::pin::pin!(serve.into_future());
+        let metrics_server = metrics_listener.map(|listener| {
+            let mut stop_signal = stop_rx.clone();
+            let router = http::routes::metrics::admin_router(state.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_signal.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
 
         tokio::select! {
             result = &mut serve => result.context("serving")?,
             () = shutdown => {
-                tracing::info!("shutdown: no longer ready; finishing requests in flight");
                 readiness.set_shutting_down();
+                if !config.shutdown_delay.is_zero() {
+                    tracing::info!(
+                        delay = ?config.shutdown_delay,
+                        "shutdown: no longer ready; still serving during the shutdown delay"
+                    );
+                    // The accept loop only runs while `serve` is polled.
+                    tokio::select! {
+                        result = &mut serve => result.context("serving")?,
+                        () = tokio::time::sleep(config.shutdown_delay) => {}
+                    }
+                }
+                tracing::info!("shutdown: no longer ready; listener closed; finishing requests in flight");
                 let _ = stop_tx.send(true);
                 match tokio::time::timeout(config.shutdown_timeout, &mut serve).await {
                     Ok(result) => result.context("serving")?,
@@ -205,7 +275,17 @@ impl Application {
         // Requests have finished: write the API-key uses noted since the last flush.
         let _ = usage_flusher.await;
         state.api_key_usage.flush_logged(&state.store).await;
-        state.store.close().await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
+        // Closing waits for every checked-out connection; a query stuck past the timeout must
+        // not keep the process alive.
+        if tokio::time::timeout(config.shutdown_timeout, state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: database connections still busy after the timeout");
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }

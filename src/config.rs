@@ -80,6 +80,9 @@ const PURGE_INTERVAL: Key = key("SESSIOND_PURGE_INTERVAL", "purge_interval");
 const PURGE_RETENTION: Key = key("SESSIOND_PURGE_RETENTION", "purge_retention");
 const API_KEY_USAGE_FLUSH: Key = key("SESSIOND_API_KEY_USAGE_FLUSH", "api_key_usage_flush");
 const SHUTDOWN_TIMEOUT: Key = key("SESSIOND_SHUTDOWN_TIMEOUT", "shutdown_timeout");
+const SHUTDOWN_DELAY: Key = key("SESSIOND_SHUTDOWN_DELAY", "shutdown_delay");
+const METRICS_ADDR: Key = key("SESSIOND_METRICS_ADDR", "metrics_addr");
+const METRICS_TOKEN: Key = secret_key("SESSIOND_METRICS_TOKEN", "metrics_token");
 const MAX_BODY_BYTES: Key = key("SESSIOND_MAX_BODY_BYTES", "max_body_bytes");
 const REQUEST_TIMEOUT: Key = key("SESSIOND_REQUEST_TIMEOUT", "request_timeout");
 const MFA_CHALLENGE_TTL: Key = key("SESSIOND_MFA_CHALLENGE_TTL", "mfa_challenge_ttl");
@@ -115,6 +118,9 @@ const ALL_KEYS: &[Key] = &[
     PURGE_RETENTION,
     API_KEY_USAGE_FLUSH,
     SHUTDOWN_TIMEOUT,
+    SHUTDOWN_DELAY,
+    METRICS_ADDR,
+    METRICS_TOKEN,
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT,
     MFA_CHALLENGE_TTL,
@@ -213,6 +219,15 @@ pub struct Config {
     pub api_key_usage_flush: Duration,
     /// Graceful-shutdown budget (`SESSIOND_SHUTDOWN_TIMEOUT`, default 30s).
     pub shutdown_timeout: Duration,
+    /// After a shutdown signal, how long `/ready` answers 503 while requests are still served,
+    /// before the listener closes, so load balancers stop routing first
+    /// (`SESSIOND_SHUTDOWN_DELAY`, default 0s).
+    pub shutdown_delay: Duration,
+    /// Separate listen address for `/metrics` (`SESSIOND_METRICS_ADDR`); None = served on the
+    /// main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (`SESSIOND_METRICS_TOKEN`); None = open. Never logged.
+    pub metrics_token: Option<String>,
     /// Largest request body (`SESSIOND_MAX_BODY_BYTES`, default 64 KiB; `64KiB` or `65536`).
     pub max_body_bytes: usize,
     /// Whole-request timeout (`SESSIOND_REQUEST_TIMEOUT`, default 10s).
@@ -771,6 +786,9 @@ fn build(
         false,
     );
     let shutdown_timeout = duration(s, &mut p, &SHUTDOWN_TIMEOUT, Duration::from_secs(30), false);
+    let shutdown_delay = duration(s, &mut p, &SHUTDOWN_DELAY, Duration::ZERO, true);
+    let metrics_addr = optional(s, &mut p, &METRICS_ADDR, parse_bind);
+    let metrics_token = optional(s, &mut p, &METRICS_TOKEN, metrics_token);
     let request_timeout = duration(s, &mut p, &REQUEST_TIMEOUT, Duration::from_secs(10), false);
     let mfa_challenge_ttl = duration(s, &mut p, &MFA_CHALLENGE_TTL, minutes(5), false);
     let totp_issuer = field(s, &mut p, &TOTP_ISSUER, totp_issuer, || "sessiond".into());
@@ -980,6 +998,9 @@ fn build(
         purge_retention: purge_retention.expect(CHECKED),
         api_key_usage_flush: api_key_usage_flush.expect(CHECKED),
         shutdown_timeout: shutdown_timeout.expect(CHECKED),
+        shutdown_delay: shutdown_delay.expect(CHECKED),
+        metrics_addr: metrics_addr.expect(CHECKED),
+        metrics_token: metrics_token.expect(CHECKED),
         max_body_bytes: max_body_bytes.expect(CHECKED) as usize,
         request_timeout: request_timeout.expect(CHECKED),
         mfa_challenge_ttl: mfa_challenge_ttl.expect(CHECKED),
@@ -988,6 +1009,26 @@ fn build(
         db_max_connections: db_max_connections.expect(CHECKED),
         warnings,
     })
+}
+
+/// The otpauth issuer: shown by authenticator apps; the Key Uri Format forbids `:` in it.
+fn totp_issuer(key: &Key, raw: Raw<'_>) -> Result<String, String> {
+    let s = sources::text(key, raw)?;
+    let s = s.trim();
+    if s.is_empty() || s.contains(':') || s.chars().count() > 64 {
+        return Err(format!("{s:?} must be 1-64 characters without ':'"));
+    }
+    Ok(s.to_owned())
+}
+
+/// A bearer token for `/metrics`: 16–256 visible ASCII characters (it travels in a header).
+/// The value is never echoed.
+fn metrics_token(key: &Key, raw: Raw<'_>) -> Result<String, String> {
+    let s = sources::text(key, raw)?;
+    if !(16..=256).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 16 to 256 visible ASCII characters (no spaces)".into());
+    }
+    Ok(s)
 }
 
 /// The otpauth issuer: shown by authenticator apps; the Key Uri Format forbids `:` in it.

@@ -4,6 +4,7 @@
 pub mod correlation;
 pub mod error;
 pub mod extract;
+pub mod metrics_layer;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -75,7 +76,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Builds the application's router.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let timeout = limits.request_timeout;
-    let (api, openapi) = api_routes().split_for_parts();
+    let mut routes = api_routes();
+    if state.metrics.on_main_listener() {
+        // Documented only where it is served (not with `SESSIOND_METRICS_ADDR`).
+        routes = routes.routes(routes!(crate::http::routes::metrics::metrics));
+    }
+    let (api, openapi) = routes.split_for_parts();
     api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -98,6 +104,10 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                 correlation_id = tracing::field::Empty,
             )
         }))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics_layer::track,
+        ))
         .with_state(state)
 }
 

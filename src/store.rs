@@ -11,6 +11,8 @@
 //! token history in the same transaction, and timestamps round-trip at microsecond precision.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -162,6 +164,55 @@ pub enum CreateUserError {
 #[derive(Clone)]
 pub struct Store {
     inner: Inner,
+    /// Told the duration and outcome of every call (metrics); see [`Store::with_observer`].
+    observer: Option<Arc<dyn StoreObserver>>,
+}
+
+/// Told about every [`Store`] call, for metrics. Implemented outside the store (in
+/// `crate::metrics`) so that no metrics type appears here. Called on the caller's task right
+/// after the call: must be quick and must not block.
+pub trait StoreObserver: Send + Sync {
+    /// `operation` (the backend method's name, e.g. `apply`, `load_session`) took `elapsed`
+    /// and failed with `error`, or succeeded when `error` is None. A duplicate email is a
+    /// success here: it is an answer, not a failure of the store.
+    fn observe(&self, operation: &'static str, elapsed: Duration, error: Option<&StoreError>);
+}
+
+/// One connection pool's occupancy, for gauges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which pool: `main` (PostgreSQL), `writer` or `reader` (SQLite).
+    pub pool: &'static str,
+    /// Connections open now (idle or in use).
+    pub size: u32,
+    /// Of those, idle ones.
+    pub idle: u32,
+}
+
+/// The store error inside a call's result, if any; lets `dispatch!` report every call.
+trait CallOutcome {
+    fn store_error(&self) -> Option<&StoreError>;
+}
+
+impl CallOutcome for () {
+    fn store_error(&self) -> Option<&StoreError> {
+        None
+    }
+}
+
+impl<T> CallOutcome for Result<T, StoreError> {
+    fn store_error(&self) -> Option<&StoreError> {
+        self.as_ref().err()
+    }
+}
+
+impl<T> CallOutcome for Result<T, CreateUserError> {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            Err(CreateUserError::Store(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -179,14 +230,24 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Calls the same method on whichever backend is behind `self`.
+/// Calls the same method on whichever backend is behind `self`, and reports its duration and
+/// outcome to the observer, named after the method.
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match &$self.inner {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let started = std::time::Instant::now();
+        let result = match &$self.inner {
             Inner::Postgres(s) => s.$method($($arg),*).await,
             Inner::Sqlite(s) => s.$method($($arg),*).await,
+        };
+        if let Some(observer) = &$self.observer {
+            observer.observe(
+                stringify!($method),
+                started.elapsed(),
+                CallOutcome::store_error(&result),
+            );
         }
-    };
+        result
+    }};
 }
 
 impl Store {
@@ -206,7 +267,31 @@ impl Store {
                     .into(),
             ));
         };
-        Ok(Store { inner })
+        Ok(Store {
+            inner,
+            observer: None,
+        })
+    }
+
+    /// This store, reporting every call to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Store {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Occupancy of each connection pool, for gauges.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        fn stats<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> PoolStats {
+            PoolStats {
+                pool,
+                size: p.size(),
+                idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            }
+        }
+        match &self.inner {
+            Inner::Postgres(s) => vec![stats("main", &s.pool)],
+            Inner::Sqlite(s) => vec![stats("writer", &s.writer), stats("reader", &s.reader)],
+        }
     }
 
     /// Which database this store talks to.

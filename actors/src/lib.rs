@@ -10,6 +10,7 @@ pub mod clock;
 pub mod ids;
 pub mod memory_store;
 pub mod model;
+pub mod observe;
 pub mod refresh_token;
 pub mod registry;
 pub mod rotation;

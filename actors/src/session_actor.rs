@@ -18,6 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::clock::SharedClock;
 use crate::ids::SessionId;
 use crate::model::{RevokeReason, SessionRecord, SessionStatus};
+use crate::observe::MessageKind;
 use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
 use crate::registry::Registry;
 use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
@@ -179,17 +180,20 @@ impl Actor for SessionActor {
             SessionMsg::Refresh(secret, reply) => {
                 state.last_active = Instant::now();
                 let result = state.refresh(&secret).await;
+                state.handled(MessageKind::Refresh);
                 // The caller may have timed out and gone; the work is committed either way.
                 let _ = reply.send(result);
             }
             SessionMsg::Check(reply) => {
                 state.last_active = Instant::now();
                 let result = state.check().await;
+                state.handled(MessageKind::Check);
                 let _ = reply.send(result);
             }
             SessionMsg::Revoke(reason, reply) => {
                 state.last_active = Instant::now();
                 let result = state.revoke(reason).await;
+                state.handled(MessageKind::Revoke);
                 let _ = reply.send(result);
             }
             SessionMsg::PassivationTick => {
@@ -218,6 +222,13 @@ impl SessionState {
         self.record.id
     }
 
+    /// Reports the request that started at `last_active` to the observer, if one is installed.
+    fn handled(&self, kind: MessageKind) {
+        if let Some(observer) = self.env.stats.observer.get() {
+            observer.handled(kind, self.last_active.elapsed());
+        }
+    }
+
     /// Re-reads the record from the store; `NotFound` if it is gone.
     async fn reload(&mut self) -> Result<(), SessionError> {
         match self.env.store.load_session(self.id()).await {
@@ -238,6 +249,9 @@ impl SessionState {
             WriteOutcome::Committed { version } => {
                 rotation::apply(&mut self.record, change, version);
                 self.synced_at = Instant::now();
+                if let Some(observer) = self.env.stats.observer.get() {
+                    observer.committed(change);
+                }
                 Ok(true)
             }
             WriteOutcome::Conflict => {

@@ -3,7 +3,7 @@
 //! No ractor type crosses this boundary: callers see async methods with timeouts and
 //! [`SessionError`]. (CONTRACT — the HTTP layer is written against these signatures.)
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 use crate::clock::SharedClock;
 use crate::ids::SessionId;
 use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use crate::observe::SessionObserver;
 use crate::refresh_token::{RefreshKey, RefreshSecret, RefreshToken};
 use crate::registry::{Registry, shard_of};
 use crate::rotation::{Rejection, RotationPolicy};
@@ -97,6 +98,8 @@ pub struct SessionStats {
     pub restarts: AtomicU64,
     /// Fenced writes that lost and reloaded.
     pub fence_conflicts: AtomicU64,
+    /// Told about handling times and committed changes; installed by [`Sessions::observe`].
+    pub observer: OnceLock<Arc<dyn SessionObserver>>,
 }
 
 /// The handle. Cheap to clone.
@@ -249,6 +252,12 @@ impl Sessions {
     /// Live counters.
     pub fn stats(&self) -> Arc<SessionStats> {
         Arc::clone(&self.inner.env.stats)
+    }
+
+    /// Installs the observer told about handling times and committed changes (metrics). Only
+    /// the first call has an effect; returns whether this one did.
+    pub fn observe(&self, observer: Arc<dyn SessionObserver>) -> bool {
+        self.inner.env.stats.observer.set(observer).is_ok()
     }
 
     /// Stops every actor (after its pending write) and the supervisors.

@@ -99,7 +99,9 @@ async fn bare(n: usize) -> (u64, u64, f64) {
     let start = Instant::now();
     let mut actors = Vec::with_capacity(n);
     for _ in 0..n {
-        let (actor, _handle) = Actor::spawn(None, Bare, ()).await.expect("spawn a bare actor");
+        let (actor, _handle) = Actor::spawn(None, Bare, ())
+            .await
+            .expect("spawn a bare actor");
         actors.push(actor);
     }
     let spawn_s = start.elapsed().as_secs_f64();
@@ -114,7 +116,10 @@ async fn bare(n: usize) -> (u64, u64, f64) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map(|s| s.parse().expect("N")).unwrap_or(100_000);
+    let n: usize = args
+        .next()
+        .map(|s| s.parse().expect("N"))
+        .unwrap_or(100_000);
     let passivate_secs: u64 = args
         .next()
         .map(|s| s.parse().expect("PASSIVATE_SECS"))
@@ -184,7 +189,11 @@ fn main() {
              \"passivation\":{{\"passivate_after_s\":{passivate_secs},\"still_resident\":{left},\
              \"rss_after_passivation\":{passivated},\"over_idle_after_passivation\":{:.4},\
              \"rss_after_malloc_trim\":{trimmed},\"over_idle_after_malloc_trim\":{:.4}}}}}",
-            if bare_per > 0.0 { session_per / bare_per } else { f64::NAN },
+            if bare_per > 0.0 {
+                session_per / bare_per
+            } else {
+                f64::NAN
+            },
             back(passivated),
             back(trimmed),
         );

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
@@ -64,6 +65,20 @@ struct Inner {
     dummy_verifications: AtomicU64,
     /// Hash of a random password, made on first need with the configured parameters.
     dummy: OnceLock<String>,
+    /// Told about queue waits, hashing times and refusals (metrics); see
+    /// [`PasswordHasher::observe`].
+    observer: OnceLock<Arc<dyn HashObserver>>,
+}
+
+/// Told what the hashing pool does, for metrics. Implemented outside this module so no metrics
+/// type appears here; methods must be quick and must not block.
+pub trait HashObserver: Send + Sync {
+    /// A caller waited `wait` for a hashing slot (zero when one was free at once).
+    fn admitted(&self, wait: Duration);
+    /// A caller was refused because every slot and the waiting line were taken (503).
+    fn refused(&self);
+    /// Argon2 ran for `elapsed` on a blocking thread; `operation` is `hash` or `verify`.
+    fn ran(&self, operation: &'static str, elapsed: Duration);
 }
 
 impl Inner {
@@ -141,6 +156,7 @@ impl PasswordHasher {
                 verifications: AtomicU64::new(0),
                 dummy_verifications: AtomicU64::new(0),
                 dummy: OnceLock::new(),
+                observer: OnceLock::new(),
             }),
         }
     }
@@ -165,8 +181,10 @@ impl PasswordHasher {
     /// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.clone();
-        self.run(move |inner| inner.hash(password.expose_secret().as_bytes()))
-            .await?
+        self.run("hash", move |inner| {
+            inner.hash(password.expose_secret().as_bytes())
+        })
+        .await?
     }
 
     /// Checks `password` against `stored`. With no stored hash it verifies against the dummy
@@ -178,7 +196,7 @@ impl PasswordHasher {
     ) -> Result<bool, HashError> {
         let password = password.clone();
         let stored = stored.map(str::to_owned);
-        self.run(move |inner| {
+        self.run("verify", move |inner| {
             let (phc, is_dummy) = match &stored {
                 Some(s) => (s.as_str(), false),
                 None => (inner.dummy()?, true),
@@ -220,6 +238,12 @@ impl PasswordHasher {
         }
     }
 
+    /// Installs the observer told about queue waits, hashing times and refusals (metrics).
+    /// Only the first call has an effect; returns whether this one did.
+    pub fn observe(&self, observer: Arc<dyn HashObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
     /// `(waiting, in progress)`, for gauges.
     pub fn load(&self) -> (usize, usize) {
         (
@@ -242,9 +266,12 @@ impl PasswordHasher {
     /// Admission control then the job on a blocking thread.
     async fn run<T: Send + 'static>(
         &self,
+        operation: &'static str,
         job: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let inner = &self.inner;
+        let observer = inner.observer.get().cloned();
+        let arrived = Instant::now();
         let slot = match inner.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(TryAcquireError::Closed) => return Err(HashError::TaskFailed),
@@ -255,7 +282,12 @@ impl PasswordHasher {
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                         (w < inner.queue_limit).then_some(w + 1)
                     })
-                    .map_err(|_| HashError::Busy)?;
+                    .map_err(|_| {
+                        if let Some(o) = &observer {
+                            o.refused();
+                        }
+                        HashError::Busy
+                    })?;
                 let _in_line = CountGuard(&inner.waiting);
                 inner
                     .slots
@@ -265,6 +297,9 @@ impl PasswordHasher {
                     .map_err(|_| HashError::TaskFailed)?
             }
         };
+        if let Some(o) = &observer {
+            o.admitted(arrived.elapsed());
+        }
         inner.in_progress.fetch_add(1, Ordering::SeqCst);
         let running = Running {
             inner: inner.clone(),
@@ -272,7 +307,12 @@ impl PasswordHasher {
         };
         tokio::task::spawn_blocking(move || {
             let running = running;
-            job(&running.inner)
+            let started = Instant::now();
+            let result = job(&running.inner);
+            if let Some(o) = &observer {
+                o.ran(operation, started.elapsed());
+            }
+            result
         })
         .await
         .map_err(|_| HashError::TaskFailed)

@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod profile;
 pub mod mfa;
 pub mod sessions;

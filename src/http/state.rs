@@ -31,6 +31,8 @@ pub struct AppState {
     pub policy: RotationPolicy,
     /// Whether `/ready` may answer 200.
     pub readiness: Arc<Readiness>,
+    /// Prometheus metrics: handlers count outcomes here; `/metrics` exports them.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// TOTP MFA: the keys that seal TOTP secrets and hash recovery codes, and its settings.
     pub mfa: Arc<crate::mfa::Mfa>,
     /// Coalesces API keys' `last_used_at` (no database write per request).

@@ -5,6 +5,7 @@ mod api_keys;
 mod bad_input;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod mfa;
 mod openapi;
 mod profile;

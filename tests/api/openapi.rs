@@ -19,6 +19,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/.well-known/jwks.json"),
     ("get", "/health"),
     ("get", "/ready"),
+    ("get", "/metrics"),
     ("post", "/v1/auth/api-keys"),
     ("get", "/v1/auth/api-keys"),
     ("delete", "/v1/auth/api-keys/{id}"),

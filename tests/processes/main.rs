@@ -4,7 +4,11 @@
 //! - `two_instances`: two processes on one database agree on every rotation and see each
 //!   other's revocations within the staleness bound.
 //! - `crash`: `kill -9` mid-traffic loses no committed rotation and compromises no session.
+//! - `shutdown`: SIGTERM with refreshes in flight: `/ready` turns 503 at once, the listener
+//!   closes, every in-flight request is answered in full, the process exits 0, and every
+//!   acknowledged rotation is in the database.
 
 mod crash;
+mod shutdown;
 mod support;
 mod two_instances;

@@ -239,9 +239,13 @@ pub async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let token =
-        RefreshToken::parse(&body.refresh_token).map_err(|_| ApiError::InvalidRefreshToken)?;
-    let refreshed = state.sessions.refresh(&token).await.map_err(|e| match e {
+    let token = RefreshToken::parse(&body.refresh_token).map_err(|_| {
+        state.metrics.auth.refresh_malformed();
+        ApiError::InvalidRefreshToken
+    })?;
+    let refreshed = state.sessions.refresh(&token).await;
+    state.metrics.auth.refresh_result(&refreshed);
+    let refreshed = refreshed.map_err(|e| match e {
         SessionError::Reused(class) => {
             tracing::warn!(
                 target: "audit",

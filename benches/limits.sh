@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# The limits harness (issue "Performance"): measures this machine's physical limits and sessiond
+# against them, in one run, and writes every figure with its ratio as JSON.
+#
+#   limits: (a) pgbench tps of a single-row UPDATE per transaction, 16 clients, default
+#           durability, on a scratch database created and dropped here — one durable rotation;
+#           (b) requests/s of a minimal axum hello world (benches/bin/hello.rs) — one HTTP
+#           exchange; (c) argon2id hashes/s at the configured parameters on all cores — one login.
+#   sessiond (release build, PostgreSQL, real keys, rate limits off), through the same load tool
+#           (wrk) and connection count as (b): durable refreshes/s, GET /v1/auth/me/s, logins/s;
+#           with k6 at a constant arrival rate: /me p99 at half the hello-world rate, refresh p99
+#           under a login flood offered at twice the argon2id limit; startup to ready on an empty
+#           database; resident memory per session actor vs a bare ractor actor, and passivation.
+#
+# Usage: benches/limits.sh [OUT_DIR]        (default benches/results/<UTC timestamp>)
+#
+# Run it on a QUIET machine: any figure measured while other work runs is meaningless.
+#
+# Env: QUICK=1           validation run: seconds and tiny counts; the figures mean nothing
+#      DURATION          seconds per throughput run (default 30)
+#      CONNECTIONS       connections / pgbench clients (default 16)
+#      SEED_SESSIONS     seeded sessions for the refresh and read runs (default 20000)
+#      MEMORY_SESSIONS   resident sessions for the memory figure (default 100000)
+#      MEMORY_1M=1       also measure with 1 000 000 resident sessions (seeding takes a while)
+#      PASSIVATE_AFTER   idle window for the passivation figure (default 30s)
+#      PG_ADMIN_URL      admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
+#      SESSIOND_BIN      prebuilt release binary (default: cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sessiond-target}"
+QUICK="${QUICK:-0}"
+if [ "$QUICK" = 1 ]; then
+  DURATION="${DURATION:-2}"; SEED_SESSIONS="${SEED_SESSIONS:-200}"
+  MEMORY_SESSIONS="${MEMORY_SESSIONS:-2000}"; PASSIVATE_AFTER="${PASSIVATE_AFTER:-4s}"
+  ARGON2_SECONDS=2; K6_SECONDS=3
+else
+  DURATION="${DURATION:-30}"; SEED_SESSIONS="${SEED_SESSIONS:-20000}"
+  MEMORY_SESSIONS="${MEMORY_SESSIONS:-100000}"; PASSIVATE_AFTER="${PASSIVATE_AFTER:-30s}"
+  ARGON2_SECONDS=15; K6_SECONDS=30
+fi
+CONNECTIONS="${CONNECTIONS:-16}"
+WRK_THREADS="${WRK_THREADS:-2}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+OUT="${1:-$ROOT/benches/results/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+RAW="$OUT/raw"
+mkdir -p "$RAW" "$OUT/limits-k6"   # k6 does not create its summary's directory
+export BENCH_LIB="$ROOT/benches/lib" WRK_THREADS
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '\nlimits: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools and binaries
+command -v wrk >/dev/null || { say "installing wrk (Debian)"; apt-get install -y -qq wrk >/dev/null || die "wrk"; }
+command -v pgbench >/dev/null || die "pgbench not found (Debian: postgresql-contrib / postgresql-client)"
+command -v psql >/dev/null || die "psql not found"
+command -v openssl >/dev/null || die "openssl not found (for the signing key)"
+. "$ROOT/k6/ensure-k6.sh"
+pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0.1:5432"
+
+if [ -z "${SESSIOND_BIN:-}" ]; then
+  say "release build"
+  cargo build --release --locked --bin sessiond --example bench_hello --example bench_argon2 \
+    --example bench_actor_rss >&2
+  SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
+fi
+EXAMPLES="$(dirname "$SESSIOND_BIN")/examples"
+"$SESSIOND_BIN" seed --help >/dev/null 2>&1 && HAVE_SEED=1 || HAVE_SEED=0
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: every server this script starts, every database it creates.
+PIDS=()
+DBS=()
+WORK="$(mktemp -d -t sessiond-limits.XXXXXX)"
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && wait "$p" 2>/dev/null || true
+  done
+  for d in "${DBS[@]:-}"; do
+    [ -n "$d" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+new_db() {
+  local name="sessiond_limits_$1_$(date +%s)_$RANDOM"
+  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$name\"" >/dev/null
+  DBS+=("$name")
+  python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$name"
+}
+kill_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+wait_ready() { # url pid -> waits for 200 (bounded 60 s)
+  for _ in $(seq 1 600); do
+    kill -0 "$2" 2>/dev/null || return 1
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# wrk run: name script url [extra env...]; writes $RAW/wrk-<name>.json
+run_wrk() {
+  local name="$1" script="$2" url="$3"; shift 3
+  say "wrk: $name (${DURATION}s, $CONNECTIONS connections)"
+  env "$@" WRK_JSON="$RAW/wrk-$name.json" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+    --timeout 10s -s "$BENCH_LIB/$script" "$url" >"$RAW/wrk-$name.txt" 2>&1 || die "wrk $name (see $RAW/wrk-$name.txt)"
+  cat "$RAW/wrk-$name.json" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# (a) pgbench: one single-row UPDATE per transaction, default durability
+say "limit (a): pgbench single-row UPDATE, $CONNECTIONS clients, ${DURATION}s"
+PGB_URL="$(new_db pgbench)"
+psql -q "$PGB_URL" >/dev/null <<'SQL'
+CREATE TABLE rotation (id int PRIMARY KEY, generation bigint NOT NULL DEFAULT 0, at timestamptz);
+INSERT INTO rotation (id) SELECT g FROM generate_series(1, 100000) g;
+VACUUM ANALYZE rotation;
+SQL
+cat >"$WORK/update.sql" <<'SQL'
+\set id random(1, 100000)
+UPDATE rotation SET generation = generation + 1, at = now() WHERE id = :id;
+SQL
+pgbench -n -c "$CONNECTIONS" -j "$WRK_THREADS" -T "$DURATION" -f "$WORK/update.sql" "$PGB_URL" \
+  >"$RAW/pgbench.txt" 2>&1 || die "pgbench (see $RAW/pgbench.txt)"
+grep -E "tps|latency" "$RAW/pgbench.txt" >&2 || true
+psql -At "$PGB_URL" -c "SHOW synchronous_commit" >"$RAW/pg_synchronous_commit.txt"
+psql -At "$PGB_URL" -c "SHOW fsync" >"$RAW/pg_fsync.txt"
+psql -At "$PGB_URL" -c "SELECT version()" >"$RAW/pg_version.txt"
+
+# (b) hello world
+HELLO_PORT="$(free_port)"
+"$EXAMPLES/bench_hello" "127.0.0.1:$HELLO_PORT" >"$RAW/hello.log" 2>&1 &
+HELLO_PID=$!; PIDS+=("$HELLO_PID")
+wait_ready "http://127.0.0.1:$HELLO_PORT/" "$HELLO_PID" || die "hello world did not start"
+run_wrk hello hello.lua "http://127.0.0.1:$HELLO_PORT/"
+kill_pid "$HELLO_PID"
+
+# (c) argon2id at the configured parameters (sessiond's defaults unless SESSIOND_ARGON2_* set)
+say "limit (c): argon2id hashes/s on all cores (${ARGON2_SECONDS}s)"
+"$EXAMPLES/bench_argon2" "$ARGON2_SECONDS" >"$RAW/argon2.json" || die "argon2 bench"
+cat "$RAW/argon2.json" >&2
+
+# ---------------------------------------------------------------------------------------------
+# sessiond on PostgreSQL
+openssl genpkey -algorithm ed25519 -out "$WORK/signing.pem" 2>/dev/null
+export SESSIOND_SIGNING_KEY_FILE="$WORK/signing.pem"
+SESSIOND_REFRESH_KEY="$(openssl rand -base64 48)"
+export SESSIOND_REFRESH_KEY
+export SESSIOND_RATE_LIMITS=off SESSIOND_LOG_FORMAT=json RUST_LOG="${BENCH_RUST_LOG:-warn}"
+# Long enough that seeded access tokens outlive the whole run.
+export SESSIOND_ACCESS_TTL=6h
+SEED_PASSWORD='limits harness password'
+
+# start_sessiond name db_url [env...] -> sets SVC_PID, SVC_URL; startup time in $RAW/startup-<name>.json
+start_sessiond() {
+  local name="$1" url="$2"; shift 2
+  local port; port="$(free_port)"
+  SVC_URL="http://127.0.0.1:$port"
+  local t0; t0=$(date +%s%N)
+  env "$@" DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port" "$SESSIOND_BIN" serve \
+    >"$RAW/sessiond-$name.log" 2>&1 &
+  SVC_PID=$!; PIDS+=("$SVC_PID")
+  wait_ready "$SVC_URL/ready" "$SVC_PID" || { tail -20 "$RAW/sessiond-$name.log" >&2; die "sessiond ($name) did not become ready"; }
+  local t1; t1=$(date +%s%N)
+  python3 -c 'import sys; print("{\"startup_to_ready_ms\": %.1f}" % ((int(sys.argv[2]) - int(sys.argv[1])) / 1e6))' \
+    "$t0" "$t1" >"$RAW/startup-$name.json"
+}
+
+# seed name db_url users per_user first -> $WORK/seed-<name>.jsonl
+seed() {
+  local name="$1" url="$2" users="$3" per="$4" first="$5"
+  say "seeding $name: $users users × $per sessions"
+  if [ "$HAVE_SEED" = 1 ]; then
+    DATABASE_URL="$url" "$SESSIOND_BIN" seed --users "$users" --sessions-per-user "$per" \
+      --first "$first" --out "$WORK/seed-$name.jsonl" --password "$SEED_PASSWORD" >"$RAW/seed-$name.log" 2>&1 \
+      || { tail -20 "$RAW/seed-$name.log" >&2; die "sessiond seed ($name)"; }
+  else
+    # Without `sessiond seed`: over HTTP (slow with real argon2id; counts are capped).
+    "$K6" run --quiet --no-usage-report -e BASE_URL="$SVC_URL" -e PREFIX="$name" \
+      -e USERS="$(( users < 20 ? users : 20 ))" -e SESSIONS_PER_USER="$(( per < 10 ? per : 10 ))" \
+      -e OUT="$WORK/seed-$name.jsonl" "$BENCH_LIB/seed_http.js" >&2
+    echo '{"seeded_over_http": true}' >"$RAW/seeded-over-http-$name.json"
+  fi
+  wc -l <"$WORK/seed-$name.jsonl" | tr -d ' ' >"$RAW/seed-$name.count"
+}
+
+say "sessiond: startup to ready on an empty database"
+SVC_DB="$(new_db svc)"
+start_sessiond main "$SVC_DB"
+cat "$RAW/startup-main.json" >&2
+MAIN_PID="$SVC_PID"; MAIN_URL="$SVC_URL"
+
+PER_USER=10
+USERS=$(( (SEED_SESSIONS + PER_USER - 1) / PER_USER ))
+seed refresh "$SVC_DB" "$USERS" "$PER_USER" 0
+seed read "$SVC_DB" "$USERS" "$PER_USER" 1000000
+seed flood "$SVC_DB" 200 10 2000000
+
+run_wrk refresh refresh.lua "$MAIN_URL" SEED_FILE="$WORK/seed-refresh.jsonl"
+run_wrk me me.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl"
+run_wrk login login.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl" SEED_PASSWORD="$SEED_PASSWORD"
+
+HELLO_RPS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_per_s"])' "$RAW/wrk-hello.json")"
+ARGON2_RATE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hashes_per_s"])' "$RAW/argon2.json")"
+HALF_HELLO="$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$HELLO_RPS")"
+FLOOD_RATE="$(python3 -c 'import sys; print(max(2, int(float(sys.argv[1]) * 2)))' "$ARGON2_RATE")"
+
+say "k6: /me at half the hello-world rate ($HALF_HELLO/s, ${K6_SECONDS}s)"
+"$K6" run --quiet --no-usage-report -e BASE_URL="$MAIN_URL" -e PROFILE=full -e RESULTS_DIR="$OUT/limits-k6" \
+  -e SEED_FILE="$WORK/seed-read.jsonl" -e RATE="$HALF_HELLO" -e DURATION="${K6_SECONDS}s" \
+  -e SESSIONS="$(cat "$RAW/seed-read.count")" -e MAX_VUS=400 -e P99_MS=5 \
+  "$ROOT/k6/me_read.js" >"$RAW/k6-me_read.txt" 2>&1 || echo "me_read: a threshold failed (recorded)" >&2
+
+say "k6: refresh p99 under a login flood at $FLOOD_RATE logins/s (${K6_SECONDS}s)"
+FLOOD_SESSIONS=$(( $(cat "$RAW/seed-flood.count") - 100 ))
+"$K6" run --quiet --no-usage-report -e BASE_URL="$MAIN_URL" -e PROFILE=full -e RESULTS_DIR="$OUT/limits-k6" \
+  -e SEED_FILE="$WORK/seed-flood.jsonl" -e LOGIN_RATE="$FLOOD_RATE" -e REFRESH_RATE=100 \
+  -e DURATION="${K6_SECONDS}s" -e SESSIONS="$FLOOD_SESSIONS" -e LOGIN_USERS=100 -e MAX_VUS=300 \
+  -e P99_MS=20 "$ROOT/k6/login_flood.js" >"$RAW/k6-login_flood.txt" 2>&1 || echo "login_flood: a threshold failed (recorded)" >&2
+kill_pid "$MAIN_PID"
+
+# ---------------------------------------------------------------------------------------------
+# Memory: bare ractor actors vs session actors in one process, then sessiond itself.
+PASSIVATE_SECS="$(python3 -c 'import sys,re; m=re.fullmatch(r"(\d+)(ms|s|m)?", sys.argv[1]); v=int(m.group(1)); u=m.group(2) or "s"; print(max(1, v//1000 if u=="ms" else v*60 if u=="m" else v))' "$PASSIVATE_AFTER")"
+say "memory: bare actor vs session actor, in process ($MEMORY_SESSIONS each)"
+"$EXAMPLES/bench_actor_rss" "$MEMORY_SESSIONS" "$PASSIVATE_SECS" >"$RAW/actor_rss-$MEMORY_SESSIONS.json" || die "actor_rss"
+cat "$RAW/actor_rss-$MEMORY_SESSIONS.json" >&2
+
+memory_run() { # n
+  local n="$1"
+  say "memory: sessiond with $n resident sessions, passivation after $PASSIVATE_AFTER"
+  local db; db="$(new_db mem$n)"
+  local per=100 users=$(( (n + 99) / 100 ))
+  if [ "$HAVE_SEED" != 1 ]; then
+    echo '{"skipped": "needs sessiond seed"}' >"$RAW/memory-$n.json"; return
+  fi
+  DATABASE_URL="$db" "$SESSIOND_BIN" migrate >"$RAW/migrate-mem$n.log" 2>&1 || die "migrate (memory $n)"
+  seed "mem$n" "$db" "$users" "$per" 0
+  start_sessiond "mem$n" "$db" SESSIOND_PASSIVATE_AFTER="$PASSIVATE_AFTER"
+  sleep 2
+  local idle; idle="$(rss_bytes "$SVC_PID")"
+  local t0; t0=$(date +%s)
+  "$K6" run --quiet --no-usage-report -e BASE_URL="$SVC_URL" -e SEED_FILE="$WORK/seed-mem$n.jsonl" \
+    "$BENCH_LIB/activate.js" >"$RAW/activate-$n.txt" 2>&1 || die "activating $n sessions (see $RAW/activate-$n.txt)"
+  local t1; t1=$(date +%s)
+  sleep 2
+  local active; active="$(rss_bytes "$SVC_PID")"
+  # Every activated actor is idle from its activation on; all have passivated after the idle
+  # window plus one sweep period (a quarter of it), counted from the end of activation.
+  sleep $(( PASSIVATE_SECS * 3 / 2 + 5 ))
+  local passivated; passivated="$(rss_bytes "$SVC_PID")"
+  curl -fsS "$SVC_URL/metrics" >"$RAW/metrics-mem$n.txt" 2>/dev/null || true
+  python3 - "$n" "$idle" "$active" "$passivated" "$(( t1 - t0 ))" "$PASSIVATE_AFTER" >"$RAW/memory-$n.json" <<'PY'
+import json, sys
+n, idle, active, passivated, secs = map(int, sys.argv[1:6])
+print(json.dumps({
+    "sessions": n, "rss_idle": idle, "rss_active": active, "rss_after_passivation": passivated,
+    "bytes_per_session": (active - idle) / n, "activation_s": secs,
+    "passivate_after": sys.argv[6],
+    "over_idle_after_passivation": (passivated - idle) / idle,
+}))
+PY
+  cat "$RAW/memory-$n.json" >&2
+  kill_pid "$SVC_PID"
+}
+memory_run "$MEMORY_SESSIONS"
+[ "${MEMORY_1M:-0}" = 1 ] && memory_run 1000000
+
+# ---------------------------------------------------------------------------------------------
+say "summary"
+python3 "$ROOT/benches/lib/summarise.py" "$OUT" "$QUICK" "$CONNECTIONS" "$DURATION" >"$OUT/limits.json"
+python3 "$ROOT/benches/lib/summarise.py" --table "$OUT/limits.json"
+echo "limits: results in $OUT/limits.json" >&2
