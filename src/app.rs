@@ -70,6 +70,8 @@ impl Application {
             config.totp_issuer.clone(),
             config.mfa_challenge_ttl,
         ));
+        let codes = crate::codes::Codes::from_config(&config.mail, keys.refresh_key())?;
+        let mailer = crate::mail::Mailer::start(&config.mail.mail).context("starting the mailer")?;
         let policy = RotationPolicy {
             refresh_idle_ttl: chrono::Duration::from_std(config.refresh_idle_ttl)?,
             grace_window: chrono::Duration::from_std(config.grace_window)?,
@@ -121,10 +123,12 @@ impl Application {
         if let Some(addr) = metrics_address {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
+        tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
         // Warnings come after the line that says where and how the process runs.
         for warning in keys
             .warning()
             .into_iter()
+            .chain(mailer.warning())
             .chain(config.warnings.iter().map(String::as_str))
         {
             tracing::warn!("{warning}");
@@ -146,6 +150,9 @@ impl Application {
                 metrics,
                 mfa,
                 api_key_usage: Arc::new(ApiKeyUsage::default()),
+                codes,
+                mailer,
+                require_verified_email: config.mail.require_verified_email,
             },
             config: Arc::new(config),
         })
@@ -271,6 +278,8 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         state.sessions.shutdown().await;
+        // Mail already queued (codes just handed out) is sent before the process ends.
+        state.mailer.shutdown(config.shutdown_timeout).await;
         let _ = purge.await;
         // Requests have finished: write the API-key uses noted since the last flush.
         let _ = usage_flusher.await;

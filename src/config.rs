@@ -24,6 +24,7 @@
 //!   must be positive; all are at most 3650 days (beyond that, timestamp arithmetic overflows
 //!   long before anyone notices).
 
+mod mail;
 mod sources;
 
 use std::fmt;
@@ -35,6 +36,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use sessiond_actors::refresh_token::RefreshKey;
 
+pub use mail::MailConfig;
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -127,6 +129,17 @@ const ALL_KEYS: &[Key] = &[
     TOTP_ISSUER,
     LOG_FORMAT,
     DB_MAX_CONNECTIONS,
+    mail::SMTP_HOST,
+    mail::SMTP_PORT,
+    mail::SMTP_TLS,
+    mail::SMTP_USERNAME,
+    mail::SMTP_PASSWORD,
+    mail::SMTP_TIMEOUT,
+    mail::MAIL_FROM,
+    mail::MAIL_QUEUE,
+    mail::CODE_TTL,
+    mail::RESEND_COOLDOWN,
+    mail::REQUIRE_VERIFIED_EMAIL,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -242,6 +255,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
     pub db_max_connections: u32,
+    /// Outgoing mail (SMTP or development mail mode) and mailed codes (`SESSIOND_SMTP_*`,
+    /// `SESSIOND_MAIL_*`, `SESSIOND_CODE_TTL`, `SESSIOND_RESEND_COOLDOWN`,
+    /// `SESSIOND_REQUIRE_VERIFIED_EMAIL`; see `config/mail.rs`).
+    pub mail: MailConfig,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -866,6 +883,7 @@ fn build(
         || LogFormat::Pretty,
     );
     let db_max_connections = bounded::<u32>(s, &mut p, &DB_MAX_CONNECTIONS, 16, 1, 1000);
+    let mail = mail::parse(s, &mut p, &mut warnings);
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1007,6 +1025,7 @@ fn build(
         totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
+        mail: mail.expect(CHECKED),
         warnings,
     })
 }

@@ -5,12 +5,15 @@
 pub mod api_keys;
 pub mod app;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod mfa;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]

@@ -30,6 +30,7 @@ mod postgres;
 pub mod purge;
 mod sqlite;
 mod users;
+pub mod verification;
 
 pub use purge::spawn_purge;
 

@@ -68,6 +68,19 @@ pub enum ApiError {
     /// 409 `email_taken`.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// 400 `invalid_code`: a mailed code that is wrong, unknown, already used or superseded.
+    #[error("invalid code")]
+    InvalidCode,
+    /// 400 `code_expired`: the mailed code's lifetime has passed; ask for a new one.
+    #[error("the code has expired; ask for a new one")]
+    CodeExpired,
+    /// 400 `too_many_attempts`: the mailed code's attempts are used up; ask for a new one.
+    #[error("too many attempts for this code; ask for a new one")]
+    TooManyAttempts,
+    /// 403 `email_not_verified`: right password, but login requires a verified email
+    /// (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
+    #[error("the email address is not verified yet")]
+    EmailNotVerified,
     /// 401 `mfa_required`: the password was right but the account has MFA on; no session
     /// yet. `details: {challenge_id, expires_at, methods}` say how to finish
     /// (`POST /v1/auth/sessions/mfa`).
@@ -99,6 +112,9 @@ pub enum ApiError {
     /// 409 `mfa_not_enabled`: nothing to disable.
     #[error("TOTP is not enabled")]
     MfaNotEnabled,
+    /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// 429 `rate_limited`, with the seconds to wait.
     #[error("too many requests")]
     RateLimited {
@@ -147,6 +163,10 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
+            Self::InvalidCode => "invalid_code",
+            Self::CodeExpired => "code_expired",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::EmailNotVerified => "email_not_verified",
             Self::MfaRequired { .. } => "mfa_required",
             Self::InvalidMfaCode => "invalid_mfa_code",
             Self::MfaChallengeInvalid => "mfa_challenge_invalid",
@@ -154,6 +174,7 @@ impl ApiError {
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::MfaNotEnrolling => "mfa_not_enrolling",
             Self::MfaNotEnabled => "mfa_not_enabled",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -179,6 +200,10 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
+            Self::InvalidCode | Self::CodeExpired | Self::TooManyAttempts => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::MfaRequired { .. }
             | Self::InvalidMfaCode
             | Self::MfaChallengeInvalid
@@ -186,6 +211,7 @@ impl ApiError {
             Self::MfaAlreadyEnabled | Self::MfaNotEnrolling | Self::MfaNotEnabled => {
                 StatusCode::CONFLICT
             }
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -132,8 +132,9 @@ fn leak_field_name(field: String) -> &'static str {
         .unwrap_or("body")
 }
 
-/// Who is calling from where: socket address (proxies come with the rate-limiting work) and
-/// User-Agent, recorded on new sessions.
+/// Who is calling from where: the client IP (the socket's peer, or from forwarding headers when
+/// the peer is a trusted proxy; see `ratelimit::client_ip`) and User-Agent, recorded on new
+/// sessions.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     /// The peer IP.
@@ -146,10 +147,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The IP the hardening middleware determined (trusted proxies applied); the socket's
+        // peer where that middleware did not run.
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .get::<crate::http::hardening::ClientIp>()
+            .map(|crate::http::hardening::ClientIp(ip)| ip.to_string())
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip().to_string())
+            });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

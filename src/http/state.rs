@@ -31,6 +31,12 @@ pub struct AppState {
     pub policy: RotationPolicy,
     /// Whether `/ready` may answer 200.
     pub readiness: Arc<Readiness>,
+    /// Mailed one-time codes (email verification, password reset): issuing and checking.
+    pub codes: crate::codes::Codes,
+    /// The outgoing-mail queue (SMTP, or the log in development mail mode).
+    pub mailer: crate::mail::Mailer,
+    /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
     /// Prometheus metrics: handlers count outcomes here; `/metrics` exports them.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// TOTP MFA: the keys that seal TOTP secrets and hash recovery codes, and its settings.

@@ -65,6 +65,9 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         ("SESSIOND_ARGON2_ITERATIONS".into(), "1".into()),
         ("SESSIOND_ARGON2_PARALLELISM".into(), "1".into()),
         ("SESSIOND_HASH_QUEUE".into(), "1024".into()),
+        // Every test client is 127.0.0.1: rate limits and login locks are off except where a
+        // test turns them on (tests/api/ratelimit.rs, tests/api/hardening.rs).
+        ("SESSIOND_RATE_LIMITS".into(), "off".into()),
     ];
     for (k, v) in overrides {
         env.retain(|(key, _)| key != k);

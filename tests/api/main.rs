@@ -3,10 +3,15 @@
 
 mod api_keys;
 mod bad_input;
+mod email;
+mod hardening;
 mod helpers;
 mod lifecycle;
+mod mail_sink;
 mod metrics;
 mod mfa;
 mod openapi;
+mod password_reset;
 mod profile;
+mod ratelimit;
 mod refresh;

@@ -210,6 +210,8 @@ impl Sessiond {
             .env("SESSIOND_ARGON2_MEMORY_KIB", "1024")
             .env("SESSIOND_ARGON2_ITERATIONS", "1")
             .env("SESSIOND_ARGON2_PARALLELISM", "1")
+            // Every client is 127.0.0.1: no rate limits unless a test sets them.
+            .env("SESSIOND_RATE_LIMITS", "off")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         for (key, value) in settings {

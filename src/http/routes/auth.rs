@@ -10,13 +10,15 @@ use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::sessions::{RefreshOutcome, SessionError};
 use utoipa::ToSchema;
 
+use crate::codes::Purpose;
 use crate::crypto::password::HashError;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, TokenResponse, UserResponse, UserView};
+use crate::http::routes::email::{RegisterResponse, send_code};
+use crate::http::views::{SessionView, TokenResponse, UserView};
 use crate::store::{CreateUserError, NewUser, User, UserStatus};
 
 /// `POST /v1/auth/register` body.
@@ -71,7 +73,7 @@ fn hash_error(e: HashError) -> ApiError {
     tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = UserResponse),
+        (status = 201, description = "Account created, email not yet verified; a 6-digit code is mailed (confirm it with `POST /v1/auth/email/verify`)", body = RegisterResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
         (status = 409, description = "`email_taken`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
@@ -118,10 +120,14 @@ pub async fn register(
             CreateUserError::Store(e) => e.into(),
         })?;
     tracing::info!(target: "audit", event = "register", user_id = %user.id);
+    // The account exists from here on: if the code cannot be stored now, the answer is 503
+    // and `POST /v1/auth/email/resend` gets one later.
+    let verification = send_code(&state, &user, Purpose::EmailVerification).await?;
     Ok((
         StatusCode::CREATED,
-        Json(UserResponse {
+        Json(RegisterResponse {
             user: UserView::from(&user),
+            verification_id: verification.id.to_string(),
         }),
     )
         .into_response())
@@ -139,6 +145,7 @@ pub async fn register(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
         (status = 401, description = "`invalid_credentials`; or `mfa_required` (the account has MFA on: `details: {challenge_id, expires_at, methods}`, finish with `POST /v1/auth/sessions/mfa`)", body = ErrorResponse),
+        (status = 403, description = "`email_not_verified`: right password, but `SESSIOND_REQUIRE_VERIFIED_EMAIL` is on and the address is not verified yet", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
@@ -191,6 +198,18 @@ pub async fn login(
             return Err(ApiError::InvalidCredentials);
         }
     };
+
+    // SESSIOND_REQUIRE_VERIFIED_EMAIL: checked only once the password was right, so the answer
+    // tells nothing to someone without it.
+    if state.require_verified_email && user.email_verified_at.is_none() {
+        tracing::info!(
+            target: "audit",
+            event = "login_failed",
+            reason = "email_not_verified",
+            user_id = %user.id,
+        );
+        return Err(ApiError::EmailNotVerified);
+    }
 
 
     // MFA users get a challenge (401 `mfa_required`) instead of a session.

@@ -1,0 +1,166 @@
+//! Password reset by a mailed code: ask for a code, then confirm it with a new password. A
+//! reset ends every session of the account (through the session actors).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sessiond_actors::model::RevokeReason;
+use utoipa::ToSchema;
+
+use crate::codes::Purpose;
+use crate::crypto::password::HashError;
+use crate::domain::{Email, Password};
+use crate::http::error::ApiError;
+use crate::http::extract::AppJson;
+use crate::http::openapi::ErrorResponse;
+use crate::http::routes::email::{
+    CodeSentResponse, accepted, code_error, code_or_decoy, parse_id_and_code,
+};
+use crate::http::routes::sessions::revoke_all;
+use crate::http::state::AppState;
+use crate::http::views::{UserResponse, UserView};
+use crate::store::verification::Redemption;
+
+/// `POST /v1/auth/password/reset` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// The account's address (normalised like at registration).
+    #[schema(example = "ada@example.com")]
+    email: String,
+}
+
+/// `POST /v1/auth/password/reset/confirm` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirmRequest {
+    /// From `POST /v1/auth/password/reset`.
+    #[schema(format = Uuid)]
+    verification_id: String,
+    /// The 6 digits from the mail.
+    #[schema(example = "042137", pattern = "^[0-9]{6}$")]
+    code: String,
+    /// 8–128 characters.
+    #[schema(format = Password, min_length = 8, max_length = 128)]
+    new_password: String,
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Mails a reset code to the account with this address. Always 202 `{verification_id,
+/// expires_at}`, whether or not the account exists: for an unknown or disabled address nothing
+/// is sent and the id is a decoy that behaves like a real code never guessed right. At most one
+/// code per `SESSIOND_RESEND_COOLDOWN` is mailed; within it the current code's id is answered.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/reset",
+    tag = "auth",
+    request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "A code is on its way if the address has an account", body = CodeSentResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: not an email address", body = ErrorResponse),
+        (status = 503, description = "`unavailable`", body = ErrorResponse),
+    )
+)]
+pub async fn request(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<PasswordResetRequest>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse(&body.email).map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    let issued = code_or_decoy(&state, &email, Purpose::PasswordReset, |_| true).await?;
+    Ok(accepted(&issued))
+}
+
+/// Sets a new password with the mailed code, then revokes every session of the account
+/// (refreshing any of them answers `session_revoked`). Also marks the email verified: the code
+/// proves the mailbox. 200 `{user}`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/reset/confirm",
+    tag = "auth",
+    request_body = PasswordResetConfirmRequest,
+    responses(
+        (status = 200, description = "Password set; every session revoked", body = UserResponse),
+        (status = 400, description = "`invalid_code` (wrong, unknown, used or superseded), `code_expired`, `too_many_attempts` (request a new code), or `invalid_request` (malformed JSON)", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `verification_id`, `code` or `new_password` (8–128 characters)", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: store or hashing pool busy, or the sessions could not all be revoked (the password is set; ask for a new code and retry)", body = ErrorResponse),
+    )
+)]
+pub async fn confirm(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<PasswordResetConfirmRequest>,
+) -> Result<Response, ApiError> {
+    // Every field error at once; nothing is checked against the code before they are fixed,
+    // so a typo in the password does not cost an attempt.
+    let mut errors = Vec::new();
+    let parsed = parse_id_and_code(&body.verification_id, &body.code, &mut errors);
+    let password = Password::parse(body.new_password)
+        .map_err(|mut e| {
+            e.field = "new_password";
+            errors.push(e)
+        })
+        .ok();
+    let (Some((id, code)), Some(password)) = (parsed, password) else {
+        return Err(ApiError::ValidationFailed(errors));
+    };
+
+    let now = state.clock.now();
+    let checked = state
+        .codes
+        .check(&state.store, id, Purpose::PasswordReset, &code, now)
+        .await
+        .map_err(code_error)?;
+    // Hash only once the code is known good: wrong guesses cost no argon2 work.
+    let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
+    let redeemed = state
+        .store
+        .redeem_verification_code(
+            id,
+            state.clock.now(),
+            Redemption::ResetPassword {
+                user: checked.user,
+                password_hash: &password_hash,
+            },
+        )
+        .await?;
+    if !redeemed {
+        return Err(ApiError::InvalidCode);
+    }
+    tracing::info!(target: "audit", event = "password_reset", user_id = %checked.user);
+
+    let revoked = revoke_all(&state, checked.user, None, RevokeReason::PasswordChanged)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(
+                user_id = %checked.user,
+                error = %e,
+                "password reset: password set but not every session could be revoked"
+            )
+        })?;
+    tracing::info!(user_id = %checked.user, sessions = revoked, "password reset: sessions revoked");
+
+    let user = state
+        .store
+        .get_user(checked.user)
+        .await?
+        .ok_or(ApiError::InvalidCode)?;
+    Ok((
+        StatusCode::OK,
+        Json(UserResponse {
+            user: UserView::from(&user),
+        }),
+    )
+        .into_response())
+}

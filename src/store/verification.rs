@@ -1,0 +1,601 @@
+//! Mailed one-time codes (`verification_codes`): email verification and password reset.
+//!
+//! Only HMACs of codes are stored (see `crate::codes`). The rules that must hold under
+//! concurrency are decided by single conditional statements, identically on both backends:
+//! * an attempt is **taken** by `UPDATE … SET attempts = attempts + 1 WHERE … attempts < max`
+//!   before the code is compared, so no interleaving of guesses gets more than `max`
+//!   comparisons;
+//! * a code is **redeemed** by `UPDATE … SET consumed_at = now WHERE consumed_at IS NULL` in the
+//!   same transaction as its effect on the account, so it works once and the effect happens
+//!   exactly when it does;
+//! * issuing a code for a user **supersedes** that user's earlier open codes of the same purpose
+//!   in the same transaction as the insert.
+
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::UserId;
+use uuid::Uuid;
+
+use super::{Inner, Store, StoreError, corrupt, postgres, sqlite};
+use crate::codes::{CodeHash, Purpose};
+
+/// A stored code row (the hash only).
+#[derive(Clone, Debug)]
+pub struct VerificationCode {
+    /// The verification id given to the client.
+    pub id: Uuid,
+    /// The account, or None for a decoy.
+    pub user_id: Option<UserId>,
+    /// What the code proves.
+    pub purpose: Purpose,
+    /// HMAC of the code.
+    pub code_hash: CodeHash,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// Checks taken so far.
+    pub attempts: u32,
+    /// When it was used or superseded.
+    pub consumed_at: Option<DateTime<Utc>>,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A row to insert.
+#[derive(Clone, Debug)]
+pub struct NewVerificationCode {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// The account, or None for a decoy.
+    pub user_id: Option<UserId>,
+    /// What the code proves.
+    pub purpose: Purpose,
+    /// HMAC of the code.
+    pub code_hash: CodeHash,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why no attempt could be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such id for this purpose.
+    NotFound,
+    /// Already used, or superseded by a newer code.
+    Consumed,
+    /// The attempts are used up.
+    TooManyAttempts,
+    /// Past `expires_at`.
+    Expired,
+}
+
+/// The result of trying to take one attempt at a code.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    /// An attempt was taken; compare against `code_hash`.
+    Taken {
+        /// The account (None for a decoy).
+        user_id: Option<UserId>,
+        /// The stored HMAC.
+        code_hash: CodeHash,
+        /// Attempts taken, this one included.
+        attempts: u32,
+    },
+    /// Nothing was taken.
+    Refused(Refusal),
+}
+
+/// What redeeming a code does to the account, in the same transaction.
+#[derive(Debug)]
+pub enum Redemption<'a> {
+    /// Sets `email_verified_at` (kept if already set).
+    VerifyEmail(UserId),
+    /// Replaces the password hash; also marks the email verified (receiving the code proves
+    /// control of the mailbox).
+    ResetPassword {
+        /// The account.
+        user: UserId,
+        /// The new PHC-format argon2id hash.
+        password_hash: &'a str,
+    },
+}
+
+impl Redemption<'_> {
+    fn user(&self) -> UserId {
+        match self {
+            Self::VerifyEmail(user) | Self::ResetPassword { user, .. } => *user,
+        }
+    }
+
+    fn password_hash(&self) -> Option<&str> {
+        match self {
+            Self::VerifyEmail(_) => None,
+            Self::ResetPassword { password_hash, .. } => Some(password_hash),
+        }
+    }
+}
+
+fn hash_from(bytes: &[u8]) -> Result<CodeHash, StoreError> {
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| corrupt("code hash is not 32 bytes"))?;
+    Ok(CodeHash::from_bytes(bytes))
+}
+
+fn purpose_from(s: &str) -> Result<Purpose, StoreError> {
+    Purpose::parse(s).ok_or_else(|| corrupt("unknown verification purpose"))
+}
+
+fn attempts_from(n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| corrupt("attempts out of range"))
+}
+
+/// Classifies a row no attempt could be taken on.
+fn refusal(
+    consumed: bool,
+    attempts: u32,
+    max: u32,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Refusal {
+    if consumed {
+        Refusal::Consumed
+    } else if attempts >= max {
+        Refusal::TooManyAttempts
+    } else if expires_at <= now {
+        Refusal::Expired
+    } else {
+        // Changed between the two statements (e.g. consumed meanwhile): not usable now.
+        Refusal::Consumed
+    }
+}
+
+impl Store {
+    /// The most recently issued code of `user` for `purpose`, if any.
+    pub async fn newest_verification_code(
+        &self,
+        user: UserId,
+        purpose: Purpose,
+    ) -> Result<Option<VerificationCode>, StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => pg::newest(s, user, purpose).await,
+            Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
+        }
+    }
+
+    /// Inserts a code; for a real user, first marks that user's open codes of the same purpose
+    /// consumed (superseded), in the same transaction.
+    pub async fn insert_verification_code(
+        &self,
+        code: &NewVerificationCode,
+    ) -> Result<(), StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => pg::insert(s, code).await,
+            Inner::Sqlite(s) => lite::insert(s, code).await,
+        }
+    }
+
+    /// Takes one attempt at code `id` of `purpose` if it is open (not consumed, fewer than
+    /// `max_attempts` taken, not expired at `now`); otherwise says why not.
+    pub async fn take_verification_attempt(
+        &self,
+        id: Uuid,
+        purpose: Purpose,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<AttemptOutcome, StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
+            Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
+        }
+    }
+
+    /// Consumes code `id` and applies `effect` to its account, atomically. False (and nothing
+    /// changed) when the code was already consumed, e.g. by a concurrent request.
+    pub async fn redeem_verification_code(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        effect: Redemption<'_>,
+    ) -> Result<bool, StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => pg::redeem(s, id, now, &effect).await,
+            Inner::Sqlite(s) => lite::redeem(s, id, now, &effect).await,
+        }
+    }
+
+    /// Deletes codes that expired before `cutoff`; returns how many.
+    pub async fn purge_verification_codes(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        match &self.inner {
+            Inner::Postgres(s) => pg::purge(s, cutoff).await,
+            Inner::Sqlite(s) => lite::purge(s, cutoff).await,
+        }
+    }
+}
+
+mod pg {
+    use sqlx::Row;
+    use sqlx::postgres::PgRow;
+
+    use super::*;
+    use postgres::{PgStore, map_err};
+
+    const COLUMNS: &str =
+        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+
+    fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
+        let get = |e: sqlx::Error| map_err("read verification code", e);
+        let purpose: String = row.try_get("purpose").map_err(get)?;
+        let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
+        let attempts: i32 = row.try_get("attempts").map_err(get)?;
+        Ok(VerificationCode {
+            id: row.try_get("id").map_err(get)?,
+            user_id: row
+                .try_get::<Option<Uuid>, _>("user_id")
+                .map_err(get)?
+                .map(UserId),
+            purpose: purpose_from(&purpose)?,
+            code_hash: hash_from(&hash)?,
+            expires_at: row.try_get("expires_at").map_err(get)?,
+            attempts: attempts_from(attempts.into())?,
+            consumed_at: row.try_get("consumed_at").map_err(get)?,
+            created_at: row.try_get("created_at").map_err(get)?,
+        })
+    }
+
+    pub(super) async fn newest(
+        s: &PgStore,
+        user: UserId,
+        purpose: Purpose,
+    ) -> Result<Option<VerificationCode>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = $1 AND purpose = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(user.as_uuid())
+        .bind(purpose.as_str())
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(|e| map_err("newest verification code", e))?
+        .map(|row| from_row(&row))
+        .transpose()
+    }
+
+    pub(super) async fn insert(s: &PgStore, c: &NewVerificationCode) -> Result<(), StoreError> {
+        let op = "insert verification code";
+        let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
+        if let Some(user) = c.user_id {
+            sqlx::query(
+                "UPDATE verification_codes SET consumed_at = $3 \
+                 WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(c.purpose.as_str())
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        }
+        sqlx::query(
+            "INSERT INTO verification_codes \
+             (id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, NULL, $6)",
+        )
+        .bind(c.id)
+        .bind(c.user_id.map(|u| u.as_uuid()))
+        .bind(c.purpose.as_str())
+        .bind(c.code_hash.as_bytes().as_slice())
+        .bind(c.expires_at)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        tx.commit().await.map_err(|e| map_err(op, e))
+    }
+
+    pub(super) async fn take_attempt(
+        s: &PgStore,
+        id: Uuid,
+        purpose: Purpose,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let op = "take verification attempt";
+        let max_db = i32::try_from(max).unwrap_or(i32::MAX);
+        let taken = sqlx::query(
+            "UPDATE verification_codes SET attempts = attempts + 1 \
+             WHERE id = $1 AND purpose = $2 AND consumed_at IS NULL AND attempts < $3 \
+               AND expires_at > $4 \
+             RETURNING user_id, code_hash, attempts",
+        )
+        .bind(id)
+        .bind(purpose.as_str())
+        .bind(max_db)
+        .bind(now)
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        if let Some(row) = taken {
+            let get = |e: sqlx::Error| map_err(op, e);
+            let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
+            let attempts: i32 = row.try_get("attempts").map_err(get)?;
+            return Ok(AttemptOutcome::Taken {
+                user_id: row
+                    .try_get::<Option<Uuid>, _>("user_id")
+                    .map_err(get)?
+                    .map(UserId),
+                code_hash: hash_from(&hash)?,
+                attempts: attempts_from(attempts.into())?,
+            });
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM verification_codes WHERE id = $1 AND purpose = $2"
+        )))
+        .bind(id)
+        .bind(purpose.as_str())
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        Ok(AttemptOutcome::Refused(match row {
+            None => Refusal::NotFound,
+            Some(row) => {
+                let c = from_row(&row)?;
+                refusal(c.consumed_at.is_some(), c.attempts, max, c.expires_at, now)
+            }
+        }))
+    }
+
+    pub(super) async fn redeem(
+        s: &PgStore,
+        id: Uuid,
+        now: DateTime<Utc>,
+        effect: &Redemption<'_>,
+    ) -> Result<bool, StoreError> {
+        let op = "redeem verification code";
+        let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
+        let consumed = sqlx::query(
+            "UPDATE verification_codes SET consumed_at = $2 \
+             WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(effect.user().as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?
+        .rows_affected();
+        if consumed != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = COALESCE($2, password_hash), \
+             email_verified_at = COALESCE(email_verified_at, $3), updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(effect.user().as_uuid())
+        .bind(effect.password_hash())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        tx.commit().await.map_err(|e| map_err(op, e))?;
+        Ok(true)
+    }
+
+    pub(super) async fn purge(s: &PgStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM verification_codes WHERE expires_at < $1")
+            .bind(cutoff)
+            .execute(&s.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| map_err("purge verification codes", e))
+    }
+}
+
+mod lite {
+    use sqlx::Row;
+    use sqlx::sqlite::SqliteRow;
+
+    use super::*;
+    use sqlite::{BEGIN_WRITE, SqliteStore, map_err, parse_ts, ts};
+
+    const COLUMNS: &str =
+        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+
+    fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
+        let get = |e: sqlx::Error| map_err("read verification code", e);
+        let purpose: String = row.try_get("purpose").map_err(get)?;
+        let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
+        let attempts: i64 = row.try_get("attempts").map_err(get)?;
+        let expires_at: String = row.try_get("expires_at").map_err(get)?;
+        let consumed_at: Option<String> = row.try_get("consumed_at").map_err(get)?;
+        let created_at: String = row.try_get("created_at").map_err(get)?;
+        Ok(VerificationCode {
+            id: row.try_get("id").map_err(get)?,
+            user_id: row
+                .try_get::<Option<Uuid>, _>("user_id")
+                .map_err(get)?
+                .map(UserId),
+            purpose: purpose_from(&purpose)?,
+            code_hash: hash_from(&hash)?,
+            expires_at: parse_ts(&expires_at)?,
+            attempts: attempts_from(attempts)?,
+            consumed_at: consumed_at.as_deref().map(parse_ts).transpose()?,
+            created_at: parse_ts(&created_at)?,
+        })
+    }
+
+    pub(super) async fn newest(
+        s: &SqliteStore,
+        user: UserId,
+        purpose: Purpose,
+    ) -> Result<Option<VerificationCode>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = ?1 AND purpose = ?2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(user.as_uuid())
+        .bind(purpose.as_str())
+        .fetch_optional(&s.reader)
+        .await
+        .map_err(|e| map_err("newest verification code", e))?
+        .map(|row| from_row(&row))
+        .transpose()
+    }
+
+    pub(super) async fn insert(s: &SqliteStore, c: &NewVerificationCode) -> Result<(), StoreError> {
+        let op = "insert verification code";
+        let mut tx = s
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        if let Some(user) = c.user_id {
+            sqlx::query(
+                "UPDATE verification_codes SET consumed_at = ?3 \
+                 WHERE user_id = ?1 AND purpose = ?2 AND consumed_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(c.purpose.as_str())
+            .bind(ts(c.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        }
+        sqlx::query(
+            "INSERT INTO verification_codes \
+             (id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, NULL, ?6)",
+        )
+        .bind(c.id)
+        .bind(c.user_id.map(|u| u.as_uuid()))
+        .bind(c.purpose.as_str())
+        .bind(c.code_hash.as_bytes().as_slice())
+        .bind(ts(c.expires_at))
+        .bind(ts(c.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        tx.commit().await.map_err(|e| map_err(op, e))
+    }
+
+    pub(super) async fn take_attempt(
+        s: &SqliteStore,
+        id: Uuid,
+        purpose: Purpose,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let op = "take verification attempt";
+        let mut tx = s
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let taken = sqlx::query(
+            "UPDATE verification_codes SET attempts = attempts + 1 \
+             WHERE id = ?1 AND purpose = ?2 AND consumed_at IS NULL AND attempts < ?3 \
+               AND expires_at > ?4 \
+             RETURNING user_id, code_hash, attempts",
+        )
+        .bind(id)
+        .bind(purpose.as_str())
+        .bind(i64::from(max))
+        .bind(ts(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        let outcome = match taken {
+            Some(row) => {
+                let get = |e: sqlx::Error| map_err(op, e);
+                let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
+                let attempts: i64 = row.try_get("attempts").map_err(get)?;
+                AttemptOutcome::Taken {
+                    user_id: row
+                        .try_get::<Option<Uuid>, _>("user_id")
+                        .map_err(get)?
+                        .map(UserId),
+                    code_hash: hash_from(&hash)?,
+                    attempts: attempts_from(attempts)?,
+                }
+            }
+            None => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM verification_codes WHERE id = ?1 AND purpose = ?2"
+                )))
+                .bind(id)
+                .bind(purpose.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err(op, e))?;
+                AttemptOutcome::Refused(match row {
+                    None => Refusal::NotFound,
+                    Some(row) => {
+                        let c = from_row(&row)?;
+                        refusal(c.consumed_at.is_some(), c.attempts, max, c.expires_at, now)
+                    }
+                })
+            }
+        };
+        tx.commit().await.map_err(|e| map_err(op, e))?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn redeem(
+        s: &SqliteStore,
+        id: Uuid,
+        now: DateTime<Utc>,
+        effect: &Redemption<'_>,
+    ) -> Result<bool, StoreError> {
+        let op = "redeem verification code";
+        let mut tx = s
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let consumed = sqlx::query(
+            "UPDATE verification_codes SET consumed_at = ?2 \
+             WHERE id = ?1 AND user_id = ?3 AND consumed_at IS NULL",
+        )
+        .bind(id)
+        .bind(ts(now))
+        .bind(effect.user().as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?
+        .rows_affected();
+        if consumed != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = COALESCE(?2, password_hash), \
+             email_verified_at = COALESCE(email_verified_at, ?3), updated_at = ?3 \
+             WHERE id = ?1",
+        )
+        .bind(effect.user().as_uuid())
+        .bind(effect.password_hash())
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err(op, e))?;
+        tx.commit().await.map_err(|e| map_err(op, e))?;
+        Ok(true)
+    }
+
+    pub(super) async fn purge(s: &SqliteStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let op = "purge verification codes";
+        let mut tx = s
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let n = sqlx::query("DELETE FROM verification_codes WHERE expires_at < ?1")
+            .bind(ts(cutoff))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?
+            .rows_affected();
+        tx.commit().await.map_err(|e| map_err(op, e))?;
+        Ok(n)
+    }
+}
