@@ -1,0 +1,280 @@
+//! HTTP hardening: the client IP (trusted proxies), per-route-class rate limits with
+//! `RateLimit-*` headers, request header limits (431), security headers, `Cache-Control` on API
+//! answers, and CORS from a configured allow-list only.
+//!
+//! Layer placement (see `http::router`): [`limit_requests`] runs inside the correlation-id and
+//! timeout layers, so its refusals carry the usual error body; [`outer`] wraps everything, so
+//! every answer — also a panic's 500 or a CORS preflight — carries the security headers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::HardeningSettings;
+use crate::http::error::ApiError;
+use crate::ratelimit::{self, Cidr, LimitClass, Limiter, client_ip::client_ip};
+
+/// The client's IP as [`limit_requests`] determined it (trusted proxies applied). Handlers read
+/// it through `ClientInfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// What [`limit_requests`] needs.
+#[derive(Debug)]
+pub struct RequestGuard {
+    /// The rate limiter (shared with handlers through `AppState`).
+    pub limiter: Arc<Limiter>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Header limits.
+    pub max_header_bytes: usize,
+    /// Header field count limit.
+    pub max_headers: usize,
+}
+
+/// The IP-keyed class of a request, if its route has one beyond `General`.
+/// Paths are matched literally (none of the limited routes has a path parameter).
+pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
+    if method != Method::POST {
+        return None;
+    }
+    Some(match path {
+        "/v1/auth/sessions" | "/v1/auth/password" => LimitClass::Login,
+        "/v1/auth/register" => LimitClass::Register,
+        "/v1/auth/email/verify" | "/v1/auth/email/resend" => LimitClass::Verify,
+        p if p.starts_with("/v1/auth/mfa/") => LimitClass::Verify,
+        "/v1/auth/password/reset" | "/v1/auth/password/reset/confirm" => LimitClass::Reset,
+        _ => return None,
+    })
+}
+
+/// Routes outside the per-IP `General` limit: probes and docs, and the forward-auth endpoint
+/// (a gateway calls it for every request it serves, all from one IP).
+fn exempt_from_general(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics" | "/v1/auth/verify")
+        || path == "/docs"
+        || path.starts_with("/docs/")
+}
+
+/// Middleware: header limits, client IP, then the `General` and route-class limits per IP; the
+/// most restrictive decision made while serving (handlers add account and session limits) is
+/// reported in `RateLimit-*` headers.
+pub async fn limit_requests(
+    State(guard): State<Arc<RequestGuard>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > guard.max_headers || header_bytes > guard.max_header_bytes {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let ip = peer.map(|peer| client_ip(peer, req.headers(), &guard.trusted_proxies));
+    if let Some(ip) = ip {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    let path = req.uri().path().to_owned();
+    let class = route_class(req.method(), &path);
+    let limiter = guard.limiter.clone();
+
+    let (response, decision) = ratelimit::collecting(async move {
+        if let Some(ip) = ip {
+            if !exempt_from_general(&path)
+                && let Err(limited) = limiter.check_ip(LimitClass::General, ip).await
+            {
+                return ApiError::from(limited).into_response();
+            }
+            if let Some(class) = class
+                && let Err(limited) = limiter.check_ip(class, ip).await
+            {
+                return ApiError::from(limited).into_response();
+            }
+        }
+        next.run(req).await
+    })
+    .await;
+    let mut response = response;
+    if let Some(decision) = decision {
+        ratelimit::write_headers(response.headers_mut(), &decision);
+    }
+    response
+}
+
+/// Wraps the finished router: CORS (only when origins are configured) and, outermost, the
+/// security headers.
+pub fn outer(router: Router, settings: &HardeningSettings) -> Router {
+    let router = match cors(settings) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    let secure = settings.secure;
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        security_headers(req, next, secure)
+    }))
+}
+
+/// CORS from the allow-list: exact origins, no credentials (there are no cookies; bearer
+/// tokens are sent explicitly), the API's methods and headers, and the rate-limit and
+/// correlation headers exposed to scripts.
+fn cors(settings: &HardeningSettings) -> Option<CorsLayer> {
+    if settings.cors_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let exposed = [
+        "x-request-id",
+        "retry-after",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit-policy",
+    ]
+    .map(HeaderName::from_static);
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers(exposed)
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The Content-Security-Policy of API answers: nothing may load, nothing may frame them.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+/// The Swagger UI page needs its own scripts and styles.
+const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' \
+                        'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors \
+                        'none'; base-uri 'none'";
+/// HSTS for one year when clients use HTTPS. Deliberately without `includeSubDomains` or
+/// `preload`: those bind sibling hosts and belong to the domain's owner.
+const HSTS: &str = "max-age=31536000";
+
+async fn security_headers(req: Request, next: Next, secure: bool) -> Response {
+    let docs = req.uri().path().starts_with("/docs");
+    let api = req.uri().path().starts_with("/v1/");
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        if docs { DOCS_CSP } else { API_CSP },
+    );
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if api {
+        // Answers about a user (profile, sessions, keys) must not be kept by caches either;
+        // token responses already say so themselves.
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    if secure {
+        set(h, header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    response
+}
+
+/// Adds the answers of this module to every operation of the OpenAPI document: 431
+/// `headers_too_large` everywhere, and 429 `rate_limited` wherever the per-IP limit applies.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let limited = !exempt_from_general(path);
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            responses.entry("431".into()).or_insert_with(|| {
+                error("`headers_too_large`: too many request header fields or bytes")
+            });
+            if limited {
+                responses.entry("429".into()).or_insert_with(|| {
+                    error(
+                        "`rate_limited`: a rate limit or a failed-login lock; wait `Retry-After` \
+                         seconds (`RateLimit-*` headers describe the limit)",
+                    )
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_classes() {
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/sessions"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(route_class(&Method::GET, "/v1/auth/sessions"), None);
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/password/reset/confirm"),
+            Some(LimitClass::Reset)
+        );
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/mfa/totp/verify"),
+            Some(LimitClass::Verify)
+        );
+        assert_eq!(route_class(&Method::POST, "/v1/auth/tokens/refresh"), None);
+        assert!(exempt_from_general("/health") && exempt_from_general("/docs/openapi.json"));
+        assert!(!exempt_from_general("/v1/auth/sessions") && !exempt_from_general("/docsx"));
+    }
+}
