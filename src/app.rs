@@ -95,6 +95,13 @@ impl Application {
         metrics
             .instrument(&sessions, &store, &passwords)
             .context("registering metrics")?;
+        let limiter = crate::ratelimit::Limiter::new(
+            config.abuse.rate_limits.clone(),
+            config.redis_url.as_ref().map(|u| u.as_str()),
+            Some(&metrics),
+        )
+        .context("starting the rate limiter")?;
+        tracing::info!(rate_limits = limiter.describe(), "rate limits");
 
         let listener = TcpListener::bind(config.bind)
             .await
@@ -153,6 +160,8 @@ impl Application {
                 codes,
                 mailer,
                 require_verified_email: config.mail.require_verified_email,
+                limiter,
+                register_conflict: config.abuse.register_conflict,
             },
             config: Arc::new(config),
         })
@@ -224,6 +233,8 @@ impl Application {
             HttpLimits {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
+                hardening: config.abuse.http.clone(),
+                trusted_proxies: config.abuse.trusted_proxies.clone(),
             },
         );
         let mut stop_signal = stop_rx.clone();

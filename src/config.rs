@@ -25,6 +25,7 @@
 //!   long before anyone notices).
 
 mod mail;
+mod abuse;
 mod sources;
 
 use std::fmt;
@@ -37,6 +38,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use sessiond_actors::refresh_token::RefreshKey;
 
 pub use mail::MailConfig;
+pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -129,6 +131,30 @@ const ALL_KEYS: &[Key] = &[
     TOTP_ISSUER,
     LOG_FORMAT,
     DB_MAX_CONNECTIONS,
+    abuse::RATE_LIMITS,
+    abuse::RATE_LIMIT_PREFIX,
+    abuse::RATE_LIMIT_TIMEOUT,
+    abuse::RATE_LIMIT_GENERAL,
+    abuse::RATE_LIMIT_LOGIN,
+    abuse::RATE_LIMIT_LOGIN_ACCOUNT,
+    abuse::RATE_LIMIT_REGISTER,
+    abuse::RATE_LIMIT_REGISTER_ACCOUNT,
+    abuse::RATE_LIMIT_VERIFY,
+    abuse::RATE_LIMIT_VERIFY_ACCOUNT,
+    abuse::RATE_LIMIT_RESET,
+    abuse::RATE_LIMIT_RESET_ACCOUNT,
+    abuse::RATE_LIMIT_REFRESH,
+    abuse::RATE_LIMIT_CREDENTIALS,
+    abuse::LOGIN_LOCK_THRESHOLD,
+    abuse::LOGIN_LOCK_BASE,
+    abuse::LOGIN_LOCK_MAX,
+    abuse::LOGIN_LOCK_DECAY,
+    abuse::TRUSTED_PROXIES,
+    abuse::REGISTER_CONFLICT,
+    abuse::MAX_HEADER_BYTES,
+    abuse::MAX_HEADERS,
+    abuse::CORS_ORIGINS,
+    abuse::SECURE_COOKIES,
     mail::SMTP_HOST,
     mail::SMTP_PORT,
     mail::SMTP_TLS,
@@ -255,6 +281,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
     pub db_max_connections: u32,
+    /// Rate limits, failed-login locks, trusted proxies, registration conflicts and HTTP
+    /// hardening (`SESSIOND_RATE_LIMIT*`, `SESSIOND_LOGIN_LOCK_*`, `SESSIOND_TRUSTED_PROXIES`,
+    /// `SESSIOND_REGISTER_CONFLICT`, `SESSIOND_MAX_HEADER*`, `SESSIOND_CORS_ORIGINS`,
+    /// `SESSIOND_SECURE_COOKIES`; see `config/abuse.rs`).
+    pub abuse: AbuseConfig,
     /// Outgoing mail (SMTP or development mail mode) and mailed codes (`SESSIOND_SMTP_*`,
     /// `SESSIOND_MAIL_*`, `SESSIOND_CODE_TTL`, `SESSIOND_RESEND_COOLDOWN`,
     /// `SESSIOND_REQUIRE_VERIFIED_EMAIL`; see `config/mail.rs`).
@@ -883,6 +914,7 @@ fn build(
         || LogFormat::Pretty,
     );
     let db_max_connections = bounded::<u32>(s, &mut p, &DB_MAX_CONNECTIONS, 16, 1, 1000);
+    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
     let mail = mail::parse(s, &mut p, &mut warnings);
 
     // Relations between lifetimes (see the module documentation for the reasons).
@@ -1025,6 +1057,7 @@ fn build(
         totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
+        abuse: abuse.expect(CHECKED),
         mail: mail.expect(CHECKED),
         warnings,
     })

@@ -4,6 +4,7 @@
 pub mod correlation;
 pub mod error;
 pub mod extract;
+pub mod hardening;
 pub mod metrics_layer;
 pub mod openapi;
 pub mod routes;
@@ -11,6 +12,7 @@ pub mod state;
 pub mod views;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -30,12 +32,16 @@ use crate::http::routes::{auth, health, me, sessions};
 use crate::http::state::AppState;
 
 /// Limits applied to every request.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HttpLimits {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Header limits, security headers, CORS, HSTS.
+    pub hardening: crate::config::HardeningSettings,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<crate::ratelimit::Cidr>,
 }
 
 /// Every API route, each registered together with its OpenAPI description.
@@ -74,7 +80,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`api_routes`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut doc = api_routes().into_openapi();
+    hardening::document(&mut doc);
+    doc
 }
 
 /// Builds the application's router.
@@ -85,11 +93,19 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         // Documented only where it is served (not with `SESSIOND_METRICS_ADDR`).
         routes = routes.routes(routes!(crate::http::routes::metrics::metrics));
     }
-    let (api, openapi) = routes.split_for_parts();
-    api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
+    let (api, mut openapi) = routes.split_for_parts();
+    hardening::document(&mut openapi);
+    let guard = Arc::new(hardening::RequestGuard {
+        limiter: state.limiter.clone(),
+        trusted_proxies: limits.trusted_proxies.clone(),
+        max_header_bytes: limits.hardening.max_header_bytes,
+        max_headers: limits.hardening.max_headers,
+    });
+    let router = api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(guard, hardening::limit_requests))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             request_timeout(req, next, timeout)
         }))
@@ -112,7 +128,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             state.metrics.clone(),
             metrics_layer::track,
         ))
-        .with_state(state)
+        .with_state(state);
+    hardening::outer(router, &limits.hardening)
 }
 
 /// Answers 503 `unavailable` when a request outlives the configured timeout.

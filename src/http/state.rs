@@ -43,6 +43,10 @@ pub struct AppState {
     pub mfa: Arc<crate::mfa::Mfa>,
     /// Coalesces API keys' `last_used_at` (no database write per request).
     pub api_key_usage: Arc<crate::api_keys::ApiKeyUsage>,
+    /// Rate limits and failed-login locks (Redis-backed, in-memory fallback).
+    pub limiter: Arc<crate::ratelimit::Limiter>,
+    /// What registration answers for an existing email (`SESSIOND_REGISTER_CONFLICT`).
+    pub register_conflict: crate::config::RegisterConflict,
 }
 
 /// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.
