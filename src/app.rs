@@ -23,6 +23,7 @@ use crate::http::state::{AppState, Readiness};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::group_commit::GroupCommitConfig;
 use crate::store::purge::spawn_purge;
 
 /// A built, bound, not yet serving sessiond.
@@ -54,6 +55,36 @@ impl Application {
             .context("connecting to the database")?
             .with_observer(metrics.store.clone());
         store.migrate().await.context("applying migrations")?;
+        let store = store.with_group_commit(GroupCommitConfig {
+            max_batch: config.commit_max_batch,
+            max_wait: config.commit_max_wait,
+        });
+        {
+            // Group commit's batch sizes (the dashboard's batch-size panel) and failed batches.
+            let batch_sizes = metrics
+                .register_histogram(
+                    "sessiond_store_commit_batch_size",
+                    "Session changes per group-commit transaction.",
+                    &[],
+                    crate::metrics::SIZE_BUCKETS.to_vec(),
+                )
+                .context("registering metrics")?
+                .with_label_values(&[] as &[&str]);
+            let failed_batches = metrics
+                .register_counter(
+                    "sessiond_store_commit_batches_failed_total",
+                    "Group-commit transactions that failed; each of their writers got an error.",
+                    &[],
+                )
+                .context("registering metrics")?
+                .with_label_values(&[] as &[&str]);
+            store.observe_group_commit(Arc::new(move |size, failed| {
+                batch_sizes.observe(size as f64);
+                if failed {
+                    failed_batches.inc();
+                }
+            }));
+        }
         let readiness = Arc::new(Readiness::default());
         readiness.set_migrated();
 
@@ -154,8 +185,8 @@ impl Application {
                 clock,
                 policy,
                 readiness,
-                metrics,
                 mfa,
+                metrics,
                 api_key_usage: Arc::new(ApiKeyUsage::default()),
                 codes,
                 mailer,

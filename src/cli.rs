@@ -2,7 +2,9 @@
 //! file (see [`crate::config`]), so one configuration serves every subcommand and no setting
 //! can disagree between a flag and a variable.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 const CONFIG_HELP: &str = "\
 Configuration:
@@ -47,7 +49,7 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default). Applies pending database migrations first.
     #[command(
@@ -66,12 +68,58 @@ pub enum Command {
         after_long_help = CONFIG_HELP
     )]
     Migrate,
+    /// Create load-test accounts (and sessions) directly in the store; write their
+    /// credentials to a JSON-lines file for k6.
+    #[command(
+        long_about = "Create load-test accounts, and optionally live sessions, directly in the \
+                      store (DATABASE_URL, migrated first), in bulk.\n\n\
+                      Accounts are user<i>@seed.test, all with one password (hashed once). \
+                      Each line of the output file is a JSON object {email, password, user_id, \
+                      session_id, refresh_token, access_token}: one per session, or one per \
+                      account when --sessions-per-user is 0. Access tokens are signed with the \
+                      configured keys and expire after SESSIOND_ACCESS_TTL. The file holds \
+                      bearer credentials (mode 0600).",
+        after_long_help = CONFIG_HELP
+    )]
+    Seed(SeedArgs),
+}
+
+/// `sessiond seed` options.
+#[derive(Clone, PartialEq, Eq, Args)]
+pub struct SeedArgs {
+    /// How many accounts to create.
+    #[arg(long, value_name = "N")]
+    pub users: u64,
+    /// Live sessions to create per account (0: accounts only).
+    #[arg(long, value_name = "M", default_value_t = 0)]
+    pub sessions_per_user: u32,
+    /// The JSON-lines file to write (overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The password every account shares (8–128 characters).
+    #[arg(long, value_name = "P", default_value = "seed-password-0")]
+    pub password: String,
+    /// Number of the first account (user<first>@seed.test), to add to a seeded database.
+    #[arg(long, value_name = "I", default_value_t = 0)]
+    pub first: u64,
+}
+
+impl std::fmt::Debug for SeedArgs {
+    /// The password is left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedArgs")
+            .field("users", &self.users)
+            .field("sessions_per_user", &self.sessions_per_user)
+            .field("out", &self.out)
+            .field("first", &self.first)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cli {
     /// The subcommand to run: `serve` when none was given.
     pub fn command_or_default(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 }
 
@@ -94,6 +142,28 @@ mod tests {
         assert_eq!(cli.command_or_default(), Command::Serve);
         let cli = Cli::try_parse_from(["sessiond", "migrate"]).unwrap();
         assert_eq!(cli.command_or_default(), Command::Migrate);
+    }
+
+    #[test]
+    fn seed_takes_its_flags() {
+        let cli = Cli::try_parse_from([
+            "sessiond",
+            "seed",
+            "--users",
+            "10",
+            "--sessions-per-user",
+            "2",
+            "--out",
+            "seed.jsonl",
+        ])
+        .unwrap();
+        let Command::Seed(args) = cli.command_or_default() else {
+            panic!("not seed");
+        };
+        assert_eq!((args.users, args.sessions_per_user, args.first), (10, 2, 0));
+        assert_eq!(args.out, PathBuf::from("seed.jsonl"));
+        assert!(!format!("{args:?}").contains(&args.password));
+        assert!(Cli::try_parse_from(["sessiond", "seed", "--out", "x"]).is_err());
     }
 
     #[test]

@@ -93,6 +93,8 @@ const MFA_CHALLENGE_TTL: Key = key("SESSIOND_MFA_CHALLENGE_TTL", "mfa_challenge_
 const TOTP_ISSUER: Key = key("SESSIOND_TOTP_ISSUER", "totp_issuer");
 const LOG_FORMAT: Key = key("SESSIOND_LOG_FORMAT", "log_format");
 const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_connections");
+const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch");
+const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -166,6 +168,8 @@ const ALL_KEYS: &[Key] = &[
     mail::CODE_TTL,
     mail::RESEND_COOLDOWN,
     mail::REQUIRE_VERIFIED_EMAIL,
+    COMMIT_MAX_BATCH,
+    COMMIT_MAX_WAIT,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -281,6 +285,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
     pub db_max_connections: u32,
+    /// Most session changes group-committed in one transaction (`SESSIOND_COMMIT_MAX_BATCH`,
+    /// default 64; 1 = every change its own transaction).
+    pub commit_max_batch: usize,
+    /// How long a group-commit batch is held open for more changes
+    /// (`SESSIOND_COMMIT_MAX_WAIT`, default 0: batches grow only while another is in flight).
+    pub commit_max_wait: Duration,
     /// Rate limits, failed-login locks, trusted proxies, registration conflicts and HTTP
     /// hardening (`SESSIOND_RATE_LIMIT*`, `SESSIOND_LOGIN_LOCK_*`, `SESSIOND_TRUSTED_PROXIES`,
     /// `SESSIOND_REGISTER_CONFLICT`, `SESSIOND_MAX_HEADER*`, `SESSIOND_CORS_ORIGINS`,
@@ -914,6 +924,19 @@ fn build(
         || LogFormat::Pretty,
     );
     let db_max_connections = bounded::<u32>(s, &mut p, &DB_MAX_CONNECTIONS, 16, 1, 1000);
+    let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
+    let commit_max_wait =
+        duration(s, &mut p, &COMMIT_MAX_WAIT, Duration::ZERO, true).and_then(|d| {
+            if d <= Duration::from_millis(100) {
+                Some(d)
+            } else {
+                p.key(
+                    &COMMIT_MAX_WAIT,
+                    "must be at most 100ms: every session write may wait this long",
+                );
+                None
+            }
+        });
     let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
     let mail = mail::parse(s, &mut p, &mut warnings);
 
@@ -1057,6 +1080,8 @@ fn build(
         totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
+        commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
+        commit_max_wait: commit_max_wait.expect(CHECKED),
         abuse: abuse.expect(CHECKED),
         mail: mail.expect(CHECKED),
         warnings,

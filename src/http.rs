@@ -28,7 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::error::ApiError;
 use crate::http::openapi::{ApiDoc, DOCS_PATH, OPENAPI_PATH};
-use crate::http::routes::{auth, health, me, sessions};
+use crate::http::routes::{auth, events, health, me, sessions};
 use crate::http::state::AppState;
 
 /// Limits applied to every request.
@@ -73,6 +73,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::api_keys::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
+        .routes(routes!(events::list))
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod ratelimit;
+pub mod seed;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]

@@ -42,6 +42,34 @@ fn main() -> ExitCode {
                 store.close().await;
                 Ok(())
             }
+            Command::Seed(args) => {
+                let report = sessiond::seed::run(
+                    &config,
+                    &sessiond::seed::SeedOptions {
+                        users: args.users,
+                        sessions_per_user: args.sessions_per_user,
+                        out: args.out.clone(),
+                        password: args.password,
+                        first: args.first,
+                    },
+                )
+                .await?;
+                tracing::info!(
+                    users = report.users,
+                    sessions = report.sessions,
+                    elapsed = ?report.elapsed,
+                    out = %args.out.display(),
+                    "seeded"
+                );
+                println!(
+                    "seeded {} users and {} sessions in {:.2?}; credentials in {}",
+                    report.users,
+                    report.sessions,
+                    report.elapsed,
+                    args.out.display()
+                );
+                Ok(())
+            }
         }
     });
     match result {

@@ -24,10 +24,13 @@ use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 /// Re-exported so callers of [`Store`] need not depend on the actors crate for its error type.
 pub use sessiond_actors::store::StoreError;
 
+pub mod audit;
+pub mod group_commit;
 pub mod api_keys;
 pub mod mfa;
 mod postgres;
 pub mod purge;
+pub mod seed;
 mod sqlite;
 mod users;
 pub mod verification;
@@ -167,6 +170,8 @@ pub struct Store {
     inner: Inner,
     /// Told the duration and outcome of every call (metrics); see [`Store::with_observer`].
     observer: Option<Arc<dyn StoreObserver>>,
+    /// The batching front of `SessionStore::apply`, when enabled (see [`group_commit`]).
+    group_commit: Option<Arc<group_commit::GroupCommitter>>,
 }
 
 /// Told about every [`Store`] call, for metrics. Implemented outside the store (in
@@ -271,6 +276,7 @@ impl Store {
         Ok(Store {
             inner,
             observer: None,
+            group_commit: None,
         })
     }
 
@@ -317,7 +323,21 @@ impl Store {
     /// Creates an active account with a fresh UUIDv7 id. A duplicate email is
     /// [`CreateUserError::EmailTaken`], decided by the database's unique constraint so two
     /// concurrent registrations cannot both succeed.
+    ///
+    /// Records a `register` audit event in the same transaction (without client details; see
+    /// [`Store::create_user_from`]).
     pub async fn create_user(&self, new: &NewUser) -> Result<User, CreateUserError> {
+        self.create_user_from(new, &audit::AuditClient::default())
+            .await
+    }
+
+    /// [`Store::create_user`], recording where the registration came from in its `register`
+    /// audit event.
+    pub async fn create_user_from(
+        &self,
+        new: &NewUser,
+        client: &audit::AuditClient,
+    ) -> Result<User, CreateUserError> {
         let now = truncate_to_micros(Utc::now());
         let user = User {
             id: UserId::new(),
@@ -329,7 +349,19 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        dispatch!(self.insert_user(&user))?;
+        let event = audit::AuditEvent::new(audit::kind::REGISTER, now)
+            .user(user.id)
+            .client(client)
+            .detail(
+                "method",
+                if user.password_hash.is_some() {
+                    "password"
+                } else {
+                    "passwordless"
+                },
+            );
+        dispatch!(self.insert_user(&user, &event))?;
+        event.log();
         Ok(user)
     }
 
@@ -404,6 +436,14 @@ impl SessionStore for Store {
     }
 
     async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
+        if let Some(group) = &self.group_commit {
+            let started = std::time::Instant::now();
+            let result = group.apply(change).await;
+            if let Some(observer) = &self.observer {
+                observer.observe("apply", started.elapsed(), result.as_ref().err());
+            }
+            return result;
+        }
         dispatch!(self.apply(change))
     }
 }

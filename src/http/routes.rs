@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod events;
 pub mod email;
 pub mod health;
 pub mod me;

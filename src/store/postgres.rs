@@ -13,9 +13,10 @@ use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionSta
 use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
+use super::audit::{self, AuditEvent, compromise_event, login_event, revoke_event};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
     generation_to_db, map_sqlx_error,
@@ -97,7 +98,16 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    pub(crate) async fn insert_user(&self, user: &User) -> Result<(), CreateUserError> {
+    pub(crate) async fn insert_user(
+        &self,
+        user: &User,
+        event: &AuditEvent,
+    ) -> Result<(), CreateUserError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| map_err("create user", e))?;
         let result = sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
@@ -111,10 +121,15 @@ impl PgStore {
         .bind(user.email_verified_at)
         .bind(user.created_at)
         .bind(user.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                audit::insert_pg(&mut tx, event).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| map_err("create user commit", e).into())
+            }
             Err(e)
                 if e.as_database_error().is_some_and(|db| {
                     db.is_unique_violation() && db.constraint() == Some(EMAIL_CONSTRAINT)
@@ -203,9 +218,13 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err("insert session token", e))?;
+        let event = login_event(s);
+        audit::insert_pg(&mut tx, &event).await?;
         tx.commit()
             .await
-            .map_err(|e| map_err("insert session commit", e))
+            .map_err(|e| map_err("insert session commit", e))?;
+        event.log();
+        Ok(())
     }
 
     pub(crate) async fn load_session(
@@ -243,89 +262,47 @@ impl PgStore {
     }
 
     pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
-        match change {
-            SessionChange::Rotate {
-                id,
-                expected_version,
-                new_generation,
-                new_hash,
-                at,
-            } => {
-                let generation = generation_to_db(*new_generation)?;
-                let mut tx = self.pool.begin().await.map_err(|e| map_err("rotate", e))?;
-                let version: Option<i64> = sqlx::query_scalar(
-                    "UPDATE sessions SET previous_hash = current_hash, current_hash = $3, \
-                     generation = $4, rotated_at = $5, last_seen_at = $5, version = version + 1 \
-                     WHERE id = $1 AND version = $2 RETURNING version",
-                )
-                .bind(id.as_uuid())
-                .bind(expected_version)
-                .bind(new_hash.as_bytes().as_slice())
-                .bind(generation)
-                .bind(at)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| map_err("rotate", e))?;
-                let Some(version) = version else {
-                    // Dropping the transaction rolls it back; nothing was written anyway.
-                    return Ok(WriteOutcome::Conflict);
-                };
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id.as_uuid())
-                .bind(generation)
-                .bind(new_hash.as_bytes().as_slice())
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err("rotate token", e))?;
-                tx.commit().await.map_err(|e| map_err("rotate commit", e))?;
-                Ok(WriteOutcome::Committed { version })
+        let mut outcomes = self.apply_batch(std::slice::from_ref(change)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Other("apply: no outcome".into()))
+    }
+
+    /// Applies `changes` in ONE transaction, each fenced on its own version, and answers each
+    /// its own outcome, in order. A lost fence is that change's `Conflict` (nothing of it is
+    /// written) and does not affect the others; any error rolls the whole transaction back and
+    /// fails every change. Rows are locked in id order so concurrent batches cannot deadlock.
+    pub(crate) async fn apply_batch(
+        &self,
+        changes: &[SessionChange],
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let op = match changes {
+            [one] => one.kind(),
+            _ => "apply batch",
+        };
+        let mut order: Vec<usize> = (0..changes.len()).collect();
+        order.sort_by_key(|&i| changes[i].session_id().as_uuid());
+        let mut outcomes = vec![WriteOutcome::Conflict; changes.len()];
+        let mut events = Vec::new();
+        let mut tx = self.pool.begin().await.map_err(|e| map_err(op, e))?;
+        let mut committed_any = false;
+        for i in order {
+            let (outcome, event) = apply_in(&mut tx, &changes[i]).await?;
+            if let Some(event) = event {
+                audit::insert_pg(&mut tx, &event).await?;
+                events.push(event);
             }
-            SessionChange::Revoke {
-                id,
-                expected_version,
-                reason,
-                at,
-            } => {
-                let version: Option<i64> = sqlx::query_scalar(
-                    "UPDATE sessions SET status = 'revoked', revoked_at = $3, revoked_reason = $4, \
-                     ended_at = COALESCE(ended_at, $3), version = version + 1 \
-                     WHERE id = $1 AND version = $2 RETURNING version",
-                )
-                .bind(id.as_uuid())
-                .bind(expected_version)
-                .bind(at)
-                .bind(reason.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| map_err("revoke", e))?;
-                Ok(outcome(version))
-            }
-            SessionChange::Compromise {
-                id,
-                expected_version,
-                class,
-                at,
-            } => {
-                let version: Option<i64> = sqlx::query_scalar(
-                    "UPDATE sessions SET status = 'compromised', compromised_at = $3, \
-                     compromise_class = $4, ended_at = COALESCE(ended_at, $3), \
-                     version = version + 1 \
-                     WHERE id = $1 AND version = $2 RETURNING version",
-                )
-                .bind(id.as_uuid())
-                .bind(expected_version)
-                .bind(at)
-                .bind(class.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| map_err("compromise", e))?;
-                Ok(outcome(version))
-            }
+            committed_any |= matches!(outcome, WriteOutcome::Committed { .. });
+            outcomes[i] = outcome;
         }
+        if committed_any {
+            tx.commit().await.map_err(|e| map_err(op, e))?;
+            audit::log_all(&events);
+        } else {
+            // Nothing was written: release the connection without a commit round trip's fsync.
+            tx.rollback().await.map_err(|e| map_err(op, e))?;
+        }
+        Ok(outcomes)
     }
 
     pub(crate) async fn list_active_sessions(
@@ -392,10 +369,104 @@ impl PgStore {
     }
 }
 
-fn outcome(version: Option<i64>) -> WriteOutcome {
-    match version {
-        Some(version) => WriteOutcome::Committed { version },
-        None => WriteOutcome::Conflict,
+/// Applies one fenced change inside `tx`: the session update, the token-history row of a
+/// rotation, and (for a revocation or compromise) the audit event to insert with it. Shared by
+/// single writes and group-committed batches.
+async fn apply_in(
+    tx: &mut PgConnection,
+    change: &SessionChange,
+) -> Result<(WriteOutcome, Option<AuditEvent>), StoreError> {
+    match change {
+        SessionChange::Rotate {
+            id,
+            expected_version,
+            new_generation,
+            new_hash,
+            at,
+        } => {
+            let generation = generation_to_db(*new_generation)?;
+            let version: Option<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET previous_hash = current_hash, current_hash = $3, \
+                 generation = $4, rotated_at = $5, last_seen_at = $5, version = version + 1 \
+                 WHERE id = $1 AND version = $2 RETURNING version",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(new_hash.as_bytes().as_slice())
+            .bind(generation)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err("rotate", e))?;
+            let Some(version) = version else {
+                return Ok((WriteOutcome::Conflict, None));
+            };
+            sqlx::query(
+                "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id.as_uuid())
+            .bind(generation)
+            .bind(new_hash.as_bytes().as_slice())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("rotate token", e))?;
+            Ok((WriteOutcome::Committed { version }, None))
+        }
+        SessionChange::Revoke {
+            id,
+            expected_version,
+            reason,
+            at,
+        } => {
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET status = 'revoked', revoked_at = $3, revoked_reason = $4, \
+                 ended_at = COALESCE(ended_at, $3), version = version + 1 \
+                 WHERE id = $1 AND version = $2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(at)
+            .bind(reason.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err("revoke", e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(revoke_event(*id, UserId(user), *reason, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
+        }
+        SessionChange::Compromise {
+            id,
+            expected_version,
+            class,
+            at,
+        } => {
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET status = 'compromised', compromised_at = $3, \
+                 compromise_class = $4, ended_at = COALESCE(ended_at, $3), \
+                 version = version + 1 \
+                 WHERE id = $1 AND version = $2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(at)
+            .bind(class.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err("compromise", e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(compromise_event(*id, UserId(user), *class, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
+        }
     }
 }
 

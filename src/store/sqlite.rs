@@ -26,11 +26,12 @@ use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use uuid::Uuid;
 
+use super::audit::{self, AuditEvent, compromise_event, login_event, revoke_event};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
     generation_to_db, map_sqlx_error,
@@ -160,7 +161,16 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
-    pub(crate) async fn insert_user(&self, user: &User) -> Result<(), CreateUserError> {
+    pub(crate) async fn insert_user(
+        &self,
+        user: &User,
+        event: &AuditEvent,
+    ) -> Result<(), CreateUserError> {
+        let mut tx = self
+            .writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err("create user", e))?;
         let result = sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
@@ -174,10 +184,15 @@ impl SqliteStore {
         .bind(user.email_verified_at.map(ts))
         .bind(ts(user.created_at))
         .bind(ts(user.updated_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                audit::insert_sqlite(&mut tx, event).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| map_err("create user commit", e).into())
+            }
             // SQLite names the violated columns in the message ("UNIQUE constraint failed:
             // users.email"); the id is a fresh UUIDv7, so this is the only unique key that can
             // collide, but check anyway.
@@ -271,9 +286,13 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err("insert session token", e))?;
+        let event = login_event(s);
+        audit::insert_sqlite(&mut tx, &event).await?;
         tx.commit()
             .await
-            .map_err(|e| map_err("insert session commit", e))
+            .map_err(|e| map_err("insert session commit", e))?;
+        event.log();
+        Ok(())
     }
 
     pub(crate) async fn load_session(
@@ -311,96 +330,50 @@ impl SqliteStore {
     }
 
     pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
-        let op = change.kind();
+        let mut outcomes = self.apply_batch(std::slice::from_ref(change)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Other("apply: no outcome".into()))
+    }
+
+    /// Applies `changes` in ONE write transaction, each fenced on its own version, and answers
+    /// each its own outcome, in order. A lost fence is that change's `Conflict` (nothing of it
+    /// is written) and does not affect the others; any error rolls the whole transaction back
+    /// and fails every change.
+    pub(crate) async fn apply_batch(
+        &self,
+        changes: &[SessionChange],
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let op = match changes {
+            [one] => one.kind(),
+            _ => "apply batch",
+        };
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut events = Vec::new();
         let mut tx = self
             .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(|e| map_err(op, e))?;
-        let version: Option<i64> = match change {
-            SessionChange::Rotate {
-                id,
-                expected_version,
-                new_generation,
-                new_hash,
-                at,
-            } => {
-                let generation = generation_to_db(*new_generation)?;
-                let version: Option<i64> = sqlx::query_scalar(
-                    "UPDATE sessions SET previous_hash = current_hash, current_hash = ?3, \
-                     generation = ?4, rotated_at = ?5, last_seen_at = ?5, version = version + 1 \
-                     WHERE id = ?1 AND version = ?2 RETURNING version",
-                )
-                .bind(id.as_uuid())
-                .bind(expected_version)
-                .bind(new_hash.as_bytes().as_slice())
-                .bind(generation)
-                .bind(ts(*at))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| map_err(op, e))?;
-                if version.is_some() {
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (session_id, generation, token_hash, \
-                         issued_at) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(generation)
-                    .bind(new_hash.as_bytes().as_slice())
-                    .bind(ts(*at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| map_err("rotate token", e))?;
-                }
-                version
+        for change in changes {
+            let (outcome, event) = apply_in(&mut tx, change).await?;
+            if let Some(event) = event {
+                audit::insert_sqlite(&mut tx, &event).await?;
+                events.push(event);
             }
-            SessionChange::Revoke {
-                id,
-                expected_version,
-                reason,
-                at,
-            } => sqlx::query_scalar(
-                "UPDATE sessions SET status = 'revoked', revoked_at = ?3, revoked_reason = ?4, \
-                 ended_at = COALESCE(ended_at, ?3), version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(ts(*at))
-            .bind(reason.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?,
-            SessionChange::Compromise {
-                id,
-                expected_version,
-                class,
-                at,
-            } => sqlx::query_scalar(
-                "UPDATE sessions SET status = 'compromised', compromised_at = ?3, \
-                 compromise_class = ?4, ended_at = COALESCE(ended_at, ?3), \
-                 version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(ts(*at))
-            .bind(class.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?,
-        };
-        match version {
-            Some(version) => {
-                tx.commit().await.map_err(|e| map_err(op, e))?;
-                Ok(WriteOutcome::Committed { version })
-            }
-            None => {
-                // Release the writer promptly rather than on drop.
-                tx.rollback().await.map_err(|e| map_err(op, e))?;
-                Ok(WriteOutcome::Conflict)
-            }
+            outcomes.push(outcome);
         }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, WriteOutcome::Committed { .. }))
+        {
+            tx.commit().await.map_err(|e| map_err(op, e))?;
+            audit::log_all(&events);
+        } else {
+            // Release the writer promptly rather than on drop.
+            tx.rollback().await.map_err(|e| map_err(op, e))?;
+        }
+        Ok(outcomes)
     }
 
     pub(crate) async fn list_active_sessions(
@@ -471,6 +444,108 @@ impl SqliteStore {
             if deleted < PURGE_BATCH as u64 {
                 return Ok(total);
             }
+        }
+    }
+}
+
+/// Applies one fenced change inside `tx`: the session update, the token-history row of a
+/// rotation, and (for a revocation or compromise) the audit event to insert with it. Shared by
+/// single writes and group-committed batches.
+async fn apply_in(
+    tx: &mut SqliteConnection,
+    change: &SessionChange,
+) -> Result<(WriteOutcome, Option<AuditEvent>), StoreError> {
+    let op = change.kind();
+    match change {
+        SessionChange::Rotate {
+            id,
+            expected_version,
+            new_generation,
+            new_hash,
+            at,
+        } => {
+            let generation = generation_to_db(*new_generation)?;
+            let version: Option<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET previous_hash = current_hash, current_hash = ?3, \
+                 generation = ?4, rotated_at = ?5, last_seen_at = ?5, version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(new_hash.as_bytes().as_slice())
+            .bind(generation)
+            .bind(ts(*at))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+            let Some(version) = version else {
+                return Ok((WriteOutcome::Conflict, None));
+            };
+            sqlx::query(
+                "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(id.as_uuid())
+            .bind(generation)
+            .bind(new_hash.as_bytes().as_slice())
+            .bind(ts(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("rotate token", e))?;
+            Ok((WriteOutcome::Committed { version }, None))
+        }
+        SessionChange::Revoke {
+            id,
+            expected_version,
+            reason,
+            at,
+        } => {
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET status = 'revoked', revoked_at = ?3, revoked_reason = ?4, \
+                 ended_at = COALESCE(ended_at, ?3), version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(ts(*at))
+            .bind(reason.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(revoke_event(*id, UserId(user), *reason, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
+        }
+        SessionChange::Compromise {
+            id,
+            expected_version,
+            class,
+            at,
+        } => {
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET status = 'compromised', compromised_at = ?3, \
+                 compromise_class = ?4, ended_at = COALESCE(ended_at, ?3), \
+                 version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(ts(*at))
+            .bind(class.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(compromise_event(*id, UserId(user), *class, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
         }
     }
 }

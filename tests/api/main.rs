@@ -2,6 +2,7 @@
 //! own database (a fresh PostgreSQL database or a fresh SQLite file) and talks to it over HTTP.
 
 mod api_keys;
+mod audit;
 mod bad_input;
 mod email;
 mod hardening;
@@ -15,3 +16,4 @@ mod password_reset;
 mod profile;
 mod ratelimit;
 mod refresh;
+mod seed;

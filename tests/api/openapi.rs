@@ -12,6 +12,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/v1/auth/sessions"),
     ("post", "/v1/auth/tokens/refresh"),
     ("get", "/v1/auth/me"),
+    ("get", "/v1/auth/me/events"),
     ("get", "/v1/auth/sessions"),
     ("delete", "/v1/auth/sessions/{id}"),
     ("delete", "/v1/auth/sessions"),

@@ -19,6 +19,7 @@ use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
 use crate::http::routes::email::{RegisterResponse, send_code};
 use crate::http::views::{SessionView, TokenResponse, UserView};
+use crate::store::audit::{self, AuditClient, AuditEvent};
 use crate::store::{CreateUserError, NewUser, User, UserStatus};
 
 /// `POST /v1/auth/register` body.
@@ -84,6 +85,7 @@ fn hash_error(e: HashError) -> ApiError {
 )]
 pub async fn register(
     State(state): State<AppState>,
+    client: ClientInfo,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     // Every field error is reported at once, so a client can fix them in one go.
@@ -109,17 +111,22 @@ pub async fn register(
     let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
     let user = state
         .store
-        .create_user(&NewUser {
-            email: email.as_str().to_owned(),
-            name: name.map(|n| n.as_str().to_owned()),
-            password_hash: Some(password_hash),
-        })
+        .create_user_from(
+            &NewUser {
+                email: email.as_str().to_owned(),
+                name: name.map(|n| n.as_str().to_owned()),
+                password_hash: Some(password_hash),
+            },
+            &AuditClient {
+                ip: client.ip,
+                user_agent: client.user_agent,
+            },
+        )
         .await
         .map_err(|e| match e {
             CreateUserError::EmailTaken => ApiError::EmailTaken,
             CreateUserError::Store(e) => e.into(),
         })?;
-    tracing::info!(target: "audit", event = "register", user_id = %user.id);
     // The account exists from here on: if the code cannot be stored now, the answer is 503
     // and `POST /v1/auth/email/resend` gets one later.
     let verification = send_code(&state, &user, Purpose::EmailVerification).await?;
@@ -190,11 +197,23 @@ pub async fn login(
     let user = match user {
         Some(u) if verified && password.is_some() && u.status == UserStatus::Active => u,
         other => {
-            tracing::info!(
-                target: "audit",
-                event = "login_failed",
-                user_id = other.as_ref().map(|u| u.id.to_string()).unwrap_or_default(),
-            );
+            // Audited (in the store, logged with target `audit`): the account if there is
+            // one, never the email that was tried.
+            let reason = match &other {
+                None => "unknown_account",
+                Some(u) if u.status != UserStatus::Active => "account_disabled",
+                Some(_) => "wrong_password",
+            };
+            let mut event = AuditEvent::new(audit::kind::LOGIN_FAILED, state.clock.now())
+                .client(&AuditClient {
+                    ip: client.ip.clone(),
+                    user_agent: client.user_agent.clone(),
+                })
+                .detail("reason", reason);
+            if let Some(u) = &other {
+                event = event.user(u.id);
+            }
+            state.store.record_event(&event).await?;
             return Err(ApiError::InvalidCredentials);
         }
     };
@@ -234,7 +253,6 @@ pub async fn login(
         })
         .await
         .map_err(session_error)?;
-    tracing::info!(target: "audit", event = "login", user_id = %user.id, session_id = %session.id);
     token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
 }
 
@@ -265,15 +283,9 @@ pub async fn refresh(
     let refreshed = state.sessions.refresh(&token).await;
     state.metrics.auth.refresh_result(&refreshed);
     let refreshed = refreshed.map_err(|e| match e {
-        SessionError::Reused(class) => {
-            tracing::warn!(
-                target: "audit",
-                event = "refresh_reuse_detected",
-                session_id = %token.session_id,
-                class = class.as_str(),
-            );
-            ApiError::RefreshTokenReused
-        }
+        // The compromise and its `session_compromised` audit event were committed together
+        // (and logged) by the store.
+        SessionError::Reused(_) => ApiError::RefreshTokenReused,
         other => other.into(),
     })?;
     if refreshed.outcome == RefreshOutcome::GraceRetry {

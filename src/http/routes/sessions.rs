@@ -143,7 +143,6 @@ pub async fn revoke_one(
         RevokeReason::UserRevoked
     };
     revoke(&state, id, reason).await?;
-    tracing::info!(target: "audit", event = "session_revoked", user_id = %me.user_id, session_id = %id, reason = reason.as_str());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +169,8 @@ pub async fn revoke_others(
         RevokeReason::RevokeOthers,
     )
     .await?;
-    tracing::info!(target: "audit", event = "sessions_revoked_others", user_id = %me.user_id, count = revoked);
+    // Each revocation was audited (and logged) with its session; this is only a summary.
+    tracing::debug!(user_id = %me.user_id, count = revoked, "revoked every other session");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,7 +191,6 @@ pub async fn logout(
     me: CurrentSession,
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, me.session_id, RevokeReason::Logout).await?;
-    tracing::info!(target: "audit", event = "logout", user_id = %me.user_id, session_id = %me.session_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

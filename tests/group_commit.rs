@@ -1,0 +1,438 @@
+//! Group commit (issue "Performance", section "Group commit"), on both stores: concurrent session
+//! writes are committed together, each writer is answered only its own outcome after its batch
+//! committed, a conflicting change is that writer's `Conflict` only, a failed batch fails all its
+//! writers and commits nothing, and fencing still holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sessiond::config::Config;
+use sessiond::store::group_commit::{GroupCommitConfig, GroupCommitStats};
+use sessiond::store::{NewUser, Store};
+use sessiond::testing::{TestBackend, TestDatabase};
+use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::model::{RevokeReason, SessionRecord, SessionStatus};
+use sessiond_actors::refresh_token::RefreshSecret;
+use sessiond_actors::store::{SessionChange, SessionStore, StoreError, WriteOutcome};
+use tempfile::TempDir;
+
+/// Long enough that a batch always fills to `max_batch` first; never waited out in a passing
+/// test (a full batch is dispatched at once).
+const FILL_WAIT: Duration = Duration::from_secs(20);
+
+struct Ctx {
+    store: Store,
+    user: UserId,
+    _db: TestDatabase,
+    _dir: TempDir,
+}
+
+async fn ctx(backend: TestBackend, config: GroupCommitConfig) -> Ctx {
+    let dir = tempfile::tempdir().unwrap();
+    let db = backend.fresh_database(dir.path()).await;
+    let store = Store::connect(db.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let store = store.with_group_commit(config);
+    let user = store
+        .create_user(&NewUser {
+            email: "gc@example.test".into(),
+            name: None,
+            password_hash: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    Ctx {
+        store,
+        user,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+impl Ctx {
+    async fn sessions(&self, n: usize) -> Vec<SessionRecord> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let now = Utc::now();
+            let s = SessionRecord {
+                id: SessionId::new(),
+                user_id: self.user,
+                status: SessionStatus::Active,
+                generation: 0,
+                current_hash: RefreshSecret::random().hash(),
+                previous_hash: None,
+                rotated_at: None,
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + chrono::Duration::days(1),
+                auth_time: now,
+                aal: 1,
+                amr: vec!["pwd".into()],
+                device_name: None,
+                user_agent: None,
+                ip: None,
+                revoked: None,
+                compromised: None,
+                version: 1,
+            };
+            self.store.insert_session(&s).await.unwrap();
+            out.push(s);
+        }
+        out
+    }
+
+    async fn load(&self, id: SessionId) -> SessionRecord {
+        self.store.load_session(id).await.unwrap().unwrap()
+    }
+
+    fn stats(&self) -> GroupCommitStats {
+        self.store.group_commit_stats().expect("group commit is on")
+    }
+}
+
+fn rotate(s: &SessionRecord, version: i64, generation: u64) -> SessionChange {
+    SessionChange::Rotate {
+        id: s.id,
+        expected_version: version,
+        new_generation: generation,
+        new_hash: RefreshSecret::random().hash(),
+        at: Utc::now(),
+    }
+}
+
+/// Submits every change at once and returns each outcome, in order.
+async fn submit_all(
+    store: &Store,
+    changes: Vec<SessionChange>,
+) -> Vec<Result<WriteOutcome, StoreError>> {
+    let store = Arc::new(store.clone());
+    let tasks: Vec<_> = changes
+        .into_iter()
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(&c).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn many_concurrent_writers_all_commit_in_shared_batches(backend: TestBackend) {
+    let ctx = ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch: 16,
+            max_wait: Duration::from_millis(20),
+        },
+    )
+    .await;
+    let sessions = ctx.sessions(48).await;
+    const ROUNDS: u64 = 4;
+    // Each writer, like a session actor, writes its next change only after the previous one
+    // was answered, fenced on the version that answer gave it.
+    let writers: Vec<_> = sessions
+        .iter()
+        .cloned()
+        .map(|s| {
+            let store = ctx.store.clone();
+            tokio::spawn(async move {
+                let mut version = s.version;
+                for generation in 1..=ROUNDS {
+                    match store.apply(&rotate(&s, version, generation)).await {
+                        Ok(WriteOutcome::Committed { version: v }) => version = v,
+                        other => panic!("writer of {} got {other:?}", s.id),
+                    }
+                }
+                version
+            })
+        })
+        .collect();
+    for (w, s) in writers.into_iter().zip(&sessions) {
+        let version = w.await.unwrap();
+        assert_eq!(version, s.version + ROUNDS as i64);
+        // Acknowledged means stored.
+        let stored = ctx.load(s.id).await;
+        assert_eq!(stored.version, version);
+        assert_eq!(stored.generation, ROUNDS);
+    }
+    let stats = ctx.stats();
+    assert_eq!(stats.changes, 48 * ROUNDS);
+    assert_eq!(stats.failed_batches, 0);
+    assert!(stats.largest_batch > 1, "{stats:?}");
+    assert!(stats.largest_batch <= 16, "{stats:?}");
+    assert!(stats.batches < stats.changes, "{stats:?}");
+    assert_eq!(stats.size_buckets.iter().sum::<u64>(), stats.batches);
+}
+
+async fn a_conflict_in_a_batch_answers_only_its_writer(backend: TestBackend) {
+    let ctx = ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch: 8,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let sessions = ctx.sessions(8).await;
+    let mut changes: Vec<_> = sessions.iter().map(|s| rotate(s, s.version, 1)).collect();
+    // Writer 5 read a stale version.
+    changes[5] = rotate(&sessions[5], sessions[5].version + 3, 1);
+    let outcomes = submit_all(&ctx.store, changes).await;
+    assert_eq!(ctx.stats().batches, 1, "one batch of 8");
+    assert_eq!(ctx.stats().largest_batch, 8);
+    for (i, (outcome, s)) in outcomes.into_iter().zip(&sessions).enumerate() {
+        let stored = ctx.load(s.id).await;
+        if i == 5 {
+            assert_eq!(outcome.unwrap(), WriteOutcome::Conflict);
+            assert_eq!(stored.version, s.version, "nothing written");
+            assert_eq!(stored.generation, 0);
+        } else {
+            assert_eq!(
+                outcome.unwrap(),
+                WriteOutcome::Committed {
+                    version: s.version + 1
+                }
+            );
+            assert_eq!(stored.generation, 1);
+        }
+    }
+}
+
+async fn a_failed_batch_fails_all_its_writers_and_commits_nothing(backend: TestBackend) {
+    let ctx = ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch: 4,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let sessions = ctx.sessions(4).await;
+    let events_before = ctx.store.recent_events(None, 100).await.unwrap().len();
+    let changes = vec![
+        rotate(&sessions[0], 1, 1),
+        SessionChange::Revoke {
+            id: sessions[1].id,
+            expected_version: 1,
+            reason: RevokeReason::Logout,
+            at: Utc::now(),
+        },
+        // Generation 0 again: the session row updates, but the token history already has
+        // (session, 0), so the primary key is violated and the transaction fails.
+        rotate(&sessions[2], 1, 0),
+        rotate(&sessions[3], 1, 1),
+    ];
+    let outcomes = submit_all(&ctx.store, changes).await;
+    for outcome in &outcomes {
+        match outcome {
+            Err(StoreError::Other(m)) => {
+                assert!(m.contains("batch of 4"), "{m}");
+            }
+            other => panic!("expected the batch's error, got {other:?}"),
+        }
+    }
+    // Nothing of the batch is stored: no rotation, no revocation, no audit event.
+    for s in &sessions {
+        let stored = ctx.load(s.id).await;
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.generation, 0);
+        assert_eq!(stored.status, SessionStatus::Active);
+    }
+    assert_eq!(
+        ctx.store.recent_events(None, 100).await.unwrap().len(),
+        events_before
+    );
+    assert_eq!(ctx.stats().failed_batches, 1);
+
+    // The failure was the batch's only: the next batch commits.
+    let changes: Vec<_> = sessions.iter().map(|s| rotate(s, 1, 1)).collect();
+    for outcome in submit_all(&ctx.store, changes).await {
+        assert_eq!(outcome.unwrap(), WriteOutcome::Committed { version: 2 });
+    }
+}
+
+async fn a_stopped_database_fails_writers_and_acknowledges_nothing(backend: TestBackend) {
+    let ctx = ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch: 3,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let sessions = ctx.sessions(3).await;
+    // A second handle on the same database, to look after this one's pools are closed.
+    let url_store = ctx.store.clone();
+    url_store.close().await;
+    let changes: Vec<_> = sessions.iter().map(|s| rotate(s, 1, 1)).collect();
+    for outcome in submit_all(&ctx.store, changes).await {
+        match outcome {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("batch of 3"), "{m}"),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+    let fresh = Store::connect(ctx._db.url()).await.unwrap();
+    for s in &sessions {
+        let stored = fresh.load_session(s.id).await.unwrap().unwrap();
+        assert_eq!(stored.version, 1, "nothing was committed");
+    }
+    fresh.close().await;
+}
+
+async fn fencing_holds_inside_and_across_batches(backend: TestBackend) {
+    let ctx = ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch: 2,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let s = ctx.sessions(1).await.remove(0);
+    // Two writers fenced on the same version, in one batch: exactly one wins.
+    let outcomes = submit_all(&ctx.store, vec![rotate(&s, 1, 1), rotate(&s, 1, 1)]).await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert_eq!(ctx.stats().batches, 1);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Committed { version: 2 })
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Conflict)
+            .count(),
+        1
+    );
+    // A stale revoke and a good one across two batches: the stale one loses.
+    let outcomes = submit_all(
+        &ctx.store,
+        vec![
+            SessionChange::Revoke {
+                id: s.id,
+                expected_version: 1,
+                reason: RevokeReason::Admin,
+                at: Utc::now(),
+            },
+            rotate(&s, 2, 2),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[0].as_ref().unwrap(), &WriteOutcome::Conflict);
+    assert_eq!(
+        outcomes[1].as_ref().unwrap(),
+        &WriteOutcome::Committed { version: 3 }
+    );
+    let stored = ctx.load(s.id).await;
+    assert_eq!((stored.version, stored.generation), (3, 2));
+    assert_eq!(stored.status, SessionStatus::Active);
+}
+
+#[test]
+fn settings_have_defaults_and_bounds() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let c = Config::from_sources(None, &[]).unwrap();
+    assert_eq!(c.commit_max_batch, 64);
+    assert_eq!(c.commit_max_wait, Duration::ZERO);
+    let c = Config::from_sources(
+        None,
+        &env(&[
+            ("SESSIOND_COMMIT_MAX_BATCH", "1"),
+            ("SESSIOND_COMMIT_MAX_WAIT", "200us"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.commit_max_batch, 1);
+    assert_eq!(c.commit_max_wait, Duration::from_micros(200));
+    for bad in [
+        ("SESSIOND_COMMIT_MAX_BATCH", "0"),
+        ("SESSIOND_COMMIT_MAX_BATCH", "5000"),
+        ("SESSIOND_COMMIT_MAX_WAIT", "1s"),
+        ("SESSIOND_COMMIT_MAX_WAIT", "soon"),
+    ] {
+        let err = Config::from_sources(None, &env(&[bad])).unwrap_err();
+        assert!(err.to_string().contains(bad.0), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_size_of_one_turns_group_commit_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestBackend::Sqlite.fresh_database(dir.path()).await;
+    let store = Store::connect(db.url())
+        .await
+        .unwrap()
+        .with_group_commit(GroupCommitConfig {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+        });
+    assert!(store.group_commit_stats().is_none());
+    assert!(!store.observe_group_commit(Arc::new(|_, _| {})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_observer_sees_every_batch() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ctx = ctx(
+        TestBackend::Sqlite,
+        GroupCommitConfig {
+            max_batch: 5,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    assert!(
+        ctx.store
+            .observe_group_commit(Arc::new(move |size, failed| {
+                assert!(!failed);
+                counter.fetch_add(size as u64, Ordering::Relaxed);
+            }))
+    );
+    let sessions = ctx.sessions(5).await;
+    let changes: Vec<_> = sessions.iter().map(|s| rotate(s, 1, 1)).collect();
+    for outcome in submit_all(&ctx.store, changes).await {
+        assert!(matches!(outcome, Ok(WriteOutcome::Committed { .. })));
+    }
+    assert_eq!(seen.load(Ordering::Relaxed), 5);
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::TestBackend::Postgres).await }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::TestBackend::Sqlite).await }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    many_concurrent_writers_all_commit_in_shared_batches,
+    a_conflict_in_a_batch_answers_only_its_writer,
+    a_failed_batch_fails_all_its_writers_and_commits_nothing,
+    a_stopped_database_fails_writers_and_acknowledges_nothing,
+    fencing_holds_inside_and_across_batches,
+);
