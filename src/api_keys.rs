@@ -42,8 +42,8 @@ pub const MAX_SCOPES: usize = 32;
 /// Longest scope, in characters.
 pub const MAX_SCOPE_CHARS: usize = 64;
 
-/// An API key's id (UUIDv7): what the owner lists and revokes. Not secret, and not the public
-/// id inside the key (so the management API never shows anything that is part of a key).
+/// An API key's id (UUIDv7): what the owner lists and revokes, and the subject a gateway sees.
+/// Not secret, and distinct from the public id inside the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ApiKeyId(pub Uuid);
 

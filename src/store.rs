@@ -24,9 +24,9 @@ use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 /// Re-exported so callers of [`Store`] need not depend on the actors crate for its error type.
 pub use sessiond_actors::store::StoreError;
 
+pub mod api_keys;
 pub mod audit;
 pub mod group_commit;
-pub mod api_keys;
 pub mod mfa;
 mod postgres;
 pub mod purge;

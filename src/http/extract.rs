@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use chrono::{DateTime, Utc};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::SessionRecord;
@@ -293,8 +293,8 @@ async fn authenticate_api_key(
 /// keys.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    /// A user's session.
-    User(CurrentSession),
+    /// A user's session (boxed: it holds the whole session record).
+    User(Box<CurrentSession>),
     /// A service's API key.
     Service(ApiKeyPrincipal),
 }
@@ -313,9 +313,9 @@ impl FromRequestParts<AppState> for Principal {
                 "send either an access token or an API key, not both".into(),
             )),
             (true, false) => Ok(Self::Service(authenticate_api_key(parts, state).await?)),
-            (false, _) => Ok(Self::User(
+            (false, _) => Ok(Self::User(Box::new(
                 CurrentSession::from_request_parts(parts, state).await?,
-            )),
+            ))),
         }
     }
 }

@@ -265,15 +265,25 @@ async fn a_key_authenticates_as_a_service_until_revoked(backend: Backend) {
         assert_eq!(body["name"], "billing");
         assert_eq!(body["scopes"], json!(["invoices:read", "billing/write"]));
     }
-    // HEAD works too (some gateways probe with it).
-    let head = app
-        .client
-        .head(app.url("/v1/auth/verify"))
-        .header(API_KEY, &key.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), StatusCode::OK);
+    // Every method answers alike (Envoy's HTTP ext_authz keeps the client's method).
+    for method in [
+        reqwest::Method::HEAD,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/v1/auth/verify?allow=service"))
+            .header(API_KEY, &key.key)
+            .body("ignored")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        assert_eq!(header(&response, "x-auth-subject"), Some(key.id.clone()));
+    }
 
     // Wrong kind: a valid key where only users are allowed.
     let response = verify_with_key(&app, &key.key, Some("user")).await;

@@ -140,11 +140,15 @@ fn decode_cursor(cursor: &str) -> Result<ApiKeyId, ApiError> {
     Ok(ApiKeyId(Uuid::from_bytes(bytes)))
 }
 
+/// A create request that passed validation.
+struct ValidRequest {
+    name: String,
+    expires_at: Option<DateTime<Utc>>,
+    scopes: Vec<String>,
+}
+
 /// Validates a create request, reporting every bad field at once.
-fn validate(
-    body: CreateApiKeyRequest,
-    now: DateTime<Utc>,
-) -> Result<(String, Option<DateTime<Utc>>, Vec<String>), ApiError> {
+fn validate(body: CreateApiKeyRequest, now: DateTime<Utc>) -> Result<ValidRequest, ApiError> {
     let mut errors = Vec::new();
     let name = DisplayName::parse(&body.name)
         .map_err(|e| errors.push(FieldError::new("name", e.message)))
@@ -170,9 +174,11 @@ fn validate(
         .map_err(|e| errors.push(e))
         .ok();
     match (name, scopes) {
-        (Some(name), Some(scopes)) if errors.is_empty() => {
-            Ok((name.as_str().to_owned(), expires_at, scopes))
-        }
+        (Some(name), Some(scopes)) if errors.is_empty() => Ok(ValidRequest {
+            name: name.as_str().to_owned(),
+            expires_at,
+            scopes,
+        }),
         _ => Err(ApiError::ValidationFailed(errors)),
     }
 }
@@ -200,8 +206,19 @@ pub async fn create(
     me: CurrentSession,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .limiter
+        .check_account(
+            crate::ratelimit::LimitClass::Credentials,
+            &me.user_id.to_string(),
+        )
+        .await?;
     let now = state.clock.now();
-    let (name, expires_at, scopes) = validate(body, now)?;
+    let ValidRequest {
+        name,
+        expires_at,
+        scopes,
+    } = validate(body, now)?;
     let issued = IssuedKey::generate();
     let key = state
         .store

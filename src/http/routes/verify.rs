@@ -159,8 +159,11 @@ impl VerifyResponse {
 /// Forward-auth check for gateways: 200 with the principal in `X-Auth-*` headers and the body,
 /// 401 for missing or invalid credentials, 403 `principal_not_allowed` for valid credentials of
 /// a kind `allow` excludes. Send either `Authorization: Bearer` or `x-api-key`, not both (400).
+///
+/// Every method answers alike (HEAD too): Envoy's HTTP `ext_authz` sends the check with the
+/// client's own method (point its `path_override` here); a request body is ignored.
 #[utoipa::path(
-    get,
+    method(get, post, put, patch, delete),
     path = "/v1/auth/verify",
     tag = "verify",
     params(VerifyQuery),
