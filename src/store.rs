@@ -32,7 +32,7 @@ mod postgres;
 pub mod purge;
 pub mod seed;
 mod sqlite;
-mod users;
+pub mod users;
 pub mod verification;
 
 pub use purge::spawn_purge;

@@ -14,8 +14,25 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
+use super::audit::{AuditEvent, insert_pg, insert_sqlite};
 use super::{Inner, Store, StoreError, UserStatus, corrupt, postgres, sqlite, truncate_to_micros};
 use crate::api_keys::{ApiKeyId, SecretHash};
+
+/// Audit kind of a new key (`details.api_key_id`).
+pub const API_KEY_CREATED: &str = "api_key_created";
+/// Audit kind of a revocation (`details.api_key_id`).
+pub const API_KEY_REVOKED: &str = "api_key_revoked";
+
+/// What [`Store::revoke_api_key`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Revoked now (and the audit event written).
+    Revoked,
+    /// Revoked before; nothing changed.
+    AlreadyRevoked,
+    /// The user has no key with this id.
+    NotFound,
+}
 
 /// An API key as stored (never the secret; its hash is redacted from `Debug`).
 #[derive(Clone, PartialEq, Eq)]
@@ -94,11 +111,14 @@ macro_rules! key_columns {
 }
 
 impl Store {
-    /// Stores a new key; `created_at` is `now` (truncated to microseconds).
+    /// Stores a new key; `created_at` is `now` (truncated to microseconds). `event` (normally
+    /// [`API_KEY_CREATED`] with the owner and the client) gets `details.api_key_id` and is
+    /// written in the same transaction, then logged.
     pub async fn create_api_key(
         &self,
         new: &NewApiKey,
         now: DateTime<Utc>,
+        event: AuditEvent,
     ) -> Result<ApiKeyRecord, StoreError> {
         let key = ApiKeyRecord {
             id: ApiKeyId::new(),
@@ -112,9 +132,11 @@ impl Store {
             revoked_at: None,
             last_used_at: None,
         };
+        let event = event.detail("api_key_id", key.id.to_string());
         let op = "create api key";
         match &self.inner {
             Inner::Postgres(s) => {
+                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
                 sqlx::query(
                     "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
                      created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -127,13 +149,20 @@ impl Store {
                 .bind(&key.scopes)
                 .bind(key.created_at)
                 .bind(key.expires_at)
-                .execute(&s.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| postgres::map_err(op, e))?;
+                insert_pg(&mut tx, &event).await?;
+                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
             }
             Inner::Sqlite(s) => {
                 let scopes = serde_json::to_string(&key.scopes)
                     .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(|e| sqlite::map_err(op, e))?;
                 sqlx::query(
                     "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
                      created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -146,11 +175,14 @@ impl Store {
                 .bind(scopes)
                 .bind(sqlite::ts(key.created_at))
                 .bind(key.expires_at.map(sqlite::ts))
-                .execute(&s.writer)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| sqlite::map_err(op, e))?;
+                insert_sqlite(&mut tx, &event).await?;
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
             }
         }
+        event.log();
         Ok(key)
     }
 
@@ -257,42 +289,98 @@ impl Store {
         }
     }
 
-    /// Revokes the user's key `id` at `now`. Returns false when the user has no such key
-    /// (another user's key is "no such key"). Revoking a revoked key keeps the first time and
-    /// returns true, so a retried DELETE succeeds.
+    /// Revokes the user's key `id` at `now`, writing `event` (normally [`API_KEY_REVOKED`];
+    /// it gets `details.api_key_id`) in the same transaction and logging it after the commit.
+    /// Another user's key is [`RevokeOutcome::NotFound`]; a key revoked before keeps its first
+    /// time and writes no event.
     pub async fn revoke_api_key(
         &self,
         user: UserId,
         id: ApiKeyId,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+        event: AuditEvent,
+    ) -> Result<RevokeOutcome, StoreError> {
         let op = "revoke api key";
         let now = truncate_to_micros(now);
-        let updated = match &self.inner {
-            Inner::Postgres(s) => sqlx::query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
-                 WHERE id = $1 AND user_id = $2",
-            )
-            .bind(id.as_uuid())
-            .bind(user.as_uuid())
-            .bind(now)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| postgres::map_err(op, e))?
-            .rows_affected(),
-            Inner::Sqlite(s) => sqlx::query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) \
-                 WHERE id = ?1 AND user_id = ?2",
-            )
-            .bind(id.as_uuid())
-            .bind(user.as_uuid())
-            .bind(sqlite::ts(now))
-            .execute(&s.writer)
-            .await
-            .map_err(|e| sqlite::map_err(op, e))?
-            .rows_affected(),
+        let event = event.detail("api_key_id", id.to_string());
+        let outcome = match &self.inner {
+            Inner::Postgres(s) => {
+                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let revoked = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(id.as_uuid())
+                .bind(user.as_uuid())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                let outcome = if revoked {
+                    insert_pg(&mut tx, &event).await?;
+                    RevokeOutcome::Revoked
+                } else {
+                    let exists: Option<i32> =
+                        sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2")
+                            .bind(id.as_uuid())
+                            .bind(user.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| postgres::map_err(op, e))?;
+                    if exists.is_some() {
+                        RevokeOutcome::AlreadyRevoked
+                    } else {
+                        RevokeOutcome::NotFound
+                    }
+                };
+                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                outcome
+            }
+            Inner::Sqlite(s) => {
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
+                    .await
+                    .map_err(|e| sqlite::map_err(op, e))?;
+                let revoked = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = ?3 \
+                     WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+                )
+                .bind(id.as_uuid())
+                .bind(user.as_uuid())
+                .bind(sqlite::ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                let outcome = if revoked {
+                    insert_sqlite(&mut tx, &event).await?;
+                    RevokeOutcome::Revoked
+                } else {
+                    let exists: Option<i64> =
+                        sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = ?1 AND user_id = ?2")
+                            .bind(id.as_uuid())
+                            .bind(user.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| sqlite::map_err(op, e))?;
+                    if exists.is_some() {
+                        RevokeOutcome::AlreadyRevoked
+                    } else {
+                        RevokeOutcome::NotFound
+                    }
+                };
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                outcome
+            }
         };
-        Ok(updated == 1)
+        if outcome == RevokeOutcome::Revoked {
+            event.log();
+        }
+        Ok(outcome)
     }
 
     /// Moves `last_used_at` forward for every key in `uses`, in one statement (PostgreSQL) or

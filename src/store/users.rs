@@ -6,7 +6,11 @@
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
+use super::audit::{AuditEvent, insert_pg, insert_sqlite};
 use super::{Inner, Store, StoreError, postgres, sqlite, truncate_to_micros};
+
+/// Audit kind of a password change by the user (the session that made it, the client).
+pub const PASSWORD_CHANGED: &str = "password_changed";
 
 impl Store {
     /// Sets (or, with `None`, clears) the display name. Returns whether the account exists.
@@ -42,36 +46,65 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// Replaces the password hash (a PHC string). Returns whether the account exists.
+    /// Replaces the password hash (a PHC string) and writes `event` (e.g.
+    /// [`PASSWORD_CHANGED`]) in the same transaction, logging it after the commit. Returns
+    /// whether the account exists (no event is written when it does not).
     pub async fn set_password_hash(
         &self,
         id: UserId,
         password_hash: &str,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        let op = "set password hash";
         let now = truncate_to_micros(now);
         let updated = match &self.inner {
             Inner::Postgres(s) => {
-                sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id.as_uuid())
-                    .bind(password_hash)
-                    .bind(now)
-                    .execute(&s.pool)
-                    .await
-                    .map_err(|e| postgres::map_err("set password hash", e))?
-                    .rows_affected()
+                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let updated = sqlx::query(
+                    "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                )
+                .bind(id.as_uuid())
+                .bind(password_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                if updated {
+                    insert_pg(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                updated
             }
             Inner::Sqlite(s) => {
-                sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
-                    .bind(id.as_uuid())
-                    .bind(password_hash)
-                    .bind(sqlite::ts(now))
-                    .execute(&s.writer)
+                let mut tx = s
+                    .writer
+                    .begin_with(sqlite::BEGIN_WRITE)
                     .await
-                    .map_err(|e| sqlite::map_err("set password hash", e))?
-                    .rows_affected()
+                    .map_err(|e| sqlite::map_err(op, e))?;
+                let updated = sqlx::query(
+                    "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+                )
+                .bind(id.as_uuid())
+                .bind(password_hash)
+                .bind(sqlite::ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                if updated {
+                    insert_sqlite(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                updated
             }
         };
-        Ok(updated == 1)
+        if updated {
+            event.log();
+        }
+        Ok(updated)
     }
 }

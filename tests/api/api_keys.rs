@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sessiond::api_keys::{ApiKeyId, IssuedKey};
-use sessiond::store::api_keys::NewApiKey;
+use sessiond::store::api_keys::{API_KEY_CREATED, NewApiKey};
+use sessiond::store::audit::AuditEvent;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_error, spawn_app, spawn_app_with};
@@ -229,7 +230,35 @@ async fn create_list_and_revoke(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(stored.revoked_at.is_some());
+
+    // Audited: one creation per key, one revocation (the retry wrote none), with the key id.
+    let events = events_of(&app, &ada.access).await;
+    let with_kind =
+        |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["kind"] == kind).collect() };
+    let created_events = with_kind("api_key_created");
+    assert_eq!(created_events.len(), 2, "{events:?}");
+    let revoked_events = with_kind("api_key_revoked");
+    assert_eq!(revoked_events.len(), 1, "{events:?}");
+    assert_eq!(
+        revoked_events[0]["details"]["api_key_id"],
+        first.id.as_str()
+    );
+    assert_eq!(revoked_events[0]["session_id"], ada.session_id.as_str());
+    for event in events.iter() {
+        let text = event.to_string();
+        assert!(
+            !text.contains(secret_part(&first.key)) && !text.contains(secret_part(&second.key))
+        );
+    }
     app.stop().await;
+}
+
+/// The caller's audit events (first page, newest first).
+async fn events_of(app: &TestApp, access: &str) -> Vec<Value> {
+    let response = app.get_authed("/v1/auth/me/events?limit=100", access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["events"].as_array().unwrap().clone()
 }
 
 async fn a_key_authenticates_as_a_service_until_revoked(backend: Backend) {
@@ -323,6 +352,7 @@ async fn expired_keys_are_refused(backend: Backend) {
                 expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),
             },
             Utc::now() - chrono::Duration::days(1),
+            AuditEvent::new(API_KEY_CREATED, Utc::now()).user(ada_id.parse().unwrap()),
         )
         .await
         .unwrap();

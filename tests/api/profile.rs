@@ -214,7 +214,20 @@ async fn password_change_refuses_a_wrong_current_password_and_bad_new_ones(backe
     assert_eq!(app.refresh(&other.refresh).await.status(), StatusCode::OK);
     let response = app.login("ada@example.com", NEW_PASSWORD).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    // The three wrong current passwords are audited; no change was.
+    let events = events_of(&app, &ada.access).await;
+    let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(count("password_change_failed"), 3, "{events:?}");
+    assert_eq!(count("password_changed"), 0, "{events:?}");
     app.stop().await;
+}
+
+async fn events_of(app: &TestApp, access: &str) -> Vec<Value> {
+    let response = app.get_authed("/v1/auth/me/events?limit=100", access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["events"].as_array().unwrap().clone()
 }
 
 async fn password_change_revokes_every_other_session(backend: Backend) {
@@ -259,6 +272,22 @@ async fn password_change_revokes_every_other_session(backend: Backend) {
         2,
         "the changing session and the new login"
     );
+
+    // Audited once, in the same transaction as the change, with the session that made it.
+    let events = events_of(&app, &fresh.access).await;
+    let changed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "password_changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{events:?}");
+    assert_eq!(changed[0]["session_id"], ada.session_id.as_str());
+    for event in &events {
+        let text = event.to_string();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(NEW_PASSWORD),
+            "{text}"
+        );
+    }
 
     // And the old password is no longer the current one.
     let response = change_password(&app, &ada.access, PASSWORD, "yet another passphrase").await;

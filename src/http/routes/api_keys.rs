@@ -19,10 +19,13 @@ use uuid::Uuid;
 use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, parse_scopes};
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
-use crate::http::extract::{AppJson, CurrentSession};
+use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::store::api_keys::{ApiKeyRecord, NewApiKey};
+use crate::store::api_keys::{
+    API_KEY_CREATED, API_KEY_REVOKED, ApiKeyRecord, NewApiKey, RevokeOutcome,
+};
+use crate::store::audit::{AuditClient, AuditEvent};
 
 /// Page size when the client names none.
 const DEFAULT_LIMIT: u32 = 20;
@@ -128,6 +131,23 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
+/// The audit event of a change the caller made to their keys (the key id is added by the
+/// store).
+fn audit_event(
+    kind: &str,
+    me: &CurrentSession,
+    client: &ClientInfo,
+    now: DateTime<Utc>,
+) -> AuditEvent {
+    AuditEvent::new(kind, now)
+        .user(me.user_id)
+        .session(me.session_id)
+        .client(&AuditClient {
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        })
+}
+
 /// Cursors are opaque to clients: today the base64url of the last key id of the page.
 fn encode_cursor(id: ApiKeyId) -> String {
     URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
@@ -204,6 +224,7 @@ fn validate(body: CreateApiKeyRequest, now: DateTime<Utc>) -> Result<ValidReques
 pub async fn create(
     State(state): State<AppState>,
     me: CurrentSession,
+    client: ClientInfo,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
     state
@@ -232,9 +253,9 @@ pub async fn create(
                 expires_at,
             },
             now,
+            audit_event(API_KEY_CREATED, &me, &client, now),
         )
         .await?;
-    tracing::info!(target: "audit", event = "api_key_created", user_id = %me.user_id, api_key_id = %key.id);
     let mut response = (
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -322,19 +343,22 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     me: CurrentSession,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: ApiKeyId = id
         .parse()
         .map_err(|_| ApiError::InvalidRequest("invalid API key id".into()))?;
-    if !state
+    let now = state.clock.now();
+    let event = audit_event(API_KEY_REVOKED, &me, &client, now);
+    match state
         .store
-        .revoke_api_key(me.user_id, id, state.clock.now())
+        .revoke_api_key(me.user_id, id, now, event)
         .await?
     {
-        return Err(ApiError::NotFound);
+        RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => {}
+        RevokeOutcome::NotFound => return Err(ApiError::NotFound),
     }
-    tracing::info!(target: "audit", event = "api_key_revoked", user_id = %me.user_id, api_key_id = %id);
     Ok(StatusCode::NO_CONTENT)
 }
 

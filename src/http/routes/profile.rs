@@ -13,11 +13,16 @@ use utoipa::ToSchema;
 use crate::crypto::password::HashError;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
-use crate::http::extract::{AppJson, CurrentSession};
+use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
 use crate::http::routes::sessions::revoke_all;
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
+use crate::store::audit::{AuditClient, AuditEvent};
+use crate::store::users::PASSWORD_CHANGED;
+
+/// Audit kind of a refused password change (wrong current password).
+pub const PASSWORD_CHANGE_FAILED: &str = "password_change_failed";
 
 /// Tells "absent" (keep) from `null` (clear) for a PATCH field.
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -130,6 +135,7 @@ pub async fn update_me(
 pub async fn change_password(
     State(state): State<AppState>,
     me: CurrentSession,
+    client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     // The policy is checked first: a request that cannot succeed costs no argon2 work.
@@ -165,8 +171,20 @@ pub async fn change_password(
                 .map_err(hash_error)?
         }
     };
+    let audit = |kind: &str| {
+        AuditEvent::new(kind, state.clock.now())
+            .user(me.user_id)
+            .session(me.session_id)
+            .client(&AuditClient {
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+            })
+    };
     if !(verified && current.is_some()) {
-        tracing::info!(target: "audit", event = "password_change_failed", user_id = %me.user_id);
+        state
+            .store
+            .record_event(&audit(PASSWORD_CHANGE_FAILED))
+            .await?;
         return Err(ApiError::InvalidCredentials);
     }
     let hash = state
@@ -176,7 +194,12 @@ pub async fn change_password(
         .map_err(hash_error)?;
     if !state
         .store
-        .set_password_hash(me.user_id, &hash, state.clock.now())
+        .set_password_hash(
+            me.user_id,
+            &hash,
+            state.clock.now(),
+            &audit(PASSWORD_CHANGED),
+        )
         .await?
     {
         return Err(ApiError::InvalidToken);
@@ -190,6 +213,6 @@ pub async fn change_password(
         RevokeReason::PasswordChanged,
     )
     .await?;
-    tracing::info!(target: "audit", event = "password_changed", user_id = %me.user_id, session_id = %me.session_id, sessions_revoked = revoked);
+    tracing::info!(user_id = %me.user_id, sessions_revoked = revoked, "password changed; other sessions revoked");
     Ok(StatusCode::NO_CONTENT)
 }
