@@ -3,8 +3,8 @@
 //! No ractor type crosses this boundary: callers see async methods with timeouts and
 //! [`SessionError`]. (CONTRACT — the HTTP layer is written against these signatures.)
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;

@@ -2,13 +2,13 @@
 
 pub mod api_keys;
 pub mod auth;
-pub mod events;
 pub mod email;
+pub mod events;
 pub mod health;
 pub mod me;
 pub mod metrics;
-pub mod profile;
 pub mod mfa;
 pub mod password_reset;
+pub mod profile;
 pub mod sessions;
 pub mod verify;

@@ -313,7 +313,11 @@ impl Sessiond {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("running kill -TERM");
-        assert!(status.success(), "{}: kill -TERM failed: {status}", self.name);
+        assert!(
+            status.success(),
+            "{}: kill -TERM failed: {status}",
+            self.name
+        );
     }
 
     /// Waits (bounded) for the process to exit and returns its status.
