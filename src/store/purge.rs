@@ -1,4 +1,4 @@
-//! Background deletion of ended sessions.
+//! Background deletion of ended sessions (and of expired mailed codes).
 //!
 //! Ended sessions (revoked, compromised or past their absolute expiry) are kept for a retention
 //! period so support and audit can still see them, then deleted with their token history so the
@@ -58,6 +58,15 @@ pub fn spawn_purge(
                             backend = store.backend().as_str(),
                             %error,
                             "purge of ended sessions failed; will retry"
+                        ),
+                    }
+                    // Mailed one-time codes that expired as long ago (crate::codes).
+                    match store.purge_verification_codes(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(codes = n, %cutoff, "purged expired codes"),
+                        Err(error) => tracing::warn!(
+                            %error,
+                            "purge of expired codes failed; will retry"
                         ),
                     }
                 }

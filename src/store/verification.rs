@@ -6,8 +6,8 @@
 //!   before the code is compared, so no interleaving of guesses gets more than `max`
 //!   comparisons;
 //! * a code is **redeemed** by `UPDATE … SET consumed_at = now WHERE consumed_at IS NULL` in the
-//!   same transaction as its effect on the account, so it works once and the effect happens
-//!   exactly when it does;
+//!   same transaction as its effect on the account and its audit event (`email_verified`,
+//!   `password_reset`), so it works once and the effect happens exactly when it does;
 //! * issuing a code for a user **supersedes** that user's earlier open codes of the same purpose
 //!   in the same transaction as the insert.
 
@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
+use super::audit::{self, AuditEvent};
 use super::{Inner, Store, StoreError, corrupt, postgres, sqlite};
 use crate::codes::{CodeHash, Purpose};
 
@@ -190,18 +191,25 @@ impl Store {
         }
     }
 
-    /// Consumes code `id` and applies `effect` to its account, atomically. False (and nothing
-    /// changed) when the code was already consumed, e.g. by a concurrent request.
+    /// Consumes code `id`, applies `effect` to its account and records `event`, atomically;
+    /// the event is logged once committed. False (and nothing changed) when the code was
+    /// already consumed, e.g. by a concurrent request.
     pub async fn redeem_verification_code(
         &self,
         id: Uuid,
         now: DateTime<Utc>,
         effect: Redemption<'_>,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        match &self.inner {
-            Inner::Postgres(s) => pg::redeem(s, id, now, &effect).await,
-            Inner::Sqlite(s) => lite::redeem(s, id, now, &effect).await,
+        event.validate()?;
+        let redeemed = match &self.inner {
+            Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
+            Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
+        }?;
+        if redeemed {
+            event.log();
         }
+        Ok(redeemed)
     }
 
     /// Deletes codes that expired before `cutoff`; returns how many.
@@ -350,6 +358,7 @@ mod pg {
         id: Uuid,
         now: DateTime<Utc>,
         effect: &Redemption<'_>,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
@@ -378,6 +387,7 @@ mod pg {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err(op, e))?;
+        audit::insert_pg(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
     }
@@ -546,6 +556,7 @@ mod lite {
         id: Uuid,
         now: DateTime<Utc>,
         effect: &Redemption<'_>,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s
@@ -578,6 +589,7 @@ mod lite {
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err(op, e))?;
+        audit::insert_sqlite(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
     }

@@ -12,10 +12,13 @@ use crate::mail_sink::{MailSink, SinkOptions, as_overrides};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A sessiond sending mail to `sink`, with extra settings.
+/// A sessiond sending mail to `sink`, with extra settings. Rate limits are off: these tests
+/// make more code checks from one address than the per-IP quotas allow, and the limits have
+/// their own tests (`ratelimit.rs`); the per-code attempt limit tested here is not a rate limit.
 pub async fn app_with_mail(backend: Backend, sink: &MailSink, extra: &[(&str, &str)]) -> TestApp {
     let settings = sink.settings();
     let mut overrides = as_overrides(&settings);
+    overrides.push(("SESSIOND_RATE_LIMITS", "off"));
     overrides.extend_from_slice(extra);
     spawn_app_with(backend, &overrides).await
 }
@@ -120,6 +123,24 @@ async fn register_mails_a_code_that_verifies_the_email_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(login["user"]["email_verified_at"], verified_at);
+    let events: Value = app
+        .get_authed(
+            "/v1/auth/me/events?limit=100",
+            login["access_token"].as_str().unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let verified: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "email_verified")
+        .collect();
+    assert_eq!(verified.len(), 1, "{events}");
+    assert_eq!(verified[0]["details"]["verification_id"], id.as_str());
+    assert!(!events.to_string().contains(&code), "{events}");
 
     // A used code cannot be used again.
     assert_error(
@@ -428,6 +449,47 @@ async fn an_unreachable_mail_server_changes_no_answer(backend: Backend) {
     app.stop().await;
 }
 
+async fn expired_codes_are_purged_and_live_ones_kept(backend: Backend) {
+    let sink = MailSink::start();
+    let app = app_with_mail(
+        backend,
+        &sink,
+        &[
+            ("SESSIOND_CODE_TTL", "1s"),
+            ("SESSIOND_RESEND_COOLDOWN", "0s"),
+        ],
+    )
+    .await;
+    let id = register(&app, "ada@example.com").await["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = sink.nth(1).await.code();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let live = resend(&app, "ada@example.com").await;
+    let purged = app
+        .store
+        .purge_verification_codes(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    // The purged code is simply unknown now.
+    assert_error(
+        verify(&app, &id, &code).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_code",
+    )
+    .await;
+    let live_code = sink.nth(2).await.code();
+    assert_eq!(
+        verify(&app, live["verification_id"].as_str().unwrap(), &live_code)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
 both_backends!(
     register_mails_a_code_that_verifies_the_email_once,
     a_wrong_code_is_refused_and_the_right_one_still_works,
@@ -439,4 +501,5 @@ both_backends!(
     malformed_verification_requests_are_validation_errors,
     a_slow_mail_server_does_not_delay_the_answer,
     an_unreachable_mail_server_changes_no_answer,
+    expired_codes_are_purged_and_live_ones_kept,
 );

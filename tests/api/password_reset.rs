@@ -88,6 +88,23 @@ async fn reset_sets_the_password_and_revokes_every_session(backend: Backend) {
     .await;
     let fresh = login_tokens(&app, "ada@example.com", NEW).await;
 
+    // One `password_reset` audit event, naming the verification, never the code.
+    let events: Value = app
+        .get_authed("/v1/auth/me/events?limit=100", &fresh.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resets: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "password_reset")
+        .collect();
+    assert_eq!(resets.len(), 1, "{events}");
+    assert_eq!(resets[0]["details"]["verification_id"], id.as_str());
+    assert!(!events.to_string().contains(&code), "{events}");
+
     // The code is used up: replaying it changes nothing and ends no session.
     assert_error(
         confirm(&app, &id, &code, "yet another passphrase").await,

@@ -221,12 +221,14 @@ pub async fn login(
     // SESSIOND_REQUIRE_VERIFIED_EMAIL: checked only once the password was right, so the answer
     // tells nothing to someone without it.
     if state.require_verified_email && user.email_verified_at.is_none() {
-        tracing::info!(
-            target: "audit",
-            event = "login_failed",
-            reason = "email_not_verified",
-            user_id = %user.id,
-        );
+        let event = AuditEvent::new(audit::kind::LOGIN_FAILED, state.clock.now())
+            .user(user.id)
+            .client(&AuditClient {
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+            })
+            .detail("reason", "email_not_verified");
+        state.store.record_event(&event).await?;
         return Err(ApiError::EmailNotVerified);
     }
 

@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::codes::{Code, CodeError, Issued, Purpose};
+use crate::codes::{Checked, Code, CodeError, Issued, Purpose};
 use crate::domain::{Email, FieldError};
 use crate::http::error::ApiError;
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
 use crate::mail::templates::code_mail;
+use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::verification::Redemption;
 use crate::store::{User, UserStatus};
 
@@ -97,11 +98,10 @@ pub(crate) async fn send_code(
                 .mailer
                 .send(code_mail(purpose, &user.email, user.id, code, minutes));
             tracing::info!(
-                target: "audit",
-                event = "code_sent",
                 purpose = purpose.as_str(),
                 user_id = %user.id,
                 verification_id = %issued.id,
+                "code queued for mailing"
             );
         }
         None => tracing::debug!(
@@ -159,6 +159,23 @@ pub(crate) fn code_error(e: CodeError) -> ApiError {
     }
 }
 
+/// The audit event of a redeemed code (`email_verified`, `password_reset`): the account, the
+/// verification id (opaque) and where the request came from; never the code.
+pub(crate) fn audit_event(
+    kind: &str,
+    checked: &Checked,
+    client: &ClientInfo,
+    now: DateTime<Utc>,
+) -> AuditEvent {
+    AuditEvent::new(kind, now)
+        .user(checked.user)
+        .client(&AuditClient {
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        })
+        .detail("verification_id", checked.id.to_string())
+}
+
 /// The response for a newly sent (or decoy) code.
 pub(crate) fn accepted(issued: &Issued) -> Response {
     (
@@ -186,6 +203,7 @@ pub(crate) fn accepted(issued: &Issued) -> Response {
 )]
 pub async fn verify(
     State(state): State<AppState>,
+    client: ClientInfo,
     AppJson(body): AppJson<VerifyEmailRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
@@ -198,15 +216,15 @@ pub async fn verify(
         .check(&state.store, id, Purpose::EmailVerification, &code, now)
         .await
         .map_err(code_error)?;
+    let event = audit_event("email_verified", &checked, &client, now);
     let redeemed = state
         .store
-        .redeem_verification_code(id, now, Redemption::VerifyEmail(checked.user))
+        .redeem_verification_code(id, now, Redemption::VerifyEmail(checked.user), &event)
         .await?;
     if !redeemed {
         // A concurrent request with the same code won.
         return Err(ApiError::InvalidCode);
     }
-    tracing::info!(target: "audit", event = "email_verified", user_id = %checked.user);
     let user = state
         .store
         .get_user(checked.user)
@@ -245,6 +263,11 @@ pub async fn resend(
     AppJson(body): AppJson<ResendRequest>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    // Per address, existing or not (README "Abuse protection").
+    state
+        .limiter
+        .check_account(crate::ratelimit::LimitClass::VerifyAccount, email.as_str())
+        .await?;
     let issued = code_or_decoy(&state, &email, Purpose::EmailVerification, |u| {
         u.email_verified_at.is_none()
     })

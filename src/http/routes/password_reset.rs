@@ -13,10 +13,10 @@ use crate::codes::Purpose;
 use crate::crypto::password::HashError;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
 use crate::http::routes::email::{
-    CodeSentResponse, accepted, code_error, code_or_decoy, parse_id_and_code,
+    CodeSentResponse, accepted, audit_event, code_error, code_or_decoy, parse_id_and_code,
 };
 use crate::http::routes::sessions::revoke_all;
 use crate::http::state::AppState;
@@ -77,6 +77,11 @@ pub async fn request(
     AppJson(body): AppJson<PasswordResetRequest>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    // Per address, existing or not (README "Abuse protection").
+    state
+        .limiter
+        .check_account(crate::ratelimit::LimitClass::ResetAccount, email.as_str())
+        .await?;
     let issued = code_or_decoy(&state, &email, Purpose::PasswordReset, |_| true).await?;
     Ok(accepted(&issued))
 }
@@ -100,6 +105,7 @@ pub async fn request(
 )]
 pub async fn confirm(
     State(state): State<AppState>,
+    client: ClientInfo,
     AppJson(body): AppJson<PasswordResetConfirmRequest>,
 ) -> Result<Response, ApiError> {
     // Every field error at once; nothing is checked against the code before they are fixed,
@@ -124,21 +130,23 @@ pub async fn confirm(
         .map_err(code_error)?;
     // Hash only once the code is known good: wrong guesses cost no argon2 work.
     let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
+    let now = state.clock.now();
+    let event = audit_event("password_reset", &checked, &client, now);
     let redeemed = state
         .store
         .redeem_verification_code(
             id,
-            state.clock.now(),
+            now,
             Redemption::ResetPassword {
                 user: checked.user,
                 password_hash: &password_hash,
             },
+            &event,
         )
         .await?;
     if !redeemed {
         return Err(ApiError::InvalidCode);
     }
-    tracing::info!(target: "audit", event = "password_reset", user_id = %checked.user);
 
     let revoked = revoke_all(&state, checked.user, None, RevokeReason::PasswordChanged)
         .await
