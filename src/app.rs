@@ -102,7 +102,8 @@ impl Application {
             config.mfa_challenge_ttl,
         ));
         let codes = crate::codes::Codes::from_config(&config.mail, keys.refresh_key())?;
-        let mailer = crate::mail::Mailer::start(&config.mail.mail).context("starting the mailer")?;
+        let mailer =
+            crate::mail::Mailer::start(&config.mail.mail).context("starting the mailer")?;
         let policy = RotationPolicy {
             refresh_idle_ttl: chrono::Duration::from_std(config.refresh_idle_ttl)?,
             grace_window: chrono::Duration::from_std(config.grace_window)?,
