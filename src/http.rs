@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -112,19 +112,12 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         }))
         .layer(middleware::from_fn(correlation::middleware))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "unmatched".to_owned());
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                route = %route,
-                correlation_id = tracing::field::Empty,
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::request_span)
+                .on_response(crate::telemetry::record_response),
+        )
+        .layer(middleware::map_request(correlation::ensure_id))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics_layer::track,

@@ -19,13 +19,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sessiond: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // The OTLP exporter (when configured) runs its batch task on this runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::init(config.log_format)
     };
     let result = runtime.block_on(async move {
         match cli.command_or_default() {
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
             }
         }
     });
+    // Export the last spans while the runtime still runs (from this thread, not a worker).
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,10 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
+    /// Not before (seconds since the epoch). sessiond does not set it, but a token that
+    /// carries one is refused until then (RFC 7519 §4.1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Authenticator assurance level of the session.
     pub aal: u8,
     /// Authentication methods (RFC 8176).
@@ -116,7 +120,7 @@ pub enum InvalidAccessToken {
     Audience,
     /// Past `exp`.
     Expired,
-    /// `iat` in the future.
+    /// `iat` or `nbf` in the future.
     NotYetValid,
 }
 
@@ -213,6 +217,7 @@ impl AccessTokens {
             jti: Uuid::now_v7().to_string(),
             iat,
             exp,
+            nbf: None,
             aal: session.aal,
             amr: session.amr.clone(),
         };
@@ -275,7 +280,11 @@ impl AccessTokens {
         if now >= claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(E::Expired);
         }
-        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+        if claims.iat > now.saturating_add(LEEWAY_SECS)
+            || claims
+                .nbf
+                .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+        {
             return Err(E::NotYetValid);
         }
         let user_id = claims.sub.parse::<UserId>().map_err(|_| E::Malformed)?;
@@ -559,6 +568,33 @@ mod tests {
             t.verify(&token).unwrap_err(),
             InvalidAccessToken::NotYetValid
         );
+    }
+
+    /// Regression: `nbf` used to be ignored, so a token marked "not before tomorrow" was
+    /// accepted at once.
+    #[test]
+    fn not_before_in_the_future_is_rejected() {
+        let t = tokens(ring(SigningAlg::EdDsa));
+        let now = Utc::now();
+        let s = session(now);
+        let mut claims = t
+            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
+            .unwrap()
+            .claims;
+        for (nbf, ok) in [
+            (now.timestamp() + 3600, false),
+            (now.timestamp() + LEEWAY_SECS + 2, false),
+            (now.timestamp() + LEEWAY_SECS - 1, true),
+            (now.timestamp() - 60, true),
+        ] {
+            claims.nbf = Some(nbf);
+            let result = t.verify_at(&forge(&t, header_of(&t), &claims), now);
+            if ok {
+                assert!(result.is_ok(), "nbf {nbf}");
+            } else {
+                assert_eq!(result.unwrap_err(), InvalidAccessToken::NotYetValid);
+            }
+        }
     }
 
     #[test]

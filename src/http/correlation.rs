@@ -33,8 +33,8 @@ fn well_formed(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-/// Middleware: assigns the id, runs the request inside it, echoes it on the response.
-pub async fn middleware(mut request: Request, next: Next) -> Response {
+/// Keeps a well-formed incoming id, else puts a new UUIDv7 in the request; returns the id.
+fn assign(request: &mut Request) -> String {
     let id = request
         .headers()
         .get(HEADER)
@@ -43,6 +43,19 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(HEADER, value);
     }
+    id
+}
+
+/// Outermost layer (`map_request`): assigns the id before the request's span is made, so the
+/// span — and so every log line of the request, its first included — carries it.
+pub async fn ensure_id(mut request: Request) -> Request {
+    assign(&mut request);
+    request
+}
+
+/// Middleware: assigns the id, runs the request inside it, echoes it on the response.
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let id = assign(&mut request);
     let span = tracing::Span::current();
     span.record("correlation_id", id.as_str());
     let mut response = CORRELATION_ID.scope(id.clone(), next.run(request)).await;

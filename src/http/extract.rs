@@ -56,9 +56,20 @@ where
     }
 }
 
-/// Parses a JSON body, classifying failures without echoing input values.
+/// Parses a JSON body, classifying failures without echoing input values. The body must be
+/// exactly one JSON value: anything but white space after it is malformed (400).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = parse_value(deserializer)?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::InvalidRequest("malformed JSON body".into()))?;
+    Ok(value)
+}
+
+fn parse_value<'de, T: DeserializeOwned>(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let inner = err.inner();
         use serde_json::error::Category;

@@ -22,8 +22,8 @@ use crate::http::views::{SessionView, TokenResponse, UserView};
 use crate::store::audit::{self, AuditClient, AuditEvent};
 use crate::store::{CreateUserError, NewUser, User, UserStatus};
 
-/// `POST /v1/auth/register` body.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/auth/register` body. `Debug` leaves the password out.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Normalised (trim, NFC, lowercase) before use; defines uniqueness.
@@ -37,8 +37,8 @@ pub struct RegisterRequest {
     name: Option<String>,
 }
 
-/// `POST /v1/auth/sessions` body.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/auth/sessions` body. `Debug` leaves the password out.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The account's email (normalised like at registration).
@@ -58,6 +58,22 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// The newest refresh token (`rt1_…`).
     refresh_token: String,
+}
+
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("device_name", &self.device_name)
+            .finish_non_exhaustive()
+    }
 }
 
 fn hash_error(e: HashError) -> ApiError {
@@ -83,6 +99,7 @@ fn hash_error(e: HashError) -> ApiError {
         (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
     )
 )]
+#[tracing::instrument(name = "register", skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn register(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -127,6 +144,7 @@ pub async fn register(
             CreateUserError::EmailTaken => ApiError::EmailTaken,
             CreateUserError::Store(e) => e.into(),
         })?;
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // The account exists from here on: if the code cannot be stored now, the answer is 503
     // and `POST /v1/auth/email/resend` gets one later.
     let verification = send_code(&state, &user, Purpose::EmailVerification).await?;
@@ -158,6 +176,11 @@ pub async fn register(
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
+)]
+#[tracing::instrument(
+    name = "login",
+    skip_all,
+    fields(user_id = tracing::field::Empty, session_id = tracing::field::Empty)
 )]
 pub async fn login(
     State(state): State<AppState>,
@@ -255,6 +278,9 @@ pub async fn login(
         })
         .await
         .map_err(session_error)?;
+    tracing::Span::current()
+        .record("user_id", tracing::field::display(user.id))
+        .record("session_id", tracing::field::display(session.id));
     token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
 }
 
@@ -274,6 +300,7 @@ pub async fn login(
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
+#[tracing::instrument(name = "refresh", skip_all, fields(session_id = tracing::field::Empty))]
 pub async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
@@ -282,6 +309,8 @@ pub async fn refresh(
         state.metrics.auth.refresh_malformed();
         ApiError::InvalidRefreshToken
     })?;
+    // The id the token claims (opaque, not a secret); the secret is never recorded.
+    tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
     let refreshed = state.sessions.refresh(&token).await;
     state.metrics.auth.refresh_result(&refreshed);
     let refreshed = refreshed.map_err(|e| match e {
