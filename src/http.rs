@@ -102,11 +102,15 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         max_header_bytes: limits.hardening.max_header_bytes,
         max_headers: limits.hardening.max_headers,
     });
-    let router = api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
+    let router = api
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(guard, hardening::limit_requests))
+        .layer(middleware::from_fn_with_state(
+            guard,
+            hardening::limit_requests,
+        ))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             request_timeout(req, next, timeout)
         }))

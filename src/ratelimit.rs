@@ -617,17 +617,19 @@ mod tests {
 
     #[tokio::test]
     async fn memory_limiter_limits_and_reports_the_most_restrictive_decision() {
-        let mut settings = RateLimitSettings::default();
-        settings.quotas = vec![
-            (
-                LimitClass::Login,
-                Some(Quota {
-                    limit: 2,
-                    period: Duration::from_secs(60),
-                }),
-            ),
-            (LimitClass::General, None),
-        ];
+        let settings = RateLimitSettings {
+            quotas: vec![
+                (
+                    LimitClass::Login,
+                    Some(Quota {
+                        limit: 2,
+                        period: Duration::from_secs(60),
+                    }),
+                ),
+                (LimitClass::General, None),
+            ],
+            ..RateLimitSettings::default()
+        };
         let limiter = Limiter::new(settings, None, None).unwrap();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let ((), d) = collecting(async {
@@ -647,7 +649,10 @@ mod tests {
     #[tokio::test]
     async fn known_ips_bypass_the_account_lock() {
         let mut settings = RateLimitSettings::default();
-        settings.lock.threshold = 2;
+        settings.lock = LockPolicy {
+            threshold: 2,
+            ..settings.lock
+        };
         let limiter = Limiter::new(settings, None, None).unwrap();
         let home: IpAddr = "192.0.2.1".parse().unwrap();
         let attacker: IpAddr = "198.51.100.9".parse().unwrap();

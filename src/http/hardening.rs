@@ -48,7 +48,9 @@ pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
     Some(match path {
         "/v1/auth/sessions" | "/v1/auth/password" => LimitClass::Login,
         "/v1/auth/register" => LimitClass::Register,
-        "/v1/auth/email/verify" | "/v1/auth/email/resend" => LimitClass::Verify,
+        "/v1/auth/email/verify" | "/v1/auth/email/resend" | "/v1/auth/sessions/mfa" => {
+            LimitClass::Verify
+        }
         p if p.starts_with("/v1/auth/mfa/") => LimitClass::Verify,
         "/v1/auth/password/reset" | "/v1/auth/password/reset/confirm" => LimitClass::Reset,
         _ => return None,

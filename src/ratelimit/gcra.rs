@@ -218,7 +218,11 @@ impl MemoryStore {
     }
 
     fn tick(&self, now: u64, decay_hint: u64) {
-        if self.ops.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY != 0 {
+        if !self
+            .ops
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
             return;
         }
         lock(&self.gcra).retain(|_, (_, drop_at)| *drop_at > now);

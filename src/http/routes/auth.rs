@@ -11,14 +11,18 @@ use sessiond_actors::sessions::{RefreshOutcome, SessionError};
 use utoipa::ToSchema;
 
 use crate::codes::Purpose;
+use crate::config::RegisterConflict;
 use crate::crypto::password::HashError;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
+use crate::http::routes::email::{
+    CodeSentResponse, RegisterResponse, accepted, code_or_decoy, send_code,
+};
 use crate::http::state::AppState;
-use crate::http::routes::email::{RegisterResponse, send_code};
 use crate::http::views::{SessionView, TokenResponse, UserView};
+use crate::ratelimit::LimitClass;
 use crate::store::audit::{self, AuditClient, AuditEvent};
 use crate::store::{CreateUserError, NewUser, User, UserStatus};
 
@@ -92,7 +96,8 @@ fn hash_error(e: HashError) -> ApiError {
     responses(
         (status = 201, description = "Account created, email not yet verified; a 6-digit code is mailed (confirm it with `POST /v1/auth/email/verify`)", body = RegisterResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 409, description = "`email_taken`", body = ErrorResponse),
+        (status = 202, description = "With `SESSIOND_REGISTER_CONFLICT=conceal`, for a new and an existing address alike: a code is mailed if the account was created (an existing address gets a decoy id)", body = CodeSentResponse),
+        (status = 409, description = "`email_taken` (only with `SESSIOND_REGISTER_CONFLICT=reveal`, the default)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: details name the fields", body = ErrorResponse),
@@ -124,6 +129,11 @@ pub async fn register(
     if !errors.is_empty() {
         return Err(ApiError::ValidationFailed(errors));
     }
+    state
+        .limiter
+        .check_account(LimitClass::RegisterAccount, email.as_str())
+        .await?;
+    let conceal = state.register_conflict == RegisterConflict::Conceal;
 
     let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
     let user = state
@@ -139,15 +149,26 @@ pub async fn register(
                 user_agent: client.user_agent,
             },
         )
-        .await
-        .map_err(|e| match e {
-            CreateUserError::EmailTaken => ApiError::EmailTaken,
-            CreateUserError::Store(e) => e.into(),
-        })?;
+        .await;
+    let user = match user {
+        Ok(user) => user,
+        // `conceal`: the same 202 as for a new account, with a decoy verification id, after the
+        // same hashing work; nothing tells that the address has an account.
+        Err(CreateUserError::EmailTaken) if conceal => {
+            let decoy =
+                code_or_decoy(&state, &email, Purpose::EmailVerification, |_| false).await?;
+            return Ok(accepted(&decoy));
+        }
+        Err(CreateUserError::EmailTaken) => return Err(ApiError::EmailTaken),
+        Err(CreateUserError::Store(e)) => return Err(e.into()),
+    };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // The account exists from here on: if the code cannot be stored now, the answer is 503
     // and `POST /v1/auth/email/resend` gets one later.
     let verification = send_code(&state, &user, Purpose::EmailVerification).await?;
+    if conceal {
+        return Ok(accepted(&verification));
+    }
     Ok((
         StatusCode::CREATED,
         Json(RegisterResponse {
@@ -197,6 +218,14 @@ pub async fn login(
     // the same time as for a well-formed unknown account.
     let email = Email::parse(&body.email).ok();
     let password = Password::parse(body.password).ok();
+    // Failed-login lock and per-account limit (README "Abuse protection"), keyed by the
+    // normalised email whether or not an account has it, so both answer alike.
+    let account = email.as_ref().map_or_else(
+        || body.email.trim().to_lowercase(),
+        |e| e.as_str().to_owned(),
+    );
+    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    state.limiter.login_attempt(&account, client_ip).await?;
     let user = match &email {
         Some(email) => state.store.find_user_by_email(email.as_str()).await?,
         None => None,
@@ -237,9 +266,11 @@ pub async fn login(
                 event = event.user(u.id);
             }
             state.store.record_event(&event).await?;
+            state.limiter.login_failed(&account).await;
             return Err(ApiError::InvalidCredentials);
         }
     };
+    state.limiter.login_succeeded(&account, client_ip).await;
 
     // SESSIOND_REQUIRE_VERIFIED_EMAIL: checked only once the password was right, so the answer
     // tells nothing to someone without it.
@@ -254,7 +285,6 @@ pub async fn login(
         state.store.record_event(&event).await?;
         return Err(ApiError::EmailNotVerified);
     }
-
 
     // MFA users get a challenge (401 `mfa_required`) instead of a session.
     super::mfa::challenge_if_enrolled(
@@ -309,6 +339,10 @@ pub async fn refresh(
         state.metrics.auth.refresh_malformed();
         ApiError::InvalidRefreshToken
     })?;
+    state
+        .limiter
+        .check_session(&token.session_id.to_string())
+        .await?;
     // The id the token claims (opaque, not a secret); the secret is never recorded.
     tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
     let refreshed = state.sessions.refresh(&token).await;
