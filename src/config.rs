@@ -24,8 +24,8 @@
 //!   must be positive; all are at most 3650 days (beyond that, timestamp arithmetic overflows
 //!   long before anyone notices).
 
-mod mail;
 mod abuse;
+mod mail;
 mod sources;
 
 use std::fmt;
@@ -37,8 +37,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use sessiond_actors::refresh_token::RefreshKey;
 
-pub use mail::MailConfig;
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
+pub use mail::MailConfig;
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -133,6 +133,17 @@ const ALL_KEYS: &[Key] = &[
     TOTP_ISSUER,
     LOG_FORMAT,
     DB_MAX_CONNECTIONS,
+    mail::SMTP_HOST,
+    mail::SMTP_PORT,
+    mail::SMTP_TLS,
+    mail::SMTP_USERNAME,
+    mail::SMTP_PASSWORD,
+    mail::SMTP_TIMEOUT,
+    mail::MAIL_FROM,
+    mail::MAIL_QUEUE,
+    mail::CODE_TTL,
+    mail::RESEND_COOLDOWN,
+    mail::REQUIRE_VERIFIED_EMAIL,
     abuse::RATE_LIMITS,
     abuse::RATE_LIMIT_PREFIX,
     abuse::RATE_LIMIT_TIMEOUT,
@@ -157,17 +168,6 @@ const ALL_KEYS: &[Key] = &[
     abuse::MAX_HEADERS,
     abuse::CORS_ORIGINS,
     abuse::SECURE_COOKIES,
-    mail::SMTP_HOST,
-    mail::SMTP_PORT,
-    mail::SMTP_TLS,
-    mail::SMTP_USERNAME,
-    mail::SMTP_PASSWORD,
-    mail::SMTP_TIMEOUT,
-    mail::MAIL_FROM,
-    mail::MAIL_QUEUE,
-    mail::CODE_TTL,
-    mail::RESEND_COOLDOWN,
-    mail::REQUIRE_VERIFIED_EMAIL,
     COMMIT_MAX_BATCH,
     COMMIT_MAX_WAIT,
 ];
@@ -285,12 +285,6 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
     pub db_max_connections: u32,
-    /// Most session changes group-committed in one transaction (`SESSIOND_COMMIT_MAX_BATCH`,
-    /// default 64; 1 = every change its own transaction).
-    pub commit_max_batch: usize,
-    /// How long a group-commit batch is held open for more changes
-    /// (`SESSIOND_COMMIT_MAX_WAIT`, default 0: batches grow only while another is in flight).
-    pub commit_max_wait: Duration,
     /// Rate limits, failed-login locks, trusted proxies, registration conflicts and HTTP
     /// hardening (`SESSIOND_RATE_LIMIT*`, `SESSIOND_LOGIN_LOCK_*`, `SESSIOND_TRUSTED_PROXIES`,
     /// `SESSIOND_REGISTER_CONFLICT`, `SESSIOND_MAX_HEADER*`, `SESSIOND_CORS_ORIGINS`,
@@ -300,6 +294,12 @@ pub struct Config {
     /// `SESSIOND_MAIL_*`, `SESSIOND_CODE_TTL`, `SESSIOND_RESEND_COOLDOWN`,
     /// `SESSIOND_REQUIRE_VERIFIED_EMAIL`; see `config/mail.rs`).
     pub mail: MailConfig,
+    /// Most session changes group-committed in one transaction (`SESSIOND_COMMIT_MAX_BATCH`,
+    /// default 64; 1 = every change its own transaction).
+    pub commit_max_batch: usize,
+    /// How long a group-commit batch is held open for more changes
+    /// (`SESSIOND_COMMIT_MAX_WAIT`, default 0: batches grow only while another is in flight).
+    pub commit_max_wait: Duration,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -924,6 +924,8 @@ fn build(
         || LogFormat::Pretty,
     );
     let db_max_connections = bounded::<u32>(s, &mut p, &DB_MAX_CONNECTIONS, 16, 1, 1000);
+    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
+    let mail = mail::parse(s, &mut p, &mut warnings);
     let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
     let commit_max_wait =
         duration(s, &mut p, &COMMIT_MAX_WAIT, Duration::ZERO, true).and_then(|d| {
@@ -937,8 +939,6 @@ fn build(
                 None
             }
         });
-    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
-    let mail = mail::parse(s, &mut p, &mut warnings);
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1080,22 +1080,12 @@ fn build(
         totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
-        commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
-        commit_max_wait: commit_max_wait.expect(CHECKED),
         abuse: abuse.expect(CHECKED),
         mail: mail.expect(CHECKED),
+        commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
+        commit_max_wait: commit_max_wait.expect(CHECKED),
         warnings,
     })
-}
-
-/// The otpauth issuer: shown by authenticator apps; the Key Uri Format forbids `:` in it.
-fn totp_issuer(key: &Key, raw: Raw<'_>) -> Result<String, String> {
-    let s = sources::text(key, raw)?;
-    let s = s.trim();
-    if s.is_empty() || s.contains(':') || s.chars().count() > 64 {
-        return Err(format!("{s:?} must be 1-64 characters without ':'"));
-    }
-    Ok(s.to_owned())
 }
 
 /// A bearer token for `/metrics`: 16–256 visible ASCII characters (it travels in a header).

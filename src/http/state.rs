@@ -37,10 +37,10 @@ pub struct AppState {
     pub mailer: crate::mail::Mailer,
     /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
-    /// Prometheus metrics: handlers count outcomes here; `/metrics` exports them.
-    pub metrics: Arc<crate::metrics::Metrics>,
     /// TOTP MFA: the keys that seal TOTP secrets and hash recovery codes, and its settings.
     pub mfa: Arc<crate::mfa::Mfa>,
+    /// Prometheus metrics: handlers count outcomes here; `/metrics` exports them.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Coalesces API keys' `last_used_at` (no database write per request).
     pub api_key_usage: Arc<crate::api_keys::ApiKeyUsage>,
     /// Rate limits and failed-login locks (Redis-backed, in-memory fallback).
