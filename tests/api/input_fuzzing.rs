@@ -467,7 +467,7 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
             };
             let response = request.bearer_auth(&owner.access).send().await.unwrap();
             // `?cursor=` with an empty value, or a blank limit, may be read as absent.
-            check(response, &format!("{path}"), !method_is_delete).await;
+            check(response, &path.to_string(), !method_is_delete).await;
             tried += 1;
         }
         // As an x-request-id: replaced when not well-formed, never echoed raw.
