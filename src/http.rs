@@ -7,6 +7,7 @@ pub mod extract;
 pub mod hardening;
 pub mod metrics_layer;
 pub mod openapi;
+pub mod pagination;
 pub mod routes;
 pub mod state;
 pub mod views;

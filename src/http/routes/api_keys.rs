@@ -5,32 +5,24 @@
 //! leaked key cannot mint more keys or keep itself alive.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use utoipa::ToSchema;
 
 use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, parse_scopes};
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
+use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::store::api_keys::{
     API_KEY_CREATED, API_KEY_REVOKED, ApiKeyRecord, NewApiKey, RevokeOutcome,
 };
 use crate::store::audit::{AuditClient, AuditEvent};
-
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 20;
-/// Largest page a client may ask for.
-const MAX_LIMIT: u32 = 100;
 
 /// `POST /v1/auth/api-keys` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,17 +112,6 @@ pub struct ApiKeyPage {
     pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/auth/api-keys` query.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1–100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-}
-
 /// The audit event of a change the caller made to their keys (the key id is added by the
 /// store).
 fn audit_event(
@@ -146,18 +127,6 @@ fn audit_event(
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
         })
-}
-
-/// Cursors are opaque to clients: today the base64url of the last key id of the page.
-fn encode_cursor(id: ApiKeyId) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<ApiKeyId, ApiError> {
-    let bad = || ApiError::InvalidRequest("invalid cursor".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
-    Ok(ApiKeyId(Uuid::from_bytes(bytes)))
 }
 
 /// A create request that passed validation.
@@ -276,7 +245,7 @@ pub async fn create(
     get,
     path = "/v1/auth/api-keys",
     tag = "api-keys",
-    params(ListQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of keys", body = ApiKeyPage),
@@ -289,36 +258,16 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentSession,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    page: Page,
 ) -> Result<Json<ApiKeyPage>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut page = state
+    let mut rows = state
         .store
-        .list_api_keys(me.user_id, before, limit + 1)
+        .list_api_keys(me.user_id, page.before.map(ApiKeyId), page.fetch_limit())
         .await?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|k| encode_cursor(k.id))
-    } else {
-        None
-    };
+    let next_cursor = page.finish(&mut rows, |k| k.id.0);
     let now = state.clock.now();
     Ok(Json(ApiKeyPage {
-        api_keys: page.iter().map(|k| ApiKeyView::new(k, now)).collect(),
+        api_keys: rows.iter().map(|k| ApiKeyView::new(k, now)).collect(),
         next_cursor,
     }))
 }
@@ -360,18 +309,4 @@ pub async fn revoke(
         RevokeOutcome::NotFound => return Err(ApiError::NotFound),
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let id = ApiKeyId::new();
-        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
-        for bad in ["", "!!", "AAAA", &"A".repeat(200)] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
-        }
-    }
 }

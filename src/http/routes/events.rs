@@ -2,36 +2,17 @@
 //! first, keyset-paginated with an opaque cursor.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
 use crate::http::openapi::ErrorResponse;
+use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::store::audit::AuditEvent;
-
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 20;
-/// Largest page a client may ask for.
-const MAX_LIMIT: u32 = 100;
-
-/// `GET /v1/auth/me/events` query.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventsQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1–100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-}
 
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -84,24 +65,12 @@ pub struct AuditEventPage {
     pub next_cursor: Option<String>,
 }
 
-/// Cursors are opaque to clients: today the base64url of the last event id of the page.
-fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    let bad = || ApiError::InvalidRequest("invalid cursor".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
-    Ok(Uuid::from_bytes(bytes))
-}
-
 /// Lists the caller's own security events, newest first.
 #[utoipa::path(
     get,
     path = "/v1/auth/me/events",
     tag = "auth",
-    params(EventsQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of the caller's security events", body = AuditEventPage),
@@ -114,49 +83,15 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentSession,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    page: Page,
 ) -> Result<Json<AuditEventPage>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut page = state
+    let mut rows = state
         .store
-        .list_user_events(me.user_id, before, limit + 1)
+        .list_user_events(me.user_id, page.before, page.fetch_limit())
         .await?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|e| encode_cursor(e.id))
-    } else {
-        None
-    };
+    let next_cursor = page.finish(&mut rows, |e| e.id);
     Ok(Json(AuditEventPage {
-        events: page.into_iter().map(AuditEventView::from).collect(),
+        events: rows.into_iter().map(AuditEventView::from).collect(),
         next_cursor,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
-        for bad in ["", "!!", "AAAA", &"A".repeat(200)] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
-        }
-    }
 }

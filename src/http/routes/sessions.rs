@@ -3,59 +3,26 @@
 //! the revocation has been acknowledged.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::RevokeReason;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
-use utoipa::IntoParams;
-use uuid::Uuid;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
 use crate::http::openapi::ErrorResponse;
+use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::http::views::{SessionPage, SessionView};
-
-/// Page size when the client names none.
-const DEFAULT_LIMIT: u32 = 20;
-/// Largest page a client may ask for.
-const MAX_LIMIT: u32 = 100;
-
-/// `GET /v1/auth/sessions` query.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1–100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-}
-
-/// Cursors are opaque to clients: today the base64url of the last session id of the page.
-fn encode_cursor(id: SessionId) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<SessionId, ApiError> {
-    let bad = || ApiError::InvalidRequest("invalid cursor".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let bytes: [u8; 16] = bytes.try_into().map_err(|_| bad())?;
-    Ok(SessionId(Uuid::from_bytes(bytes)))
-}
 
 /// Lists the caller's live sessions, newest first; the current one has `current: true`.
 #[utoipa::path(
     get,
     path = "/v1/auth/sessions",
     tag = "sessions",
-    params(ListQuery),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of sessions", body = SessionPage),
@@ -68,34 +35,19 @@ fn decode_cursor(cursor: &str) -> Result<SessionId, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentSession,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    page: Page,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::InvalidRequest("invalid query string".into()))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut page = state
+    let mut rows = state
         .store
-        .list_active_sessions(me.user_id, state.clock.now(), before, limit + 1)
+        .list_active_sessions(
+            me.user_id,
+            state.clock.now(),
+            page.before.map(SessionId),
+            page.fetch_limit(),
+        )
         .await?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|s| encode_cursor(s.id))
-    } else {
-        None
-    };
-    let sessions: Vec<SessionView> = page
+    let next_cursor = page.finish(&mut rows, |s| s.id.as_uuid());
+    let sessions: Vec<SessionView> = rows
         .iter()
         .map(|s| SessionView::new(s, &state.policy, s.id == me.session_id))
         .collect();
@@ -227,19 +179,5 @@ async fn revoke(state: &AppState, id: SessionId, reason: RevokeReason) -> Result
         Ok(()) => Ok(()),
         Err(SessionError::NotFound) => Err(ApiError::NotFound),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let id = SessionId::new();
-        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
-        for bad in ["", "!!", "AAAA", &"A".repeat(200)] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
-        }
     }
 }
