@@ -13,6 +13,7 @@ use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::crypto::password::HashError;
 use crate::domain::FieldError;
 use crate::http::correlation;
 
@@ -315,6 +316,16 @@ impl From<SessionError> for ApiError {
             SessionError::Unavailable(e) => Self::Unavailable(e.to_string()),
             SessionError::Timeout => Self::Unavailable("session actor timed out".into()),
             SessionError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    /// A full hashing queue is back-pressure (503, retry later); anything else is a bug.
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Unavailable("password hashing queue is full".into()),
+            other => Self::internal(other),
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation; never carries internal detail.
     pub message: String,
-    /// For `validation_failed`: `{"fields": [{"field", "message"}]}`.
+    /// Extra data for some codes: `validation_failed` → `{"fields": [{"field", "message"}]}`;
+    /// `mfa_required` → `{"challenge_id", "expires_at", "methods"}`.
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
     /// The request's correlation id (also in the `x-request-id` header).

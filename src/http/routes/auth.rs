@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 
 use crate::codes::Purpose;
 use crate::config::RegisterConflict;
-use crate::crypto::password::HashError;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
@@ -80,13 +79,6 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
-fn hash_error(e: HashError) -> ApiError {
-    match e {
-        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
-        other => ApiError::internal(other),
-    }
-}
-
 /// Creates an account. 201 `{user}`; 409 `email_taken`.
 #[utoipa::path(
     post,
@@ -135,7 +127,11 @@ pub async fn register(
         .await?;
     let conceal = state.register_conflict == RegisterConflict::Conceal;
 
-    let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
+    let password_hash = state
+        .passwords
+        .hash(&password)
+        .await
+        .map_err(ApiError::from)?;
     let user = state
         .store
         .create_user_from(
@@ -236,14 +232,14 @@ pub async fn login(
             .passwords
             .verify(password, stored_hash)
             .await
-            .map_err(hash_error)?,
+            .map_err(ApiError::from)?,
         None => {
             let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
             state
                 .passwords
                 .verify(&filler, None)
                 .await
-                .map_err(hash_error)?
+                .map_err(ApiError::from)?
         }
     };
     let user = match user {

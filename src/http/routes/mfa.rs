@@ -29,7 +29,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::constant_time_eq;
-use crate::crypto::password::HashError;
 use crate::domain::Password;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -423,7 +422,7 @@ pub async fn disable_totp(
             .passwords
             .verify(&password, user.password_hash.as_deref())
             .await
-            .map_err(hash_error)?,
+            .map_err(ApiError::from)?,
         Err(_) => false,
     };
     if !password_ok {
@@ -578,11 +577,4 @@ pub async fn complete_login(
         "second factor accepted"
     );
     token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
-}
-
-fn hash_error(e: HashError) -> ApiError {
-    match e {
-        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
-        other => ApiError::internal(other),
-    }
 }

@@ -10,7 +10,6 @@ use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
 use crate::codes::Purpose;
-use crate::crypto::password::HashError;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
@@ -45,13 +44,6 @@ pub struct PasswordResetConfirmRequest {
     /// 8–128 characters.
     #[schema(format = Password, min_length = 8, max_length = 128)]
     new_password: String,
-}
-
-fn hash_error(e: HashError) -> ApiError {
-    match e {
-        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
-        other => ApiError::internal(other),
-    }
 }
 
 /// Mails a reset code to the account with this address. Always 202 `{verification_id,
@@ -129,7 +121,11 @@ pub async fn confirm(
         .await
         .map_err(code_error)?;
     // Hash only once the code is known good: wrong guesses cost no argon2 work.
-    let password_hash = state.passwords.hash(&password).await.map_err(hash_error)?;
+    let password_hash = state
+        .passwords
+        .hash(&password)
+        .await
+        .map_err(ApiError::from)?;
     let now = state.clock.now();
     let event = audit_event("password_reset", &checked, &client, now);
     let redeemed = state

@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer};
 use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
-use crate::crypto::password::HashError;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -53,13 +52,6 @@ pub struct ChangePasswordRequest {
     /// The new password (8–128 characters, different from the current one).
     #[schema(format = Password, min_length = 8, max_length = 128)]
     new_password: String,
-}
-
-fn hash_error(e: HashError) -> ApiError {
-    match e {
-        HashError::Busy => ApiError::Unavailable("password hashing queue is full".into()),
-        other => ApiError::internal(other),
-    }
 }
 
 /// Updates the caller's profile (today: the display name). 200 `{user}`.
@@ -161,14 +153,14 @@ pub async fn change_password(
             .passwords
             .verify(current, user.password_hash.as_deref())
             .await
-            .map_err(hash_error)?,
+            .map_err(ApiError::from)?,
         None => {
             let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
             state
                 .passwords
                 .verify(&filler, None)
                 .await
-                .map_err(hash_error)?
+                .map_err(ApiError::from)?
         }
     };
     let audit = |kind: &str| {
@@ -191,7 +183,7 @@ pub async fn change_password(
         .passwords
         .hash(&new_password)
         .await
-        .map_err(hash_error)?;
+        .map_err(ApiError::from)?;
     if !state
         .store
         .set_password_hash(
