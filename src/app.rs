@@ -133,7 +133,6 @@ impl Application {
             Some(&metrics),
         )
         .context("starting the rate limiter")?;
-        tracing::info!(rate_limits = limiter.describe(), "rate limits");
 
         let listener = TcpListener::bind(config.bind)
             .await
@@ -162,6 +161,7 @@ impl Application {
         if let Some(addr) = metrics_address {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
+        tracing::info!(rate_limits = limiter.describe(), "rate limits");
         tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
         // Warnings come after the line that says where and how the process runs.
         for warning in keys
