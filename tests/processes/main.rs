@@ -7,8 +7,10 @@
 //! - `shutdown`: SIGTERM with refreshes in flight: `/ready` turns 503 at once, the listener
 //!   closes, every in-flight request is answered in full, the process exits 0, and every
 //!   acknowledged rotation is in the database.
+//! - `startup`: the first log line says where it listens, which store and which keys.
 
 mod crash;
 mod shutdown;
+mod startup;
 mod support;
 mod two_instances;
