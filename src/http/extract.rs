@@ -59,6 +59,17 @@ where
 /// Parses a JSON body, classifying failures without echoing input values. The body must be
 /// exactly one JSON value: anything but white space after it is malformed (400).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is a JSON object. serde would otherwise accept an array for a struct
+    // (`["Ada"]` read as `{"name": "Ada"}`), so anything else is refused here: 422 if it is
+    // well-formed JSON of another kind, 400 if it is not JSON at all.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::field("body", "must be a JSON object"),
+                Err(_) => ApiError::InvalidRequest("malformed JSON body".into()),
+            },
+        );
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     let value = parse_value(deserializer)?;
     deserializer
@@ -84,15 +95,22 @@ fn parse_value<'de, T: DeserializeOwned>(
                 let (field, message) = if let Some(rest) = text.strip_prefix("missing field `") {
                     (
                         rest.split('`').next().unwrap_or("").to_owned(),
-                        "is required",
+                        "is required".to_owned(),
                     )
-                } else if let Some(rest) = text.strip_prefix("unknown field `") {
-                    (
-                        field_path(&path, rest.split('`').next().unwrap_or("")),
-                        "is not a known field",
-                    )
+                } else if text.starts_with("unknown field `") {
+                    // The path already ends with the unknown key, the client's own: named back
+                    // (sanitised and bounded) so the client sees which one, under "body".
+                    let field: String = path
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                        .take(64)
+                        .collect();
+                    return ApiError::ValidationFailed(vec![FieldError {
+                        field: "body",
+                        message: format!("has an unknown field `{field}`"),
+                    }]);
                 } else {
-                    (path, "has the wrong type or an invalid value")
+                    (path, "has the wrong type or an invalid value".to_owned())
                 };
                 let field = if field.is_empty() || field == "." {
                     "body".to_owned()
@@ -101,19 +119,11 @@ fn parse_value<'de, T: DeserializeOwned>(
                 };
                 ApiError::ValidationFailed(vec![FieldError {
                     field: leak_field_name(field),
-                    message: message.into(),
+                    message,
                 }])
             }
         }
     })
-}
-
-fn field_path(path: &str, field: &str) -> String {
-    if path.is_empty() || path == "." {
-        field.to_owned()
-    } else {
-        format!("{path}.{field}")
-    }
 }
 
 /// `FieldError::field` is `&'static str` because fields are normally compile-time names. Names
@@ -328,5 +338,90 @@ impl FromRequestParts<AppState> for Principal {
                 CurrentSession::from_request_parts(parts, state).await?,
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod json_body_tests {
+    use serde::Deserialize;
+
+    use super::parse_json;
+    use crate::http::error::ApiError;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        x: u32,
+    }
+
+    fn fields(e: ApiError) -> Vec<(String, String)> {
+        match e {
+            ApiError::ValidationFailed(f) => f
+                .into_iter()
+                .map(|f| (f.field.to_owned(), f.message))
+                .collect(),
+            other => panic!("expected validation_failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        assert!(parse_json::<Body>(br#" {"name": "Ada"} "#).is_ok());
+        for not_object in [&br#"["Ada"]"#[..], b"\"Ada\"", b"42", b"null", b"true"] {
+            assert_eq!(
+                fields(parse_json::<Body>(not_object).unwrap_err()),
+                vec![("body".to_owned(), "must be a JSON object".to_owned())],
+                "{}",
+                String::from_utf8_lossy(not_object)
+            );
+        }
+        for malformed in [&b"["[..], b"", b"   ", b"nope", b"\xff\xfe"] {
+            assert!(
+                matches!(
+                    parse_json::<Body>(malformed),
+                    Err(ApiError::InvalidRequest(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_once_and_sanitised() {
+        let top = fields(parse_json::<Body>(br#"{"name": "Ada", "admin": true}"#).unwrap_err());
+        assert_eq!(
+            top,
+            vec![("body".to_owned(), "has an unknown field `admin`".to_owned())]
+        );
+        let nested = fields(
+            parse_json::<Body>(br#"{"name": "Ada", "inner": {"x": 1, "y": 2}}"#).unwrap_err(),
+        );
+        assert_eq!(
+            nested,
+            vec![(
+                "body".to_owned(),
+                "has an unknown field `inner.y`".to_owned()
+            )]
+        );
+        let hostile =
+            fields(parse_json::<Body>(br#"{"name": "Ada", "<script>\u0000x": 1}"#).unwrap_err());
+        assert_eq!(
+            hostile,
+            vec![(
+                "body".to_owned(),
+                "has an unknown field `scriptx`".to_owned()
+            )]
+        );
     }
 }

@@ -71,8 +71,9 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "password");
 
-    // Unknown field → 422 (unknown fields are refused, so typos are not silently ignored).
-    assert_error(
+    // Unknown field → 422 naming it (unknown fields are refused, so typos are not silently
+    // ignored).
+    let body = assert_error(
         app.post_json(
             "/v1/auth/register",
             &json!({"email": "x@example.com", "password": "long enough pw", "admin": true}),
@@ -82,6 +83,23 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
         "validation_failed",
     )
     .await;
+    assert_eq!(
+        body["error"]["details"]["fields"][0]["message"],
+        "has an unknown field `admin`"
+    );
+
+    // A JSON array is not a body, even one serde could read positionally as the struct.
+    let body = assert_error(
+        app.post_json(
+            "/v1/auth/register",
+            &json!(["array@example.com", "long enough pw"]),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["error"]["details"]["fields"][0]["field"], "body");
 
     // Field rules: every broken field reported at once.
     let body = assert_error(
@@ -126,7 +144,12 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
     }
 
     // Nothing of the refused registrations reached the database.
-    for email in ["typed@example.com", "x@example.com", "long@example.com"] {
+    for email in [
+        "typed@example.com",
+        "x@example.com",
+        "long@example.com",
+        "array@example.com",
+    ] {
         assert!(app.store.find_user_by_email(email).await.unwrap().is_none());
     }
     app.stop().await;
