@@ -101,33 +101,26 @@ fn real_header() -> &'static str {
 fn real_token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN.get_or_init(|| {
-        use sessiond_actors::ids::{SessionId, UserId};
-        use sessiond_actors::model::{SessionRecord, SessionStatus};
+        use sessiond_actors::ids::UserId;
+        use sessiond_actors::model::{NewSession, SessionRecord};
         use sessiond_actors::refresh_token::RefreshSecret;
         let now = chrono::Utc::now();
         let user = UserId::new();
-        let session = SessionRecord {
-            id: SessionId::new(),
-            user_id: user,
-            status: SessionStatus::Active,
-            generation: 0,
-            current_hash: RefreshSecret::random().hash(),
-            previous_hash: None,
-            rotated_at: None,
-            created_at: now,
-            last_seen_at: now,
+        let session = SessionRecord::open(
+            NewSession {
+                user_id: user,
+                auth_time: now,
+                aal: 1,
+                amr: vec!["pwd".into()],
+                device_name: None,
+                user_agent: None,
+                ip: None,
+            },
+            RefreshSecret::random().hash(),
+            now,
             // Long-lived so a long fuzzing run keeps a valid token.
-            expires_at: now + chrono::Duration::days(365),
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            revoked: None,
-            compromised: None,
-            version: 1,
-        };
+            now + chrono::Duration::days(365),
+        );
         verifier()
             .issue(user, &session, now)
             .expect("issuing the reference token")

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{SessionRecord, SessionStatus};
+use sessiond_actors::model::{NewSession, SessionRecord};
 use sessiond_actors::refresh_token::{RefreshSecret, RefreshToken};
 
 use crate::config::Config;
@@ -197,27 +197,20 @@ fn seeded_record(
     now: chrono::DateTime<chrono::Utc>,
     expires_at: chrono::DateTime<chrono::Utc>,
 ) -> SessionRecord {
-    SessionRecord {
-        id: SessionId::new(),
-        user_id: user,
-        status: SessionStatus::Active,
-        generation: 0,
-        current_hash: secret.hash(),
-        previous_hash: None,
-        rotated_at: None,
-        created_at: now,
-        last_seen_at: now,
+    SessionRecord::open(
+        NewSession {
+            user_id: user,
+            auth_time: now,
+            aal: 1,
+            amr: vec!["pwd".to_owned()],
+            device_name: Some(SEED_DEVICE_NAME.to_owned()),
+            user_agent: None,
+            ip: None,
+        },
+        secret.hash(),
+        now,
         expires_at,
-        auth_time: now,
-        aal: 1,
-        amr: vec!["pwd".to_owned()],
-        device_name: Some(SEED_DEVICE_NAME.to_owned()),
-        user_agent: None,
-        ip: None,
-        revoked: None,
-        compromised: None,
-        version: 1,
-    }
+    )
 }
 
 fn push_line(

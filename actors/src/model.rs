@@ -163,6 +163,40 @@ pub struct SessionRecord {
     pub version: i64,
 }
 
+impl SessionRecord {
+    /// A session as a login opens it: active, generation 0 whose secret hashes to
+    /// `current_hash`, no previous generation, version 1, last seen at `now`, ending at
+    /// `expires_at`. The one place the starting state of a session is spelled out.
+    pub fn open(
+        new: NewSession,
+        current_hash: TokenHash,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: SessionId::new(),
+            user_id: new.user_id,
+            status: SessionStatus::Active,
+            generation: 0,
+            current_hash,
+            previous_hash: None,
+            rotated_at: None,
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            auth_time: new.auth_time,
+            aal: new.aal,
+            amr: new.amr,
+            device_name: new.device_name,
+            user_agent: new.user_agent,
+            ip: new.ip,
+            revoked: None,
+            compromised: None,
+            version: 1,
+        }
+    }
+}
+
 impl fmt::Debug for SessionRecord {
     /// Hashes are left out: they are not secrets, but they have no business in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 
 use crate::clock::SharedClock;
 use crate::ids::SessionId;
-use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord};
 use crate::observe::SessionObserver;
 use crate::refresh_token::{RefreshKey, RefreshSecret, RefreshToken};
 use crate::registry::{Registry, shard_of};
@@ -191,27 +191,7 @@ impl Sessions {
         let env = &self.inner.env;
         let now = env.clock.now();
         let secret = RefreshSecret::random();
-        let record = SessionRecord {
-            id: SessionId::new(),
-            user_id: new.user_id,
-            status: SessionStatus::Active,
-            generation: 0,
-            current_hash: secret.hash(),
-            previous_hash: None,
-            rotated_at: None,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + env.config.max_ttl,
-            auth_time: new.auth_time,
-            aal: new.aal,
-            amr: new.amr,
-            device_name: new.device_name,
-            user_agent: new.user_agent,
-            ip: new.ip,
-            revoked: None,
-            compromised: None,
-            version: 1,
-        };
+        let record = SessionRecord::open(new, secret.hash(), now, now + env.config.max_ttl);
         env.store
             .insert_session(&record)
             .await

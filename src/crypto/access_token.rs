@@ -305,6 +305,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use jsonwebtoken::{DecodingKey, EncodingKey, jwk::Jwk};
+    use sessiond_actors::model::NewSession;
     use sessiond_actors::refresh_token::{RefreshKey, RefreshSecret};
 
     const ISS: &str = "https://id.example.com";
@@ -332,27 +333,20 @@ mod tests {
     }
 
     fn session(now: DateTime<Utc>) -> SessionRecord {
-        SessionRecord {
-            id: SessionId::new(),
-            user_id: UserId::new(),
-            status: SessionStatus::Active,
-            generation: 0,
-            current_hash: RefreshSecret::random().hash(),
-            previous_hash: None,
-            rotated_at: None,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + chrono::Duration::days(30),
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            revoked: None,
-            compromised: None,
-            version: 1,
-        }
+        SessionRecord::open(
+            NewSession {
+                user_id: UserId::new(),
+                auth_time: now,
+                aal: 1,
+                amr: vec!["pwd".into()],
+                device_name: None,
+                user_agent: None,
+                ip: None,
+            },
+            RefreshSecret::random().hash(),
+            now,
+            now + chrono::Duration::days(30),
+        )
     }
 
     /// Signs arbitrary claims with the ring's signing key but a chosen header.
