@@ -158,11 +158,7 @@ impl Store {
             Inner::Sqlite(s) => {
                 let scopes = serde_json::to_string(&key.scopes)
                     .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                let mut tx = s.begin_write(op).await?;
                 sqlx::query(
                     "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
                      created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -339,11 +335,7 @@ impl Store {
                 outcome
             }
             Inner::Sqlite(s) => {
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                let mut tx = s.begin_write(op).await?;
                 let revoked = sqlx::query(
                     "UPDATE api_keys SET revoked_at = ?3 \
                      WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
@@ -411,11 +403,7 @@ impl Store {
                 .map_err(|e| postgres::map_err(op, e))?;
             }
             Inner::Sqlite(s) => {
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                let mut tx = s.begin_write(op).await?;
                 for (id, at) in uses {
                     // Fixed-width text timestamps: max() of the text is the later time.
                     sqlx::query(

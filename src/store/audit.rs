@@ -415,11 +415,7 @@ impl Store {
                 insert_pg(&mut conn, event).await?;
             }
             Inner::Sqlite(s) => {
-                let mut tx = s
-                    .writer
-                    .begin_with(super::sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| super::sqlite::map_err("insert audit event", e))?;
+                let mut tx = s.begin_write("insert audit event").await?;
                 insert_sqlite(&mut tx, event).await?;
                 tx.commit()
                     .await

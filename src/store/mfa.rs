@@ -339,11 +339,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let map = |e| sqlite::map_err("enable totp", e);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(map)?;
+                let mut tx = s.begin_write("enable totp").await?;
                 let updated = sqlx::query(
                     "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
                      WHERE user_id = ?1 AND nonce = ?2 AND enabled_at IS NULL",
@@ -422,11 +418,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let map = |e| sqlite::map_err("disable totp", e);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(map)?;
+                let mut tx = s.begin_write("disable totp").await?;
                 if !lite::consume_factor(&mut tx, user, factor, now).await? {
                     tx.rollback().await.map_err(map)?;
                     return Ok(false);
@@ -520,11 +512,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let map = |e| sqlite::map_err("create mfa challenge", e);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(map)?;
+                let mut tx = s.begin_write("create mfa challenge").await?;
                 sqlx::query(
                     "DELETE FROM mfa_challenges WHERE user_id = ?1 \
                      AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
@@ -713,11 +701,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let map = |e| sqlite::map_err("complete mfa challenge", e);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(map)?;
+                let mut tx = s.begin_write("complete mfa challenge").await?;
                 let consumed = sqlx::query(
                     "UPDATE mfa_challenges SET consumed_at = ?3 \
                      WHERE id = ?1 AND user_id = ?2 AND consumed_at IS NULL AND expires_at > ?3",

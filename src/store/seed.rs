@@ -76,11 +76,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let now = sqlite::ts(now);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err("seed users", e))?;
+                let mut tx = s.begin_write("seed users").await?;
                 for chunk in users.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let sql = sqlite_users_sql(chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -164,11 +160,7 @@ impl Store {
             }
             Inner::Sqlite(s) => {
                 let now = sqlite::ts(now);
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err("seed sessions", e))?;
+                let mut tx = s.begin_write("seed sessions").await?;
                 for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let mut query =
                         sqlx::query(sqlx::AssertSqlSafe(sqlite_sessions_sql(chunk.len())))

@@ -47,7 +47,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statement that opens every write transaction: take the write lock now, not on the first
 /// write, so a transaction never has to upgrade a read lock.
-pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The one timestamp format: fixed width, UTC, microseconds.
 const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -97,6 +97,20 @@ pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// Opens a write transaction on the single writer connection with `BEGIN IMMEDIATE`, so
+    /// the write lock is taken up front rather than upgraded mid-transaction (an upgrade can
+    /// fail with `SQLITE_BUSY` when another process holds the file). Every write goes through
+    /// here; `op` names it in errors.
+    pub(super) async fn begin_write(
+        &self,
+        op: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.writer
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(|e| map_err(op, e))
+    }
+
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
@@ -166,11 +180,7 @@ impl SqliteStore {
         user: &User,
         event: &AuditEvent,
     ) -> Result<(), CreateUserError> {
-        let mut tx = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err("create user", e))?;
+        let mut tx = self.begin_write("create user").await?;
         let result = sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
@@ -239,11 +249,7 @@ impl SqliteStore {
         let generation = generation_to_db(s.generation)?;
         let amr = serde_json::to_string(&s.amr)
             .map_err(|e| StoreError::Other(format!("encode amr: {e}")))?;
-        let mut tx = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err("insert session", e))?;
+        let mut tx = self.begin_write("insert session").await?;
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
@@ -350,11 +356,7 @@ impl SqliteStore {
         };
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut events = Vec::new();
-        let mut tx = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err(op, e))?;
+        let mut tx = self.begin_write(op).await?;
         for change in changes {
             let (outcome, event) = apply_in(&mut tx, change).await?;
             if let Some(event) = event {
@@ -424,11 +426,7 @@ impl SqliteStore {
         loop {
             // One short transaction per batch, so other writers get the writer in between.
             // Token history goes with the session (ON DELETE CASCADE; foreign keys are on).
-            let mut tx = self
-                .writer
-                .begin_with(BEGIN_WRITE)
-                .await
-                .map_err(|e| map_err("purge", e))?;
+            let mut tx = self.begin_write("purge").await?;
             let deleted = sqlx::query(
                 "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
                  WHERE ended_at < ?1 OR expires_at < ?1 LIMIT ?2)",

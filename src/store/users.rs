@@ -79,11 +79,7 @@ impl Store {
                 updated
             }
             Inner::Sqlite(s) => {
-                let mut tx = s
-                    .writer
-                    .begin_with(sqlite::BEGIN_WRITE)
-                    .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                let mut tx = s.begin_write(op).await?;
                 let updated = sqlx::query(
                     "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
                 )

@@ -407,7 +407,7 @@ mod lite {
     use sqlx::sqlite::SqliteRow;
 
     use super::*;
-    use sqlite::{BEGIN_WRITE, SqliteStore, map_err, parse_ts, ts};
+    use sqlite::{SqliteStore, map_err, parse_ts, ts};
 
     const COLUMNS: &str =
         "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
@@ -455,11 +455,7 @@ mod lite {
 
     pub(super) async fn insert(s: &SqliteStore, c: &NewVerificationCode) -> Result<(), StoreError> {
         let op = "insert verification code";
-        let mut tx = s
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err(op, e))?;
+        let mut tx = s.begin_write(op).await?;
         if let Some(user) = c.user_id {
             sqlx::query(
                 "UPDATE verification_codes SET consumed_at = ?3 \
@@ -497,11 +493,7 @@ mod lite {
         now: DateTime<Utc>,
     ) -> Result<AttemptOutcome, StoreError> {
         let op = "take verification attempt";
-        let mut tx = s
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err(op, e))?;
+        let mut tx = s.begin_write(op).await?;
         let taken = sqlx::query(
             "UPDATE verification_codes SET attempts = attempts + 1 \
              WHERE id = ?1 AND purpose = ?2 AND consumed_at IS NULL AND attempts < ?3 \
@@ -559,11 +551,7 @@ mod lite {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
-        let mut tx = s
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err(op, e))?;
+        let mut tx = s.begin_write(op).await?;
         let consumed = sqlx::query(
             "UPDATE verification_codes SET consumed_at = ?2 \
              WHERE id = ?1 AND user_id = ?3 AND consumed_at IS NULL",
@@ -596,11 +584,7 @@ mod lite {
 
     pub(super) async fn purge(s: &SqliteStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let op = "purge verification codes";
-        let mut tx = s
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| map_err(op, e))?;
+        let mut tx = s.begin_write(op).await?;
         let n = sqlx::query("DELETE FROM verification_codes WHERE expires_at < ?1")
             .bind(ts(cutoff))
             .execute(&mut *tx)
