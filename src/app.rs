@@ -23,6 +23,7 @@ use crate::http::state::{AppState, Readiness};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::change_feed::{Change, ChangeSink, FeedEvent, FeedObserver, spawn_change_feed};
 use crate::store::group_commit::GroupCommitConfig;
 use crate::store::purge::spawn_purge;
 
@@ -53,7 +54,8 @@ impl Application {
         let store = Store::connect(&config.database_url)
             .await
             .context("connecting to the database")?
-            .with_observer(metrics.store.clone());
+            .with_observer(metrics.store.clone())
+            .with_profile_max_age(config.staleness);
         store.migrate().await.context("applying migrations")?;
         let store = store.with_group_commit(GroupCommitConfig {
             max_batch: config.commit_max_batch,
@@ -259,6 +261,13 @@ impl Application {
             stop_rx.clone(),
         );
 
+        let feed = spawn_change_feed(
+            &state.store,
+            Arc::new(InvalidateActors(state.sessions.clone())),
+            feed_observer(&state.metrics)?,
+            stop_rx.clone(),
+        );
+
         let readiness = state.readiness.clone();
         let router = http::router(
             state.clone(),
@@ -321,6 +330,7 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         state.sessions.shutdown().await;
+        let _ = feed.await;
         // Mail already queued (codes just handed out) is sent before the process ends.
         state.mailer.shutdown(config.shutdown_timeout).await;
         let _ = purge.await;
@@ -363,4 +373,45 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The change feed's sink: a session that changed elsewhere is re-read by its actor on the
+/// next check.
+struct InvalidateActors(Sessions);
+
+impl ChangeSink for InvalidateActors {
+    fn changed(&self, change: Change) {
+        if let Change::Session(id) = change {
+            self.0.invalidate(id);
+        }
+    }
+
+    fn all_changed(&self) {
+        self.0.invalidate_all();
+    }
+}
+
+/// Counts the change feed's notifications and reconnections.
+fn feed_observer(metrics: &Metrics) -> anyhow::Result<FeedObserver> {
+    let received = metrics
+        .register_counter(
+            "sessiond_change_feed_notifications_total",
+            "Change notifications received from the database (this instance's own included).",
+            &[],
+        )
+        .context("registering metrics")?
+        .with_label_values(&[] as &[&str]);
+    let reconnects = metrics
+        .register_counter(
+            "sessiond_change_feed_reconnects_total",
+            "Times the change feed listened again after losing its connection (all cached \
+             state was invalidated).",
+            &[],
+        )
+        .context("registering metrics")?
+        .with_label_values(&[] as &[&str]);
+    Ok(Arc::new(move |event| match event {
+        FeedEvent::Received => received.inc(),
+        FeedEvent::Reconnected => reconnects.inc(),
+    }))
 }

@@ -832,7 +832,7 @@ fn build(
     let session_max_ttl = duration(s, &mut p, &SESSION_MAX_TTL, days(30), false);
     let grace_window = duration(s, &mut p, &GRACE_WINDOW, Duration::from_secs(10), true);
     let passivate_after = duration(s, &mut p, &PASSIVATE_AFTER, minutes(5), false);
-    let staleness = duration(s, &mut p, &STALENESS, Duration::from_secs(1), true);
+    let staleness = duration(s, &mut p, &STALENESS, Duration::from_secs(60), true);
     let call_timeout = duration(s, &mut p, &CALL_TIMEOUT, Duration::from_secs(5), false);
     let purge_interval = duration(s, &mut p, &PURGE_INTERVAL, minutes(60), false);
     let purge_retention = duration(s, &mut p, &PURGE_RETENTION, days(7), false);
@@ -1149,7 +1149,7 @@ mod tests {
         assert_eq!(c.session_max_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(c.grace_window, Duration::from_secs(10));
         assert_eq!(c.passivate_after, Duration::from_secs(300));
-        assert_eq!(c.staleness, Duration::from_secs(1));
+        assert_eq!(c.staleness, Duration::from_secs(60));
         assert_eq!(c.call_timeout, Duration::from_secs(5));
         assert_eq!(c.shards, 0);
         assert_eq!(c.signing_alg, SigningAlg::EdDsa);

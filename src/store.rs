@@ -26,6 +26,7 @@ pub use sessiond_actors::store::StoreError;
 
 pub mod api_keys;
 pub mod audit;
+pub mod change_feed;
 pub mod group_commit;
 pub mod mfa;
 mod postgres;
@@ -81,6 +82,37 @@ impl UserStatus {
             "active" => Some(Self::Active),
             "disabled" => Some(Self::Disabled),
             _ => None,
+        }
+    }
+}
+
+/// What the API shows of an account: [`User`] without credentials. Served from a cache by
+/// [`Store::profile`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserProfile {
+    /// The account's id.
+    pub id: UserId,
+    /// Login email (normalised).
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Whether the account may log in.
+    pub status: UserStatus,
+    /// When the email address was proven, if it was.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserProfile {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            status: u.status,
+            email_verified_at: u.email_verified_at,
+            created_at: u.created_at,
         }
     }
 }
@@ -172,6 +204,8 @@ pub struct Store {
     observer: Option<Arc<dyn StoreObserver>>,
     /// The batching front of `SessionStore::apply`, when enabled (see [`group_commit`]).
     group_commit: Option<Arc<group_commit::GroupCommitter>>,
+    /// Account profiles for the hot read paths; see [`Store::profile`].
+    profiles: Arc<change_feed::ProfileCache>,
 }
 
 /// Told about every [`Store`] call, for metrics. Implemented outside the store (in
@@ -277,6 +311,9 @@ impl Store {
             inner,
             observer: None,
             group_commit: None,
+            profiles: Arc::new(change_feed::ProfileCache::new(
+                change_feed::DEFAULT_PROFILE_MAX_AGE,
+            )),
         })
     }
 
@@ -375,6 +412,34 @@ impl Store {
         dispatch!(self.get_user(id))
     }
 
+    /// What the API shows of account `id`, from a short-lived cache when possible: the hot
+    /// paths (`/me`, refresh) then need no database read. Every account change made through
+    /// this store invalidates it, here and (PostgreSQL) on every other instance through the
+    /// change feed; a lost notification is bounded by the cache's maximum age (the
+    /// `staleness` setting). Never use it for decisions that need the password hash or other
+    /// credentials: it holds none.
+    pub async fn profile(&self, id: UserId) -> Result<Option<Arc<UserProfile>>, StoreError> {
+        if let Some(profile) = self.profiles.get(id) {
+            return Ok(Some(profile));
+        }
+        let seen = self.profiles.invalidations();
+        let Some(user) = self.get_user(id).await? else {
+            return Ok(None);
+        };
+        let profile = Arc::new(UserProfile::from(&user));
+        // Cached only if no invalidation happened while we read, so a change that raced
+        // this read cannot leave the older row in the cache.
+        self.profiles
+            .insert_if_unchanged(id, Arc::clone(&profile), seen);
+        Ok(Some(profile))
+    }
+
+    /// Sets how old a cached profile may be served (the `staleness` setting).
+    pub fn with_profile_max_age(mut self, max_age: Duration) -> Store {
+        self.profiles = Arc::new(change_feed::ProfileCache::new(max_age));
+        self
+    }
+
     /// Active, unexpired sessions of a user, newest first (id DESC), keyset-paginated:
     /// `before` = the last id of the previous page.
     ///
@@ -442,9 +507,12 @@ impl SessionStore for Store {
             if let Some(observer) = &self.observer {
                 observer.observe("apply", started.elapsed(), result.as_ref().err());
             }
+            self.session_changed(change, &result).await;
             return result;
         }
-        dispatch!(self.apply(change))
+        let result = dispatch!(self.apply(change));
+        self.session_changed(change, &result).await;
+        result
     }
 }
 

@@ -8,13 +8,20 @@
 //! the slot (under a short std mutex, never held across `.await`) and runs the activation inside
 //! `OnceCell::get_or_try_init`; every concurrent caller finds the same slot and waits on the same
 //! cell, so concurrent activations of one session yield exactly one actor.
+//!
+//! A shard's maps give their memory back as they empty: a removal that leaves a map under a
+//! quarter of its capacity shrinks it to twice its length. Without this, a registry that once
+//! held a million sessions would keep tables for a million after every actor passivated.
+//!
+//! Each shard also holds the shard's *parent*: the supervisor cohort new session actors are
+//! linked under (see [`crate::supervisor`]), so an activation finds it without a message.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use ractor::{ActorId, ActorRef};
+use ractor::{ActorCell, ActorId, ActorRef};
 use tokio::sync::OnceCell;
 
 use crate::ids::SessionId;
@@ -33,10 +40,35 @@ struct Shard {
     by_actor: HashMap<ActorId, SessionId>,
 }
 
+/// Maps with fewer than this many slots of capacity are never shrunk: they cost next to nothing.
+const SHRINK_MIN_CAPACITY: usize = 64;
+
+impl Shard {
+    /// Gives memory back after a removal: a map under a quarter full is shrunk to twice its
+    /// length (freed when empty). O(1) unless it shrinks. A shrink at least halves the table and
+    /// leaves it at most half full, so emptying a map costs a small multiple of what filling it
+    /// did, and a map that grows again doubles its length before it reallocates.
+    fn shrink_if_sparse(&mut self) {
+        shrink_if_sparse(&mut self.by_session);
+        shrink_if_sparse(&mut self.by_actor);
+    }
+}
+
+fn shrink_if_sparse<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    let capacity = map.capacity();
+    if capacity >= SHRINK_MIN_CAPACITY && map.len() < capacity / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 /// The session-id → actor map.
 pub struct Registry {
     /// Independent shards so lookups of different sessions rarely contend on one lock.
     shards: Box<[Mutex<Shard>]>,
+    /// Per shard, the parent new session actors are linked under (the shard supervisor's
+    /// current cohort); `None` before the supervisor starts and once it stops. Read (and held
+    /// while linking) by activations, replaced by the supervisor under the write lock.
+    parents: Box<[RwLock<Option<ActorCell>>]>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -61,11 +93,16 @@ pub fn shard_of(id: SessionId, shards: usize) -> usize {
 impl Registry {
     /// A registry with `shards` shards (at least one).
     pub fn new(shards: usize) -> Self {
+        let shards = shards.max(1);
         Self {
-            shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Shard::default()))
-                .collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            parents: (0..shards).map(|_| RwLock::new(None)).collect(),
         }
+    }
+
+    /// Where shard `shard`'s new session actors are linked; see [`crate::supervisor`].
+    pub(crate) fn parent(&self, shard: usize) -> &RwLock<Option<ActorCell>> {
+        &self.parents[shard % self.parents.len()]
     }
 
     /// Number of shards.
@@ -118,6 +155,7 @@ impl Registry {
                     && current.get().is_none()
                 {
                     shard.by_session.remove(&id);
+                    shard.shrink_if_sparse();
                 }
                 Err(e)
             }
@@ -130,6 +168,22 @@ impl Registry {
             .by_session
             .get(&id)
             .and_then(|slot| slot.get().cloned())
+    }
+
+    /// Every resident actor, one shard at a time (each shard's lock is held only while its
+    /// actors are copied out). For rare whole-engine messages, never per request.
+    pub fn actors(&self) -> Vec<ActorRef<SessionMsg>> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(
+                shard
+                    .by_session
+                    .values()
+                    .filter_map(|slot| slot.get().cloned()),
+            );
+        }
+        out
     }
 
     /// Records that `actor` serves `id`; called by the actor in `pre_start`.
@@ -151,6 +205,7 @@ impl Registry {
                 .unwrap_or_else(|e| e.into_inner());
             let id = shard.by_actor.remove(&actor)?;
             Self::remove_slot_of(&mut shard, id, actor);
+            shard.shrink_if_sparse();
             Some(id)
         })
     }
@@ -165,6 +220,7 @@ impl Registry {
             shard.by_actor.remove(&actor);
         }
         Self::remove_slot_of(&mut shard, id, actor);
+        shard.shrink_if_sparse();
     }
 
     fn remove_slot_of(shard: &mut Shard, id: SessionId, actor: ActorId) {
@@ -191,12 +247,22 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Drops every entry (after shutdown).
+    /// Drops every entry and frees the tables (after shutdown).
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            shard.by_session.clear();
-            shard.by_actor.clear();
+            *shard.lock().unwrap_or_else(|e| e.into_inner()) = Shard::default();
         }
+    }
+
+    /// Total capacity (slots allocated) of the shards' maps: by session, by actor. For memory
+    /// diagnostics and tests; locks each shard in turn.
+    pub fn capacity(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(s, a), shard| {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                s + shard.by_session.capacity(),
+                a + shard.by_actor.capacity(),
+            )
+        })
     }
 }

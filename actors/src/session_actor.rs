@@ -79,6 +79,9 @@ pub enum SessionMsg {
     /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
     /// Does not count as activity.
     PassivationTick,
+    /// Another instance (or this one) changed the session in the store: the next check
+    /// re-reads it instead of trusting memory. Does not count as activity.
+    Invalidate,
     /// Test hook: acknowledge, then panic on the next request (refresh, check or revoke)
     /// before it does anything, to exercise supervision and the caller's retry on a fresh actor.
     #[cfg(any(test, feature = "test-hooks"))]
@@ -93,6 +96,7 @@ impl std::fmt::Debug for SessionMsg {
             Self::Check(..) => "Check",
             Self::Revoke(..) => "Revoke",
             Self::PassivationTick => "PassivationTick",
+            Self::Invalidate => "Invalidate",
             #[cfg(any(test, feature = "test-hooks"))]
             Self::Panic(..) => "Panic",
         })
@@ -108,8 +112,10 @@ pub struct SessionState {
     /// The session as last read from or committed to the store.
     record: SessionRecord,
     /// When `record` was last read from or written to the store; `Check` trusts memory only
-    /// within `staleness` of this, since another instance may have changed the session.
-    synced_at: Instant,
+    /// within `staleness` of this, since another instance may have changed the session
+    /// unnoticed. `None` after an invalidation: the next check re-reads the store. (An
+    /// `Option<Instant>` costs no more memory than an `Instant`.)
+    synced_at: Option<Instant>,
     /// When the actor last handled a real request; passivation counts idleness from here.
     last_active: Instant,
     /// Shared environment (store, clock, config, stats, registry).
@@ -158,7 +164,7 @@ impl Actor for SessionActor {
         let now = Instant::now();
         Ok(SessionState {
             record,
-            synced_at: now,
+            synced_at: Some(now),
             last_active: now,
             env,
             #[cfg(any(test, feature = "test-hooks"))]
@@ -173,7 +179,12 @@ impl Actor for SessionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         #[cfg(any(test, feature = "test-hooks"))]
-        if state.panic_armed && !matches!(message, SessionMsg::PassivationTick) {
+        if state.panic_armed
+            && !matches!(
+                message,
+                SessionMsg::PassivationTick | SessionMsg::Invalidate
+            )
+        {
             panic!("injected panic in session actor (test hook)");
         }
         match message {
@@ -206,6 +217,7 @@ impl Actor for SessionActor {
                     let _ = myself.drain();
                 }
             }
+            SessionMsg::Invalidate => state.synced_at = None,
             #[cfg(any(test, feature = "test-hooks"))]
             SessionMsg::Panic(reply) => {
                 state.panic_armed = true;
@@ -234,7 +246,7 @@ impl SessionState {
         match self.env.store.load_session(self.id()).await {
             Ok(Some(record)) => {
                 self.record = record;
-                self.synced_at = Instant::now();
+                self.synced_at = Some(Instant::now());
                 Ok(())
             }
             Ok(None) => Err(SessionError::NotFound),
@@ -248,7 +260,7 @@ impl SessionState {
         match self.env.store.apply(change).await.map_err(store_error)? {
             WriteOutcome::Committed { version } => {
                 rotation::apply(&mut self.record, change, version);
-                self.synced_at = Instant::now();
+                self.synced_at = Some(Instant::now());
                 if let Some(observer) = self.env.stats.observer.get() {
                     observer.committed(change);
                 }
@@ -422,7 +434,10 @@ impl SessionState {
     /// Access-token check: memory if recent enough, else the store; then the usability rules.
     async fn check(&mut self) -> Result<SessionRecord, SessionError> {
         let mut fresh = false;
-        if self.synced_at.elapsed() >= self.env.config.staleness {
+        let trusted = self
+            .synced_at
+            .is_some_and(|at| at.elapsed() < self.env.config.staleness);
+        if !trusted {
             self.reload().await?;
             fresh = true;
         }

@@ -30,7 +30,9 @@ pub struct SessionsConfig {
     pub max_ttl: chrono::Duration,
     /// An actor that has handled nothing for this long stops.
     pub passivate_after: Duration,
-    /// How old an actor's view may be before an access-token check re-reads the store.
+    /// How old an actor's view may be before an access-token check re-reads the store, when no
+    /// [`Sessions::invalidate`] came first. With a change feed between instances (PostgreSQL's
+    /// LISTEN/NOTIFY) this is only the safety net for a lost notification.
     pub staleness: Duration,
     /// How long a caller waits for an actor's answer.
     pub call_timeout: Duration,
@@ -227,6 +229,24 @@ impl Sessions {
     pub async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<(), SessionError> {
         self.call(id, |reply| SessionMsg::Revoke(reason, reply))
             .await?
+    }
+
+    /// Tells the session's resident actor, if any, that the store changed under it (another
+    /// instance revoked it, say): its next access-token check re-reads the store. Does nothing
+    /// for a session that is not resident, since an activation reads the store anyway.
+    pub fn invalidate(&self, id: SessionId) {
+        if let Some(actor) = self.inner.env.registry.get(id) {
+            // A stopped actor no longer matters: its successor loads from the store.
+            let _ = actor.cast(SessionMsg::Invalidate);
+        }
+    }
+
+    /// [`Sessions::invalidate`] for every resident session: after the change feed lost its
+    /// connection, any notification may have been missed.
+    pub fn invalidate_all(&self) {
+        for actor in self.inner.env.registry.actors() {
+            let _ = actor.cast(SessionMsg::Invalidate);
+        }
     }
 
     /// Live counters.

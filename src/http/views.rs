@@ -6,7 +6,7 @@ use sessiond_actors::model::SessionRecord;
 use sessiond_actors::rotation::RotationPolicy;
 use utoipa::ToSchema;
 
-use crate::store::{User, UserStatus};
+use crate::store::{User, UserProfile, UserStatus};
 
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -41,8 +41,8 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
+impl From<&UserProfile> for UserView {
+    fn from(u: &UserProfile) -> Self {
         Self {
             id: u.id.to_string(),
             email: u.email.clone(),
@@ -54,6 +54,12 @@ impl From<&User> for UserView {
             email_verified_at: u.email_verified_at,
             created_at: u.created_at,
         }
+    }
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self::from(&UserProfile::from(u))
     }
 }
 

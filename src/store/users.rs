@@ -43,6 +43,9 @@ impl Store {
                     .rows_affected()
             }
         };
+        if updated == 1 {
+            self.user_changed(id).await;
+        }
         Ok(updated == 1)
     }
 

@@ -208,6 +208,7 @@ impl Store {
         }?;
         if redeemed {
             event.log();
+            self.user_changed(effect.user()).await;
         }
         Ok(redeemed)
     }

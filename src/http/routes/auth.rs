@@ -23,7 +23,7 @@ use crate::http::state::AppState;
 use crate::http::views::{SessionView, TokenResponse, UserView};
 use crate::ratelimit::LimitClass;
 use crate::store::audit::{self, AuditClient, AuditEvent};
-use crate::store::{CreateUserError, NewUser, User, UserStatus};
+use crate::store::{CreateUserError, NewUser, UserProfile, UserStatus};
 
 /// `POST /v1/auth/register` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
@@ -307,7 +307,13 @@ pub async fn login(
     tracing::Span::current()
         .record("user_id", tracing::field::display(user.id))
         .record("session_id", tracing::field::display(session.id));
-    token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
+    token_response(
+        &state,
+        StatusCode::CREATED,
+        &UserProfile::from(&user),
+        &session,
+        &refresh_token,
+    )
 }
 
 /// Exchanges a refresh token for a new access token and its child refresh token.
@@ -352,9 +358,10 @@ pub async fn refresh(
     if refreshed.outcome == RefreshOutcome::GraceRetry {
         tracing::debug!(session_id = %token.session_id, "grace retry");
     }
+    // The profile cache spares the database read on the hot path (see `Store::profile`).
     let user = state
         .store
-        .get_user(refreshed.session.user_id)
+        .profile(refreshed.session.user_id)
         .await?
         .ok_or(ApiError::InvalidRefreshToken)?;
     token_response(
@@ -378,7 +385,7 @@ pub(crate) fn session_error(e: SessionError) -> ApiError {
 pub(crate) fn token_response(
     state: &AppState,
     status: StatusCode,
-    user: &User,
+    user: &UserProfile,
     session: &SessionRecord,
     refresh_token: &RefreshToken,
 ) -> Result<Response, ApiError> {

@@ -25,13 +25,14 @@ pub async fn me(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Json<MeResponse>, ApiError> {
+    // Cached: the hot path needs no database read (see `Store::profile`).
     let user = state
         .store
-        .get_user(me.user_id)
+        .profile(me.user_id)
         .await?
         .ok_or(ApiError::InvalidToken)?;
     Ok(Json(MeResponse {
-        user: UserView::from(&user),
+        user: UserView::from(user.as_ref()),
         session: SessionView::new(&me.session, &state.policy, true),
     }))
 }

@@ -41,7 +41,7 @@ use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::mfa::{
     ChallengeAttempt, CompleteOutcome, MfaChallenge, SecondFactor, TotpEnrolment,
 };
-use crate::store::{User, UserStatus};
+use crate::store::{User, UserProfile, UserStatus};
 
 /// Audit event kinds written here.
 pub mod kind {
@@ -576,5 +576,11 @@ pub async fn complete_login(
         method = proof.method(),
         "second factor accepted"
     );
-    token_response(&state, StatusCode::CREATED, &user, &session, &refresh_token)
+    token_response(
+        &state,
+        StatusCode::CREATED,
+        &UserProfile::from(&user),
+        &session,
+        &refresh_token,
+    )
 }
