@@ -412,6 +412,119 @@ async fn the_batch_observer_sees_every_batch() {
     assert_eq!(seen.load(Ordering::Relaxed), 5);
 }
 
+/// The token history of a session as stored: `(generation, token hash, issued at)`, read with
+/// raw SQL so the test sees exactly what is on disk.
+async fn pg_token_rows(url: &str, id: SessionId) -> Vec<(i64, Vec<u8>, chrono::DateTime<Utc>)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let rows = sqlx::query_as(
+        "SELECT generation, token_hash, issued_at FROM refresh_tokens WHERE session_id = $1 \
+         ORDER BY generation",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    rows
+}
+
+/// PostgreSQL writes a batch's rotations with one statement: a committed rotation and a stale
+/// one in one batch leave exactly the committed one's rows (session and token history), and
+/// the same holds when a revocation makes the batch a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_rotations_write_exactly_the_committed_rows() {
+    let ctx = ctx(
+        TestBackend::Postgres,
+        GroupCommitConfig {
+            max_batch: 2,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await;
+    let sessions = ctx.sessions(3).await;
+    let (fresh, stale, revoked) = (&sessions[0], &sessions[1], &sessions[2]);
+    // Microseconds: what PostgreSQL stores.
+    let at = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let rotation = |s: &SessionRecord, version: i64, generation: u64| {
+        let hash = RefreshSecret::random().hash();
+        let change = SessionChange::Rotate {
+            id: s.id,
+            expected_version: version,
+            new_generation: generation,
+            new_hash: hash,
+            at,
+        };
+        (hash, change)
+    };
+    let (fresh_hash, fresh_change) = rotation(fresh, 1, 1);
+    let (_, stale_change) = rotation(stale, 5, 1);
+    let outcomes = submit_all(&ctx.store, vec![fresh_change, stale_change]).await;
+    assert_eq!(ctx.stats().batches, 1, "one batch of 2");
+    assert_eq!(
+        outcomes[0].as_ref().unwrap(),
+        &WriteOutcome::Committed { version: 2 }
+    );
+    assert_eq!(outcomes[1].as_ref().unwrap(), &WriteOutcome::Conflict);
+
+    let stored = ctx.load(fresh.id).await;
+    assert_eq!((stored.version, stored.generation), (2, 1));
+    assert_eq!(stored.current_hash, fresh_hash);
+    assert_eq!(stored.previous_hash, Some(fresh.current_hash));
+    assert_eq!((stored.rotated_at, stored.last_seen_at), (Some(at), at));
+    assert_eq!(
+        pg_token_rows(ctx._db.url(), fresh.id).await,
+        vec![
+            (0, fresh.current_hash.as_bytes().to_vec(), stored.created_at),
+            (1, fresh_hash.as_bytes().to_vec(), at),
+        ]
+    );
+    // The stale rotation wrote nothing.
+    let untouched = ctx.load(stale.id).await;
+    assert_eq!((untouched.version, untouched.generation), (1, 0));
+    assert_eq!(untouched.current_hash, stale.current_hash);
+    assert_eq!(untouched.previous_hash, None);
+    assert_eq!(untouched.rotated_at, None);
+    let rows = pg_token_rows(ctx._db.url(), stale.id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, 0);
+
+    // A revocation in the batch makes it a transaction; the rotation still commits with it.
+    let (next_hash, next_change) = rotation(fresh, 2, 2);
+    let outcomes = submit_all(
+        &ctx.store,
+        vec![
+            SessionChange::Revoke {
+                id: revoked.id,
+                expected_version: 1,
+                reason: RevokeReason::Admin,
+                at,
+            },
+            next_change,
+        ],
+    )
+    .await;
+    assert_eq!(ctx.stats().batches, 2);
+    assert_eq!(
+        outcomes[0].as_ref().unwrap(),
+        &WriteOutcome::Committed { version: 2 }
+    );
+    assert_eq!(
+        outcomes[1].as_ref().unwrap(),
+        &WriteOutcome::Committed { version: 3 }
+    );
+    assert_eq!(ctx.load(revoked.id).await.status, SessionStatus::Revoked);
+    let stored = ctx.load(fresh.id).await;
+    assert_eq!((stored.version, stored.generation), (3, 2));
+    assert_eq!(stored.current_hash, next_hash);
+    let generations: Vec<i64> = pg_token_rows(ctx._db.url(), fresh.id)
+        .await
+        .into_iter()
+        .map(|(generation, _, _)| generation)
+        .collect();
+    assert_eq!(generations, [0, 1, 2]);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres {

@@ -4,6 +4,8 @@
 //! Fencing relies on PostgreSQL's row locks under READ COMMITTED: of two concurrent
 //! `UPDATE ... WHERE id = $1 AND version = $2`, the second waits for the first, re-checks its
 //! WHERE clause against the committed row, finds the version moved on and updates zero rows.
+//! The same holds for a batch's rotations, which are one `UPDATE ... FROM unnest(...)`: the
+//! re-check covers the join condition, so each row is fenced on its own expected version.
 
 use std::time::Duration;
 
@@ -268,10 +270,23 @@ impl PgStore {
             .ok_or_else(|| StoreError::Other("apply: no outcome".into()))
     }
 
-    /// Applies `changes` in ONE transaction, each fenced on its own version, and answers each
-    /// its own outcome, in order. A lost fence is that change's `Conflict` (nothing of it is
-    /// written) and does not affect the others; any error rolls the whole transaction back and
-    /// fails every change. Rows are locked in id order so concurrent batches cannot deadlock.
+    /// Applies `changes` all or nothing, each fenced on its own version, and answers each its
+    /// own outcome, in order. A lost fence is that change's `Conflict` (nothing of it is written)
+    /// and does not affect the others; any error writes nothing and fails every change. Outcomes
+    /// are returned only after the statement or transaction holding them has committed.
+    ///
+    /// Commits dominate refreshes, and per-statement overhead dominates PostgreSQL's CPU, so all
+    /// rotations of a batch are ONE statement ([`rotate_all`]). A batch of rotations only (the
+    /// common case) runs it without BEGIN/COMMIT: a single statement is atomic in autocommit, so
+    /// the batch is one round trip. A batch with revocations or compromises (rare) is one
+    /// transaction: rotation statements and the others' single-row writes (with their audit
+    /// rows), walked in session-id order. A batch naming one session twice (never sent by one
+    /// process: one actor per session, one write in flight) takes the one-by-one path, so the
+    /// second change is fenced on what the first wrote.
+    ///
+    /// Rows are locked in session-id order (the input is sorted and drives the plan), so
+    /// concurrent batches of several processes do not deadlock; should a plan ever lock in
+    /// another order, PostgreSQL's deadlock detector fails that batch with a retryable error.
     pub(crate) async fn apply_batch(
         &self,
         changes: &[SessionChange],
@@ -283,10 +298,26 @@ impl PgStore {
         let mut order: Vec<usize> = (0..changes.len()).collect();
         order.sort_by_key(|&i| changes[i].session_id().as_uuid());
         let mut outcomes = vec![WriteOutcome::Conflict; changes.len()];
+        let distinct = order
+            .windows(2)
+            .all(|w| changes[w[0]].session_id() != changes[w[1]].session_id());
+        let is_rotation = |i: usize| matches!(changes[i], SessionChange::Rotate { .. });
+        if distinct && order.iter().all(|&i| is_rotation(i)) {
+            rotate_all(&self.pool, op, changes, &order, &mut outcomes).await?;
+            return Ok(outcomes);
+        }
         let mut events = Vec::new();
         let mut tx = self.pool.begin().await.map_err(|e| map_err(op, e))?;
         let mut committed_any = false;
+        // Consecutive rotations (in id order) waiting to be written as one statement.
+        let mut run = Vec::new();
         for i in order {
+            if distinct && is_rotation(i) {
+                run.push(i);
+                continue;
+            }
+            committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
+            run.clear();
             let (outcome, event) = apply_in(&mut tx, &changes[i]).await?;
             if let Some(event) = event {
                 audit::insert_pg(&mut tx, &event).await?;
@@ -295,6 +326,7 @@ impl PgStore {
             committed_any |= matches!(outcome, WriteOutcome::Committed { .. });
             outcomes[i] = outcome;
         }
+        committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
         if committed_any {
             tx.commit().await.map_err(|e| map_err(op, e))?;
             audit::log_all(&events);
@@ -369,9 +401,84 @@ impl PgStore {
     }
 }
 
+/// Writes the rotations `changes[i]` for `i` in `run` (distinct sessions, sorted by session id)
+/// with ONE statement on `executor`: each session row is updated if its version is still the
+/// expected one, and each updated row gets its token-history row. Sets `outcomes[i]` to
+/// `Committed` for every row written, leaving the others' `Conflict`; returns whether any was
+/// written. The statement is read to its end (`fetch_all`), so in autocommit an outcome exists
+/// only once the statement's implicit commit succeeded. An empty run sends nothing.
+///
+/// Same columns and semantics as the single-row rotation in [`apply_in`].
+async fn rotate_all<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    op: &str,
+    changes: &[SessionChange],
+    run: &[usize],
+    outcomes: &mut [WriteOutcome],
+) -> Result<bool, StoreError> {
+    if run.is_empty() {
+        return Ok(false);
+    }
+    let mut ids = Vec::with_capacity(run.len());
+    let mut expected = Vec::with_capacity(run.len());
+    let mut hashes: Vec<&[u8]> = Vec::with_capacity(run.len());
+    let mut generations = Vec::with_capacity(run.len());
+    let mut ats = Vec::with_capacity(run.len());
+    for &i in run {
+        let SessionChange::Rotate {
+            id,
+            expected_version,
+            new_generation,
+            new_hash,
+            at,
+        } = &changes[i]
+        else {
+            return Err(StoreError::Other(format!("{op}: not a rotation")));
+        };
+        ids.push(id.as_uuid());
+        expected.push(*expected_version);
+        hashes.push(new_hash.as_bytes().as_slice());
+        generations.push(generation_to_db(*new_generation)?);
+        ats.push(*at);
+    }
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::bigint[], \
+                                  $5::timestamptz[]) AS i (id, expected, hash, generation, at) \
+         ), upd AS ( \
+             UPDATE sessions s SET previous_hash = s.current_hash, current_hash = i.hash, \
+                 generation = i.generation, rotated_at = i.at, last_seen_at = i.at, \
+                 version = s.version + 1 \
+             FROM input i WHERE s.id = i.id AND s.version = i.expected \
+             RETURNING s.id, s.version, i.hash, i.generation, i.at \
+         ), ins AS ( \
+             INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
+             SELECT id, generation, hash, at FROM upd \
+         ) \
+         SELECT id, version FROM upd",
+    )
+    .bind(&ids)
+    .bind(&expected)
+    .bind(&hashes)
+    .bind(&generations)
+    .bind(&ats)
+    .fetch_all(executor)
+    .await
+    .map_err(|e| map_err(op, e))?;
+    let committed_any = !rows.is_empty();
+    for (id, version) in rows {
+        let pos = ids
+            .binary_search(&id)
+            .map_err(|_| StoreError::Other(format!("{op}: unexpected session in result")))?;
+        outcomes[run[pos]] = WriteOutcome::Committed { version };
+    }
+    Ok(committed_any)
+}
+
 /// Applies one fenced change inside `tx`: the session update, the token-history row of a
 /// rotation, and (for a revocation or compromise) the audit event to insert with it. Shared by
-/// single writes and group-committed batches.
+/// single writes and group-committed batches for revocations and compromises; rotations take
+/// this path only in a batch naming one session twice (see [`PgStore::apply_batch`]).
 async fn apply_in(
     tx: &mut PgConnection,
     change: &SessionChange,
