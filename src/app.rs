@@ -268,6 +268,22 @@ impl Application {
             stop_rx.clone(),
         );
 
+        let token_cache_sweeper = {
+            // Verified access tokens are remembered a while (see `crypto::access_token`); an
+            // idle process drops them, so its memory returns to the idle baseline.
+            let tokens = state.tokens.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(tokens.sweep_period());
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => return,
+                        _ = tick.tick() => tokens.sweep_cache(),
+                    }
+                }
+            })
+        };
+
         let readiness = state.readiness.clone();
         let router = http::router(
             state.clone(),
@@ -331,6 +347,7 @@ impl Application {
         let _ = stop_tx.send(true);
         state.sessions.shutdown().await;
         let _ = feed.await;
+        let _ = token_cache_sweeper.await;
         // Mail already queued (codes just handed out) is sent before the process ends.
         state.mailer.shutdown(config.shutdown_timeout).await;
         let _ = purge.await;

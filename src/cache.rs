@@ -40,6 +40,17 @@ pub struct GenerationalCache<K, V> {
     shard_capacity: usize,
 }
 
+impl<K, V> std::fmt::Debug for GenerationalCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys and values stay out of logs (they may be token digests or account data).
+        f.debug_struct("GenerationalCache")
+            .field("shards", &self.shards.len())
+            .field("period", &self.period)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K: Eq + Hash + Clone, V: Clone> GenerationalCache<K, V> {
     /// A cache of at most about `capacity` entries (twice that while two generations are
     /// full), rotated every `period`, serving entries at most `max_age` old.

@@ -8,6 +8,12 @@
 //! `none`, no RSA/HMAC confusion), the `kid` must name one of our keys (the key is chosen by
 //! `kid`, never by trying them all), `typ` must be `at+jwt`, issuer and audience must match,
 //! and expiry allows only [`LEEWAY_SECS`] of clock skew between instances.
+//!
+//! A signature check costs tens of microseconds (EdDSA verify ≈ 40 µs here), more than the
+//! rest of an authenticated read. Tokens that verified are remembered by their SHA-256 for a
+//! while (like a gateway's JWT cache): the same bytes presented again skip the signature and
+//! claim parsing, never the time checks (expiry, `iat`, `nbf`), which run on every call.
+//! Nothing that failed is cached, so garbage cannot fill the cache.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +27,18 @@ use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{SessionRecord, SessionStatus};
 use uuid::Uuid;
 
+use sha2::{Digest, Sha256};
+
+use crate::cache::GenerationalCache;
 use crate::crypto::keys::KeyRing;
+
+/// Verified tokens remembered at most (per generation; a few hundred bytes each).
+const VERIFIED_CAPACITY: usize = 32 * 1024;
+/// A generation's life in the verified-token cache: an unused entry goes after 30–60 s.
+const VERIFIED_PERIOD: Duration = Duration::from_secs(30);
+/// How long a verified token is remembered at most, however often it is used (its own `exp`
+/// is checked on every call regardless).
+const VERIFIED_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// The `typ` header of access tokens (RFC 9068 §2.1).
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -142,13 +159,15 @@ impl InvalidAccessToken {
 }
 
 /// Issues and verifies access tokens with one key ring.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct AccessTokens {
     keys: Arc<KeyRing>,
     issuer: String,
     audience: String,
     ttl: Duration,
     validation: Validation,
+    /// SHA-256 of a token that verified → what it verified to. See the module docs.
+    verified: GenerationalCache<[u8; 32], Arc<VerifiedAccess>>,
 }
 
 impl AccessTokens {
@@ -174,7 +193,19 @@ impl AccessTokens {
             audience,
             ttl,
             validation,
+            verified: GenerationalCache::new(VERIFIED_CAPACITY, VERIFIED_PERIOD, VERIFIED_MAX_AGE),
         }
+    }
+
+    /// Drops remembered tokens unused for two periods; run periodically so an idle process
+    /// gives the memory back.
+    pub fn sweep_cache(&self) {
+        self.verified.sweep();
+    }
+
+    /// How often [`AccessTokens::sweep_cache`] should run.
+    pub fn sweep_period(&self) -> Duration {
+        self.verified.period() / 2
     }
 
     /// The configured lifetime.
@@ -248,6 +279,25 @@ impl AccessTokens {
         if token.len() > MAX_TOKEN_LEN {
             return Err(E::Malformed);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let verified = match self.verified.get(&digest) {
+            Some(verified) => verified,
+            None => {
+                let verified = Arc::new(self.verify_signature_and_claims(token)?);
+                self.verified.insert(digest, Arc::clone(&verified));
+                verified
+            }
+        };
+        check_times(&verified.claims, now.timestamp())?;
+        Ok(VerifiedAccess::clone(&verified))
+    }
+
+    /// Everything but the time checks: header, key, signature, issuer, audience, subject.
+    fn verify_signature_and_claims(
+        &self,
+        token: &str,
+    ) -> Result<VerifiedAccess, InvalidAccessToken> {
+        use InvalidAccessToken as E;
         // The header is read before the signature is checked, only to choose the key and to
         // refuse anything but our own algorithm and type.
         let header = jsonwebtoken::decode_header(token).map_err(|_| E::Malformed)?;
@@ -276,17 +326,6 @@ impl AccessTokens {
             },
         )?;
         let claims = data.claims;
-        let now = now.timestamp();
-        if now >= claims.exp.saturating_add(LEEWAY_SECS) {
-            return Err(E::Expired);
-        }
-        if claims.iat > now.saturating_add(LEEWAY_SECS)
-            || claims
-                .nbf
-                .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
-        {
-            return Err(E::NotYetValid);
-        }
         let user_id = claims.sub.parse::<UserId>().map_err(|_| E::Malformed)?;
         let session_id = claims.sid.parse::<SessionId>().map_err(|_| E::Malformed)?;
         Ok(VerifiedAccess {
@@ -295,6 +334,21 @@ impl AccessTokens {
             claims,
         })
     }
+}
+
+/// Expiry, `iat` and `nbf` against `now` (Unix seconds), with [`LEEWAY_SECS`] of skew.
+fn check_times(claims: &AccessClaims, now: i64) -> Result<(), InvalidAccessToken> {
+    if now >= claims.exp.saturating_add(LEEWAY_SECS) {
+        return Err(InvalidAccessToken::Expired);
+    }
+    if claims.iat > now.saturating_add(LEEWAY_SECS)
+        || claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+    {
+        return Err(InvalidAccessToken::NotYetValid);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -530,6 +584,51 @@ mod tests {
         let forged = forge(&stranger, header_of(&t), &claims);
         assert_eq!(
             t.verify(&forged).unwrap_err(),
+            InvalidAccessToken::Signature
+        );
+    }
+
+    #[test]
+    fn a_remembered_token_still_meets_every_time_check() {
+        let t = tokens(ring(SigningAlg::EdDsa));
+        let now = Utc::now();
+        let s = session(now);
+        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        // Verified once: remembered from now on.
+        assert!(t.verify_at(&token, now).is_ok());
+        assert!(t.verify_at(&token, now).is_ok(), "served from the cache");
+        let past_exp = now + chrono::Duration::minutes(15) + chrono::Duration::seconds(LEEWAY_SECS);
+        assert_eq!(
+            t.verify_at(&token, past_exp).unwrap_err(),
+            InvalidAccessToken::Expired
+        );
+        let before_iat = now - chrono::Duration::seconds(LEEWAY_SECS + 1);
+        assert_eq!(
+            t.verify_at(&token, before_iat).unwrap_err(),
+            InvalidAccessToken::NotYetValid
+        );
+    }
+
+    #[test]
+    fn a_token_differing_from_a_remembered_one_is_verified_in_full() {
+        let t = tokens(ring(SigningAlg::EdDsa));
+        let now = Utc::now();
+        let s = session(now);
+        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        assert!(t.verify(&token).is_ok());
+        // The same signature over another payload (one claim changed): not the remembered bytes.
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims = t.verify(&token).unwrap().claims;
+        claims.sub = Uuid::now_v7().to_string();
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let spliced = format!("{}.{payload}.{}", parts[0], parts[2]);
+        assert_eq!(
+            t.verify(&spliced).unwrap_err(),
+            InvalidAccessToken::Signature
+        );
+        // A failure is not remembered either.
+        assert_eq!(
+            t.verify(&spliced).unwrap_err(),
             InvalidAccessToken::Signature
         );
     }
