@@ -61,7 +61,16 @@ fn bench(c: &mut Criterion) {
                     .expect("sign")
             })
         });
+        // A token seen for the first time: signature, claims and time checks.
         group.bench_function(format!("verify/{name}"), |b| {
+            b.iter(|| {
+                tokens
+                    .verify_uncached_at(black_box(&issued.token), now)
+                    .expect("verify")
+            })
+        });
+        // The same token again: SHA-256, cache look-up and time checks.
+        group.bench_function(format!("verify_remembered/{name}"), |b| {
             b.iter(|| {
                 tokens
                     .verify_at(black_box(&issued.token), now)

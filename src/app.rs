@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::crypto::access_token::AccessTokens;
 use crate::crypto::keys::KeyRing;
 use crate::crypto::password::PasswordHasher;
-use crate::http::state::{AppState, Readiness};
+use crate::http::state::{AppState, Readiness, Services};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -179,7 +179,7 @@ impl Application {
             address,
             metrics_listener,
             metrics_address,
-            state: AppState {
+            state: AppState::new(Services {
                 sessions,
                 store,
                 tokens,
@@ -196,7 +196,7 @@ impl Application {
                 require_verified_email: config.mail.require_verified_email,
                 limiter,
                 register_conflict: config.abuse.register_conflict,
-            },
+            }),
             config: Arc::new(config),
         })
     }

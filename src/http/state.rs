@@ -12,9 +12,28 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::password::PasswordHasher;
 use crate::store::Store;
 
-/// Shared handler state. Cheap to clone: everything is behind `Arc` or is a handle.
+/// Shared handler state: one `Arc`, so the per-request clones axum makes (one per extractor
+/// that takes `State`) cost one atomic increment, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Wraps `services` for sharing.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// Everything a handler can reach; see [`AppState`].
+pub struct Services {
     /// The session engine: every refresh, check and revocation goes through it.
     pub sessions: Sessions,
     /// Users and read-only session queries (listing).
