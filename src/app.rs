@@ -260,6 +260,12 @@ impl Application {
             chrono::Duration::from_std(config.purge_retention)?,
             stop_rx.clone(),
         );
+        // Returns the memory of passivated actors to the OS (glibc keeps it otherwise).
+        let trimmer = crate::memory::spawn_trimmer(
+            state.sessions.stats(),
+            crate::memory::trims_metric(&state.metrics)?,
+            stop_rx.clone(),
+        );
 
         let feed = spawn_change_feed(
             &state.store,
@@ -351,6 +357,7 @@ impl Application {
         // Mail already queued (codes just handed out) is sent before the process ends.
         state.mailer.shutdown(config.shutdown_timeout).await;
         let _ = purge.await;
+        let _ = trimmer.await;
         // Requests have finished: write the API-key uses noted since the last flush.
         let _ = usage_flusher.await;
         state.api_key_usage.flush_logged(&state.store).await;

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod mfa;
 pub mod ratelimit;

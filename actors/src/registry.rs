@@ -266,3 +266,39 @@ impl Registry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_shrink_as_they_empty() {
+        let registry = Registry::new(1);
+        let bound: Vec<_> = (0..10_000)
+            .map(|pid| (ActorId::Local(pid), SessionId::new()))
+            .collect();
+        for (actor, id) in &bound {
+            registry.bind(*actor, *id);
+        }
+        let (_, full) = registry.capacity();
+        assert!(full >= 10_000);
+
+        for (actor, _) in &bound[..9_000] {
+            assert!(registry.unbind(0, *actor).is_some());
+        }
+        let (_, sparse) = registry.capacity();
+        assert!((1_000..=4 * 1_000).contains(&sparse), "{sparse}");
+
+        for (actor, _) in &bound[9_000..] {
+            assert!(registry.unbind(0, *actor).is_some());
+        }
+        let (_, empty) = registry.capacity();
+        assert!(empty < SHRINK_MIN_CAPACITY, "{empty}");
+
+        // Grows again as usual.
+        for (actor, id) in &bound[..100] {
+            registry.bind(*actor, *id);
+        }
+        assert_eq!(registry.unbind(0, bound[0].0), Some(bound[0].1));
+    }
+}

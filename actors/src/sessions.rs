@@ -100,6 +100,9 @@ pub struct SessionStats {
     pub restarts: AtomicU64,
     /// Fenced writes that lost and reloaded.
     pub fence_conflicts: AtomicU64,
+    /// Supervisor cohorts stopped after their actors left, freeing the tables that linked them
+    /// (see [`crate::supervisor`]); the process's memory trimmer watches it.
+    pub cohorts_released: AtomicU64,
     /// Told about handling times and committed changes; installed by [`Sessions::observe`].
     pub observer: OnceLock<Arc<dyn SessionObserver>>,
 }

@@ -1,19 +1,28 @@
 //! Resident memory per actor, in one process: N bare ractor actors with an empty state versus N
 //! session actors (each holding its `SessionRecord`) activated through `Sessions` over the
-//! in-memory store, then whether passivation gives the memory back (with and without
-//! `malloc_trim`, to inform the allocator choice). Prints one JSON object.
+//! in-memory store, then whether passivation gives the memory back the way sessiond does it:
+//! the engine's sweeps passivate the actors (the registry shrinks its maps, the shard
+//! supervisors release their cohorts) and sessiond's trimmer (`sessiond::memory`, started here
+//! as `src/app.rs` starts it) returns the freed heap to the OS. Prints one JSON object.
 //!
 //! `bench_actor_rss [N] [PASSIVATE_SECS]` (defaults 100000 and 5).
 //!
 //! RSS is read from /proc/self/status (Linux). Everything that a resident session costs is in
 //! the session figure: the actor, its task, its mailbox, its record and its registry entry. The
 //! store's own copy of the sessions is allocated before the baseline, so it is not.
+//!
+//! After passivation: `rss_after_passivation` is read once every actor has passivated, two
+//! sweeps have compacted the supervisors and the trimmer has acted on the final counters —
+//! what sessiond's RSS is after the idle window. `rss_after_extra_trim` follows one more
+//! `malloc_trim(0)` by hand: anything it gives back is free memory the trimmer left behind.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sessiond::memory::{self, Freed};
 use sessiond_actors::clock::SystemClock;
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::memory_store::MemoryStore;
@@ -62,10 +71,7 @@ async fn settled_rss() -> u64 {
 }
 
 fn trim() {
-    // SAFETY: malloc_trim only releases free memory at the top of / inside glibc's heaps.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    memory::trim();
 }
 
 fn record(now: chrono::DateTime<Utc>) -> SessionRecord {
@@ -124,6 +130,8 @@ fn main() {
         .next()
         .map(|s| s.parse().expect("PASSIVATE_SECS"))
         .unwrap_or(5);
+    // As sessiond runs (its trimmer sets this up at start), bare actors included.
+    memory::configure_allocator();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async move {
         let (bare_before, bare_after, bare_spawn_s) = bare(n).await;
@@ -154,6 +162,21 @@ fn main() {
         )
         .await
         .expect("start the session engine");
+        // sessiond's trimmer, as `src/app.rs` starts it next to the engine.
+        let trims = Arc::new(AtomicU64::new(0));
+        let last_trim = Arc::new(Mutex::new(None::<Freed>));
+        let (stop_trimmer, stop_rx) = tokio::sync::watch::channel(false);
+        let trimmer = memory::spawn_trimmer(
+            sessions.stats(),
+            {
+                let (trims, last_trim) = (trims.clone(), last_trim.clone());
+                move |freed| {
+                    trims.fetch_add(1, Ordering::SeqCst);
+                    *last_trim.lock().unwrap() = Some(freed);
+                }
+            },
+            stop_rx,
+        );
         trim();
         let idle = settled_rss().await;
         let start = Instant::now();
@@ -162,19 +185,33 @@ fn main() {
         }
         let activate_s = start.elapsed().as_secs_f64();
         let stats = sessions.stats();
-        let resident = stats.resident.load(std::sync::atomic::Ordering::SeqCst);
+        let resident = stats.resident.load(Ordering::SeqCst);
         let active = settled_rss().await;
-        // Wait for the idle window (sweeps run every passivate_after / 4) to empty the registry.
-        let deadline = Instant::now() + Duration::from_secs(passivate_secs * 3 + 30);
-        while stats.resident.load(std::sync::atomic::Ordering::SeqCst) > 0
-            && Instant::now() < deadline
-        {
+        // The idle window, then sweeps (every passivate_after / 4) empty the registry.
+        let passivate = Duration::from_secs(passivate_secs);
+        let start = Instant::now();
+        let deadline = start + passivate * 3 + Duration::from_secs(30);
+        while stats.resident.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let left = stats.resident.load(std::sync::atomic::Ordering::SeqCst);
+        let left = stats.resident.load(Ordering::SeqCst);
+        let passivated_s = start.elapsed().as_secs_f64();
+        // Two more sweeps compact the supervisors; then the trimmer acts on the final counters
+        // (it checks every memory::CHECK_EVERY).
+        tokio::time::sleep(passivate / 2 + Duration::from_millis(500)).await;
+        let deadline = Instant::now() + memory::CHECK_EVERY * 3;
+        while *last_trim.lock().unwrap() != Some(Freed::read(&stats)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let caught_up = *last_trim.lock().unwrap() == Some(Freed::read(&stats));
+        let settled_s = start.elapsed().as_secs_f64();
         let passivated = settled_rss().await;
+        let released = stats.cohorts_released.load(Ordering::SeqCst);
+        let trims = trims.load(Ordering::SeqCst);
         trim();
         let trimmed = settled_rss().await;
+        let _ = stop_trimmer.send(true);
+        let _ = trimmer.await;
         sessions.shutdown().await;
 
         let bare_per = (bare_after.saturating_sub(bare_before)) as f64 / n as f64;
@@ -187,8 +224,10 @@ fn main() {
              \"bytes_per_actor\":{session_per:.1},\"activate_s\":{activate_s:.3}}},\
              \"ratio_session_to_bare\":{:.3},\
              \"passivation\":{{\"passivate_after_s\":{passivate_secs},\"still_resident\":{left},\
+             \"all_passivated_s\":{passivated_s:.1},\"settled_s\":{settled_s:.1},\
+             \"cohorts_released\":{released},\"trims\":{trims},\"trimmer_caught_up\":{caught_up},\
              \"rss_after_passivation\":{passivated},\"over_idle_after_passivation\":{:.4},\
-             \"rss_after_malloc_trim\":{trimmed},\"over_idle_after_malloc_trim\":{:.4}}}}}",
+             \"rss_after_extra_trim\":{trimmed},\"over_idle_after_extra_trim\":{:.4}}}}}",
             if bare_per > 0.0 {
                 session_per / bare_per
             } else {
