@@ -206,6 +206,8 @@ seed read "$SVC_DB" "$USERS" "$PER_USER" 1000000
 seed flood "$SVC_DB" 200 10 2000000
 
 run_wrk refresh refresh.lua "$MAIN_URL" SEED_FILE="$WORK/seed-refresh.jsonl"
+# Group commit's batch sizes during that run (sessiond_store_commit_batch_size_{sum,count}).
+curl -fsS "$MAIN_URL/metrics" >"$RAW/metrics-after-refresh.txt" 2>/dev/null || true
 run_wrk me me.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl"
 run_wrk login login.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl" SEED_PASSWORD="$SEED_PASSWORD"
 
@@ -227,6 +229,34 @@ FLOOD_SESSIONS=$(( $(cat "$RAW/seed-flood.count") - 100 ))
   -e DURATION="${K6_SECONDS}s" -e SESSIONS="$FLOOD_SESSIONS" -e LOGIN_USERS=100 -e MAX_VUS=300 \
   -e P99_MS=20 "$ROOT/k6/login_flood.js" >"$RAW/k6-login_flood.txt" 2>&1 || echo "login_flood: a threshold failed (recorded)" >&2
 kill_pid "$MAIN_PID"
+
+# Reference (not a limit of the issue): sessiond's own rotation statement, one session per
+# transaction, under the same pgbench load as (a), on the seeded sessions: the database's cost
+# of one rotation with this schema (heap and index writes of sessions and refresh_tokens, the
+# foreign-key check) against (a)'s single-row UPDATE. The store batches these statements; this
+# is the unbatched cost.
+say "reference: pgbench of sessiond's rotation statement, $CONNECTIONS clients, ${DURATION}s"
+psql -q "$SVC_DB" >/dev/null <<'SQL'
+CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM sessions;
+CREATE INDEX ON bench_ids (n);
+ANALYZE bench_ids;
+SQL
+cat >"$WORK/rotate.sql" <<SQL
+\\set n random(1, $(psql -At "$SVC_DB" -c "SELECT count(*) FROM bench_ids"))
+WITH input AS (SELECT * FROM unnest((SELECT ARRAY[id] FROM bench_ids WHERE n = :n), ARRAY[now()])
+                 AS i(id, at)),
+upd AS (UPDATE sessions s SET previous_hash = s.current_hash,
+          current_hash = sha256(gen_random_uuid()::text::bytea), generation = s.generation + 1,
+          rotated_at = i.at, last_seen_at = i.at, version = s.version + 1
+        FROM input i WHERE s.id = i.id
+        RETURNING s.id, s.current_hash, s.generation, i.at),
+ins AS (INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at)
+        SELECT id, generation, current_hash, at FROM upd)
+SELECT count(*) FROM upd;
+SQL
+pgbench -n -M prepared -c "$CONNECTIONS" -j "$WRK_THREADS" -T "$DURATION" -f "$WORK/rotate.sql" "$SVC_DB" \
+  >"$RAW/pgbench-rotation.txt" 2>&1 || die "pgbench rotation (see $RAW/pgbench-rotation.txt)"
+grep -E "tps|latency" "$RAW/pgbench-rotation.txt" >&2 || true
 
 # ---------------------------------------------------------------------------------------------
 # Memory: bare ractor actors vs session actors in one process, then sessiond itself.

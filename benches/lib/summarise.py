@@ -77,6 +77,14 @@ def summarise(out, quick, connections, duration):
     pgbench_txt = read(os.path.join(raw, "pgbench.txt")) or ""
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", pgbench_txt)
     pg_tps = float(m.group(1)) if m else None
+    rotation_txt = read(os.path.join(raw, "pgbench-rotation.txt")) or ""
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", rotation_txt)
+    rotation_tps = float(m.group(1)) if m else None
+    metrics_txt = read(os.path.join(raw, "metrics-after-refresh.txt")) or ""
+    batch = {}
+    for key in ("sum", "count"):
+        m = re.search(rf"^sessiond_store_commit_batch_size_{key} ([\d.e+]+)$", metrics_txt, re.M)
+        batch[key] = float(m.group(1)) if m else None
     hello = load(os.path.join(raw, "wrk-hello.json")) or {}
     argon2 = load(os.path.join(raw, "argon2.json")) or {}
     refresh = load(os.path.join(raw, "wrk-refresh.json")) or {}
@@ -96,6 +104,12 @@ def summarise(out, quick, connections, duration):
         "pgbench_single_update_tps": pg_tps,
         "hello_world_rps": hello.get("ok_per_s"),
         "argon2id_hashes_per_s": argon2.get("hashes_per_s"),
+    }
+    references = {
+        "pgbench_rotation_statement_tps": rotation_tps,
+        "rotation_statement_to_single_update": ratio(rotation_tps, pg_tps),
+        "refresh_run_mean_commit_batch": ratio(batch["sum"], batch["count"]),
+        "refresh_run_commit_batches": batch["count"],
     }
     bare = actor_rss["bare"]["bytes_per_actor"] if actor_rss else None
     figures = {
@@ -158,6 +172,7 @@ def summarise(out, quick, connections, duration):
                  "connections": int(connections), "duration_s": float(duration)},
         "argon2": argon2,
         "limits": limits,
+        "references": references,
         "figures": figures,
         "ratios": ratios,
         "targets": targets,
@@ -177,6 +192,9 @@ def table(doc):
         print("QUICK VALIDATION RUN: these numbers only show the harness works; they mean nothing.")
     print("limits:")
     for k, v in doc["limits"].items():
+        print(f"  {k:40} {fmt(v)}")
+    print("references:")
+    for k, v in doc.get("references", {}).items():
         print(f"  {k:40} {fmt(v)}")
     print("targets:")
     for t in doc["targets"]:
@@ -199,6 +217,10 @@ def markdown(doc, criterion, k6_dir):
     lines += ["| limit | value |", "|---|---|"]
     for k, v in doc["limits"].items():
         lines.append(f"| {k} | {fmt(v)} |")
+    if doc.get("references"):
+        lines += ["", "| reference | value |", "|---|---|"]
+        for k, v in doc["references"].items():
+            lines.append(f"| {k} | {fmt(v)} |")
     lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
     for t in doc["targets"]:
         state = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
