@@ -55,7 +55,7 @@ impl Application {
             .await
             .context("connecting to the database")?
             .with_observer(metrics.store.clone())
-            .with_profile_max_age(config.staleness);
+            .with_profile_cache(config.staleness, cache_period(config.passivate_after));
         store.migrate().await.context("applying migrations")?;
         let store = store.with_group_commit(GroupCommitConfig {
             max_batch: config.commit_max_batch,
@@ -91,12 +91,15 @@ impl Application {
         readiness.set_migrated();
 
         let keys = Arc::new(KeyRing::load(&config).context("loading keys")?);
-        let tokens = Arc::new(AccessTokens::new(
-            keys.clone(),
-            config.issuer.clone(),
-            config.audience.clone(),
-            config.access_ttl,
-        ));
+        let tokens = Arc::new(
+            AccessTokens::new(
+                keys.clone(),
+                config.issuer.clone(),
+                config.audience.clone(),
+                config.access_ttl,
+            )
+            .with_cache_period(cache_period(config.passivate_after)),
+        );
         let passwords = Arc::new(PasswordHasher::from_config(&config).context("argon2 params")?);
         let mfa = Arc::new(crate::mfa::Mfa::new(
             keys.refresh_key(),
@@ -397,6 +400,17 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The generation period of the hot-path caches (verified tokens, profiles): a quarter of
+/// the passivation window, within 1–30 s. An unused entry is gone within half the window, so
+/// when an idle process's actors passivate (and the memory trimmer runs), the caches have
+/// already let go of their memory too.
+fn cache_period(passivate_after: std::time::Duration) -> std::time::Duration {
+    (passivate_after / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    )
 }
 
 /// The change feed's sink: a session that changed elsewhere is re-read by its actor on the

@@ -313,6 +313,7 @@ impl Store {
             group_commit: None,
             profiles: Arc::new(change_feed::ProfileCache::new(
                 change_feed::DEFAULT_PROFILE_MAX_AGE,
+                change_feed::DEFAULT_PROFILE_PERIOD,
             )),
         })
     }
@@ -434,9 +435,10 @@ impl Store {
         Ok(Some(profile))
     }
 
-    /// Sets how old a cached profile may be served (the `staleness` setting).
-    pub fn with_profile_max_age(mut self, max_age: Duration) -> Store {
-        self.profiles = Arc::new(change_feed::ProfileCache::new(max_age));
+    /// Sets how old a cached profile may be served (the `staleness` setting) and how soon an
+    /// unused one is dropped (one to two `period`s).
+    pub fn with_profile_cache(mut self, max_age: Duration, period: Duration) -> Store {
+        self.profiles = Arc::new(change_feed::ProfileCache::new(max_age, period));
         self
     }
 

@@ -197,6 +197,14 @@ impl AccessTokens {
         }
     }
 
+    /// These tokens, remembering a verified token for one to two `period`s after its last
+    /// use (default 30 s). The application ties it to the passivation window, so an idle
+    /// process has dropped them by the time its actors passivate.
+    pub fn with_cache_period(mut self, period: Duration) -> Self {
+        self.verified = GenerationalCache::new(VERIFIED_CAPACITY, period, VERIFIED_MAX_AGE);
+        self
+    }
+
     /// Drops remembered tokens unused for two periods; run periodically so an idle process
     /// gives the memory back.
     pub fn sweep_cache(&self) {

@@ -31,14 +31,15 @@ use crate::cache::GenerationalCache;
 pub const CHANNEL: &str = "sessiond_changes";
 
 /// How old a cached profile may be served when nothing said it changed (overridden by the
-/// `staleness` setting through [`Store::with_profile_max_age`]).
+/// `staleness` setting through [`Store::with_profile_cache`]).
 pub const DEFAULT_PROFILE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Profiles cached at most (per generation; about 250 bytes each).
 const PROFILE_CAPACITY: usize = 50_000;
 
-/// A generation's life in the profile cache: an unused profile is dropped after 30–60 s.
-const PROFILE_PERIOD: Duration = Duration::from_secs(30);
+/// A generation's life in the profile cache unless set (see [`Store::with_profile_cache`]):
+/// an unused profile is dropped after 30–60 s.
+pub const DEFAULT_PROFILE_PERIOD: Duration = Duration::from_secs(30);
 
 /// Pause before listening again after the connection failed.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
@@ -90,10 +91,11 @@ pub struct ProfileCache {
 }
 
 impl ProfileCache {
-    /// An empty cache serving entries at most `max_age` old.
-    pub fn new(max_age: Duration) -> Self {
+    /// An empty cache serving entries at most `max_age` old, dropping unused ones after one
+    /// to two `period`s.
+    pub fn new(max_age: Duration, period: Duration) -> Self {
         Self {
-            cache: GenerationalCache::new(PROFILE_CAPACITY, PROFILE_PERIOD, max_age),
+            cache: GenerationalCache::new(PROFILE_CAPACITY, period, max_age),
             invalidations: AtomicU64::new(0),
         }
     }
@@ -196,7 +198,7 @@ pub fn spawn_change_feed(
 ) -> tokio::task::JoinHandle<()> {
     let store = store.clone();
     tokio::spawn(async move {
-        let mut sweep = tokio::time::interval(PROFILE_PERIOD / 2);
+        let mut sweep = tokio::time::interval(store.profiles.cache.period() / 2);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let listen = listen_forever(&store, sink.as_ref(), observer.as_ref());
         tokio::pin!(listen);
