@@ -216,8 +216,11 @@ mod tests {
         c.sweep();
         assert_eq!(c.get(&2), None, "unused for two periods: dropped");
         assert_eq!(c.get(&1), Some("a"), "used in between: promoted, kept");
-        std::thread::sleep(2 * period + Duration::from_millis(20));
+        // Idle from here: the periodic sweep alone drops both generations.
+        std::thread::sleep(period + Duration::from_millis(10));
         c.sweep();
+        assert!(!c.is_empty(), "one idle period: still in the previous generation");
+        std::thread::sleep(period + Duration::from_millis(10));
         c.sweep();
         assert!(c.is_empty(), "an idle cache empties by sweeping alone");
     }
