@@ -108,11 +108,21 @@ wait_ready() { # url pid -> waits for 200 (bounded 60 s)
   return 1
 }
 # wrk run: name script url [extra env...]; writes $RAW/wrk-<name>.json
+# The server's CPU time (user + system, in clock ticks) is read around each run from
+# /proc/$SERVER_PID/stat and written to $RAW/cpu-<name>.json, so each figure comes with the
+# server CPU it cost per request.
+SERVER_PID=""
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_wrk() {
   local name="$1" script="$2" url="$3"; shift 3
   say "wrk: $name (${DURATION}s, $CONNECTIONS connections)"
+  local c0=""; [ -n "$SERVER_PID" ] && c0="$(cpu_ticks "$SERVER_PID")"
   env "$@" WRK_JSON="$RAW/wrk-$name.json" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
     --timeout 10s -s "$BENCH_LIB/$script" "$url" >"$RAW/wrk-$name.txt" 2>&1 || die "wrk $name (see $RAW/wrk-$name.txt)"
+  if [ -n "$c0" ]; then
+    printf '{"server_cpu_ticks": %s, "ticks_per_s": %s}\n' "$(( $(cpu_ticks "$SERVER_PID") - c0 ))" \
+      "$(getconf CLK_TCK)" >"$RAW/cpu-$name.json"
+  fi
   cat "$RAW/wrk-$name.json" >&2
 }
 
@@ -141,7 +151,9 @@ HELLO_PORT="$(free_port)"
 "$EXAMPLES/bench_hello" "127.0.0.1:$HELLO_PORT" >"$RAW/hello.log" 2>&1 &
 HELLO_PID=$!; PIDS+=("$HELLO_PID")
 wait_ready "http://127.0.0.1:$HELLO_PORT/" "$HELLO_PID" || die "hello world did not start"
+SERVER_PID="$HELLO_PID"
 run_wrk hello hello.lua "http://127.0.0.1:$HELLO_PORT/"
+SERVER_PID=""
 kill_pid "$HELLO_PID"
 
 # (c) argon2id at the configured parameters (sessiond's defaults unless SESSIOND_ARGON2_* set)
@@ -205,11 +217,13 @@ seed refresh "$SVC_DB" "$USERS" "$PER_USER" 0
 seed read "$SVC_DB" "$USERS" "$PER_USER" 1000000
 seed flood "$SVC_DB" 200 10 2000000
 
+SERVER_PID="$MAIN_PID"
 run_wrk refresh refresh.lua "$MAIN_URL" SEED_FILE="$WORK/seed-refresh.jsonl"
 # Group commit's batch sizes during that run (sessiond_store_commit_batch_size_{sum,count}).
 curl -fsS "$MAIN_URL/metrics" >"$RAW/metrics-after-refresh.txt" 2>/dev/null || true
 run_wrk me me.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl"
 run_wrk login login.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl" SEED_PASSWORD="$SEED_PASSWORD"
+SERVER_PID=""
 
 HELLO_RPS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_per_s"])' "$RAW/wrk-hello.json")"
 ARGON2_RATE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hashes_per_s"])' "$RAW/argon2.json")"

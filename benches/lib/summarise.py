@@ -105,7 +105,17 @@ def summarise(out, quick, connections, duration):
         "hello_world_rps": hello.get("ok_per_s"),
         "argon2id_hashes_per_s": argon2.get("hashes_per_s"),
     }
+    def cpu_us_per_request(name, wrk):
+        cpu = load(os.path.join(raw, f"cpu-{name}.json"))
+        if not cpu or not wrk.get("requests"):
+            return None
+        return cpu["server_cpu_ticks"] / cpu["ticks_per_s"] * 1e6 / wrk["requests"]
+
     references = {
+        "hello_server_cpu_us_per_request": cpu_us_per_request("hello", hello),
+        "sessiond_cpu_us_per_refresh": cpu_us_per_request("refresh", refresh),
+        "sessiond_cpu_us_per_me": cpu_us_per_request("me", me),
+        "sessiond_cpu_us_per_login": cpu_us_per_request("login", login),
         "pgbench_rotation_statement_tps": rotation_tps,
         "rotation_statement_to_single_update": ratio(rotation_tps, pg_tps),
         "refresh_run_mean_commit_batch": ratio(batch["sum"], batch["count"]),
