@@ -219,7 +219,10 @@ mod tests {
         // Idle from here: the periodic sweep alone drops both generations.
         std::thread::sleep(period + Duration::from_millis(10));
         c.sweep();
-        assert!(!c.is_empty(), "one idle period: still in the previous generation");
+        assert!(
+            !c.is_empty(),
+            "one idle period: still in the previous generation"
+        );
         std::thread::sleep(period + Duration::from_millis(10));
         c.sweep();
         assert!(c.is_empty(), "an idle cache empties by sweeping alone");
