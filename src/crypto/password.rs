@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -68,6 +68,13 @@ struct Inner {
     /// Told about queue waits, hashing times and refusals (metrics); see
     /// [`PasswordHasher::observe`].
     observer: OnceLock<Arc<dyn HashObserver>>,
+    /// Argon2 working memory kept between verifications (at most one per hashing slot). A
+    /// verification with the default parameters needs 19 MiB; allocated afresh each time,
+    /// every page of it is faulted in and zeroed again by the kernel, which cost 40 % of the
+    /// hashing rate once the process fixed glibc's mmap threshold (see `crate::memory`).
+    memory: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
+    /// How many buffers `memory` may keep: the number of hashing slots.
+    memory_keep: usize,
 }
 
 /// Told what the hashing pool does, for metrics. Implemented outside this module so no metrics
@@ -91,6 +98,64 @@ impl Inner {
             .hash_password(password)
             .map(|h| h.to_string())
             .map_err(|e| HashError::Argon2(e.to_string()))
+    }
+
+    /// Verifies `password` against a parsed PHC hash (argon2id, argon2i or argon2d, with the
+    /// parameters stored in it), in working memory reused from earlier verifications. The
+    /// comparison is constant-time.
+    fn verify_reusing_memory(
+        &self,
+        password: &[u8],
+        parsed: &PasswordHash,
+    ) -> Result<bool, HashError> {
+        let algorithm =
+            Algorithm::new(parsed.algorithm.as_str()).map_err(|_| HashError::InvalidStoredHash)?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|_| HashError::InvalidStoredHash)?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(parsed).map_err(|_| HashError::InvalidStoredHash)?;
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Err(HashError::InvalidStoredHash);
+        };
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let mut out = [0u8; 64];
+        let out = out
+            .get_mut(..expected.len())
+            .ok_or(HashError::InvalidStoredHash)?;
+        let mut blocks = self.take_memory(params.block_count());
+        let computed =
+            argon2.hash_password_into_with_memory(password, salt.as_ref(), out, &mut blocks[..]);
+        self.return_memory(blocks);
+        computed.map_err(|e| HashError::Argon2(e.to_string()))?;
+        Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+            &*out,
+            expected.as_bytes(),
+        )))
+    }
+
+    /// A working-memory buffer of `blocks` blocks: a kept one if it fits, else a new one.
+    fn take_memory(&self, blocks: usize) -> Vec<argon2::Block> {
+        let mut kept = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.iter().position(|b| b.len() == blocks) {
+            Some(i) => kept.swap_remove(i),
+            None => {
+                drop(kept);
+                vec![argon2::Block::default(); blocks]
+            }
+        }
+    }
+
+    /// Keeps `buffer` for the next verification, if it has the configured size and fewer
+    /// than one per hashing slot are kept.
+    fn return_memory(&self, buffer: Vec<argon2::Block>) {
+        if buffer.len() != self.params.block_count() {
+            return;
+        }
+        let mut kept = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < self.memory_keep {
+            kept.push(buffer);
+        }
     }
 
     fn dummy(&self) -> Result<&str, HashError> {
@@ -157,6 +222,8 @@ impl PasswordHasher {
                 dummy_verifications: AtomicU64::new(0),
                 dummy: OnceLock::new(),
                 observer: OnceLock::new(),
+                memory: std::sync::Mutex::new(Vec::new()),
+                memory_keep: concurrency.max(1),
             }),
         }
     }
@@ -206,15 +273,9 @@ impl PasswordHasher {
             if is_dummy {
                 inner.dummy_verifications.fetch_add(1, Ordering::SeqCst);
             }
-            match inner
-                .argon2()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-            {
-                Ok(()) => Ok(!is_dummy),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                Err(argon2::password_hash::Error::Algorithm) => Err(HashError::InvalidStoredHash),
-                Err(e) => Err(HashError::Argon2(e.to_string())),
-            }
+            let matched =
+                inner.verify_reusing_memory(password.expose_secret().as_bytes(), &parsed)?;
+            Ok(matched && !is_dummy)
         })
         .await?
     }
@@ -337,6 +398,37 @@ mod tests {
         while !cond() {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn hashes_made_elsewhere_with_other_variants_and_parameters_verify() {
+        let h = hasher(2, 4);
+        for (algorithm, m_cost) in [
+            (Algorithm::Argon2id, 512),
+            (Algorithm::Argon2i, 256),
+            (Algorithm::Argon2d, 128),
+        ] {
+            let other = Argon2::new(
+                algorithm,
+                Version::V0x13,
+                Params::new(m_cost, 2, 1, None).unwrap(),
+            );
+            let stored = other.hash_password(b"correct horse").unwrap().to_string();
+            assert!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap());
+            assert!(!h.verify(&pw("wrong horse!"), Some(&stored)).await.unwrap());
+        }
+        // Working memory is kept for the configured size only, one buffer per slot at most.
+        for _ in 0..4 {
+            let stored = h.hash(&pw("correct horse")).await.unwrap();
+            assert!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap());
+        }
+        let kept = h.inner.memory.lock().unwrap();
+        assert!(
+            !kept.is_empty() && kept.len() <= 2,
+            "{} buffers kept",
+            kept.len()
+        );
+        assert!(kept.iter().all(|b| b.len() == h.inner.params.block_count()));
     }
 
     #[tokio::test]
