@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -93,11 +92,33 @@ impl Inner {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
+    /// Hashes with a fresh 16-byte salt in reused working memory (see `memory`) and writes
+    /// the PHC string `$argon2id$v=19$m=…,t=…,p=…$<salt>$<hash>` (B64 without padding), the
+    /// same string argon2's own hasher writes.
     fn hash(&self, password: &[u8]) -> Result<String, HashError> {
-        self.argon2()
-            .hash_password(password)
-            .map(|h| h.to_string())
-            .map_err(|e| HashError::Argon2(e.to_string()))
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+        let salt = crate::crypto::random_bytes::<16>();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        let mut blocks = self.take_memory(self.params.block_count());
+        let computed = self.argon2().hash_password_into_with_memory(
+            password,
+            &salt,
+            &mut out,
+            &mut blocks[..],
+        );
+        self.return_memory(blocks);
+        computed.map_err(|e| HashError::Argon2(e.to_string()))?;
+        Ok(format!(
+            "${}$v={}$m={},t={},p={}${}${}",
+            argon2::ARGON2ID_IDENT.as_str(),
+            u32::from(Version::V0x13),
+            self.params.m_cost(),
+            self.params.t_cost(),
+            self.params.p_cost(),
+            B64.encode(salt),
+            B64.encode(out),
+        ))
     }
 
     /// Verifies `password` against a parsed PHC hash (argon2id, argon2i or argon2d, with the
@@ -383,6 +404,7 @@ impl PasswordHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHasher as _;
 
     /// Tiny parameters: the behaviour under test does not depend on the cost.
     fn hasher(concurrency: usize, queue: usize) -> PasswordHasher {
@@ -417,6 +439,26 @@ mod tests {
             assert!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap());
             assert!(!h.verify(&pw("wrong horse!"), Some(&stored)).await.unwrap());
         }
+        // Our PHC strings are what argon2's own verifier expects.
+        let ours = h.hash(&pw("correct horse")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(
+            argon2::password_hash::PasswordVerifier::verify_password(
+                &Argon2::default(),
+                b"correct horse",
+                &parsed
+            )
+            .is_ok()
+        );
+        assert!(
+            argon2::password_hash::PasswordVerifier::verify_password(
+                &Argon2::default(),
+                b"wrong horse!",
+                &parsed
+            )
+            .is_err()
+        );
         // Working memory is kept for the configured size only, one buffer per slot at most.
         for _ in 0..4 {
             let stored = h.hash(&pw("correct horse")).await.unwrap();
