@@ -288,6 +288,11 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
             }
+            // The rest of the body was never read, so the connection cannot carry another
+            // request: say so, or a client may reuse it and see it close under its next one.
+            Self::PayloadTooLarge => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         response

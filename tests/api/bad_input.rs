@@ -40,12 +40,16 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
 
     // Too large → 413.
     let huge = json!({"email": "a@b.c", "password": "x".repeat(200_000)});
-    assert_error(
-        app.post_json("/v1/auth/register", &huge).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    )
-    .await;
+    let response = app.post_json("/v1/auth/register", &huge).await;
+    // The unread body makes the connection unusable: the answer must say it closes.
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONNECTION)
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("close")
+    );
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
     // Wrong type → 422 naming the field, never echoing the value.
     let body = assert_error(
