@@ -21,7 +21,9 @@
 #      CONNECTIONS       connections / pgbench clients (default 16)
 #      SEED_SESSIONS     seeded sessions for the refresh and read runs (default 20000)
 #      MEMORY_SESSIONS   resident sessions for the memory figure (default 100000)
-#      MEMORY_1M=1       also measure with 1 000 000 resident sessions (seeding takes a while)
+#      MEMORY_1M=1       also measure with 1 000 000 resident sessions (about 20 minutes: the
+#                        idle window, PASSIVATE_AFTER_1M (default 8m), must outlast activation)
+#      MEMORY_ONLY=1     only the memory figures (skips the limits and throughput runs)
 #      PASSIVATE_AFTER   idle window for the passivation figure (default 30s)
 #      PG_ADMIN_URL      admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
 #      SESSIOND_BIN      prebuilt release binary (default: cargo build --release)
@@ -127,6 +129,7 @@ run_wrk() {
 }
 
 # ---------------------------------------------------------------------------------------------
+if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 # (a) pgbench: one single-row UPDATE per transaction, default durability
 say "limit (a): pgbench single-row UPDATE, $CONNECTIONS clients, ${DURATION}s"
 PGB_URL="$(new_db pgbench)"
@@ -160,6 +163,8 @@ kill_pid "$HELLO_PID"
 say "limit (c): argon2id hashes/s on all cores (${ARGON2_SECONDS}s)"
 "$EXAMPLES/bench_argon2" "$ARGON2_SECONDS" >"$RAW/argon2.json" || die "argon2 bench"
 cat "$RAW/argon2.json" >&2
+
+fi # MEMORY_ONLY
 
 # ---------------------------------------------------------------------------------------------
 # sessiond on PostgreSQL
@@ -205,6 +210,7 @@ seed() {
   wc -l <"$WORK/seed-$name.jsonl" | tr -d ' ' >"$RAW/seed-$name.count"
 }
 
+if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 say "sessiond: startup to ready on an empty database"
 SVC_DB="$(new_db svc)"
 start_sessiond main "$SVC_DB"
@@ -272,6 +278,8 @@ pgbench -n -M prepared -c "$CONNECTIONS" -j "$WRK_THREADS" -T "$DURATION" -f "$W
   >"$RAW/pgbench-rotation.txt" 2>&1 || die "pgbench rotation (see $RAW/pgbench-rotation.txt)"
 grep -E "tps|latency" "$RAW/pgbench-rotation.txt" >&2 || true
 
+fi # MEMORY_ONLY
+
 # ---------------------------------------------------------------------------------------------
 # Memory: bare ractor actors vs session actors in one process, then sessiond itself.
 PASSIVATE_SECS="$(python3 -c 'import sys,re; m=re.fullmatch(r"(\d+)(ms|s|m)?", sys.argv[1]); v=int(m.group(1)); u=m.group(2) or "s"; print(max(1, v//1000 if u=="ms" else v*60 if u=="m" else v))' "$PASSIVATE_AFTER")"
@@ -279,9 +287,13 @@ say "memory: bare actor vs session actor, in process ($MEMORY_SESSIONS each)"
 "$EXAMPLES/bench_actor_rss" "$MEMORY_SESSIONS" "$PASSIVATE_SECS" >"$RAW/actor_rss-$MEMORY_SESSIONS.json" || die "actor_rss"
 cat "$RAW/actor_rss-$MEMORY_SESSIONS.json" >&2
 
-memory_run() { # n
-  local n="$1"
-  say "memory: sessiond with $n resident sessions, passivation after $PASSIVATE_AFTER"
+secs_of() { python3 -c 'import sys,re; m=re.fullmatch(r"(\d+)(ms|s|m)?", sys.argv[1]); v=int(m.group(1)); u=m.group(2) or "s"; print(max(1, v//1000 if u=="ms" else v*60 if u=="m" else v))' "$1"; }
+resident_now() { # url -> sessiond_session_actors_resident
+  curl -fsS "$1/metrics" 2>/dev/null | awk '/^sessiond_session_actors_resident / { print int($2) }'
+}
+memory_run() { # n window
+  local n="$1" window="$2" window_secs; window_secs="$(secs_of "$2")"
+  say "memory: sessiond with $n resident sessions, passivation after $window"
   local db; db="$(new_db mem$n)"
   local per=100 users=$(( (n + 99) / 100 ))
   if [ "$HAVE_SEED" != 1 ]; then
@@ -289,35 +301,57 @@ memory_run() { # n
   fi
   DATABASE_URL="$db" "$SESSIOND_BIN" migrate >"$RAW/migrate-mem$n.log" 2>&1 || die "migrate (memory $n)"
   seed "mem$n" "$db" "$users" "$per" 0
-  start_sessiond "mem$n" "$db" SESSIOND_PASSIVATE_AFTER="$PASSIVATE_AFTER"
+  head -n 1000 "$WORK/seed-mem$n.jsonl" >"$WORK/warm-mem$n.jsonl"
+  start_sessiond "mem$n" "$db" SESSIOND_PASSIVATE_AFTER="$window"
   sleep 2
   local idle; idle="$(rss_bytes "$SVC_PID")"
+  # The warm baseline: the same process after a little traffic (1 000 sessions activated and
+  # passivated again), so one-time growth (database connections opened on demand, HTTP and
+  # TLS buffers, worker threads' allocator arenas) is told apart from what sessions leave.
+  "$K6" run --quiet --no-usage-report -e BASE_URL="$SVC_URL" -e SEED_FILE="$WORK/warm-mem$n.jsonl" \
+    "$BENCH_LIB/activate.js" >"$RAW/warm-$n.txt" 2>&1 || die "warming up (see $RAW/warm-$n.txt)"
+  sleep $(( window_secs * 3 / 2 + 5 ))
+  local warm_resident; warm_resident="$(resident_now "$SVC_URL")"
+  local warm; warm="$(rss_bytes "$SVC_PID")"
   local t0; t0=$(date +%s)
   "$K6" run --quiet --no-usage-report -e BASE_URL="$SVC_URL" -e SEED_FILE="$WORK/seed-mem$n.jsonl" \
     "$BENCH_LIB/activate.js" >"$RAW/activate-$n.txt" 2>&1 || die "activating $n sessions (see $RAW/activate-$n.txt)"
   local t1; t1=$(date +%s)
   sleep 2
+  # Read the resident count with the RSS: a figure per session is only valid if every session
+  # is still resident, i.e. the window outlasted the activation.
+  local resident; resident="$(resident_now "$SVC_URL")"
   local active; active="$(rss_bytes "$SVC_PID")"
   # Every activated actor is idle from its activation on; all have passivated after the idle
   # window plus one sweep period (a quarter of it), counted from the end of activation.
-  sleep $(( PASSIVATE_SECS * 3 / 2 + 5 ))
+  sleep $(( window_secs * 3 / 2 + 5 ))
   local passivated; passivated="$(rss_bytes "$SVC_PID")"
+  local left; left="$(resident_now "$SVC_URL")"
   curl -fsS "$SVC_URL/metrics" >"$RAW/metrics-mem$n.txt" 2>/dev/null || true
-  python3 - "$n" "$idle" "$active" "$passivated" "$(( t1 - t0 ))" "$PASSIVATE_AFTER" >"$RAW/memory-$n.json" <<'PY'
+  python3 - "$n" "$idle" "$active" "$passivated" "$(( t1 - t0 ))" "$window" "$resident" "$left" \
+    "$warm" "$warm_resident" >"$RAW/memory-$n.json" <<'PY'
 import json, sys
 n, idle, active, passivated, secs = map(int, sys.argv[1:6])
+resident, left, warm, warm_resident = (int(v) if v else None for v in sys.argv[7:11])
+complete = resident == n
 print(json.dumps({
-    "sessions": n, "rss_idle": idle, "rss_active": active, "rss_after_passivation": passivated,
-    "bytes_per_session": (active - idle) / n, "activation_s": secs,
-    "passivate_after": sys.argv[6],
+    "sessions": n, "resident_at_measure": resident, "resident_after_window": left,
+    "rss_idle": idle, "rss_warm_idle": warm, "warm_resident": warm_resident,
+    "rss_active": active, "rss_after_passivation": passivated,
+    # Only when every session was resident at the reading; else null, never an estimate.
+    "bytes_per_session": (active - warm) / n if complete else None,
+    "activation_s": secs, "passivate_after": sys.argv[6],
     "over_idle_after_passivation": (passivated - idle) / idle,
+    "over_warm_idle_after_passivation": (passivated - warm) / warm,
 }))
 PY
   cat "$RAW/memory-$n.json" >&2
   kill_pid "$SVC_PID"
 }
-memory_run "$MEMORY_SESSIONS"
-[ "${MEMORY_1M:-0}" = 1 ] && memory_run 1000000
+memory_run "$MEMORY_SESSIONS" "$PASSIVATE_AFTER"
+# 1 M sessions take minutes to activate: the window must outlast the activation, or actors
+# passivate before the reading (the run records resident_at_measure and refuses the figure).
+[ "${MEMORY_1M:-0}" = 1 ] && memory_run 1000000 "${PASSIVATE_AFTER_1M:-8m}"
 
 # ---------------------------------------------------------------------------------------------
 say "summary"

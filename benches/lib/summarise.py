@@ -168,6 +168,10 @@ def summarise(out, quick, connections, duration):
                               ratios[f"sessiond_session_to_bare_{n}"], "<=", 1.25, "×"))
         targets.append(target(f"RSS after passivation within 10 % of idle ({n})",
                               mem["over_idle_after_passivation"], "<=", 0.10, "× idle"))
+        if mem.get("over_warm_idle_after_passivation") is not None:
+            targets.append(target(f"RSS after passivation within 10 % of warm idle ({n})",
+                                  mem["over_warm_idle_after_passivation"], "<=", 0.10, "× warm idle",
+                                  "idle after 1 000 sessions came and went"))
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick_validation_run": quick == "1",
