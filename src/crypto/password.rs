@@ -189,6 +189,31 @@ impl Inner {
     }
 }
 
+/// Lowers the calling blocking thread's CPU priority (nice 10), once per thread, before it
+/// hashes. A hash is bulk work that may wait; a refresh or `/me` answered on the async
+/// workers must not wait behind it when every core is busy (a login flood). The thread stays
+/// niced afterwards: it belongs to the blocking pool, where nothing latency-sensitive runs.
+/// On Linux a thread has its own nice value; elsewhere this does nothing.
+fn yield_to_request_handling() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        thread_local! {
+            static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        LOWERED.with(|lowered| {
+            if !lowered.get() {
+                // SAFETY: gettid has no preconditions; setpriority on our own thread id only
+                // changes that thread's nice value, and a failure changes nothing.
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+                }
+                lowered.set(true);
+            }
+        });
+    }
+}
+
 /// Decrements a counter when dropped, so cancelled or panicking callers are still counted out.
 struct CountGuard<'a>(&'a AtomicUsize);
 
@@ -389,6 +414,7 @@ impl PasswordHasher {
         };
         tokio::task::spawn_blocking(move || {
             let running = running;
+            yield_to_request_handling();
             let started = Instant::now();
             let result = job(&running.inner);
             if let Some(o) = &observer {
@@ -420,6 +446,26 @@ mod tests {
         while !cond() {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn hashing_threads_run_below_request_handling() {
+        let nice_of_this_thread = || unsafe {
+            libc::getpriority(
+                libc::PRIO_PROCESS,
+                libc::syscall(libc::SYS_gettid) as libc::id_t,
+            )
+        };
+        std::thread::spawn(move || {
+            yield_to_request_handling();
+            yield_to_request_handling();
+            assert_eq!(nice_of_this_thread(), 10);
+        })
+        .join()
+        .unwrap();
+        // Other threads keep their priority.
+        assert_ne!(nice_of_this_thread(), 10);
     }
 
     #[tokio::test]
