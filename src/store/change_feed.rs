@@ -148,7 +148,11 @@ impl Store {
             SessionChange::Revoke { .. } | SessionChange::Compromise { .. }
         );
         if ends && matches!(result, Ok(WriteOutcome::Committed { .. })) {
-            self.publish(Change::Session(change.session_id())).await;
+            // Sent from its own task: the session's actor (and its mailbox) need not wait a
+            // further round trip for other instances to be told.
+            let store = self.clone();
+            let id = change.session_id();
+            tokio::spawn(async move { store.publish(Change::Session(id)).await });
         }
     }
 
