@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Keys, Reply, Sessiond, TestDb, Tokens, assert_one_row_per_generation, http_client, refresh,
-    signed_in, stored_session,
+    Keys, Reply, Sessiond, TestDb, Tokens, assert_one_row_per_generation, http_client, metric,
+    refresh, signed_in, stored_session,
 };
 
 /// Refreshes held in flight at the signal.
@@ -44,18 +44,10 @@ fn fresh_connection_client() -> reqwest::Client {
 
 /// The server's own count of requests being handled (`sessiond_http_requests_in_flight`).
 async fn requests_in_flight(client: &reqwest::Client, server: &Sessiond) -> i64 {
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("sessiond_http_requests_in_flight "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no in-flight gauge in:\n{text}"))
+    match metric(client, server, "sessiond_http_requests_in_flight").await {
+        (Some(v), _) => v as i64,
+        (None, text) => panic!("no in-flight gauge in:\n{text}"),
+    }
 }
 
 /// Backends of this test's database waiting for a lock.

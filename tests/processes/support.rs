@@ -660,3 +660,22 @@ fn the_listening_line_gives_the_address() {
         " INFO sessiond listening on http://127.0.0.1:7 x"
     );
 }
+
+/// The value of the unlabelled sample `name` in the server's `/metrics`, if it has one, and
+/// the whole exposition (for failure messages).
+pub async fn metric(client: &reqwest::Client, at: &Sessiond, name: &str) -> (Option<f64>, String) {
+    let text = client
+        .get(at.url("/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: GET /metrics: {e}", at.name))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{}: metrics body: {e}", at.name));
+    let prefix = format!("{name} ");
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok());
+    (value, text)
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Keys, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me, refresh,
-    revoke_session, signed_in, stored_session,
+    Keys, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me, metric,
+    refresh, revoke_session, signed_in, stored_session,
 };
 
 const ROUNDS: usize = 100;
@@ -293,19 +293,9 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
 
     let started = Instant::now();
     loop {
-        let metrics = client
-            .get(b.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        let reconnects = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("sessiond_change_feed_reconnects_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let (reconnects, metrics) =
+            metric(&client, &b, "sessiond_change_feed_reconnects_total").await;
+        let reconnects = reconnects.unwrap_or(0.0);
         if reconnects >= 1.0 {
             break;
         }
