@@ -509,11 +509,11 @@ impl SessionStore for Store {
             if let Some(observer) = &self.observer {
                 observer.observe("apply", started.elapsed(), result.as_ref().err());
             }
-            self.session_changed(change, &result).await;
+            self.session_changed(change, &result);
             return result;
         }
         let result = dispatch!(self.apply(change));
-        self.session_changed(change, &result).await;
+        self.session_changed(change, &result);
         result
     }
 }

@@ -138,7 +138,7 @@ impl Store {
     }
 
     /// Publishes the end of a session once its change committed.
-    pub(super) async fn session_changed(
+    pub(super) fn session_changed(
         &self,
         change: &SessionChange,
         result: &Result<WriteOutcome, StoreError>,
