@@ -1,7 +1,8 @@
 //! The HTTP front: routes, extractors, error mapping. Handlers talk to the session engine only
 //! through the `Sessions` handle; no ractor or sqlx type appears here.
 
-pub mod correlation;
+/// Correlation ids live outside `http` (telemetry uses them too); re-exported for handlers.
+pub use crate::correlation;
 pub mod error;
 pub mod extract;
 pub mod hardening;

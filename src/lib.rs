@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cli;
 pub mod codes;
 pub mod config;
+pub mod correlation;
 pub mod crypto;
 pub mod domain;
 #[doc(hidden)]

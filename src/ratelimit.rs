@@ -34,8 +34,6 @@ use gcra::MemoryStore;
 pub use gcra::{Decision, LockPolicy, Quota};
 use redis_store::RedisStore;
 
-use crate::http::error::ApiError;
-
 /// A group of routes sharing one quota, and what it is keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitClass {
@@ -164,14 +162,6 @@ impl Default for RateLimitSettings {
 pub struct Limited {
     /// Milliseconds until a retry may pass.
     pub retry_after_ms: u64,
-}
-
-impl From<Limited> for ApiError {
-    fn from(l: Limited) -> Self {
-        ApiError::RateLimited {
-            retry_after_secs: l.retry_after_ms.div_ceil(1000).max(1),
-        }
-    }
 }
 
 /// Prometheus counters (no label carries an IP, account or session).
@@ -586,29 +576,6 @@ pub async fn collecting<F: Future>(fut: F) -> (F::Output, Option<Decision>) {
             (out, decision)
         })
         .await
-}
-
-/// Writes the `RateLimit-*` headers (draft-ietf-httpapi-ratelimit-headers-06: `RateLimit-Limit`,
-/// `RateLimit-Remaining`, `RateLimit-Reset` in seconds, and `RateLimit-Policy`), and
-/// `Retry-After` on a refusal.
-pub fn write_headers(headers: &mut HeaderMap, d: &Decision) {
-    let reset = d.reset_ms.div_ceil(1000);
-    headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(reset));
-    if let Ok(policy) = HeaderValue::from_str(&format!(
-        "{};w={}",
-        d.quota.limit,
-        d.quota.period.as_secs().max(1)
-    )) {
-        headers.insert("ratelimit-policy", policy);
-    }
-    if !d.allowed {
-        headers.insert(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from(d.retry_after_ms.div_ceil(1000).max(1)),
-        );
-    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::http::correlation;
+use crate::correlation;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

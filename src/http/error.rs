@@ -13,9 +13,9 @@ use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::correlation;
 use crate::crypto::password::HashError;
 use crate::domain::FieldError;
-use crate::http::correlation;
 
 /// Every failure the API reports. Each variant has exactly one code and status.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +340,15 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
             StoreError::Other(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A rate-limit refusal is a 429 with whole seconds to wait (at least one).
+impl From<crate::ratelimit::Limited> for ApiError {
+    fn from(l: crate::ratelimit::Limited) -> Self {
+        ApiError::RateLimited {
+            retry_after_secs: l.retry_after_ms.div_ceil(1000).max(1),
         }
     }
 }

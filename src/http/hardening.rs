@@ -112,7 +112,7 @@ pub async fn limit_requests(
     .await;
     let mut response = response;
     if let Some(decision) = decision {
-        ratelimit::write_headers(response.headers_mut(), &decision);
+        write_headers(response.headers_mut(), &decision);
     }
     response
 }
@@ -253,6 +253,29 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
                 });
             }
         }
+    }
+}
+
+/// Writes the `RateLimit-*` headers (draft-ietf-httpapi-ratelimit-headers-06: `RateLimit-Limit`,
+/// `RateLimit-Remaining`, `RateLimit-Reset` in seconds, and `RateLimit-Policy`), and
+/// `Retry-After` on a refusal.
+pub fn write_headers(headers: &mut axum::http::HeaderMap, d: &ratelimit::Decision) {
+    let reset = d.reset_ms.div_ceil(1000);
+    headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    if let Ok(policy) = HeaderValue::from_str(&format!(
+        "{};w={}",
+        d.quota.limit,
+        d.quota.period.as_secs().max(1)
+    )) {
+        headers.insert("ratelimit-policy", policy);
+    }
+    if !d.allowed {
+        headers.insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(d.retry_after_ms.div_ceil(1000).max(1)),
+        );
     }
 }
 

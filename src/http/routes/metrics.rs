@@ -11,7 +11,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::correlation;
+use crate::correlation;
 use crate::http::error::ApiError;
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;

@@ -1,0 +1,174 @@
+//! The layering rules of ARCHITECTURE.md ("Architecture invariant:" lines), checked on the
+//! source text so that a forbidden import fails the test command instead of a later review.
+//!
+//! Dependencies point one way: http → flows (`src/auth`) → actors and storage ports ← stores.
+//! The checks read `use` lines and paths in code (comments are skipped); they are deliberately
+//! simple string rules, so a failure names the file and line to fix.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Every `.rs` file under `dir`, recursively, sorted for stable messages.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Code lines of a file with their numbers: comment lines (`//`, `///`, `//!`) left out.
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        .map(|(i, l)| (i + 1, l.to_owned()))
+        .collect()
+}
+
+fn rel(path: &Path) -> String {
+    path.strip_prefix(ROOT)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Lines of `files` containing any of `needles`, as "file:line: text".
+fn offending(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for file in files {
+        for (n, line) in code_lines(file) {
+            if needles.iter().any(|needle| line.contains(needle)) {
+                hits.push(format!("{}:{n}: {}", rel(file), line.trim()));
+            }
+        }
+    }
+    hits
+}
+
+fn src(path: &str) -> PathBuf {
+    Path::new(ROOT).join(path)
+}
+
+/// Architecture invariant: the actors crate knows nothing of HTTP, SQL or Prometheus.
+#[test]
+fn actors_crate_depends_on_no_web_sql_or_metrics_crate() {
+    let manifest = fs::read_to_string(src("actors/Cargo.toml")).unwrap();
+    let forbidden = [
+        "axum",
+        "sqlx",
+        "prometheus",
+        "tower",
+        "hyper",
+        "redis",
+        "reqwest",
+    ];
+    let deps: Vec<&str> = manifest
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            forbidden
+                .iter()
+                .any(|f| l.starts_with(&format!("{f} ")) || l.starts_with(&format!("{f}=")))
+        })
+        .collect();
+    assert!(deps.is_empty(), "actors/Cargo.toml depends on {deps:?}");
+
+    let files = rust_files(&src("actors/src"));
+    assert!(!files.is_empty());
+    let hits = offending(&files, &["axum::", "sqlx::", "prometheus::", "redis::"]);
+    assert!(
+        hits.is_empty(),
+        "actors/src uses forbidden crates:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// Architecture invariant: nothing outside `src/http` imports `http`, except the composition
+/// root (`app.rs`, `lib.rs`, `main.rs`).
+#[test]
+fn only_the_composition_root_imports_http() {
+    let roots = [src("src/app.rs"), src("src/lib.rs"), src("src/main.rs")];
+    let http_dir = src("src/http");
+    let files: Vec<PathBuf> = rust_files(&src("src"))
+        .into_iter()
+        .filter(|f| !f.starts_with(&http_dir) && *f != src("src/http.rs"))
+        .filter(|f| !roots.contains(f))
+        .collect();
+    let hits = offending(&files, &["crate::http", "sessiond::http"]);
+    assert!(
+        hits.is_empty(),
+        "only src/http and the composition root may import `http`:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// Architecture invariant: the flows layer (`src/auth`) and the stores speak no HTTP: no axum
+/// type appears in them, so a flow can be called (and tested) without a request.
+#[test]
+fn flows_and_stores_use_no_axum() {
+    let mut files = rust_files(&src("src/auth"));
+    files.extend(rust_files(&src("src/store")));
+    for file in ["src/auth.rs", "src/store.rs"] {
+        if src(file).exists() {
+            files.push(src(file));
+        }
+    }
+    let hits = offending(&files, &["axum::", "crate::http"]);
+    assert!(
+        hits.is_empty(),
+        "src/auth and src/store must not use axum or http:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// Architecture invariant: no type from `ractor` or `sqlx` appears in `src/http`; handlers use
+/// the `Sessions` handle, the flows and the `Store` facade.
+#[test]
+fn http_uses_no_ractor_or_sqlx() {
+    let mut files = rust_files(&src("src/http"));
+    files.push(src("src/http.rs"));
+    let hits = offending(&files, &["ractor::", "sqlx::"]);
+    assert!(
+        hits.is_empty(),
+        "src/http uses ractor/sqlx:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// Architecture invariant: route modules do not import each other; what two routes share is a
+/// flow (`src/auth`), a view (`http/views.rs`) or an extractor (`http/extract.rs`).
+#[test]
+fn route_modules_do_not_import_each_other() {
+    let routes_dir = src("src/http/routes");
+    let files = rust_files(&routes_dir);
+    let siblings: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let mut needles: Vec<String> = vec!["http::routes::".to_owned()];
+    needles.extend(siblings.iter().map(|s| format!("super::{s}::")));
+    needles.extend(siblings.iter().map(|s| format!("super::{s}::{{")));
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let hits = offending(&files, &needles);
+    assert!(
+        hits.is_empty(),
+        "route modules import each other:\n{}",
+        hits.join("\n")
+    );
+}
