@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
-use sessiond::config::SigningAlg;
 use sessiond::crypto::access_token::AccessTokens;
 use sessiond::crypto::keys::KeyRing;
+use sessiond::crypto::keys::SigningAlg;
 use sessiond_actors::refresh_token::RefreshKey;
 
 #[path = "common.rs"]

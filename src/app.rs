@@ -90,7 +90,7 @@ impl Application {
         let readiness = Arc::new(Readiness::default());
         readiness.set_migrated();
 
-        let keys = Arc::new(KeyRing::load(&config).context("loading keys")?);
+        let keys = Arc::new(KeyRing::load(&config.key_sources()).context("loading keys")?);
         let tokens = Arc::new(
             AccessTokens::new(
                 keys.clone(),
@@ -100,7 +100,8 @@ impl Application {
             )
             .with_cache_period(cache_period(config.passivate_after)),
         );
-        let passwords = Arc::new(PasswordHasher::from_config(&config).context("argon2 params")?);
+        let passwords =
+            Arc::new(PasswordHasher::from_settings(&config.hashing()).context("argon2 params")?);
         let mfa = Arc::new(crate::mfa::Mfa::new(
             keys.refresh_key(),
             config.totp_issuer.clone(),

@@ -200,7 +200,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Database (`DATABASE_URL`, default `sqlite://sessiond.db?mode=rwc`).
     pub database_url: DatabaseUrl,
-    /// Redis for cross-instance notifications (`REDIS_URL`; none by default).
+    /// Redis for rate limits and login locks shared by every instance (`REDIS_URL`; none by
+    /// default: in-memory, per instance).
     pub redis_url: Option<RedisUrl>,
     /// `iss` of access tokens and the OIDC issuer (`SESSIOND_ISSUER`, default
     /// `http://localhost:8080`). Used verbatim: the claim must equal it byte for byte.
@@ -220,7 +221,8 @@ pub struct Config {
     /// An idle session actor stops after this long (`SESSIOND_PASSIVATE_AFTER`, default 5m).
     pub passivate_after: Duration,
     /// How old an actor's view may be before an access-token check re-reads the store
-    /// (`SESSIOND_STALENESS`, default 1s; 0 = always re-read).
+    /// (`SESSIOND_STALENESS`, default 60s; 0 = always re-read). The change feed makes other
+    /// instances' revocations visible at once; this only bounds a lost notification.
     pub staleness: Duration,
     /// How long a caller waits for a session actor (`SESSIOND_CALL_TIMEOUT`, default 5s).
     pub call_timeout: Duration,
@@ -374,6 +376,29 @@ impl Config {
         self.database_url.is_postgres()
     }
 
+    /// The password hasher's settings (`argon2_*`, `hash_concurrency`, `hash_queue`).
+    pub fn hashing(&self) -> crate::crypto::password::HashingSettings {
+        crate::crypto::password::HashingSettings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+            concurrency: self.hash_concurrency,
+            queue: self.hash_queue,
+        }
+    }
+
+    /// Where the key ring finds its keys (configured files and key, or the development keys
+    /// file on SQLite).
+    pub fn key_sources(&self) -> crate::crypto::keys::KeySources {
+        crate::crypto::keys::KeySources {
+            alg: self.signing_alg,
+            signing_key_files: self.signing_key_file.clone(),
+            refresh_key: self.refresh_key.clone(),
+            keys_file: self.keys_file.clone(),
+            development: self.is_sqlite(),
+        }
+    }
+
     /// Argon2id parameters, already checked against argon2's limits.
     pub fn argon2_params(&self) -> argon2::Params {
         argon2::Params::new(
@@ -422,55 +447,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Access-token signature algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SigningAlg {
-    /// Ed25519 (`EdDSA`): small keys, fast, deterministic. The default.
-    EdDsa,
-    /// RSA PKCS#1 v1.5 with SHA-256 (`RS256`), for consumers that know nothing else.
-    Rs256,
-    /// HMAC-SHA-256 (`HS256`): only this service can verify; nothing is published in JWKS.
-    Hs256,
-}
-
-impl SigningAlg {
-    /// Parses the JOSE name (`EdDSA`, `RS256`, `HS256`; case-insensitive).
-    pub fn parse(s: &str) -> Result<SigningAlg, String> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "EDDSA" => Ok(Self::EdDsa),
-            "RS256" => Ok(Self::Rs256),
-            "HS256" => Ok(Self::Hs256),
-            _ => Err(format!(
-                "{s:?} is not supported (use EdDSA, RS256 or HS256)"
-            )),
-        }
-    }
-
-    /// The JOSE name, as in the `alg` header.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::EdDsa => "EdDSA",
-            Self::Rs256 => "RS256",
-            Self::Hs256 => "HS256",
-        }
-    }
-
-    /// The `jsonwebtoken` algorithm.
-    pub fn algorithm(&self) -> jsonwebtoken::Algorithm {
-        match self {
-            Self::EdDsa => jsonwebtoken::Algorithm::EdDSA,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
-            Self::Hs256 => jsonwebtoken::Algorithm::HS256,
-        }
-    }
-}
-
-impl fmt::Display for SigningAlg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+pub use crate::crypto::keys::SigningAlg;
 pub use crate::telemetry::LogFormat;
 
 /// Parses `pretty` or `json` (case-insensitive).

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use sessiond_actors::refresh_token::{MAX_TOKEN_LEN, RefreshToken};
 
-use crate::config::SigningAlg;
 use crate::crypto::access_token::AccessTokens;
 use crate::crypto::keys::KeyRing;
+use crate::crypto::keys::SigningAlg;
 
 /// Refresh-token decoding: whatever the input, `RefreshToken::parse` answers without
 /// panicking; what it accepts is exactly the canonical encoding of what it returns (so two

@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 pub use client_ip::Cidr;

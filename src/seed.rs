@@ -100,14 +100,14 @@ pub async fn run(config: &Config, options: &SeedOptions) -> anyhow::Result<SeedR
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
-    let keys = Arc::new(KeyRing::load(config).context("loading keys")?);
+    let keys = Arc::new(KeyRing::load(&config.key_sources()).context("loading keys")?);
     let tokens = AccessTokens::new(
         keys,
         config.issuer.clone(),
         config.audience.clone(),
         config.access_ttl,
     );
-    let hasher = PasswordHasher::from_config(config).context("argon2 parameters")?;
+    let hasher = PasswordHasher::from_settings(&config.hashing()).context("argon2 parameters")?;
     let password_hash = hasher
         .hash(&password)
         .await

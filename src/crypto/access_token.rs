@@ -377,7 +377,7 @@ fn check_times(claims: &AccessClaims, now: i64) -> Result<(), InvalidAccessToken
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SigningAlg;
+    use crate::crypto::keys::SigningAlg;
     use crate::crypto::keys::tests::{ed25519_pem, rsa_pem};
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -44,7 +44,6 @@ use serde::Deserialize;
 use sessiond_actors::refresh_token::RefreshKey;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, SigningAlg};
 use crate::crypto::random_bytes;
 
 const SIGNING_KEY_FILE: &str = "SESSIOND_SIGNING_KEY_FILE (toml: signing_key_file)";
@@ -131,17 +130,83 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+/// Access-token signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    /// Ed25519 (`EdDSA`): small keys, fast, deterministic. The default.
+    EdDsa,
+    /// RSA PKCS#1 v1.5 with SHA-256 (`RS256`), for consumers that know nothing else.
+    Rs256,
+    /// HMAC-SHA-256 (`HS256`): only this service can verify; nothing is published in JWKS.
+    Hs256,
+}
+
+impl SigningAlg {
+    /// Parses the JOSE name (`EdDSA`, `RS256`, `HS256`; case-insensitive).
+    pub fn parse(s: &str) -> Result<SigningAlg, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "EDDSA" => Ok(Self::EdDsa),
+            "RS256" => Ok(Self::Rs256),
+            "HS256" => Ok(Self::Hs256),
+            _ => Err(format!(
+                "{s:?} is not supported (use EdDSA, RS256 or HS256)"
+            )),
+        }
+    }
+
+    /// The JOSE name, as in the `alg` header.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+            Self::Hs256 => "HS256",
+        }
+    }
+
+    /// The `jsonwebtoken` algorithm.
+    pub fn algorithm(&self) -> jsonwebtoken::Algorithm {
+        match self {
+            Self::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
+            Self::Hs256 => jsonwebtoken::Algorithm::HS256,
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the key ring's keys come from: the key ring owns these settings, `Config` composes
+/// them (`Config::key_sources`).
+#[derive(Clone, Debug)]
+pub struct KeySources {
+    /// The access-token signature algorithm.
+    pub alg: SigningAlg,
+    /// Signing key files: the first signs, all verify (rotation without a restart of clients).
+    pub signing_key_files: Vec<PathBuf>,
+    /// The refresh-token derivation key, if configured.
+    pub refresh_key: Option<RefreshKey>,
+    /// Where generated development keys are kept; None = in memory only.
+    pub keys_file: Option<PathBuf>,
+    /// Whether missing keys may be generated (the single-process SQLite default). Several
+    /// instances sharing PostgreSQL must share keys, so there a missing key is an error.
+    pub development: bool,
+}
+
 impl KeyRing {
     /// Loads the configured keys; on SQLite, loads or generates development keys for whatever
     /// is not configured (see the module documentation).
-    pub fn load(config: &Config) -> Result<KeyRing, KeyError> {
-        let alg = config.signing_alg;
+    pub fn load(config: &KeySources) -> Result<KeyRing, KeyError> {
+        let alg = config.alg;
         let configured_refresh = config.refresh_key.clone();
-        let configured_signing = if config.signing_key_file.is_empty() {
+        let configured_signing = if config.signing_key_files.is_empty() {
             None
         } else {
             let mut material = Vec::new();
-            for path in &config.signing_key_file {
+            for path in &config.signing_key_files {
                 let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
                     path: path.clone(),
                     source,
@@ -152,7 +217,7 @@ impl KeyRing {
         };
         let files = || {
             config
-                .signing_key_file
+                .signing_key_files
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
@@ -171,7 +236,7 @@ impl KeyRing {
                 warning: None,
             });
         }
-        if !config.is_sqlite() {
+        if !config.development {
             return Err(KeyError::Missing(if configured_signing.is_none() {
                 SIGNING_KEY_FILE
             } else {
@@ -682,6 +747,7 @@ fn write_keys_file(path: &Path, keys: &DevKeys) -> Result<(), KeyError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::Config;
 
     /// A fresh Ed25519 private key as PKCS#8 PEM.
     pub(crate) fn ed25519_pem() -> String {
@@ -730,7 +796,7 @@ pub(crate) mod tests {
         let path = dir.path().join("dev.keys");
         assert_eq!(config.keys_file.as_deref(), Some(path.as_path()));
 
-        let first = KeyRing::load(&config).unwrap();
+        let first = KeyRing::load(&config.key_sources()).unwrap();
         assert!(path.exists());
         #[cfg(unix)]
         {
@@ -742,7 +808,7 @@ pub(crate) mod tests {
         assert!(text.contains("NOT FOR PRODUCTION"));
         assert!(text.contains("BEGIN PRIVATE KEY"));
 
-        let second = KeyRing::load(&config).unwrap();
+        let second = KeyRing::load(&config.key_sources()).unwrap();
         assert_eq!(first.kids(), second.kids());
         // Same refresh key: same derived child.
         let sid = sessiond_actors::ids::SessionId::new();
@@ -762,8 +828,8 @@ pub(crate) mod tests {
     fn hs256_development_secret_is_kept_too() {
         let dir = tempfile::tempdir().unwrap();
         let config = sqlite_config(dir.path(), &[("SESSIOND_SIGNING_ALG", "HS256")]);
-        let a = KeyRing::load(&config).unwrap();
-        let b = KeyRing::load(&config).unwrap();
+        let a = KeyRing::load(&config.key_sources()).unwrap();
+        let b = KeyRing::load(&config.key_sources()).unwrap();
         assert_eq!(a.kids(), b.kids());
         assert_eq!(a.jwks(), serde_json::json!({ "keys": [] }));
     }
@@ -771,11 +837,10 @@ pub(crate) mod tests {
     #[test]
     fn switching_algorithm_replaces_the_development_signing_key_but_keeps_the_refresh_key() {
         let dir = tempfile::tempdir().unwrap();
-        let ed = KeyRing::load(&sqlite_config(dir.path(), &[])).unwrap();
-        let hs = KeyRing::load(&sqlite_config(
-            dir.path(),
-            &[("SESSIOND_SIGNING_ALG", "HS256")],
-        ))
+        let ed = KeyRing::load(&sqlite_config(dir.path(), &[]).key_sources()).unwrap();
+        let hs = KeyRing::load(
+            &sqlite_config(dir.path(), &[("SESSIOND_SIGNING_ALG", "HS256")]).key_sources(),
+        )
         .unwrap();
         assert_ne!(ed.kids(), hs.kids());
         let sid = sessiond_actors::ids::SessionId::new();
@@ -801,7 +866,7 @@ pub(crate) mod tests {
                 ("SESSIOND_REFRESH_KEY", &STANDARD.encode([3u8; 32])),
             ],
         );
-        let ring = KeyRing::load(&config).unwrap();
+        let ring = KeyRing::load(&config.key_sources()).unwrap();
         assert_eq!(ring.kids().len(), 2);
         assert_eq!(ring.signing_kid(), ring.kids()[0]);
         assert!(ring.verifier(ring.kids()[1]).is_some());
@@ -884,7 +949,9 @@ pub(crate) mod tests {
             dir.path(),
             &[("SESSIOND_SIGNING_KEY_FILE", path.to_str().unwrap())],
         );
-        let e = KeyRing::load(&config).unwrap_err().to_string();
+        let e = KeyRing::load(&config.key_sources())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("rsa-for-ed.pem") && e.contains("SESSIOND_SIGNING_KEY_FILE"),
             "{e}"
@@ -899,7 +966,9 @@ pub(crate) mod tests {
             dir.path(),
             &[("SESSIOND_SIGNING_KEY_FILE", "/nonexistent.pem")],
         );
-        let e = KeyRing::load(&missing).unwrap_err().to_string();
+        let e = KeyRing::load(&missing.key_sources())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent.pem"), "{e}");
     }
 
@@ -931,7 +1000,9 @@ pub(crate) mod tests {
         )
         .unwrap();
         config.signing_key_file.clear();
-        let e = KeyRing::load(&config).unwrap_err().to_string();
+        let e = KeyRing::load(&config.key_sources())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("instances must share keys"), "{e}");
         assert!(e.contains("SESSIOND_SIGNING_KEY_FILE"), "{e}");
     }
@@ -952,7 +1023,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(config.keys_file.is_none());
-        let ring = KeyRing::load(&config).unwrap();
+        let ring = KeyRing::load(&config.key_sources()).unwrap();
         assert!(ring.describe().contains("memory only"));
     }
 
@@ -960,7 +1031,7 @@ pub(crate) mod tests {
     fn corrupt_keys_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dev.keys"), "this is = not [ toml").unwrap();
-        let e = KeyRing::load(&sqlite_config(dir.path(), &[]))
+        let e = KeyRing::load(&sqlite_config(dir.path(), &[]).key_sources())
             .unwrap_err()
             .to_string();
         assert!(

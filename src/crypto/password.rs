@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::config::Config;
 use crate::domain::Password;
 
 /// Why hashing or verification did not produce an answer.
@@ -253,6 +252,21 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
+/// The hasher's settings: argon2id parameters and how many hashes run and wait at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashingSettings {
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Argon2id passes.
+    pub iterations: u32,
+    /// Argon2id lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once (one core stays free for the request path).
+    pub concurrency: usize,
+    /// Callers allowed to wait for a slot; beyond it they are refused at once.
+    pub queue: usize,
+}
+
 impl PasswordHasher {
     /// A hasher with `params`, running at most `concurrency` (at least 1) hashes at once and
     /// letting at most `queue` callers wait.
@@ -274,20 +288,16 @@ impl PasswordHasher {
         }
     }
 
-    /// A hasher from the `argon2_*`, `hash_concurrency` and `hash_queue` settings.
-    pub fn from_config(config: &Config) -> Result<Self, HashError> {
+    /// A hasher from its settings (`Config::hashing` composes them from the configuration).
+    pub fn from_settings(settings: &HashingSettings) -> Result<Self, HashError> {
         let params = Params::new(
-            config.argon2_memory_kib,
-            config.argon2_iterations,
-            config.argon2_parallelism,
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
             None,
         )
         .map_err(|e| HashError::Params(e.to_string()))?;
-        Ok(Self::new(
-            params,
-            config.hash_concurrency,
-            config.hash_queue,
-        ))
+        Ok(Self::new(params, settings.concurrency, settings.queue))
     }
 
     /// Hashes `password` with a fresh random salt; returns the PHC string to store
@@ -645,8 +655,8 @@ mod tests {
     }
 
     #[test]
-    fn from_config_uses_the_configured_parameters() {
-        let config = Config::from_sources(
+    fn from_settings_uses_the_configured_parameters() {
+        let config = crate::config::Config::from_sources(
             None,
             &[
                 ("SESSIOND_ARGON2_MEMORY_KIB".into(), "1024".into()),
@@ -655,7 +665,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let h = PasswordHasher::from_config(&config).unwrap();
+        let h = PasswordHasher::from_settings(&config.hashing()).unwrap();
         assert_eq!(h.inner.params.m_cost(), 1024);
         assert_eq!(h.inner.params.t_cost(), 3);
         assert_eq!(h.inner.slots.available_permits(), 2);
