@@ -781,14 +781,18 @@ async fn ipv6_clients_share_one_budget_per_64() {
         ],
     )
     .await;
+    // A new account each time, so only the per-IP limit is in play (not the account lock).
     let wrong = "guess guess guess";
-    for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"] {
-        let r = login_from(&app, ip, "x@example.com", wrong).await;
+    for (n, ip) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"]
+        .iter()
+        .enumerate()
+    {
+        let r = login_from(&app, ip, &format!("v6-{n}@example.com"), wrong).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{ip}");
     }
-    let r = login_from(&app, "2001:db8:1:2::3", "x@example.com", wrong).await;
+    let r = login_from(&app, "2001:db8:1:2::3", "v6-2@example.com", wrong).await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    let r = login_from(&app, "2001:db8:1:3::1", "x@example.com", wrong).await;
+    let r = login_from(&app, "2001:db8:1:3::1", "v6-3@example.com", wrong).await;
     assert_eq!(
         r.status(),
         StatusCode::UNAUTHORIZED,
@@ -796,8 +800,14 @@ async fn ipv6_clients_share_one_budget_per_64() {
     );
     // IPv4 stays per address.
     for ip in ["192.0.2.1", "192.0.2.2"] {
-        for _ in 0..2 {
-            let r = login_from(&app, ip, "x@example.com", wrong).await;
+        for n in 0..2 {
+            let r = login_from(
+                &app,
+                ip,
+                &format!("v4-{n}-{}@example.com", ip.replace('.', "-")),
+                wrong,
+            )
+            .await;
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{ip}");
         }
     }
