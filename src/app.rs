@@ -175,6 +175,16 @@ impl Application {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
         tracing::info!(rate_limits = limiter.describe(), "rate limits");
+        // Which header decides client IPs, so an operator can check it against the proxies.
+        match config.abuse.trusted_proxies.as_slice() {
+            [] => tracing::info!("client IP: the socket peer (no trusted proxies)"),
+            trusted => tracing::info!(
+                header = config.abuse.client_ip_header.as_str(),
+                trusted_proxies = trusted.len(),
+                "client IP: {} from trusted proxies, read from the right",
+                config.abuse.client_ip_header.as_str(),
+            ),
+        }
         tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
         // Warnings come after the line that says where and how the process runs.
         let metrics_warning = (exposure
