@@ -105,8 +105,9 @@ wait_for "curl -fsS $S/ready" 60 || die "sessiond did not become ready on $S"
 
 PPORT=$(free_port)
 P=http://127.0.0.1:$PPORT
-# The shipped configuration, pointed at this sessiond, 1 s intervals, rules next to it.
-sed -e "s/sessiond:8080/127.0.0.1:$SPORT/" \
+# The shipped configuration, pointed at this sessiond (bound to loopback, so its main listener
+# serves /metrics, as the separate listener does in compose), 1 s intervals, rules next to it.
+sed -e "s/sessiond:9464/127.0.0.1:$SPORT/" \
     -e "s/scrape_interval: 15s/scrape_interval: 1s/" \
     -e "s/evaluation_interval: 15s/evaluation_interval: 1s/" \
     "$DEPLOY/prometheus.yml" >"$WORK/prometheus.yml"

@@ -10,6 +10,8 @@
 //! This module also holds [`ApiKeyUsage`], which coalesces "this key was just used" into one
 //! batched write every few seconds instead of a database write per request.
 
+pub mod unknown;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -46,10 +46,18 @@ pub struct Application {
 impl Application {
     /// Connects the store, applies migrations, loads keys, starts the session engine and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let exposure = crate::http::routes::metrics::exposure(
+            config.bind,
+            config.metrics_token.is_some(),
+            config.metrics_addr,
+        );
         let metrics = Arc::new(
             Metrics::new()
                 .context("registering metrics")?
-                .with_exposition(config.metrics_token.clone(), config.metrics_addr.is_some()),
+                .with_exposition(
+                    config.metrics_token.clone(),
+                    exposure == crate::http::routes::metrics::MetricsExposure::MainListener,
+                ),
         );
         let store = Store::connect(&config.database_url)
             .await
@@ -168,12 +176,26 @@ impl Application {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
         tracing::info!(rate_limits = limiter.describe(), "rate limits");
+        // Which header decides client IPs, so an operator can check it against the proxies.
+        match config.abuse.trusted_proxies.as_slice() {
+            [] => tracing::info!("client IP: the socket peer (no trusted proxies)"),
+            trusted => tracing::info!(
+                header = config.abuse.client_ip_header.as_str(),
+                trusted_proxies = trusted.len(),
+                "client IP: {} from trusted proxies, read from the right",
+                config.abuse.client_ip_header.as_str(),
+            ),
+        }
         tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
         // Warnings come after the line that says where and how the process runs.
+        let metrics_warning = (exposure
+            == crate::http::routes::metrics::MetricsExposure::NotServed)
+            .then(|| crate::http::routes::metrics::not_served_warning(config.bind));
         for warning in keys
             .warning()
             .into_iter()
             .chain(mailer.warning())
+            .chain(metrics_warning.as_deref())
             .chain(config.warnings.iter().map(String::as_str))
         {
             tracing::warn!("{warning}");
@@ -195,6 +217,7 @@ impl Application {
                 mfa,
                 metrics,
                 api_key_usage: Arc::new(ApiKeyUsage::default()),
+                unknown_api_keys: Arc::default(),
                 codes,
                 mailer,
                 require_verified_email: config.mail.require_verified_email,
@@ -281,14 +304,19 @@ impl Application {
         let token_cache_sweeper = {
             // Verified access tokens are remembered a while (see `crypto::access_token`); an
             // idle process drops them, so its memory returns to the idle baseline.
+            // So are unknown API-key ids.
             let tokens = state.tokens.clone();
+            let unknown_api_keys = state.unknown_api_keys.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(tokens.sweep_period());
                 loop {
                     tokio::select! {
                         _ = stop.wait_for(|stop| *stop) => return,
-                        _ = tick.tick() => tokens.sweep_cache(),
+                        _ = tick.tick() => {
+                            tokens.sweep_cache();
+                            unknown_api_keys.sweep();
+                        }
                     }
                 }
             })
@@ -302,6 +330,7 @@ impl Application {
                 request_timeout: config.request_timeout,
                 hardening: config.abuse.http.clone(),
                 trusted_proxies: config.abuse.trusted_proxies.clone(),
+                client_ip_header: config.abuse.client_ip_header,
             },
         );
         let mut stop_signal = stop_rx.clone();

@@ -44,6 +44,8 @@ pub struct HttpLimits {
     pub hardening: crate::config::HardeningSettings,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<crate::ratelimit::Cidr>,
+    /// The one forwarding header those peers set.
+    pub client_ip_header: crate::ratelimit::client_ip::ClientIpHeader,
 }
 
 /// Every API route, each registered together with its OpenAPI description.
@@ -101,6 +103,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let guard = Arc::new(hardening::RequestGuard {
         limiter: state.limiter.clone(),
         trusted_proxies: limits.trusted_proxies.clone(),
+        client_ip_header: limits.client_ip_header,
         max_header_bytes: limits.hardening.max_header_bytes,
         max_headers: limits.hardening.max_headers,
     });

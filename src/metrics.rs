@@ -115,9 +115,10 @@ pub struct Metrics {
     pub passwords: Arc<HashMetrics>,
     /// When set (`SESSIOND_METRICS_TOKEN`), `/metrics` requires `Authorization: Bearer <it>`.
     token: Option<String>,
-    /// Whether `/metrics` is served on its own listener (`SESSIOND_METRICS_ADDR`) instead of
-    /// the main one.
-    separate_listener: bool,
+    /// Whether the main listener serves `/metrics`: not when it has its own listener
+    /// (`SESSIOND_METRICS_ADDR`), nor on a non-loopback bind without a token (see
+    /// `http::routes::metrics::exposure`).
+    main_listener: bool,
 }
 
 impl fmt::Debug for Metrics {
@@ -341,22 +342,21 @@ impl Metrics {
             sessions,
             passwords,
             token: None,
-            separate_listener: false,
+            main_listener: true,
         })
     }
 
     /// How `/metrics` is exposed: `token` (`SESSIOND_METRICS_TOKEN`) requires
-    /// `Authorization: Bearer <token>`; `separate_listener` (`SESSIOND_METRICS_ADDR` is set)
-    /// takes it off the main listener.
-    pub fn with_exposition(mut self, token: Option<String>, separate_listener: bool) -> Metrics {
+    /// `Authorization: Bearer <token>`; `main_listener` false takes it off the main listener.
+    pub fn with_exposition(mut self, token: Option<String>, main_listener: bool) -> Metrics {
         self.token = token;
-        self.separate_listener = separate_listener;
+        self.main_listener = main_listener;
         self
     }
 
     /// Whether the main router serves `/metrics`.
     pub fn on_main_listener(&self) -> bool {
-        !self.separate_listener
+        self.main_listener
     }
 
     /// Whether a scrape carrying this `Authorization` header value may read the metrics:
@@ -500,7 +500,7 @@ mod tests {
         assert!(open.authorized(None));
         let closed = Metrics::new()
             .unwrap()
-            .with_exposition(Some("s3cret-metrics-token".into()), false);
+            .with_exposition(Some("s3cret-metrics-token".into()), true);
         assert!(closed.authorized(Some(b"Bearer s3cret-metrics-token")));
         for bad in [
             &b""[..],

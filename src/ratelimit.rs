@@ -58,11 +58,14 @@ pub enum LimitClass {
     Refresh,
     /// Creation of long-lived credentials (API keys) per user.
     Credentials,
+    /// `x-api-key`s with an unknown key id at `/v1/auth/verify`, per IP (only misses count,
+    /// so a gateway's valid keys never spend it; see `api_keys::UnknownKeys`).
+    UnknownApiKey,
 }
 
 impl LimitClass {
     /// Every class.
-    pub const ALL: [LimitClass; 11] = [
+    pub const ALL: [LimitClass; 12] = [
         Self::General,
         Self::Login,
         Self::LoginAccount,
@@ -74,6 +77,7 @@ impl LimitClass {
         Self::ResetAccount,
         Self::Refresh,
         Self::Credentials,
+        Self::UnknownApiKey,
     ];
 
     /// The name in keys and settings (`SESSIOND_RATE_LIMIT_<NAME>`).
@@ -90,6 +94,7 @@ impl LimitClass {
             Self::ResetAccount => "reset_account",
             Self::Refresh => "refresh",
             Self::Credentials => "credentials",
+            Self::UnknownApiKey => "unknown_api_key",
         }
     }
 
@@ -111,6 +116,7 @@ impl LimitClass {
             Self::ResetAccount => q(5, 3600),
             Self::Refresh => q(120, 60),
             Self::Credentials => q(20, 3600),
+            Self::UnknownApiKey => q(20, 60),
         }
     }
 }
@@ -132,6 +138,9 @@ pub struct RateLimitSettings {
     pub lock_enabled: bool,
     /// How long an IP stays "known" for an account after a successful login from it.
     pub known_ip_ttl: Duration,
+    /// IPv6 clients share every per-IP rule (known IPs included) with their `/N` network
+    /// (`SESSIOND_RATE_LIMIT_IPV6_PREFIX`, 1–128); IPv4 stays per address.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitSettings {
@@ -152,6 +161,7 @@ impl Default for RateLimitSettings {
             },
             lock_enabled: true,
             known_ip_ttl: Duration::from_secs(30 * 86_400),
+            ipv6_prefix: 64,
         }
     }
 }
@@ -383,9 +393,14 @@ impl Limiter {
         }
     }
 
-    /// Applies an IP-keyed class to a client IP.
+    /// Applies an IP-keyed class to a client IP (an IPv6 client's `/ipv6_prefix` network).
     pub async fn check_ip(&self, class: LimitClass, ip: IpAddr) -> Result<(), Limited> {
-        self.check(class, &ip.to_string()).await
+        self.check(class, &self.ip_key(ip)).await
+    }
+
+    /// The key part of a client IP: see [`client_ip::limit_key`].
+    pub fn ip_key(&self, ip: IpAddr) -> String {
+        client_ip::limit_key(ip, self.settings.ipv6_prefix)
     }
 
     /// Applies an account-keyed class to an account identifier (an email as normalised, or a
@@ -414,7 +429,7 @@ impl Limiter {
             self.key(
                 "known",
                 "login",
-                &subject_hash(&format!("{account_hash}|{ip}")),
+                &subject_hash(&format!("{account_hash}|{}", self.ip_key(ip))),
             )
         })
     }
@@ -642,6 +657,58 @@ mod tests {
         );
         limiter
             .login_attempt("ada@example.com", Some(home))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn ipv6_known_ips_and_limits_cover_the_clients_prefix() {
+        let mut settings = RateLimitSettings::default();
+        settings.lock = LockPolicy {
+            threshold: 1,
+            ..settings.lock
+        };
+        settings.quotas = vec![(
+            LimitClass::Login,
+            Some(Quota {
+                limit: 1,
+                period: Duration::from_secs(60),
+            }),
+        )];
+        let limiter = Limiter::new(settings, None, None).unwrap();
+        let home: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let home_again: IpAddr = "2001:db8:1:2:aaaa::7".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limiter.login_succeeded("ada@example.com", Some(home)).await;
+        limiter.login_failed("ada@example.com").await;
+        assert!(
+            limiter
+                .login_attempt("ada@example.com", Some(elsewhere))
+                .await
+                .is_err()
+        );
+        limiter
+            .login_attempt("ada@example.com", Some(home_again))
+            .await
+            .expect("a known /64 is known for every address in it");
+        limiter.check_ip(LimitClass::Login, home).await.unwrap();
+        assert!(
+            limiter
+                .check_ip(LimitClass::Login, home_again)
+                .await
+                .is_err()
+        );
+        limiter
+            .check_ip(LimitClass::Login, elsewhere)
+            .await
+            .unwrap();
+        // IPv4, also written IPv4-mapped, is one address.
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        limiter.check_ip(LimitClass::Login, v4).await.unwrap();
+        assert!(limiter.check_ip(LimitClass::Login, mapped).await.is_err());
+        limiter
+            .check_ip(LimitClass::Login, "192.0.2.2".parse().unwrap())
             .await
             .unwrap();
     }

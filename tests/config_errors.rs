@@ -233,3 +233,56 @@ fn binary_rejects_an_unreadable_config_file() {
     assert!(stderr.contains("SESSIOND_CONFIG"), "{stderr}");
     assert!(stderr.contains("/nonexistent/sessiond.toml"), "{stderr}");
 }
+
+/// Trusting proxies while reading no forwarding header from them would give every client the
+/// proxy's address (one shared budget): a contradiction, reported with the other problems.
+#[test]
+fn client_ip_header_none_with_trusted_proxies_is_rejected_with_the_others() {
+    let p = problems(
+        Some("client_ip_header = \"none\"\n"),
+        &[
+            ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("SESSIOND_ACCESS_TTL", "abc"),
+        ],
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    for (env_key, toml_key) in [
+        ("SESSIOND_CLIENT_IP_HEADER", "client_ip_header"),
+        ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "rate_limit_ipv6_prefix"),
+        ("SESSIOND_ACCESS_TTL", "access_ttl"),
+    ] {
+        assert!(
+            p.iter().any(|m| names_both(m, env_key, toml_key)),
+            "{env_key} missing from {p:#?}"
+        );
+    }
+    assert!(
+        p.iter()
+            .any(|m| m.contains("none contradicts SESSIOND_TRUSTED_PROXIES")),
+        "{p:#?}"
+    );
+    // Each alone is fine.
+    Config::from_sources(None, &env(&[("SESSIOND_CLIENT_IP_HEADER", "none")])).unwrap();
+    Config::from_sources(
+        None,
+        &env(&[
+            ("SESSIOND_CLIENT_IP_HEADER", "x-real-ip"),
+            ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
+        ]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn binary_exits_2_for_client_ip_header_none_with_trusted_proxies() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_CLIENT_IP_HEADER", "none"),
+        ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_CLIENT_IP_HEADER (toml: client_ip_header)"),
+        "{stderr}"
+    );
+}

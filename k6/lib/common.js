@@ -194,11 +194,19 @@ export function checkTokenResponse(res, what) {
   });
 }
 
-/** Reads a counter from /metrics (Prometheus text); null if absent or /metrics is not served. */
+/**
+ * Reads a counter from /metrics (Prometheus text); null if absent or /metrics is not served.
+ * sessiond serves /metrics openly only on a loopback bind; against any other bind set
+ * METRICS_TOKEN (sessiond's SESSIOND_METRICS_TOKEN) or METRICS_URL (its SESSIOND_METRICS_ADDR
+ * listener, e.g. http://10.0.0.5:9464/metrics).
+ */
 export function readMetric(name, labels) {
-  const res = http.get(`${BASE_URL}/metrics`, {
+  const url = __ENV.METRICS_URL || `${BASE_URL}/metrics`;
+  const headers = __ENV.METRICS_TOKEN ? { Authorization: `Bearer ${__ENV.METRICS_TOKEN}` } : {};
+  const res = http.get(url, {
+    headers,
     tags: { name: 'metrics' },
-    responseCallback: http.expectedStatuses(200, 404),
+    responseCallback: http.expectedStatuses(200, 401, 404),
   });
   if (res.status !== 200 || typeof res.body !== 'string') return null;
   let total = null;

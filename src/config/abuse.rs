@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::ratelimit::client_ip::ClientIpHeader;
 use crate::ratelimit::{Cidr, LimitClass, Quota, RateLimitSettings};
 
 use super::sources::{self, Key, Problems, Raw, Sources};
@@ -36,6 +37,13 @@ pub(super) const RATE_LIMIT_RESET_ACCOUNT: Key = key(
 pub(super) const RATE_LIMIT_REFRESH: Key = key("SESSIOND_RATE_LIMIT_REFRESH", "rate_limit_refresh");
 pub(super) const RATE_LIMIT_CREDENTIALS: Key =
     key("SESSIOND_RATE_LIMIT_CREDENTIALS", "rate_limit_credentials");
+pub(super) const RATE_LIMIT_UNKNOWN_API_KEY: Key = key(
+    "SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY",
+    "rate_limit_unknown_api_key",
+);
+pub(super) const RATE_LIMIT_IPV6_PREFIX: Key =
+    key("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "rate_limit_ipv6_prefix");
+pub(super) const CLIENT_IP_HEADER: Key = key("SESSIOND_CLIENT_IP_HEADER", "client_ip_header");
 pub(super) const LOGIN_LOCK_THRESHOLD: Key =
     key("SESSIOND_LOGIN_LOCK_THRESHOLD", "login_lock_threshold");
 pub(super) const LOGIN_LOCK_BASE: Key = key("SESSIOND_LOGIN_LOCK_BASE", "login_lock_base");
@@ -49,7 +57,7 @@ pub(super) const CORS_ORIGINS: Key = key("SESSIOND_CORS_ORIGINS", "cors_origins"
 pub(super) const SECURE_COOKIES: Key = key("SESSIOND_SECURE_COOKIES", "secure_cookies");
 
 /// The setting of each class's quota.
-const CLASS_KEYS: [(LimitClass, Key); 11] = [
+const CLASS_KEYS: [(LimitClass, Key); 12] = [
     (LimitClass::General, RATE_LIMIT_GENERAL),
     (LimitClass::Login, RATE_LIMIT_LOGIN),
     (LimitClass::LoginAccount, RATE_LIMIT_LOGIN_ACCOUNT),
@@ -61,6 +69,7 @@ const CLASS_KEYS: [(LimitClass, Key); 11] = [
     (LimitClass::ResetAccount, RATE_LIMIT_RESET_ACCOUNT),
     (LimitClass::Refresh, RATE_LIMIT_REFRESH),
     (LimitClass::Credentials, RATE_LIMIT_CREDENTIALS),
+    (LimitClass::UnknownApiKey, RATE_LIMIT_UNKNOWN_API_KEY),
 ];
 
 /// What registration answers for an email that already has an account.
@@ -94,6 +103,8 @@ pub struct AbuseConfig {
     pub rate_limits: RateLimitSettings,
     /// Peers whose forwarding headers are believed (`SESSIOND_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<Cidr>,
+    /// The one header those peers set (`SESSIOND_CLIENT_IP_HEADER`).
+    pub client_ip_header: ClientIpHeader,
     /// Registration conflicts (`SESSIOND_REGISTER_CONFLICT`).
     pub register_conflict: RegisterConflict,
     /// HTTP hardening.
@@ -194,6 +205,25 @@ pub(super) fn parse(
         },
         Vec::new,
     );
+    let client_ip_header = field(
+        s,
+        p,
+        &CLIENT_IP_HEADER,
+        |k, raw| ClientIpHeader::parse(&sources::text(k, raw)?),
+        ClientIpHeader::default,
+    );
+    if client_ip_header == Some(ClientIpHeader::None)
+        && trusted_proxies.as_ref().is_some_and(|t| !t.is_empty())
+    {
+        // Trusting proxies but reading no header from them is a contradiction: the operator
+        // believes there is a proxy, and every client would share the proxy's budget.
+        p.key(
+            &CLIENT_IP_HEADER,
+            format!("none contradicts {TRUSTED_PROXIES}: name the header the proxies set, or unset {TRUSTED_PROXIES}"),
+        );
+        ok = false;
+    }
+    let ipv6_prefix = bounded::<u32>(s, p, &RATE_LIMIT_IPV6_PREFIX, 64, 1, 128);
     let register_conflict = field(
         s,
         p,
@@ -266,8 +296,10 @@ pub(super) fn parse(
             },
             lock_enabled: threshold > 0,
             known_ip_ttl: defaults.known_ip_ttl,
+            ipv6_prefix: ipv6_prefix? as u8,
         },
         trusted_proxies: trusted_proxies?,
+        client_ip_header: client_ip_header?,
         register_conflict: register_conflict?,
         http: HardeningSettings {
             max_header_bytes: max_header_bytes?,
@@ -281,6 +313,7 @@ pub(super) fn parse(
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
+    use crate::ratelimit::client_ip::ClientIpHeader;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -301,8 +334,10 @@ mod tests {
         let c = Config::from_sources(None, &[]).unwrap();
         let a = &c.abuse;
         assert!(a.rate_limits.enabled && a.rate_limits.lock_enabled);
-        assert_eq!(a.rate_limits.quotas.len(), 11);
+        assert_eq!(a.rate_limits.quotas.len(), 12);
         assert!(a.trusted_proxies.is_empty());
+        assert_eq!(a.client_ip_header, ClientIpHeader::XForwardedFor);
+        assert_eq!(a.rate_limits.ipv6_prefix, 64);
         assert_eq!(a.register_conflict, super::RegisterConflict::Reveal);
         assert!(a.http.cors_origins.is_empty());
         assert!(!a.http.secure, "the default issuer is http://");
@@ -374,6 +409,37 @@ mod tests {
         ] {
             assert!(e.iter().any(|m| m.starts_with(k)), "{k}: {e:#?}");
         }
+        let e = errors(&[
+            ("SESSIOND_CLIENT_IP_HEADER", "none"),
+            ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "0"),
+        ]);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("SESSIOND_CLIENT_IP_HEADER")
+                || e[1].starts_with("SESSIOND_CLIENT_IP_HEADER"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("SESSIOND_RATE_LIMIT_IPV6_PREFIX")),
+            "{e:?}"
+        );
+        let e = errors(&[
+            ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("SESSIOND_CLIENT_IP_HEADER", "x-client-ip"),
+        ]);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("SESSIOND_CLIENT_IP_HEADER", "Forwarded"),
+                ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "56"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.abuse.client_ip_header, ClientIpHeader::Forwarded);
+        assert_eq!(c.abuse.rate_limits.ipv6_prefix, 56);
         let e = errors(&[("SESSIOND_CORS_ORIGINS", "https://app.example.com/path")]);
         assert!(e[0].contains("not an origin"), "{e:?}");
     }

@@ -283,9 +283,19 @@ async fn authenticate_api_key(
     };
     let text = value.to_str().map_err(|_| ApiError::InvalidApiKey)?.trim();
     let presented = PresentedKey::parse(text).ok_or(ApiError::InvalidApiKey)?;
+    // Made-up key ids must not load the database: see `api_keys::unknown`.
+    let ip = parts
+        .extensions
+        .get::<crate::http::hardening::ClientIp>()
+        .map(|crate::http::hardening::ClientIp(ip)| *ip);
+    let unknown = &state.unknown_api_keys;
+    unknown.check_blocked(&state.limiter, ip)?;
+    if unknown.is_unknown(presented.public_id) {
+        return Err(unknown.miss(&state.limiter, ip, presented.public_id).await);
+    }
     let Some(found) = state.store.find_api_key(presented.public_id).await? else {
         burn_check(&presented);
-        return Err(ApiError::InvalidApiKey);
+        return Err(unknown.miss(&state.limiter, ip, presented.public_id).await);
     };
     let now = state.clock.now();
     let key = found.key;

@@ -19,7 +19,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
-use crate::ratelimit::{self, Cidr, LimitClass, Limiter, client_ip::client_ip};
+use crate::ratelimit::client_ip::{ClientIpHeader, client_ip};
+use crate::ratelimit::{self, Cidr, LimitClass, Limiter};
 
 /// The client's IP as [`limit_requests`] determined it (trusted proxies applied). Handlers read
 /// it through `ClientInfo`.
@@ -33,6 +34,8 @@ pub struct RequestGuard {
     pub limiter: Arc<Limiter>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// The one header read from them (`SESSIOND_CLIENT_IP_HEADER`).
+    pub client_ip_header: ClientIpHeader,
     /// Header limits.
     pub max_header_bytes: usize,
     /// Header field count limit.
@@ -86,7 +89,14 @@ pub async fn limit_requests(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let ip = peer.map(|peer| client_ip(peer, req.headers(), &guard.trusted_proxies));
+    let ip = peer.map(|peer| {
+        client_ip(
+            peer,
+            req.headers(),
+            &guard.trusted_proxies,
+            guard.client_ip_header,
+        )
+    });
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
     }

@@ -62,6 +62,8 @@ pub struct Services {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Coalesces API keys' `last_used_at` (no database write per request).
     pub api_key_usage: Arc<crate::api_keys::ApiKeyUsage>,
+    /// Unknown API-key ids remembered briefly, and the IPs that presented too many.
+    pub unknown_api_keys: Arc<crate::api_keys::unknown::UnknownKeys>,
     /// Rate limits and failed-login locks (Redis-backed, in-memory fallback).
     pub limiter: Arc<crate::ratelimit::Limiter>,
     /// What registration answers for an existing email (`SESSIOND_REGISTER_CONFLICT`).

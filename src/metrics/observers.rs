@@ -19,6 +19,7 @@ const READS: &[&str] = &[
     "get_user",
     "list_active_sessions",
     "active_session_ids",
+    "find_api_key",
 ];
 
 /// Store operations that write.

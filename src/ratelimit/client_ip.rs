@@ -1,7 +1,13 @@
 //! Which IP a request comes from. The socket's peer, unless that peer is a configured trusted
-//! proxy: then the forwarding headers are read **from the right**, skipping trusted proxies, and
-//! the first address not trusted is the client. Anything to its left was written by the client
+//! proxy: then the **one** forwarding header the operator named ([`ClientIpHeader`],
+//! `SESSIOND_CLIENT_IP_HEADER`) is read **from the right**, skipping trusted proxies, and the
+//! first address not trusted is the client. Anything to its left was written by the client
 //! itself and is never believed. A header sent by an untrusted peer is ignored entirely.
+//!
+//! Only the named header is read, never another: nginx, an AWS ALB or HAProxy append their
+//! peer to `X-Forwarded-For` and pass every other header through untouched, so a `Forwarded`
+//! (or `X-Real-IP`) header behind them is whatever the client wrote. Reading a second header
+//! "when present" would let any client pick its own IP.
 
 use std::net::IpAddr;
 
@@ -69,15 +75,67 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The one header the trusted proxies set (`SESSIOND_CLIENT_IP_HEADER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For` (the default; what nginx, ALBs and HAProxy append to), read right to
+    /// left skipping trusted proxies.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (its `for=` parameters), read like `X-Forwarded-For`.
+    Forwarded,
+    /// `X-Real-IP`: a single address set by the trusted peer (nginx `proxy_set_header
+    /// X-Real-IP $remote_addr`); a list or a second header line is not believed.
+    XRealIp,
+    /// No header: the socket's peer is the client (no proxy in front).
+    None,
+}
+
+impl ClientIpHeader {
+    /// Parses a setting value (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            "x-real-ip" => Ok(Self::XRealIp),
+            "none" => Ok(Self::None),
+            _ => Err(format!(
+                "{s:?} must be x-forwarded-for, forwarded, x-real-ip or none"
+            )),
+        }
+    }
+
+    /// The setting value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+            Self::XRealIp => "x-real-ip",
+            Self::None => "none",
+        }
+    }
+}
+
 /// The client's IP: see the module documentation.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[Cidr],
+    header: ClientIpHeader,
+) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;
     }
-    // RFC 7239 `Forwarded` wins when present; otherwise `X-Forwarded-For`.
-    let chain = forwarded_chain(headers).or_else(|| x_forwarded_for_chain(headers));
+    let chain = match header {
+        ClientIpHeader::XForwardedFor => x_forwarded_for_chain(headers),
+        ClientIpHeader::Forwarded => forwarded_chain(headers),
+        ClientIpHeader::XRealIp => {
+            return x_real_ip(headers).map_or(peer, canonical);
+        }
+        ClientIpHeader::None => return peer,
+    };
     let Some(chain) = chain else { return peer };
     // Right to left: the right-most entry was appended by our trusted peer.
     let mut client = peer;
@@ -95,6 +153,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         }
     }
     client
+}
+
+/// The single address of a single `X-Real-IP` header line; None (the peer is used) for a
+/// missing, repeated, listed or unparseable value: the trusted proxy sets exactly one.
+fn x_real_ip(headers: &HeaderMap) -> Option<IpAddr> {
+    let mut values = headers.get_all("x-real-ip").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    parse_hop(value.to_str().ok()?.trim())
 }
 
 /// Hops of every `X-Forwarded-For` header, in order (None for an unparseable hop).
@@ -131,6 +199,22 @@ fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
     (!chain.is_empty()).then_some(chain)
 }
 
+/// The key part of `ip` for every per-IP rule: an IPv4 address (IPv4-mapped IPv6 included) as
+/// itself, an IPv6 address as its `/ipv6_prefix` network (`2001:db8:1:2::/64`). One IPv6
+/// subscriber is routinely given a whole /64 (or /56, /48), so per-address keys would hand an
+/// attacker 2^64 fresh budgets.
+pub fn limit_key(ip: IpAddr, ipv6_prefix: u8) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u32::from(ipv6_prefix.clamp(1, 128));
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            let network = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{network}/{prefix}")
+        }
+    }
+}
+
 /// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]`, `[2001:db8::1]:443` or a bare IPv6 address.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse::<IpAddr>() {
@@ -160,6 +244,8 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const XFF: ClientIpHeader = ClientIpHeader::XForwardedFor;
+
     #[test]
     fn cidr_parsing_and_matching() {
         let net = Cidr::parse("10.0.0.0/8").unwrap();
@@ -181,9 +267,9 @@ mod tests {
     #[test]
     fn headers_from_untrusted_peers_are_ignored() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
-        assert_eq!(client_ip(ip("9.9.9.9"), &h, &[]), ip("9.9.9.9"));
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &[], XFF), ip("9.9.9.9"));
         let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
-        assert_eq!(client_ip(ip("9.9.9.9"), &h, &trusted), ip("9.9.9.9"));
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &trusted, XFF), ip("9.9.9.9"));
     }
 
     #[test]
@@ -191,36 +277,120 @@ mod tests {
         let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
         // The client forged "6.6.6.6"; our proxies appended the real address and each other.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("1.2.3.4"));
         // Several header lines are one list.
         let h = headers(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-for", "1.2.3.4:5555"),
         ]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("1.2.3.4"));
         // Only trusted hops: the left-most one.
         let h = headers(&[("x-forwarded-for", "10.0.0.9, 10.0.0.2")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.9"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("10.0.0.9"));
         // No header: the proxy itself.
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted, XFF),
             ip("10.0.0.1")
         );
         // Garbage hop: stop there.
         let h = headers(&[("x-forwarded-for", "1.2.3.4, garbage, 10.0.0.2")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("10.0.0.2"));
     }
 
     #[test]
-    fn forwarded_header_is_preferred() {
+    fn only_the_configured_header_is_read() {
         let trusted = [Cidr::parse("127.0.0.1").unwrap()];
+        let peer = ip("127.0.0.1");
+        // Behind nginx/ALB/HAProxy: the proxy appended the real peer to X-Forwarded-For and
+        // passed the client's own Forwarded and X-Real-IP through.
         let h = headers(&[
             ("x-forwarded-for", "7.7.7.7"),
             (
                 "forwarded",
                 "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https",
             ),
+            ("x-real-ip", "5.5.5.5"),
         ]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("2001:db8::7"));
+        assert_eq!(client_ip(peer, &h, &trusted, XFF), ip("7.7.7.7"));
+        assert_eq!(
+            client_ip(peer, &h, &trusted, ClientIpHeader::Forwarded),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            client_ip(peer, &h, &trusted, ClientIpHeader::XRealIp),
+            ip("5.5.5.5")
+        );
+        assert_eq!(client_ip(peer, &h, &trusted, ClientIpHeader::None), peer);
+        // A client-sent Forwarded never stands in for a missing X-Forwarded-For.
+        let h = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(client_ip(peer, &h, &trusted, XFF), peer);
+        let h = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted, ClientIpHeader::Forwarded),
+            peer
+        );
+    }
+
+    #[test]
+    fn x_real_ip_is_one_value_from_a_trusted_peer() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let real = ClientIpHeader::XRealIp;
+        let h = headers(&[("x-real-ip", "1.2.3.4")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, real), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("9.9.9.9"), &h, &trusted, real),
+            ip("9.9.9.9"),
+            "not from an untrusted peer"
+        );
+        for forged in [
+            headers(&[("x-real-ip", "1.2.3.4, 5.6.7.8")]),
+            headers(&[("x-real-ip", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]),
+            headers(&[("x-real-ip", "garbage")]),
+        ] {
+            assert_eq!(
+                client_ip(ip("10.0.0.1"), &forged, &trusted, real),
+                ip("10.0.0.1")
+            );
+        }
+        let h = headers(&[("x-real-ip", "[2001:db8::1]:443")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted, real),
+            ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn header_setting_parses() {
+        for h in [
+            XFF,
+            ClientIpHeader::Forwarded,
+            ClientIpHeader::XRealIp,
+            ClientIpHeader::None,
+        ] {
+            assert_eq!(ClientIpHeader::parse(h.as_str()), Ok(h));
+        }
+        assert_eq!(
+            ClientIpHeader::parse("X-Forwarded-For"),
+            Ok(ClientIpHeader::XForwardedFor)
+        );
+        assert!(ClientIpHeader::parse("x-client-ip").is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_prefix_ipv4_by_address() {
+        assert_eq!(limit_key(ip("192.0.2.1"), 64), "192.0.2.1");
+        assert_eq!(limit_key(ip("::ffff:192.0.2.1"), 64), "192.0.2.1");
+        assert_eq!(limit_key(ip("2001:db8:1:2::1"), 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff:1:2:3"), 64),
+            limit_key(ip("2001:db8:1:2::9"), 64)
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1"), 64),
+            limit_key(ip("2001:db8:1:2::1"), 64)
+        );
+        assert_eq!(limit_key(ip("2001:db8:1:2::1"), 48), "2001:db8:1::/48");
+        assert_eq!(limit_key(ip("2001:db8::1"), 128), "2001:db8::1/128");
+        assert_eq!(limit_key(ip("2001:db8::1"), 1), "::/1");
     }
 }

@@ -183,8 +183,18 @@ impl Store {
     }
 
     /// The key with this public id and its owner's status, whatever its state (the caller
-    /// decides about revocation and expiry).
+    /// decides about revocation and expiry). Reported to the observer as `find_api_key`: the
+    /// lookups a flood of made-up key ids would cost are visible in the metrics.
     pub async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.query_api_key(public_id).await;
+        if let Some(observer) = &self.observer {
+            observer.observe("find_api_key", started.elapsed(), result.as_ref().err());
+        }
+        result
+    }
+
+    async fn query_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
         let op = "find api key";
         let sql = concat!(
             "SELECT ",

@@ -135,6 +135,7 @@ impl SqliteStore {
                 reader: pool,
             });
         }
+        prepare_private_file(url, options.get_filename())?;
         // The writer connects first: it creates the file (if the URL allows) and switches it
         // to WAL, a persistent property the readers then find.
         let writer = SqlitePoolOptions::new()
@@ -549,6 +550,49 @@ async fn apply_in(
 }
 
 /// Whether `url` names an in-memory database (which lives and dies with its one connection).
+/// Creates the database file with mode 0600 before SQLite opens it (when the URL lets SQLite
+/// create it: `mode=rwc`), and warns when an existing one is readable by other users. The
+/// database holds password hashes, sealed TOTP secrets and token digests; SQLite creates files
+/// with 0644 (under the usual umask), and gives the `-wal` and `-shm` files the mode of the
+/// database file, so creating the database private makes all three private, like the keys
+/// file.
+fn prepare_private_file(url: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    let creates = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=rwc"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match creates.then(|| options.open(path)) {
+        Some(Ok(_)) => return Ok(()),
+        Some(Err(e)) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(StoreError::Other(format!(
+                "creating the SQLite database {}: {e}",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                database = %path.display(),
+                "the SQLite database is readable by other users (and so are its -wal and -shm \
+                 files); it should be mode 0600"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }

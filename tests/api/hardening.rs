@@ -192,3 +192,39 @@ async fn openapi_documents_429_and_431() {
     );
     app.stop().await;
 }
+
+/// The SQLite database holds password hashes, sealed TOTP secrets and token digests: it and its
+/// `-wal` and `-shm` files are created readable by their owner only (0600), like the keys file,
+/// whatever the umask.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app(Backend::Sqlite).await;
+    // A write, so the WAL has content while the pools are open.
+    let r = app
+        .register("ada@example.com", "correct horse battery")
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(app.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(suffix) = ["-wal", "-shm", ""]
+            .into_iter()
+            .find(|s| name.ends_with(&format!(".db{s}")))
+        else {
+            continue;
+        };
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+        seen.push(suffix);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["", "-shm", "-wal"],
+        "the database, its WAL and its shm"
+    );
+    app.stop().await;
+}

@@ -122,6 +122,11 @@ impl Tokens {
 }
 
 impl TestApp {
+    /// The test's private directory (keys, and the SQLite database files).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -612,3 +612,103 @@ async fn metrics_can_have_their_own_listener() {
     // Both listeners are closed after shutdown.
     assert!(client.get(format!("{admin}/metrics")).send().await.is_err());
 }
+
+/// Builds and serves an app bound to `0.0.0.0:0` (every interface; the test talks to it over
+/// 127.0.0.1 only), with `extra` settings. Returns the loopback base URL and the stop handle.
+async fn serve_on_every_interface(
+    extra: &[(&str, &str)],
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sessiond::testing::fresh_sqlite_url(dir.path());
+    let (key_file, refresh_key) = write_keys(dir.path());
+    let mut env: Vec<(String, String)> = [
+        ("SESSIOND_BIND", "0.0.0.0:0"),
+        ("DATABASE_URL", db.as_str()),
+        ("SESSIOND_SIGNING_KEY_FILE", key_file.as_str()),
+        ("SESSIOND_REFRESH_KEY", refresh_key.as_str()),
+        ("SESSIOND_ARGON2_MEMORY_KIB", "1024"),
+        ("SESSIOND_ARGON2_ITERATIONS", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let config = Config::from_sources(None, &env).unwrap();
+    let app = Application::build(config).await.unwrap();
+    assert!(app.address().ip().is_unspecified());
+    let base = format!("http://127.0.0.1:{}", app.address().port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    (base, stop, server, dir)
+}
+
+/// On a bind reachable from other hosts, `/metrics` is not served on the main listener unless
+/// a token guards it (the loopback case, served openly, is every other test of this file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_served_on_a_public_bind_without_a_token() {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    let (base, stop, server, _dir) = serve_on_every_interface(&[]).await;
+    let r = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    let doc: Value = client
+        .get(format!("{base}/docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"].get("/metrics").is_none());
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    let token = "public-bind-metrics-token-7";
+    let (base, stop, server, _dir) =
+        serve_on_every_interface(&[("SESSIOND_METRICS_TOKEN", token)]).await;
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let r = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("sessiond_http_requests_total")
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A loopback bind serves `/metrics` openly, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_openly_on_a_loopback_bind() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let m = scrape(&app).await;
+    assert!(
+        m.families()
+            .contains(&"sessiond_store_operation_duration_seconds")
+    );
+    app.stop().await;
+}

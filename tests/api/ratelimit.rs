@@ -651,3 +651,275 @@ async fn redis_paused_limits_continue_in_memory_and_redis_is_used_again() {
 async fn redis_killed_limits_continue_in_memory_and_redis_is_used_again_after_restart() {
     outage_test(true).await;
 }
+
+/// A login through a trusted proxy (127.0.0.1) that appended `x_forwarded_for`, where the
+/// client also sent its own `Forwarded` header.
+async fn login_behind_proxy(
+    app: &TestApp,
+    x_forwarded_for: &str,
+    client_forwarded: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/sessions"))
+        .header("x-forwarded-for", x_forwarded_for)
+        .header("forwarded", client_forwarded)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Behind nginx, an ALB or HAProxy (which append only X-Forwarded-For and pass other headers
+/// through), a client-sent `Forwarded` header must not choose the client's IP: the per-IP limit
+/// and the IP recorded on the session come from X-Forwarded-For, the one configured header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sent_forwarded_header_does_not_beat_the_proxys_x_forwarded_for() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ON,
+            NO_GENERAL,
+            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
+            ("SESSIOND_RATE_LIMIT_LOGIN", "2/1m"),
+        ],
+    )
+    .await;
+    let password = "correct horse battery";
+    app.register("ada@example.com", password).await;
+    let real = "198.51.100.20";
+    let r = login_behind_proxy(&app, real, "for=203.0.113.1", "ada@example.com", password).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["session"]["ip"], real,
+        "the address the proxy appended is recorded, not the client's claim"
+    );
+    let tokens = Tokens::from_body(body);
+    let listed: Value = app
+        .get_authed("/v1/auth/sessions", &tokens.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["sessions"][0]["ip"], real, "{listed}");
+    // A new claimed address per request does not buy a new budget.
+    let r = login_behind_proxy(
+        &app,
+        real,
+        "for=203.0.113.2",
+        "x@example.com",
+        "guess guess guess",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = login_behind_proxy(
+        &app,
+        real,
+        "for=203.0.113.3",
+        "x@example.com",
+        "guess guess guess",
+    )
+    .await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another real client behind the same proxy has its own budget.
+    let r = login_behind_proxy(
+        &app,
+        "198.51.100.21",
+        "for=198.51.100.20",
+        "x@example.com",
+        "guess guess guess",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// With `SESSIOND_CLIENT_IP_HEADER=forwarded`, only `Forwarded` is read and a client-sent
+/// X-Forwarded-For is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarded_header_is_read_only_when_configured() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ON,
+            NO_GENERAL,
+            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
+            ("SESSIOND_CLIENT_IP_HEADER", "forwarded"),
+        ],
+    )
+    .await;
+    let password = "correct horse battery";
+    app.register("ada@example.com", password).await;
+    let r = login_behind_proxy(
+        &app,
+        "203.0.113.66",
+        "for=\"[2001:db8::7]:4711\";proto=https",
+        "ada@example.com",
+        password,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["session"]["ip"], "2001:db8::7");
+    app.stop().await;
+}
+
+/// IPv6 clients share every per-IP budget with their /64 (`SESSIOND_RATE_LIMIT_IPV6_PREFIX`):
+/// an attacker holding a /64 cannot rotate addresses for fresh budgets; another /64 is
+/// another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_share_one_budget_per_64() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ON,
+            NO_GENERAL,
+            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
+            ("SESSIOND_RATE_LIMIT_LOGIN", "2/1m"),
+        ],
+    )
+    .await;
+    // A new account each time, so only the per-IP limit is in play (not the account lock).
+    let wrong = "guess guess guess";
+    for (n, ip) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"]
+        .iter()
+        .enumerate()
+    {
+        let r = login_from(&app, ip, &format!("v6-{n}@example.com"), wrong).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{ip}");
+    }
+    let r = login_from(&app, "2001:db8:1:2::3", "v6-2@example.com", wrong).await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let r = login_from(&app, "2001:db8:1:3::1", "v6-3@example.com", wrong).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "another /64 has its own budget"
+    );
+    // IPv4 stays per address.
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        for n in 0..2 {
+            let r = login_from(
+                &app,
+                ip,
+                &format!("v4-{n}-{}@example.com", ip.replace('.', "-")),
+                wrong,
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{ip}");
+        }
+    }
+    app.stop().await;
+}
+
+/// `/v1/auth/verify` with an `x-api-key` from a client IP behind the trusted proxy.
+async fn verify_key_from(app: &TestApp, ip: &str, key: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/v1/auth/verify"))
+        .header("x-forwarded-for", ip)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Database reads of API keys so far (the store's `find_api_key` calls).
+async fn api_key_lookups(app: &TestApp) -> f64 {
+    metric(
+        app,
+        "sessiond_store_operation_duration_seconds_count{kind=\"read\",operation=\"find_api_key\"}",
+    )
+    .await
+}
+
+/// A well-formed key whose id no key has.
+fn made_up_key(n: u8) -> String {
+    format!("sk_{:024x}_{}", u128::from(n) + 0xabc, "A".repeat(43))
+}
+
+/// Made-up `sk_` key ids cannot load the database through `/v1/auth/verify`: a repeated unknown
+/// id is answered from memory, and each client IP may present only a few unknown ids before
+/// every API key it presents is refused with 429 — without a lookup. Valid keys never spend
+/// that budget, and other IPs are unaffected.
+async fn unknown_api_key_ids_are_remembered_and_limited_per_ip(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ON,
+            NO_GENERAL,
+            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
+            ("SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY", "3/10m"),
+        ],
+    )
+    .await;
+    let ada = app.signed_in_user("ada@example.com").await;
+    let created: Value = app
+        .client
+        .post(app.url("/v1/auth/api-keys"))
+        .bearer_auth(&ada.access)
+        .json(&json!({"name": "gateway"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let valid = created["key"]
+        .as_str()
+        .expect("a key is created")
+        .to_owned();
+    let attacker = "203.0.113.50";
+
+    // Valid keys spend nothing.
+    for _ in 0..5 {
+        assert_eq!(
+            verify_key_from(&app, attacker, &valid).await.status(),
+            StatusCode::OK
+        );
+    }
+    let before = api_key_lookups(&app).await;
+    assert_eq!(before, 5.0, "each valid check is one lookup");
+
+    // A repeated unknown id is looked up once (from another IP, to keep the attacker's budget).
+    let junk = made_up_key(0);
+    for _ in 0..3 {
+        let r = verify_key_from(&app, "198.51.100.9", &junk).await;
+        assert_error(r, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+    }
+    assert_eq!(api_key_lookups(&app).await, before + 1.0);
+
+    // Three distinct unknown ids from one IP: 401 each; the fourth spends past the budget.
+    for n in 1..=3 {
+        let r = verify_key_from(&app, attacker, &made_up_key(n)).await;
+        assert_error(r, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+    }
+    let r = verify_key_from(&app, attacker, &made_up_key(4)).await;
+    assert!(header(&r, "retry-after").is_some());
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let blocked_at = api_key_lookups(&app).await;
+    assert_eq!(blocked_at, before + 5.0);
+    // From now on the IP is refused before any lookup, whatever key it presents.
+    for n in 5..=20 {
+        let r = verify_key_from(&app, attacker, &made_up_key(n)).await;
+        assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    let r = verify_key_from(&app, attacker, &valid).await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(
+        api_key_lookups(&app).await,
+        blocked_at,
+        "no lookup while blocked"
+    );
+    // Another client is not affected.
+    assert_eq!(
+        verify_key_from(&app, "198.51.100.10", &valid)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
+crate::both_backends!(unknown_api_key_ids_are_remembered_and_limited_per_ip);

@@ -173,6 +173,7 @@ impl VerifyResponse {
         (status = 400, description = "`invalid_request`: bad `allow`, or both a bearer token and an API key", body = ErrorResponse),
         (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer) or `invalid_api_key` (API key, or none with `allow=service`)", body = ErrorResponse),
         (status = 403, description = "`principal_not_allowed`: valid credentials of a kind `allow` excludes", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: this client IP presented too many unknown API-key ids (`SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY`); every API key it presents is refused until `Retry-After`", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
