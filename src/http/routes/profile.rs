@@ -10,11 +10,11 @@ use serde::{Deserialize, Deserializer};
 use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
+use crate::auth::sessions::revoke_all;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::sessions::revoke_all;
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
 use crate::store::audit::{AuditClient, AuditEvent};
@@ -199,7 +199,7 @@ pub async fn change_password(
     // The new password is in place; now end every other session through its actor. If this
     // fails part-way the client gets the error and can retry DELETE /v1/auth/sessions.
     let revoked = revoke_all(
-        &state,
+        &state.auth(),
         me.user_id,
         Some(me.session_id),
         RevokeReason::PasswordChanged,
