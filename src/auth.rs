@@ -9,9 +9,11 @@
 //!
 //! **Invariant:** nothing under `src/auth` imports `crate::http`.
 
+pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod second_factor;
 pub mod sessions;
 
 use sessiond_actors::clock::SharedClock;

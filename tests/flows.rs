@@ -11,10 +11,11 @@ use sessiond::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use sessiond::auth::mfa_login::{self, Proof};
 use sessiond::auth::sessions::revoke_all;
 use sessiond::auth::{Auth, AuthError};
+use sessiond::auth::{current_password, second_factor};
 use sessiond::crypto::password::PasswordHasher;
 use sessiond::domain::Password;
 use sessiond::mfa::{Mfa, TotpSecret};
-use sessiond::ratelimit::{Limiter, RateLimitSettings};
+use sessiond::ratelimit::{Limiter, LockPolicy, RateLimitSettings};
 use sessiond::store::audit::{AuditClient, AuditEvent};
 use sessiond::store::{NewUser, Store, User};
 use sessiond::testing::{TestBackend, TestDatabase};
@@ -31,7 +32,6 @@ const PASSWORD: &str = "correct horse battery";
 struct ManualClock(Mutex<DateTime<Utc>>);
 
 impl ManualClock {
-    #[allow(dead_code)] // used by the lock tests below
     fn advance(&self, by: chrono::Duration) {
         *self.0.lock().unwrap() += by;
     }
@@ -50,7 +50,6 @@ struct Ctx {
     passwords: PasswordHasher,
     limiter: Arc<Limiter>,
     mfa: Mfa,
-    #[allow(dead_code)]
     manual: Arc<ManualClock>,
     clock: SharedClock,
     _db: TestDatabase,
@@ -237,6 +236,9 @@ both_backends!(
     wrong_passwords_and_unknown_accounts_fail_alike,
     completing_a_challenge_creates_an_aal2_session,
     revoke_all_ends_every_session_but_the_kept_one,
+    five_wrong_codes_lock_the_second_factor_until_the_lock_passes,
+    a_right_password_awaiting_mfa_does_not_clear_the_login_lock,
+    a_wrong_current_password_counts_on_the_login_lock,
 );
 
 async fn password_login_is_a_session_or_a_challenge_never_an_error(backend: TestBackend) {
@@ -338,4 +340,134 @@ async fn revoke_all_ends_every_session_but_the_kept_one(backend: TestBackend) {
         };
         assert_eq!(stored.status, expected, "session {i}");
     }
+}
+
+/// Limits as configured by default, with a small failed-login lock.
+fn small_login_lock(threshold: u32) -> RateLimitSettings {
+    let mut limits = RateLimitSettings::default();
+    limits.lock = LockPolicy {
+        threshold,
+        base: Duration::from_secs(60),
+        ..limits.lock
+    };
+    limits
+}
+
+async fn five_wrong_codes_lock_the_second_factor_until_the_lock_passes(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user("mfa@example.com").await;
+    let secret = ctx.enrol(&user).await;
+    let first = ctx.challenge("mfa@example.com").await;
+    for _ in 0..5 {
+        assert!(matches!(
+            ctx.complete(first, wrong_code(&ctx, &secret)).await,
+            Err(AuthError::InvalidMfaCode)
+        ));
+    }
+    // A new challenge from a new login (the password is still right) does not reset it, and
+    // the right code is refused while locked: 1 minute after the fifth failure.
+    let second = ctx.challenge("mfa@example.com").await;
+    match ctx.complete(second, ctx.code(&secret, 1)).await {
+        Err(AuthError::Limited(l)) => {
+            assert!((59_000..=60_000).contains(&l.retry_after_ms), "{l:?}")
+        }
+        other => panic!("expected the second-factor lock, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            second_factor::check_allowed(&ctx.auth(), user.id).await,
+            Err(AuthError::Limited(_))
+        ),
+        "the flow API other flows (reauthentication) call says the same"
+    );
+    // Once the lock has passed, the right code works, and the failures are forgotten.
+    ctx.manual.advance(chrono::Duration::seconds(61));
+    let issued = ctx.complete(second, ctx.code(&secret, 0)).await.unwrap();
+    assert_eq!(issued.session.aal, 2);
+    assert!(
+        ctx.store
+            .second_factor_lock(user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_right_password_awaiting_mfa_does_not_clear_the_login_lock(backend: TestBackend) {
+    let ctx = Ctx::with_limits(backend, small_login_lock(3)).await;
+    let user = ctx.user("mfa@example.com").await;
+    ctx.enrol(&user).await;
+    for _ in 0..2 {
+        assert!(matches!(
+            ctx.login("mfa@example.com", "not the password").await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    ctx.challenge("mfa@example.com").await;
+    // Still two failures on record: the third locks the account.
+    assert!(matches!(
+        ctx.login("mfa@example.com", "not the password").await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        ctx.login("mfa@example.com", PASSWORD).await,
+        Err(AuthError::Limited(_))
+    ));
+}
+
+async fn a_wrong_current_password_counts_on_the_login_lock(backend: TestBackend) {
+    let ctx = Ctx::with_limits(backend, small_login_lock(2)).await;
+    let user = ctx.user("ada@example.com").await;
+    let ip = Some("203.0.113.9".parse().unwrap());
+    let auth = ctx.auth();
+    current_password::verify(&auth, &user, PASSWORD, ip)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            current_password::verify(&auth, &user, "not the password", ip).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        current_password::verify(&auth, &user, PASSWORD, ip).await,
+        Err(AuthError::Limited(_))
+    ));
+    assert!(
+        matches!(
+            ctx.login("ada@example.com", PASSWORD).await,
+            Err(AuthError::Limited(_))
+        ),
+        "the same lock as login"
+    );
+}
+
+#[tokio::test]
+async fn every_password_check_costs_one_verification_whatever_the_input() {
+    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+    let hasher = PasswordHasher::new(params, 2, 16);
+    let stored = hasher
+        .hash(&Password::parse(PASSWORD.to_owned()).unwrap())
+        .await
+        .unwrap();
+    let cases: [(&str, Option<&str>, bool); 5] = [
+        (PASSWORD, Some(&stored), true),
+        ("not the password", Some(&stored), false),
+        ("short", Some(&stored), false),
+        (&"x".repeat(500), Some(&stored), false),
+        (PASSWORD, None, false),
+    ];
+    for (i, (raw, stored, expected)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            hasher.verify_input(raw, stored).await.unwrap(),
+            expected,
+            "case {i}"
+        );
+        assert_eq!(hasher.stats().verifications, i as u64 + 1, "case {i}");
+    }
+    assert_eq!(
+        hasher.stats().dummy_verifications,
+        3,
+        "malformed input and a missing hash verify against the dummy"
+    );
 }

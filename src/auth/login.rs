@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::sessions::{self, IssuedSession};
 use super::{Auth, AuthError};
-use crate::domain::{DeviceName, Email, Password};
+use crate::domain::{DeviceName, Email};
 use crate::store::audit::{self, AuditClient, AuditEvent};
-use crate::store::mfa::MfaChallenge;
+use crate::store::mfa::{MfaChallenge, MfaStatus};
 use crate::store::{User, UserProfile, UserStatus};
 
 /// A password login as the client sent it. `Debug` leaves the password out.
@@ -70,7 +70,6 @@ pub async fn password_login(
     // Malformed emails and passwords cannot match any account; still hash so the answer takes
     // the same time as for a well-formed unknown account.
     let email = Email::parse(&raw_email).ok();
-    let password = Password::parse(password).ok();
     // Failed-login lock and per-account limit (README "Abuse protection"), keyed by the
     // normalised email whether or not an account has it, so both answer alike.
     let account = email.as_ref().map_or_else(
@@ -78,21 +77,22 @@ pub async fn password_login(
         |e| e.as_str().to_owned(),
     );
     let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-    auth.limiter.login_attempt(&account, client_ip).await?;
+    let attempt = auth.limiter.login_attempt(&account, client_ip).await?;
     let user = match &email {
         Some(email) => auth.store.find_user_by_email(email.as_str()).await?,
         None => None,
     };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let verified = match &password {
-        Some(password) => auth.passwords.verify(password, stored_hash).await?,
-        None => {
-            let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
-            auth.passwords.verify(&filler, None).await?
+    let verified = match auth.passwords.verify_input(&password, stored_hash).await {
+        Ok(verified) => verified,
+        // Nothing was decided (hashing saturated): the attempt does not count.
+        Err(e) => {
+            auth.limiter.login_refund(&attempt).await;
+            return Err(e.into());
         }
     };
     let user = match user {
-        Some(u) if verified && password.is_some() && u.status == UserStatus::Active => u,
+        Some(u) if verified && u.status == UserStatus::Active => u,
         other => {
             // Audited (in the store, logged with target `audit`): the account if there is
             // one, never the email that was tried.
@@ -108,11 +108,19 @@ pub async fn password_login(
                 event = event.user(u.id);
             }
             auth.store.record_event(&event).await?;
-            auth.limiter.login_failed(&account).await;
+            auth.limiter.login_failed(&attempt).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
-    auth.limiter.login_succeeded(&account, client_ip).await;
+    // A right password is a completed login only without a second factor. With MFA on it is
+    // not a success yet: the reservation is taken back and nothing more — earlier failures
+    // stay and the IP does not become known — until `mfa_login::complete` succeeds.
+    let status = auth.store.mfa_status(user.id).await?;
+    if status.enabled_at.is_some() {
+        auth.limiter.login_refund(&attempt).await;
+    } else {
+        auth.limiter.login_succeeded(&account, client_ip).await;
+    }
 
     // SESSIOND_REQUIRE_VERIFIED_EMAIL: checked only once the password was right, so the answer
     // tells nothing to someone without it.
@@ -126,9 +134,8 @@ pub async fn password_login(
     }
 
     // MFA users get a challenge instead of a session.
-    if let Some(challenge) =
-        challenge_if_enrolled(auth, &user, device_name.as_ref(), &client).await?
-    {
+    if status.enabled_at.is_some() {
+        let challenge = open_challenge(auth, &user, &status, device_name.as_ref(), &client).await?;
         return Ok(LoginOutcome::MfaRequired(challenge));
     }
     let now = auth.clock.now();
@@ -149,18 +156,15 @@ pub async fn password_login(
     Ok(LoginOutcome::Session(issued))
 }
 
-/// If `user` has MFA on, stores a challenge (with the device name, user agent and ip the
-/// session will get) and returns it; otherwise None.
-async fn challenge_if_enrolled(
+/// Stores a second-factor challenge for `user` (with the device name, user agent and ip the
+/// session will get).
+async fn open_challenge(
     auth: &Auth<'_>,
     user: &User,
+    status: &MfaStatus,
     device_name: Option<&DeviceName>,
     client: &AuditClient,
-) -> Result<Option<MfaChallengeIssued>, AuthError> {
-    let status = auth.store.mfa_status(user.id).await?;
-    if status.enabled_at.is_none() {
-        return Ok(None);
-    }
+) -> Result<MfaChallengeIssued, AuthError> {
     let now = auth.clock.now();
     let ttl = chrono::Duration::from_std(auth.mfa.challenge_ttl).map_err(AuthError::internal)?;
     let challenge = MfaChallenge {
@@ -179,9 +183,9 @@ async fn challenge_if_enrolled(
     if status.recovery_codes_remaining > 0 {
         methods.push("recovery_code");
     }
-    Ok(Some(MfaChallengeIssued {
+    Ok(MfaChallengeIssued {
         challenge_id: challenge.id,
         expires_at: challenge.expires_at,
         methods,
-    }))
+    })
 }

@@ -11,6 +11,7 @@ use sessiond_actors::ids::UserId;
 use sessiond_actors::model::NewSession;
 use uuid::Uuid;
 
+use super::second_factor;
 use super::sessions::{self, IssuedSession};
 use super::{Auth, AuthError};
 use crate::crypto::constant_time_eq;
@@ -90,7 +91,8 @@ pub async fn check_proof(
 }
 
 /// Completes a challenge: counts the attempt first (so parallel guesses cannot exceed the
-/// challenge's limit), checks the proof, consumes challenge and factor in one transaction, and
+/// challenge's limit), refuses while the account's second factor is locked
+/// ([`second_factor`]), checks the proof (a wrong one counts on that lock), consumes challenge and factor in one transaction, and
 /// only then creates the session, with `aal` 2 and `amr` `["pwd", "otp"]`.
 pub async fn complete(
     auth: &Auth<'_>,
@@ -123,6 +125,9 @@ pub async fn complete(
         .filter(|e| e.enabled_at.is_some())
         .ok_or(AuthError::MfaChallengeInvalid)?;
 
+    // The per-account bound on second-factor guesses, whatever challenge or IP they use.
+    second_factor::check_allowed(auth, user_id).await?;
+
     let failed = |reason: &'static str| {
         AuditEvent::new(MFA_CHALLENGE_FAILED, now)
             .user(user_id)
@@ -134,6 +139,7 @@ pub async fn complete(
     };
     let Some(factor) = check_proof(auth, user_id, &enrolment, proof, now).await? else {
         auth.store.record_event(&failed("wrong_code")).await?;
+        second_factor::record_failure(auth, user_id).await?;
         return Err(AuthError::InvalidMfaCode);
     };
     match auth
@@ -147,9 +153,15 @@ pub async fn complete(
             auth.store
                 .record_event(&failed("code_already_used"))
                 .await?;
+            second_factor::record_failure(auth, user_id).await?;
             return Err(AuthError::InvalidMfaCode);
         }
     }
+
+    // Only now is the login complete: the failed-login count is cleared and the IP known.
+    second_factor::record_success(auth, user_id).await?;
+    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    auth.limiter.login_succeeded(&user.email, client_ip).await;
 
     let issued = sessions::start(
         auth,

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::current_password;
 use crate::auth::mfa_login::{self, Proof};
-use crate::domain::Password;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
@@ -297,6 +297,7 @@ pub async fn confirm_totp(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong passwords here feed like failed logins (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
@@ -319,17 +320,9 @@ pub async fn disable_totp(
         .filter(|e| e.enabled_at.is_some())
         .ok_or(ApiError::MfaNotEnabled)?;
     // The password first: a wrong one says nothing about the code.
-    let password_ok = match Password::parse(body.password) {
-        Ok(password) => state
-            .passwords
-            .verify(&password, user.password_hash.as_deref())
-            .await
-            .map_err(ApiError::from)?,
-        Err(_) => false,
-    };
-    if !password_ok {
-        return Err(ApiError::InvalidCredentials);
-    }
+    // Equal work whatever the input; a wrong password counts on the login lock.
+    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    current_password::verify(&state.auth(), &user, &body.password, client_ip).await?;
     let now = state.clock.now();
     let factor = mfa_login::check_proof(&state.auth(), user.id, &enrolment, &proof, now)
         .await?
@@ -394,6 +387,7 @@ pub async fn status(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the account's second-factor lock (5 wrong codes, whatever the challenge or IP, lock it for 1 min, doubling per further failure up to 1 h; forgotten 24 h after the last failure); `Retry-After` says when to try again", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
