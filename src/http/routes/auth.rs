@@ -192,6 +192,7 @@ pub async fn register(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the per-IP or per-account login quota, or the account's failed-login lock (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
