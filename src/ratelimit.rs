@@ -754,6 +754,38 @@ mod tests {
             .unwrap();
     }
 
+    /// The reservation is the failure: the lock closes on reservations alone, before any
+    /// outcome is known; a refund takes back exactly one (and the lock it set). In memory and
+    /// through the Redis scripts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reservations_lock_before_the_outcome_and_refunds_take_back_one() {
+        for redis in [None, Some("redis://127.0.0.1:6379")] {
+            let mut settings = RateLimitSettings {
+                prefix: format!("sessiond-test:unit:{}", uuid::Uuid::now_v7().simple()),
+                redis_timeout: Duration::from_secs(2),
+                ..RateLimitSettings::default()
+            };
+            settings.lock = LockPolicy {
+                threshold: 2,
+                base: Duration::from_secs(60),
+                ..settings.lock
+            };
+            let limiter = Limiter::new(settings, redis, None).unwrap();
+            let _first = limiter.login_attempt("ada", None).await.unwrap();
+            let second = limiter.login_attempt("ada", None).await.unwrap();
+            let refused = limiter.login_attempt("ada", None).await.unwrap_err();
+            assert!(refused.retry_after_ms > 59_000, "{redis:?}: {refused:?}");
+            limiter.login_refund(&second).await;
+            let third = limiter.login_attempt("ada", None).await.unwrap();
+            assert!(
+                limiter.login_failed(&third).await.is_some(),
+                "{redis:?}: the reservation had set the lock"
+            );
+            assert!(limiter.login_attempt("ada", None).await.is_err());
+            assert!(!limiter.is_degraded(), "{redis:?}: Redis answered");
+        }
+    }
+
     #[test]
     fn subject_hashes_hide_identifiers() {
         let h = subject_hash("ada@example.com");
