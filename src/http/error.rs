@@ -13,6 +13,7 @@ use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::auth::AuthError;
 use crate::correlation;
 use crate::crypto::password::HashError;
 use crate::domain::FieldError;
@@ -349,6 +350,29 @@ impl From<crate::ratelimit::Limited> for ApiError {
     fn from(l: crate::ratelimit::Limited) -> Self {
         ApiError::RateLimited {
             retry_after_secs: l.retry_after_ms.div_ceil(1000).max(1),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    /// A flow's failure as the API reports it.
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::EmailNotVerified => Self::EmailNotVerified,
+            AuthError::Limited(l) => l.into(),
+            AuthError::InvalidMfaCode => Self::InvalidMfaCode,
+            AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
+            AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::Store(e) => e.into(),
+            AuthError::Hash(e) => e.into(),
+            // Creating or revoking a session: only back-pressure is the client's business.
+            AuthError::Session(SessionError::Unavailable(e)) => Self::Unavailable(e.to_string()),
+            AuthError::Session(SessionError::Timeout) => {
+                Self::Unavailable("session actor timed out".into())
+            }
+            AuthError::Session(other) => Self::internal(other),
+            AuthError::Internal(detail) => Self::Internal(detail),
         }
     }
 }
