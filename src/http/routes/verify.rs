@@ -171,7 +171,7 @@ impl VerifyResponse {
     responses(
         (status = 200, description = "Authenticated. Headers: `X-Auth-Kind` (`user`|`service`), `X-Auth-Subject` (user id or API key id); users: `X-Auth-Session`, `X-Auth-Aal`; services: `X-Auth-Owner`, `X-Auth-Scopes` (space-separated)", body = VerifyResponse),
         (status = 400, description = "`invalid_request`: bad `allow`, or both a bearer token and an API key", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer) or `invalid_api_key` (API key, or none with `allow=service`)", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer), `invalid_api_key` (API key, or none with `allow=service`) or `account_disabled` (either, once the owner is disabled)", body = ErrorResponse),
         (status = 403, description = "`principal_not_allowed`: valid credentials of a kind `allow` excludes", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
