@@ -257,7 +257,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// A service, authenticated by an API key in the `x-api-key` header: not revoked, not expired,
 /// and owned by an active account. Malformed, unknown, revoked and expired keys all answer 401
-/// `invalid_api_key` (one answer, so a key's state cannot be probed).
+/// `invalid_api_key` (one answer, so a key's state cannot be probed); a good key of a disabled
+/// account answers 401 `account_disabled`.
 ///
 /// Each success is noted in [`crate::api_keys::ApiKeyUsage`] (memory only); `last_used_at`
 /// reaches the database in the next batched flush, never with a write per request.

@@ -1,7 +1,9 @@
 //! Two `sessiond` processes on one PostgreSQL database, with the same keys: the fenced write on
 //! `version` makes them agree on every rotation, and the change feed (LISTEN/NOTIFY) makes a
 //! revoke or a profile change through one visible through the other at once, long before the
-//! staleness bound, also after the feed's connection was cut.
+//! staleness bound, also after the feed's connection was cut. A replayed ancestor is refused
+//! even by a process whose memory takes it for a grace retry, and `sessiond user disable` (a
+//! third process) is seen by both through the change feed.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

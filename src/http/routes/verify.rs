@@ -6,7 +6,8 @@
 //! the gateway to pass upstream) and in the body, or an error the gateway passes back to the
 //! client. The access token is checked exactly as sessiond's own endpoints check it (signature,
 //! claims, then the session's actor), so a revoked session is refused at once; an API key must
-//! be neither revoked nor expired.
+//! be neither revoked nor expired. Either is refused with `account_disabled` once its account
+//! is disabled (`sessiond user disable`).
 //!
 //! Statuses: 401 when the credentials are missing or invalid; **403 `principal_not_allowed`**
 //! when they are valid but of a kind `?allow=` excludes (authenticated, not authorised: a
