@@ -30,7 +30,7 @@ Configuration:
   Invalid configuration is reported in full on stderr, naming each variable and TOML
   key, and the process exits with status 2.";
 
-/// `sessiond [serve | migrate]`.
+/// `sessiond [serve | migrate | seed | user]`.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "sessiond",
@@ -82,6 +82,38 @@ pub enum Command {
         after_long_help = CONFIG_HELP
     )]
     Seed(SeedArgs),
+    /// Disable or enable an account (operator actions, audited).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `sessiond user ...`: operator actions on one account, named by its email.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum UserCommand {
+    /// Disable an account: refuse its logins, revoke every session, refuse its API keys.
+    #[command(
+        long_about = "Disable an account in DATABASE_URL: its status becomes disabled (audited \
+                      as account_disabled), every live session is revoked through the session \
+                      engine and the revocation is published to every running instance. Its \
+                      access tokens, refresh tokens and API keys then answer 401 \
+                      account_disabled; logins answer invalid_credentials. Safe to repeat.",
+        after_long_help = CONFIG_HELP
+    )]
+    Disable {
+        /// The account's email address.
+        email: String,
+    },
+    /// Enable a disabled account again: new logins succeed; revoked sessions stay revoked.
+    #[command(
+        long_about = "Enable a disabled account in DATABASE_URL again (audited as \
+                      account_enabled): logins succeed and its API keys work again. Sessions \
+                      revoked by the disabling stay revoked. Safe to repeat.",
+        after_long_help = CONFIG_HELP
+    )]
+    Enable {
+        /// The account's email address.
+        email: String,
+    },
 }
 
 /// `sessiond seed` options.
@@ -164,6 +196,26 @@ mod tests {
         assert_eq!(args.out, PathBuf::from("seed.jsonl"));
         assert!(!format!("{args:?}").contains(&args.password));
         assert!(Cli::try_parse_from(["sessiond", "seed", "--out", "x"]).is_err());
+    }
+
+    #[test]
+    fn user_disable_and_enable_take_an_email() {
+        let cli = Cli::try_parse_from(["sessiond", "user", "disable", "a@example.com"]).unwrap();
+        assert_eq!(
+            cli.command_or_default(),
+            Command::User(UserCommand::Disable {
+                email: "a@example.com".into()
+            })
+        );
+        let cli = Cli::try_parse_from(["sessiond", "user", "enable", "a@example.com"]).unwrap();
+        assert_eq!(
+            cli.command_or_default(),
+            Command::User(UserCommand::Enable {
+                email: "a@example.com".into()
+            })
+        );
+        assert!(Cli::try_parse_from(["sessiond", "user", "disable"]).is_err());
+        assert!(Cli::try_parse_from(["sessiond", "user", "delete", "a@example.com"]).is_err());
     }
 
     #[test]

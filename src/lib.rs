@@ -2,6 +2,7 @@
 //! supervised actor. See ARCHITECTURE.md for the map.
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod api_keys;
 pub mod app;
 pub mod auth;

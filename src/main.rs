@@ -1,11 +1,12 @@
 //! The `sessiond` binary: parse the command line, load and validate the configuration, then
-//! serve or migrate.
+//! serve, migrate, seed or act on an account.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use sessiond::accounts::UserAction;
 use sessiond::app::{Application, shutdown_signal};
-use sessiond::cli::{Cli, Command};
+use sessiond::cli::{Cli, Command, UserCommand};
 use sessiond::config::Config;
 use sessiond::store::Store;
 use sessiond::telemetry;
@@ -44,6 +45,16 @@ fn main() -> ExitCode {
                 store.migrate().await?;
                 tracing::info!(store = store.backend().as_str(), "migrations applied");
                 store.close().await;
+                Ok(())
+            }
+            Command::User(command) => {
+                let (action, email) = match &command {
+                    UserCommand::Disable { email } => (UserAction::Disable, email),
+                    UserCommand::Enable { email } => (UserAction::Enable, email),
+                };
+                let done = sessiond::accounts::run(&config, action, email).await?;
+                tracing::info!("{done}");
+                println!("{done}");
                 Ok(())
             }
             Command::Seed(args) => {

@@ -167,7 +167,9 @@ impl AuthMetrics {
                 "invalid"
             }
             Err(SessionError::Rejected(Rejection::Expired)) => "expired",
-            Err(SessionError::Rejected(Rejection::Revoked)) => "revoked",
+            Err(SessionError::Rejected(Rejection::Revoked | Rejection::AccountDisabled)) => {
+                "revoked"
+            }
             Err(SessionError::Rejected(Rejection::Compromised)) => "compromised",
             Err(_) => "error",
         };

@@ -56,16 +56,20 @@ pub enum RevokeReason {
     PasswordChanged,
     /// An administrator ended it.
     Admin,
+    /// The account was disabled (`sessiond user disable`); checks and refreshes of the session
+    /// answer `account_disabled` rather than `session_revoked`, so clients can tell the user.
+    AccountDisabled,
 }
 
 impl RevokeReason {
     /// Every reason, for initialising labelled metrics.
-    pub const ALL: [RevokeReason; 5] = [
+    pub const ALL: [RevokeReason; 6] = [
         Self::Logout,
         Self::UserRevoked,
         Self::RevokeOthers,
         Self::PasswordChanged,
         Self::Admin,
+        Self::AccountDisabled,
     ];
 
     /// The stored spelling (also a metric label value).
@@ -76,6 +80,7 @@ impl RevokeReason {
             Self::RevokeOthers => "revoke_others",
             Self::PasswordChanged => "password_changed",
             Self::Admin => "admin",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::model::{ReuseClass, SessionRecord, SessionStatus};
+use crate::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
 use crate::refresh_token::TokenHash;
 use crate::store::SessionChange;
 
@@ -67,6 +67,10 @@ pub enum Rejection {
     /// `session_expired`.
     #[error("session expired")]
     Expired,
+    /// `account_disabled`: the session was revoked because its account was disabled. A
+    /// revocation like any other (final), told apart so the client can say why.
+    #[error("account disabled")]
+    AccountDisabled,
 }
 
 /// What a refresh must do.
@@ -109,7 +113,10 @@ pub fn usable(
 ) -> Result<(), Rejection> {
     match session.status {
         SessionStatus::Compromised => Err(Rejection::Compromised),
-        SessionStatus::Revoked => Err(Rejection::Revoked),
+        SessionStatus::Revoked => match session.revoked {
+            Some((_, RevokeReason::AccountDisabled)) => Err(Rejection::AccountDisabled),
+            _ => Err(Rejection::Revoked),
+        },
         SessionStatus::Active
             if now >= session.expires_at
                 || now - session.last_seen_at > policy.refresh_idle_ttl =>

@@ -364,6 +364,16 @@ impl SessionState {
                     fresh = true;
                 }
                 RefreshDecision::GraceRetry => {
+                    // Never answered from memory alone: another instance may have rotated past
+                    // the generation we hold, and then the "previous" secret is an ancestor
+                    // whose replay must compromise the session, not mint a child. One read of
+                    // the committed row (rare: only retries pay it) decides.
+                    if !fresh {
+                        Self::spend(&mut budget)?;
+                        self.reload().await?;
+                        fresh = true;
+                        continue;
+                    }
                     let child = self.env.config.refresh_key.derive_child(
                         self.id(),
                         self.record.generation,
@@ -373,12 +383,7 @@ impl SessionState {
                         return Ok(self.refreshed(child, RefreshOutcome::GraceRetry));
                     }
                     // The previous secret's child is not the current one (the key changed?).
-                    if fresh {
-                        return Err(Rejection::InvalidToken.into());
-                    }
-                    Self::spend(&mut budget)?;
-                    self.reload().await?;
-                    fresh = true;
+                    return Err(Rejection::InvalidToken.into());
                 }
                 RefreshDecision::Reuse(class) => {
                     if !fresh {

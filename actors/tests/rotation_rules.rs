@@ -111,6 +111,31 @@ fn usable_rejects_by_status_then_absolute_then_idle_lifetime() {
 }
 
 #[test]
+fn a_session_revoked_by_disabling_its_account_says_so() {
+    let p = policy();
+    let mut s = record(t0(), &RefreshSecret::random());
+    s.status = SessionStatus::Revoked;
+    s.revoked = Some((t0(), RevokeReason::AccountDisabled));
+    assert_eq!(usable(&s, t0(), &p), Err(Rejection::AccountDisabled));
+    assert_eq!(
+        decide_refresh(&s, Presented::Current, t0(), &p),
+        RefreshDecision::Reject(Rejection::AccountDisabled)
+    );
+    // Any other reason is a plain revocation.
+    for reason in RevokeReason::ALL
+        .into_iter()
+        .filter(|r| *r != RevokeReason::AccountDisabled)
+    {
+        s.revoked = Some((t0(), reason));
+        assert_eq!(usable(&s, t0(), &p), Err(Rejection::Revoked), "{reason:?}");
+    }
+    assert_eq!(
+        RevokeReason::parse("account_disabled"),
+        Some(RevokeReason::AccountDisabled)
+    );
+}
+
+#[test]
 fn status_and_expiry_are_checked_before_the_secret() {
     let p = policy();
     let r = rotated();

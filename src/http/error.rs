@@ -54,6 +54,10 @@ pub enum ApiError {
     /// 401 `session_compromised`.
     #[error("session compromised")]
     SessionCompromised,
+    /// 401 `account_disabled`: the account was disabled by an operator (`sessiond user
+    /// disable`); its sessions are revoked and its API keys refused until it is enabled.
+    #[error("the account is disabled")]
+    AccountDisabled,
     /// 401 `invalid_api_key`: malformed, unknown, revoked or expired API key (`x-api-key`).
     #[error("invalid, revoked or expired API key")]
     InvalidApiKey,
@@ -160,6 +164,7 @@ impl ApiError {
             Self::SessionRevoked => "session_revoked",
             Self::SessionExpired => "session_expired",
             Self::SessionCompromised => "session_compromised",
+            Self::AccountDisabled => "account_disabled",
             Self::InvalidApiKey => "invalid_api_key",
             Self::PrincipalNotAllowed => "principal_not_allowed",
             Self::NotFound => "not_found",
@@ -197,6 +202,7 @@ impl ApiError {
             | Self::SessionRevoked
             | Self::SessionExpired
             | Self::SessionCompromised
+            | Self::AccountDisabled
             | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::PrincipalNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -283,7 +289,8 @@ impl IntoResponse for ApiError {
             Self::InvalidToken
             | Self::SessionRevoked
             | Self::SessionExpired
-            | Self::SessionCompromised => {
+            | Self::SessionCompromised
+            | Self::AccountDisabled => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -307,6 +314,7 @@ impl From<Rejection> for ApiError {
             Rejection::Compromised => Self::SessionCompromised,
             Rejection::Revoked => Self::SessionRevoked,
             Rejection::Expired => Self::SessionExpired,
+            Rejection::AccountDisabled => Self::AccountDisabled,
         }
     }
 }

@@ -225,11 +225,24 @@ impl FromRequestParts<AppState> for CurrentSession {
         if session.user_id != verified.user_id {
             return Err(ApiError::InvalidToken);
         }
+        ensure_account_active(state, session.user_id).await?;
         Ok(Self {
             user_id: verified.user_id,
             session_id: verified.session_id,
             session,
         })
+    }
+}
+
+/// Refuses a disabled account's tokens. Disabling revokes every session, so this is normally
+/// already decided by the session check; it also catches a session that a login racing
+/// `sessiond user disable` opened after the revocations. Read from the profile cache, which
+/// the change feed keeps current on every instance (no database read on the hot path).
+async fn ensure_account_active(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    match state.store.profile(user).await? {
+        Some(profile) if profile.status == UserStatus::Active => Ok(()),
+        Some(_) => Err(ApiError::AccountDisabled),
+        None => Err(ApiError::InvalidToken),
     }
 }
 
@@ -244,7 +257,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// A service, authenticated by an API key in the `x-api-key` header: not revoked, not expired,
 /// and owned by an active account. Malformed, unknown, revoked and expired keys all answer 401
-/// `invalid_api_key` (one answer, so a key's state cannot be probed).
+/// `invalid_api_key` (one answer, so a key's state cannot be probed); a good key of a disabled
+/// account answers 401 `account_disabled`.
 ///
 /// Each success is noted in [`crate::api_keys::ApiKeyUsage`] (memory only); `last_used_at`
 /// reaches the database in the next batched flush, never with a write per request.
@@ -300,11 +314,13 @@ async fn authenticate_api_key(
     let now = state.clock.now();
     let key = found.key;
     let matches = presented.matches(&key.secret_hash);
-    let usable = key.revoked_at.is_none()
-        && key.expires_at.is_none_or(|t| t > now)
-        && found.owner_status == UserStatus::Active;
+    let usable = key.revoked_at.is_none() && key.expires_at.is_none_or(|t| t > now);
     if !(matches && usable) {
         return Err(ApiError::InvalidApiKey);
+    }
+    // Only a key that is itself good learns that its owner is disabled.
+    if found.owner_status != UserStatus::Active {
+        return Err(ApiError::AccountDisabled);
     }
     state.api_key_usage.record(key.id, now);
     Ok(ApiKeyPrincipal {

@@ -50,6 +50,11 @@ pub mod kind {
     /// A replayed refresh token was detected and the session marked compromised
     /// (`details.class`).
     pub const SESSION_COMPROMISED: &str = "session_compromised";
+    /// An operator disabled the account (`sessiond user disable`); its sessions were revoked
+    /// with reason `account_disabled`, each with its own `session_revoked` event.
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
+    /// An operator enabled the account again (`sessiond user enable`).
+    pub const ACCOUNT_ENABLED: &str = "account_enabled";
 }
 
 /// Longest `kind` accepted.

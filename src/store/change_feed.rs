@@ -156,6 +156,16 @@ impl Store {
         }
     }
 
+    /// Tells every other instance, and waits until told, that these sessions ended. `apply`
+    /// already publishes each end from a task of its own; a short-lived process (the
+    /// `sessiond user disable` command) calls this too, so it cannot exit before the news has
+    /// left. A second notification of one end is harmless: it only invalidates again.
+    pub async fn publish_sessions_ended(&self, ids: &[SessionId]) {
+        for id in ids {
+            self.publish(Change::Session(*id)).await;
+        }
+    }
+
     /// Sends `change` to every listening instance (PostgreSQL; nothing on SQLite). A failure
     /// is logged, not returned: the change itself is committed, and other instances re-read
     /// within `staleness` anyway.

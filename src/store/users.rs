@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::{Inner, Store, StoreError, postgres, sqlite, truncate_to_micros};
+use super::{Inner, Store, StoreError, UserStatus, postgres, sqlite, truncate_to_micros};
 
 /// Audit kind of a password change by the user (the session that made it, the client).
 pub const PASSWORD_CHANGED: &str = "password_changed";
@@ -105,5 +105,67 @@ impl Store {
             event.log();
         }
         Ok(updated)
+    }
+
+    /// Sets the account's status and writes `event` (`account_disabled` / `account_enabled`)
+    /// in the same transaction, logging it after the commit. Returns whether the status
+    /// changed: setting the status it already has writes nothing and records no event.
+    ///
+    /// The cached profile is dropped here and, through the change feed, on every instance, so
+    /// the new status is seen by the next request anywhere (see [`Store::profile`]).
+    pub async fn set_user_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let op = "set user status";
+        let now = truncate_to_micros(now);
+        let changed = match &self.inner {
+            Inner::Postgres(s) => {
+                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let changed = sqlx::query(
+                    "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2",
+                )
+                .bind(id.as_uuid())
+                .bind(status.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    insert_pg(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                changed
+            }
+            Inner::Sqlite(s) => {
+                let mut tx = s.begin_write(op).await?;
+                let changed = sqlx::query(
+                    "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status <> ?2",
+                )
+                .bind(id.as_uuid())
+                .bind(status.as_str())
+                .bind(sqlite::ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    insert_sqlite(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                changed
+            }
+        };
+        if changed {
+            event.log();
+            self.user_changed(id).await;
+        }
+        Ok(changed)
     }
 }

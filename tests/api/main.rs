@@ -1,6 +1,7 @@
 //! HTTP integration tests: every test starts its own sessiond on a random loopback port with its
 //! own database (a fresh PostgreSQL database or a fresh SQLite file) and talks to it over HTTP.
 
+mod accounts;
 mod api_keys;
 mod audit;
 mod auth_locks;

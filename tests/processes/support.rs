@@ -679,3 +679,29 @@ pub async fn metric(client: &reqwest::Client, at: &Sessiond, name: &str) -> (Opt
         .and_then(|v| v.trim().parse().ok());
     (value, text)
 }
+
+/// Runs the real binary once with `args` (e.g. `user disable <email>`) against `db` with the
+/// same configuration a [`Sessiond`] gets, waits for it (bounded) and returns its status,
+/// stdout and stderr.
+pub async fn run_command(db: &TestDb, keys: &Keys, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    cmd.env_clear();
+    for var in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd.env("DATABASE_URL", &db.url)
+        .env("SESSIOND_SIGNING_KEY_FILE", &keys.signing_key_file)
+        .env("SESSIOND_REFRESH_KEY", &keys.refresh_key)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(START_TIMEOUT, cmd.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("cannot run sessiond {args:?}: {e}"),
+        Err(_) => panic!("sessiond {args:?} did not finish within {START_TIMEOUT:?}"),
+    }
+}

@@ -1,7 +1,9 @@
 //! Two `sessiond` processes on one PostgreSQL database, with the same keys: the fenced write on
 //! `version` makes them agree on every rotation, and the change feed (LISTEN/NOTIFY) makes a
 //! revoke or a profile change through one visible through the other at once, long before the
-//! staleness bound, also after the feed's connection was cut.
+//! staleness bound, also after the feed's connection was cut. A replayed ancestor is refused
+//! even by a process whose memory takes it for a grace retry, and `sessiond user disable` (a
+//! third process) is seen by both through the change feed.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -9,8 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Keys, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me, metric,
-    refresh, revoke_session, signed_in, stored_session,
+    Keys, Reply, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me,
+    metric, refresh, revoke_session, run_command, signed_in, stored_session,
 };
 
 const ROUNDS: usize = 100;
@@ -309,5 +311,252 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
                 .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The review's finding, with real processes: B rotates g0 → g1 and keeps g1 in memory; A then
+/// rotates twice (g3). Replaying g0 through B, inside the grace window, must not be answered as
+/// B's "grace retry" (200 with g1, from which a thief walks forward): B re-reads the committed
+/// row first, sees an ancestor, and answers 401 `refresh_token_reused`; the session is
+/// compromised everywhere. Staleness and the grace window are long, so nothing but that re-read
+/// can explain the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry() {
+    let db = TestDb::fresh().await;
+    let keys = Keys::generate();
+    let settings = [
+        ("SESSIOND_STALENESS", "10m"),
+        ("SESSIOND_GRACE_WINDOW", "10m"),
+    ];
+    let a = Sessiond::start("A", &db, &keys, &settings).await;
+    let b = Sessiond::start("B", &db, &keys, &settings).await;
+    let client = http_client();
+    let pool = db.pool().await;
+
+    let g0 = signed_in(&client, &a, "replayed@example.com").await;
+    let id = g0.session_id.clone();
+    let start = stored_session(&pool, &id).await.generation;
+
+    // B serves the first rotation: its actor now holds g1 (current) and g0 (previous).
+    let r = refresh(&client, &b, &g0.refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "B rotates g0: {}", r.body);
+    let g1 = r.refresh_token();
+    // A serves the next two: the committed row is at g3; B's memory is not told.
+    let r = refresh(&client, &a, &g1).await;
+    assert_eq!(r.status, StatusCode::OK, "A rotates g1: {}", r.body);
+    let r = refresh(&client, &a, &r.refresh_token()).await;
+    assert_eq!(r.status, StatusCode::OK, "A rotates g2: {}", r.body);
+    let g3 = r.refresh_token();
+    assert_eq!(stored_session(&pool, &id).await.generation, start + 3);
+
+    refresh(&client, &b, &g0.refresh).await.assert_unauthorized(
+        "refresh_token_reused",
+        "g0 replayed through B (whose memory calls it the previous generation)",
+    );
+    let stored = stored_session(&pool, &id).await;
+    assert_eq!(stored.status, "compromised");
+    assert_eq!(stored.generation, start + 3, "the replay rotated nothing");
+    for process in [&a, &b] {
+        refresh(&client, process, &g3).await.assert_unauthorized(
+            "session_compromised",
+            &format!("{}: the live token after the replay", process.name),
+        );
+    }
+}
+
+/// `sessiond user disable` (the real binary, a third process) against the database of two
+/// running instances: both see it through the change feed (staleness is ten minutes) and answer
+/// 401 `account_disabled` to every credential of the account — bearer tokens at `/me` and
+/// `/verify`, refresh tokens, the API key — while logins answer `invalid_credentials`.
+/// `sessiond user enable` lets the account log in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
+    const BOUND: Duration = Duration::from_secs(10);
+    const EMAIL: &str = "disabled@example.com";
+    let db = TestDb::fresh().await;
+    let keys = Keys::generate();
+    let settings = [("SESSIOND_STALENESS", "10m")];
+    let a = Sessiond::start("A", &db, &keys, &settings).await;
+    let b = Sessiond::start("B", &db, &keys, &settings).await;
+    let client = http_client();
+    let pool = db.pool().await;
+
+    let s1 = signed_in(&client, &a, EMAIL).await;
+    let s2 = login(&client, &b, EMAIL).await;
+    let other = signed_in(&client, &b, "other@example.com").await;
+    let created = client
+        .post(a.url("/v1/auth/api-keys"))
+        .bearer_auth(&s1.access)
+        .json(&serde_json::json!({"name": "ci"}))
+        .send()
+        .await
+        .expect("POST /v1/auth/api-keys");
+    assert_eq!(created.status(), StatusCode::CREATED, "creating an API key");
+    let body: serde_json::Value = created.json().await.expect("key body");
+    let key = body["key"].as_str().expect("the key").to_owned();
+
+    // Both instances hold both sessions and the profile in memory before the command.
+    let credentials = [
+        ("s1 bearer", Credential::Bearer(&s1.access)),
+        ("s2 bearer", Credential::Bearer(&s2.access)),
+        ("API key", Credential::ApiKey(&key)),
+    ];
+    for process in [&a, &b] {
+        for (what, credential) in &credentials {
+            for r in answers(&client, process, credential).await {
+                assert_eq!(
+                    r.status,
+                    StatusCode::OK,
+                    "{} {what}: {}",
+                    process.name,
+                    r.body
+                );
+            }
+        }
+    }
+
+    let out = run_command(&db, &keys, &["user", "disable", EMAIL]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sessiond user disable failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("disabled; 2 session(s) revoked"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(EMAIL),
+        "the output names the account by id: {stdout}"
+    );
+
+    let started = Instant::now();
+    for process in [&a, &b] {
+        for (what, credential) in &credentials {
+            until_account_disabled(&client, process, what, credential, started + BOUND).await;
+        }
+    }
+    println!(
+        "account_disabled seen on both instances after {:?}",
+        started.elapsed()
+    );
+    for (process, tokens) in [(&a, &s2), (&b, &s1)] {
+        refresh(&client, process, &tokens.refresh)
+            .await
+            .assert_unauthorized("account_disabled", &format!("{} refresh", process.name));
+    }
+    for id in [&s1.session_id, &s2.session_id] {
+        assert_eq!(stored_session(&pool, id).await.status, "revoked");
+    }
+    let r = crate::support::post_json(
+        &client,
+        &a.url("/v1/auth/sessions"),
+        &serde_json::json!({"email": EMAIL, "password": crate::support::PASSWORD}),
+    )
+    .await
+    .expect("login");
+    r.assert_unauthorized("invalid_credentials", "login of the disabled account");
+    // The other account is untouched.
+    let r = me(&client, &a, &other.access).await;
+    assert_eq!(r.status, StatusCode::OK, "other account: {}", r.body);
+
+    let out = run_command(&db, &keys, &["user", "enable", EMAIL]).await;
+    assert!(
+        out.status.success(),
+        "sessiond user enable failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = login(&client, &b, EMAIL).await;
+    let r = me(&client, &a, &again.access).await;
+    assert_eq!(r.status, StatusCode::OK, "after enable: {}", r.body);
+
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM audit_events WHERE kind IN ('account_disabled', 'account_enabled') \
+         ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("reading audit_events");
+    assert_eq!(kinds, ["account_disabled", "account_enabled"]);
+
+    // An unknown account is an error, with a non-zero exit.
+    let out = run_command(&db, &keys, &["user", "disable", "nobody@example.com"]).await;
+    assert!(
+        !out.status.success(),
+        "disabling an unknown account must fail"
+    );
+}
+
+/// A credential of the account under test.
+enum Credential<'a> {
+    /// An access token.
+    Bearer(&'a str),
+    /// An API key (`x-api-key`).
+    ApiKey(&'a str),
+}
+
+/// What `process` answers to `credential`: `/me` and `/v1/auth/verify` for a bearer token,
+/// `/v1/auth/verify` for an API key.
+async fn answers(
+    client: &reqwest::Client,
+    process: &Sessiond,
+    credential: &Credential<'_>,
+) -> Vec<Reply> {
+    let verify = client.get(process.url("/v1/auth/verify"));
+    match credential {
+        Credential::Bearer(access) => vec![
+            me(client, process, access).await,
+            as_reply(verify.bearer_auth(access).send().await).await,
+        ],
+        Credential::ApiKey(key) => {
+            vec![as_reply(verify.header("x-api-key", *key).send().await).await]
+        }
+    }
+}
+
+async fn as_reply(response: reqwest::Result<reqwest::Response>) -> Reply {
+    let response = response.expect("GET /v1/auth/verify");
+    let status = response.status();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    Reply { status, body }
+}
+
+/// Polls until every answer to `credential` is 401 `account_disabled`; panics at `deadline`
+/// or on any other refusal.
+async fn until_account_disabled(
+    client: &reqwest::Client,
+    process: &Sessiond,
+    what: &str,
+    credential: &Credential<'_>,
+    deadline: Instant,
+) {
+    loop {
+        let replies = answers(client, process, credential).await;
+        if replies.iter().all(|r| r.status == StatusCode::UNAUTHORIZED) {
+            for r in &replies {
+                r.assert_unauthorized("account_disabled", &format!("{} {what}", process.name));
+            }
+            return;
+        }
+        for r in &replies {
+            assert!(
+                matches!(r.status, StatusCode::OK | StatusCode::UNAUTHORIZED),
+                "{} {what}: unexpected {} {}",
+                process.name,
+                r.status,
+                r.body
+            );
+            if r.status == StatusCode::UNAUTHORIZED {
+                r.assert_unauthorized("account_disabled", &format!("{} {what}", process.name));
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} still accepted {what} of the disabled account",
+            process.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -247,7 +247,7 @@ pub async fn login(
     responses(
         (status = 200, description = "Rotated (or a grace retry); `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
@@ -286,6 +286,10 @@ pub async fn refresh(
         .profile(refreshed.session.user_id)
         .await?
         .ok_or(ApiError::InvalidRefreshToken)?;
+    // A session opened by a login that raced `sessiond user disable` is still refused.
+    if user.status != UserStatus::Active {
+        return Err(ApiError::AccountDisabled);
+    }
     token_response(
         &state,
         StatusCode::OK,

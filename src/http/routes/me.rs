@@ -17,7 +17,7 @@ use crate::http::views::{MeResponse, SessionView, UserView};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = MeResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]

@@ -6,7 +6,8 @@
 //! the gateway to pass upstream) and in the body, or an error the gateway passes back to the
 //! client. The access token is checked exactly as sessiond's own endpoints check it (signature,
 //! claims, then the session's actor), so a revoked session is refused at once; an API key must
-//! be neither revoked nor expired.
+//! be neither revoked nor expired. Either is refused with `account_disabled` once its account
+//! is disabled (`sessiond user disable`).
 //!
 //! Statuses: 401 when the credentials are missing or invalid; **403 `principal_not_allowed`**
 //! when they are valid but of a kind `?allow=` excludes (authenticated, not authorised: a
@@ -171,7 +172,7 @@ impl VerifyResponse {
     responses(
         (status = 200, description = "Authenticated. Headers: `X-Auth-Kind` (`user`|`service`), `X-Auth-Subject` (user id or API key id); users: `X-Auth-Session`, `X-Auth-Aal`; services: `X-Auth-Owner`, `X-Auth-Scopes` (space-separated)", body = VerifyResponse),
         (status = 400, description = "`invalid_request`: bad `allow`, or both a bearer token and an API key", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer) or `invalid_api_key` (API key, or none with `allow=service`)", body = ErrorResponse),
+        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer), `invalid_api_key` (API key, or none with `allow=service`) or `account_disabled` (either, once the owner is disabled)", body = ErrorResponse),
         (status = 403, description = "`principal_not_allowed`: valid credentials of a kind `allow` excludes", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: this client IP presented too many unknown API-key ids (`SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY`); every API key it presents is refused until `Retry-After`", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
