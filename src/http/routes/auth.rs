@@ -24,7 +24,7 @@ use crate::http::state::AppState;
 use crate::http::views::{TokenResponse, UserView, issued_session_response, token_response};
 use crate::ratelimit::LimitClass;
 use crate::store::audit::AuditClient;
-use crate::store::{CreateUserError, NewUser};
+use crate::store::{CreateUserError, NewUser, UserStatus};
 
 /// `POST /v1/auth/register` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
