@@ -298,7 +298,10 @@ impl fmt::Debug for Store {
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {{
         match $self.breaker.admit() {
-            Err(refused) => Err(refused.into()),
+            Err(refused) => {
+                $self.observe_refusal(stringify!($method), &refused);
+                Err(refused.into())
+            }
             Ok(admission) => {
                 let started = std::time::Instant::now();
                 let result = match &$self.inner {
@@ -378,6 +381,14 @@ impl Store {
             },
             move || stopped.is_closed(),
         ));
+    }
+
+    /// Counts a call refused by the open circuit as a failed store call, so that store error
+    /// rates (and the alerts on them) keep showing an outage for as long as it lasts.
+    fn observe_refusal(&self, operation: &'static str, refused: &StoreError) {
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, Duration::ZERO, Some(refused));
+        }
     }
 
     /// Whether the store circuit is open (calls refused until a probe reaches the database).
@@ -587,7 +598,9 @@ impl SessionStore for Store {
         if let Some(group) = &self.group_commit {
             // While the circuit is open a change fails here, before it is queued: nothing is
             // written, so the actor keeps its state and the client its token.
-            let admission = self.breaker.admit()?;
+            let admission = self.breaker.admit().inspect_err(|refused| {
+                self.observe_refusal("apply", refused);
+            })?;
             let started = std::time::Instant::now();
             let result = group.apply(change).await;
             if let Some(observer) = &self.observer {
