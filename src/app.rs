@@ -59,11 +59,12 @@ impl Application {
                     exposure == crate::http::routes::metrics::MetricsExposure::MainListener,
                 ),
         );
-        let store = Store::connect(&config.database_url)
-            .await
-            .context("connecting to the database")?
-            .with_observer(metrics.store.clone())
-            .with_profile_cache(config.staleness, cache_period(config.passivate_after));
+        let store =
+            Store::connect_with_acquire_timeout(&config.database_url, config.db_acquire_timeout)
+                .await
+                .context("connecting to the database")?
+                .with_observer(metrics.store.clone())
+                .with_profile_cache(config.staleness, cache_period(config.passivate_after));
         store.migrate().await.context("applying migrations")?;
         let store = store.with_group_commit(GroupCommitConfig {
             max_batch: config.commit_max_batch,
@@ -92,6 +93,32 @@ impl Application {
                 batch_sizes.observe(size as f64);
                 if failed {
                     failed_batches.inc();
+                }
+            }));
+        }
+        {
+            // The store's circuit breaker (see `store::breaker`): open now, and how often.
+            let open = metrics
+                .register_gauge(
+                    "sessiond_store_circuit_open",
+                    "1 while the store's circuit breaker is open: the database is unreachable \
+                     and store calls fail at once until a probe succeeds.",
+                    &[],
+                )
+                .context("registering metrics")?
+                .with_label_values(&[] as &[&str]);
+            let openings = metrics
+                .register_counter(
+                    "sessiond_store_circuit_openings_total",
+                    "Times the store's circuit breaker opened (database found unreachable).",
+                    &[],
+                )
+                .context("registering metrics")?
+                .with_label_values(&[] as &[&str]);
+            store.observe_circuit(Arc::new(move |is_open| {
+                open.set(i64::from(is_open));
+                if is_open {
+                    openings.inc();
                 }
             }));
         }

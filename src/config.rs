@@ -93,6 +93,7 @@ const MFA_CHALLENGE_TTL: Key = key("SESSIOND_MFA_CHALLENGE_TTL", "mfa_challenge_
 const TOTP_ISSUER: Key = key("SESSIOND_TOTP_ISSUER", "totp_issuer");
 const LOG_FORMAT: Key = key("SESSIOND_LOG_FORMAT", "log_format");
 const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_connections");
+const DB_ACQUIRE_TIMEOUT: Key = key("SESSIOND_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout");
 const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch");
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 
@@ -133,6 +134,7 @@ const ALL_KEYS: &[Key] = &[
     TOTP_ISSUER,
     LOG_FORMAT,
     DB_MAX_CONNECTIONS,
+    DB_ACQUIRE_TIMEOUT,
     mail::SMTP_HOST,
     mail::SMTP_PORT,
     mail::SMTP_TLS,
@@ -290,6 +292,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Database pool size (`SESSIOND_DB_MAX_CONNECTIONS`, default 16).
     pub db_max_connections: u32,
+    /// How long a store call waits for a pooled connection before failing as unavailable
+    /// (`SESSIOND_DB_ACQUIRE_TIMEOUT`, default 5s). During an outage only the call that opens
+    /// the store's circuit breaker waits this long; later calls fail at once.
+    pub db_acquire_timeout: Duration,
     /// Rate limits, failed-login locks, trusted proxies, registration conflicts and HTTP
     /// hardening (`SESSIOND_RATE_LIMIT*`, `SESSIOND_LOGIN_LOCK_*`, `SESSIOND_TRUSTED_PROXIES`,
     /// `SESSIOND_REGISTER_CONFLICT`, `SESSIOND_MAX_HEADER*`, `SESSIOND_CORS_ORIGINS`,
@@ -904,6 +910,13 @@ fn build(
         || LogFormat::Pretty,
     );
     let db_max_connections = bounded::<u32>(s, &mut p, &DB_MAX_CONNECTIONS, 16, 1, 1000);
+    let db_acquire_timeout = duration(
+        s,
+        &mut p,
+        &DB_ACQUIRE_TIMEOUT,
+        crate::store::DEFAULT_ACQUIRE_TIMEOUT,
+        false,
+    );
     let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
     let mail = mail::parse(s, &mut p, &mut warnings);
     let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
@@ -1060,6 +1073,7 @@ fn build(
         totp_issuer: totp_issuer.expect(CHECKED),
         log_format: log_format.expect(CHECKED),
         db_max_connections: db_max_connections.expect(CHECKED),
+        db_acquire_timeout: db_acquire_timeout.expect(CHECKED),
         abuse: abuse.expect(CHECKED),
         mail: mail.expect(CHECKED),
         commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
@@ -1153,6 +1167,7 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.db_max_connections, 16);
+        assert_eq!(c.db_acquire_timeout, Duration::from_secs(5));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let _ = c.argon2_params();
     }

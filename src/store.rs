@@ -26,6 +26,7 @@ pub use sessiond_actors::store::StoreError;
 
 pub mod api_keys;
 pub mod audit;
+pub mod breaker;
 pub mod change_feed;
 pub mod group_commit;
 pub mod mfa;
@@ -207,6 +208,8 @@ pub struct Store {
     group_commit: Option<Arc<group_commit::GroupCommitter>>,
     /// Account profiles for the hot read paths; see [`Store::profile`].
     profiles: Arc<change_feed::ProfileCache>,
+    /// Fails calls at once while the database is known to be unreachable; see [`breaker`].
+    breaker: Arc<breaker::CircuitBreaker>,
 }
 
 /// Told about every [`Store`] call, for metrics. Implemented outside the store (in
@@ -262,6 +265,25 @@ enum Inner {
     Sqlite(sqlite::SqliteStore),
 }
 
+impl Inner {
+    /// The circuit breaker's probe: bypasses the breaker (it must reach the database while
+    /// the breaker refuses everyone else).
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Inner::Postgres(s) => s.ping().await,
+            Inner::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Whether the pools were closed (shutdown): the probe then stops.
+    fn is_closed(&self) -> bool {
+        match self {
+            Inner::Postgres(s) => s.pool.is_closed(),
+            Inner::Sqlite(s) => s.reader.is_closed(),
+        }
+    }
+}
+
 impl fmt::Debug for Store {
     /// Only the backend: the URL may carry credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -272,22 +294,29 @@ impl fmt::Debug for Store {
 }
 
 /// Calls the same method on whichever backend is behind `self`, and reports its duration and
-/// outcome to the observer, named after the method.
+/// outcome to the observer, named after the method. The common execution path: it consults the
+/// circuit breaker first (refusing at once while it is open) and reports the outcome to it.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {{
-        let started = std::time::Instant::now();
-        let result = match &$self.inner {
-            Inner::Postgres(s) => s.$method($($arg),*).await,
-            Inner::Sqlite(s) => s.$method($($arg),*).await,
-        };
-        if let Some(observer) = &$self.observer {
-            observer.observe(
-                stringify!($method),
-                started.elapsed(),
-                CallOutcome::store_error(&result),
-            );
+        match $self.breaker.admit() {
+            Err(refused) => {
+                $self.observe_refusal(stringify!($method), &refused);
+                Err(refused.into())
+            }
+            Ok(admission) => {
+                let started = std::time::Instant::now();
+                let result = match &$self.inner {
+                    Inner::Postgres(s) => s.$method($($arg),*).await,
+                    Inner::Sqlite(s) => s.$method($($arg),*).await,
+                };
+                let error = CallOutcome::store_error(&result);
+                if let Some(observer) = &$self.observer {
+                    observer.observe(stringify!($method), started.elapsed(), error);
+                }
+                $self.circuit_saw(admission, error);
+                result
+            }
         }
-        result
     }};
 }
 
@@ -297,10 +326,20 @@ impl Store {
     /// URL or an unreachable server fails at startup, but does not migrate (see
     /// [`Store::migrate`]), so several instances can start against one database.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with_acquire_timeout(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with how long a call may wait for a pooled connection before it
+    /// fails as unavailable (`SESSIOND_DB_ACQUIRE_TIMEOUT`). While the database is down, only
+    /// the call that opens the circuit breaker waits this long; later ones fail at once.
+    pub async fn connect_with_acquire_timeout(
+        url: &str,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let inner = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Inner::Postgres(postgres::PgStore::connect(url).await?)
+            Inner::Postgres(postgres::PgStore::connect(url, acquire_timeout).await?)
         } else if url.starts_with("sqlite:") {
-            Inner::Sqlite(sqlite::SqliteStore::connect(url).await?)
+            Inner::Sqlite(sqlite::SqliteStore::connect(url, acquire_timeout).await?)
         } else {
             // Do not echo the URL: it may contain a password.
             return Err(StoreError::Other(
@@ -316,7 +355,57 @@ impl Store {
                 change_feed::DEFAULT_PROFILE_MAX_AGE,
                 change_feed::DEFAULT_PROFILE_PERIOD,
             )),
+            breaker: Arc::default(),
         })
+    }
+
+    /// The backend, if the circuit breaker admits a call: for the store modules that query the
+    /// backend directly rather than through `dispatch!`, so they fail fast during an outage too.
+    fn inner(&self) -> Result<&Inner, StoreError> {
+        self.breaker.admit()?;
+        Ok(&self.inner)
+    }
+
+    /// Reports an admitted call's outcome to the circuit breaker, and starts the background
+    /// probe when this failure opened it.
+    fn circuit_saw(&self, admission: breaker::Admission, error: Option<&StoreError>) {
+        if !self.breaker.record(admission, error) {
+            return;
+        }
+        let (ping, stopped) = (self.inner.clone(), self.inner.clone());
+        tokio::spawn(breaker::probe(
+            Arc::clone(&self.breaker),
+            breaker::ProbeTiming::DEFAULT,
+            move || {
+                let inner = ping.clone();
+                async move { inner.ping().await }
+            },
+            move || stopped.is_closed(),
+        ));
+    }
+
+    /// Counts a call refused by the open circuit as a failed store call, so that store error
+    /// rates (and the alerts on them) keep showing an outage for as long as it lasts.
+    fn observe_refusal(&self, operation: &'static str, refused: &StoreError) {
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, Duration::ZERO, Some(refused));
+        }
+    }
+
+    /// Whether the store circuit is open (calls refused until a probe reaches the database).
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// How many times the store circuit opened since start.
+    pub fn circuit_openings(&self) -> u64 {
+        self.breaker.openings()
+    }
+
+    /// Calls `observer` with the circuit's state now and at every change (`true` = open), for
+    /// the gauge and the openings counter.
+    pub fn observe_circuit(&self, observer: breaker::CircuitObserver) {
+        self.breaker.observe(observer);
     }
 
     /// This store, reporting every call to `observer` (metrics).
@@ -481,7 +570,10 @@ impl Store {
     /// Closes the pool(s), waiting for checked-out connections to be returned; for graceful
     /// shutdown. Later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
-        dispatch!(self.close())
+        match &self.inner {
+            Inner::Postgres(s) => s.close().await,
+            Inner::Sqlite(s) => s.close().await,
+        }
     }
 }
 
@@ -505,11 +597,17 @@ impl SessionStore for Store {
 
     async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
         if let Some(group) = &self.group_commit {
+            // While the circuit is open a change fails here, before it is queued: nothing is
+            // written, so the actor keeps its state and the client its token.
+            let admission = self.breaker.admit().inspect_err(|refused| {
+                self.observe_refusal("apply", refused);
+            })?;
             let started = std::time::Instant::now();
             let result = group.apply(change).await;
             if let Some(observer) = &self.observer {
                 observer.observe("apply", started.elapsed(), result.as_ref().err());
             }
+            self.circuit_saw(admission, result.as_ref().err());
             self.session_changed(change, &result);
             return result;
         }
@@ -550,18 +648,33 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}"))
 }
 
+/// How long a call waits for a pooled connection by default (`SESSIOND_DB_ACQUIRE_TIMEOUT`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many sessions one purge statement deletes at most.
 const PURGE_BATCH: i64 = 500;
 
 /// The part of sqlx error classification both backends share. `retryable` is the backend's
-/// verdict on a database error (lock contention, server shutting down, ...). The message names
-/// the operation and sqlx's error, which never includes bound values (tokens, hashes).
-fn map_sqlx_error(op: &str, err: sqlx::Error, retryable: impl Fn(&str) -> bool) -> StoreError {
+/// verdict on a database error (lock contention, server shutting down, ...); `unreachable` says
+/// which database error codes mean the connection or server is gone. Those, socket and TLS
+/// errors and pool acquire timeouts carry [`breaker::UNREACHABLE`] and open the circuit
+/// breaker. The message names the operation and sqlx's error, which never includes bound
+/// values (tokens, hashes).
+fn map_sqlx_error(
+    op: &str,
+    err: sqlx::Error,
+    retryable: impl Fn(&str) -> bool,
+    unreachable: impl Fn(&str) -> bool,
+) -> StoreError {
     use sqlx::Error as E;
     match &err {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
-            StoreError::Unavailable(format!("{op}: {err}"))
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut => {
+            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
         }
+        E::Database(db) if db.code().is_some_and(|c| unreachable(&c)) => {
+            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
+        }
+        E::PoolClosed | E::WorkerCrashed => StoreError::Unavailable(format!("{op}: {err}")),
         E::Database(db) if db.code().is_some_and(|c| retryable(&c)) => {
             StoreError::Unavailable(format!("{op}: {err}"))
         }

@@ -248,6 +248,7 @@ conformance!(
     purge_ended_works_in_batches,
     purge_task_purges_and_stops,
     closed_store_is_unavailable,
+    answers_and_shutdown_leave_the_circuit_closed,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1212,6 +1213,57 @@ async fn closed_store_is_unavailable(backend: TestBackend) {
     ));
     // The database itself is fine.
     ctx.store.ping().await.unwrap();
+    ctx.finish().await;
+}
+
+/// The store's circuit breaker opens only when the database cannot be reached: business
+/// answers (a taken email, a lost fence, on the direct and the group-commit path) and a store
+/// closed for shutdown are not outages, and must never turn every later call into a 503.
+async fn answers_and_shutdown_leave_the_circuit_closed(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user().await;
+    let taken = ctx
+        .store
+        .create_user(&NewUser {
+            email: user.email.clone(),
+            name: None,
+            password_hash: None,
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(CreateUserError::EmailTaken)),
+        "{taken:?}"
+    );
+    let s = ctx.session(user.id).await;
+    let stale = SessionChange::Rotate {
+        id: s.id,
+        expected_version: s.version + 5,
+        new_generation: s.generation + 1,
+        new_hash: random_hash(),
+        at: now(),
+    };
+    assert_eq!(ctx.apply(stale.clone()).await, WriteOutcome::Conflict);
+    let grouped = ctx.second_store().await.with_group_commit(
+        sessiond::store::group_commit::GroupCommitConfig {
+            max_batch: 8,
+            max_wait: std::time::Duration::ZERO,
+        },
+    );
+    assert_eq!(grouped.apply(&stale).await.unwrap(), WriteOutcome::Conflict);
+    let closed = ctx.second_store().await;
+    closed.close().await;
+    assert!(matches!(
+        closed.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    for store in [&ctx.store, &grouped, &closed] {
+        assert!(!store.circuit_open());
+        assert_eq!(store.circuit_openings(), 0);
+    }
+    // And the store still answers at once.
+    ctx.store.ping().await.unwrap();
+    grouped.close().await;
     ctx.finish().await;
 }
 

@@ -134,7 +134,7 @@ impl Store {
         };
         let event = event.detail("api_key_id", key.id.to_string());
         let op = "create api key";
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
                 sqlx::query(
@@ -202,7 +202,7 @@ impl Store {
             ", u.status AS owner_status FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.public_id = "
         );
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
                 .bind(public_id)
                 .fetch_optional(&s.pool)
@@ -224,7 +224,7 @@ impl Store {
     pub async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         let op = "get api key";
         let sql = concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.id = ");
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
                 .bind(id.as_uuid())
                 .fetch_optional(&s.pool)
@@ -263,7 +263,7 @@ impl Store {
             " FROM api_keys k WHERE k.user_id = {1} AND k.revoked_at IS NULL AND k.id < {2} \
              ORDER BY k.id DESC LIMIT {3}"
         );
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let sql = sql
                     .replace("{1}", "$1")
@@ -309,7 +309,7 @@ impl Store {
         let op = "revoke api key";
         let now = truncate_to_micros(now);
         let event = event.detail("api_key_id", id.to_string());
-        let outcome = match &self.inner {
+        let outcome = match self.inner()? {
             Inner::Postgres(s) => {
                 let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
                 let revoked = sqlx::query(
@@ -396,7 +396,7 @@ impl Store {
             return Ok(());
         }
         let op = "record api key use";
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let ids: Vec<Uuid> = uses.iter().map(|(id, _)| id.as_uuid()).collect();
                 let times: Vec<DateTime<Utc>> =

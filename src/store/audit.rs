@@ -410,7 +410,7 @@ impl Store {
     /// For an event that belongs to a change, write it inside that change's transaction
     /// instead ([`insert_pg`] / [`insert_sqlite`]), so one never commits without the other.
     pub async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let mut conn = s
                     .pool
@@ -463,7 +463,7 @@ impl Store {
         }
         // No cursor = start above every possible id (a v7 id is never all ones).
         let before = before.unwrap_or(Uuid::max());
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
             Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
         }

@@ -152,7 +152,7 @@ where
 impl Store {
     /// The user's TOTP row, pending or enabled.
     pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let row = sqlx::query(
                     "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
@@ -209,7 +209,7 @@ impl Store {
         const LITE: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = ?1) AS enabled_at, \
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at IS NULL) \
              AS remaining";
-        let (enabled_at, remaining) = match &self.inner {
+        let (enabled_at, remaining) = match self.inner()? {
             Inner::Postgres(s) => {
                 let row = sqlx::query(PG)
                     .bind(user.as_uuid())
@@ -246,7 +246,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = truncate_to_micros(now);
-        let written = match &self.inner {
+        let written = match self.inner()? {
             Inner::Postgres(s) => sqlx::query(
                 "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
                  VALUES ($1, $2, $3, $4) \
@@ -297,7 +297,7 @@ impl Store {
         let now = truncate_to_micros(now);
         let step = step_to_db(step)?;
         let uid = user.as_uuid();
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let map = |e| postgres::map_err("enable totp", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
@@ -395,7 +395,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = truncate_to_micros(now);
         let uid = user.as_uuid();
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let map = |e| postgres::map_err("disable totp", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
@@ -447,7 +447,7 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Vec<StoredRecoveryCode>, StoreError> {
-        let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
+        let rows: Vec<(Uuid, Vec<u8>)> = match self.inner()? {
             Inner::Postgres(s) => sqlx::query_as(
                 "SELECT id, code_hash FROM mfa_recovery_codes \
                  WHERE user_id = $1 AND used_at IS NULL ORDER BY id",
@@ -480,7 +480,7 @@ impl Store {
     pub async fn create_mfa_challenge(&self, c: &MfaChallenge) -> Result<(), StoreError> {
         let uid = c.user_id.as_uuid();
         let attempts = i64::from(c.attempts);
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let map = |e| postgres::map_err("create mfa challenge", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
@@ -676,7 +676,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CompleteOutcome, StoreError> {
         let now = truncate_to_micros(now);
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let map = |e| postgres::map_err("complete mfa challenge", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;

@@ -26,8 +26,6 @@ use super::{
 
 /// Default pool size; a handful of connections per core is plenty for short transactions.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long a request waits for a pooled connection before the store reports itself unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Name of the unique constraint on `users.email` (see the migration).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
@@ -54,24 +52,30 @@ pub(crate) struct PgStore {
 
 /// Classifies a PostgreSQL error: connection exceptions (08), insufficient resources (53),
 /// operator intervention such as a shutting-down server (57), and serialization failures or
-/// deadlocks (40) are worth retrying.
+/// deadlocks (40) are worth retrying. Connection exceptions and a server shutting down, crashed
+/// or still starting (57P01–57P03) mean it cannot be reached: they open the circuit breaker.
 pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
-    map_sqlx_error(op, err, |code| {
-        ["08", "53", "57", "40"]
-            .iter()
-            .any(|class| code.starts_with(class))
-    })
+    map_sqlx_error(
+        op,
+        err,
+        |code| {
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        },
+        |code| code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03"),
+    )
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             // sqlx's message may quote the URL (and so a password): keep it out.
             .map_err(|_| StoreError::Other("invalid PostgreSQL URL".into()))?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| map_err("connect", e))?;

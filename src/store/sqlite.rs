@@ -39,9 +39,6 @@ use super::{
 
 /// Readers; WAL lets them run alongside the writer.
 const MAX_READERS: u32 = 8;
-/// How long a request waits for a pooled connection (or the writer) before the store reports
-/// itself unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long SQLite waits for a lock held by another process before giving up with
 /// `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,9 +88,13 @@ pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 /// SQLite's primary result code is the low byte of the extended code: `SQLITE_BUSY` (5) and
 /// `SQLITE_LOCKED` (6) mean contention, worth retrying.
 pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
-    map_sqlx_error(op, err, |code| {
-        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
-    })
+    map_sqlx_error(
+        op,
+        err,
+        |code| code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        // A file database has no connection to lose: only I/O errors open the breaker.
+        |_| false,
+    )
 }
 
 impl SqliteStore {
@@ -111,7 +112,7 @@ impl SqliteStore {
             .map_err(|e| map_err(op, e))
     }
 
-    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
             .journal_mode(SqliteJournalMode::Wal)
@@ -126,7 +127,7 @@ impl SqliteStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(|e| map_err("connect", e))?;
@@ -140,13 +141,13 @@ impl SqliteStore {
         // to WAL, a persistent property the readers then find.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options.clone())
             .await
             .map_err(|e| map_err("connect", e))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(MAX_READERS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options.create_if_missing(false))
             .await
             .map_err(|e| map_err("connect", e))?;

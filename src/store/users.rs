@@ -21,7 +21,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = truncate_to_micros(now);
-        let updated = match &self.inner {
+        let updated = match self.inner()? {
             Inner::Postgres(s) => {
                 sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
                     .bind(id.as_uuid())
@@ -61,7 +61,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let op = "set password hash";
         let now = truncate_to_micros(now);
-        let updated = match &self.inner {
+        let updated = match self.inner()? {
             Inner::Postgres(s) => {
                 let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
                 let updated = sqlx::query(

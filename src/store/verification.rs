@@ -158,7 +158,7 @@ impl Store {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => pg::newest(s, user, purpose).await,
             Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
         }
@@ -170,7 +170,7 @@ impl Store {
         &self,
         code: &NewVerificationCode,
     ) -> Result<(), StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => pg::insert(s, code).await,
             Inner::Sqlite(s) => lite::insert(s, code).await,
         }
@@ -185,7 +185,7 @@ impl Store {
         max_attempts: u32,
         now: DateTime<Utc>,
     ) -> Result<AttemptOutcome, StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
             Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
         }
@@ -202,7 +202,7 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         event.validate()?;
-        let redeemed = match &self.inner {
+        let redeemed = match self.inner()? {
             Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
             Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
         }?;
@@ -215,7 +215,7 @@ impl Store {
 
     /// Deletes codes that expired before `cutoff`; returns how many.
     pub async fn purge_verification_codes(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => pg::purge(s, cutoff).await,
             Inner::Sqlite(s) => lite::purge(s, cutoff).await,
         }

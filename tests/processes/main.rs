@@ -7,9 +7,14 @@
 //! - `shutdown`: SIGTERM with refreshes in flight: `/ready` turns 503 at once, the listener
 //!   closes, every in-flight request is answered in full, the process exits 0, and every
 //!   acknowledged rotation is in the database.
+//! - `outage`: a private PostgreSQL cluster stopped under a running process: after the first
+//!   failure every store request is refused at once (503), `/ready` is 503, the circuit gauge
+//!   is 1; once it is started again the breaker closes without a restart and no acknowledged
+//!   rotation is lost or applied twice.
 //! - `startup`: the first log line says where it listens, which store and which keys.
 
 mod crash;
+mod outage;
 mod shutdown;
 mod startup;
 mod support;

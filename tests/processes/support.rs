@@ -196,6 +196,16 @@ impl Sessiond {
         keys: &Keys,
         settings: &[(&str, &str)],
     ) -> Sessiond {
+        Self::start_url(name, &db.url, keys, settings).await
+    }
+
+    /// [`Sessiond::start`] against any database URL (e.g. a private cluster the test stops).
+    pub async fn start_url(
+        name: &str,
+        database_url: &str,
+        keys: &Keys,
+        settings: &[(&str, &str)],
+    ) -> Sessiond {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
         cmd.env_clear();
         for var in ["PATH", "HOME"] {
@@ -203,7 +213,7 @@ impl Sessiond {
                 cmd.env(var, value);
             }
         }
-        cmd.env("DATABASE_URL", &db.url)
+        cmd.env("DATABASE_URL", database_url)
             .env("SESSIOND_BIND", "127.0.0.1:0")
             .env("SESSIOND_SIGNING_KEY_FILE", &keys.signing_key_file)
             .env("SESSIOND_REFRESH_KEY", &keys.refresh_key)
