@@ -18,7 +18,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::cache::GenerationalCache;
-use crate::http::error::ApiError;
 use crate::ratelimit::{LimitClass, Limited, Limiter};
 
 /// How long an unknown id is answered from memory.
@@ -52,14 +51,14 @@ impl Default for UnknownKeys {
 
 impl UnknownKeys {
     /// Before a lookup: 429 while `ip` is blocked.
-    pub fn check_blocked(&self, limiter: &Limiter, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    pub fn check_blocked(&self, limiter: &Limiter, ip: Option<IpAddr>) -> Result<(), Limited> {
         let Some(ip) = ip else { return Ok(()) };
         let key = limiter.ip_key(ip);
         match self.blocked.get(&key) {
             Some(until) => match until.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Err(ApiError::from(Limited {
+                Some(left) if !left.is_zero() => Err(Limited {
                     retry_after_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
-                })),
+                }),
                 _ => {
                     self.blocked.invalidate(&key);
                     Ok(())
@@ -74,24 +73,28 @@ impl UnknownKeys {
         self.ids.get(&public_id.to_owned()).is_some()
     }
 
-    /// `public_id` is unknown: remembers it, spends `ip`'s budget, and returns the answer —
-    /// 401 `invalid_api_key`, or 429 `rate_limited` once the budget is spent (then `ip` stays
-    /// blocked until its retry time).
-    pub async fn miss(&self, limiter: &Limiter, ip: Option<IpAddr>, public_id: &str) -> ApiError {
+    /// `public_id` is unknown: remembers it and spends `ip`'s budget. `Ok` = answer 401
+    /// `invalid_api_key`; `Err` = the budget is spent, answer 429 (then `ip` stays blocked
+    /// until its retry time).
+    pub async fn miss(
+        &self,
+        limiter: &Limiter,
+        ip: Option<IpAddr>,
+        public_id: &str,
+    ) -> Result<(), Limited> {
         self.ids.insert(public_id.to_owned(), ());
         let Some(ip) = ip else {
-            return ApiError::InvalidApiKey;
+            return Ok(());
         };
-        match limiter.check_ip(LimitClass::UnknownApiKey, ip).await {
-            Ok(()) => ApiError::InvalidApiKey,
-            Err(limited) => {
+        limiter
+            .check_ip(LimitClass::UnknownApiKey, ip)
+            .await
+            .inspect_err(|limited| {
                 self.blocked.insert(
                     limiter.ip_key(ip),
                     Instant::now() + Duration::from_millis(limited.retry_after_ms),
                 );
-                ApiError::from(limited)
-            }
-        }
+            })
     }
 
     /// Drops what went unused for two periods (called periodically, so memory returns when idle).

@@ -305,11 +305,17 @@ async fn authenticate_api_key(
     let unknown = &state.unknown_api_keys;
     unknown.check_blocked(&state.limiter, ip)?;
     if unknown.is_unknown(presented.public_id) {
-        return Err(unknown.miss(&state.limiter, ip, presented.public_id).await);
+        unknown
+            .miss(&state.limiter, ip, presented.public_id)
+            .await?;
+        return Err(ApiError::InvalidApiKey);
     }
     let Some(found) = state.store.find_api_key(presented.public_id).await? else {
         burn_check(&presented);
-        return Err(unknown.miss(&state.limiter, ip, presented.public_id).await);
+        unknown
+            .miss(&state.limiter, ip, presented.public_id)
+            .await?;
+        return Err(ApiError::InvalidApiKey);
     };
     let now = state.clock.now();
     let key = found.key;
