@@ -68,6 +68,18 @@ pub struct Services {
     pub register_conflict: crate::config::RegisterConflict,
 }
 
+impl Services {
+    /// The mailed-code flows (`crate::auth::codes`), over these services.
+    pub fn code_flows(&self) -> crate::auth::codes::CodeFlows<'_> {
+        crate::auth::codes::CodeFlows {
+            codes: &self.codes,
+            store: &self.store,
+            mailer: &self.mailer,
+            clock: &self.clock,
+        }
+    }
+}
+
 /// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.
 #[derive(Debug, Default)]
 pub struct Readiness {

@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod bad_input;
+mod code_issuance;
 mod email;
 mod hardening;
 mod helpers;

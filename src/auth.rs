@@ -1,0 +1,3 @@
+//! The authentication flows, without HTTP: handlers parse, call a flow here, and build the view.
+
+pub mod codes;
