@@ -235,6 +235,7 @@ mod tests {
                 ("SESSIOND_SMTP_TLS", "ssl"),
                 ("SESSIOND_MAIL_FROM", "nobody"),
                 ("SESSIOND_CODE_TTL", "2d"),
+                ("SESSIOND_CODE_DAILY_LIMIT", "0"),
                 ("SESSIOND_REQUIRE_VERIFIED_EMAIL", "maybe"),
                 ("SESSIOND_SMTP_PASSWORD", "s3cret-pw"),
             ]),
@@ -248,6 +249,7 @@ mod tests {
             "SESSIOND_SMTP_TLS",
             "SESSIOND_MAIL_FROM",
             "SESSIOND_CODE_TTL",
+            "SESSIOND_CODE_DAILY_LIMIT",
             "SESSIOND_REQUIRE_VERIFIED_EMAIL",
         ] {
             assert!(
