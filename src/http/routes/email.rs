@@ -105,11 +105,13 @@ pub async fn verify(
         .into_response())
 }
 
-/// Mails a new verification code to an unverified account, at most once per
-/// `SESSIOND_RESEND_COOLDOWN`, superseding the previous code. Always 202 with the same shape:
-/// for an unknown, disabled or already verified address nothing is sent and the id is a decoy
-/// (it behaves like a code that was never guessed right); within the cooldown the current code's
-/// id is answered again and nothing is sent.
+/// Mails a new verification code to an unverified account, superseding the previous code.
+/// Always 202 with the same shape, and the same sequence of answers whether or not the account
+/// exists: for an unknown, disabled or already verified address nothing is sent and the id is a
+/// decoy, stored and limited like a real code (it behaves like a code never guessed right).
+/// Within `SESSIOND_RESEND_COOLDOWN` of the previous code (even if its attempts are used up), and
+/// past `SESSIOND_CODE_DAILY_LIMIT` codes a day, the previous code's id is answered again and
+/// nothing is sent.
 #[utoipa::path(
     post,
     path = "/v1/auth/email/resend",

@@ -46,9 +46,11 @@ pub struct PasswordResetConfirmRequest {
 }
 
 /// Mails a reset code to the account with this address. Always 202 `{verification_id,
-/// expires_at}`, whether or not the account exists: for an unknown or disabled address nothing
-/// is sent and the id is a decoy that behaves like a real code never guessed right. At most one
-/// code per `SESSIOND_RESEND_COOLDOWN` is mailed; within it the current code's id is answered.
+/// expires_at}`, and the same sequence of answers whether or not the account exists: for an
+/// unknown or disabled address nothing is sent and the id is a decoy, stored and limited like a
+/// real code, that behaves like a real code never guessed right. No new code is made within
+/// `SESSIOND_RESEND_COOLDOWN` of the previous one (even if its attempts are used up), nor past
+/// `SESSIOND_CODE_DAILY_LIMIT` codes a day: then the previous code's id is answered again.
 #[utoipa::path(
     post,
     path = "/v1/auth/password/reset",
