@@ -74,6 +74,34 @@ fn attempts_from(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("attempts out of range"))
 }
 
+/// The columns of a [`VerificationCode`] row.
+const COLUMNS: &str =
+    "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+
+/// The requester's newest row: $1 subject, $2 purpose, $3 user id (NULL for decoys). One text
+/// for both dialects (sqlx's SQLite takes `$N`, and SQLite knows `IS NOT DISTINCT FROM`).
+const NEWEST_OF_REQUESTER: &str = "SELECT id, user_id, purpose, code_hash, expires_at, attempts, \
+     consumed_at, created_at FROM verification_codes \
+     WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
+     ORDER BY created_at DESC, id DESC LIMIT 1";
+
+/// Rows created since $4 for the requester's address ($1, $2, $3 as above) and for its account.
+const ISSUED_SINCE: &str = "SELECT \
+       (SELECT count(*) FROM verification_codes \
+         WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
+           AND created_at > $4) AS address, \
+       (SELECT count(*) FROM verification_codes \
+         WHERE user_id = $3 AND purpose = $2 AND created_at > $4) AS account";
+
+/// Supersedes the open codes of an address ($1) or account ($3) for purpose $2 at $4.
+const SUPERSEDE: &str = "UPDATE verification_codes SET consumed_at = $4 \
+     WHERE purpose = $2 AND consumed_at IS NULL AND (subject = $1 OR user_id = $3)";
+
+/// Inserts a new row.
+const INSERT: &str = "INSERT INTO verification_codes \
+     (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7)";
+
 fn count_from(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("count out of range"))
 }
@@ -156,9 +184,6 @@ mod pg {
     use super::*;
     use postgres::{PgStore, map_err};
 
-    const COLUMNS: &str =
-        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
-
     fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
         let purpose: String = row.try_get("purpose").map_err(get)?;
@@ -214,34 +239,23 @@ mod pg {
             .await
             .map_err(err)?;
         let user = r.user_id.map(|u| u.as_uuid());
-        let newest = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes \
-             WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(r.subject.as_bytes().as_slice())
-        .bind(r.purpose.as_str())
-        .bind(user)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?
-        .map(|row| from_row(&row))
-        .transpose()?;
-        let counts = sqlx::query(
-            "SELECT \
-               (SELECT count(*) FROM verification_codes \
-                 WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
-                   AND created_at > $4) AS address, \
-               (SELECT count(*) FROM verification_codes \
-                 WHERE user_id = $3 AND purpose = $2 AND created_at > $4) AS account",
-        )
-        .bind(r.subject.as_bytes().as_slice())
-        .bind(r.purpose.as_str())
-        .bind(user)
-        .bind(r.counted_since)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
+        let newest = sqlx::query(NEWEST_OF_REQUESTER)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|row| from_row(&row))
+            .transpose()?;
+        let counts = sqlx::query(ISSUED_SINCE)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .bind(r.counted_since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
         let history = IssueHistory {
             newest,
             issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
@@ -251,33 +265,25 @@ mod pg {
         let Issue::New(c) = &issue else {
             return Ok(issue);
         };
-        sqlx::query(
-            "UPDATE verification_codes SET consumed_at = $4 \
-             WHERE purpose = $2 AND consumed_at IS NULL AND (subject = $1 OR user_id = $3)",
-        )
-        .bind(c.subject.as_bytes().as_slice())
-        .bind(c.purpose.as_str())
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(c.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query(
-            "INSERT INTO verification_codes \
-             (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, \
-              created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7)",
-        )
-        .bind(c.id)
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(c.subject.as_bytes().as_slice())
-        .bind(c.purpose.as_str())
-        .bind(c.code_hash.as_bytes().as_slice())
-        .bind(c.expires_at)
-        .bind(c.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        sqlx::query(SUPERSEDE)
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(INSERT)
+            .bind(c.id)
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.code_hash.as_bytes().as_slice())
+            .bind(c.expires_at)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(issue)
     }
@@ -390,9 +396,6 @@ mod lite {
     use super::*;
     use sqlite::{SqliteStore, map_err, parse_ts, ts};
 
-    const COLUMNS: &str =
-        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
-
     fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
         let purpose: String = row.try_get("purpose").map_err(get)?;
@@ -444,34 +447,23 @@ mod lite {
         // The single writer makes this one step: no other request reads the history meanwhile.
         let mut tx = s.begin_write(op).await?;
         let user = r.user_id.map(|u| u.as_uuid());
-        let newest = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes \
-             WHERE subject = ?1 AND purpose = ?2 AND user_id IS ?3 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(r.subject.as_bytes().as_slice())
-        .bind(r.purpose.as_str())
-        .bind(user)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?
-        .map(|row| from_row(&row))
-        .transpose()?;
-        let counts = sqlx::query(
-            "SELECT \
-               (SELECT count(*) FROM verification_codes \
-                 WHERE subject = ?1 AND purpose = ?2 AND user_id IS ?3 \
-                   AND created_at > ?4) AS address, \
-               (SELECT count(*) FROM verification_codes \
-                 WHERE user_id = ?3 AND purpose = ?2 AND created_at > ?4) AS account",
-        )
-        .bind(r.subject.as_bytes().as_slice())
-        .bind(r.purpose.as_str())
-        .bind(user)
-        .bind(ts(r.counted_since))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
+        let newest = sqlx::query(NEWEST_OF_REQUESTER)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|row| from_row(&row))
+            .transpose()?;
+        let counts = sqlx::query(ISSUED_SINCE)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .bind(ts(r.counted_since))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
         let history = IssueHistory {
             newest,
             issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
@@ -481,33 +473,25 @@ mod lite {
         let Issue::New(c) = &issue else {
             return Ok(issue);
         };
-        sqlx::query(
-            "UPDATE verification_codes SET consumed_at = ?4 \
-             WHERE purpose = ?2 AND consumed_at IS NULL AND (subject = ?1 OR user_id = ?3)",
-        )
-        .bind(c.subject.as_bytes().as_slice())
-        .bind(c.purpose.as_str())
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(ts(c.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query(
-            "INSERT INTO verification_codes \
-             (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, \
-              created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)",
-        )
-        .bind(c.id)
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(c.subject.as_bytes().as_slice())
-        .bind(c.purpose.as_str())
-        .bind(c.code_hash.as_bytes().as_slice())
-        .bind(ts(c.expires_at))
-        .bind(ts(c.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        sqlx::query(SUPERSEDE)
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(ts(c.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(INSERT)
+            .bind(c.id)
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.code_hash.as_bytes().as_slice())
+            .bind(ts(c.expires_at))
+            .bind(ts(c.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(issue)
     }
