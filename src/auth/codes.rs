@@ -100,3 +100,72 @@ pub fn redeemed_event(
         .client(client)
         .detail("verification_id", checked.id.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sessiond_actors::clock::SystemClock;
+
+    use super::*;
+    use crate::codes::{CodeKey, CodePolicy, MAX_ATTEMPTS};
+    use crate::mail::{DEFAULT_QUEUE, DEV_MAIL_FROM, MailSettings};
+    use crate::store::NewUser;
+
+    /// The flow without HTTP, on a real SQLite store and a development-mode mailer: a real
+    /// address and an unknown one get the same sequence of answers, and only the real one mail.
+    #[tokio::test]
+    async fn real_and_unknown_addresses_get_the_same_answers_and_only_one_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&crate::testing::fresh_sqlite_url(dir.path()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mailer = Mailer::start(&MailSettings {
+            smtp: None,
+            from: DEV_MAIL_FROM.to_owned(),
+            queue: DEFAULT_QUEUE,
+        })
+        .unwrap();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let codes = Codes::new(
+            CodeKey::from_bytes([9; 32]),
+            CodePolicy {
+                ttl: chrono::Duration::minutes(15),
+                resend_cooldown: chrono::Duration::seconds(60),
+                daily_limit: 10,
+                max_attempts: MAX_ATTEMPTS,
+            },
+        );
+        let flows = CodeFlows {
+            codes: &codes,
+            store: &store,
+            mailer: &mailer,
+            clock: &clock,
+        };
+        store
+            .create_user(&NewUser {
+                email: "ada@example.com".into(),
+                name: None,
+                password_hash: None,
+            })
+            .await
+            .unwrap();
+        for address in ["ada@example.com", "nobody@example.com"] {
+            let email = Email::parse(address).unwrap();
+            let first = flows
+                .code_or_decoy(&email, Purpose::PasswordReset, |_| true)
+                .await
+                .unwrap();
+            let again = flows
+                .code_or_decoy(&email, Purpose::PasswordReset, |_| true)
+                .await
+                .unwrap();
+            assert_eq!(first.id, again.id, "{address}");
+            assert_eq!(first.expires_at, again.expires_at, "{address}");
+            assert!(again.code.is_none());
+        }
+        assert_eq!(mailer.counts().queued, 1);
+        store.close().await;
+    }
+}
