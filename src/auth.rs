@@ -1,5 +1,5 @@
 //! The authentication flows, without HTTP: password login, completion of a second-factor
-//! challenge, and ending every session of a user.
+//! challenge, mailed codes, and ending every session of a user.
 //!
 //! Handlers in `src/http/routes` parse a request, call one flow and build the view from its
 //! result; a flow's result is a state ([`login::LoginOutcome`]), never an error used for
@@ -9,6 +9,7 @@
 //!
 //! **Invariant:** nothing under `src/auth` imports `crate::http`.
 
+pub mod codes;
 pub mod current_password;
 pub mod error;
 pub mod login;

@@ -11,8 +11,21 @@
 //! Online guessing is bounded by the attempt limit: every check of a code takes one attempt,
 //! claimed atomically in the database *before* the comparison, so even concurrent guesses get
 //! at most [`MAX_ATTEMPTS`] comparisons per code (1 in 200 000 odds for a guesser). A newer code
-//! for the same user and purpose supersedes the older ones, and a resend waits out a cooldown,
-//! so fresh attempts cannot be had faster than one batch per cooldown.
+//! for the same address and purpose supersedes the older ones; no new code is made within the
+//! resend cooldown of the previous one (even when the previous one's attempts are used up), and
+//! at most [`CodePolicy::daily_limit`] per address and per account a day, so guesses at one
+//! account's codes are bounded by `daily_limit × MAX_ATTEMPTS` a day (50 by default).
+//!
+//! Enumeration: an address without a (usable) account gets a **decoy**, stored and answered by
+//! the very same rule as a real code: every row is filed under the address's [`Subject`]
+//! (`HMAC(code key, purpose ‖ normalised email)`), the cooldown and the caps read that history,
+//! and a decoy's hash matches no code. So repeated requests answer the same id within the
+//! cooldown, new ids after it, and the same id again once capped, whether or not the account
+//! exists. The rules talk to storage through the [`CodeStore`] port (`port.rs`), which
+//! `crate::store` implements and `memory.rs` twins for tests.
+
+mod memory;
+mod port;
 
 use std::fmt;
 
@@ -21,12 +34,18 @@ use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::refresh_token::{RefreshKey, RefreshSecret};
+use sessiond_actors::store::StoreError;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::crypto::{constant_time_eq, random_bytes};
-use crate::store::verification::{AttemptOutcome, NewVerificationCode, Refusal};
-use crate::store::{Store, StoreError};
+use crate::domain::FieldError;
+
+pub use memory::MemoryCodeStore;
+pub use port::{
+    AttemptOutcome, CodeStore, Decide, Issue, IssueHistory, IssueRequest, NewVerificationCode,
+    Refusal, VerificationCode, refusal,
+};
 
 /// How many checks one code allows (the issue's "5 attempts").
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -90,6 +109,23 @@ impl Code {
     pub fn expose_secret(&self) -> &str {
         &self.0
     }
+}
+
+/// Parses a confirmation's `{verification_id, code}`, collecting both field errors (so a
+/// client fixes them at once, and a malformed request costs no attempt).
+pub fn parse_confirmation(
+    verification_id: &str,
+    code: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<(Uuid, Code)> {
+    let id = Uuid::parse_str(verification_id.trim())
+        .map_err(|_| errors.push(FieldError::new("verification_id", "must be a UUID")))
+        .ok();
+    let code = Code::parse(code);
+    if code.is_none() {
+        errors.push(FieldError::new("code", "must be 6 digits"));
+    }
+    id.zip(code)
 }
 
 /// The stored form of a code (32 bytes). `Debug` never shows it.
@@ -166,6 +202,43 @@ impl CodeKey {
         mac.update(code.0.as_bytes());
         CodeHash(mac.finalize().into_bytes().into())
     }
+
+    /// The subject of requests for `purpose` codes to `email` (the normalised address, as
+    /// `crate::domain::Email::as_str` gives it and as accounts store it):
+    /// `HMAC-SHA256(code key, purpose ‖ 0x01 ‖ email)`. The separator differs from the code
+    /// hash's (0x00), so no subject can equal a code hash.
+    pub fn subject(&self, purpose: Purpose, email: &str) -> Subject {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key");
+        mac.update(purpose.as_str().as_bytes());
+        mac.update(&[1]);
+        mac.update(email.as_bytes());
+        Subject(mac.finalize().into_bytes().into())
+    }
+}
+
+/// Whom codes were asked for: a keyed hash of the purpose and the normalised address, the same
+/// for an address with an account and one without, so both share one history (cooldown, caps)
+/// and the table does not give the addresses away. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Subject([u8; 32]);
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Subject(..)")
+    }
+}
+
+impl Subject {
+    /// Wraps stored bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes to store.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 /// Lifetimes and limits of codes.
@@ -173,12 +246,20 @@ impl CodeKey {
 pub struct CodePolicy {
     /// How long a code is valid (`SESSIOND_CODE_TTL`, default 15 min).
     pub ttl: chrono::Duration,
-    /// How soon after a code was sent another may be sent to the same user for the same
-    /// purpose (`SESSIOND_RESEND_COOLDOWN`, default 60 s).
+    /// How soon after a code was issued for an address another may be issued for it, for the
+    /// same purpose (`SESSIOND_RESEND_COOLDOWN`, default 60 s). Holds for every new code, also
+    /// once the previous one's attempts are used up.
     pub resend_cooldown: chrono::Duration,
+    /// Codes issued per address and per account, for one purpose, in any 24 hours
+    /// (`SESSIOND_CODE_DAILY_LIMIT`, default 10). Bounds guesses to `daily_limit ×
+    /// max_attempts` a day.
+    pub daily_limit: u32,
     /// Checks allowed per code.
     pub max_attempts: u32,
 }
+
+/// The window the daily limit counts over.
+pub const DAILY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// The answer to "send me a code": the id to confirm with and when it expires. `code` is set
 /// only when a new code was made and must be mailed; it is never part of an API answer.
@@ -188,8 +269,41 @@ pub struct Issued {
     pub id: Uuid,
     /// When the code stops being accepted.
     pub expires_at: DateTime<Utc>,
-    /// The new code to mail, or None (a decoy, or the cooldown has not passed).
+    /// The new code to mail, or None (a decoy, within the cooldown, or over the daily limit).
     pub code: Option<Code>,
+}
+
+/// The issuing rule, the same for real codes and decoys (`candidate.user_id` None):
+/// * within the cooldown of the requester's newest code, that code's id is answered again
+///   (whatever became of it: used up, consumed);
+/// * past the daily limit of the address or the account, the newest code is answered again
+///   (when the limit was reached through another address of the account, a decoy is made);
+/// * otherwise the candidate is stored.
+///
+/// Pure, so it is tested without a store; [`Codes::issue`] runs it inside the store's atomic
+/// step.
+pub fn decide(
+    policy: &CodePolicy,
+    history: &IssueHistory,
+    candidate: &NewVerificationCode,
+) -> Issue {
+    let now = candidate.created_at;
+    if let Some(newest) = &history.newest
+        && newest.created_at + policy.resend_cooldown > now
+    {
+        return Issue::Again(newest.clone());
+    }
+    let capped = history.issued_to_address >= policy.daily_limit
+        || history.issued_to_account >= policy.daily_limit;
+    match (&history.newest, capped) {
+        (_, false) => Issue::New(candidate.clone()),
+        (Some(newest), true) => Issue::Again(newest.clone()),
+        (None, true) => Issue::New(NewVerificationCode {
+            user_id: None,
+            code_hash: CodeHash::unmatchable(),
+            ..candidate.clone()
+        }),
+    }
 }
 
 /// Why a code was not accepted. Each maps to one documented API error.
@@ -241,6 +355,7 @@ impl Codes {
             CodePolicy {
                 ttl: chrono::Duration::from_std(config.code_ttl)?,
                 resend_cooldown: chrono::Duration::from_std(config.resend_cooldown)?,
+                daily_limit: config.code_daily_limit,
                 max_attempts: MAX_ATTEMPTS,
             },
         ))
@@ -251,80 +366,69 @@ impl Codes {
         &self.policy
     }
 
-    /// A code for `user`: a new one (superseding any earlier code of this purpose), unless the
-    /// newest one was sent less than the cooldown ago and is still usable, in which case that
-    /// one's id is answered again and nothing new is sent.
-    pub async fn issue(
+    /// A code of `purpose` for the address `email` (normalised): a real one for `user`, or,
+    /// with `user` None, a decoy (a stored row no code matches). Both go through [`decide`]
+    /// with the history of the address, and cost the same (one code generated and hashed, one
+    /// store step), so the answers and their timing do not tell whether the account exists.
+    /// [`Issued::code`] is set only for a new real code, which the caller mails.
+    pub async fn issue<S: CodeStore + ?Sized>(
         &self,
-        store: &Store,
-        user: UserId,
+        store: &S,
+        email: &str,
+        user: Option<UserId>,
         purpose: Purpose,
         now: DateTime<Utc>,
     ) -> Result<Issued, StoreError> {
-        if let Some(newest) = store.newest_verification_code(user, purpose).await?
-            && newest.created_at + self.policy.resend_cooldown > now
-            && newest.consumed_at.is_none()
-            && newest.attempts < self.policy.max_attempts
-            && newest.expires_at > now
-        {
-            return Ok(Issued {
-                id: newest.id,
-                expires_at: newest.expires_at,
-                code: None,
-            });
-        }
+        // Stores keep microseconds: the answer for a new code must be the one later answers
+        // read back.
+        let now = chrono::SubsecRound::trunc_subsecs(now, 6);
+        let subject = self.key.subject(purpose, email);
         let id = Uuid::now_v7();
         let code = Code::generate();
-        let row = NewVerificationCode {
+        let hash = self.key.hash(id, purpose, &code);
+        let candidate = NewVerificationCode {
             id,
-            user_id: Some(user),
+            user_id: user,
+            subject: subject.clone(),
             purpose,
-            code_hash: self.key.hash(id, purpose, &code),
+            code_hash: if user.is_some() {
+                hash
+            } else {
+                CodeHash::unmatchable()
+            },
             expires_at: now + self.policy.ttl,
             created_at: now,
         };
-        store.insert_verification_code(&row).await?;
-        Ok(Issued {
-            id,
-            expires_at: row.expires_at,
-            code: Some(code),
-        })
-    }
-
-    /// A decoy for an address with no (usable) account: a stored row no code matches, so the
-    /// answer has the same shape and nearly the same cost as a real one, and confirming it later
-    /// behaves like a real code with a wrong guess (including running out of attempts).
-    pub async fn issue_decoy(
-        &self,
-        store: &Store,
-        purpose: Purpose,
-        now: DateTime<Utc>,
-    ) -> Result<Issued, StoreError> {
-        // The same HMAC work as a real code, so the two paths cost the same.
-        let id = Uuid::now_v7();
-        let _ = self.key.hash(id, purpose, &Code::generate());
-        let row = NewVerificationCode {
-            id,
-            user_id: None,
+        let request = IssueRequest {
+            subject: &subject,
+            user_id: user,
             purpose,
-            code_hash: CodeHash::unmatchable(),
-            expires_at: now + self.policy.ttl,
-            created_at: now,
+            counted_since: now - DAILY_WINDOW,
         };
-        store.insert_verification_code(&row).await?;
-        Ok(Issued {
-            id,
-            expires_at: row.expires_at,
-            code: None,
+        let policy = self.policy;
+        let issue = store
+            .issue_code(&request, &|history| decide(&policy, history, &candidate))
+            .await?;
+        Ok(match issue {
+            Issue::New(row) => Issued {
+                id: row.id,
+                expires_at: row.expires_at,
+                code: row.user_id.is_some().then_some(code),
+            },
+            Issue::Again(row) => Issued {
+                id: row.id,
+                expires_at: row.expires_at,
+                code: None,
+            },
         })
     }
 
     /// Checks `code` for verification `id`: takes one attempt (atomically, before comparing),
     /// then compares in constant time. A match still has to be redeemed with
-    /// [`Store::redeem_verification_code`], which consumes it exactly once.
-    pub async fn check(
+    /// `Store::redeem_verification_code`, which consumes it exactly once.
+    pub async fn check<S: CodeStore + ?Sized>(
         &self,
-        store: &Store,
+        store: &S,
         id: Uuid,
         purpose: Purpose,
         code: &Code,
@@ -430,6 +534,183 @@ mod tests {
         assert_eq!(a.0, a2.0);
         assert_ne!(a.0, b.0);
         assert_ne!(a.0, [1u8; 32]);
+    }
+
+    fn codes(cooldown_secs: i64, daily_limit: u32) -> Codes {
+        Codes::new(
+            CodeKey::from_bytes([3; 32]),
+            CodePolicy {
+                ttl: chrono::Duration::minutes(15),
+                resend_cooldown: chrono::Duration::seconds(cooldown_secs),
+                daily_limit,
+                max_attempts: MAX_ATTEMPTS,
+            },
+        )
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    const ADA: &str = "ada@example.com";
+    const NOBODY: &str = "nobody@example.com";
+
+    /// The rule behind both: the same id within the cooldown, a new one after it, for a real
+    /// account and a decoy alike.
+    #[tokio::test]
+    async fn within_the_cooldown_real_and_decoy_answer_the_same_id_again() {
+        let store = MemoryCodeStore::new();
+        let codes = codes(60, 10);
+        let user = UserId(Uuid::now_v7());
+        for (email, who) in [(ADA, Some(user)), (NOBODY, None)] {
+            let p = Purpose::PasswordReset;
+            let first = codes.issue(&store, email, who, p, at(0)).await.unwrap();
+            let again = codes.issue(&store, email, who, p, at(59)).await.unwrap();
+            assert_eq!(first.id, again.id, "{email}");
+            assert_eq!(first.expires_at, again.expires_at);
+            assert_eq!(
+                first.code.is_some(),
+                who.is_some(),
+                "only real codes are mailed"
+            );
+            assert!(again.code.is_none());
+            assert_eq!(first.id.get_version_num(), 7);
+            let later = codes.issue(&store, email, who, p, at(60)).await.unwrap();
+            assert_ne!(later.id, first.id);
+            // The newer one supersedes.
+            assert!(store.row(first.id).unwrap().consumed_at.is_some());
+        }
+        assert_eq!(store.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_used_up_code_gets_no_successor_within_the_cooldown() {
+        let store = MemoryCodeStore::new();
+        let codes = codes(60, 10);
+        let user = UserId(Uuid::now_v7());
+        let p = Purpose::EmailVerification;
+        let issued = codes
+            .issue(&store, ADA, Some(user), p, at(0))
+            .await
+            .unwrap();
+        let code = issued.code.clone().unwrap();
+        let wrong = Code::parse(&format!(
+            "{:06}",
+            (code.expose_secret().parse::<u32>().unwrap() + 1) % 1_000_000
+        ))
+        .unwrap();
+        for _ in 0..MAX_ATTEMPTS {
+            assert!(
+                codes
+                    .check(&store, issued.id, p, &wrong, at(1))
+                    .await
+                    .is_err()
+            );
+        }
+        let again = codes
+            .issue(&store, ADA, Some(user), p, at(2))
+            .await
+            .unwrap();
+        assert_eq!(again.id, issued.id);
+        assert!(again.code.is_none());
+        assert!(matches!(
+            codes.check(&store, issued.id, p, &code, at(3)).await,
+            Err(CodeError::TooManyAttempts)
+        ));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_daily_limit_the_newest_id_is_answered_again() {
+        let store = MemoryCodeStore::new();
+        let codes = codes(0, 3);
+        let user = UserId(Uuid::now_v7());
+        for (email, who) in [(ADA, Some(user)), (NOBODY, None)] {
+            let p = Purpose::PasswordReset;
+            let mut ids = Vec::new();
+            for i in 0..3 {
+                let issued = codes.issue(&store, email, who, p, at(i)).await.unwrap();
+                assert_eq!(issued.code.is_some(), who.is_some());
+                ids.push(issued.id);
+            }
+            ids.dedup();
+            assert_eq!(ids.len(), 3, "three new codes");
+            let capped = codes.issue(&store, email, who, p, at(10)).await.unwrap();
+            assert_eq!(capped.id, ids[2]);
+            assert!(capped.code.is_none());
+            // 24 hours after the first, one more.
+            let next = codes
+                .issue(&store, email, who, p, at(24 * 3600 + 1))
+                .await
+                .unwrap();
+            assert_ne!(next.id, ids[2]);
+            assert_eq!(next.code.is_some(), who.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decoy_never_verifies_and_a_new_account_is_not_held_by_decoys() {
+        let store = MemoryCodeStore::new();
+        let codes = codes(60, 2);
+        let p = Purpose::EmailVerification;
+        // Someone asks for an address before it has an account, up to the limit...
+        let decoy = codes.issue(&store, ADA, None, p, at(0)).await.unwrap();
+        codes.issue(&store, ADA, None, p, at(100)).await.unwrap();
+        let any = Code::parse("000000").unwrap();
+        assert!(matches!(
+            codes.check(&store, decoy.id, p, &any, at(1)).await,
+            Err(CodeError::Invalid)
+        ));
+        // ...then the account is registered: it gets its own code at once, which works.
+        let user = UserId(Uuid::now_v7());
+        let real = codes
+            .issue(&store, ADA, Some(user), p, at(101))
+            .await
+            .unwrap();
+        assert_ne!(real.id, decoy.id);
+        let code = real.code.unwrap();
+        let checked = codes
+            .check(&store, real.id, p, &code, at(102))
+            .await
+            .unwrap();
+        assert_eq!(checked.user, user);
+    }
+
+    #[tokio::test]
+    async fn the_account_limit_holds_across_addresses() {
+        let store = MemoryCodeStore::new();
+        let codes = codes(0, 2);
+        let user = UserId(Uuid::now_v7());
+        let p = Purpose::PasswordReset;
+        codes
+            .issue(&store, ADA, Some(user), p, at(0))
+            .await
+            .unwrap();
+        codes
+            .issue(&store, ADA, Some(user), p, at(1))
+            .await
+            .unwrap();
+        // The account changed its address: still capped, answered with a decoy.
+        let other = codes
+            .issue(&store, "ada@elsewhere.example", Some(user), p, at(2))
+            .await
+            .unwrap();
+        assert!(other.code.is_none());
+        assert!(store.row(other.id).unwrap().user_id.is_none());
+    }
+
+    #[test]
+    fn subjects_bind_key_purpose_and_address() {
+        let key = CodeKey::from_bytes([1; 32]);
+        let s = key.subject(Purpose::PasswordReset, ADA);
+        assert_eq!(s, key.subject(Purpose::PasswordReset, ADA));
+        assert_ne!(s, key.subject(Purpose::EmailVerification, ADA));
+        assert_ne!(s, key.subject(Purpose::PasswordReset, NOBODY));
+        assert_ne!(
+            s,
+            CodeKey::from_bytes([2; 32]).subject(Purpose::PasswordReset, ADA)
+        );
+        assert_eq!(format!("{s:?}"), "Subject(..)");
     }
 
     #[test]

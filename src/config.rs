@@ -145,6 +145,7 @@ const ALL_KEYS: &[Key] = &[
     mail::MAIL_QUEUE,
     mail::CODE_TTL,
     mail::RESEND_COOLDOWN,
+    mail::CODE_DAILY_LIMIT,
     mail::REQUIRE_VERIFIED_EMAIL,
     abuse::RATE_LIMITS,
     abuse::RATE_LIMIT_PREFIX,

@@ -249,7 +249,62 @@ conformance!(
     purge_task_purges_and_stops,
     closed_store_is_unavailable,
     answers_and_shutdown_leave_the_circuit_closed,
+    concurrent_code_requests_for_one_address_agree,
 );
+
+// ---------------------------------------------------------------------------------------------
+// Mailed codes (the `CodeStore` port)
+
+/// Concurrent requests for one address, through two stores, all get the same code (real or
+/// decoy): the history is read and the row inserted in one step per address, so the cooldown
+/// cannot be raced into minting several codes.
+async fn concurrent_code_requests_for_one_address_agree(backend: TestBackend) {
+    use sessiond::codes::{CodeKey, CodePolicy, Codes, MAX_ATTEMPTS, Purpose};
+    const REQUESTS: usize = 16;
+    let ctx = Ctx::new(backend).await;
+    let stores = [ctx.store.clone(), ctx.second_store().await];
+    let user = ctx.user().await;
+    let codes = Codes::new(
+        CodeKey::from_bytes([5; 32]),
+        CodePolicy {
+            ttl: Duration::minutes(15),
+            resend_cooldown: Duration::seconds(60),
+            daily_limit: 10,
+            max_attempts: MAX_ATTEMPTS,
+        },
+    );
+    for (email, owner) in [
+        (user.email.clone(), Some(user.id)),
+        ("nobody@example.test".to_owned(), None),
+    ] {
+        let barrier = Arc::new(Barrier::new(REQUESTS));
+        let mut tasks = Vec::new();
+        for i in 0..REQUESTS {
+            let (store, codes, email) = (stores[i % 2].clone(), codes.clone(), email.clone());
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                codes
+                    .issue(&store, &email, owner, Purpose::PasswordReset, now())
+                    .await
+                    .expect("issue")
+            }));
+        }
+        let mut ids = BTreeSet::new();
+        let mut mailed = 0;
+        for task in tasks {
+            let issued = task.await.unwrap();
+            ids.insert(issued.id);
+            mailed += usize::from(issued.code.is_some());
+        }
+        assert_eq!(ids.len(), 1, "{email}: one code for all");
+        assert_eq!(mailed, usize::from(owner.is_some()), "{email}");
+    }
+    for store in &stores[1..] {
+        store.close().await;
+    }
+    ctx.finish().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Schema and users

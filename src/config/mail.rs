@@ -20,6 +20,7 @@ pub(super) const MAIL_FROM: Key = key("SESSIOND_MAIL_FROM", "mail_from");
 pub(super) const MAIL_QUEUE: Key = key("SESSIOND_MAIL_QUEUE", "mail_queue");
 pub(super) const CODE_TTL: Key = key("SESSIOND_CODE_TTL", "code_ttl");
 pub(super) const RESEND_COOLDOWN: Key = key("SESSIOND_RESEND_COOLDOWN", "resend_cooldown");
+pub(super) const CODE_DAILY_LIMIT: Key = key("SESSIOND_CODE_DAILY_LIMIT", "code_daily_limit");
 pub(super) const REQUIRE_VERIFIED_EMAIL: Key =
     key("SESSIOND_REQUIRE_VERIFIED_EMAIL", "require_verified_email");
 
@@ -34,6 +35,10 @@ pub struct MailConfig {
     /// Least time between two codes mailed to one account for one purpose
     /// (`SESSIOND_RESEND_COOLDOWN`, default 60s; 0 = none).
     pub resend_cooldown: Duration,
+    /// Codes issued per address and per account, for one purpose, in any 24 hours
+    /// (`SESSIOND_CODE_DAILY_LIMIT`, default 10, 1–1000): with 5 checks per code, at most
+    /// 50 guesses a day at one account's codes. Past it the newest code's id is answered again.
+    pub code_daily_limit: u32,
     /// Login refuses unverified emails with 403 `email_not_verified`
     /// (`SESSIOND_REQUIRE_VERIFIED_EMAIL`, default false).
     pub require_verified_email: bool,
@@ -108,6 +113,7 @@ pub(super) fn parse(
         }
     });
     let resend_cooldown = duration(s, p, &RESEND_COOLDOWN, Duration::from_secs(60), true);
+    let code_daily_limit = bounded::<u32>(s, p, &CODE_DAILY_LIMIT, 10, 1, 1000);
     let require_verified_email = field(s, p, &REQUIRE_VERIFIED_EMAIL, flag, || false);
 
     let (Some(host), Some(tls), Some(port), Some(username), Some(password), Some(from)) =
@@ -172,6 +178,7 @@ pub(super) fn parse(
         },
         code_ttl: code_ttl?,
         resend_cooldown: resend_cooldown?,
+        code_daily_limit: code_daily_limit?,
         require_verified_email: require_verified_email?,
     })
 }
@@ -194,6 +201,7 @@ mod tests {
         assert!(c.mail.mail.smtp.is_none());
         assert_eq!(c.mail.code_ttl.as_secs(), 15 * 60);
         assert_eq!(c.mail.resend_cooldown.as_secs(), 60);
+        assert_eq!(c.mail.code_daily_limit, 10);
         assert!(!c.mail.require_verified_email);
     }
 
@@ -227,6 +235,7 @@ mod tests {
                 ("SESSIOND_SMTP_TLS", "ssl"),
                 ("SESSIOND_MAIL_FROM", "nobody"),
                 ("SESSIOND_CODE_TTL", "2d"),
+                ("SESSIOND_CODE_DAILY_LIMIT", "0"),
                 ("SESSIOND_REQUIRE_VERIFIED_EMAIL", "maybe"),
                 ("SESSIOND_SMTP_PASSWORD", "s3cret-pw"),
             ]),
@@ -240,6 +249,7 @@ mod tests {
             "SESSIOND_SMTP_TLS",
             "SESSIOND_MAIL_FROM",
             "SESSIOND_CODE_TTL",
+            "SESSIOND_CODE_DAILY_LIMIT",
             "SESSIOND_REQUIRE_VERIFIED_EMAIL",
         ] {
             assert!(

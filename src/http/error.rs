@@ -384,3 +384,16 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+impl From<crate::codes::CodeError> for ApiError {
+    /// A mailed code that was not accepted: each reason has its documented error.
+    fn from(e: crate::codes::CodeError) -> Self {
+        use crate::codes::CodeError;
+        match e {
+            CodeError::Invalid => Self::InvalidCode,
+            CodeError::Expired => Self::CodeExpired,
+            CodeError::TooManyAttempts => Self::TooManyAttempts,
+            CodeError::Store(e) => e.into(),
+        }
+    }
+}

@@ -83,6 +83,16 @@ impl Services {
             require_verified_email: self.require_verified_email,
         }
     }
+
+    /// The mailed-code flows (`crate::auth::codes`), over these services.
+    pub fn code_flows(&self) -> crate::auth::codes::CodeFlows<'_> {
+        crate::auth::codes::CodeFlows {
+            codes: &self.codes,
+            store: &self.store,
+            mailer: &self.mailer,
+            clock: &self.clock,
+        }
+    }
 }
 
 /// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.

@@ -205,3 +205,47 @@ pub fn issued_session_response(
         &issued.refresh_token,
     )
 }
+
+/// `201 {user, verification_id}`: the answer to registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    /// The new account (`email_verified_at` is null until the code is confirmed).
+    pub user: UserView,
+    /// Confirm the mailed code with `POST /v1/auth/email/verify`.
+    #[schema(format = Uuid)]
+    pub verification_id: String,
+}
+
+/// `202 {verification_id, expires_at}`: a code was (or, for an address without a matching
+/// account, appears to have been) mailed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeSentResponse {
+    /// Pass it back with the code.
+    #[schema(format = Uuid)]
+    pub verification_id: String,
+    /// When the code stops being accepted.
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+}
+
+impl CodeSentResponse {
+    /// The view of an issued (or decoy, or answered-again) code.
+    pub fn from_issued(issued: &crate::codes::Issued) -> Self {
+        Self {
+            verification_id: issued.id.to_string(),
+            expires_at: issued
+                .expires_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+
+    /// `202` with the view of `issued`: the answer to every "send me a code" request.
+    pub fn accepted(issued: &crate::codes::Issued) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        (
+            axum::http::StatusCode::ACCEPTED,
+            axum::Json(Self::from_issued(issued)),
+        )
+            .into_response()
+    }
+}

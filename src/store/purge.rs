@@ -60,10 +60,12 @@ pub fn spawn_purge(
                             "purge of ended sessions failed; will retry"
                         ),
                     }
-                    // Mailed one-time codes that expired as long ago (crate::codes).
-                    match store.purge_verification_codes(cutoff).await {
+                    // Mailed one-time codes that expired as long ago (crate::codes), but
+                    // never any the daily code limit still counts (created in the last 24 h).
+                    let codes_cutoff = cutoff.min(Utc::now() - crate::codes::DAILY_WINDOW);
+                    match store.purge_verification_codes(codes_cutoff).await {
                         Ok(0) => {}
-                        Ok(n) => tracing::info!(codes = n, %cutoff, "purged expired codes"),
+                        Ok(n) => tracing::info!(codes = n, cutoff = %codes_cutoff, "purged expired codes"),
                         Err(error) => tracing::warn!(
                             %error,
                             "purge of expired codes failed; will retry"

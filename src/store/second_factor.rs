@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<Option<VersionedLockRow>, StoreError> {
         const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
                            FROM second_factor_locks WHERE user_id = $1";
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => {
                 let row = sqlx::query(SQL)
                     .bind(user.as_uuid())
@@ -166,7 +166,7 @@ impl Store {
     /// Forgets the account's second-factor failures (after a completed second factor).
     pub async fn clear_second_factor_lock(&self, user: UserId) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
-        match &self.inner {
+        match self.inner()? {
             Inner::Postgres(s) => sqlx::query(SQL)
                 .bind(user.as_uuid())
                 .execute(&s.pool)

@@ -122,7 +122,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let op = "set user status";
         let now = truncate_to_micros(now);
-        let changed = match &self.inner {
+        let changed = match self.inner()? {
             Inner::Postgres(s) => {
                 let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
                 let changed = sqlx::query(

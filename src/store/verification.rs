@@ -8,83 +8,26 @@
 //! * a code is **redeemed** by `UPDATE … SET consumed_at = now WHERE consumed_at IS NULL` in the
 //!   same transaction as its effect on the account and its audit event (`email_verified`,
 //!   `password_reset`), so it works once and the effect happens exactly when it does;
-//! * issuing a code for a user **supersedes** that user's earlier open codes of the same purpose
-//!   in the same transaction as the insert.
+//! * issuing a code runs the rules of `crate::codes` (cooldown, daily limits) on the history of
+//!   its address inside one transaction that holds the address (a transaction-scoped advisory
+//!   lock on PostgreSQL, the single writer on SQLite), and **supersedes** the earlier open codes
+//!   of the same purpose for that address and that account in the same transaction as the
+//!   insert.
+//!
+//! This module implements the `crate::codes::CodeStore` port; the dependency points from the
+//! store to the rules, never back.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::{Inner, Store, StoreError, corrupt, postgres, sqlite};
-use crate::codes::{CodeHash, Purpose};
-
-/// A stored code row (the hash only).
-#[derive(Clone, Debug)]
-pub struct VerificationCode {
-    /// The verification id given to the client.
-    pub id: Uuid,
-    /// The account, or None for a decoy.
-    pub user_id: Option<UserId>,
-    /// What the code proves.
-    pub purpose: Purpose,
-    /// HMAC of the code.
-    pub code_hash: CodeHash,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-    /// Checks taken so far.
-    pub attempts: u32,
-    /// When it was used or superseded.
-    pub consumed_at: Option<DateTime<Utc>>,
-    /// When it was issued.
-    pub created_at: DateTime<Utc>,
-}
-
-/// A row to insert.
-#[derive(Clone, Debug)]
-pub struct NewVerificationCode {
-    /// UUIDv7.
-    pub id: Uuid,
-    /// The account, or None for a decoy.
-    pub user_id: Option<UserId>,
-    /// What the code proves.
-    pub purpose: Purpose,
-    /// HMAC of the code.
-    pub code_hash: CodeHash,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-    /// Issue time.
-    pub created_at: DateTime<Utc>,
-}
-
-/// Why no attempt could be taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No such id for this purpose.
-    NotFound,
-    /// Already used, or superseded by a newer code.
-    Consumed,
-    /// The attempts are used up.
-    TooManyAttempts,
-    /// Past `expires_at`.
-    Expired,
-}
-
-/// The result of trying to take one attempt at a code.
-#[derive(Debug)]
-pub enum AttemptOutcome {
-    /// An attempt was taken; compare against `code_hash`.
-    Taken {
-        /// The account (None for a decoy).
-        user_id: Option<UserId>,
-        /// The stored HMAC.
-        code_hash: CodeHash,
-        /// Attempts taken, this one included.
-        attempts: u32,
-    },
-    /// Nothing was taken.
-    Refused(Refusal),
-}
+use crate::codes::{
+    AttemptOutcome, CodeHash, CodeStore, Decide, Issue, IssueHistory, IssueRequest, Purpose,
+    Refusal, VerificationCode, refusal,
+};
 
 /// What redeeming a code does to the account, in the same transaction.
 #[derive(Debug)]
@@ -131,23 +74,62 @@ fn attempts_from(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("attempts out of range"))
 }
 
-/// Classifies a row no attempt could be taken on.
-fn refusal(
-    consumed: bool,
-    attempts: u32,
-    max: u32,
-    expires_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Refusal {
-    if consumed {
-        Refusal::Consumed
-    } else if attempts >= max {
-        Refusal::TooManyAttempts
-    } else if expires_at <= now {
-        Refusal::Expired
-    } else {
-        // Changed between the two statements (e.g. consumed meanwhile): not usable now.
-        Refusal::Consumed
+/// The columns of a [`VerificationCode`] row.
+const COLUMNS: &str =
+    "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+
+/// The requester's newest row: $1 subject, $2 purpose, $3 user id (NULL for decoys). One text
+/// for both dialects (sqlx's SQLite takes `$N`, and SQLite knows `IS NOT DISTINCT FROM`).
+const NEWEST_OF_REQUESTER: &str = "SELECT id, user_id, purpose, code_hash, expires_at, attempts, \
+     consumed_at, created_at FROM verification_codes \
+     WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
+     ORDER BY created_at DESC, id DESC LIMIT 1";
+
+/// Rows created since $4 for the requester's address ($1, $2, $3 as above) and for its account.
+const ISSUED_SINCE: &str = "SELECT \
+       (SELECT count(*) FROM verification_codes \
+         WHERE subject = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3 \
+           AND created_at > $4) AS address, \
+       (SELECT count(*) FROM verification_codes \
+         WHERE user_id = $3 AND purpose = $2 AND created_at > $4) AS account";
+
+/// Supersedes the open codes of an address ($1) or account ($3) for purpose $2 at $4.
+const SUPERSEDE: &str = "UPDATE verification_codes SET consumed_at = $4 \
+     WHERE purpose = $2 AND consumed_at IS NULL AND (subject = $1 OR user_id = $3)";
+
+/// Inserts a new row.
+const INSERT: &str = "INSERT INTO verification_codes \
+     (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7)";
+
+fn count_from(n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| corrupt("count out of range"))
+}
+
+#[async_trait]
+impl CodeStore for Store {
+    async fn issue_code(
+        &self,
+        request: &IssueRequest<'_>,
+        decide: &Decide<'_>,
+    ) -> Result<Issue, StoreError> {
+        match self.inner()? {
+            Inner::Postgres(s) => pg::issue(s, request, decide).await,
+            Inner::Sqlite(s) => lite::issue(s, request, decide).await,
+        }
+    }
+
+    async fn take_verification_attempt(
+        &self,
+        id: Uuid,
+        purpose: Purpose,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<AttemptOutcome, StoreError> {
+        match self.inner()? {
+            Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
+            Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
+        }
     }
 }
 
@@ -161,33 +143,6 @@ impl Store {
         match self.inner()? {
             Inner::Postgres(s) => pg::newest(s, user, purpose).await,
             Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
-        }
-    }
-
-    /// Inserts a code; for a real user, first marks that user's open codes of the same purpose
-    /// consumed (superseded), in the same transaction.
-    pub async fn insert_verification_code(
-        &self,
-        code: &NewVerificationCode,
-    ) -> Result<(), StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::insert(s, code).await,
-            Inner::Sqlite(s) => lite::insert(s, code).await,
-        }
-    }
-
-    /// Takes one attempt at code `id` of `purpose` if it is open (not consumed, fewer than
-    /// `max_attempts` taken, not expired at `now`); otherwise says why not.
-    pub async fn take_verification_attempt(
-        &self,
-        id: Uuid,
-        purpose: Purpose,
-        max_attempts: u32,
-        now: DateTime<Utc>,
-    ) -> Result<AttemptOutcome, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
-            Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
         }
     }
 
@@ -229,9 +184,6 @@ mod pg {
     use super::*;
     use postgres::{PgStore, map_err};
 
-    const COLUMNS: &str =
-        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
-
     fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
         let purpose: String = row.try_get("purpose").map_err(get)?;
@@ -270,36 +222,70 @@ mod pg {
         .transpose()
     }
 
-    pub(super) async fn insert(s: &PgStore, c: &NewVerificationCode) -> Result<(), StoreError> {
-        let op = "insert verification code";
-        let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
-        if let Some(user) = c.user_id {
-            sqlx::query(
-                "UPDATE verification_codes SET consumed_at = $3 \
-                 WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL",
-            )
-            .bind(user.as_uuid())
+    pub(super) async fn issue(
+        s: &PgStore,
+        r: &IssueRequest<'_>,
+        decide: &Decide<'_>,
+    ) -> Result<Issue, StoreError> {
+        let op = "issue verification code";
+        let err = |e: sqlx::Error| map_err(op, e);
+        let mut tx = s.pool.begin().await.map_err(err)?;
+        // One step per address: a concurrent request for it waits here until this commits, so
+        // two requests never both insert on the strength of the same history.
+        let lock = i64::from_be_bytes(r.subject.as_bytes()[..8].try_into().expect("8 of 32 bytes"));
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let user = r.user_id.map(|u| u.as_uuid());
+        let newest = sqlx::query(NEWEST_OF_REQUESTER)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|row| from_row(&row))
+            .transpose()?;
+        let counts = sqlx::query(ISSUED_SINCE)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .bind(r.counted_since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        let history = IssueHistory {
+            newest,
+            issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
+            issued_to_account: count_from(counts.try_get("account").map_err(err)?)?,
+        };
+        let issue = decide(&history);
+        let Issue::New(c) = &issue else {
+            return Ok(issue);
+        };
+        sqlx::query(SUPERSEDE)
+            .bind(c.subject.as_bytes().as_slice())
             .bind(c.purpose.as_str())
+            .bind(c.user_id.map(|u| u.as_uuid()))
             .bind(c.created_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
-        }
-        sqlx::query(
-            "INSERT INTO verification_codes \
-             (id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, NULL, $6)",
-        )
-        .bind(c.id)
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(c.purpose.as_str())
-        .bind(c.code_hash.as_bytes().as_slice())
-        .bind(c.expires_at)
-        .bind(c.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
-        tx.commit().await.map_err(|e| map_err(op, e))
+            .map_err(err)?;
+        sqlx::query(INSERT)
+            .bind(c.id)
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.code_hash.as_bytes().as_slice())
+            .bind(c.expires_at)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(issue)
     }
 
     pub(super) async fn take_attempt(
@@ -410,9 +396,6 @@ mod lite {
     use super::*;
     use sqlite::{SqliteStore, map_err, parse_ts, ts};
 
-    const COLUMNS: &str =
-        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
-
     fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
         let purpose: String = row.try_get("purpose").map_err(get)?;
@@ -454,36 +437,63 @@ mod lite {
         .transpose()
     }
 
-    pub(super) async fn insert(s: &SqliteStore, c: &NewVerificationCode) -> Result<(), StoreError> {
-        let op = "insert verification code";
+    pub(super) async fn issue(
+        s: &SqliteStore,
+        r: &IssueRequest<'_>,
+        decide: &Decide<'_>,
+    ) -> Result<Issue, StoreError> {
+        let op = "issue verification code";
+        let err = |e: sqlx::Error| map_err(op, e);
+        // The single writer makes this one step: no other request reads the history meanwhile.
         let mut tx = s.begin_write(op).await?;
-        if let Some(user) = c.user_id {
-            sqlx::query(
-                "UPDATE verification_codes SET consumed_at = ?3 \
-                 WHERE user_id = ?1 AND purpose = ?2 AND consumed_at IS NULL",
-            )
-            .bind(user.as_uuid())
+        let user = r.user_id.map(|u| u.as_uuid());
+        let newest = sqlx::query(NEWEST_OF_REQUESTER)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|row| from_row(&row))
+            .transpose()?;
+        let counts = sqlx::query(ISSUED_SINCE)
+            .bind(r.subject.as_bytes().as_slice())
+            .bind(r.purpose.as_str())
+            .bind(user)
+            .bind(ts(r.counted_since))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        let history = IssueHistory {
+            newest,
+            issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
+            issued_to_account: count_from(counts.try_get("account").map_err(err)?)?,
+        };
+        let issue = decide(&history);
+        let Issue::New(c) = &issue else {
+            return Ok(issue);
+        };
+        sqlx::query(SUPERSEDE)
+            .bind(c.subject.as_bytes().as_slice())
             .bind(c.purpose.as_str())
+            .bind(c.user_id.map(|u| u.as_uuid()))
             .bind(ts(c.created_at))
             .execute(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
-        }
-        sqlx::query(
-            "INSERT INTO verification_codes \
-             (id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, NULL, ?6)",
-        )
-        .bind(c.id)
-        .bind(c.user_id.map(|u| u.as_uuid()))
-        .bind(c.purpose.as_str())
-        .bind(c.code_hash.as_bytes().as_slice())
-        .bind(ts(c.expires_at))
-        .bind(ts(c.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
-        tx.commit().await.map_err(|e| map_err(op, e))
+            .map_err(err)?;
+        sqlx::query(INSERT)
+            .bind(c.id)
+            .bind(c.user_id.map(|u| u.as_uuid()))
+            .bind(c.subject.as_bytes().as_slice())
+            .bind(c.purpose.as_str())
+            .bind(c.code_hash.as_bytes().as_slice())
+            .bind(ts(c.expires_at))
+            .bind(ts(c.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(issue)
     }
 
     pub(super) async fn take_attempt(

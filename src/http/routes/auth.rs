@@ -17,11 +17,11 @@ use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::email::{
-    CodeSentResponse, RegisterResponse, accepted, code_or_decoy, send_code,
-};
 use crate::http::state::AppState;
-use crate::http::views::{TokenResponse, UserView, issued_session_response, token_response};
+use crate::http::views::{
+    CodeSentResponse, RegisterResponse, TokenResponse, UserView, issued_session_response,
+    token_response,
+};
 use crate::ratelimit::LimitClass;
 use crate::store::audit::AuditClient;
 use crate::store::{CreateUserError, NewUser, UserStatus};
@@ -152,9 +152,11 @@ pub async fn register(
         // `conceal`: the same 202 as for a new account, with a decoy verification id, after the
         // same hashing work; nothing tells that the address has an account.
         Err(CreateUserError::EmailTaken) if conceal => {
-            let decoy =
-                code_or_decoy(&state, &email, Purpose::EmailVerification, |_| false).await?;
-            return Ok(accepted(&decoy));
+            let decoy = state
+                .code_flows()
+                .code_or_decoy(&email, Purpose::EmailVerification, |_| false)
+                .await?;
+            return Ok(CodeSentResponse::accepted(&decoy));
         }
         Err(CreateUserError::EmailTaken) => return Err(ApiError::EmailTaken),
         Err(CreateUserError::Store(e)) => return Err(e.into()),
@@ -162,9 +164,12 @@ pub async fn register(
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // The account exists from here on: if the code cannot be stored now, the answer is 503
     // and `POST /v1/auth/email/resend` gets one later.
-    let verification = send_code(&state, &user, Purpose::EmailVerification).await?;
+    let verification = state
+        .code_flows()
+        .send_code(&user, Purpose::EmailVerification)
+        .await?;
     if conceal {
-        return Ok(accepted(&verification));
+        return Ok(CodeSentResponse::accepted(&verification));
     }
     Ok((
         StatusCode::CREATED,

@@ -9,17 +9,16 @@ use serde::Deserialize;
 use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
+use crate::auth::codes::redeemed_event;
 use crate::auth::sessions::revoke_all;
 use crate::codes::Purpose;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::email::{
-    CodeSentResponse, accepted, audit_event, code_error, code_or_decoy, parse_id_and_code,
-};
 use crate::http::state::AppState;
-use crate::http::views::{UserResponse, UserView};
+use crate::http::views::{CodeSentResponse, UserResponse, UserView};
+use crate::store::audit::AuditClient;
 use crate::store::verification::Redemption;
 
 /// `POST /v1/auth/password/reset` body.
@@ -47,9 +46,11 @@ pub struct PasswordResetConfirmRequest {
 }
 
 /// Mails a reset code to the account with this address. Always 202 `{verification_id,
-/// expires_at}`, whether or not the account exists: for an unknown or disabled address nothing
-/// is sent and the id is a decoy that behaves like a real code never guessed right. At most one
-/// code per `SESSIOND_RESEND_COOLDOWN` is mailed; within it the current code's id is answered.
+/// expires_at}`, and the same sequence of answers whether or not the account exists: for an
+/// unknown or disabled address nothing is sent and the id is a decoy, stored and limited like a
+/// real code, that behaves like a real code never guessed right. No new code is made within
+/// `SESSIOND_RESEND_COOLDOWN` of the previous one (even if its attempts are used up), nor past
+/// `SESSIOND_CODE_DAILY_LIMIT` codes a day: then the previous code's id is answered again.
 #[utoipa::path(
     post,
     path = "/v1/auth/password/reset",
@@ -74,8 +75,11 @@ pub async fn request(
         .limiter
         .check_account(crate::ratelimit::LimitClass::ResetAccount, email.as_str())
         .await?;
-    let issued = code_or_decoy(&state, &email, Purpose::PasswordReset, |_| true).await?;
-    Ok(accepted(&issued))
+    let issued = state
+        .code_flows()
+        .code_or_decoy(&email, Purpose::PasswordReset, |_| true)
+        .await?;
+    Ok(CodeSentResponse::accepted(&issued))
 }
 
 /// Sets a new password with the mailed code, then revokes every session of the account
@@ -103,7 +107,7 @@ pub async fn confirm(
     // Every field error at once; nothing is checked against the code before they are fixed,
     // so a typo in the password does not cost an attempt.
     let mut errors = Vec::new();
-    let parsed = parse_id_and_code(&body.verification_id, &body.code, &mut errors);
+    let parsed = crate::codes::parse_confirmation(&body.verification_id, &body.code, &mut errors);
     let password = Password::parse(body.new_password)
         .map_err(|mut e| {
             e.field = "new_password";
@@ -118,8 +122,7 @@ pub async fn confirm(
     let checked = state
         .codes
         .check(&state.store, id, Purpose::PasswordReset, &code, now)
-        .await
-        .map_err(code_error)?;
+        .await?;
     // Hash only once the code is known good: wrong guesses cost no argon2 work.
     let password_hash = state
         .passwords
@@ -127,7 +130,15 @@ pub async fn confirm(
         .await
         .map_err(ApiError::from)?;
     let now = state.clock.now();
-    let event = audit_event("password_reset", &checked, &client, now);
+    let event = redeemed_event(
+        "password_reset",
+        &checked,
+        &AuditClient {
+            ip: client.ip,
+            user_agent: client.user_agent,
+        },
+        now,
+    );
     let redeemed = state
         .store
         .redeem_verification_code(
