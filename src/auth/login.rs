@@ -39,8 +39,9 @@ impl std::fmt::Debug for PasswordLogin {
 /// What a right password leads to.
 #[derive(Debug)]
 pub enum LoginOutcome {
-    /// Logged in: a session with `aal` 1 and `amr` `["pwd"]`.
-    Session(IssuedSession),
+    /// Logged in: a session with `aal` 1 and `amr` `["pwd"]` (boxed: a session record is
+    /// large next to a challenge).
+    Session(Box<IssuedSession>),
     /// The account has MFA on: finish with [`super::mfa_login::complete`].
     MfaRequired(MfaChallengeIssued),
 }
@@ -153,7 +154,7 @@ pub async fn password_login(
         },
     )
     .await?;
-    Ok(LoginOutcome::Session(issued))
+    Ok(LoginOutcome::Session(Box::new(issued)))
 }
 
 /// Stores a second-factor challenge for `user` (with the device name, user agent and ip the
