@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod codes;

@@ -46,7 +46,9 @@ pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
         return None;
     }
     Some(match path {
-        "/v1/auth/sessions" | "/v1/auth/password" => LimitClass::Login,
+        "/v1/auth/sessions" | "/v1/auth/password" | "/v1/auth/sessions/current/reauth" => {
+            LimitClass::Login
+        }
         "/v1/auth/register" => LimitClass::Register,
         "/v1/auth/email/verify" | "/v1/auth/email/resend" | "/v1/auth/sessions/mfa" => {
             LimitClass::Verify
