@@ -502,6 +502,36 @@ mod tests {
     }
 
     #[test]
+    fn the_allow_list_decides_requested_and_passed_on_scopes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let none = ScopeAllowList::default();
+        assert!(none.check_requested(&[]).is_ok());
+        assert_eq!(
+            none.check_requested(&s(&["a"])).unwrap_err().field,
+            "scopes"
+        );
+        let list = ScopeAllowList::new(s(&["a", "b"]));
+        assert!(list.check_requested(&s(&["a", "b"])).is_ok());
+        assert!(
+            list.check_requested(&s(&["a", "c"]))
+                .unwrap_err()
+                .message
+                .contains("\"c\"")
+        );
+        let key = ApiKeyId(Uuid::now_v7());
+        for _ in 0..3 {
+            assert_eq!(list.passed_on(key, &s(&["a", "gone"])), s(&["a"]));
+        }
+        // Remembered once, so the warning is logged once per key, not per request.
+        assert_eq!(list.warned.lock().unwrap().len(), 1);
+        assert_eq!(
+            list.passed_on(ApiKeyId(Uuid::now_v7()), &s(&["b"])),
+            s(&["b"])
+        );
+        assert_eq!(list.warned.lock().unwrap().len(), 1);
+    }
+
+    #[test]
     fn usage_keeps_the_latest_time_per_key() {
         let usage = ApiKeyUsage::default();
         let key = ApiKeyId::new();

@@ -729,7 +729,10 @@ async fn authenticate_commits_the_new_level_before_answering_and_never_lowers_it
         .await
         .unwrap();
     assert_eq!(answered.auth_time, later);
-    assert_eq!(answered.aal, 2, "a password reauthentication keeps the login's level");
+    assert_eq!(
+        answered.aal, 2,
+        "a password reauthentication keeps the login's level"
+    );
     assert_eq!(answered.amr, vec!["pwd".to_owned()]);
     assert_eq!(answered.version, created.version + 1);
     // Committed, not only in memory; and the access-token check sees it.

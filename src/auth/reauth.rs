@@ -133,7 +133,8 @@ fn looks_like_totp(code: &str) -> bool {
 
 /// Proves the caller's user again on the caller's session and records it (committed and
 /// published before this returns). Every attempt is on the account's login lock: a wrong
-/// password or code counts as a failed login, and a locked account answers 429.
+/// password or code counts as a failed login, and a locked account answers 429 (IPs the
+/// account logged in from are not exempt here, unlike at login).
 ///
 /// LEAD: the code path should use the second-factor lock (flows) once merged; see the report.
 pub async fn reauthenticate(
@@ -149,8 +150,10 @@ pub async fn reauthenticate(
         .filter(|u| u.status == UserStatus::Active)
         .ok_or(ApiError::InvalidToken)?;
     let account = user.email.clone();
-    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-    state.limiter.login_attempt(&account, client_ip).await?;
+    // No known-IP exemption here (the IP is not passed to the lock): the caller already holds
+    // a session, and a stolen session is exactly what this check guards against, wherever it
+    // is used from. For the same reason a success does not mark the IP as known.
+    state.limiter.login_attempt(&account, None).await?;
     let now = state.clock.now();
     let proved = match &proof {
         Proof::Password(password) => check_password(state, &user, password).await?,
@@ -169,7 +172,7 @@ pub async fn reauthenticate(
             Proof::Code(_) => ApiError::InvalidMfaCode,
         });
     };
-    state.limiter.login_succeeded(&account, client_ip).await;
+    state.limiter.login_succeeded(&account, None).await;
     let auth_time = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     state
         .sessions

@@ -23,7 +23,7 @@ pub const RECENT_FACTOR_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
 /// Audit kind: a reset revoked the account's API keys (`details.count`).
 pub const API_KEYS_REVOKED: &str = "api_keys_revoked";
-/// Audit kind: a reset removed recently added second factors (`details.totp`,
+/// Audit kind: a reset removed recently added second factors (`details.authenticator_app`,
 /// `details.recovery_codes`).
 pub const SECOND_FACTORS_REMOVED: &str = "second_factors_removed";
 

@@ -74,10 +74,11 @@ pub fn reset_removals_mail(
             removed.factors.recovery_codes
         ));
     }
+    // Lines under 76 characters: the mail stays 7-bit, readable as sent.
     let body = format!(
         "Your password was reset. To protect your account, sessiond also:\n\n{}\n\n\
-         Second factors you added more than 24 hours ago were kept. If you did not reset your \
-         password, contact your administrator.\n",
+         Second factors you added more than 24 hours ago were kept.\n\
+         If you did not reset your password, contact your administrator.\n",
         lines.join("\n")
     );
     OutgoingMail {

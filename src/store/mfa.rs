@@ -968,7 +968,7 @@ impl Store {
 fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEvent> {
     removed.any().then(|| {
         event
-            .detail("totp", removed.totp)
+            .detail("authenticator_app", removed.totp)
             .detail("recovery_codes", removed.recovery_codes)
     })
 }
