@@ -1,5 +1,50 @@
-//! The flows layer: what the HTTP handlers call to authenticate users and to decide whether an
-//! authenticated session may do what it asks.
+//! The authentication flows, without HTTP: password login, completion of a second-factor
+//! challenge, ending every session of a user, reauthentication and the rule that sensitive
+//! actions need a recent one, and what a completed password reset takes back.
+//!
+//! Handlers in `src/http/routes` parse a request, call one flow and build the view from its
+//! result; a flow's result is a state ([`login::LoginOutcome`]), never an error used for
+//! control, and its failures are [`AuthError`]s, which `src/http/error.rs` alone maps to
+//! statuses and codes. Keeping the flows here (not in handlers) lets the next ones — passkeys,
+//! social login — reuse them, and lets tests drive them against a real store without a server.
+//!
+//! **Invariant:** nothing under `src/auth` imports `crate::http`.
 
+pub mod current_password;
+pub mod error;
+pub mod login;
+pub mod mfa_login;
 pub mod reauth;
 pub mod reset;
+pub mod second_factor;
+pub mod sessions;
+
+use sessiond_actors::clock::SharedClock;
+use sessiond_actors::sessions::Sessions;
+
+pub use error::AuthError;
+
+use crate::crypto::password::PasswordHasher;
+use crate::mfa::Mfa;
+use crate::ratelimit::Limiter;
+use crate::store::Store;
+
+/// What the flows work with: borrowed parts of the application's services (the HTTP layer
+/// lends them from its state; tests build them directly).
+#[derive(Clone, Copy)]
+pub struct Auth<'a> {
+    /// Users, MFA rows, challenges and the audit trail.
+    pub store: &'a Store,
+    /// The session engine: sessions are created and revoked through it.
+    pub sessions: &'a Sessions,
+    /// argon2id on its bounded pool.
+    pub passwords: &'a PasswordHasher,
+    /// Rate limits and the failed-login lock.
+    pub limiter: &'a Limiter,
+    /// TOTP keys and settings.
+    pub mfa: &'a Mfa,
+    /// "Now", shared with the session engine.
+    pub clock: &'a SharedClock,
+    /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
+}

@@ -433,53 +433,98 @@ impl Limiter {
     /// Before checking a password: refuses while the account is locked or over its quota,
     /// unless `ip` logged in to it successfully within the known-IP window (then only the IP
     /// limits apply). The same for existing and unknown accounts.
-    pub async fn login_attempt(&self, account: &str, ip: Option<IpAddr>) -> Result<(), Limited> {
-        if !self.settings.enabled {
-            return Ok(());
-        }
+    ///
+    /// The attempt is **reserved** on the lock before the password is hashed: counted as a
+    /// failure at once, atomically with the lock check (one Lua script in Redis, one mutex
+    /// step in memory), so N parallel wrong guesses cannot all pass a lock that allows fewer.
+    /// The caller then ends the attempt with exactly one of [`Limiter::login_failed`] (the
+    /// reservation stands), [`Limiter::login_succeeded`] (failures cleared) or
+    /// [`Limiter::login_refund`] (the password was right but the login is not complete yet).
+    pub async fn login_attempt(
+        &self,
+        account: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Limited> {
         let hash = subject_hash(account);
+        let mut attempt = LoginAttempt {
+            key: self.key("lock", "login", &hash),
+            reserved: false,
+            locked_ms: 0,
+        };
+        if !self.settings.enabled {
+            return Ok(attempt);
+        }
         if let Some(known) = self.known_key(&hash, ip) {
             let is_known = self
                 .with_store(async |r| r.has_flag(&known).await, |m| m.has_flag(&known))
                 .await;
             if is_known {
-                return Ok(());
+                return Ok(attempt);
             }
         }
         if self.lock_on() {
-            let key = self.key("lock", "login", &hash);
+            let key = &attempt.key;
             let locked_ms = self
-                .with_store(async |r| r.locked_for(&key).await, |m| m.locked_for(&key))
+                .with_store(async |r| r.locked_for(key).await, |m| m.locked_for(key))
                 .await;
             if locked_ms > 0 {
-                self.count_rejection("login_lock");
-                let lock = Quota {
-                    limit: self.settings.lock.threshold,
-                    period: self.settings.lock.max,
-                };
-                report(Decision::from_parts(lock, false, locked_ms, locked_ms));
-                return Err(Limited {
-                    retry_after_ms: locked_ms,
-                });
+                return Err(self.refuse_locked(locked_ms));
             }
         }
-        self.check(LimitClass::LoginAccount, &hash).await
+        self.check(LimitClass::LoginAccount, &hash).await?;
+        if self.lock_on() {
+            let key = &attempt.key;
+            let policy = self.settings.lock;
+            let reserved = self
+                .with_store(
+                    async |r| r.reserve(key, &policy).await,
+                    |m| m.reserve(key, &policy),
+                )
+                .await;
+            match reserved {
+                Ok((_, locked_ms)) => {
+                    attempt.reserved = true;
+                    attempt.locked_ms = locked_ms;
+                }
+                Err(locked_ms) => return Err(self.refuse_locked(locked_ms)),
+            }
+        }
+        Ok(attempt)
     }
 
-    /// After a wrong password (or unknown account): counts the failure; returns the lock now in
-    /// force, if any.
-    pub async fn login_failed(&self, account: &str) -> Option<Duration> {
+    /// The refusal of a locked account, counted and reported for the headers.
+    fn refuse_locked(&self, locked_ms: u64) -> Limited {
+        self.count_rejection("login_lock");
+        let lock = Quota {
+            limit: self.settings.lock.threshold,
+            period: self.settings.lock.max,
+        };
+        report(Decision::from_parts(lock, false, locked_ms, locked_ms));
+        Limited {
+            retry_after_ms: locked_ms,
+        }
+    }
+
+    /// After a wrong password (or unknown account): the reserved failure stands (an attempt
+    /// from a known IP, which reserved nothing, is counted now); returns the lock now in force,
+    /// if any.
+    pub async fn login_failed(&self, attempt: &LoginAttempt) -> Option<Duration> {
         if !self.lock_on() {
             return None;
         }
-        let key = self.key("lock", "login", &subject_hash(account));
-        let policy = self.settings.lock;
-        let (failures, locked_ms) = self
-            .with_store(
-                async |r| r.fail(&key, &policy).await,
-                |m| m.fail(&key, &policy),
-            )
-            .await;
+        let (failures, locked_ms) = if attempt.reserved {
+            (None, attempt.locked_ms)
+        } else {
+            let key = &attempt.key;
+            let policy = self.settings.lock;
+            let (failures, locked_ms) = self
+                .with_store(
+                    async |r| r.fail(key, &policy).await,
+                    |m| m.fail(key, &policy),
+                )
+                .await;
+            (Some(failures), locked_ms)
+        };
         (locked_ms > 0).then(|| {
             if let Some(m) = &self.metrics {
                 m.locks.inc();
@@ -492,6 +537,22 @@ impl Limiter {
             );
             Duration::from_millis(locked_ms)
         })
+    }
+
+    /// The password was right, but that is not a completed login (a second factor must
+    /// follow) or not a login at all (a password re-check): takes back this attempt's
+    /// reservation and nothing more — earlier failures stay, and the IP does not become known.
+    pub async fn login_refund(&self, attempt: &LoginAttempt) {
+        if !attempt.reserved || !self.lock_on() {
+            return;
+        }
+        let key = &attempt.key;
+        let policy = self.settings.lock;
+        self.with_store(
+            async |r| r.refund(key, &policy).await,
+            |m| m.refund(key, &policy),
+        )
+        .await;
     }
 
     /// After a successful login: clears the account's failures and remembers the IP.
@@ -514,6 +575,19 @@ impl Limiter {
             .await;
         }
     }
+}
+
+/// One login attempt that passed [`Limiter::login_attempt`]: whether it holds a reservation
+/// on the account's lock, to be ended by exactly one of `login_failed`, `login_succeeded` or
+/// `login_refund`.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// The account's lock key (a hash; never the identifier).
+    key: String,
+    /// Whether a failure was counted in advance (not for known IPs, or with the lock off).
+    reserved: bool,
+    /// The lock the reservation set, if it reached the threshold.
+    locked_ms: u64,
 }
 
 /// Pings Redis every second while it is marked down, and switches back (on a fresh connection)
@@ -662,11 +736,11 @@ mod tests {
             .unwrap();
         limiter.login_succeeded("ada@example.com", Some(home)).await;
         for _ in 0..2 {
-            limiter
+            let attempt = limiter
                 .login_attempt("ada@example.com", Some(attacker))
                 .await
                 .unwrap();
-            limiter.login_failed("ada@example.com").await;
+            limiter.login_failed(&attempt).await;
         }
         assert!(
             limiter
@@ -678,6 +752,38 @@ mod tests {
             .login_attempt("ada@example.com", Some(home))
             .await
             .unwrap();
+    }
+
+    /// The reservation is the failure: the lock closes on reservations alone, before any
+    /// outcome is known; a refund takes back exactly one (and the lock it set). In memory and
+    /// through the Redis scripts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reservations_lock_before_the_outcome_and_refunds_take_back_one() {
+        for redis in [None, Some("redis://127.0.0.1:6379")] {
+            let mut settings = RateLimitSettings {
+                prefix: format!("sessiond-test:unit:{}", uuid::Uuid::now_v7().simple()),
+                redis_timeout: Duration::from_secs(2),
+                ..RateLimitSettings::default()
+            };
+            settings.lock = LockPolicy {
+                threshold: 2,
+                base: Duration::from_secs(60),
+                ..settings.lock
+            };
+            let limiter = Limiter::new(settings, redis, None).unwrap();
+            let _first = limiter.login_attempt("ada", None).await.unwrap();
+            let second = limiter.login_attempt("ada", None).await.unwrap();
+            let refused = limiter.login_attempt("ada", None).await.unwrap_err();
+            assert!(refused.retry_after_ms > 59_000, "{redis:?}: {refused:?}");
+            limiter.login_refund(&second).await;
+            let third = limiter.login_attempt("ada", None).await.unwrap();
+            assert!(
+                limiter.login_failed(&third).await.is_some(),
+                "{redis:?}: the reservation had set the lock"
+            );
+            assert!(limiter.login_attempt("ada", None).await.is_err());
+            assert!(!limiter.is_degraded(), "{redis:?}: Redis answered");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod group_commit;
 pub mod mfa;
 mod postgres;
 pub mod purge;
+pub mod second_factor;
 pub mod seed;
 mod sqlite;
 pub mod users;

@@ -11,28 +11,24 @@
 //! assurance level use the same error with `acr_values` ([`require_level`]).
 //!
 //! **Proving again.** [`reauthenticate`] checks the password (on the login lock, like a login)
-//! or a TOTP / recovery code (consumed once, like at a login challenge) and records a
+//! or a TOTP / recovery code (on the second-factor lock, consumed once, like at a login
+//! challenge) and records a
 //! `SessionChange::Authenticate` through the session's actor, which commits it and publishes
 //! it, so every instance sees the new `auth_time` at once.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sessiond_actors::ids::UserId;
+use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::SessionRecord;
-use sessiond_actors::rotation::Rejection;
-use sessiond_actors::sessions::{Authentication, SessionError};
+use sessiond_actors::sessions::Authentication;
 
-use crate::crypto::constant_time_eq;
-use crate::domain::Password;
-use crate::http::error::ApiError;
-use crate::http::extract::{ClientInfo, CurrentSession};
-use crate::http::state::AppState;
+use super::mfa_login::{self, Proof as CodeProof};
+use super::{Auth, AuthError, second_factor};
+use crate::store::UserStatus;
 use crate::store::audit::{AuditClient, AuditEvent};
-use crate::store::mfa::SecondFactor;
-use crate::store::{User, UserStatus};
 
-/// Audit kind of a failed reauthentication (`details.reason`, `details.method`).
+/// Audit kind of a failed reauthentication (`details.method`).
 pub const REAUTHENTICATION_FAILED: &str = "reauthentication_failed";
 
 /// The methods a reauthentication can use, as `details.methods` names them.
@@ -54,42 +50,50 @@ pub fn is_recent(session: &SessionRecord, now: DateTime<Utc>, max_age: Duration)
     }
 }
 
-/// The tiny call a sensitive handler makes first: `Ok` if the caller's session was
-/// authenticated within `SESSIOND_REAUTH_MAX_AGE`, else 401 `insufficient_user_authentication`
-/// with `max_age` and the user's methods.
-pub async fn require_recent(state: &AppState, me: &CurrentSession) -> Result<(), ApiError> {
-    if is_recent(&me.session, state.clock.now(), state.reauth_max_age) {
+/// The one call a sensitive handler makes first: `Ok` if `session` (as its actor has it
+/// committed) was authenticated within `max_age`, else
+/// [`AuthError::InsufficientUserAuthentication`] with `max_age` and the user's methods.
+pub async fn require_recent(
+    auth: &Auth<'_>,
+    session: &SessionRecord,
+    max_age: Duration,
+) -> Result<(), AuthError> {
+    if is_recent(session, auth.clock.now(), max_age) {
         return Ok(());
     }
-    Err(ApiError::InsufficientUserAuthentication {
-        max_age: Some(state.reauth_max_age.as_secs()),
+    Err(AuthError::InsufficientUserAuthentication {
+        max_age: Some(max_age.as_secs()),
         acr_values: None,
-        methods: methods_for(state, me.user_id).await?,
+        methods: methods_for(auth, session.user_id).await?,
     })
 }
 
-/// For routes that need assurance level `aal` (e.g. 2): the same answer as
+/// For routes that need assurance level `aal` (e.g. 2): the same error as
 /// [`require_recent`], with `acr_values="aal<n>"` instead of `max_age`.
-pub async fn require_level(state: &AppState, me: &CurrentSession, aal: u8) -> Result<(), ApiError> {
-    if me.session.aal >= aal {
+pub async fn require_level(
+    auth: &Auth<'_>,
+    session: &SessionRecord,
+    aal: u8,
+) -> Result<(), AuthError> {
+    if session.aal >= aal {
         return Ok(());
     }
-    Err(ApiError::InsufficientUserAuthentication {
+    Err(AuthError::InsufficientUserAuthentication {
         max_age: None,
         acr_values: Some(match aal {
             0 | 1 => "aal1",
             2 => "aal2",
             _ => "aal3",
         }),
-        methods: methods_for(state, me.user_id).await?,
+        methods: methods_for(auth, session.user_id).await?,
     })
 }
 
 /// What `user` can reauthenticate with: the password if the account has one, and TOTP and
 /// recovery codes while TOTP is on (recovery codes while any remain).
-pub async fn methods_for(state: &AppState, user: UserId) -> Result<Vec<&'static str>, ApiError> {
+pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static str>, AuthError> {
     let mut methods = Vec::with_capacity(3);
-    if state
+    if auth
         .store
         .get_user(user)
         .await?
@@ -97,7 +101,7 @@ pub async fn methods_for(state: &AppState, user: UserId) -> Result<Vec<&'static 
     {
         methods.push(method::PASSWORD);
     }
-    let mfa = state.store.mfa_status(user).await?;
+    let mfa = auth.store.mfa_status(user).await?;
     if mfa.enabled_at.is_some() {
         methods.push(method::TOTP);
         if mfa.recovery_codes_remaining > 0 {
@@ -107,7 +111,7 @@ pub async fn methods_for(state: &AppState, user: UserId) -> Result<Vec<&'static 
     Ok(methods)
 }
 
-/// What the user presents to prove themselves again.
+/// What the user presents to prove themselves again. `Debug` leaves the secret out.
 pub enum Proof {
     /// The account's password.
     Password(String),
@@ -115,9 +119,15 @@ pub enum Proof {
     Code(String),
 }
 
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method())
+    }
+}
+
 impl Proof {
     /// How the audit trail names it.
-    fn method(&self) -> &'static str {
+    pub fn method(&self) -> &'static str {
         match self {
             Self::Password(_) => method::PASSWORD,
             Self::Code(code) if looks_like_totp(code) => method::TOTP,
@@ -131,139 +141,118 @@ fn looks_like_totp(code: &str) -> bool {
     code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Proves the caller's user again on the caller's session and records it (committed and
-/// published before this returns). Every attempt is on the account's login lock: a wrong
-/// password or code counts as a failed login, and a locked account answers 429 (IPs the
-/// account logged in from are not exempt here, unlike at login).
+/// Proves `user` again on session `session` and records it (committed and published before
+/// this returns): a fenced `SessionChange::Authenticate` with `auth_time` now.
 ///
-/// LEAD: the code path should use the second-factor lock (flows) once merged; see the report.
+/// Each attempt is bounded like a login's: a password on the account's failed-login lock
+/// (reserved before hashing; a wrong one counts as a failed login, a right one clears the
+/// failures), a code on the second-factor lock (a wrong one counts, a right one clears it). IPs the account logged in from are not exempt here, unlike at login: the caller
+/// already holds a session, and a stolen one is exactly what this guards against; for the same
+/// reason a success does not make the IP known.
 pub async fn reauthenticate(
-    state: &AppState,
-    me: &CurrentSession,
-    client: &ClientInfo,
+    auth: &Auth<'_>,
+    session: SessionId,
+    user: UserId,
+    client: &AuditClient,
     proof: Proof,
-) -> Result<SessionRecord, ApiError> {
-    let user = state
+) -> Result<SessionRecord, AuthError> {
+    let account = auth
         .store
-        .get_user(me.user_id)
+        .get_user(user)
         .await?
         .filter(|u| u.status == UserStatus::Active)
-        .ok_or(ApiError::InvalidToken)?;
-    let account = user.email.clone();
-    // No known-IP exemption here (the IP is not passed to the lock): the caller already holds
-    // a session, and a stolen session is exactly what this check guards against, wherever it
-    // is used from. For the same reason a success does not mark the IP as known.
-    state.limiter.login_attempt(&account, None).await?;
-    let now = state.clock.now();
-    let proved = match &proof {
-        Proof::Password(password) => check_password(state, &user, password).await?,
-        Proof::Code(code) => check_code(state, &user, code, now).await?,
+        .ok_or(AuthError::InvalidCredentials)?;
+    let now = auth.clock.now();
+    let amr = match &proof {
+        Proof::Password(password) => {
+            let attempt = auth.limiter.login_attempt(&account.email, None).await?;
+            match auth
+                .passwords
+                .verify_input(password, account.password_hash.as_deref())
+                .await
+            {
+                Ok(true) => {
+                    auth.limiter.login_succeeded(&account.email, None).await;
+                    Some("pwd")
+                }
+                Ok(false) => {
+                    auth.limiter.login_failed(&attempt).await;
+                    None
+                }
+                // Nothing was decided (hashing saturated): the attempt does not count.
+                Err(e) => {
+                    auth.limiter.login_refund(&attempt).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Proof::Code(code) => check_code(auth, user, code, now).await?,
     };
-    let Some(amr) = proved else {
+    let Some(amr) = amr else {
         let event = AuditEvent::new(REAUTHENTICATION_FAILED, now)
-            .user(user.id)
-            .session(me.session_id)
-            .client(&audit_client(client))
+            .user(user)
+            .session(session)
+            .client(client)
             .detail("method", proof.method());
-        state.store.record_event(&event).await?;
-        state.limiter.login_failed(&account).await;
+        auth.store.record_event(&event).await?;
         return Err(match proof {
-            Proof::Password(_) => ApiError::InvalidCredentials,
-            Proof::Code(_) => ApiError::InvalidMfaCode,
+            Proof::Password(_) => AuthError::InvalidCredentials,
+            Proof::Code(_) => AuthError::InvalidMfaCode,
         });
     };
-    state.limiter.login_succeeded(&account, None).await;
+    // Microseconds, as stored: memory and the database then agree to the digit.
     let auth_time = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    state
+    let record = auth
         .sessions
         .authenticate(
-            me.session_id,
+            session,
             Authentication {
                 auth_time,
                 aal: 1,
                 amr: vec![amr.to_owned()],
             },
         )
-        .await
-        .map_err(|e| match e {
-            SessionError::Rejected(Rejection::InvalidToken) | SessionError::NotFound => {
-                ApiError::InvalidToken
-            }
-            other => other.into(),
-        })
-}
-
-/// `Some("pwd")` if `password` is the account's.
-async fn check_password(
-    state: &AppState,
-    user: &User,
-    password: &str,
-) -> Result<Option<&'static str>, ApiError> {
-    let ok = match Password::parse(password.to_owned()) {
-        Ok(password) => state
-            .passwords
-            .verify(&password, user.password_hash.as_deref())
-            .await
-            .map_err(ApiError::from)?,
-        Err(_) => false,
-    };
-    Ok(ok.then_some("pwd"))
+        .await?;
+    Ok(record)
 }
 
 /// `Some("otp")` if `code` is a current TOTP code of a step not used yet, or an unused
-/// recovery code, of the user's enabled TOTP; the code is consumed (once, by the database).
+/// recovery code, of the user's enabled TOTP; the code is then consumed (once, by the
+/// database). Every wrong code counts on the account's second-factor lock, which is checked
+/// first.
 async fn check_code(
-    state: &AppState,
-    user: &User,
+    auth: &Auth<'_>,
+    user: UserId,
     code: &str,
     now: DateTime<Utc>,
-) -> Result<Option<&'static str>, ApiError> {
-    let Some(enrolment) = state
+) -> Result<Option<&'static str>, AuthError> {
+    let Some(enrolment) = auth
         .store
-        .totp_enrolment(user.id)
+        .totp_enrolment(user)
         .await?
         .filter(|e| e.enabled_at.is_some())
     else {
+        // No second factor to guess: nothing to count.
         return Ok(None);
     };
-    let factor = if looks_like_totp(code) {
-        let secret = state
-            .mfa
-            .open(user.id, &enrolment.sealed)
-            .map_err(ApiError::internal)?;
-        let unix = u64::try_from(now.timestamp()).unwrap_or(0);
-        secret
-            .matching_step(code.trim(), unix)
-            .filter(|step| enrolment.last_used_step.is_none_or(|last| *step > last))
-            .map(SecondFactor::TotpStep)
+    // The per-account bound on code guesses, whatever session or IP they come through.
+    second_factor::check_allowed(auth, user).await?;
+    let proof = if looks_like_totp(code) {
+        CodeProof::Totp(code.trim().to_owned())
     } else {
-        let Some(hash) = state.mfa.recovery_code_hash(code) else {
-            return Ok(None);
-        };
-        // Every stored code compared in constant time, without stopping early.
-        let mut found = None;
-        for candidate in state.store.unused_recovery_codes(user.id).await? {
-            if constant_time_eq(&candidate.hash, &hash) {
-                found = Some(SecondFactor::RecoveryCode(candidate.id));
-            }
-        }
-        found
+        CodeProof::Recovery(code.to_owned())
     };
-    let Some(factor) = factor else {
+    let factor = mfa_login::check_proof(auth, user, &enrolment, &proof, now).await?;
+    let consumed = match factor {
+        Some(factor) => auth.store.consume_second_factor(user, factor, now).await?,
+        None => false,
+    };
+    if !consumed {
+        second_factor::record_failure(auth, user).await?;
         return Ok(None);
-    };
-    let consumed = state
-        .store
-        .consume_second_factor(user.id, factor, now)
-        .await?;
-    Ok(consumed.then_some("otp"))
-}
-
-fn audit_client(client: &ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
     }
+    second_factor::record_success(auth, user).await?;
+    Ok(Some("otp"))
 }
 
 #[cfg(test)]

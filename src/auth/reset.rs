@@ -11,10 +11,9 @@
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
-use crate::http::error::ApiError;
-use crate::http::extract::ClientInfo;
-use crate::http::state::AppState;
-use crate::mail::templates;
+use super::AuthError;
+use crate::mail::{Mailer, templates};
+use crate::store::Store;
 use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::mfa::RemovedFactors;
 
@@ -42,27 +41,23 @@ pub struct ResetRemovals {
 /// [`RECENT_FACTOR_WINDOW`] of `now`, and mails the owner what was removed (with
 /// `sessions_revoked`, the sessions the caller already ended). Each step is audited.
 pub async fn secure_account_after_reset(
-    state: &AppState,
+    store: &Store,
+    mailer: &Mailer,
     user: UserId,
     sessions_revoked: u64,
     now: DateTime<Utc>,
-    client: &ClientInfo,
-) -> Result<ResetRemovals, ApiError> {
+    client: &AuditClient,
+) -> Result<ResetRemovals, AuthError> {
     let audit = |kind: &str| {
         AuditEvent::new(kind, now)
             .user(user)
-            .client(&AuditClient {
-                ip: client.ip.clone(),
-                user_agent: client.user_agent.clone(),
-            })
+            .client(client)
             .detail("trigger", "password_reset")
     };
-    let api_keys = state
-        .store
+    let api_keys = store
         .revoke_all_api_keys(user, now, audit(API_KEYS_REVOKED))
         .await?;
-    let factors = state
-        .store
+    let factors = store
         .remove_second_factors_since(
             user,
             now - RECENT_FACTOR_WINDOW,
@@ -82,8 +77,8 @@ pub async fn secure_account_after_reset(
         recovery_codes = removals.factors.recovery_codes,
         "password reset: account secured"
     );
-    if let Some(owner) = state.store.get_user(user).await? {
-        state.mailer.send(templates::reset_removals_mail(
+    if let Some(owner) = store.get_user(user).await? {
+        mailer.send(templates::reset_removals_mail(
             &owner.email,
             user,
             &removals,

@@ -326,6 +326,22 @@ impl PasswordHasher {
         .await?
     }
 
+    /// The one equal-work password check, for every place a user proves their password
+    /// (login, password change, TOTP disable). `raw` is what the client sent, unchecked; a
+    /// value outside the password policy cannot be right, but still costs one verification (a
+    /// filler against the dummy hash), and a missing `stored` hash (unknown account, account
+    /// without a password) verifies against the dummy hash: every wrong answer takes the same
+    /// time, so the timing tells nothing about the account or the input.
+    pub async fn verify_input(&self, raw: &str, stored: Option<&str>) -> Result<bool, HashError> {
+        match Password::parse(raw.to_owned()) {
+            Ok(password) => self.verify(&password, stored).await,
+            Err(_) => {
+                let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
+                self.verify(&filler, None).await.map(|_| false)
+            }
+        }
+    }
+
     /// Whether `stored` was made with other parameters than the configured ones (or another
     /// algorithm), so it should be replaced at the next successful login.
     pub fn needs_rehash(&self, stored: &str) -> bool {

@@ -13,6 +13,7 @@ use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::auth::AuthError;
 use crate::crypto::password::HashError;
 use crate::domain::FieldError;
 use crate::http::correlation;
@@ -385,6 +386,43 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
             StoreError::Other(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    /// A flow's failure as the API reports it.
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::EmailNotVerified => Self::EmailNotVerified,
+            AuthError::Limited(l) => l.into(),
+            AuthError::InvalidMfaCode => Self::InvalidMfaCode,
+            AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
+            AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::Store(e) => e.into(),
+            AuthError::Hash(e) => e.into(),
+            // Creating or revoking a session: only back-pressure is the client's business.
+            AuthError::Session(SessionError::Unavailable(e)) => Self::Unavailable(e.to_string()),
+            AuthError::Session(SessionError::Timeout) => {
+                Self::Unavailable("session actor timed out".into())
+            }
+            // Reauthenticating a session that ended meanwhile: the bearer token's answer.
+            AuthError::Session(
+                SessionError::Rejected(Rejection::InvalidToken) | SessionError::NotFound,
+            ) => Self::InvalidToken,
+            AuthError::Session(SessionError::Rejected(r)) => r.into(),
+            AuthError::Session(other) => Self::internal(other),
+            AuthError::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                methods,
+            } => Self::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                methods,
+            },
+            AuthError::Internal(detail) => Self::Internal(detail),
         }
     }
 }

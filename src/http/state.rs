@@ -73,6 +73,21 @@ pub struct Services {
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
 }
 
+impl Services {
+    /// The parts the authentication flows (`crate::auth`) work with.
+    pub fn auth(&self) -> crate::auth::Auth<'_> {
+        crate::auth::Auth {
+            store: &self.store,
+            sessions: &self.sessions,
+            passwords: &self.passwords,
+            limiter: &self.limiter,
+            mfa: &self.mfa,
+            clock: &self.clock,
+            require_verified_email: self.require_verified_email,
+        }
+    }
+}
+
 /// Readiness: 503 until migrations are applied, and again from the moment shutdown begins.
 #[derive(Debug, Default)]
 pub struct Readiness {

@@ -1,11 +1,18 @@
 //! JSON shapes of the API's answers. Timestamps are RFC 3339 UTC with millisecond precision.
 
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use sessiond_actors::model::SessionRecord;
+use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::rotation::RotationPolicy;
 use utoipa::ToSchema;
 
+use crate::auth::sessions::IssuedSession;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::store::{User, UserProfile, UserStatus};
 
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -156,4 +163,45 @@ pub struct StatusResponse {
     /// `ok`, `ready`, `not_ready` or `store_unavailable`.
     #[schema(value_type = String)]
     pub status: &'static str,
+}
+
+/// Builds the token response with `Cache-Control: no-store` (RFC 6749 §5.1).
+pub fn token_response(
+    state: &AppState,
+    status: StatusCode,
+    user: &UserProfile,
+    session: &SessionRecord,
+    refresh_token: &RefreshToken,
+) -> Result<Response, ApiError> {
+    let issued = state
+        .tokens
+        .issue(user.id, session, state.clock.now())
+        .map_err(ApiError::internal)?;
+    let body = TokenResponse {
+        access_token: issued.token,
+        refresh_token: refresh_token.encode(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        user: UserView::from(user),
+        session: SessionView::new(session, &state.policy, true),
+    };
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// The token response for a session a login flow just created.
+pub fn issued_session_response(
+    state: &AppState,
+    issued: &IssuedSession,
+) -> Result<Response, ApiError> {
+    token_response(
+        state,
+        StatusCode::CREATED,
+        &issued.user,
+        &issued.session,
+        &issued.refresh_token,
+    )
 }

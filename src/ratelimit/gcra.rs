@@ -173,6 +173,21 @@ pub fn fail(state: LockState, now_ms: u64, policy: &LockPolicy) -> LockState {
     }
 }
 
+/// Takes back one reserved failure: one failure fewer, and no lock if what remains is below
+/// the threshold (a lock set by the refunded reservation itself goes with it).
+pub fn refund(state: LockState, policy: &LockPolicy) -> LockState {
+    let failures = state.failures.saturating_sub(1);
+    LockState {
+        failures,
+        last_failure_ms: state.last_failure_ms,
+        locked_until_ms: if failures >= policy.threshold {
+            state.locked_until_ms
+        } else {
+            0
+        },
+    }
+}
+
 /// Lock length after `failures` failures (≥ threshold).
 pub fn lock_ms(failures: u32, policy: &LockPolicy) -> u64 {
     let exp = failures.saturating_sub(policy.threshold).min(40);
@@ -253,6 +268,32 @@ impl MemoryStore {
         let state = fail(map.get(key).copied().unwrap_or_default(), now, policy);
         map.insert(key.to_owned(), state);
         (state.failures, state.locked_until_ms.saturating_sub(now))
+    }
+
+    /// Reserves one attempt: refuses with the milliseconds left while the subject is locked;
+    /// otherwise counts the attempt as a failure **now**, before the password is checked, and
+    /// returns (failures, ms the subject is now locked for). One step under one mutex, so
+    /// parallel attempts cannot all pass the lock; a success clears it, and
+    /// [`MemoryStore::refund`] takes one reservation back.
+    pub fn reserve(&self, key: &str, policy: &LockPolicy) -> Result<(u32, u64), u64> {
+        let now = self.now_ms();
+        self.tick(now, policy.decay.as_millis() as u64);
+        let mut map = lock(&self.locks);
+        let current = map.get(key).copied().unwrap_or_default();
+        if current.locked_until_ms > now {
+            return Err(current.locked_until_ms - now);
+        }
+        let state = fail(current, now, policy);
+        map.insert(key.to_owned(), state);
+        Ok((state.failures, state.locked_until_ms.saturating_sub(now)))
+    }
+
+    /// Takes one reservation back (the password was right); see [`refund`].
+    pub fn refund(&self, key: &str, policy: &LockPolicy) {
+        let mut map = lock(&self.locks);
+        if let Some(state) = map.get(key).copied() {
+            map.insert(key.to_owned(), refund(state, policy));
+        }
     }
 
     /// Milliseconds the subject remains locked (0 = not locked).

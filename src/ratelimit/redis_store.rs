@@ -53,6 +53,48 @@ redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
 return {f, lock}
 ";
 
+/// Reserves one attempt: KEYS[1] = lock hash; ARGV as FAIL. While locked returns
+/// {0, locked_for_ms, failures}; otherwise counts a failure exactly like FAIL and returns
+/// {1, locked_for_ms, failures}. Check and count in one script, so parallel attempts cannot all
+/// pass the lock.
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local threshold = tonumber(ARGV[1])
+local base = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local decay = tonumber(ARGV[4])
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+local l = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
+local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+if u > now then return {0, u - now, f} end
+if now - l > decay then f = 0 end
+f = f + 1
+local lock = 0
+if f >= threshold then
+  local e = f - threshold
+  if e > 40 then e = 40 end
+  lock = base * (2 ^ e)
+  if lock > max then lock = max end
+end
+redis.call('HSET', KEYS[1], 'f', f, 'l', string.format('%.0f', now), 'u', string.format('%.0f', now + lock))
+local ttl = decay
+if lock > ttl then ttl = lock end
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+return {1, lock, f}
+";
+
+/// Takes one reservation back: KEYS[1] = lock hash; ARGV[1] = threshold. One failure fewer,
+/// and no lock if fewer than the threshold remain.
+const REFUND: &str = r"
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if f <= 0 then return 0 end
+f = f - 1
+redis.call('HSET', KEYS[1], 'f', f)
+if f < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'u', 0) end
+return f
+";
+
 /// KEYS[1] = lock hash. Returns the milliseconds it stays locked.
 const LOCKED_FOR: &str = r"
 local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
@@ -68,6 +110,8 @@ pub struct RedisStore {
     conn: ConnectionManager,
     gcra: Script,
     fail: Script,
+    reserve: Script,
+    refund: Script,
     locked_for: Script,
 }
 
@@ -91,6 +135,8 @@ impl RedisStore {
             conn,
             gcra: Script::new(GCRA),
             fail: Script::new(FAIL),
+            reserve: Script::new(RESERVE),
+            refund: Script::new(REFUND),
             locked_for: Script::new(LOCKED_FOR),
         })
     }
@@ -133,6 +179,42 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok((failures.max(0) as u32, lock.max(0) as u64))
+    }
+
+    /// Reserves one attempt: Err(ms left) while locked, else Ok((failures, locked for ms)).
+    pub async fn reserve(
+        &self,
+        key: &str,
+        policy: &LockPolicy,
+    ) -> RedisResult<Result<(u32, u64), u64>> {
+        let mut conn = self.conn.clone();
+        let (granted, lock, failures): (i64, i64, i64) = self
+            .reserve
+            .key(key)
+            .arg(policy.threshold)
+            .arg(policy.base.as_millis() as u64)
+            .arg(policy.max.as_millis() as u64)
+            .arg(policy.decay.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        let lock = lock.max(0) as u64;
+        Ok(if granted == 1 {
+            Ok((failures.max(0) as u32, lock))
+        } else {
+            Err(lock)
+        })
+    }
+
+    /// Takes one reservation back.
+    pub async fn refund(&self, key: &str, policy: &LockPolicy) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .refund
+            .key(key)
+            .arg(policy.threshold)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Milliseconds the subject stays locked.

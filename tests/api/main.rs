@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod audit;
+mod auth_locks;
 mod bad_input;
 mod email;
 mod hardening;

@@ -202,7 +202,7 @@ pub async fn create(
     client: ClientInfo,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     state
         .limiter
         .check_account(

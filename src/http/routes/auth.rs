@@ -2,14 +2,15 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::SecondsFormat;
 use serde::Deserialize;
-use sessiond_actors::model::{NewSession, SessionRecord};
 use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::sessions::{RefreshOutcome, SessionError};
 use utoipa::ToSchema;
 
+use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use crate::codes::Purpose;
 use crate::config::RegisterConflict;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
@@ -20,10 +21,10 @@ use crate::http::routes::email::{
     CodeSentResponse, RegisterResponse, accepted, code_or_decoy, send_code,
 };
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, TokenResponse, UserView};
+use crate::http::views::{TokenResponse, UserView, issued_session_response, token_response};
 use crate::ratelimit::LimitClass;
-use crate::store::audit::{self, AuditClient, AuditEvent};
-use crate::store::{CreateUserError, NewUser, UserProfile, UserStatus};
+use crate::store::audit::AuditClient;
+use crate::store::{CreateUserError, NewUser};
 
 /// `POST /v1/auth/register` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
@@ -191,6 +192,7 @@ pub async fn register(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the per-IP or per-account login quota, or the account's failed-login lock (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
@@ -210,110 +212,30 @@ pub async fn login(
         .map(DeviceName::parse)
         .transpose()
         .map_err(|e| ApiError::ValidationFailed(vec![e]))?;
-    // Malformed emails and passwords cannot match any account; still hash so the answer takes
-    // the same time as for a well-formed unknown account.
-    let email = Email::parse(&body.email).ok();
-    let password = Password::parse(body.password).ok();
-    // Failed-login lock and per-account limit (README "Abuse protection"), keyed by the
-    // normalised email whether or not an account has it, so both answer alike.
-    let account = email.as_ref().map_or_else(
-        || body.email.trim().to_lowercase(),
-        |e| e.as_str().to_owned(),
-    );
-    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-    state.limiter.login_attempt(&account, client_ip).await?;
-    let user = match &email {
-        Some(email) => state.store.find_user_by_email(email.as_str()).await?,
-        None => None,
-    };
-    let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let verified = match &password {
-        Some(password) => state
-            .passwords
-            .verify(password, stored_hash)
-            .await
-            .map_err(ApiError::from)?,
-        None => {
-            let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
-            state
-                .passwords
-                .verify(&filler, None)
-                .await
-                .map_err(ApiError::from)?
-        }
-    };
-    let user = match user {
-        Some(u) if verified && password.is_some() && u.status == UserStatus::Active => u,
-        other => {
-            // Audited (in the store, logged with target `audit`): the account if there is
-            // one, never the email that was tried.
-            let reason = match &other {
-                None => "unknown_account",
-                Some(u) if u.status != UserStatus::Active => "account_disabled",
-                Some(_) => "wrong_password",
-            };
-            let mut event = AuditEvent::new(audit::kind::LOGIN_FAILED, state.clock.now())
-                .client(&AuditClient {
-                    ip: client.ip.clone(),
-                    user_agent: client.user_agent.clone(),
-                })
-                .detail("reason", reason);
-            if let Some(u) = &other {
-                event = event.user(u.id);
-            }
-            state.store.record_event(&event).await?;
-            state.limiter.login_failed(&account).await;
-            return Err(ApiError::InvalidCredentials);
-        }
-    };
-    state.limiter.login_succeeded(&account, client_ip).await;
-
-    // SESSIOND_REQUIRE_VERIFIED_EMAIL: checked only once the password was right, so the answer
-    // tells nothing to someone without it.
-    if state.require_verified_email && user.email_verified_at.is_none() {
-        let event = AuditEvent::new(audit::kind::LOGIN_FAILED, state.clock.now())
-            .user(user.id)
-            .client(&AuditClient {
-                ip: client.ip.clone(),
-                user_agent: client.user_agent.clone(),
-            })
-            .detail("reason", "email_not_verified");
-        state.store.record_event(&event).await?;
-        return Err(ApiError::EmailNotVerified);
-    }
-
-    // MFA users get a challenge (401 `mfa_required`) instead of a session.
-    super::mfa::challenge_if_enrolled(
-        &state,
-        &user,
-        device_name.as_ref().map(|d| d.as_str()),
-        &client,
-    )
-    .await?;
-    let now = state.clock.now();
-    let (session, refresh_token) = state
-        .sessions
-        .create(NewSession {
-            user_id: user.id,
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
-            device_name: device_name.map(|d| d.as_str().to_owned()),
-            user_agent: client.user_agent,
+    let request = PasswordLogin {
+        email: body.email,
+        password: body.password,
+        device_name,
+        client: AuditClient {
             ip: client.ip,
-        })
-        .await
-        .map_err(session_error)?;
-    tracing::Span::current()
-        .record("user_id", tracing::field::display(user.id))
-        .record("session_id", tracing::field::display(session.id));
-    token_response(
-        &state,
-        StatusCode::CREATED,
-        &UserProfile::from(&user),
-        &session,
-        &refresh_token,
-    )
+            user_agent: client.user_agent,
+        },
+    };
+    match password_login(&state.auth(), request).await? {
+        LoginOutcome::Session(issued) => {
+            tracing::Span::current()
+                .record("user_id", tracing::field::display(issued.user.id))
+                .record("session_id", tracing::field::display(issued.session.id));
+            issued_session_response(&state, &issued)
+        }
+        LoginOutcome::MfaRequired(challenge) => Err(ApiError::MfaRequired {
+            challenge_id: challenge.challenge_id.to_string(),
+            expires_at: challenge
+                .expires_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            methods: challenge.methods,
+        }),
+    }
 }
 
 /// Exchanges a refresh token for a new access token and its child refresh token.
@@ -371,39 +293,4 @@ pub async fn refresh(
         &refreshed.session,
         &refreshed.refresh_token,
     )
-}
-
-pub(crate) fn session_error(e: SessionError) -> ApiError {
-    match e {
-        SessionError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
-        SessionError::Timeout => ApiError::Unavailable("session actor timed out".into()),
-        other => ApiError::internal(other),
-    }
-}
-
-/// Builds the token response with `Cache-Control: no-store` (RFC 6749 §5.1).
-pub(crate) fn token_response(
-    state: &AppState,
-    status: StatusCode,
-    user: &UserProfile,
-    session: &SessionRecord,
-    refresh_token: &RefreshToken,
-) -> Result<Response, ApiError> {
-    let issued = state
-        .tokens
-        .issue(user.id, session, state.clock.now())
-        .map_err(ApiError::internal)?;
-    let body = TokenResponse {
-        access_token: issued.token,
-        refresh_token: refresh_token.encode(),
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        user: UserView::from(user),
-        session: SessionView::new(session, &state.policy, true),
-    };
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
 }

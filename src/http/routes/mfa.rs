@@ -8,7 +8,7 @@
 //!   rather than a DELETE with a body, which some clients and proxies drop.)
 //! * `GET /v1/auth/mfa` says whether it is on and how many recovery codes remain.
 //! * Login of an MFA user answers 401 `mfa_required` with a challenge (see
-//!   [`challenge_if_enrolled`]); `POST /v1/auth/sessions/mfa` `{challenge_id, code |
+//!   `crate::auth::login`); `POST /v1/auth/sessions/mfa` `{challenge_id, code |
 //!   recovery_code}` completes it with the usual token response, `aal` 2 and `amr`
 //!   `["pwd", "otp"]`.
 //!
@@ -23,25 +23,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sessiond_actors::ids::UserId;
-use sessiond_actors::model::NewSession;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::crypto::constant_time_eq;
-use crate::domain::Password;
+use crate::auth::current_password;
+use crate::auth::mfa_login::{self, Proof};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::auth::{session_error, token_response};
 use crate::http::state::AppState;
-use crate::http::views::TokenResponse;
+use crate::http::views::{TokenResponse, issued_session_response};
 use crate::mfa::{MfaError, TotpSecret, qr_svg};
 use crate::store::audit::{AuditClient, AuditEvent};
-use crate::store::mfa::{
-    ChallengeAttempt, CompleteOutcome, MfaChallenge, SecondFactor, TotpEnrolment,
-};
-use crate::store::{User, UserProfile, UserStatus};
 
 /// Audit event kinds written here.
 pub mod kind {
@@ -50,7 +43,7 @@ pub mod kind {
     /// TOTP was turned off.
     pub const MFA_DISABLED: &str = "mfa_disabled";
     /// A wrong or replayed second factor at a login challenge.
-    pub const MFA_CHALLENGE_FAILED: &str = "mfa_challenge_failed";
+    pub use crate::auth::mfa_login::MFA_CHALLENGE_FAILED;
 }
 
 /// The answer to starting an enrolment. `Debug` leaves the secret out.
@@ -153,21 +146,6 @@ fn unseal_error(e: MfaError) -> ApiError {
     ApiError::internal(e)
 }
 
-/// A submitted second factor, not yet checked.
-enum Proof {
-    Totp(String),
-    Recovery(String),
-}
-
-impl Proof {
-    fn method(&self) -> &'static str {
-        match self {
-            Self::Totp(_) => "totp",
-            Self::Recovery(_) => "recovery_code",
-        }
-    }
-}
-
 /// Exactly one of `code` and `recovery_code`.
 fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proof, ApiError> {
     match (code, recovery_code) {
@@ -179,82 +157,6 @@ fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proo
         )),
         (None, None) => Err(ApiError::field("code", "code or recovery_code is required")),
     }
-}
-
-/// Checks `proof` against `user`'s enabled TOTP and recovery codes. None = wrong, malformed,
-/// or a TOTP code of a step already used (RFC 6238 §5.2: each code is accepted once). The
-/// result still has to be consumed atomically by the store.
-async fn check_proof(
-    state: &AppState,
-    user: UserId,
-    enrolment: &TotpEnrolment,
-    proof: &Proof,
-    now: DateTime<Utc>,
-) -> Result<Option<SecondFactor>, ApiError> {
-    match proof {
-        Proof::Totp(code) => {
-            let secret = state
-                .mfa
-                .open(user, &enrolment.sealed)
-                .map_err(unseal_error)?;
-            Ok(secret
-                .matching_step(code, unix_seconds(now))
-                .filter(|step| enrolment.last_used_step.is_none_or(|last| *step > last))
-                .map(SecondFactor::TotpStep))
-        }
-        Proof::Recovery(code) => {
-            let Some(hash) = state.mfa.recovery_code_hash(code) else {
-                return Ok(None);
-            };
-            let stored = state.store.unused_recovery_codes(user).await?;
-            // Compare with every stored code, in constant time each, without stopping early.
-            let mut found = None;
-            for candidate in &stored {
-                if constant_time_eq(&candidate.hash, &hash) {
-                    found = Some(SecondFactor::RecoveryCode(candidate.id));
-                }
-            }
-            Ok(found)
-        }
-    }
-}
-
-/// Called by login once the password is verified: if `user` has MFA on, stores a challenge
-/// and answers `Err(ApiError::MfaRequired)` (401 `mfa_required` with the challenge in the
-/// details) so no session is created; otherwise `Ok(())`.
-pub async fn challenge_if_enrolled(
-    state: &AppState,
-    user: &User,
-    device_name: Option<&str>,
-    client: &ClientInfo,
-) -> Result<(), ApiError> {
-    let status = state.store.mfa_status(user.id).await?;
-    if status.enabled_at.is_none() {
-        return Ok(());
-    }
-    let now = state.clock.now();
-    let ttl = chrono::Duration::from_std(state.mfa.challenge_ttl).map_err(ApiError::internal)?;
-    let challenge = MfaChallenge {
-        id: Uuid::now_v7(),
-        user_id: user.id,
-        created_at: now,
-        expires_at: now + ttl,
-        attempts: 0,
-        device_name: device_name.map(str::to_owned),
-        user_agent: client.user_agent.clone(),
-        ip: client.ip.clone(),
-    };
-    state.store.create_mfa_challenge(&challenge).await?;
-    tracing::info!(user_id = %user.id, "password accepted; second factor required");
-    let mut methods = vec!["totp"];
-    if status.recovery_codes_remaining > 0 {
-        methods.push("recovery_code");
-    }
-    Err(ApiError::MfaRequired {
-        challenge_id: challenge.id.to_string(),
-        expires_at: rfc3339(challenge.expires_at),
-        methods,
-    })
 }
 
 /// Starts a TOTP enrolment (restarting a pending one with a new secret). MFA stays off until
@@ -275,7 +177,7 @@ pub async fn start_totp(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let user = state
         .store
         .get_user(me.user_id)
@@ -330,7 +232,7 @@ pub async fn confirm_totp(
     client: ClientInfo,
     AppJson(body): AppJson<ConfirmTotpRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let enrolment = match state.store.totp_enrolment(me.user_id).await? {
         None => return Err(ApiError::MfaNotEnrolling),
         Some(e) if e.enabled_at.is_some() => return Err(ApiError::MfaAlreadyEnabled),
@@ -397,6 +299,7 @@ pub async fn confirm_totp(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong passwords here feed like failed logins (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
@@ -406,7 +309,7 @@ pub async fn disable_totp(
     client: ClientInfo,
     AppJson(body): AppJson<DisableTotpRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let proof = one_proof(body.code, body.recovery_code)?;
     let user = state
         .store
@@ -420,19 +323,11 @@ pub async fn disable_totp(
         .filter(|e| e.enabled_at.is_some())
         .ok_or(ApiError::MfaNotEnabled)?;
     // The password first: a wrong one says nothing about the code.
-    let password_ok = match Password::parse(body.password) {
-        Ok(password) => state
-            .passwords
-            .verify(&password, user.password_hash.as_deref())
-            .await
-            .map_err(ApiError::from)?,
-        Err(_) => false,
-    };
-    if !password_ok {
-        return Err(ApiError::InvalidCredentials);
-    }
+    // Equal work whatever the input; a wrong password counts on the login lock.
+    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    current_password::verify(&state.auth(), &user, &body.password, client_ip).await?;
     let now = state.clock.now();
-    let factor = check_proof(&state, user.id, &enrolment, &proof, now)
+    let factor = mfa_login::check_proof(&state.auth(), user.id, &enrolment, &proof, now)
         .await?
         .ok_or(ApiError::InvalidMfaCode)?;
     let event = AuditEvent::new(kind::MFA_DISABLED, now)
@@ -495,6 +390,7 @@ pub async fn status(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the account's second-factor lock (5 wrong codes, whatever the challenge or IP, lock it for 1 min, doubling per further failure up to 1 h; forgotten 24 h after the last failure); `Retry-After` says when to try again", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
@@ -506,84 +402,7 @@ pub async fn complete_login(
     let challenge_id = Uuid::parse_str(body.challenge_id.trim())
         .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let now = state.clock.now();
-    let challenge = match state
-        .store
-        .attempt_mfa_challenge(challenge_id, now, state.mfa.max_attempts)
-        .await?
-    {
-        ChallengeAttempt::Granted(c) => c,
-        ChallengeAttempt::Exhausted => return Err(ApiError::MfaAttemptsExceeded),
-        ChallengeAttempt::Invalid => return Err(ApiError::MfaChallengeInvalid),
-    };
-    let user_id = challenge.user_id;
-    // The account may have been disabled, or MFA turned off, since the password was checked.
-    let user = state
-        .store
-        .get_user(user_id)
-        .await?
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or(ApiError::MfaChallengeInvalid)?;
-    let enrolment = state
-        .store
-        .totp_enrolment(user_id)
-        .await?
-        .filter(|e| e.enabled_at.is_some())
-        .ok_or(ApiError::MfaChallengeInvalid)?;
-
-    let failed = |reason: &'static str| {
-        AuditEvent::new(kind::MFA_CHALLENGE_FAILED, now)
-            .user(user_id)
-            .client(&audit_client(&client))
-            .detail("method", proof.method())
-            .detail("reason", reason)
-            .detail("attempt", challenge.attempts)
-            .detail("challenge_id", challenge_id.to_string())
-    };
-    let Some(factor) = check_proof(&state, user_id, &enrolment, &proof, now).await? else {
-        state.store.record_event(&failed("wrong_code")).await?;
-        return Err(ApiError::InvalidMfaCode);
-    };
-    match state
-        .store
-        .complete_mfa_challenge(challenge_id, user_id, factor, now)
-        .await?
-    {
-        CompleteOutcome::Completed => {}
-        CompleteOutcome::ChallengeGone => return Err(ApiError::MfaChallengeInvalid),
-        CompleteOutcome::FactorRejected => {
-            state
-                .store
-                .record_event(&failed("code_already_used"))
-                .await?;
-            return Err(ApiError::InvalidMfaCode);
-        }
-    }
-
-    let (session, refresh_token) = state
-        .sessions
-        .create(NewSession {
-            user_id,
-            auth_time: now,
-            aal: 2,
-            amr: vec!["pwd".to_owned(), "otp".to_owned()],
-            device_name: challenge.device_name,
-            user_agent: challenge.user_agent,
-            ip: challenge.ip,
-        })
-        .await
-        .map_err(session_error)?;
-    tracing::info!(
-        user_id = %user_id,
-        session_id = %session.id,
-        method = proof.method(),
-        "second factor accepted"
-    );
-    token_response(
-        &state,
-        StatusCode::CREATED,
-        &UserProfile::from(&user),
-        &session,
-        &refresh_token,
-    )
+    let issued =
+        mfa_login::complete(&state.auth(), challenge_id, &proof, &audit_client(&client)).await?;
+    issued_session_response(&state, &issued)
 }

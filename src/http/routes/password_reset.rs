@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
+use crate::auth::sessions::revoke_all;
 use crate::codes::Purpose;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
@@ -17,9 +18,9 @@ use crate::http::openapi::ErrorResponse;
 use crate::http::routes::email::{
     CodeSentResponse, accepted, audit_event, code_error, code_or_decoy, parse_id_and_code,
 };
-use crate::http::routes::sessions::revoke_all;
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
+use crate::store::audit::AuditClient;
 use crate::store::verification::Redemption;
 
 /// `POST /v1/auth/password/reset` body.
@@ -144,22 +145,31 @@ pub async fn confirm(
         return Err(ApiError::InvalidCode);
     }
 
-    let revoked = revoke_all(&state, checked.user, None, RevokeReason::PasswordChanged)
-        .await
-        .inspect_err(|e| {
-            tracing::error!(
-                user_id = %checked.user,
-                error = %e,
-                "password reset: password set but not every session could be revoked"
-            )
-        })?;
+    let revoked = revoke_all(
+        &state.auth(),
+        checked.user,
+        None,
+        RevokeReason::PasswordChanged,
+    )
+    .await
+    .inspect_err(|e| {
+        tracing::error!(
+            user_id = %checked.user,
+            error = %e,
+            "password reset: password set but not every session could be revoked"
+        )
+    })?;
     tracing::info!(user_id = %checked.user, sessions = revoked, "password reset: sessions revoked");
     crate::auth::reset::secure_account_after_reset(
-        &state,
+        &state.store,
+        &state.mailer,
         checked.user,
         u64::from(revoked),
         now,
-        &client,
+        &AuditClient {
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        },
     )
     .await?;
 

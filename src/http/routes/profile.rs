@@ -10,11 +10,12 @@ use serde::{Deserialize, Deserializer};
 use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
+use crate::auth::sessions::revoke_all;
+use crate::auth::{AuthError, current_password};
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::sessions::revoke_all;
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
 use crate::store::audit::{AuditClient, AuditEvent};
@@ -107,7 +108,8 @@ pub async fn update_me(
 
 /// Changes the caller's password. 204; every other session of the user is revoked (their
 /// refresh tokens fail with `session_revoked`), the calling session stays. A wrong current
-/// password answers 401 `invalid_credentials` and changes nothing.
+/// password answers 401 `invalid_credentials`, changes nothing, and counts on the account's
+/// failed-login lock like a failed login (so a stolen access token cannot guess it unbounded).
 #[utoipa::path(
     post,
     path = "/v1/auth/password",
@@ -121,6 +123,7 @@ pub async fn update_me(
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong current passwords feed like failed logins (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
     )
 )]
@@ -130,7 +133,7 @@ pub async fn change_password(
     client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     // The policy is checked first: a request that cannot succeed costs no argon2 work.
     let new_password = Password::parse(body.new_password).map_err(|e| {
         ApiError::ValidationFailed(vec![FieldError::new("new_password", e.message)])
@@ -146,24 +149,6 @@ pub async fn change_password(
         .get_user(me.user_id)
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    // A current password outside the policy cannot be right, but is still verified (against
-    // the stored hash, or the dummy one) so every wrong answer costs the same.
-    let current = Password::parse(body.current_password).ok();
-    let verified = match &current {
-        Some(current) => state
-            .passwords
-            .verify(current, user.password_hash.as_deref())
-            .await
-            .map_err(ApiError::from)?,
-        None => {
-            let filler = Password::parse("x".repeat(12)).expect("filler password is valid");
-            state
-                .passwords
-                .verify(&filler, None)
-                .await
-                .map_err(ApiError::from)?
-        }
-    };
     let audit = |kind: &str| {
         AuditEvent::new(kind, state.clock.now())
             .user(me.user_id)
@@ -173,12 +158,18 @@ pub async fn change_password(
                 user_agent: client.user_agent.clone(),
             })
     };
-    if !(verified && current.is_some()) {
-        state
-            .store
-            .record_event(&audit(PASSWORD_CHANGE_FAILED))
-            .await?;
-        return Err(ApiError::InvalidCredentials);
+    // Equal work whatever the input; a wrong password counts on the login lock.
+    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+    match current_password::verify(&state.auth(), &user, &body.current_password, client_ip).await {
+        Ok(()) => {}
+        Err(AuthError::InvalidCredentials) => {
+            state
+                .store
+                .record_event(&audit(PASSWORD_CHANGE_FAILED))
+                .await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(e) => return Err(e.into()),
     }
     let hash = state
         .passwords
@@ -200,7 +191,7 @@ pub async fn change_password(
     // The new password is in place; now end every other session through its actor. If this
     // fails part-way the client gets the error and can retry DELETE /v1/auth/sessions.
     let revoked = revoke_all(
-        &state,
+        &state.auth(),
         me.user_id,
         Some(me.session_id),
         RevokeReason::PasswordChanged,

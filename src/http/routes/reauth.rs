@@ -12,6 +12,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
+use crate::store::audit::AuditClient;
 
 /// `POST /v1/auth/sessions/current/reauth` body: exactly one of `password` and `code`.
 /// `Debug` is not derived: both are secrets.
@@ -85,7 +86,12 @@ pub async fn reauthenticate(
         }
         (None, None) => return Err(ApiError::field("password", "password or code is required")),
     };
-    let session = reauth::reauthenticate(&state, &me, &client, proof).await?;
+    let client = AuditClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    let session =
+        reauth::reauthenticate(&state.auth(), me.session_id, me.user_id, &client, proof).await?;
     let until = session.auth_time
         + chrono::Duration::from_std(state.reauth_max_age).map_err(ApiError::internal)?;
     Ok(Json(ReauthResponse {

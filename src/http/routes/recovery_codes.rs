@@ -35,7 +35,7 @@ pub async fn regenerate(
     me: CurrentSession,
     client: ClientInfo,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state, &me).await?;
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let now = state.clock.now();
     let codes = state.mfa.new_recovery_codes();
     let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, hash)| *hash).collect();

@@ -5,11 +5,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sessiond_actors::ids::{SessionId, UserId};
+use sessiond_actors::ids::SessionId;
 use sessiond_actors::model::RevokeReason;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
 
+use crate::auth::sessions::revoke_all;
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
 use crate::http::openapi::ErrorResponse;
@@ -115,7 +116,7 @@ pub async fn revoke_others(
     me: CurrentSession,
 ) -> Result<StatusCode, ApiError> {
     let revoked = revoke_all(
-        &state,
+        &state.auth(),
         me.user_id,
         Some(me.session_id),
         RevokeReason::RevokeOthers,
@@ -144,34 +145,6 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, me.session_id, RevokeReason::Logout).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Revokes every live session of `user` except `except`, each through its actor, concurrently.
-/// Used by "revoke all others", password change and password reset. Returns how many.
-pub async fn revoke_all(
-    state: &AppState,
-    user: UserId,
-    except: Option<SessionId>,
-    reason: RevokeReason,
-) -> Result<u32, ApiError> {
-    let ids = state
-        .store
-        .active_session_ids(user, state.clock.now())
-        .await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in ids.into_iter().filter(|id| Some(*id) != except) {
-        let state = state.clone();
-        tasks.spawn(async move { revoke(&state, id, reason).await });
-    }
-    let mut revoked = 0u32;
-    while let Some(joined) = tasks.join_next().await {
-        match joined.map_err(ApiError::internal)? {
-            // Ended or purged meanwhile: nothing left to revoke.
-            Ok(()) | Err(ApiError::NotFound) => revoked += 1,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(revoked)
 }
 
 async fn revoke(state: &AppState, id: SessionId, reason: RevokeReason) -> Result<(), ApiError> {

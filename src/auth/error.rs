@@ -1,0 +1,66 @@
+//! Why a flow did not succeed. `src/http/error.rs` maps each variant to a status and code.
+
+use sessiond_actors::sessions::SessionError;
+use sessiond_actors::store::StoreError;
+
+use crate::crypto::password::HashError;
+use crate::ratelimit::Limited;
+
+/// A flow's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown account, wrong password or disabled account (deliberately one answer).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The password was right but the address must be verified first.
+    #[error("email address not verified")]
+    EmailNotVerified,
+    /// A rate limit or lock refused the attempt.
+    #[error("too many attempts")]
+    Limited(Limited),
+    /// A wrong, malformed or already used second factor.
+    #[error("invalid second-factor code")]
+    InvalidMfaCode,
+    /// The challenge is unknown, expired or used (or the account changed since).
+    #[error("MFA challenge invalid")]
+    MfaChallengeInvalid,
+    /// The challenge's attempts are used up.
+    #[error("MFA challenge attempts exceeded")]
+    MfaAttemptsExceeded,
+    /// The session's authentication is too old (`max_age`, seconds) or too weak
+    /// (`acr_values`) for the action; `methods` are what the user can prove again with.
+    #[error("a more recent or stronger authentication is needed")]
+    InsufficientUserAuthentication {
+        /// The greatest age of an authentication that suffices, in seconds.
+        max_age: Option<u64>,
+        /// The assurance level needed (e.g. `aal2`).
+        acr_values: Option<&'static str>,
+        /// `password`, `totp`, `recovery_code`.
+        methods: Vec<&'static str>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Password hashing failed or is saturated.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The session engine failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A bug or corrupt data; the detail is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Limited> for AuthError {
+    fn from(l: Limited) -> Self {
+        Self::Limited(l)
+    }
+}
+
+impl AuthError {
+    /// An internal failure with its detail (logged by the HTTP layer, never sent).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal(detail.to_string())
+    }
+}

@@ -1,0 +1,473 @@
+//! The authentication flows (`sessiond::auth`) driven directly, without HTTP — the way kanidm
+//! tests its `idm` flows: each test builds the pieces the flows borrow (store, session engine,
+//! hasher, limiter, MFA keys, a clock it moves by hand) against a fresh PostgreSQL database or
+//! SQLite file. The HTTP suite (`tests/api`) covers the same flows through the server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sessiond::auth::login::{LoginOutcome, PasswordLogin, password_login};
+use sessiond::auth::mfa_login::{self, Proof};
+use sessiond::auth::sessions::revoke_all;
+use sessiond::auth::{Auth, AuthError};
+use sessiond::auth::{current_password, second_factor};
+use sessiond::crypto::password::PasswordHasher;
+use sessiond::domain::Password;
+use sessiond::mfa::{Mfa, TotpSecret};
+use sessiond::ratelimit::{Limiter, LockPolicy, RateLimitSettings};
+use sessiond::store::audit::{AuditClient, AuditEvent};
+use sessiond::store::{NewUser, Store, User};
+use sessiond::testing::{TestBackend, TestDatabase};
+use sessiond_actors::clock::{Clock, SharedClock};
+use sessiond_actors::model::{RevokeReason, SessionStatus};
+use sessiond_actors::refresh_token::RefreshKey;
+use sessiond_actors::rotation::RotationPolicy;
+use sessiond_actors::sessions::{Sessions, SessionsConfig};
+use sessiond_actors::store::SessionStore;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A clock the test moves by hand.
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Everything the flows borrow, owned by the test.
+struct Ctx {
+    store: Store,
+    sessions: Sessions,
+    passwords: PasswordHasher,
+    limiter: Arc<Limiter>,
+    mfa: Mfa,
+    manual: Arc<ManualClock>,
+    clock: SharedClock,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    async fn new(backend: TestBackend) -> Self {
+        Self::with_limits(backend, RateLimitSettings::default()).await
+    }
+
+    async fn with_limits(backend: TestBackend, limits: RateLimitSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = backend.fresh_database(dir.path()).await;
+        let store = Store::connect(db.url()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let manual = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let clock: SharedClock = manual.clone();
+        let refresh_key = RefreshKey::new(vec![7u8; 32]);
+        let sessions = Sessions::start(
+            Arc::new(store.clone()) as Arc<dyn SessionStore>,
+            clock.clone(),
+            SessionsConfig {
+                policy: RotationPolicy {
+                    refresh_idle_ttl: chrono::Duration::days(30),
+                    grace_window: chrono::Duration::seconds(10),
+                },
+                max_ttl: chrono::Duration::days(90),
+                passivate_after: Duration::from_secs(60),
+                staleness: Duration::from_secs(60),
+                call_timeout: Duration::from_secs(10),
+                shards: 2,
+                refresh_key: refresh_key.clone(),
+            },
+        )
+        .await
+        .expect("session engine");
+        // Cheap argon2: the real code path without seconds of hashing.
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+        Self {
+            store,
+            sessions,
+            passwords: PasswordHasher::new(params, 2, 256),
+            limiter: Limiter::new(limits, None, None).unwrap(),
+            mfa: Mfa::new(&refresh_key, "sessiond".into(), Duration::from_secs(300)),
+            manual,
+            clock,
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    fn auth(&self) -> Auth<'_> {
+        Auth {
+            store: &self.store,
+            sessions: &self.sessions,
+            passwords: &self.passwords,
+            limiter: &self.limiter,
+            mfa: &self.mfa,
+            clock: &self.clock,
+            require_verified_email: false,
+        }
+    }
+
+    async fn user(&self, email: &str) -> User {
+        let hash = self
+            .passwords
+            .hash(&Password::parse(PASSWORD.to_owned()).unwrap())
+            .await
+            .unwrap();
+        self.store
+            .create_user(&NewUser {
+                email: email.to_owned(),
+                name: None,
+                password_hash: Some(hash),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Turns TOTP on for `user`; returns the secret (the test's authenticator app).
+    async fn enrol(&self, user: &User) -> TotpSecret {
+        let secret = TotpSecret::generate();
+        let sealed = self.mfa.seal(user.id, &secret);
+        let now = self.clock.now();
+        assert!(
+            self.store
+                .begin_totp_enrolment(user.id, &sealed, now)
+                .await
+                .unwrap()
+        );
+        let hashes: Vec<[u8; 32]> = self
+            .mfa
+            .new_recovery_codes()
+            .iter()
+            .map(|(_, h)| *h)
+            .collect();
+        let step = sessiond::mfa::step_of(now.timestamp() as u64);
+        let event = AuditEvent::new("mfa_enabled", now).user(user.id);
+        assert!(
+            self.store
+                .enable_totp(user.id, &sealed.nonce, step, &hashes, now, &event)
+                .await
+                .unwrap()
+        );
+        secret
+    }
+
+    /// The code an authenticator shows `steps` TOTP steps after the clock's now.
+    fn code(&self, secret: &TotpSecret, steps: i64) -> String {
+        let t = self.clock.now() + chrono::Duration::seconds(30 * steps);
+        secret.code_at(t.timestamp() as u64)
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Result<LoginOutcome, AuthError> {
+        password_login(
+            &self.auth(),
+            PasswordLogin {
+                email: email.to_owned(),
+                password: password.to_owned(),
+                device_name: None,
+                client: client(),
+            },
+        )
+        .await
+    }
+
+    /// Logs in with the right password of an MFA user; returns the challenge id.
+    async fn challenge(&self, email: &str) -> uuid::Uuid {
+        match self.login(email, PASSWORD).await {
+            Ok(LoginOutcome::MfaRequired(c)) => c.challenge_id,
+            other => panic!("expected a challenge, got {other:?}"),
+        }
+    }
+
+    async fn complete(
+        &self,
+        challenge: uuid::Uuid,
+        code: String,
+    ) -> Result<sessiond::auth::sessions::IssuedSession, AuthError> {
+        mfa_login::complete(&self.auth(), challenge, &Proof::Totp(code), &client()).await
+    }
+}
+
+fn client() -> AuditClient {
+    AuditClient {
+        ip: Some("192.0.2.10".into()),
+        user_agent: Some("flows-test".into()),
+    }
+}
+
+/// A six-digit code no step near now accepts.
+fn wrong_code(ctx: &Ctx, secret: &TotpSecret) -> String {
+    let valid: Vec<String> = (-2..=2).map(|s| ctx.code(secret, s)).collect();
+    (0..1000u32)
+        .map(|n| format!("{:06}", (n * 7919 + 123_456) % 1_000_000))
+        .find(|c| !valid.contains(c))
+        .unwrap()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(sessiond::testing::TestBackend::Postgres).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(sessiond::testing::TestBackend::Sqlite).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    password_login_is_a_session_or_a_challenge_never_an_error,
+    wrong_passwords_and_unknown_accounts_fail_alike,
+    completing_a_challenge_creates_an_aal2_session,
+    revoke_all_ends_every_session_but_the_kept_one,
+    five_wrong_codes_lock_the_second_factor_until_the_lock_passes,
+    a_right_password_awaiting_mfa_does_not_clear_the_login_lock,
+    a_wrong_current_password_counts_on_the_login_lock,
+);
+
+async fn password_login_is_a_session_or_a_challenge_never_an_error(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let plain = ctx.user("plain@example.com").await;
+    match ctx.login("plain@example.com", PASSWORD).await {
+        Ok(LoginOutcome::Session(issued)) => {
+            assert_eq!(issued.user.id, plain.id);
+            assert_eq!(issued.session.aal, 1);
+            assert_eq!(issued.session.amr, ["pwd"]);
+        }
+        other => panic!("expected a session, got {other:?}"),
+    }
+    let mfa_user = ctx.user("mfa@example.com").await;
+    ctx.enrol(&mfa_user).await;
+    match ctx.login("mfa@example.com", PASSWORD).await {
+        Ok(LoginOutcome::MfaRequired(challenge)) => {
+            assert_eq!(challenge.methods, ["totp", "recovery_code"]);
+            assert!(challenge.expires_at > ctx.clock.now());
+        }
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+    let live = ctx
+        .store
+        .active_session_ids(mfa_user.id, ctx.clock.now())
+        .await
+        .unwrap();
+    assert!(live.is_empty(), "a challenge creates no session");
+}
+
+async fn wrong_passwords_and_unknown_accounts_fail_alike(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    ctx.user("ada@example.com").await;
+    for (email, password) in [
+        ("ada@example.com", "not the password"),
+        ("ghost@example.com", PASSWORD),
+        ("not an email", PASSWORD),
+        ("ada@example.com", "short"),
+    ] {
+        assert!(
+            matches!(
+                ctx.login(email, password).await,
+                Err(AuthError::InvalidCredentials)
+            ),
+            "{email} / {password}"
+        );
+    }
+    let stats = ctx.passwords.stats();
+    assert_eq!(stats.verifications, 4, "one argon2 verification each");
+}
+
+async fn completing_a_challenge_creates_an_aal2_session(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user("mfa@example.com").await;
+    let secret = ctx.enrol(&user).await;
+    let id = ctx.challenge("mfa@example.com").await;
+    assert!(matches!(
+        ctx.complete(id, wrong_code(&ctx, &secret)).await,
+        Err(AuthError::InvalidMfaCode)
+    ));
+    let issued = ctx.complete(id, ctx.code(&secret, 1)).await.unwrap();
+    assert_eq!(issued.session.aal, 2);
+    assert_eq!(issued.session.amr, ["pwd", "otp"]);
+    assert_eq!(issued.session.ip.as_deref(), Some("192.0.2.10"));
+    assert!(
+        matches!(
+            ctx.complete(id, ctx.code(&secret, 1)).await,
+            Err(AuthError::MfaChallengeInvalid)
+        ),
+        "a challenge is single use"
+    );
+}
+
+async fn revoke_all_ends_every_session_but_the_kept_one(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user("ada@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        match ctx.login("ada@example.com", PASSWORD).await.unwrap() {
+            LoginOutcome::Session(issued) => ids.push(issued.session.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let revoked = revoke_all(
+        &ctx.auth(),
+        user.id,
+        Some(ids[0]),
+        RevokeReason::PasswordChanged,
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked, 2);
+    for (i, id) in ids.iter().enumerate() {
+        let stored = ctx.store.load_session(*id).await.unwrap().unwrap();
+        let expected = if i == 0 {
+            SessionStatus::Active
+        } else {
+            SessionStatus::Revoked
+        };
+        assert_eq!(stored.status, expected, "session {i}");
+    }
+}
+
+/// Limits as configured by default, with a small failed-login lock.
+fn small_login_lock(threshold: u32) -> RateLimitSettings {
+    let mut limits = RateLimitSettings::default();
+    limits.lock = LockPolicy {
+        threshold,
+        base: Duration::from_secs(60),
+        ..limits.lock
+    };
+    limits
+}
+
+async fn five_wrong_codes_lock_the_second_factor_until_the_lock_passes(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user("mfa@example.com").await;
+    let secret = ctx.enrol(&user).await;
+    let first = ctx.challenge("mfa@example.com").await;
+    for _ in 0..5 {
+        assert!(matches!(
+            ctx.complete(first, wrong_code(&ctx, &secret)).await,
+            Err(AuthError::InvalidMfaCode)
+        ));
+    }
+    // A new challenge from a new login (the password is still right) does not reset it, and
+    // the right code is refused while locked: 1 minute after the fifth failure.
+    let second = ctx.challenge("mfa@example.com").await;
+    match ctx.complete(second, ctx.code(&secret, 1)).await {
+        Err(AuthError::Limited(l)) => {
+            assert!((59_000..=60_000).contains(&l.retry_after_ms), "{l:?}")
+        }
+        other => panic!("expected the second-factor lock, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            second_factor::check_allowed(&ctx.auth(), user.id).await,
+            Err(AuthError::Limited(_))
+        ),
+        "the flow API other flows (reauthentication) call says the same"
+    );
+    // Once the lock has passed, the right code works, and the failures are forgotten.
+    ctx.manual.advance(chrono::Duration::seconds(61));
+    let issued = ctx.complete(second, ctx.code(&secret, 0)).await.unwrap();
+    assert_eq!(issued.session.aal, 2);
+    assert!(
+        ctx.store
+            .second_factor_lock(user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_right_password_awaiting_mfa_does_not_clear_the_login_lock(backend: TestBackend) {
+    let ctx = Ctx::with_limits(backend, small_login_lock(3)).await;
+    let user = ctx.user("mfa@example.com").await;
+    ctx.enrol(&user).await;
+    for _ in 0..2 {
+        assert!(matches!(
+            ctx.login("mfa@example.com", "not the password").await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    ctx.challenge("mfa@example.com").await;
+    // Still two failures on record: the third locks the account.
+    assert!(matches!(
+        ctx.login("mfa@example.com", "not the password").await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert!(matches!(
+        ctx.login("mfa@example.com", PASSWORD).await,
+        Err(AuthError::Limited(_))
+    ));
+}
+
+async fn a_wrong_current_password_counts_on_the_login_lock(backend: TestBackend) {
+    let ctx = Ctx::with_limits(backend, small_login_lock(2)).await;
+    let user = ctx.user("ada@example.com").await;
+    let ip = Some("203.0.113.9".parse().unwrap());
+    let auth = ctx.auth();
+    current_password::verify(&auth, &user, PASSWORD, ip)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            current_password::verify(&auth, &user, "not the password", ip).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        current_password::verify(&auth, &user, PASSWORD, ip).await,
+        Err(AuthError::Limited(_))
+    ));
+    assert!(
+        matches!(
+            ctx.login("ada@example.com", PASSWORD).await,
+            Err(AuthError::Limited(_))
+        ),
+        "the same lock as login"
+    );
+}
+
+#[tokio::test]
+async fn every_password_check_costs_one_verification_whatever_the_input() {
+    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+    let hasher = PasswordHasher::new(params, 2, 16);
+    let stored = hasher
+        .hash(&Password::parse(PASSWORD.to_owned()).unwrap())
+        .await
+        .unwrap();
+    let cases: [(&str, Option<&str>, bool); 5] = [
+        (PASSWORD, Some(&stored), true),
+        ("not the password", Some(&stored), false),
+        ("short", Some(&stored), false),
+        (&"x".repeat(500), Some(&stored), false),
+        (PASSWORD, None, false),
+    ];
+    for (i, (raw, stored, expected)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            hasher.verify_input(raw, stored).await.unwrap(),
+            expected,
+            "case {i}"
+        );
+        assert_eq!(hasher.stats().verifications, i as u64 + 1, "case {i}");
+    }
+    assert_eq!(
+        hasher.stats().dummy_verifications,
+        3,
+        "malformed input and a missing hash verify against the dummy"
+    );
+}
