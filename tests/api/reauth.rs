@@ -317,6 +317,40 @@ async fn reauth_with_a_wrong_password_counts_on_the_login_lock(backend: Backend)
     app.stop().await;
 }
 
+async fn reauth_with_wrong_codes_counts_on_the_second_factor_lock(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("SESSIOND_RATE_LIMITS", "on"),
+            ("SESSIOND_RATE_LIMIT_GENERAL", "off"),
+            ("SESSIOND_RATE_LIMIT_VERIFY", "off"),
+            ("SESSIOND_RATE_LIMIT_LOGIN", "off"),
+        ],
+    )
+    .await;
+    let ada = app.signed_in_user("ada@example.com").await;
+    let codes = enable_totp(&app, &ada.access).await;
+    // Five wrong codes (malformed recovery codes and wrong ones alike) are free...
+    for wrong in [
+        "000000",
+        "999999",
+        "AAAA-BBBB-CCCC-DDDD",
+        "not a code",
+        "123123",
+    ] {
+        let r = post(&app, REAUTH, &ada.access, json!({"code": wrong})).await;
+        assert_error(r, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    }
+    // ...then the account's second factor is locked: even a right code waits.
+    let locked = post(&app, REAUTH, &ada.access, json!({"code": codes[0]})).await;
+    assert!(locked.headers().contains_key("retry-after"));
+    assert_error(locked, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The password still works (another lock).
+    let r = post(&app, REAUTH, &ada.access, json!({"password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.stop().await;
+}
+
 async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: Backend) {
     let sink = MailSink::start();
     let app = app_with_mail(backend, &sink, &[]).await;
@@ -526,6 +560,7 @@ both_backends!(
     a_fresh_login_can_do_every_sensitive_action,
     an_old_authentication_needs_reauthentication_then_works,
     reauth_with_a_wrong_password_counts_on_the_login_lock,
+    reauth_with_wrong_codes_counts_on_the_second_factor_lock,
     password_reset_takes_back_api_keys_and_recent_second_factors,
     api_key_scopes_come_from_the_operator_allow_list,
 );
