@@ -1156,6 +1156,41 @@ mod tests {
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn reauthentication_and_api_key_scope_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.reauth_max_age, Duration::from_secs(300));
+        assert!(
+            c.api_key_scopes.is_empty(),
+            "no scopes unless the operator lists them"
+        );
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("SESSIOND_REAUTH_MAX_AGE", "90s"),
+                ("SESSIOND_API_KEY_SCOPES", "invoices:read, billing/write"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.reauth_max_age, Duration::from_secs(90));
+        assert_eq!(c.api_key_scopes, ["invoices:read", "billing/write"]);
+        let e = errors(
+            None,
+            &[
+                ("SESSIOND_REAUTH_MAX_AGE", "0s"),
+                ("SESSIOND_API_KEY_SCOPES", "ok,has space"),
+            ],
+        );
+        assert!(
+            e.iter().any(|m| m.starts_with("SESSIOND_REAUTH_MAX_AGE")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.starts_with("SESSIOND_API_KEY_SCOPES")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn defaults_apply_when_nothing_is_set() {
         let c = Config::from_sources(None, &[]).unwrap();
         assert_eq!(c.bind, "127.0.0.1:8080".parse().unwrap());

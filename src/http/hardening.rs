@@ -270,6 +270,10 @@ mod tests {
         );
         assert_eq!(route_class(&Method::GET, "/v1/auth/sessions"), None);
         assert_eq!(
+            route_class(&Method::POST, "/v1/auth/sessions/current/reauth"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(
             route_class(&Method::POST, "/v1/auth/password/reset/confirm"),
             Some(LimitClass::Reset)
         );

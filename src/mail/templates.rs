@@ -104,4 +104,32 @@ mod tests {
             assert_eq!(mail.kind, purpose.as_str());
         }
     }
+
+    #[test]
+    fn the_reset_mail_lists_what_was_removed_in_short_lines() {
+        let removed = crate::auth::reset::ResetRemovals {
+            sessions: 2,
+            api_keys: vec!["ci".into(), "evil\nSubject: x".into()],
+            factors: crate::store::mfa::RemovedFactors {
+                totp: true,
+                recovery_codes: 10,
+            },
+        };
+        let mail = reset_removals_mail("ada@example.com", UserId::new(), &removed);
+        for expected in [
+            "signed out of 2 session(s)",
+            "revoked 2 API key(s)",
+            "    * ci",
+            "    * evilSubject: x",
+            "authenticator app (TOTP)",
+            "removed 10 recovery code(s)",
+        ] {
+            assert!(
+                mail.body.contains(expected),
+                "{expected:?} in {}",
+                mail.body
+            );
+        }
+        assert!(mail.body.lines().all(|l| l.len() < 76), "{}", mail.body);
+    }
 }
