@@ -237,6 +237,7 @@ both_backends!(
     completing_a_challenge_creates_an_aal2_session,
     revoke_all_ends_every_session_but_the_kept_one,
     five_wrong_codes_lock_the_second_factor_until_the_lock_passes,
+    parallel_wrong_codes_over_many_challenges_cannot_pass_the_second_factor_lock,
     a_right_password_awaiting_mfa_does_not_clear_the_login_lock,
     a_wrong_current_password_counts_on_the_login_lock,
 );
@@ -470,4 +471,39 @@ async fn every_password_check_costs_one_verification_whatever_the_input() {
         3,
         "malformed input and a missing hash verify against the dummy"
     );
+}
+
+async fn parallel_wrong_codes_over_many_challenges_cannot_pass_the_second_factor_lock(
+    backend: TestBackend,
+) {
+    let ctx = Arc::new(Ctx::new(backend).await);
+    let user = ctx.user("mfa@example.com").await;
+    let secret = ctx.enrol(&user).await;
+    let wrong = wrong_code(&ctx, &secret);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let id = ctx.challenge("mfa@example.com").await;
+        for _ in 0..5 {
+            let ctx = ctx.clone();
+            let wrong = wrong.clone();
+            tasks.spawn(async move { ctx.complete(id, wrong).await });
+        }
+    }
+    let (mut checked, mut refused) = (0, 0);
+    while let Some(answer) = tasks.join_next().await {
+        match answer.unwrap() {
+            Err(AuthError::InvalidMfaCode) => checked += 1,
+            Err(AuthError::Limited(_)) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 5,
+        "{checked} of 25 parallel guesses were checked; the lock allows 5"
+    );
+    assert_eq!(checked + refused, 25);
+    assert!(matches!(
+        second_factor::check_allowed(&ctx.auth(), user.id).await,
+        Err(AuthError::Limited(_))
+    ));
 }

@@ -91,8 +91,9 @@ pub async fn check_proof(
 }
 
 /// Completes a challenge: counts the attempt first (so parallel guesses cannot exceed the
-/// challenge's limit), refuses while the account's second factor is locked
-/// ([`second_factor`]), checks the proof (a wrong one counts on that lock), consumes challenge and factor in one transaction, and
+/// challenge's limit), reserves the attempt on the account's second-factor lock
+/// ([`second_factor::reserve`]: refused while locked, counted as a failure until the code
+/// proves right), checks the proof, consumes challenge and factor in one transaction, and
 /// only then creates the session, with `aal` 2 and `amr` `["pwd", "otp"]`.
 pub async fn complete(
     auth: &Auth<'_>,
@@ -125,8 +126,10 @@ pub async fn complete(
         .filter(|e| e.enabled_at.is_some())
         .ok_or(AuthError::MfaChallengeInvalid)?;
 
-    // The per-account bound on second-factor guesses, whatever challenge or IP they use.
-    second_factor::check_allowed(auth, user_id).await?;
+    // The per-account bound on second-factor guesses, whatever challenge or IP they use: the
+    // attempt is counted as a failure before the code is checked (refused while locked), and
+    // only a completed second factor clears the count.
+    second_factor::reserve(auth, user_id).await?;
 
     let failed = |reason: &'static str| {
         AuditEvent::new(MFA_CHALLENGE_FAILED, now)
@@ -139,7 +142,6 @@ pub async fn complete(
     };
     let Some(factor) = check_proof(auth, user_id, &enrolment, proof, now).await? else {
         auth.store.record_event(&failed("wrong_code")).await?;
-        second_factor::record_failure(auth, user_id).await?;
         return Err(AuthError::InvalidMfaCode);
     };
     match auth
@@ -153,7 +155,6 @@ pub async fn complete(
             auth.store
                 .record_event(&failed("code_already_used"))
                 .await?;
-            second_factor::record_failure(auth, user_id).await?;
             return Err(AuthError::InvalidMfaCode);
         }
     }

@@ -9,7 +9,10 @@
 //! the lock allows gets 33 guesses in the first 24 h, then one an hour (see the
 //! `schedule_allows_about_34_guesses_a_day` test); a completed second factor clears it.
 //!
-//! The state lives in the database (`second_factor_locks`), so it holds across instances and
+//! Each attempt is reserved before its code is checked ([`reserve`]: counted as a failure at
+//! once, refused while locked), so parallel guesses over many challenges cannot all pass; a
+//! right code clears the count ([`record_success`]). The state lives in the database
+//! (`second_factor_locks`, every write a compare-and-set), so it holds across instances and
 //! restarts; time comes from the application clock. The rule is the failed-login lock's
 //! ([`crate::ratelimit::gcra::fail`]) with other numbers. Like every limit, it is off with
 //! `SESSIOND_RATE_LIMITS=off` (benchmarks only).
@@ -32,7 +35,7 @@ pub const POLICY: LockPolicy = LockPolicy {
     decay: Duration::from_secs(86_400),
 };
 
-/// Compare-and-set retries before giving up (each loser saw another writer succeed).
+/// Compare-and-set retries before refusing (each loser saw another writer succeed).
 const MAX_RETRIES: usize = 16;
 
 fn ms(t: DateTime<Utc>) -> u64 {
@@ -70,19 +73,41 @@ pub async fn check_allowed(auth: &Auth<'_>, user: UserId) -> Result<(), AuthErro
     Ok(())
 }
 
-/// Counts one wrong code for `user`; returns the lock now in force, if any.
+/// Reserves one second-factor attempt for `user` **before** the code is checked: refuses
+/// (429) while locked, and otherwise counts the attempt as a failure at once, in one
+/// compare-and-set, so parallel guesses — over many challenges at once — cannot all pass the
+/// lock. A right code then calls [`record_success`], which clears the count; a wrong one needs
+/// nothing more.
+pub async fn reserve(auth: &Auth<'_>, user: UserId) -> Result<(), AuthError> {
+    count(auth, user, true).await.map(drop)
+}
+
+/// Counts one wrong code for `user` (for callers that check before counting); returns the
+/// lock now in force, if any.
 pub async fn record_failure(auth: &Auth<'_>, user: UserId) -> Result<Option<Duration>, AuthError> {
+    count(auth, user, false).await
+}
+
+/// One failure, counted by compare-and-set; with `refuse_if_locked`, nothing is counted while
+/// the lock is in force and the answer is 429.
+async fn count(
+    auth: &Auth<'_>,
+    user: UserId,
+    refuse_if_locked: bool,
+) -> Result<Option<Duration>, AuthError> {
     if !auth.limiter.enabled() {
         return Ok(None);
     }
     for _ in 0..MAX_RETRIES {
         let now = ms(auth.clock.now());
         let stored = auth.store.second_factor_lock(user).await?;
-        let state = gcra::fail(
-            stored.map(|v| to_state(&v.row)).unwrap_or_default(),
-            now,
-            &POLICY,
-        );
+        let current = stored.map(|v| to_state(&v.row)).unwrap_or_default();
+        if refuse_if_locked && current.locked_until_ms > now {
+            return Err(AuthError::Limited(Limited {
+                retry_after_ms: current.locked_until_ms - now,
+            }));
+        }
+        let state = gcra::fail(current, now, &POLICY);
         let row = SecondFactorLockRow {
             failures: state.failures,
             last_failure_at: at(state.last_failure_ms),
@@ -106,9 +131,11 @@ pub async fn record_failure(auth: &Auth<'_>, user: UserId) -> Result<Option<Dura
             return Ok((lock > 0).then(|| Duration::from_millis(lock)));
         }
     }
-    Err(AuthError::internal(
-        "second-factor lock: too many concurrent writers",
-    ))
+    // Every retry lost to another writer: a burst of guesses at this account. Refuse this one
+    // (never a 500), as the lock would.
+    Err(AuthError::Limited(Limited {
+        retry_after_ms: 1000,
+    }))
 }
 
 /// A completed second factor: forgets `user`'s failures.
