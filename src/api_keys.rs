@@ -230,6 +230,68 @@ pub fn parse_scopes(scopes: Vec<String>) -> Result<Vec<String>, FieldError> {
     Ok(out)
 }
 
+/// The operator's allow-list of API-key scopes (`SESSIOND_API_KEY_SCOPES`).
+///
+/// A key may be created only with listed scopes (an unlisted one is 422). Keys stored before a
+/// scope was taken off the list keep working, but the scope is no longer passed on by
+/// `/v1/auth/verify`: the operator's list, not the key's row, says what a scope is worth.
+/// Dropping one is logged once per key (not per request, which would flood the log).
+#[derive(Debug, Default)]
+pub struct ScopeAllowList {
+    /// The listed scopes.
+    allowed: Vec<String>,
+    /// Keys whose dropped scopes were already logged.
+    warned: std::sync::Mutex<std::collections::HashSet<ApiKeyId>>,
+}
+
+impl ScopeAllowList {
+    /// The list (already validated as scopes by the configuration).
+    pub fn new(allowed: Vec<String>) -> Self {
+        Self {
+            allowed,
+            warned: Default::default(),
+        }
+    }
+
+    /// Checks requested scopes: every one must be listed; the error names the field.
+    pub fn check_requested(&self, scopes: &[String]) -> Result<(), FieldError> {
+        match scopes.iter().find(|s| !self.allowed.contains(s)) {
+            None => Ok(()),
+            Some(_) if self.allowed.is_empty() => Err(FieldError::new(
+                "scopes",
+                "no scopes may be requested (the operator allows none: SESSIOND_API_KEY_SCOPES)",
+            )),
+            Some(scope) => Err(FieldError::new(
+                "scopes",
+                format!("scope {scope:?} is not allowed (SESSIOND_API_KEY_SCOPES)"),
+            )),
+        }
+    }
+
+    /// The scopes of stored key `key` still on the list; a dropped one is logged once per key.
+    pub fn passed_on(&self, key: ApiKeyId, scopes: &[String]) -> Vec<String> {
+        let (kept, dropped): (Vec<String>, Vec<String>) = scopes
+            .iter()
+            .cloned()
+            .partition(|s| self.allowed.contains(s));
+        if !dropped.is_empty() {
+            let first = self
+                .warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+            if first {
+                tracing::warn!(
+                    api_key_id = %key,
+                    dropped = %dropped.join(" "),
+                    "API key has scopes no longer in SESSIOND_API_KEY_SCOPES; they are not passed on"
+                );
+            }
+        }
+        kept
+    }
+}
+
 /// Counters of [`ApiKeyUsage`], for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageStats {
@@ -439,6 +501,36 @@ mod tests {
         }
         let many: Vec<String> = (0..33).map(|i| format!("s{i}")).collect();
         assert!(parse_scopes(many).is_err());
+    }
+
+    #[test]
+    fn the_allow_list_decides_requested_and_passed_on_scopes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let none = ScopeAllowList::default();
+        assert!(none.check_requested(&[]).is_ok());
+        assert_eq!(
+            none.check_requested(&s(&["a"])).unwrap_err().field,
+            "scopes"
+        );
+        let list = ScopeAllowList::new(s(&["a", "b"]));
+        assert!(list.check_requested(&s(&["a", "b"])).is_ok());
+        assert!(
+            list.check_requested(&s(&["a", "c"]))
+                .unwrap_err()
+                .message
+                .contains("\"c\"")
+        );
+        let key = ApiKeyId(Uuid::now_v7());
+        for _ in 0..3 {
+            assert_eq!(list.passed_on(key, &s(&["a", "gone"])), s(&["a"]));
+        }
+        // Remembered once, so the warning is logged once per key, not per request.
+        assert_eq!(list.warned.lock().unwrap().len(), 1);
+        assert_eq!(
+            list.passed_on(ApiKeyId(Uuid::now_v7()), &s(&["b"])),
+            s(&["b"])
+        );
+        assert_eq!(list.warned.lock().unwrap().len(), 1);
     }
 
     #[test]

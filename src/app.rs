@@ -250,6 +250,10 @@ impl Application {
                 require_verified_email: config.mail.require_verified_email,
                 limiter,
                 register_conflict: config.abuse.register_conflict,
+                reauth_max_age: config.reauth_max_age,
+                api_key_scopes: Arc::new(crate::api_keys::ScopeAllowList::new(
+                    config.api_key_scopes.clone(),
+                )),
             }),
             config: Arc::new(config),
         })

@@ -1,5 +1,6 @@
 //! The authentication flows, without HTTP: password login, completion of a second-factor
-//! challenge, mailed codes, and ending every session of a user.
+//! challenge, mailed codes, ending every session of a user, reauthentication and the rule
+//! that sensitive actions need a recent one, and what a completed password reset takes back.
 //!
 //! Handlers in `src/http/routes` parse a request, call one flow and build the view from its
 //! result; a flow's result is a state ([`login::LoginOutcome`]), never an error used for
@@ -14,6 +15,8 @@ pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod reauth;
+pub mod reset;
 pub mod second_factor;
 pub mod sessions;
 

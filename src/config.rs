@@ -96,6 +96,8 @@ const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_conne
 const DB_ACQUIRE_TIMEOUT: Key = key("SESSIOND_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout");
 const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch");
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
+const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
+const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -176,6 +178,8 @@ const ALL_KEYS: &[Key] = &[
     abuse::SECURE_COOKIES,
     COMMIT_MAX_BATCH,
     COMMIT_MAX_WAIT,
+    REAUTH_MAX_AGE,
+    API_KEY_SCOPES,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -312,6 +316,12 @@ pub struct Config {
     /// How long a group-commit batch is held open for more changes
     /// (`SESSIOND_COMMIT_MAX_WAIT`, default 0: batches grow only while another is in flight).
     pub commit_max_wait: Duration,
+    /// Sensitive actions (new factors or credentials) need an authentication of the session
+    /// at most this old (`SESSIOND_REAUTH_MAX_AGE`, default 5m).
+    pub reauth_max_age: Duration,
+    /// The scopes API keys may be created with (`SESSIOND_API_KEY_SCOPES`, a comma list;
+    /// default empty: no scopes). Stored keys' scopes no longer listed are not passed on.
+    pub api_key_scopes: Vec<String>,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -933,6 +943,8 @@ fn build(
                 None
             }
         });
+    let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
+    let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1079,6 +1091,8 @@ fn build(
         mail: mail.expect(CHECKED),
         commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
         commit_max_wait: commit_max_wait.expect(CHECKED),
+        reauth_max_age: reauth_max_age.expect(CHECKED),
+        api_key_scopes: api_key_scopes.expect(CHECKED),
         warnings,
     })
 }
@@ -1109,6 +1123,12 @@ fn parse_bind(key: &Key, raw: Raw<'_>) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not a socket address (e.g. 127.0.0.1:8080 or [::]:8080)"))
 }
 
+/// `SESSIOND_API_KEY_SCOPES`: a list of scopes, each valid as an API key's scope.
+fn api_key_scopes(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
+    let scopes = sources::list(k, raw)?;
+    crate::api_keys::parse_scopes(scopes).map_err(|e| e.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1129,6 +1149,41 @@ mod tests {
 
     const PG: (&str, &str) = ("DATABASE_URL", "postgres://app:s3cret@db.internal/sessiond");
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn reauthentication_and_api_key_scope_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.reauth_max_age, Duration::from_secs(300));
+        assert!(
+            c.api_key_scopes.is_empty(),
+            "no scopes unless the operator lists them"
+        );
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("SESSIOND_REAUTH_MAX_AGE", "90s"),
+                ("SESSIOND_API_KEY_SCOPES", "invoices:read, billing/write"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.reauth_max_age, Duration::from_secs(90));
+        assert_eq!(c.api_key_scopes, ["invoices:read", "billing/write"]);
+        let e = errors(
+            None,
+            &[
+                ("SESSIOND_REAUTH_MAX_AGE", "0s"),
+                ("SESSIOND_API_KEY_SCOPES", "ok,has space"),
+            ],
+        );
+        assert!(
+            e.iter().any(|m| m.starts_with("SESSIOND_REAUTH_MAX_AGE")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.starts_with("SESSIOND_API_KEY_SCOPES")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {

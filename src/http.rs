@@ -65,6 +65,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::http::routes::mfa::start_totp))
         .routes(routes!(crate::http::routes::mfa::confirm_totp))
         .routes(routes!(crate::http::routes::mfa::disable_totp))
+        .routes(routes!(crate::http::routes::recovery_codes::regenerate))
+        .routes(routes!(crate::http::routes::reauth::reauthenticate))
         .routes(routes!(crate::http::routes::email::verify))
         .routes(routes!(crate::http::routes::email::resend))
         .routes(routes!(crate::http::routes::password_reset::request))

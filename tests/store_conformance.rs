@@ -237,6 +237,7 @@ conformance!(
     rotate_is_fenced,
     revoke_is_fenced,
     compromise_is_fenced,
+    authenticate_is_fenced_and_audited,
     revoke_after_rotate_with_stale_version_conflicts,
     apply_to_unknown_session_conflicts,
     concurrent_rotations_exactly_one_wins,
@@ -762,6 +763,54 @@ async fn compromise_is_fenced(backend: TestBackend) {
     ctx.finish().await;
 }
 
+async fn authenticate_is_fenced_and_audited(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user().await;
+    let s = ctx.session(user.id).await;
+    let when = at("2026-06-01T12:00:00.000321Z");
+
+    let outcome = ctx
+        .apply(SessionChange::Authenticate {
+            id: s.id,
+            expected_version: 1,
+            auth_time: when,
+            aal: 2,
+            amr: vec!["otp".to_owned()],
+        })
+        .await;
+    assert_eq!(outcome, WriteOutcome::Committed { version: 2 });
+    let mut expected = s.clone();
+    expected.auth_time = when;
+    expected.aal = 2;
+    expected.amr = vec!["otp".to_owned()];
+    expected.version = 2;
+    assert_eq!(ctx.load(s.id).await, expected);
+
+    let stale = ctx
+        .apply(SessionChange::Authenticate {
+            id: s.id,
+            expected_version: 1,
+            auth_time: when + Duration::seconds(1),
+            aal: 1,
+            amr: vec!["pwd".to_owned()],
+        })
+        .await;
+    assert_eq!(stale, WriteOutcome::Conflict);
+    assert_eq!(ctx.load(s.id).await, expected);
+
+    // Recorded in the change's own transaction: exactly one event, for the committed change.
+    let events = ctx.store.list_user_events(user.id, None, 10).await.unwrap();
+    let reauth: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "reauthenticated")
+        .collect();
+    assert_eq!(reauth.len(), 1, "{events:?}");
+    assert_eq!(reauth[0].session_id, Some(s.id));
+    assert_eq!(reauth[0].details["amr"], "otp");
+    assert_eq!(reauth[0].details["aal"], 2);
+    ctx.finish().await;
+}
+
 async fn revoke_after_rotate_with_stale_version_conflicts(backend: TestBackend) {
     let ctx = Ctx::new(backend).await;
     let user = ctx.user().await;
@@ -943,6 +992,7 @@ async fn concurrent_mixed_changes_exactly_one_wins(backend: TestBackend) {
             assert_eq!(after.revoked, None);
             assert_eq!(ctx.token_generations(s.id).await, vec![0]);
         }
+        SessionChange::Authenticate { .. } => unreachable!("no authentication is sent here"),
     }
     stores[1].close().await;
     ctx.finish().await;

@@ -157,7 +157,7 @@ pub fn decide_refresh(
 /// Must only be called after the commit: memory never runs ahead of the database.
 pub fn apply(session: &mut SessionRecord, change: &SessionChange, new_version: i64) {
     debug_assert_eq!(change.session_id(), session.id);
-    match *change {
+    match change {
         SessionChange::Rotate {
             new_generation,
             new_hash,
@@ -165,18 +165,28 @@ pub fn apply(session: &mut SessionRecord, change: &SessionChange, new_version: i
             ..
         } => {
             session.previous_hash = Some(session.current_hash);
-            session.current_hash = new_hash;
-            session.generation = new_generation;
-            session.rotated_at = Some(at);
-            session.last_seen_at = at;
+            session.current_hash = *new_hash;
+            session.generation = *new_generation;
+            session.rotated_at = Some(*at);
+            session.last_seen_at = *at;
         }
         SessionChange::Revoke { reason, at, .. } => {
             session.status = SessionStatus::Revoked;
-            session.revoked = Some((at, reason));
+            session.revoked = Some((*at, *reason));
         }
         SessionChange::Compromise { class, at, .. } => {
             session.status = SessionStatus::Compromised;
-            session.compromised = Some((at, class));
+            session.compromised = Some((*at, *class));
+        }
+        SessionChange::Authenticate {
+            auth_time,
+            aal,
+            amr,
+            ..
+        } => {
+            session.auth_time = *auth_time;
+            session.aal = *aal;
+            session.amr.clone_from(amr);
         }
     }
     session.version = new_version;

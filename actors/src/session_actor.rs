@@ -23,7 +23,8 @@ use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
 use crate::registry::Registry;
 use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
 use crate::sessions::{
-    RefreshOutcome, Refreshed, SessionError, SessionStats, SessionsConfig, store_error,
+    Authentication, RefreshOutcome, Refreshed, SessionError, SessionStats, SessionsConfig,
+    store_error,
 };
 use crate::store::{SessionChange, SessionStore, WriteOutcome};
 
@@ -76,6 +77,12 @@ pub enum SessionMsg {
     Check(RpcReplyPort<Result<SessionRecord, SessionError>>),
     /// End the session.
     Revoke(RevokeReason, RpcReplyPort<Result<(), SessionError>>),
+    /// The user proved a factor again on this session: record it (fenced, committed, then
+    /// published by the store) and answer the session as committed.
+    Authenticate(
+        Authentication,
+        RpcReplyPort<Result<SessionRecord, SessionError>>,
+    ),
     /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
     /// Does not count as activity.
     PassivationTick,
@@ -95,6 +102,7 @@ impl std::fmt::Debug for SessionMsg {
             Self::Refresh(..) => "Refresh",
             Self::Check(..) => "Check",
             Self::Revoke(..) => "Revoke",
+            Self::Authenticate(..) => "Authenticate",
             Self::PassivationTick => "PassivationTick",
             Self::Invalidate => "Invalidate",
             #[cfg(any(test, feature = "test-hooks"))]
@@ -205,6 +213,11 @@ impl Actor for SessionActor {
                 state.last_active = Instant::now();
                 let result = state.revoke(reason).await;
                 state.handled(MessageKind::Revoke);
+                let _ = reply.send(result);
+            }
+            SessionMsg::Authenticate(proof, reply) => {
+                state.last_active = Instant::now();
+                let result = state.authenticate(proof).await;
                 let _ = reply.send(result);
             }
             SessionMsg::PassivationTick => {
@@ -456,6 +469,30 @@ impl SessionState {
                 Ok(self.record.clone())
             }
             Err(rejection) => Err(rejection.into()),
+        }
+    }
+
+    /// Records a new authentication, fenced. Only a usable session (read from the store, not
+    /// memory: the answer gates sensitive actions) can be authenticated again. The level never
+    /// goes down: a password reauthentication of a session opened with two factors keeps
+    /// `aal` 2, since the session's level is what its login established.
+    async fn authenticate(&mut self, proof: Authentication) -> Result<SessionRecord, SessionError> {
+        let mut budget = MAX_RELOADS;
+        self.reload().await?;
+        loop {
+            let policy = self.env.config.policy;
+            rotation::usable(&self.record, self.env.clock.now(), &policy)?;
+            let change = SessionChange::Authenticate {
+                id: self.id(),
+                expected_version: self.record.version,
+                auth_time: proof.auth_time,
+                aal: proof.aal.max(self.record.aal),
+                amr: proof.amr.clone(),
+            };
+            if self.commit(&change).await? {
+                return Ok(self.record.clone());
+            }
+            Self::spend(&mut budget)?;
         }
     }
 

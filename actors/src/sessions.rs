@@ -12,7 +12,7 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 
 use crate::clock::SharedClock;
 use crate::ids::SessionId;
-use crate::model::{NewSession, ReuseClass, RevokeReason, SessionRecord};
+use crate::model::{Aal, NewSession, ReuseClass, RevokeReason, SessionRecord};
 use crate::observe::SessionObserver;
 use crate::refresh_token::{RefreshKey, RefreshSecret, RefreshToken};
 use crate::registry::{Registry, shard_of};
@@ -60,6 +60,18 @@ pub struct Refreshed {
     pub refresh_token: RefreshToken,
     /// Rotation or grace retry.
     pub outcome: RefreshOutcome,
+}
+
+/// A proof of factors on an existing session (reauthentication), as
+/// [`Sessions::authenticate`] records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authentication {
+    /// When the factors were proved.
+    pub auth_time: chrono::DateTime<chrono::Utc>,
+    /// The level they reach (the session keeps the higher of this and its own).
+    pub aal: Aal,
+    /// The methods used (RFC 8176 values such as `pwd`, `otp`).
+    pub amr: Vec<String>,
 }
 
 /// Why a session operation failed.
@@ -231,6 +243,19 @@ impl Sessions {
     /// Revokes a session through its actor. Revoking an already ended session succeeds.
     pub async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<(), SessionError> {
         self.call(id, |reply| SessionMsg::Revoke(reason, reply))
+            .await?
+    }
+
+    /// Records that the user proved factors again on session `id` (reauthentication): a fenced
+    /// [`SessionChange::Authenticate`](crate::store::SessionChange::Authenticate), committed
+    /// before the answer, which is the session as committed. A session that is no longer usable
+    /// answers its rejection.
+    pub async fn authenticate(
+        &self,
+        id: SessionId,
+        proof: Authentication,
+    ) -> Result<SessionRecord, SessionError> {
+        self.call(id, |reply| SessionMsg::Authenticate(proof.clone(), reply))
             .await?
     }
 

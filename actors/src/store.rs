@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ids::SessionId;
-use crate::model::{ReuseClass, RevokeReason, SessionRecord};
+use crate::model::{Aal, ReuseClass, RevokeReason, SessionRecord};
 use crate::refresh_token::TokenHash;
 
 /// A failure of the store itself (not a business outcome).
@@ -66,13 +66,32 @@ pub enum SessionChange {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The user proved factors again on this session (reauthentication, step-up): its
+    /// `auth_time` becomes `auth_time`, its level `aal` and its methods `amr`. Sensitive
+    /// actions read these committed values, and the change is published so every instance's
+    /// actor sees the new level at once.
+    Authenticate {
+        /// Session to change.
+        id: SessionId,
+        /// The version the actor read.
+        expected_version: i64,
+        /// When the factors were proved.
+        auth_time: DateTime<Utc>,
+        /// The level now reached (never lowered by the actor: see `SessionMsg::Authenticate`).
+        aal: Aal,
+        /// The methods used (RFC 8176 values).
+        amr: Vec<String>,
+    },
 }
 
 impl SessionChange {
     /// The session the change applies to.
     pub fn session_id(&self) -> SessionId {
         match self {
-            Self::Rotate { id, .. } | Self::Revoke { id, .. } | Self::Compromise { id, .. } => *id,
+            Self::Rotate { id, .. }
+            | Self::Revoke { id, .. }
+            | Self::Compromise { id, .. }
+            | Self::Authenticate { id, .. } => *id,
         }
     }
 
@@ -87,6 +106,9 @@ impl SessionChange {
             }
             | Self::Compromise {
                 expected_version, ..
+            }
+            | Self::Authenticate {
+                expected_version, ..
             } => *expected_version,
         }
     }
@@ -97,6 +119,7 @@ impl SessionChange {
             Self::Rotate { .. } => "rotate",
             Self::Revoke { .. } => "revoke",
             Self::Compromise { .. } => "compromise",
+            Self::Authenticate { .. } => "authenticate",
         }
     }
 }

@@ -706,3 +706,90 @@ async fn a_stuck_store_times_out_instead_of_hanging() {
     ));
     store.gate.add_permits(1_000);
 }
+
+#[tokio::test]
+async fn authenticate_commits_the_new_level_before_answering_and_never_lowers_it() {
+    use sessiond_actors::sessions::Authentication;
+    let e = engine(config()).await;
+    let mut new = new_session();
+    new.aal = 2;
+    new.amr = vec!["pwd".into(), "otp".into()];
+    let (created, _) = e.sessions.create(new).await.unwrap();
+    let later = t0() + chrono::Duration::minutes(20);
+    let answered = e
+        .sessions
+        .authenticate(
+            created.id,
+            Authentication {
+                auth_time: later,
+                aal: 1,
+                amr: vec!["pwd".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered.auth_time, later);
+    assert_eq!(
+        answered.aal, 2,
+        "a password reauthentication keeps the login's level"
+    );
+    assert_eq!(answered.amr, vec!["pwd".to_owned()]);
+    assert_eq!(answered.version, created.version + 1);
+    // Committed, not only in memory; and the access-token check sees it.
+    assert_eq!(stored(&e, created.id), answered);
+    assert_eq!(e.sessions.check(created.id).await.unwrap().auth_time, later);
+
+    // An ended session cannot be authenticated again.
+    e.sessions
+        .revoke(created.id, RevokeReason::Logout)
+        .await
+        .unwrap();
+    let refused = e
+        .sessions
+        .authenticate(
+            created.id,
+            Authentication {
+                auth_time: later,
+                aal: 1,
+                amr: vec!["pwd".into()],
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(SessionError::Rejected(Rejection::Revoked))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn authenticate_after_another_instance_changed_the_session_reloads_and_commits() {
+    use sessiond_actors::sessions::Authentication;
+    let e = engine(config()).await;
+    let (created, token) = e.sessions.create(new_session()).await.unwrap();
+    // Another instance rotates behind this actor's back: its version is now stale.
+    e.store
+        .apply(&SessionChange::Rotate {
+            id: created.id,
+            expected_version: created.version,
+            new_generation: 1,
+            new_hash: RefreshSecret::random().hash(),
+            at: t0(),
+        })
+        .await
+        .unwrap();
+    let _ = token;
+    let answered = e
+        .sessions
+        .authenticate(
+            created.id,
+            Authentication {
+                auth_time: t0(),
+                aal: 1,
+                amr: vec!["pwd".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered.version, created.version + 2);
+    assert_eq!(stored(&e, created.id), answered);
+}

@@ -27,6 +27,17 @@ pub enum AuthError {
     /// The challenge's attempts are used up.
     #[error("MFA challenge attempts exceeded")]
     MfaAttemptsExceeded,
+    /// The session's authentication is too old (`max_age`, seconds) or too weak
+    /// (`acr_values`) for the action; `methods` are what the user can prove again with.
+    #[error("a more recent or stronger authentication is needed")]
+    InsufficientUserAuthentication {
+        /// The greatest age of an authentication that suffices, in seconds.
+        max_age: Option<u64>,
+        /// The assurance level needed (e.g. `aal2`).
+        acr_values: Option<&'static str>,
+        /// `password`, `totp`, `recovery_code`.
+        methods: Vec<&'static str>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

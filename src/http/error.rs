@@ -118,6 +118,19 @@ pub enum ApiError {
     /// 409 `mfa_not_enabled`: nothing to disable.
     #[error("TOTP is not enabled")]
     MfaNotEnabled,
+    /// 401 `insufficient_user_authentication` (RFC 9470): the session's authentication is too
+    /// old (`max_age`) or too weak (`acr_values`) for this action. `WWW-Authenticate` says
+    /// which; `details.methods` lists what the user can prove again with at
+    /// `POST /v1/auth/sessions/current/reauth`.
+    #[error("this action needs a more recent or stronger authentication")]
+    InsufficientUserAuthentication {
+        /// The greatest age, in seconds, of an authentication that suffices.
+        max_age: Option<u64>,
+        /// The assurance level needed (e.g. `aal2`).
+        acr_values: Option<&'static str>,
+        /// `password`, and `totp` / `recovery_code` for a user with TOTP on.
+        methods: Vec<&'static str>,
+    },
     /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -181,6 +194,7 @@ impl ApiError {
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::MfaNotEnrolling => "mfa_not_enrolling",
             Self::MfaNotEnabled => "mfa_not_enabled",
+            Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -215,7 +229,8 @@ impl ApiError {
             Self::MfaRequired { .. }
             | Self::InvalidMfaCode
             | Self::MfaChallengeInvalid
-            | Self::MfaAttemptsExceeded => StatusCode::UNAUTHORIZED,
+            | Self::MfaAttemptsExceeded
+            | Self::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
             Self::MfaAlreadyEnabled | Self::MfaNotEnrolling | Self::MfaNotEnabled => {
                 StatusCode::CONFLICT
             }
@@ -269,6 +284,20 @@ impl IntoResponse for ApiError {
                 "expires_at": expires_at,
                 "methods": methods,
             })),
+            Self::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                methods,
+            } => {
+                let mut details = serde_json::json!({ "methods": methods });
+                if let Some(max_age) = max_age {
+                    details["max_age"] = (*max_age).into();
+                }
+                if let Some(acr) = acr_values {
+                    details["acr_values"] = (*acr).into();
+                }
+                Some(details)
+            }
             _ => None,
         };
         let body = ErrorBody {
@@ -295,6 +324,22 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            Self::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                ..
+            } => {
+                let mut challenge = "Bearer error=\"insufficient_user_authentication\"".to_owned();
+                if let Some(max_age) = max_age {
+                    challenge.push_str(&format!(", max_age={max_age}"));
+                }
+                if let Some(acr) = acr_values {
+                    challenge.push_str(&format!(", acr_values=\"{acr}\""));
+                }
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             // The rest of the body was never read, so the connection cannot carry another
             // request: say so, or a client may reuse it and see it close under its next one.
@@ -379,7 +424,21 @@ impl From<AuthError> for ApiError {
             AuthError::Session(SessionError::Timeout) => {
                 Self::Unavailable("session actor timed out".into())
             }
+            // Reauthenticating a session that ended meanwhile: the bearer token's answer.
+            AuthError::Session(
+                SessionError::Rejected(Rejection::InvalidToken) | SessionError::NotFound,
+            ) => Self::InvalidToken,
+            AuthError::Session(SessionError::Rejected(r)) => r.into(),
             AuthError::Session(other) => Self::internal(other),
+            AuthError::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                methods,
+            } => Self::InsufficientUserAuthentication {
+                max_age,
+                acr_values,
+                methods,
+            },
             AuthError::Internal(detail) => Self::Internal(detail),
         }
     }

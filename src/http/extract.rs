@@ -333,7 +333,8 @@ async fn authenticate_api_key(
         key_id: key.id,
         owner_id: key.user_id,
         name: key.name,
-        scopes: key.scopes,
+        // Only the scopes the operator still lists (SESSIOND_API_KEY_SCOPES).
+        scopes: state.api_key_scopes.passed_on(key.id, &key.scopes),
         expires_at: key.expires_at,
     })
 }

@@ -49,7 +49,9 @@ pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
         return None;
     }
     Some(match path {
-        "/v1/auth/sessions" | "/v1/auth/password" => LimitClass::Login,
+        "/v1/auth/sessions" | "/v1/auth/password" | "/v1/auth/sessions/current/reauth" => {
+            LimitClass::Login
+        }
         "/v1/auth/register" => LimitClass::Register,
         "/v1/auth/email/verify" | "/v1/auth/email/resend" | "/v1/auth/sessions/mfa" => {
             LimitClass::Verify
@@ -300,6 +302,10 @@ mod tests {
             Some(LimitClass::Login)
         );
         assert_eq!(route_class(&Method::GET, "/v1/auth/sessions"), None);
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/sessions/current/reauth"),
+            Some(LimitClass::Login)
+        );
         assert_eq!(
             route_class(&Method::POST, "/v1/auth/password/reset/confirm"),
             Some(LimitClass::Reset)

@@ -10,5 +10,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod password_reset;
 pub mod profile;
+pub mod reauth;
+pub mod recovery_codes;
 pub mod sessions;
 pub mod verify;

@@ -68,6 +68,11 @@ pub struct Services {
     pub limiter: Arc<crate::ratelimit::Limiter>,
     /// What registration answers for an existing email (`SESSIOND_REGISTER_CONFLICT`).
     pub register_conflict: crate::config::RegisterConflict,
+    /// Sensitive actions need an authentication this recent (`SESSIOND_REAUTH_MAX_AGE`; see
+    /// `crate::auth::reauth`).
+    pub reauth_max_age: std::time::Duration,
+    /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
+    pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
 }
 
 impl Services {

@@ -44,6 +44,52 @@ pub fn code_mail(
     }
 }
 
+/// The mail telling the owner what a completed password reset removed from the account, so
+/// anything they did not expect to lose is noticed (and anything an intruder added is named).
+pub fn reset_removals_mail(
+    to: &str,
+    user_id: UserId,
+    removed: &crate::auth::reset::ResetRemovals,
+) -> OutgoingMail {
+    let mut lines = vec![format!(
+        "- signed out of {} session(s) on every device",
+        removed.sessions
+    )];
+    if removed.api_keys.is_empty() {
+        lines.push("- no API keys to revoke".to_owned());
+    } else {
+        lines.push(format!("- revoked {} API key(s):", removed.api_keys.len()));
+        for name in &removed.api_keys {
+            // Names are the owner's own labels; keep one per line whatever they contain.
+            let name: String = name.chars().filter(|c| !c.is_control()).collect();
+            lines.push(format!("    * {name}"));
+        }
+    }
+    if removed.factors.totp {
+        lines.push("- removed the authenticator app (TOTP) added in the last 24 hours".to_owned());
+    }
+    if removed.factors.recovery_codes > 0 {
+        lines.push(format!(
+            "- removed {} recovery code(s) created in the last 24 hours",
+            removed.factors.recovery_codes
+        ));
+    }
+    // Lines under 76 characters: the mail stays 7-bit, readable as sent.
+    let body = format!(
+        "Your password was reset. To protect your account, sessiond also:\n\n{}\n\n\
+         Second factors you added more than 24 hours ago were kept.\n\
+         If you did not reset your password, contact your administrator.\n",
+        lines.join("\n")
+    );
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Your password was reset: what was removed".to_owned(),
+        body,
+        kind: "password_reset_removals",
+        user_id: Some(user_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +103,33 @@ mod tests {
             assert!(mail.body.contains("15 minutes"), "{}", mail.body);
             assert_eq!(mail.kind, purpose.as_str());
         }
+    }
+
+    #[test]
+    fn the_reset_mail_lists_what_was_removed_in_short_lines() {
+        let removed = crate::auth::reset::ResetRemovals {
+            sessions: 2,
+            api_keys: vec!["ci".into(), "evil\nSubject: x".into()],
+            factors: crate::store::mfa::RemovedFactors {
+                totp: true,
+                recovery_codes: 10,
+            },
+        };
+        let mail = reset_removals_mail("ada@example.com", UserId::new(), &removed);
+        for expected in [
+            "signed out of 2 session(s)",
+            "revoked 2 API key(s)",
+            "    * ci",
+            "    * evilSubject: x",
+            "authenticator app (TOTP)",
+            "removed 10 recovery code(s)",
+        ] {
+            assert!(
+                mail.body.contains(expected),
+                "{expected:?} in {}",
+                mail.body
+            );
+        }
+        assert!(mail.body.lines().all(|l| l.len() < 76), "{}", mail.body);
     }
 }

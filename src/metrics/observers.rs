@@ -116,7 +116,7 @@ impl SessionObserver for SessionMetrics {
 
     fn committed(&self, change: &SessionChange) {
         match change {
-            SessionChange::Rotate { .. } => {}
+            SessionChange::Rotate { .. } | SessionChange::Authenticate { .. } => {}
             SessionChange::Revoke { reason, .. } => {
                 self.revocations.with_label_values(&[reason.as_str()]).inc();
             }

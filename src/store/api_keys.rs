@@ -385,6 +385,61 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Revokes every key of `user` not revoked yet (a password reset: a key minted with a
+    /// stolen session must not outlive the owner's recovery), writing `event` with the count in
+    /// the same transaction when any was. Answers the revoked keys' names, for the owner's mail.
+    pub async fn revoke_all_api_keys(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        event: AuditEvent,
+    ) -> Result<Vec<String>, StoreError> {
+        let op = "revoke all api keys";
+        let now = truncate_to_micros(now);
+        let (names, event) = match &self.inner {
+            Inner::Postgres(s) => {
+                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let names: Vec<String> = sqlx::query_scalar(
+                    "UPDATE api_keys SET revoked_at = $2 \
+                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING name",
+                )
+                .bind(user.as_uuid())
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| postgres::map_err(op, e))?;
+                let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
+                if let Some(event) = &event {
+                    insert_pg(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                (names, event)
+            }
+            Inner::Sqlite(s) => {
+                let mut tx = s.begin_write(op).await?;
+                let names: Vec<String> = sqlx::query_scalar(
+                    "UPDATE api_keys SET revoked_at = ?2 \
+                     WHERE user_id = ?1 AND revoked_at IS NULL RETURNING name",
+                )
+                .bind(user.as_uuid())
+                .bind(sqlite::ts(now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| sqlite::map_err(op, e))?;
+                let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
+                if let Some(event) = &event {
+                    insert_sqlite(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                (names, event)
+            }
+        };
+        if let Some(event) = event {
+            event.log();
+        }
+        Ok(names)
+    }
+
     /// Moves `last_used_at` forward for every key in `uses`, in one statement (PostgreSQL) or
     /// one transaction (SQLite). A key that no longer exists is skipped; an older time never
     /// overwrites a newer one.

@@ -55,6 +55,8 @@ pub mod kind {
     pub const ACCOUNT_DISABLED: &str = "account_disabled";
     /// An operator enabled the account again (`sessiond user enable`).
     pub const ACCOUNT_ENABLED: &str = "account_enabled";
+    /// The user proved a factor again on a session (`details.amr`, `details.aal`).
+    pub const REAUTHENTICATED: &str = "reauthenticated";
 }
 
 /// Longest `kind` accepted.
@@ -302,6 +304,21 @@ pub(super) fn compromise_event(
         .session(session)
         .detail("trigger", "refresh_token_reused")
         .detail("class", class.as_str())
+}
+
+/// The event of a committed authentication on an existing session (reauthentication).
+pub(super) fn reauthenticated_event(
+    session: SessionId,
+    user: UserId,
+    aal: u8,
+    amr: &[String],
+    at: DateTime<Utc>,
+) -> AuditEvent {
+    AuditEvent::new(kind::REAUTHENTICATED, at)
+        .user(user)
+        .session(session)
+        .detail("aal", aal)
+        .detail("amr", amr.join(" "))
 }
 
 /// Logs every event of a committed transaction.

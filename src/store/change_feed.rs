@@ -2,8 +2,8 @@
 //! so each can trust its memory (session actors, cached profiles) between changes instead of
 //! re-reading the database on every request.
 //!
-//! * **Publishing.** After a session ends (revoked, compromised) or an account's profile
-//!   changes, the store sends `NOTIFY sessiond_changes, 's:<session id>'` or `'u:<user id>'`.
+//! * **Publishing.** After a session ends (revoked, compromised), is authenticated again
+//!   (reauthentication: a new `auth_time` and level), or an account's profile changes, the store sends `NOTIFY sessiond_changes, 's:<session id>'` or `'u:<user id>'`.
 //!   Rotations are not published: they are fenced (a stale actor loses its fence and reloads),
 //!   and a negative answer is always confirmed from the store.
 //! * **Listening.** One task per process holds a `LISTEN` connection and hands each change to
@@ -137,17 +137,22 @@ impl Store {
         self.publish(Change::User(id)).await;
     }
 
-    /// Publishes the end of a session once its change committed.
+    /// Publishes a committed change other instances' actors must see at once: the end of a
+    /// session, or a new authentication (sensitive actions read its time and level, so an
+    /// instance must not answer `insufficient_user_authentication` from memory that predates
+    /// a reauthentication made through another one).
     pub(super) fn session_changed(
         &self,
         change: &SessionChange,
         result: &Result<WriteOutcome, StoreError>,
     ) {
-        let ends = matches!(
+        let visible = matches!(
             change,
-            SessionChange::Revoke { .. } | SessionChange::Compromise { .. }
+            SessionChange::Revoke { .. }
+                | SessionChange::Compromise { .. }
+                | SessionChange::Authenticate { .. }
         );
-        if ends && matches!(result, Ok(WriteOutcome::Committed { .. })) {
+        if visible && matches!(result, Ok(WriteOutcome::Committed { .. })) {
             // Sent from its own task: the session's actor (and its mailbox) need not wait a
             // further round trip for other instances to be told.
             let store = self.clone();

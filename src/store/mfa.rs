@@ -728,6 +728,251 @@ impl Store {
     }
 }
 
+/// What a password reset removed of the second factors added shortly before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemovedFactors {
+    /// An enabled TOTP authenticator was removed.
+    pub totp: bool,
+    /// Recovery codes removed.
+    pub recovery_codes: u64,
+}
+
+impl RemovedFactors {
+    /// Whether anything was removed.
+    pub fn any(&self) -> bool {
+        self.totp || self.recovery_codes > 0
+    }
+}
+
+/// Second-factor changes made by reauthentication and password reset (see `src/auth`).
+impl Store {
+    /// Marks `factor` used, once: false if it was used already (or MFA is off). A
+    /// reauthentication consumes its code exactly like a login, so a code seen once cannot
+    /// prove the user again.
+    pub async fn consume_second_factor(
+        &self,
+        user: UserId,
+        factor: SecondFactor,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let mut conn = s
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(|e| postgres::map_err("consume second factor", e))?;
+                pg::consume_factor(&mut conn, user, factor, now).await
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("consume second factor", e);
+                let mut tx = s.begin_write("consume second factor").await?;
+                let done = lite::consume_factor(&mut tx, user, factor, now).await?;
+                tx.commit().await.map_err(map)?;
+                Ok(done)
+            }
+        }
+    }
+
+    /// Replaces the recovery codes of a user whose TOTP is on with `code_hashes` (the old ones
+    /// stop working), writing `event` in the same transaction. False, changing nothing, when
+    /// TOTP is not on.
+    pub async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = truncate_to_micros(now);
+        let uid = user.as_uuid();
+        match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("replace recovery codes", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                let on: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
+                     FOR UPDATE",
+                )
+                .bind(uid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+                if on.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                for hash in code_hashes {
+                    sqlx::query(
+                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(uid)
+                    .bind(hash.as_slice())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+                audit::insert_pg(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("replace recovery codes", e);
+                let mut tx = s.begin_write("replace recovery codes").await?;
+                let on: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
+                )
+                .bind(uid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+                if on.is_none() {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                for hash in code_hashes {
+                    sqlx::query(
+                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(uid)
+                    .bind(hash.as_slice())
+                    .bind(sqlite::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+                audit::insert_sqlite(&mut tx, event).await?;
+                tx.commit().await.map_err(map)?;
+            }
+        }
+        event.log();
+        Ok(true)
+    }
+
+    /// Removes the second factors added at or after `since`: a TOTP authenticator enabled
+    /// since then (with all recovery codes and open login challenges, which mean nothing
+    /// without it), pending enrolments, and recovery codes generated since then. `event` gets
+    /// the counts as details and is written in the same transaction when anything was removed.
+    pub async fn remove_second_factors_since(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+        event: AuditEvent,
+    ) -> Result<RemovedFactors, StoreError> {
+        let uid = user.as_uuid();
+        let mut removed = RemovedFactors::default();
+        let event = match &self.inner {
+            Inner::Postgres(s) => {
+                let map = |e| postgres::map_err("remove second factors", e);
+                let mut tx = s.pool.begin().await.map_err(map)?;
+                let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                    "DELETE FROM mfa_totp WHERE user_id = $1 \
+                     AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at",
+                )
+                .bind(uid)
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map)?;
+                removed.totp = totp.iter().any(Option::is_some);
+                // With the authenticator gone, every recovery code goes too (epoch = all).
+                let codes_since = if removed.totp {
+                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    DateTime::<Utc>::UNIX_EPOCH
+                } else {
+                    since
+                };
+                removed.recovery_codes = sqlx::query(
+                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2",
+                )
+                .bind(uid)
+                .bind(codes_since)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                let event = removed_event(event, removed);
+                if let Some(event) = &event {
+                    audit::insert_pg(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(map)?;
+                event
+            }
+            Inner::Sqlite(s) => {
+                let map = |e| sqlite::map_err("remove second factors", e);
+                let mut tx = s.begin_write("remove second factors").await?;
+                let totp: Vec<Option<String>> = sqlx::query_scalar(
+                    "DELETE FROM mfa_totp WHERE user_id = ?1 \
+                     AND (enabled_at IS NULL OR enabled_at >= ?2) RETURNING enabled_at",
+                )
+                .bind(uid)
+                .bind(sqlite::ts(since))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map)?;
+                removed.totp = totp.iter().any(Option::is_some);
+                // With the authenticator gone, every recovery code goes too (epoch = all).
+                let codes_since = if removed.totp {
+                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = ?1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    DateTime::<Utc>::UNIX_EPOCH
+                } else {
+                    since
+                };
+                removed.recovery_codes = sqlx::query(
+                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
+                )
+                .bind(uid)
+                .bind(sqlite::ts(codes_since))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+                let event = removed_event(event, removed);
+                if let Some(event) = &event {
+                    audit::insert_sqlite(&mut tx, event).await?;
+                }
+                tx.commit().await.map_err(map)?;
+                event
+            }
+        };
+        if let Some(event) = event {
+            event.log();
+        }
+        Ok(removed)
+    }
+}
+
+/// `event` with what was removed, or None when nothing was.
+fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEvent> {
+    removed.any().then(|| {
+        event
+            .detail("authenticator_app", removed.totp)
+            .detail("recovery_codes", removed.recovery_codes)
+    })
+}
+
 mod pg {
     use super::*;
     use sqlx::PgConnection;

@@ -18,7 +18,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent, compromise_event, login_event, revoke_event};
+use super::audit::{
+    self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
+};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
     generation_to_db, map_sqlx_error,
@@ -574,6 +576,39 @@ async fn apply_in(
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
                     Some(compromise_event(*id, UserId(user), *class, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
+        }
+        SessionChange::Authenticate {
+            id,
+            expected_version,
+            auth_time,
+            aal,
+            amr,
+        } => {
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET auth_time = $3, aal = $4, amr = $5, version = version + 1 \
+                 WHERE id = $1 AND version = $2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(auth_time)
+            .bind(i16::from(*aal))
+            .bind(amr)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err("authenticate", e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(reauthenticated_event(
+                        *id,
+                        UserId(user),
+                        *aal,
+                        amr,
+                        *auth_time,
+                    )),
                 ),
                 None => (WriteOutcome::Conflict, None),
             })

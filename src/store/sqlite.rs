@@ -31,7 +31,9 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent, compromise_event, login_event, revoke_event};
+use super::audit::{
+    self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
+};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
     generation_to_db, map_sqlx_error,
@@ -543,6 +545,41 @@ async fn apply_in(
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
                     Some(compromise_event(*id, UserId(user), *class, *at)),
+                ),
+                None => (WriteOutcome::Conflict, None),
+            })
+        }
+        SessionChange::Authenticate {
+            id,
+            expected_version,
+            auth_time,
+            aal,
+            amr,
+        } => {
+            let amr_json = serde_json::to_string(amr)
+                .map_err(|e| StoreError::Other(format!("encode amr: {e}")))?;
+            let row: Option<(i64, Uuid)> = sqlx::query_as(
+                "UPDATE sessions SET auth_time = ?3, aal = ?4, amr = ?5, version = version + 1 \
+                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
+            )
+            .bind(id.as_uuid())
+            .bind(expected_version)
+            .bind(ts(*auth_time))
+            .bind(i16::from(*aal))
+            .bind(amr_json)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
+            Ok(match row {
+                Some((version, user)) => (
+                    WriteOutcome::Committed { version },
+                    Some(reauthenticated_event(
+                        *id,
+                        UserId(user),
+                        *aal,
+                        amr,
+                        *auth_time,
+                    )),
                 ),
                 None => (WriteOutcome::Conflict, None),
             })

@@ -110,13 +110,20 @@ async fn list(app: &TestApp, access: &str, query: &str) -> (String, Value) {
     (text, body)
 }
 
+/// The operator's scope allow-list the tests that request scopes run with (the default
+/// allows none).
+const SCOPES: (&str, &str) = (
+    "SESSIOND_API_KEY_SCOPES",
+    "invoices:read,invoices:write,billing/write",
+);
+
 /// The secret part of `sk_<public id>_<secret>`.
 fn secret_part(key: &str) -> &str {
     &key[3 + 24 + 1..]
 }
 
 async fn create_list_and_revoke(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[SCOPES]).await;
     let ada = app.signed_in_user("ada@example.com").await;
     let first = created(
         &app,
@@ -262,7 +269,7 @@ async fn events_of(app: &TestApp, access: &str) -> Vec<Value> {
 }
 
 async fn a_key_authenticates_as_a_service_until_revoked(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[SCOPES]).await;
     let ada = app.signed_in_user("ada@example.com").await;
     let ada_id = user_id_of(&me(&app, &ada.access).await);
     let key = created(

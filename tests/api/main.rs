@@ -20,6 +20,7 @@ mod openapi;
 mod password_reset;
 mod profile;
 mod ratelimit;
+mod reauth;
 mod refresh;
 mod refresh_attacks;
 mod seed;

@@ -1,6 +1,8 @@
 //! Process-level integration tests: the real `sessiond` binary, started as child processes on
 //! 127.0.0.1 against the real local PostgreSQL (each test its own fresh database).
 //!
+//! - `reauth_two_instances`: a reauthentication through one process is seen by the other at
+//!   once (change feed), long before the staleness bound.
 //! - `two_instances`: two processes on one database agree on every rotation and see each
 //!   other's revocations within the staleness bound.
 //! - `crash`: `kill -9` mid-traffic loses no committed rotation and compromises no session.
@@ -15,6 +17,7 @@
 
 mod crash;
 mod outage;
+mod reauth_two_instances;
 mod shutdown;
 mod startup;
 mod support;

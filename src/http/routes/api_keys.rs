@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, parse_scopes};
+use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, ScopeAllowList, parse_scopes};
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -36,7 +36,8 @@ pub struct CreateApiKeyRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<String>,
     /// Labels passed to gateways in `X-Auth-Scopes` (at most 32, each 1–64 characters of
-    /// letters, digits and `: . _ / -`); sessiond gives them no meaning.
+    /// letters, digits and `: . _ / -`); sessiond gives them no meaning. Each must be on the
+    /// operator's list (`SESSIOND_API_KEY_SCOPES`, empty by default: no scopes).
     #[serde(default)]
     #[schema(example = json!(["invoices:read"]))]
     scopes: Option<Vec<String>>,
@@ -137,7 +138,11 @@ struct ValidRequest {
 }
 
 /// Validates a create request, reporting every bad field at once.
-fn validate(body: CreateApiKeyRequest, now: DateTime<Utc>) -> Result<ValidRequest, ApiError> {
+fn validate(
+    body: CreateApiKeyRequest,
+    now: DateTime<Utc>,
+    allowed: &ScopeAllowList,
+) -> Result<ValidRequest, ApiError> {
     let mut errors = Vec::new();
     let name = DisplayName::parse(&body.name)
         .map_err(|e| errors.push(FieldError::new("name", e.message)))
@@ -160,6 +165,7 @@ fn validate(body: CreateApiKeyRequest, now: DateTime<Utc>) -> Result<ValidReques
         },
     };
     let scopes = parse_scopes(body.scopes.unwrap_or_default())
+        .and_then(|scopes| allowed.check_requested(&scopes).map(|()| scopes))
         .map_err(|e| errors.push(e))
         .ok();
     match (name, scopes) {
@@ -183,10 +189,10 @@ fn validate(body: CreateApiKeyRequest, now: DateTime<Utc>) -> Result<ValidReques
     responses(
         (status = 201, description = "Created; the key is shown this once", body = CreatedApiKey),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (reauthenticate: `POST /v1/auth/sessions/current/reauth`), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes` (a scope not in `SESSIOND_API_KEY_SCOPES`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
 )]
@@ -196,6 +202,7 @@ pub async fn create(
     client: ClientInfo,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     state
         .limiter
         .check_account(
@@ -208,7 +215,7 @@ pub async fn create(
         name,
         expires_at,
         scopes,
-    } = validate(body, now)?;
+    } = validate(body, now, &state.api_key_scopes)?;
     let issued = IssuedKey::generate();
     let key = state
         .store

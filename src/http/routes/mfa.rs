@@ -168,7 +168,7 @@ fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proo
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A new secret, its otpauth URI and QR code (`Cache-Control: no-store`)", body = TotpEnrolmentResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_already_enabled`: disable it first", body = ErrorResponse),
         (status = 503, description = "`unavailable`", body = ErrorResponse),
     )
@@ -177,6 +177,7 @@ pub async fn start_totp(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Response, ApiError> {
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let user = state
         .store
         .get_user(me.user_id)
@@ -217,7 +218,7 @@ pub async fn start_totp(
     responses(
         (status = 200, description = "MFA is on; the recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_mfa_code`, or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 401, description = "`invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enrolling` (start an enrolment first) or `mfa_already_enabled`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
@@ -231,6 +232,7 @@ pub async fn confirm_totp(
     client: ClientInfo,
     AppJson(body): AppJson<ConfirmTotpRequest>,
 ) -> Result<Response, ApiError> {
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let enrolment = match state.store.totp_enrolment(me.user_id).await? {
         None => return Err(ApiError::MfaNotEnrolling),
         Some(e) if e.enabled_at.is_some() => return Err(ApiError::MfaAlreadyEnabled),
@@ -292,7 +294,7 @@ pub async fn confirm_totp(
     responses(
         (status = 204, description = "MFA is off"),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
@@ -307,6 +309,7 @@ pub async fn disable_totp(
     client: ClientInfo,
     AppJson(body): AppJson<DisableTotpRequest>,
 ) -> Result<StatusCode, ApiError> {
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let proof = one_proof(body.code, body.recovery_code)?;
     let user = state
         .store

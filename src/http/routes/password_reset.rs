@@ -91,7 +91,7 @@ pub async fn request(
     tag = "auth",
     request_body = PasswordResetConfirmRequest,
     responses(
-        (status = 200, description = "Password set; every session revoked", body = UserResponse),
+        (status = 200, description = "Password set; every session and API key revoked, second factors added in the last 24 h removed, the owner mailed the list", body = UserResponse),
         (status = 400, description = "`invalid_code` (wrong, unknown, used or superseded), `code_expired`, `too_many_attempts` (request a new code), or `invalid_request` (malformed JSON)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
@@ -130,15 +130,11 @@ pub async fn confirm(
         .await
         .map_err(ApiError::from)?;
     let now = state.clock.now();
-    let event = redeemed_event(
-        "password_reset",
-        &checked,
-        &AuditClient {
-            ip: client.ip,
-            user_agent: client.user_agent,
-        },
-        now,
-    );
+    let audit_client = AuditClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    let event = redeemed_event("password_reset", &checked, &audit_client, now);
     let redeemed = state
         .store
         .redeem_verification_code(
@@ -170,6 +166,15 @@ pub async fn confirm(
         )
     })?;
     tracing::info!(user_id = %checked.user, sessions = revoked, "password reset: sessions revoked");
+    crate::auth::reset::secure_account_after_reset(
+        &state.store,
+        &state.mailer,
+        checked.user,
+        u64::from(revoked),
+        now,
+        &audit_client,
+    )
+    .await?;
 
     let user = state
         .store

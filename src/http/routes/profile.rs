@@ -119,7 +119,7 @@ pub async fn update_me(
     responses(
         (status = 204, description = "Changed; every other session revoked"),
         (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_credentials` (wrong current password), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
@@ -133,6 +133,7 @@ pub async fn change_password(
     client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
+    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     // The policy is checked first: a request that cannot succeed costs no argon2 work.
     let new_password = Password::parse(body.new_password).map_err(|e| {
         ApiError::ValidationFailed(vec![FieldError::new("new_password", e.message)])
