@@ -146,7 +146,8 @@ fn looks_like_totp(code: &str) -> bool {
 ///
 /// Each attempt is bounded like a login's: a password on the account's failed-login lock
 /// (reserved before hashing; a wrong one counts as a failed login, a right one clears the
-/// failures), a code on the second-factor lock (a wrong one counts, a right one clears it). IPs the account logged in from are not exempt here, unlike at login: the caller
+/// failures), a code on the second-factor lock (reserved before checking; a right one clears
+/// it). IPs the account logged in from are not exempt here, unlike at login: the caller
 /// already holds a session, and a stolen one is exactly what this guards against; for the same
 /// reason a success does not make the IP known.
 pub async fn reauthenticate(
@@ -218,8 +219,8 @@ pub async fn reauthenticate(
 
 /// `Some("otp")` if `code` is a current TOTP code of a step not used yet, or an unused
 /// recovery code, of the user's enabled TOTP; the code is then consumed (once, by the
-/// database). Every wrong code counts on the account's second-factor lock, which is checked
-/// first.
+/// database). Every attempt is reserved on the account's second-factor lock first (refused
+/// while locked); a right code clears it.
 async fn check_code(
     auth: &Auth<'_>,
     user: UserId,
@@ -235,8 +236,9 @@ async fn check_code(
         // No second factor to guess: nothing to count.
         return Ok(None);
     };
-    // The per-account bound on code guesses, whatever session or IP they come through.
-    second_factor::check_allowed(auth, user).await?;
+    // The per-account bound on code guesses, whatever session or IP they come through: the
+    // attempt is counted before the code is checked, so parallel guesses cannot all pass.
+    second_factor::reserve(auth, user).await?;
     let proof = if looks_like_totp(code) {
         CodeProof::Totp(code.trim().to_owned())
     } else {
@@ -248,7 +250,7 @@ async fn check_code(
         None => false,
     };
     if !consumed {
-        second_factor::record_failure(auth, user).await?;
+        // The reserved failure stands.
         return Ok(None);
     }
     second_factor::record_success(auth, user).await?;
