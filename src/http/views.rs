@@ -249,3 +249,11 @@ impl CodeSentResponse {
             .into_response()
     }
 }
+
+/// The recovery codes, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesResponse {
+    /// Ten single-use codes (`XXXX-XXXX-XXXX-XXXX`); each can stand in for a TOTP code once.
+    /// Only their hashes are kept: they cannot be shown again.
+    pub recovery_codes: Vec<String>,
+}

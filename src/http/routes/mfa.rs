@@ -32,7 +32,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
-use crate::http::views::{TokenResponse, issued_session_response};
+use crate::http::views::{RecoveryCodesResponse, TokenResponse, issued_session_response};
 use crate::mfa::{MfaError, TotpSecret, qr_svg};
 use crate::store::audit::{AuditClient, AuditEvent};
 
@@ -64,14 +64,6 @@ pub struct ConfirmTotpRequest {
     /// The 6-digit code the authenticator app shows now.
     #[schema(example = "123456")]
     code: String,
-}
-
-/// The recovery codes, shown once.
-#[derive(Serialize, ToSchema)]
-pub struct RecoveryCodesResponse {
-    /// Ten single-use codes (`XXXX-XXXX-XXXX-XXXX`); each can stand in for a TOTP code once.
-    /// Only their hashes are kept: they cannot be shown again.
-    pub recovery_codes: Vec<String>,
 }
 
 /// `POST /v1/auth/mfa/totp/disable` body: the password and exactly one of `code` and

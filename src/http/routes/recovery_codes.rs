@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
 use crate::http::openapi::ErrorResponse;
-use crate::http::routes::mfa::RecoveryCodesResponse;
 use crate::http::state::AppState;
+use crate::http::views::RecoveryCodesResponse;
 use crate::store::audit::{AuditClient, AuditEvent};
 
 /// Audit kind: the recovery codes were replaced.
