@@ -181,6 +181,14 @@ async fn actor_panic_is_survived(backend: Backend) {
         app.get_authed("/v1/auth/me", &gen2.access).await.status(),
         StatusCode::OK
     );
+    // The supervisor counts the restart when it handles the failure event, which may come
+    // after the re-activation on a loaded machine: wait for it (bounded), then exactly one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.sessions.stats().restarts.load(Ordering::SeqCst) == restarts_before
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(
         app.sessions.stats().restarts.load(Ordering::SeqCst),
         restarts_before + 1

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# A/B comparison of the hot paths (durable refresh, GET /v1/auth/me) of two sessiond release
+# binaries on this machine, interleaved so that drift of the machine hits both alike:
+#   A B A B ... (ROUNDS pairs), each run on a fresh PostgreSQL database seeded the same way,
+#   measured with wrk exactly as benches/limits.sh measures them (same Lua scripts, threads and
+#   connections), plus the server's CPU time per request read from /proc.
+# The spread between the runs of one binary is the run-to-run noise the difference is judged
+# against. Rate limits off, like the limits harness.
+#
+# Usage: benches/compare.sh BIN_A BIN_B [OUT_DIR]
+# Env:   ROUNDS (default 3), DURATION seconds per wrk run (default 15), CONNECTIONS (16),
+#        SEED_SESSIONS (default 20000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)
+# Every server it starts is stopped and every database it creates is dropped on exit; each wrk
+# run ends by itself after DURATION seconds. Traffic goes to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+[ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [OUT_DIR]" >&2; exit 2; }
+BIN_A="$(realpath "$1")"; BIN_B="$(realpath "$2")"
+ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-15}"; CONNECTIONS="${CONNECTIONS:-16}"
+SEED_SESSIONS="${SEED_SESSIONS:-20000}"; WRK_THREADS="${WRK_THREADS:-2}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+OUT="${3:-$ROOT/benches/results/compare-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+export BENCH_LIB="$ROOT/benches/lib"
+
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "wrk missing" >&2; exit 1; }; }
+command -v openssl >/dev/null || { echo "openssl missing" >&2; exit 1; }
+
+PIDS=(); DBS=()
+WORK="$(mktemp -d -t sessiond-compare.XXXXXX)"
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  for d in "${DBS[@]:-}"; do
+    [ -n "$d" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+openssl genpkey -algorithm ed25519 -out "$WORK/signing.pem" 2>/dev/null
+export SESSIOND_SIGNING_KEY_FILE="$WORK/signing.pem"
+SESSIOND_REFRESH_KEY="$(openssl rand -base64 48)"; export SESSIOND_REFRESH_KEY
+export SESSIOND_RATE_LIMITS=off SESSIOND_LOG_FORMAT=json RUST_LOG=warn SESSIOND_ACCESS_TTL=6h
+
+# one_run label bin round -> appends a JSON line to $OUT/runs.jsonl
+one_run() {
+  local label="$1" bin="$2" round="$3"
+  local db="sessiond_compare_${label}_${round}_$(date +%s)_$RANDOM"
+  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$db\"" >/dev/null; DBS+=("$db")
+  local url; url="$(python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$db")"
+  DATABASE_URL="$url" "$bin" migrate >/dev/null 2>&1
+  local users=$(( (SEED_SESSIONS + 9) / 10 ))
+  DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 --first 0 \
+    --out "$WORK/seed-refresh.jsonl" >"$OUT/seed-$label-$round.log" 2>&1
+  DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 --first 1000000 \
+    --out "$WORK/seed-read.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+  local port; port="$(free_port)"
+  DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port" "$bin" serve >"$OUT/server-$label-$round.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && break; sleep 0.1; done
+  local line="{\"label\": \"$label\", \"round\": $round"
+  for path in refresh me; do
+    local c0; c0="$(cpu_ticks "$pid")"
+    SEED_FILE="$WORK/seed-$( [ "$path" = refresh ] && echo refresh || echo read ).jsonl" \
+      WRK_JSON="$OUT/wrk-$label-$round-$path.json" \
+      wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
+      -s "$BENCH_LIB/$path.lua" "http://127.0.0.1:$port" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
+    local c1; c1="$(cpu_ticks "$pid")"
+    line="$line, \"$path\": $(python3 - "$OUT/wrk-$label-$round-$path.json" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+w = json.load(open(sys.argv[1])); ticks = int(sys.argv[3]) - int(sys.argv[2]); hz = int(sys.argv[4])
+ok = w.get("ok", 0) or 1
+print(json.dumps({"ok_per_s": w["ok_per_s"], "p99_ms": w["latency_ms"]["p99"],
+                  "not_ok": w["requests"] - w["ok"],
+                  "server_cpu_us_per_ok": round(ticks / hz * 1e6 / ok, 1)}))
+PY
+)"
+  done
+  echo "$line}" | tee -a "$OUT/runs.jsonl"
+  kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  one_run A "$BIN_A" "$r"
+  one_run B "$BIN_B" "$r"
+done
+
+python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/summary.txt"
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+for path in ("refresh", "me"):
+    for metric in ("ok_per_s", "server_cpu_us_per_ok", "p99_ms"):
+        row = []
+        for label in ("A", "B"):
+            v = [r[path][metric] for r in runs if r["label"] == label and r[path].get(metric) is not None]
+            if v:
+                row.append(f"{label}: median {statistics.median(v):,.1f} (min {min(v):,.1f}, max {max(v):,.1f}, n={len(v)})")
+        print(f"{path:8s} {metric:22s} " + " | ".join(row))
+PY
