@@ -3,6 +3,7 @@
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::codes::CodeError;
 use crate::crypto::password::HashError;
 use crate::ratelimit::Limited;
 
@@ -38,6 +39,9 @@ pub enum AuthError {
         /// `password`, `totp`, `recovery_code`.
         methods: Vec<&'static str>,
     },
+    /// A mailed code (email verification, password reset) was not accepted.
+    #[error(transparent)]
+    Code(CodeError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,6 +59,16 @@ pub enum AuthError {
 impl From<Limited> for AuthError {
     fn from(l: Limited) -> Self {
         Self::Limited(l)
+    }
+}
+
+impl From<CodeError> for AuthError {
+    /// A store failure while checking a code stays a store failure.
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::Store(e) => Self::Store(e),
+            other => Self::Code(other),
+        }
     }
 }
 

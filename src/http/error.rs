@@ -417,6 +417,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidMfaCode => Self::InvalidMfaCode,
             AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
             AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),
             // Creating or revoking a session: only back-pressure is the client's business.

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::codes::redeemed_event;
 use crate::codes::Purpose;
 use crate::domain::Email;
 use crate::http::error::ApiError;
@@ -19,7 +18,6 @@ use crate::http::openapi::ErrorResponse;
 use crate::http::state::AppState;
 use crate::http::views::{CodeSentResponse, UserResponse, UserView};
 use crate::store::audit::AuditClient;
-use crate::store::verification::Redemption;
 
 /// `POST /v1/auth/email/verify` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -69,33 +67,11 @@ pub async fn verify(
     else {
         return Err(ApiError::ValidationFailed(errors));
     };
-    let now = state.clock.now();
-    let checked = state
-        .codes
-        .check(&state.store, id, Purpose::EmailVerification, &code, now)
-        .await?;
-    let event = redeemed_event(
-        "email_verified",
-        &checked,
-        &AuditClient {
-            ip: client.ip,
-            user_agent: client.user_agent,
-        },
-        now,
-    );
-    let redeemed = state
-        .store
-        .redeem_verification_code(id, now, Redemption::VerifyEmail(checked.user), &event)
-        .await?;
-    if !redeemed {
-        // A concurrent request with the same code won.
-        return Err(ApiError::InvalidCode);
-    }
-    let user = state
-        .store
-        .get_user(checked.user)
-        .await?
-        .ok_or(ApiError::InvalidCode)?;
+    let client = AuditClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    let user = state.code_flows().verify_email(id, &code, &client).await?;
     Ok((
         StatusCode::OK,
         Json(UserResponse {
