@@ -15,6 +15,7 @@ pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod password_change;
 pub mod reauth;
 pub mod reset;
 pub mod second_factor;

@@ -19,6 +19,9 @@ pub enum AuthError {
     /// A rate limit or lock refused the attempt.
     #[error("too many attempts")]
     Limited(Limited),
+    /// The signed-in account no longer exists (deleted while the request ran).
+    #[error("account not found")]
+    AccountGone,
     /// A wrong, malformed or already used second factor.
     #[error("invalid second-factor code")]
     InvalidMfaCode,

@@ -413,6 +413,8 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::InvalidCredentials => Self::InvalidCredentials,
             AuthError::EmailNotVerified => Self::EmailNotVerified,
+            // The bearer token's account was deleted meanwhile: the token's answer.
+            AuthError::AccountGone => Self::InvalidToken,
             AuthError::Limited(l) => l.into(),
             AuthError::InvalidMfaCode => Self::InvalidMfaCode,
             AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
