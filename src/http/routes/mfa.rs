@@ -30,7 +30,9 @@ use crate::auth::current_password;
 use crate::auth::mfa_login::{self, Proof};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{TokenResponse, issued_session_response};
 use crate::mfa::{MfaError, TotpSecret, qr_svg};
@@ -170,7 +172,7 @@ fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proo
         (status = 200, description = "A new secret, its otpauth URI and QR code (`Cache-Control: no-store`)", body = TotpEnrolmentResponse),
         (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_already_enabled`: disable it first", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn start_totp(
@@ -217,13 +219,12 @@ pub async fn start_totp(
     request_body = ConfirmTotpRequest,
     responses(
         (status = 200, description = "MFA is on; the recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enrolling` (start an enrolment first) or `mfa_already_enabled`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn confirm_totp(
@@ -293,14 +294,13 @@ pub async fn confirm_totp(
     request_body = DisableTotpRequest,
     responses(
         (status = 204, description = "MFA is off"),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong passwords here feed like failed logins (`Retry-After`)", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn disable_totp(
@@ -354,8 +354,8 @@ pub async fn disable_totp(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "MFA status", body = MfaStatusResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        BearerRejected,
+        Unavailable,
     )
 )]
 pub async fn status(
@@ -387,11 +387,10 @@ pub async fn status(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
         (status = 401, description = "`invalid_mfa_code` (wrong, malformed or already used code), `mfa_challenge_invalid` (unknown, expired or used challenge: log in again) or `mfa_attempts_exceeded`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's second-factor lock (5 wrong codes, whatever the challenge or IP, lock it for 1 min, doubling per further failure up to 1 h; forgotten 24 h after the last failure); `Retry-After` says when to try again", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn complete_login(

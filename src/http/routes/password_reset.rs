@@ -12,7 +12,7 @@ use crate::codes::Purpose;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{CodeSentResponse, UserResponse, UserView};
 use crate::store::audit::AuditClient;
@@ -54,11 +54,10 @@ pub struct PasswordResetConfirmRequest {
     request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "A code is on its way if the address has an account", body = CodeSentResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        MalformedJson,
+        BodyRejected,
         (status = 422, description = "`validation_failed`: not an email address", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn request(
@@ -89,8 +88,7 @@ pub async fn request(
     responses(
         (status = 200, description = "Password set; every session and API key revoked, second factors added in the last 24 h removed, the owner mailed the list", body = UserResponse),
         (status = 400, description = "`invalid_code` (wrong, unknown, used or superseded), `code_expired`, `too_many_attempts` (request a new code), or `invalid_request` (malformed JSON)", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `verification_id`, `code` or `new_password` (8–128 characters)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy, or the sessions could not all be revoked (the password is set; ask for a new code and retry)", body = ErrorResponse),
     )

@@ -13,7 +13,9 @@ use crate::auth::password_change;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
 use crate::store::audit::AuditClient;
@@ -58,12 +60,11 @@ pub struct ChangePasswordRequest {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        MalformedJson,
+        BearerRejected,
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `name`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn update_me(
@@ -112,10 +113,9 @@ pub async fn update_me(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Changed; every other session revoked"),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong current passwords feed like failed logins (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
