@@ -25,6 +25,15 @@ pub enum AuthError {
     /// A wrong, malformed or already used second factor.
     #[error("invalid second-factor code")]
     InvalidMfaCode,
+    /// TOTP is on already (starting or confirming an enrolment).
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
+    /// No TOTP enrolment is pending (confirming one).
+    #[error("no MFA enrolment pending")]
+    MfaNotEnrolling,
+    /// TOTP is off (disabling it).
+    #[error("MFA not enabled")]
+    MfaNotEnabled,
     /// The challenge is unknown, expired or used (or the account changed since).
     #[error("MFA challenge invalid")]
     MfaChallengeInvalid,
