@@ -1,6 +1,8 @@
 //! The authentication flows, without HTTP: password login, completion of a second-factor
-//! challenge, mailed codes, ending every session of a user, reauthentication and the rule
-//! that sensitive actions need a recent one, and what a completed password reset takes back.
+//! challenge, mailed codes (issuing them, confirming an email address, completing a password
+//! reset), password change, turning TOTP on and off, ending every session of a user,
+//! reauthentication and the rule that sensitive actions need a recent one, and what a completed
+//! password reset takes back.
 //!
 //! Handlers in `src/http/routes` parse a request, call one flow and build the view from its
 //! result; a flow's result is a state ([`login::LoginOutcome`]), never an error used for
@@ -15,10 +17,12 @@ pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod password_change;
 pub mod reauth;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;
+pub mod totp;
 
 use sessiond_actors::clock::SharedClock;
 use sessiond_actors::sessions::Sessions;

@@ -172,3 +172,35 @@ fn route_modules_do_not_import_each_other() {
         hits.join("\n")
     );
 }
+
+/// Architecture invariant: inside the actors crate, dependencies point one way: the `Sessions`
+/// handle (`sessions.rs`) uses the actor, registry and supervisors, never the reverse. What they
+/// share lives below them: the message protocol (`protocol.rs`), the error (`error.rs`), the
+/// counters (`stats.rs`) and the settings (`config.rs`).
+#[test]
+fn actor_internals_do_not_import_the_sessions_handle() {
+    let files: Vec<PathBuf> = ["session_actor.rs", "registry.rs", "supervisor.rs"]
+        .iter()
+        .map(|f| src(&format!("actors/src/{f}")))
+        .collect();
+    let shared: Vec<PathBuf> = ["protocol.rs", "error.rs", "stats.rs", "config.rs"]
+        .iter()
+        .map(|f| src(&format!("actors/src/{f}")))
+        .collect();
+    let mut hits = offending(&files, &["crate::sessions"]);
+    // The shared modules sit below everything that runs actors.
+    hits.extend(offending(
+        &shared,
+        &[
+            "crate::sessions",
+            "crate::session_actor",
+            "crate::registry",
+            "crate::supervisor",
+        ],
+    ));
+    assert!(
+        hits.is_empty(),
+        "the actors crate's internals import the handle or each other upwards:\n{}",
+        hits.join("\n")
+    );
+}

@@ -7,14 +7,18 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod config;
+pub mod error;
 pub mod ids;
 pub mod memory_store;
 pub mod model;
 pub mod observe;
+pub mod protocol;
 pub mod refresh_token;
 pub mod registry;
 pub mod rotation;
 pub mod session_actor;
 pub mod sessions;
+pub mod stats;
 pub mod store;
 pub mod supervisor;

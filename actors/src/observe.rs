@@ -3,7 +3,7 @@
 //! here, and an observer does no I/O: its methods run on actor tasks, between store calls.
 //!
 //! Counters that need no per-event detail (resident actors, activations, passivations,
-//! restarts, fence conflicts) are plain atomics in [`crate::sessions::SessionStats`]; the
+//! restarts, fence conflicts) are plain atomics in [`crate::stats::SessionStats`]; the
 //! observer carries what atomics cannot: durations and the details of committed changes.
 
 use std::time::Duration;

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use ractor::{ActorCell, ActorId, ActorRef};
 use tokio::sync::OnceCell;
 
+use crate::error::SessionError;
 use crate::ids::SessionId;
-use crate::session_actor::SessionMsg;
-use crate::sessions::SessionError;
+use crate::protocol::SessionMsg;
 
 /// A session's place in the registry: empty while its actor is being activated.
 type Slot = Arc<OnceCell<ActorRef<SessionMsg>>>;

@@ -13,19 +13,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::clock::SharedClock;
+use crate::config::SessionsConfig;
+use crate::error::{SessionError, store_error};
 use crate::ids::SessionId;
 use crate::model::{RevokeReason, SessionRecord, SessionStatus};
 use crate::observe::MessageKind;
+use crate::protocol::{Authentication, RefreshOutcome, Refreshed, SessionMsg};
 use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
 use crate::registry::Registry;
 use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
-use crate::sessions::{
-    Authentication, RefreshOutcome, Refreshed, SessionError, SessionStats, SessionsConfig,
-    store_error,
-};
+use crate::stats::SessionStats;
 use crate::store::{SessionChange, SessionStore, WriteOutcome};
 
 /// How many times one request may re-read the store (after a lost fence, or to confirm a
@@ -66,49 +66,6 @@ pub struct SessionActorArgs {
     /// The record when the caller already has it (a session just created by login), which
     /// spares the store read in `pre_start`; `None` loads it from the store.
     pub preloaded: Option<SessionRecord>,
-}
-
-/// Messages a session actor handles. Every request carries its reply port: the caller waits for
-/// the answer, which is only sent once the store has committed whatever the request changed.
-pub enum SessionMsg {
-    /// Refresh with this secret: rotate, grace-retry, or detect reuse.
-    Refresh(RefreshSecret, RpcReplyPort<Result<Refreshed, SessionError>>),
-    /// May the session be used (access-token check)? Answers the record if so.
-    Check(RpcReplyPort<Result<SessionRecord, SessionError>>),
-    /// End the session.
-    Revoke(RevokeReason, RpcReplyPort<Result<(), SessionError>>),
-    /// The user proved a factor again on this session: record it (fenced, committed, then
-    /// published by the store) and answer the session as committed.
-    Authenticate(
-        Authentication,
-        RpcReplyPort<Result<SessionRecord, SessionError>>,
-    ),
-    /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
-    /// Does not count as activity.
-    PassivationTick,
-    /// Another instance (or this one) changed the session in the store: the next check
-    /// re-reads it instead of trusting memory. Does not count as activity.
-    Invalidate,
-    /// Test hook: acknowledge, then panic on the next request (refresh, check or revoke)
-    /// before it does anything, to exercise supervision and the caller's retry on a fresh actor.
-    #[cfg(any(test, feature = "test-hooks"))]
-    Panic(RpcReplyPort<()>),
-}
-
-impl std::fmt::Debug for SessionMsg {
-    /// Secrets never reach a log: only the kind of message is printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Refresh(..) => "Refresh",
-            Self::Check(..) => "Check",
-            Self::Revoke(..) => "Revoke",
-            Self::Authenticate(..) => "Authenticate",
-            Self::PassivationTick => "PassivationTick",
-            Self::Invalidate => "Invalidate",
-            #[cfg(any(test, feature = "test-hooks"))]
-            Self::Panic(..) => "Panic",
-        })
-    }
 }
 
 /// The actor. Stateless itself (ractor habit): everything lives in [`SessionState`].

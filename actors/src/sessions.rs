@@ -3,121 +3,30 @@
 //! No ractor type crosses this boundary: callers see async methods with timeouts and
 //! [`SessionError`]. (CONTRACT — the HTTP layer is written against these signatures.)
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 
 use crate::clock::SharedClock;
+use crate::error::{shutting_down, store_error};
 use crate::ids::SessionId;
-use crate::model::{Aal, NewSession, ReuseClass, RevokeReason, SessionRecord};
+use crate::model::{NewSession, RevokeReason, SessionRecord};
 use crate::observe::SessionObserver;
-use crate::refresh_token::{RefreshKey, RefreshSecret, RefreshToken};
+use crate::protocol::SessionMsg;
+use crate::refresh_token::{RefreshSecret, RefreshToken};
 use crate::registry::{Registry, shard_of};
-use crate::rotation::{Rejection, RotationPolicy};
-use crate::session_actor::{ActorEnv, SessionActorArgs, SessionMsg};
-use crate::store::{SessionStore, StoreError};
+use crate::session_actor::{ActorEnv, SessionActorArgs};
+use crate::store::SessionStore;
 use crate::supervisor::{self, ShardArgs, ShardSupervisor, SupervisorMsg};
 
-/// Settings of the session engine.
-#[derive(Clone, Debug)]
-pub struct SessionsConfig {
-    /// Idle lifetime and grace window.
-    pub policy: RotationPolicy,
-    /// Absolute session lifetime, fixed at login.
-    pub max_ttl: chrono::Duration,
-    /// An actor that has handled nothing for this long stops.
-    pub passivate_after: Duration,
-    /// How old an actor's view may be before an access-token check re-reads the store, when no
-    /// [`Sessions::invalidate`] came first. With a change feed between instances (PostgreSQL's
-    /// LISTEN/NOTIFY) this is only the safety net for a lost notification.
-    pub staleness: Duration,
-    /// How long a caller waits for an actor's answer.
-    pub call_timeout: Duration,
-    /// Number of supervisor shards (0 = one per core, at least 4).
-    pub shards: usize,
-    /// Key refresh secrets are derived with.
-    pub refresh_key: RefreshKey,
-}
-
-/// How a successful refresh was served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefreshOutcome {
-    /// A new generation was committed.
-    Rotated,
-    /// The previous generation was retried inside the grace window; nothing was written.
-    GraceRetry,
-}
-
-/// A successful refresh.
-#[derive(Clone, Debug)]
-pub struct Refreshed {
-    /// The session after the refresh.
-    pub session: SessionRecord,
-    /// The child refresh token to hand to the client (a secret).
-    pub refresh_token: RefreshToken,
-    /// Rotation or grace retry.
-    pub outcome: RefreshOutcome,
-}
-
-/// A proof of factors on an existing session (reauthentication), as
-/// [`Sessions::authenticate`] records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authentication {
-    /// When the factors were proved.
-    pub auth_time: chrono::DateTime<chrono::Utc>,
-    /// The level they reach (the session keeps the higher of this and its own).
-    pub aal: Aal,
-    /// The methods used (RFC 8176 values such as `pwd`, `otp`).
-    pub amr: Vec<String>,
-}
-
-/// Why a session operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// The rules refused: invalid token, compromised, revoked or expired.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// A replayed token was detected and the session is now compromised.
-    #[error("refresh token reused ({})", .0.as_str())]
-    Reused(ReuseClass),
-    /// No such session.
-    #[error("session not found")]
-    NotFound,
-    /// The store is unreachable.
-    #[error("store unavailable")]
-    Unavailable(#[source] StoreError),
-    /// The actor did not answer within the call timeout.
-    #[error("session actor timed out")]
-    Timeout,
-    /// A bug or an unexpected store failure.
-    #[error("internal session error: {0}")]
-    Internal(String),
-}
-
-/// Counters of the actor system, read by the metrics exporter.
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    /// Actors currently resident.
-    pub resident: AtomicU64,
-    /// Actors started from a stored session.
-    pub activations_loaded: AtomicU64,
-    /// Actors started for a session created by login.
-    pub activations_new: AtomicU64,
-    /// Actors stopped after the idle window.
-    pub passivations: AtomicU64,
-    /// Actors that panicked and were removed (re-activated on next use).
-    pub restarts: AtomicU64,
-    /// Fenced writes that lost and reloaded.
-    pub fence_conflicts: AtomicU64,
-    /// Supervisor cohorts stopped after their actors left, freeing the tables that linked them
-    /// (see [`crate::supervisor`]); the process's memory trimmer watches it.
-    pub cohorts_released: AtomicU64,
-    /// Told about handling times and committed changes; installed by [`Sessions::observe`].
-    pub observer: OnceLock<Arc<dyn SessionObserver>>,
-}
+// The types callers of the handle name, at the paths they have always used.
+pub use crate::config::SessionsConfig;
+pub use crate::error::SessionError;
+pub use crate::protocol::{Authentication, RefreshOutcome, Refreshed};
+pub use crate::stats::SessionStats;
 
 /// The handle. Cheap to clone.
 #[derive(Clone)]
@@ -387,20 +296,4 @@ where
         set.spawn(f);
     }
     while set.join_next().await.is_some() {}
-}
-
-/// Maps a store failure to the caller's error: an outage is retryable (`Unavailable`), anything
-/// else is a bug or corrupt data (`Internal`).
-pub(crate) fn store_error(error: StoreError) -> SessionError {
-    match error {
-        StoreError::Unavailable(_) => SessionError::Unavailable(error),
-        StoreError::Other(message) => SessionError::Internal(format!("store: {message}")),
-    }
-}
-
-/// The error for requests that arrive during or after `shutdown`: retryable elsewhere.
-pub(crate) fn shutting_down() -> SessionError {
-    SessionError::Unavailable(StoreError::Unavailable(
-        "session engine is shutting down".to_owned(),
-    ))
 }

@@ -23,7 +23,7 @@
 //! cohort is down to a quarter of its peak or less, it starts a new cohort, moves the surviving
 //! children to it (re-linking leaves them and their sessions untouched) and stops the old
 //! cohort, which frees the old table, and counts that in
-//! [`SessionStats::cohorts_released`](crate::sessions::SessionStats) (the process trims its
+//! [`SessionStats::cohorts_released`](crate::stats::SessionStats) (the process trims its
 //! heap then). Like the registry's shrinking, this is amortised: the survivors moved are at most
 //! a quarter of the children that left.
 //!
@@ -43,9 +43,10 @@ use ractor::{
     SupervisionEvent,
 };
 
+use crate::error::{SessionError, shutting_down};
+use crate::protocol::SessionMsg;
 use crate::registry::{Registry, shard_of};
-use crate::session_actor::{ActorEnv, SessionActor, SessionActorArgs, SessionMsg};
-use crate::sessions::{SessionError, shutting_down};
+use crate::session_actor::{ActorEnv, SessionActor, SessionActorArgs};
 
 /// A cohort is replaced only once it has had at least this many children: below that its
 /// table costs next to nothing.
@@ -436,12 +437,13 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
+    use crate::config::SessionsConfig;
     use crate::ids::{SessionId, UserId};
     use crate::memory_store::MemoryStore;
     use crate::model::{NewSession, SessionRecord};
     use crate::refresh_token::{RefreshKey, RefreshSecret};
     use crate::rotation::RotationPolicy;
-    use crate::sessions::{SessionStats, SessionsConfig};
+    use crate::stats::SessionStats;
 
     const PASSIVATE_AFTER: Duration = Duration::from_millis(200);
 

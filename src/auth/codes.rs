@@ -1,19 +1,24 @@
 //! Asking for a mailed code (email verification, password reset): a real code for an eligible
 //! account, mailed; a decoy for any other address. Both go through the same rules
-//! ([`Codes::issue`]), so the answer does not tell whether the account exists.
+//! ([`Codes::issue`]), so the answer does not tell whether the account exists. Confirming an
+//! email-verification code ([`CodeFlows::verify_email`]); the password-reset confirmation is
+//! [`super::reset::complete`].
 //!
-//! No HTTP here: handlers map [`StoreError`] (and `crate::codes::CodeError` from checking) to
-//! API errors in `http/error.rs`.
+//! No HTTP here: handlers map [`StoreError`] and [`AuthError`] (a refused code is
+//! [`AuthError::Code`]) to API errors in `http/error.rs`.
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::clock::SharedClock;
 use sessiond_actors::store::StoreError;
+use uuid::Uuid;
 
-use crate::codes::{Checked, Codes, Issued, Purpose};
+use super::AuthError;
+use crate::codes::{Checked, Code, CodeError, Codes, Issued, Purpose};
 use crate::domain::Email;
 use crate::mail::Mailer;
 use crate::mail::templates::code_mail;
 use crate::store::audit::{AuditClient, AuditEvent};
+use crate::store::verification::Redemption;
 use crate::store::{Store, User, UserStatus};
 
 /// What the code flows work with, borrowed from the application's services.
@@ -84,6 +89,46 @@ impl CodeFlows<'_> {
                     .await
             }
         }
+    }
+
+    /// Confirms an email-verification code: checks it (spending an attempt) and redeems it,
+    /// which sets the account's `email_verified_at`. Answers the account as it now is. A code
+    /// that a concurrent request redeemed first is [`CodeError::Invalid`].
+    pub async fn verify_email(
+        &self,
+        verification_id: Uuid,
+        code: &Code,
+        client: &AuditClient,
+    ) -> Result<User, AuthError> {
+        let now = self.clock.now();
+        let checked = self
+            .codes
+            .check(
+                self.store,
+                verification_id,
+                Purpose::EmailVerification,
+                code,
+                now,
+            )
+            .await?;
+        let event = redeemed_event("email_verified", &checked, client, now);
+        let redeemed = self
+            .store
+            .redeem_verification_code(
+                verification_id,
+                now,
+                Redemption::VerifyEmail(checked.user),
+                &event,
+            )
+            .await?;
+        if !redeemed {
+            // A concurrent request with the same code won.
+            return Err(CodeError::Invalid.into());
+        }
+        self.store
+            .get_user(checked.user)
+            .await?
+            .ok_or(AuthError::Code(CodeError::Invalid))
     }
 }
 

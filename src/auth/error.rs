@@ -3,6 +3,7 @@
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::StoreError;
 
+use crate::codes::CodeError;
 use crate::crypto::password::HashError;
 use crate::ratelimit::Limited;
 
@@ -18,9 +19,21 @@ pub enum AuthError {
     /// A rate limit or lock refused the attempt.
     #[error("too many attempts")]
     Limited(Limited),
+    /// The signed-in account no longer exists (deleted while the request ran).
+    #[error("account not found")]
+    AccountGone,
     /// A wrong, malformed or already used second factor.
     #[error("invalid second-factor code")]
     InvalidMfaCode,
+    /// TOTP is on already (starting or confirming an enrolment).
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
+    /// No TOTP enrolment is pending (confirming one).
+    #[error("no MFA enrolment pending")]
+    MfaNotEnrolling,
+    /// TOTP is off (disabling it).
+    #[error("MFA not enabled")]
+    MfaNotEnabled,
     /// The challenge is unknown, expired or used (or the account changed since).
     #[error("MFA challenge invalid")]
     MfaChallengeInvalid,
@@ -38,6 +51,9 @@ pub enum AuthError {
         /// `password`, `totp`, `recovery_code`.
         methods: Vec<&'static str>,
     },
+    /// A mailed code (email verification, password reset) was not accepted.
+    #[error(transparent)]
+    Code(CodeError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,6 +71,16 @@ pub enum AuthError {
 impl From<Limited> for AuthError {
     fn from(l: Limited) -> Self {
         Self::Limited(l)
+    }
+}
+
+impl From<CodeError> for AuthError {
+    /// A store failure while checking a code stays a store failure.
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::Store(e) => Self::Store(e),
+            other => Self::Code(other),
+        }
     }
 }
 

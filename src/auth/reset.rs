@@ -10,12 +10,19 @@
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
+use sessiond_actors::model::RevokeReason;
+use uuid::Uuid;
 
-use super::AuthError;
+use super::codes::{CodeFlows, redeemed_event};
+use super::sessions::revoke_all;
+use super::{Auth, AuthError};
+use crate::codes::{Code, CodeError, Purpose};
+use crate::domain::Password;
 use crate::mail::{Mailer, templates};
-use crate::store::Store;
 use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::mfa::RemovedFactors;
+use crate::store::verification::Redemption;
+use crate::store::{Store, User};
 
 /// Second factors added this recently before a reset are removed by it.
 pub const RECENT_FACTOR_WINDOW: chrono::Duration = chrono::Duration::hours(24);
@@ -35,6 +42,77 @@ pub struct ResetRemovals {
     pub api_keys: Vec<String>,
     /// Second factors removed.
     pub factors: RemovedFactors,
+}
+
+/// Completes a password reset with the mailed code: checks the code (spending an attempt),
+/// hashes the new password, redeems the code with the new hash (which also marks the email
+/// verified), ends every session of the account, then [`secure_account_after_reset`]. Answers
+/// the account as it now is.
+///
+/// The password is hashed only once the code is known good, so wrong guesses cost no argon2
+/// work. If the sessions cannot all be revoked, the password stays set and the error says so
+/// (the caller asks for a new code and retries).
+pub async fn complete(
+    auth: &Auth<'_>,
+    codes: &CodeFlows<'_>,
+    verification_id: Uuid,
+    code: &Code,
+    new_password: &Password,
+    client: &AuditClient,
+) -> Result<User, AuthError> {
+    let checked = codes
+        .codes
+        .check(
+            auth.store,
+            verification_id,
+            Purpose::PasswordReset,
+            code,
+            auth.clock.now(),
+        )
+        .await?;
+    let password_hash = auth.passwords.hash(new_password).await?;
+    let now = auth.clock.now();
+    let event = redeemed_event("password_reset", &checked, client, now);
+    let redeemed = auth
+        .store
+        .redeem_verification_code(
+            verification_id,
+            now,
+            Redemption::ResetPassword {
+                user: checked.user,
+                password_hash: &password_hash,
+            },
+            &event,
+        )
+        .await?;
+    if !redeemed {
+        return Err(CodeError::Invalid.into());
+    }
+
+    let revoked = revoke_all(auth, checked.user, None, RevokeReason::PasswordChanged)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(
+                user_id = %checked.user,
+                error = %e,
+                "password reset: password set but not every session could be revoked"
+            )
+        })?;
+    tracing::info!(user_id = %checked.user, sessions = revoked, "password reset: sessions revoked");
+    secure_account_after_reset(
+        auth.store,
+        codes.mailer,
+        checked.user,
+        u64::from(revoked),
+        now,
+        client,
+    )
+    .await?;
+
+    auth.store
+        .get_user(checked.user)
+        .await?
+        .ok_or(AuthError::Code(CodeError::Invalid))
 }
 
 /// Revokes every API key of `user`, removes the second factors added within

@@ -413,10 +413,16 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::InvalidCredentials => Self::InvalidCredentials,
             AuthError::EmailNotVerified => Self::EmailNotVerified,
+            // The bearer token's account was deleted meanwhile: the token's answer.
+            AuthError::AccountGone => Self::InvalidToken,
             AuthError::Limited(l) => l.into(),
             AuthError::InvalidMfaCode => Self::InvalidMfaCode,
+            AuthError::MfaAlreadyEnabled => Self::MfaAlreadyEnabled,
+            AuthError::MfaNotEnrolling => Self::MfaNotEnrolling,
+            AuthError::MfaNotEnabled => Self::MfaNotEnabled,
             AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
             AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),
             // Creating or revoking a session: only back-pressure is the client's business.

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/docs/openapi.json";
@@ -36,6 +36,39 @@ pub struct ErrorDetail {
     /// The request's correlation id (also in the `x-request-id` header).
     pub correlation_id: String,
 }
+
+// Responses shared by many operations, named once here and listed in a handler's
+// `responses(...)` by type. Each expands to the same entries a `(status = …, description = …,
+// body = ErrorResponse)` line would, so the document does not change.
+
+/// `400 invalid_request` for a body that is not well-formed JSON of the expected shape.
+#[derive(Debug, IntoResponses)]
+#[response(status = 400, description = "`invalid_request`: malformed JSON")]
+pub struct MalformedJson(pub ErrorResponse);
+
+/// The refusals of a JSON body before it is parsed (`AppJson`): too large, or not JSON.
+#[derive(Debug, IntoResponses)]
+pub enum BodyRejected {
+    /// The body is larger than the limit.
+    #[response(status = 413, description = "`payload_too_large`")]
+    PayloadTooLarge(ErrorResponse),
+    /// The body is not `application/json`.
+    #[response(status = 415, description = "`unsupported_media_type`")]
+    UnsupportedMediaType(ErrorResponse),
+}
+
+/// `401` for a bearer access token that is not accepted (`CurrentSession`).
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 401,
+    description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`"
+)]
+pub struct BearerRejected(pub ErrorResponse);
+
+/// `503 unavailable`: the store, the session engine or the hashing pool is busy or down.
+#[derive(Debug, IntoResponses)]
+#[response(status = 503, description = "`unavailable`")]
+pub struct Unavailable(pub ErrorResponse);
 
 /// The document's fixed parts; paths and schemas are added by the router.
 #[derive(OpenApi)]

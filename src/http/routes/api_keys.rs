@@ -16,7 +16,9 @@ use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, ScopeAllowList, parse_sco
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::store::api_keys::{
@@ -188,12 +190,11 @@ fn validate(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; the key is shown this once", body = CreatedApiKey),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`insufficient_user_authentication` (reauthenticate: `POST /v1/auth/sessions/current/reauth`), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes` (a scope not in `SESSIOND_API_KEY_SCOPES`)", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn create(
@@ -257,9 +258,9 @@ pub async fn create(
     responses(
         (status = 200, description = "One page of keys", body = ApiKeyPage),
         (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        BearerRejected,
         (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn list(
@@ -291,9 +292,9 @@ pub async fn list(
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "`invalid_request`: not a key id", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        BearerRejected,
         (status = 404, description = "`not_found`: no such key of the caller", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn revoke(

@@ -16,7 +16,7 @@ use crate::config::RegisterConflict;
 use crate::domain::{DeviceName, DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{
     CodeSentResponse, RegisterResponse, TokenResponse, UserView, issued_session_response,
@@ -88,11 +88,10 @@ impl std::fmt::Debug for LoginRequest {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created, email not yet verified; a 6-digit code is mailed (confirm it with `POST /v1/auth/email/verify`)", body = RegisterResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 202, description = "With `SESSIOND_REGISTER_CONFLICT=conceal`, for a new and an existing address alike: a code is mailed if the account was created (an existing address gets a decoy id)", body = CodeSentResponse),
         (status = 409, description = "`email_taken` (only with `SESSIOND_REGISTER_CONFLICT=reveal`, the default)", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: details name the fields", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
     )
@@ -191,14 +190,13 @@ pub async fn register(
     request_body = LoginRequest,
     responses(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials`; or `mfa_required` (the account has MFA on: `details: {challenge_id, expires_at, methods}`, finish with `POST /v1/auth/sessions/mfa`)", body = ErrorResponse),
         (status = 403, description = "`email_not_verified`: right password, but `SESSIOND_REQUIRE_VERIFIED_EMAIL` is on and the address is not verified yet", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the per-IP or per-account login quota, or the account's failed-login lock (`Retry-After`)", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 #[tracing::instrument(
@@ -251,12 +249,11 @@ pub async fn login(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "Rotated (or a grace retry); `Cache-Control: no-store`", body = TokenResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 #[tracing::instrument(name = "refresh", skip_all, fields(session_id = tracing::field::Empty))]

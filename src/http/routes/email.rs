@@ -10,16 +10,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::codes::redeemed_event;
 use crate::codes::Purpose;
 use crate::domain::Email;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{CodeSentResponse, UserResponse, UserView};
 use crate::store::audit::AuditClient;
-use crate::store::verification::Redemption;
 
 /// `POST /v1/auth/email/verify` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,10 +50,9 @@ pub struct ResendRequest {
     responses(
         (status = 200, description = "Verified; the user now has `email_verified_at`", body = UserResponse),
         (status = 400, description = "`invalid_code` (wrong, unknown, used or superseded), `code_expired`, `too_many_attempts` (request a new code), or `invalid_request` (malformed JSON)", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `verification_id` not a UUID or `code` not 6 digits", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn verify(
@@ -69,33 +66,11 @@ pub async fn verify(
     else {
         return Err(ApiError::ValidationFailed(errors));
     };
-    let now = state.clock.now();
-    let checked = state
-        .codes
-        .check(&state.store, id, Purpose::EmailVerification, &code, now)
-        .await?;
-    let event = redeemed_event(
-        "email_verified",
-        &checked,
-        &AuditClient {
-            ip: client.ip,
-            user_agent: client.user_agent,
-        },
-        now,
-    );
-    let redeemed = state
-        .store
-        .redeem_verification_code(id, now, Redemption::VerifyEmail(checked.user), &event)
-        .await?;
-    if !redeemed {
-        // A concurrent request with the same code won.
-        return Err(ApiError::InvalidCode);
-    }
-    let user = state
-        .store
-        .get_user(checked.user)
-        .await?
-        .ok_or(ApiError::InvalidCode)?;
+    let client = AuditClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    let user = state.code_flows().verify_email(id, &code, &client).await?;
     Ok((
         StatusCode::OK,
         Json(UserResponse {
@@ -119,11 +94,10 @@ pub async fn verify(
     request_body = ResendRequest,
     responses(
         (status = 202, description = "A code is on its way if the address has an unverified account", body = CodeSentResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        MalformedJson,
+        BodyRejected,
         (status = 422, description = "`validation_failed`: not an email address", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn resend(

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::store::audit::AuditEvent;
@@ -75,9 +75,9 @@ pub struct AuditEventPage {
     responses(
         (status = 200, description = "One page of the caller's security events", body = AuditEventPage),
         (status = 400, description = "`invalid_request`: bad cursor or query string", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        BearerRejected,
         (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn list(

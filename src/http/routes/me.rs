@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{ErrorResponse, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{MeResponse, SessionView, UserView};
 
@@ -18,7 +18,7 @@ use crate::http::views::{MeResponse, SessionView, UserView};
     responses(
         (status = 200, description = "The caller", body = MeResponse),
         (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn me(

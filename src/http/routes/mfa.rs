@@ -26,24 +26,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::current_password;
 use crate::auth::mfa_login::{self, Proof};
+use crate::auth::totp;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{RecoveryCodesResponse, TokenResponse, issued_session_response};
-use crate::mfa::{MfaError, TotpSecret, qr_svg};
-use crate::store::audit::{AuditClient, AuditEvent};
+use crate::store::audit::AuditClient;
 
 /// Audit event kinds written here.
 pub mod kind {
-    /// TOTP was confirmed and turned on.
-    pub const MFA_ENABLED: &str = "mfa_enabled";
-    /// TOTP was turned off.
-    pub const MFA_DISABLED: &str = "mfa_disabled";
     /// A wrong or replayed second factor at a login challenge.
     pub use crate::auth::mfa_login::MFA_CHALLENGE_FAILED;
+    /// TOTP was confirmed and turned on; TOTP was turned off.
+    pub use crate::auth::totp::{MFA_DISABLED, MFA_ENABLED};
 }
 
 /// The answer to starting an enrolment. `Debug` leaves the secret out.
@@ -113,10 +112,6 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn unix_seconds(t: DateTime<Utc>) -> u64 {
-    u64::try_from(t.timestamp()).unwrap_or(0)
-}
-
 fn audit_client(client: &ClientInfo) -> AuditClient {
     AuditClient {
         ip: client.ip.clone(),
@@ -131,11 +126,6 @@ fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-fn unseal_error(e: MfaError) -> ApiError {
-    // The detail (key rotated or row altered) is logged; the client sees `internal`.
-    ApiError::internal(e)
 }
 
 /// Exactly one of `code` and `recovery_code`.
@@ -162,7 +152,7 @@ fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proo
         (status = 200, description = "A new secret, its otpauth URI and QR code (`Cache-Control: no-store`)", body = TotpEnrolmentResponse),
         (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_already_enabled`: disable it first", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn start_totp(
@@ -170,31 +160,13 @@ pub async fn start_totp(
     me: CurrentSession,
 ) -> Result<Response, ApiError> {
     crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
-    let user = state
-        .store
-        .get_user(me.user_id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    let secret = TotpSecret::generate();
-    let otpauth_uri = state
-        .mfa
-        .otpauth_uri(&secret, &user.email, &user.id.to_string())
-        .map_err(ApiError::internal)?;
-    let qr = qr_svg(&otpauth_uri).map_err(ApiError::internal)?;
-    let sealed = state.mfa.seal(user.id, &secret);
-    if !state
-        .store
-        .begin_totp_enrolment(user.id, &sealed, state.clock.now())
-        .await?
-    {
-        return Err(ApiError::MfaAlreadyEnabled);
-    }
+    let enrolment = totp::start_enrolment(&state.auth(), me.user_id).await?;
     Ok(no_store(
         StatusCode::OK,
         TotpEnrolmentResponse {
-            secret: secret.to_base32(),
-            otpauth_uri,
-            qr_svg: qr,
+            secret: enrolment.secret.to_base32(),
+            otpauth_uri: enrolment.otpauth_uri,
+            qr_svg: enrolment.qr_svg,
         },
     ))
 }
@@ -209,13 +181,12 @@ pub async fn start_totp(
     request_body = ConfirmTotpRequest,
     responses(
         (status = 200, description = "MFA is on; the recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enrolling` (start an enrolment first) or `mfa_already_enabled`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn confirm_totp(
@@ -225,52 +196,18 @@ pub async fn confirm_totp(
     AppJson(body): AppJson<ConfirmTotpRequest>,
 ) -> Result<Response, ApiError> {
     crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
-    let enrolment = match state.store.totp_enrolment(me.user_id).await? {
-        None => return Err(ApiError::MfaNotEnrolling),
-        Some(e) if e.enabled_at.is_some() => return Err(ApiError::MfaAlreadyEnabled),
-        Some(e) => e,
-    };
-    let secret = state
-        .mfa
-        .open(me.user_id, &enrolment.sealed)
-        .map_err(unseal_error)?;
-    let now = state.clock.now();
-    let step = secret
-        .matching_step(&body.code, unix_seconds(now))
-        .ok_or(ApiError::InvalidMfaCode)?;
-    let codes = state.mfa.new_recovery_codes();
-    let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, hash)| *hash).collect();
-    let event = AuditEvent::new(kind::MFA_ENABLED, now)
-        .user(me.user_id)
-        .session(me.session_id)
-        .client(&audit_client(&client))
-        .detail("method", "totp");
-    // The enrolment must still be the one whose code was checked (same nonce): a concurrent
-    // restart or confirmation wins, and this one answers as if it had come second.
-    if !state
-        .store
-        .enable_totp(
-            me.user_id,
-            &enrolment.sealed.nonce,
-            step,
-            &hashes,
-            now,
-            &event,
-        )
-        .await?
-    {
-        return Err(match state.store.mfa_status(me.user_id).await?.enabled_at {
-            Some(_) => ApiError::MfaAlreadyEnabled,
-            None => ApiError::MfaNotEnrolling,
-        });
-    }
+    let codes = totp::confirm_enrolment(
+        &state.auth(),
+        me.user_id,
+        me.session_id,
+        &body.code,
+        &audit_client(&client),
+    )
+    .await?;
     Ok(no_store(
         StatusCode::OK,
         RecoveryCodesResponse {
-            recovery_codes: codes
-                .iter()
-                .map(|(code, _)| code.as_str().to_owned())
-                .collect(),
+            recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
         },
     ))
 }
@@ -285,14 +222,13 @@ pub async fn confirm_totp(
     request_body = DisableTotpRequest,
     responses(
         (status = 204, description = "MFA is off"),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong passwords here feed like failed logins (`Retry-After`)", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn disable_totp(
@@ -303,38 +239,15 @@ pub async fn disable_totp(
 ) -> Result<StatusCode, ApiError> {
     crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let user = state
-        .store
-        .get_user(me.user_id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    let enrolment = state
-        .store
-        .totp_enrolment(user.id)
-        .await?
-        .filter(|e| e.enabled_at.is_some())
-        .ok_or(ApiError::MfaNotEnabled)?;
-    // The password first: a wrong one says nothing about the code.
-    // Equal work whatever the input; a wrong password counts on the login lock.
-    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-    current_password::verify(&state.auth(), &user, &body.password, client_ip).await?;
-    let now = state.clock.now();
-    let factor = mfa_login::check_proof(&state.auth(), user.id, &enrolment, &proof, now)
-        .await?
-        .ok_or(ApiError::InvalidMfaCode)?;
-    let event = AuditEvent::new(kind::MFA_DISABLED, now)
-        .user(user.id)
-        .session(me.session_id)
-        .client(&audit_client(&client))
-        .detail("method", proof.method());
-    if !state
-        .store
-        .disable_totp(user.id, factor, now, &event)
-        .await?
-    {
-        // The same code was consumed concurrently, or MFA was turned off meanwhile.
-        return Err(ApiError::InvalidMfaCode);
-    }
+    totp::disable(
+        &state.auth(),
+        me.user_id,
+        me.session_id,
+        &body.password,
+        &proof,
+        &audit_client(&client),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -346,8 +259,8 @@ pub async fn disable_totp(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "MFA status", body = MfaStatusResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        BearerRejected,
+        Unavailable,
     )
 )]
 pub async fn status(
@@ -379,11 +292,10 @@ pub async fn status(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
         (status = 401, description = "`invalid_mfa_code` (wrong, malformed or already used code), `mfa_challenge_invalid` (unknown, expired or used challenge: log in again) or `mfa_attempts_exceeded`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's second-factor lock (5 wrong codes, whatever the challenge or IP, lock it for 1 min, doubling per further failure up to 1 h; forgotten 24 h after the last failure); `Retry-After` says when to try again", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn complete_login(

@@ -6,20 +6,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
-use crate::auth::codes::redeemed_event;
-use crate::auth::sessions::revoke_all;
 use crate::codes::Purpose;
 use crate::domain::{Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{CodeSentResponse, UserResponse, UserView};
 use crate::store::audit::AuditClient;
-use crate::store::verification::Redemption;
 
 /// `POST /v1/auth/password/reset` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,11 +54,10 @@ pub struct PasswordResetConfirmRequest {
     request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "A code is on its way if the address has an account", body = CodeSentResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        MalformedJson,
+        BodyRejected,
         (status = 422, description = "`validation_failed`: not an email address", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn request(
@@ -93,8 +88,7 @@ pub async fn request(
     responses(
         (status = 200, description = "Password set; every session and API key revoked, second factors added in the last 24 h removed, the owner mailed the list", body = UserResponse),
         (status = 400, description = "`invalid_code` (wrong, unknown, used or superseded), `code_expired`, `too_many_attempts` (request a new code), or `invalid_request` (malformed JSON)", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `verification_id`, `code` or `new_password` (8–128 characters)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy, or the sessions could not all be revoked (the password is set; ask for a new code and retry)", body = ErrorResponse),
     )
@@ -118,69 +112,19 @@ pub async fn confirm(
         return Err(ApiError::ValidationFailed(errors));
     };
 
-    let now = state.clock.now();
-    let checked = state
-        .codes
-        .check(&state.store, id, Purpose::PasswordReset, &code, now)
-        .await?;
-    // Hash only once the code is known good: wrong guesses cost no argon2 work.
-    let password_hash = state
-        .passwords
-        .hash(&password)
-        .await
-        .map_err(ApiError::from)?;
-    let now = state.clock.now();
-    let audit_client = AuditClient {
+    let client = AuditClient {
         ip: client.ip,
         user_agent: client.user_agent,
     };
-    let event = redeemed_event("password_reset", &checked, &audit_client, now);
-    let redeemed = state
-        .store
-        .redeem_verification_code(
-            id,
-            now,
-            Redemption::ResetPassword {
-                user: checked.user,
-                password_hash: &password_hash,
-            },
-            &event,
-        )
-        .await?;
-    if !redeemed {
-        return Err(ApiError::InvalidCode);
-    }
-
-    let revoked = revoke_all(
+    let user = crate::auth::reset::complete(
         &state.auth(),
-        checked.user,
-        None,
-        RevokeReason::PasswordChanged,
-    )
-    .await
-    .inspect_err(|e| {
-        tracing::error!(
-            user_id = %checked.user,
-            error = %e,
-            "password reset: password set but not every session could be revoked"
-        )
-    })?;
-    tracing::info!(user_id = %checked.user, sessions = revoked, "password reset: sessions revoked");
-    crate::auth::reset::secure_account_after_reset(
-        &state.store,
-        &state.mailer,
-        checked.user,
-        u64::from(revoked),
-        now,
-        &audit_client,
+        &state.code_flows(),
+        id,
+        &code,
+        &password,
+        &client,
     )
     .await?;
-
-    let user = state
-        .store
-        .get_user(checked.user)
-        .await?
-        .ok_or(ApiError::InvalidCode)?;
     Ok((
         StatusCode::OK,
         Json(UserResponse {

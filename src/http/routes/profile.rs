@@ -7,22 +7,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer};
-use sessiond_actors::model::RevokeReason;
 use utoipa::ToSchema;
 
-use crate::auth::sessions::revoke_all;
-use crate::auth::{AuthError, current_password};
+use crate::auth::password_change;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{UserResponse, UserView};
-use crate::store::audit::{AuditClient, AuditEvent};
-use crate::store::users::PASSWORD_CHANGED;
-
-/// Audit kind of a refused password change (wrong current password).
-pub const PASSWORD_CHANGE_FAILED: &str = "password_change_failed";
+use crate::store::audit::AuditClient;
 
 /// Tells "absent" (keep) from `null` (clear) for a PATCH field.
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -64,12 +60,11 @@ pub struct ChangePasswordRequest {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        MalformedJson,
+        BearerRejected,
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `name`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn update_me(
@@ -118,10 +113,9 @@ pub async fn update_me(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Changed; every other session revoked"),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong current passwords feed like failed logins (`Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: store or hashing pool busy", body = ErrorResponse),
@@ -144,59 +138,21 @@ pub async fn change_password(
             "must differ from the current password",
         ));
     }
-    let user = state
-        .store
-        .get_user(me.user_id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    let audit = |kind: &str| {
-        AuditEvent::new(kind, state.clock.now())
-            .user(me.user_id)
-            .session(me.session_id)
-            .client(&AuditClient {
-                ip: client.ip.clone(),
-                user_agent: client.user_agent.clone(),
-            })
+    let caller = password_change::Caller {
+        user: me.user_id,
+        session: me.session_id,
     };
-    // Equal work whatever the input; a wrong password counts on the login lock.
-    let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-    match current_password::verify(&state.auth(), &user, &body.current_password, client_ip).await {
-        Ok(()) => {}
-        Err(AuthError::InvalidCredentials) => {
-            state
-                .store
-                .record_event(&audit(PASSWORD_CHANGE_FAILED))
-                .await?;
-            return Err(ApiError::InvalidCredentials);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let hash = state
-        .passwords
-        .hash(&new_password)
-        .await
-        .map_err(ApiError::from)?;
-    if !state
-        .store
-        .set_password_hash(
-            me.user_id,
-            &hash,
-            state.clock.now(),
-            &audit(PASSWORD_CHANGED),
-        )
-        .await?
-    {
-        return Err(ApiError::InvalidToken);
-    }
-    // The new password is in place; now end every other session through its actor. If this
-    // fails part-way the client gets the error and can retry DELETE /v1/auth/sessions.
-    let revoked = revoke_all(
+    let client = AuditClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    password_change::change(
         &state.auth(),
-        me.user_id,
-        Some(me.session_id),
-        RevokeReason::PasswordChanged,
+        caller,
+        &body.current_password,
+        &new_password,
+        &client,
     )
     .await?;
-    tracing::info!(user_id = %me.user_id, sessions_revoked = revoked, "password changed; other sessions revoked");
     Ok(StatusCode::NO_CONTENT)
 }

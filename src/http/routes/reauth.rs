@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::reauth::{self, Proof};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::store::audit::AuditClient;
 
@@ -60,13 +60,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Authenticated again", body = ReauthResponse),
-        (status = 400, description = "`invalid_request`: malformed JSON", body = ErrorResponse),
+        MalformedJson,
         (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code` (wrong, used or malformed code, or TOTP is off), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `password` and `code`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: too many attempts, or the account is locked", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn reauthenticate(

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{ErrorResponse, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::RecoveryCodesResponse;
 use crate::store::audit::{AuditClient, AuditEvent};
@@ -27,7 +27,7 @@ pub const RECOVERY_CODES_REGENERATED: &str = "mfa_recovery_codes_regenerated";
         (status = 200, description = "The new recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
         (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn regenerate(

@@ -13,7 +13,7 @@ use sessiond_actors::store::SessionStore;
 use crate::auth::sessions::revoke_all;
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::http::views::{SessionPage, SessionView};
@@ -28,9 +28,9 @@ use crate::http::views::{SessionPage, SessionView};
     responses(
         (status = 200, description = "One page of sessions", body = SessionPage),
         (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        BearerRejected,
         (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn list(
@@ -69,9 +69,9 @@ pub async fn list(
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "`invalid_request`: not a session id", body = ErrorResponse),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        BearerRejected,
         (status = 404, description = "`not_found`: no such session of the caller", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn revoke_one(
@@ -107,8 +107,8 @@ pub async fn revoke_one(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every other session revoked"),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        BearerRejected,
+        Unavailable,
     )
 )]
 pub async fn revoke_others(
@@ -135,8 +135,8 @@ pub async fn revoke_others(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        BearerRejected,
+        Unavailable,
     )
 )]
 pub async fn logout(

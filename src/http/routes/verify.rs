@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::ApiError;
 use crate::http::extract::{API_KEY_HEADER, Principal};
-use crate::http::openapi::ErrorResponse;
+use crate::http::openapi::{ErrorResponse, Unavailable};
 use crate::http::state::AppState;
 
 /// `X-Auth-Kind`: `user` or `service`.
@@ -175,7 +175,7 @@ impl VerifyResponse {
         (status = 401, description = "`invalid_token`, `session_revoked`, `session_expired`, `session_compromised` (bearer), `invalid_api_key` (API key, or none with `allow=service`) or `account_disabled` (either, once the owner is disabled)", body = ErrorResponse),
         (status = 403, description = "`principal_not_allowed`: valid credentials of a kind `allow` excludes", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: this client IP presented too many unknown API-key ids (`SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY`); every API key it presents is refused until `Retry-After`", body = ErrorResponse),
-        (status = 503, description = "`unavailable`", body = ErrorResponse),
+        Unavailable,
     )
 )]
 pub async fn verify(
