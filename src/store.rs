@@ -28,6 +28,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod breaker;
 pub mod change_feed;
+mod codec;
 pub mod group_commit;
 pub mod mfa;
 mod postgres;
@@ -38,6 +39,7 @@ mod sqlite;
 pub mod users;
 pub mod verification;
 
+use codec::corrupt;
 pub use purge::spawn_purge;
 
 /// Which database a [`Store`] talks to; for logs, metrics and backend-specific tests.
@@ -643,41 +645,8 @@ fn generation_from_db(generation: i64) -> Result<u64, StoreError> {
     u64::try_from(generation).map_err(|_| corrupt("negative generation"))
 }
 
-/// A row that violates the schema's invariants (should be impossible; logged, never shown).
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Other(format!("corrupt row: {what}"))
-}
-
 /// How long a call waits for a pooled connection by default (`SESSIOND_DB_ACQUIRE_TIMEOUT`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many sessions one purge statement deletes at most.
 const PURGE_BATCH: i64 = 500;
-
-/// The part of sqlx error classification both backends share. `retryable` is the backend's
-/// verdict on a database error (lock contention, server shutting down, ...); `unreachable` says
-/// which database error codes mean the connection or server is gone. Those, socket and TLS
-/// errors and pool acquire timeouts carry [`breaker::UNREACHABLE`] and open the circuit
-/// breaker. The message names the operation and sqlx's error, which never includes bound
-/// values (tokens, hashes).
-fn map_sqlx_error(
-    op: &str,
-    err: sqlx::Error,
-    retryable: impl Fn(&str) -> bool,
-    unreachable: impl Fn(&str) -> bool,
-) -> StoreError {
-    use sqlx::Error as E;
-    match &err {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut => {
-            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
-        }
-        E::Database(db) if db.code().is_some_and(|c| unreachable(&c)) => {
-            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
-        }
-        E::PoolClosed | E::WorkerCrashed => StoreError::Unavailable(format!("{op}: {err}")),
-        E::Database(db) if db.code().is_some_and(|c| retryable(&c)) => {
-            StoreError::Unavailable(format!("{op}: {err}"))
-        }
-        _ => StoreError::Other(format!("{op}: {err}")),
-    }
-}

@@ -15,7 +15,8 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::{Inner, Store, StoreError, UserStatus, corrupt, postgres, sqlite, truncate_to_micros};
+use super::codec::{self, corrupt};
+use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
 use crate::api_keys::{ApiKeyId, SecretHash};
 
 /// Audit kind of a new key (`details.api_key_id`).
@@ -136,7 +137,7 @@ impl Store {
         let op = "create api key";
         match self.inner()? {
             Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
                 sqlx::query(
                     "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
                      created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -151,9 +152,9 @@ impl Store {
                 .bind(key.expires_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?;
+                .map_err(|e| codec::pg_err(op, e))?;
                 insert_pg(&mut tx, &event).await?;
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
             }
             Inner::Sqlite(s) => {
                 let scopes = serde_json::to_string(&key.scopes)
@@ -169,13 +170,13 @@ impl Store {
                 .bind(&key.name)
                 .bind(key.secret_hash.as_bytes().as_slice())
                 .bind(scopes)
-                .bind(sqlite::ts(key.created_at))
-                .bind(key.expires_at.map(sqlite::ts))
+                .bind(codec::ts(key.created_at))
+                .bind(key.expires_at.map(codec::ts))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?;
+                .map_err(|e| codec::sqlite_err(op, e))?;
                 insert_sqlite(&mut tx, &event).await?;
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
             }
         }
         event.log();
@@ -207,14 +208,14 @@ impl Store {
                 .bind(public_id)
                 .fetch_optional(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .map(|row| lookup_from_pg(&row))
                 .transpose(),
             Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
                 .bind(public_id)
                 .fetch_optional(&s.reader)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .map(|row| lookup_from_sqlite(&row))
                 .transpose(),
         }
@@ -229,14 +230,14 @@ impl Store {
                 .bind(id.as_uuid())
                 .fetch_optional(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .map(|row| key_from_pg(&row))
                 .transpose(),
             Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
                 .bind(id.as_uuid())
                 .fetch_optional(&s.reader)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .map(|row| key_from_sqlite(&row))
                 .transpose(),
         }
@@ -275,7 +276,7 @@ impl Store {
                     .bind(i64::from(limit))
                     .fetch_all(&s.pool)
                     .await
-                    .map_err(|e| postgres::map_err(op, e))?;
+                    .map_err(|e| codec::pg_err(op, e))?;
                 rows.iter().map(key_from_pg).collect()
             }
             Inner::Sqlite(s) => {
@@ -289,7 +290,7 @@ impl Store {
                     .bind(i64::from(limit))
                     .fetch_all(&s.reader)
                     .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                    .map_err(|e| codec::sqlite_err(op, e))?;
                 rows.iter().map(key_from_sqlite).collect()
             }
         }
@@ -311,7 +312,7 @@ impl Store {
         let event = event.detail("api_key_id", id.to_string());
         let outcome = match self.inner()? {
             Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
                 let revoked = sqlx::query(
                     "UPDATE api_keys SET revoked_at = $3 \
                      WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -321,7 +322,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .rows_affected()
                     == 1;
                 let outcome = if revoked {
@@ -334,14 +335,14 @@ impl Store {
                             .bind(user.as_uuid())
                             .fetch_optional(&mut *tx)
                             .await
-                            .map_err(|e| postgres::map_err(op, e))?;
+                            .map_err(|e| codec::pg_err(op, e))?;
                     if exists.is_some() {
                         RevokeOutcome::AlreadyRevoked
                     } else {
                         RevokeOutcome::NotFound
                     }
                 };
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
                 outcome
             }
             Inner::Sqlite(s) => {
@@ -352,10 +353,10 @@ impl Store {
                 )
                 .bind(id.as_uuid())
                 .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .rows_affected()
                     == 1;
                 let outcome = if revoked {
@@ -368,14 +369,14 @@ impl Store {
                             .bind(user.as_uuid())
                             .fetch_optional(&mut *tx)
                             .await
-                            .map_err(|e| sqlite::map_err(op, e))?;
+                            .map_err(|e| codec::sqlite_err(op, e))?;
                     if exists.is_some() {
                         RevokeOutcome::AlreadyRevoked
                     } else {
                         RevokeOutcome::NotFound
                     }
                 };
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 outcome
             }
         };
@@ -398,7 +399,7 @@ impl Store {
         let now = truncate_to_micros(now);
         let (names, event) = match &self.inner {
             Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
                 let names: Vec<String> = sqlx::query_scalar(
                     "UPDATE api_keys SET revoked_at = $2 \
                      WHERE user_id = $1 AND revoked_at IS NULL RETURNING name",
@@ -407,12 +408,12 @@ impl Store {
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?;
+                .map_err(|e| codec::pg_err(op, e))?;
                 let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
                 if let Some(event) = &event {
                     insert_pg(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
                 (names, event)
             }
             Inner::Sqlite(s) => {
@@ -422,15 +423,15 @@ impl Store {
                      WHERE user_id = ?1 AND revoked_at IS NULL RETURNING name",
                 )
                 .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?;
+                .map_err(|e| codec::sqlite_err(op, e))?;
                 let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
                 if let Some(event) = &event {
                     insert_sqlite(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 (names, event)
             }
         };
@@ -465,7 +466,7 @@ impl Store {
                 .bind(&times)
                 .execute(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?;
+                .map_err(|e| codec::pg_err(op, e))?;
             }
             Inner::Sqlite(s) => {
                 let mut tx = s.begin_write(op).await?;
@@ -476,12 +477,12 @@ impl Store {
                          WHERE id = ?1",
                     )
                     .bind(id.as_uuid())
-                    .bind(sqlite::ts(*at))
+                    .bind(codec::ts(*at))
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                    .map_err(|e| codec::sqlite_err(op, e))?;
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
             }
         }
         Ok(())
@@ -524,7 +525,7 @@ fn key_from_sqlite(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     let ts = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
         decode::<_, Option<String>>(row, column)?
             .as_deref()
-            .map(sqlite::parse_ts)
+            .map(codec::parse_ts)
             .transpose()
     };
     Ok(ApiKeyRecord {

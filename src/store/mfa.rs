@@ -17,11 +17,11 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite, truncate_to_micros};
+use super::codec::{self, corrupt, get};
+use super::{Inner, Store, StoreError, truncate_to_micros};
 use crate::mfa::SealedSecret;
 
 /// A user's TOTP row: a pending enrolment (`enabled_at` None) or enabled MFA.
@@ -140,15 +140,6 @@ fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
     u32::try_from(attempts).map_err(|_| corrupt("challenge attempts out of range"))
 }
 
-fn get<'r, R: Row, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'r str: sqlx::ColumnIndex<R>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
 impl Store {
     /// The user's TOTP row, pending or enabled.
     pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
@@ -161,7 +152,7 @@ impl Store {
                 .bind(user.as_uuid())
                 .fetch_optional(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err("load totp", e))?;
+                .map_err(|e| codec::pg_err("load totp", e))?;
                 row.map(|r| {
                     Ok(TotpEnrolment {
                         sealed: SealedSecret {
@@ -183,7 +174,7 @@ impl Store {
                 .bind(user.as_uuid())
                 .fetch_optional(&s.reader)
                 .await
-                .map_err(|e| sqlite::map_err("load totp", e))?;
+                .map_err(|e| codec::sqlite_err("load totp", e))?;
                 row.map(|r| {
                     let enabled_at: Option<String> = get(&r, "enabled_at")?;
                     Ok(TotpEnrolment {
@@ -191,9 +182,9 @@ impl Store {
                             ciphertext: get(&r, "secret_ciphertext")?,
                             nonce: nonce_from_db(get(&r, "nonce")?)?,
                         },
-                        enabled_at: enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
+                        enabled_at: enabled_at.as_deref().map(codec::parse_ts).transpose()?,
                         last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                        created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                        created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
                     })
                 })
                 .transpose()
@@ -215,7 +206,7 @@ impl Store {
                     .bind(user.as_uuid())
                     .fetch_one(&s.pool)
                     .await
-                    .map_err(|e| postgres::map_err("mfa status", e))?;
+                    .map_err(|e| codec::pg_err("mfa status", e))?;
                 (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
             }
             Inner::Sqlite(s) => {
@@ -223,10 +214,10 @@ impl Store {
                     .bind(user.as_uuid())
                     .fetch_one(&s.reader)
                     .await
-                    .map_err(|e| sqlite::map_err("mfa status", e))?;
+                    .map_err(|e| codec::sqlite_err("mfa status", e))?;
                 let enabled_at: Option<String> = get(&row, "enabled_at")?;
                 (
-                    enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
+                    enabled_at.as_deref().map(codec::parse_ts).transpose()?,
                     get::<_, i64>(&row, "remaining")?,
                 )
             }
@@ -260,7 +251,7 @@ impl Store {
             .bind(now)
             .execute(&s.pool)
             .await
-            .map_err(|e| postgres::map_err("begin totp enrolment", e))?
+            .map_err(|e| codec::pg_err("begin totp enrolment", e))?
             .rows_affected(),
             Inner::Sqlite(s) => sqlx::query(
                 "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
@@ -272,10 +263,10 @@ impl Store {
             .bind(user.as_uuid())
             .bind(&sealed.ciphertext)
             .bind(sealed.nonce.as_slice())
-            .bind(sqlite::ts(now))
+            .bind(codec::ts(now))
             .execute(&s.writer)
             .await
-            .map_err(|e| sqlite::map_err("begin totp enrolment", e))?
+            .map_err(|e| codec::sqlite_err("begin totp enrolment", e))?
             .rows_affected(),
         };
         Ok(written == 1)
@@ -299,7 +290,7 @@ impl Store {
         let uid = user.as_uuid();
         match self.inner()? {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("enable totp", e);
+                let map = |e| codec::pg_err("enable totp", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 let updated = sqlx::query(
                     "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
@@ -338,7 +329,7 @@ impl Store {
                 tx.commit().await.map_err(map)?;
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("enable totp", e);
+                let map = |e| codec::sqlite_err("enable totp", e);
                 let mut tx = s.begin_write("enable totp").await?;
                 let updated = sqlx::query(
                     "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
@@ -346,7 +337,7 @@ impl Store {
                 )
                 .bind(uid)
                 .bind(nonce.as_slice())
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .bind(step)
                 .execute(&mut *tx)
                 .await
@@ -369,7 +360,7 @@ impl Store {
                     .bind(Uuid::now_v7())
                     .bind(uid)
                     .bind(hash.as_slice())
-                    .bind(sqlite::ts(now))
+                    .bind(codec::ts(now))
                     .execute(&mut *tx)
                     .await
                     .map_err(map)?;
@@ -397,7 +388,7 @@ impl Store {
         let uid = user.as_uuid();
         match self.inner()? {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("disable totp", e);
+                let map = |e| codec::pg_err("disable totp", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 if !pg::consume_factor(&mut tx, user, factor, now).await? {
                     return Ok(false);
@@ -417,7 +408,7 @@ impl Store {
                 tx.commit().await.map_err(map)?;
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("disable totp", e);
+                let map = |e| codec::sqlite_err("disable totp", e);
                 let mut tx = s.begin_write("disable totp").await?;
                 if !lite::consume_factor(&mut tx, user, factor, now).await? {
                     tx.rollback().await.map_err(map)?;
@@ -455,7 +446,7 @@ impl Store {
             .bind(user.as_uuid())
             .fetch_all(&s.pool)
             .await
-            .map_err(|e| postgres::map_err("recovery codes", e))?,
+            .map_err(|e| codec::pg_err("recovery codes", e))?,
             Inner::Sqlite(s) => sqlx::query_as(
                 "SELECT id, code_hash FROM mfa_recovery_codes \
                  WHERE user_id = ?1 AND used_at IS NULL ORDER BY id",
@@ -463,7 +454,7 @@ impl Store {
             .bind(user.as_uuid())
             .fetch_all(&s.reader)
             .await
-            .map_err(|e| sqlite::map_err("recovery codes", e))?,
+            .map_err(|e| codec::sqlite_err("recovery codes", e))?,
         };
         rows.into_iter()
             .map(|(id, hash)| {
@@ -482,7 +473,7 @@ impl Store {
         let attempts = i64::from(c.attempts);
         match self.inner()? {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("create mfa challenge", e);
+                let map = |e| codec::pg_err("create mfa challenge", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 sqlx::query(
                     "DELETE FROM mfa_challenges WHERE user_id = $1 \
@@ -511,14 +502,14 @@ impl Store {
                 tx.commit().await.map_err(map)
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("create mfa challenge", e);
+                let map = |e| codec::sqlite_err("create mfa challenge", e);
                 let mut tx = s.begin_write("create mfa challenge").await?;
                 sqlx::query(
                     "DELETE FROM mfa_challenges WHERE user_id = ?1 \
                      AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
                 )
                 .bind(uid)
-                .bind(sqlite::ts(c.created_at))
+                .bind(codec::ts(c.created_at))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -528,8 +519,8 @@ impl Store {
                 )
                 .bind(c.id)
                 .bind(uid)
-                .bind(sqlite::ts(c.created_at))
-                .bind(sqlite::ts(c.expires_at))
+                .bind(codec::ts(c.created_at))
+                .bind(codec::ts(c.expires_at))
                 .bind(attempts)
                 .bind(&c.device_name)
                 .bind(&c.user_agent)
@@ -556,7 +547,7 @@ impl Store {
             .inner
         {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("attempt mfa challenge", e);
+                let map = |e| codec::pg_err("attempt mfa challenge", e);
                 let row = sqlx::query(
                     "UPDATE mfa_challenges SET attempts = attempts + 1 \
                      WHERE id = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3 \
@@ -606,8 +597,8 @@ impl Store {
                 }
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("attempt mfa challenge", e);
-                let now_ts = sqlite::ts(now);
+                let map = |e| codec::sqlite_err("attempt mfa challenge", e);
+                let now_ts = codec::ts(now);
                 let row = sqlx::query(
                     "UPDATE mfa_challenges SET attempts = attempts + 1 \
                      WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3 \
@@ -624,8 +615,8 @@ impl Store {
                         Some(MfaChallenge {
                             id,
                             user_id: UserId(get(&r, "user_id")?),
-                            created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
-                            expires_at: sqlite::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
+                            created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                            expires_at: codec::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
                             attempts: attempts_from_db(get(&r, "attempts")?)?,
                             device_name: get(&r, "device_name")?,
                             user_agent: get(&r, "user_agent")?,
@@ -678,7 +669,7 @@ impl Store {
         let now = truncate_to_micros(now);
         match self.inner()? {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("complete mfa challenge", e);
+                let map = |e| codec::pg_err("complete mfa challenge", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 let consumed = sqlx::query(
                     "UPDATE mfa_challenges SET consumed_at = $3 \
@@ -700,7 +691,7 @@ impl Store {
                 tx.commit().await.map_err(map)?;
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("complete mfa challenge", e);
+                let map = |e| codec::sqlite_err("complete mfa challenge", e);
                 let mut tx = s.begin_write("complete mfa challenge").await?;
                 let consumed = sqlx::query(
                     "UPDATE mfa_challenges SET consumed_at = ?3 \
@@ -708,7 +699,7 @@ impl Store {
                 )
                 .bind(id)
                 .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?
@@ -762,11 +753,11 @@ impl Store {
                     .pool
                     .acquire()
                     .await
-                    .map_err(|e| postgres::map_err("consume second factor", e))?;
+                    .map_err(|e| codec::pg_err("consume second factor", e))?;
                 pg::consume_factor(&mut conn, user, factor, now).await
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("consume second factor", e);
+                let map = |e| codec::sqlite_err("consume second factor", e);
                 let mut tx = s.begin_write("consume second factor").await?;
                 let done = lite::consume_factor(&mut tx, user, factor, now).await?;
                 tx.commit().await.map_err(map)?;
@@ -789,7 +780,7 @@ impl Store {
         let uid = user.as_uuid();
         match &self.inner {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("replace recovery codes", e);
+                let map = |e| codec::pg_err("replace recovery codes", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 let on: Option<i32> = sqlx::query_scalar(
                     "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
@@ -824,7 +815,7 @@ impl Store {
                 tx.commit().await.map_err(map)?;
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("replace recovery codes", e);
+                let map = |e| codec::sqlite_err("replace recovery codes", e);
                 let mut tx = s.begin_write("replace recovery codes").await?;
                 let on: Option<i64> = sqlx::query_scalar(
                     "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
@@ -850,7 +841,7 @@ impl Store {
                     .bind(Uuid::now_v7())
                     .bind(uid)
                     .bind(hash.as_slice())
-                    .bind(sqlite::ts(now))
+                    .bind(codec::ts(now))
                     .execute(&mut *tx)
                     .await
                     .map_err(map)?;
@@ -877,7 +868,7 @@ impl Store {
         let mut removed = RemovedFactors::default();
         let event = match &self.inner {
             Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("remove second factors", e);
+                let map = |e| codec::pg_err("remove second factors", e);
                 let mut tx = s.pool.begin().await.map_err(map)?;
                 let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
                     "DELETE FROM mfa_totp WHERE user_id = $1 \
@@ -917,14 +908,14 @@ impl Store {
                 event
             }
             Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("remove second factors", e);
+                let map = |e| codec::sqlite_err("remove second factors", e);
                 let mut tx = s.begin_write("remove second factors").await?;
                 let totp: Vec<Option<String>> = sqlx::query_scalar(
                     "DELETE FROM mfa_totp WHERE user_id = ?1 \
                      AND (enabled_at IS NULL OR enabled_at >= ?2) RETURNING enabled_at",
                 )
                 .bind(uid)
-                .bind(sqlite::ts(since))
+                .bind(codec::ts(since))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -944,7 +935,7 @@ impl Store {
                     "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
                 )
                 .bind(uid)
-                .bind(sqlite::ts(codes_since))
+                .bind(codec::ts(codes_since))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?
@@ -984,7 +975,7 @@ mod pg {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let map = |e| postgres::map_err("consume second factor", e);
+        let map = |e| codec::pg_err("consume second factor", e);
         let updated = match factor {
             SecondFactor::TotpStep(step) => sqlx::query(
                 "UPDATE mfa_totp SET last_used_step = $2 WHERE user_id = $1 \
@@ -1021,7 +1012,7 @@ mod lite {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let map = |e| sqlite::map_err("consume second factor", e);
+        let map = |e| codec::sqlite_err("consume second factor", e);
         let updated = match factor {
             SecondFactor::TotpStep(step) => sqlx::query(
                 "UPDATE mfa_totp SET last_used_step = ?2 WHERE user_id = ?1 \
@@ -1038,7 +1029,7 @@ mod lite {
             )
             .bind(user.as_uuid())
             .bind(id)
-            .bind(sqlite::ts(now))
+            .bind(codec::ts(now))
             .execute(conn)
             .await
             .map_err(map)?,

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite, truncate_to_micros};
+use super::codec::{self, corrupt, get};
+use super::{Inner, Store, StoreError, truncate_to_micros};
 
 /// One account's second-factor failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,15 +29,6 @@ pub struct VersionedLockRow {
     pub version: i64,
 }
 
-fn get<'r, R: Row, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'r str: sqlx::ColumnIndex<R>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
 fn failures_from_db(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("second-factor failures out of range"))
 }
@@ -56,7 +47,7 @@ impl Store {
                     .bind(user.as_uuid())
                     .fetch_optional(&s.pool)
                     .await
-                    .map_err(|e| postgres::map_err("load second-factor lock", e))?;
+                    .map_err(|e| codec::pg_err("load second-factor lock", e))?;
                 row.map(|r| {
                     Ok(VersionedLockRow {
                         row: SecondFactorLockRow {
@@ -74,19 +65,19 @@ impl Store {
                     .bind(user.as_uuid())
                     .fetch_optional(&s.writer)
                     .await
-                    .map_err(|e| sqlite::map_err("load second-factor lock", e))?;
+                    .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
                 row.map(|r| {
                     let locked_until: Option<String> = get(&r, "locked_until")?;
                     Ok(VersionedLockRow {
                         row: SecondFactorLockRow {
                             failures: failures_from_db(get(&r, "failures")?)?,
-                            last_failure_at: sqlite::parse_ts(&get::<_, String>(
+                            last_failure_at: codec::parse_ts(&get::<_, String>(
                                 &r,
                                 "last_failure_at",
                             )?)?,
                             locked_until: locked_until
                                 .as_deref()
-                                .map(sqlite::parse_ts)
+                                .map(codec::parse_ts)
                                 .transpose()?,
                         },
                         version: get(&r, "version")?,
@@ -119,7 +110,7 @@ impl Store {
             .bind(until)
             .execute(&s.pool)
             .await
-            .map_err(|e| postgres::map_err("insert second-factor lock", e))?
+            .map_err(|e| codec::pg_err("insert second-factor lock", e))?
             .rows_affected(),
             (Inner::Postgres(s), Some(version)) => sqlx::query(
                 "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
@@ -132,7 +123,7 @@ impl Store {
             .bind(version)
             .execute(&s.pool)
             .await
-            .map_err(|e| postgres::map_err("update second-factor lock", e))?
+            .map_err(|e| codec::pg_err("update second-factor lock", e))?
             .rows_affected(),
             (Inner::Sqlite(s), None) => sqlx::query(
                 "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
@@ -140,11 +131,11 @@ impl Store {
             )
             .bind(user.as_uuid())
             .bind(failures)
-            .bind(sqlite::ts(last))
-            .bind(until.map(sqlite::ts))
+            .bind(codec::ts(last))
+            .bind(until.map(codec::ts))
             .execute(&s.writer)
             .await
-            .map_err(|e| sqlite::map_err("insert second-factor lock", e))?
+            .map_err(|e| codec::sqlite_err("insert second-factor lock", e))?
             .rows_affected(),
             (Inner::Sqlite(s), Some(version)) => sqlx::query(
                 "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
@@ -152,12 +143,12 @@ impl Store {
             )
             .bind(user.as_uuid())
             .bind(failures)
-            .bind(sqlite::ts(last))
-            .bind(until.map(sqlite::ts))
+            .bind(codec::ts(last))
+            .bind(until.map(codec::ts))
             .bind(version)
             .execute(&s.writer)
             .await
-            .map_err(|e| sqlite::map_err("update second-factor lock", e))?
+            .map_err(|e| codec::sqlite_err("update second-factor lock", e))?
             .rows_affected(),
         };
         Ok(written == 1)
@@ -172,13 +163,13 @@ impl Store {
                 .execute(&s.pool)
                 .await
                 .map(drop)
-                .map_err(|e| postgres::map_err("clear second-factor lock", e)),
+                .map_err(|e| codec::pg_err("clear second-factor lock", e)),
             Inner::Sqlite(s) => sqlx::query(SQL)
                 .bind(user.as_uuid())
                 .execute(&s.writer)
                 .await
                 .map(drop)
-                .map_err(|e| sqlite::map_err("clear second-factor lock", e)),
+                .map_err(|e| codec::sqlite_err("clear second-factor lock", e)),
         }
     }
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::{Inner, Store, StoreError, UserStatus, postgres, sqlite, truncate_to_micros};
+use super::codec;
+use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
 
 /// Audit kind of a password change by the user (the session that made it, the client).
 pub const PASSWORD_CHANGED: &str = "password_changed";
@@ -29,17 +30,17 @@ impl Store {
                     .bind(now)
                     .execute(&s.pool)
                     .await
-                    .map_err(|e| postgres::map_err("set user name", e))?
+                    .map_err(|e| codec::pg_err("set user name", e))?
                     .rows_affected()
             }
             Inner::Sqlite(s) => {
                 sqlx::query("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")
                     .bind(id.as_uuid())
                     .bind(name)
-                    .bind(sqlite::ts(now))
+                    .bind(codec::ts(now))
                     .execute(&s.writer)
                     .await
-                    .map_err(|e| sqlite::map_err("set user name", e))?
+                    .map_err(|e| codec::sqlite_err("set user name", e))?
                     .rows_affected()
             }
         };
@@ -63,7 +64,7 @@ impl Store {
         let now = truncate_to_micros(now);
         let updated = match self.inner()? {
             Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
                 let updated = sqlx::query(
                     "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
                 )
@@ -72,13 +73,13 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .rows_affected()
                     == 1;
                 if updated {
                     insert_pg(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
                 updated
             }
             Inner::Sqlite(s) => {
@@ -88,16 +89,16 @@ impl Store {
                 )
                 .bind(id.as_uuid())
                 .bind(password_hash)
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .rows_affected()
                     == 1;
                 if updated {
                     insert_sqlite(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 updated
             }
         };
@@ -124,7 +125,7 @@ impl Store {
         let now = truncate_to_micros(now);
         let changed = match self.inner()? {
             Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
+                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
                 let changed = sqlx::query(
                     "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2",
                 )
@@ -133,13 +134,13 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .rows_affected()
                     == 1;
                 if changed {
                     insert_pg(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
                 changed
             }
             Inner::Sqlite(s) => {
@@ -149,16 +150,16 @@ impl Store {
                 )
                 .bind(id.as_uuid())
                 .bind(status.as_str())
-                .bind(sqlite::ts(now))
+                .bind(codec::ts(now))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .rows_affected()
                     == 1;
                 if changed {
                     insert_sqlite(&mut tx, event).await?;
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
+                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 changed
             }
         };

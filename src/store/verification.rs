@@ -23,7 +23,8 @@ use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite};
+use super::codec::corrupt;
+use super::{Inner, Store, StoreError};
 use crate::codes::{
     AttemptOutcome, CodeHash, CodeStore, Decide, Issue, IssueHistory, IssueRequest, Purpose,
     Refusal, VerificationCode, refusal,
@@ -182,7 +183,8 @@ mod pg {
     use sqlx::postgres::PgRow;
 
     use super::*;
-    use postgres::{PgStore, map_err};
+    use crate::store::codec::pg_err as map_err;
+    use crate::store::postgres::PgStore;
 
     fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
@@ -394,7 +396,8 @@ mod lite {
     use sqlx::sqlite::SqliteRow;
 
     use super::*;
-    use sqlite::{SqliteStore, map_err, parse_ts, ts};
+    use crate::store::codec::{parse_ts, sqlite_err as map_err, ts};
+    use crate::store::sqlite::SqliteStore;
 
     fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
