@@ -11,6 +11,7 @@
 //! token history in the same transaction, and timestamps round-trip at microsecond precision.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,20 +236,20 @@ pub struct PoolStats {
     pub idle: u32,
 }
 
-/// The store error inside a call's result, if any; lets `dispatch!` report every call.
+/// The store error inside a call's result, if any, and the result of a call the circuit
+/// breaker refused; lets [`Store::run_call`] report every call.
 trait CallOutcome {
     fn store_error(&self) -> Option<&StoreError>;
-}
-
-impl CallOutcome for () {
-    fn store_error(&self) -> Option<&StoreError> {
-        None
-    }
+    fn refused(error: StoreError) -> Self;
 }
 
 impl<T> CallOutcome for Result<T, StoreError> {
     fn store_error(&self) -> Option<&StoreError> {
         self.as_ref().err()
+    }
+
+    fn refused(error: StoreError) -> Self {
+        Err(error)
     }
 }
 
@@ -258,6 +259,10 @@ impl<T> CallOutcome for Result<T, CreateUserError> {
             Err(CreateUserError::Store(e)) => Some(e),
             _ => None,
         }
+    }
+
+    fn refused(error: StoreError) -> Self {
+        Err(error.into())
     }
 }
 
@@ -295,31 +300,19 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Calls the same method on whichever backend is behind `self`, and reports its duration and
-/// outcome to the observer, named after the method. The common execution path: it consults the
-/// circuit breaker first (refusing at once while it is open) and reports the outcome to it.
+/// Calls the same method on whichever backend is behind `self` through [`Store::run_call`],
+/// named after the method.
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
-        match $self.breaker.admit() {
-            Err(refused) => {
-                $self.observe_refusal(stringify!($method), &refused);
-                Err(refused.into())
-            }
-            Ok(admission) => {
-                let started = std::time::Instant::now();
-                let result = match &$self.inner {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        $self
+            .run_call(stringify!($method), async {
+                match &$self.inner {
                     Inner::Postgres(s) => s.$method($($arg),*).await,
                     Inner::Sqlite(s) => s.$method($($arg),*).await,
-                };
-                let error = CallOutcome::store_error(&result);
-                if let Some(observer) = &$self.observer {
-                    observer.observe(stringify!($method), started.elapsed(), error);
                 }
-                $self.circuit_saw(admission, error);
-                result
-            }
-        }
-    }};
+            })
+            .await
+    };
 }
 
 impl Store {
@@ -361,11 +354,41 @@ impl Store {
         })
     }
 
-    /// The backend, if the circuit breaker admits a call: for the store modules that query the
-    /// backend directly rather than through `dispatch!`, so they fail fast during an outage too.
-    fn inner(&self) -> Result<&Inner, StoreError> {
-        self.breaker.admit()?;
-        Ok(&self.inner)
+    /// Runs one store call, the only way the store reaches its database: consults the circuit
+    /// breaker first (refusing at once, without polling `call`, while it is open), then tells
+    /// the observer the call's duration and outcome under `operation` (a name from
+    /// `metrics::observers`' lists) and the breaker its outcome, so a connection failure in
+    /// any call opens it.
+    async fn run_call<R: CallOutcome>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = R>,
+    ) -> R {
+        let admission = match self.breaker.admit() {
+            Ok(admission) => admission,
+            Err(refused) => {
+                self.observe_refusal(operation, &refused);
+                return R::refused(refused);
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let error = result.store_error();
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, started.elapsed(), error);
+        }
+        self.circuit_saw(admission, error);
+        result
+    }
+
+    /// [`Store::run_call`] for the store modules' own queries (`mfa`, `audit`, ...): `call`
+    /// matches on `self.inner` itself.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.run_call(operation, call).await
     }
 
     /// Reports an admitted call's outcome to the circuit breaker, and starts the background
@@ -601,15 +624,7 @@ impl SessionStore for Store {
         if let Some(group) = &self.group_commit {
             // While the circuit is open a change fails here, before it is queued: nothing is
             // written, so the actor keeps its state and the client its token.
-            let admission = self.breaker.admit().inspect_err(|refused| {
-                self.observe_refusal("apply", refused);
-            })?;
-            let started = std::time::Instant::now();
-            let result = group.apply(change).await;
-            if let Some(observer) = &self.observer {
-                observer.observe("apply", started.elapsed(), result.as_ref().err());
-            }
-            self.circuit_saw(admission, result.as_ref().err());
+            let result = self.run_call("apply", group.apply(change)).await;
             self.session_changed(change, &result);
             return result;
         }

@@ -411,25 +411,28 @@ impl Store {
     /// For an event that belongs to a change, write it inside that change's transaction
     /// instead ([`insert_pg`] / [`insert_sqlite`]), so one never commits without the other.
     pub async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut conn = s
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| codec::pg_err("insert audit event", e))?;
-                insert_pg(&mut conn, event).await?;
+        self.observed("record_event", async {
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut conn = s
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| codec::pg_err("insert audit event", e))?;
+                    insert_pg(&mut conn, event).await?;
+                }
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write("insert audit event").await?;
+                    insert_sqlite(&mut tx, event).await?;
+                    tx.commit()
+                        .await
+                        .map_err(|e| codec::sqlite_err("insert audit event", e))?;
+                }
             }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write("insert audit event").await?;
-                insert_sqlite(&mut tx, event).await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| codec::sqlite_err("insert audit event", e))?;
-            }
-        }
-        event.log();
-        Ok(())
+            event.log();
+            Ok(())
+        })
+        .await
     }
 
     /// A user's own events, newest first, keyset-paginated: `before` = the id of the last event
@@ -459,15 +462,18 @@ impl Store {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // No cursor = start above every possible id (a v7 id is never all ones).
-        let before = before.unwrap_or(Uuid::max());
-        match self.inner()? {
-            Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
-            Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
-        }
+        self.observed("list_audit_events", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            // No cursor = start above every possible id (a v7 id is never all ones).
+            let before = before.unwrap_or(Uuid::max());
+            match &self.inner {
+                Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
+                Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
+            }
+        })
+        .await
     }
 }
 

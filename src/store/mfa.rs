@@ -143,64 +143,68 @@ fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
 impl Store {
     /// The user's TOTP row, pending or enabled.
     pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(
-                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+        self.observed("totp_enrolment", async {
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(
+                        "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
                      FROM mfa_totp WHERE user_id = $1",
-                )
-                .bind(user.as_uuid())
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(|e| codec::pg_err("load totp", e))?;
-                row.map(|r| {
-                    Ok(TotpEnrolment {
-                        sealed: SealedSecret {
-                            ciphertext: get(&r, "secret_ciphertext")?,
-                            nonce: nonce_from_db(get(&r, "nonce")?)?,
-                        },
-                        enabled_at: get(&r, "enabled_at")?,
-                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                        created_at: get(&r, "created_at")?,
+                    )
+                    .bind(user.as_uuid())
+                    .fetch_optional(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("load totp", e))?;
+                    row.map(|r| {
+                        Ok(TotpEnrolment {
+                            sealed: SealedSecret {
+                                ciphertext: get(&r, "secret_ciphertext")?,
+                                nonce: nonce_from_db(get(&r, "nonce")?)?,
+                            },
+                            enabled_at: get(&r, "enabled_at")?,
+                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                            created_at: get(&r, "created_at")?,
+                        })
                     })
-                })
-                .transpose()
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(
-                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+                    .transpose()
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(
+                        "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
                      FROM mfa_totp WHERE user_id = ?1",
-                )
-                .bind(user.as_uuid())
-                .fetch_optional(&s.reader)
-                .await
-                .map_err(|e| codec::sqlite_err("load totp", e))?;
-                row.map(|r| {
-                    let enabled_at: Option<String> = get(&r, "enabled_at")?;
-                    Ok(TotpEnrolment {
-                        sealed: SealedSecret {
-                            ciphertext: get(&r, "secret_ciphertext")?,
-                            nonce: nonce_from_db(get(&r, "nonce")?)?,
-                        },
-                        enabled_at: enabled_at.as_deref().map(codec::parse_ts).transpose()?,
-                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                        created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                    )
+                    .bind(user.as_uuid())
+                    .fetch_optional(&s.reader)
+                    .await
+                    .map_err(|e| codec::sqlite_err("load totp", e))?;
+                    row.map(|r| {
+                        let enabled_at: Option<String> = get(&r, "enabled_at")?;
+                        Ok(TotpEnrolment {
+                            sealed: SealedSecret {
+                                ciphertext: get(&r, "secret_ciphertext")?,
+                                nonce: nonce_from_db(get(&r, "nonce")?)?,
+                            },
+                            enabled_at: enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                            created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Whether MFA is on for `user`, and how many recovery codes remain.
     pub async fn mfa_status(&self, user: UserId) -> Result<MfaStatus, StoreError> {
+        self.observed("mfa_status", async {
         const PG: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
              AS remaining";
         const LITE: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = ?1) AS enabled_at, \
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at IS NULL) \
              AS remaining";
-        let (enabled_at, remaining) = match self.inner()? {
+        let (enabled_at, remaining) = match &self.inner {
             Inner::Postgres(s) => {
                 let row = sqlx::query(PG)
                     .bind(user.as_uuid())
@@ -226,6 +230,8 @@ impl Store {
             enabled_at,
             recovery_codes_remaining: attempts_from_db(remaining)?,
         })
+    })
+        .await
     }
 
     /// Starts (or restarts) a TOTP enrolment with a new sealed secret. Returns false, writing
@@ -236,8 +242,9 @@ impl Store {
         sealed: &SealedSecret,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.observed("begin_totp_enrolment", async {
         let now = truncate_to_micros(now);
-        let written = match self.inner()? {
+        let written = match &self.inner {
             Inner::Postgres(s) => sqlx::query(
                 "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
                  VALUES ($1, $2, $3, $4) \
@@ -270,6 +277,8 @@ impl Store {
             .rows_affected(),
         };
         Ok(written == 1)
+    })
+        .await
     }
 
     /// Turns MFA on: the pending enrolment sealed with `nonce` (the one whose code was just
@@ -285,92 +294,95 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let step = step_to_db(step)?;
-        let uid = user.as_uuid();
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("enable totp", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let updated = sqlx::query(
-                    "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
+        self.observed("enable_totp", async {
+            let now = truncate_to_micros(now);
+            let step = step_to_db(step)?;
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("enable totp", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let updated = sqlx::query(
+                        "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
                      WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL",
-                )
-                .bind(uid)
-                .bind(nonce.as_slice())
-                .bind(now)
-                .bind(step)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if updated != 1 {
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)",
                     )
-                    .bind(Uuid::now_v7())
                     .bind(uid)
-                    .bind(hash.as_slice())
+                    .bind(nonce.as_slice())
                     .bind(now)
+                    .bind(step)
                     .execute(&mut *tx)
                     .await
-                    .map_err(map)?;
+                    .map_err(map)?
+                    .rows_affected();
+                    if updated != 1 {
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    for hash in code_hashes {
+                        sqlx::query(
+                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(uid)
+                        .bind(hash.as_slice())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    }
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("enable totp", e);
-                let mut tx = s.begin_write("enable totp").await?;
-                let updated = sqlx::query(
-                    "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("enable totp", e);
+                    let mut tx = s.begin_write("enable totp").await?;
+                    let updated = sqlx::query(
+                        "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
                      WHERE user_id = ?1 AND nonce = ?2 AND enabled_at IS NULL",
-                )
-                .bind(uid)
-                .bind(nonce.as_slice())
-                .bind(codec::ts(now))
-                .bind(step)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if updated != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
                     )
-                    .bind(Uuid::now_v7())
                     .bind(uid)
-                    .bind(hash.as_slice())
+                    .bind(nonce.as_slice())
                     .bind(codec::ts(now))
+                    .bind(step)
                     .execute(&mut *tx)
                     .await
-                    .map_err(map)?;
+                    .map_err(map)?
+                    .rows_affected();
+                    if updated != 1 {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    for hash in code_hashes {
+                        sqlx::query(
+                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(uid)
+                        .bind(hash.as_slice())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    }
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// Turns MFA off after consuming `factor` (so the code that authorised it cannot be
@@ -384,53 +396,56 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let uid = user.as_uuid();
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("disable totp", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                    return Ok(false);
+        self.observed("disable_totp", async {
+            let now = truncate_to_micros(now);
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("disable totp", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                        return Ok(false);
+                    }
+                    for sql in [
+                        "DELETE FROM mfa_totp WHERE user_id = $1",
+                        "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+                        "DELETE FROM mfa_challenges WHERE user_id = $1",
+                    ] {
+                        sqlx::query(sql)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                for sql in [
-                    "DELETE FROM mfa_totp WHERE user_id = $1",
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
-                    "DELETE FROM mfa_challenges WHERE user_id = $1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("disable totp", e);
+                    let mut tx = s.begin_write("disable totp").await?;
+                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    for sql in [
+                        "DELETE FROM mfa_totp WHERE user_id = ?1",
+                        "DELETE FROM mfa_recovery_codes WHERE user_id = ?1",
+                        "DELETE FROM mfa_challenges WHERE user_id = ?1",
+                    ] {
+                        sqlx::query(sql)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("disable totp", e);
-                let mut tx = s.begin_write("disable totp").await?;
-                if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                for sql in [
-                    "DELETE FROM mfa_totp WHERE user_id = ?1",
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1",
-                    "DELETE FROM mfa_challenges WHERE user_id = ?1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// The user's recovery codes that have not been used.
@@ -438,53 +453,57 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Vec<StoredRecoveryCode>, StoreError> {
-        let rows: Vec<(Uuid, Vec<u8>)> = match self.inner()? {
-            Inner::Postgres(s) => sqlx::query_as(
-                "SELECT id, code_hash FROM mfa_recovery_codes \
+        self.observed("unused_recovery_codes", async {
+            let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
+                Inner::Postgres(s) => sqlx::query_as(
+                    "SELECT id, code_hash FROM mfa_recovery_codes \
                  WHERE user_id = $1 AND used_at IS NULL ORDER BY id",
-            )
-            .bind(user.as_uuid())
-            .fetch_all(&s.pool)
-            .await
-            .map_err(|e| codec::pg_err("recovery codes", e))?,
-            Inner::Sqlite(s) => sqlx::query_as(
-                "SELECT id, code_hash FROM mfa_recovery_codes \
+                )
+                .bind(user.as_uuid())
+                .fetch_all(&s.pool)
+                .await
+                .map_err(|e| codec::pg_err("recovery codes", e))?,
+                Inner::Sqlite(s) => sqlx::query_as(
+                    "SELECT id, code_hash FROM mfa_recovery_codes \
                  WHERE user_id = ?1 AND used_at IS NULL ORDER BY id",
-            )
-            .bind(user.as_uuid())
-            .fetch_all(&s.reader)
-            .await
-            .map_err(|e| codec::sqlite_err("recovery codes", e))?,
-        };
-        rows.into_iter()
-            .map(|(id, hash)| {
-                Ok(StoredRecoveryCode {
-                    id,
-                    hash: hash_from_db(hash)?,
+                )
+                .bind(user.as_uuid())
+                .fetch_all(&s.reader)
+                .await
+                .map_err(|e| codec::sqlite_err("recovery codes", e))?,
+            };
+            rows.into_iter()
+                .map(|(id, hash)| {
+                    Ok(StoredRecoveryCode {
+                        id,
+                        hash: hash_from_db(hash)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Stores a new challenge, first deleting the user's dead ones (expired or completed), so
     /// the table holds at most the live challenges of each user.
     pub async fn create_mfa_challenge(&self, c: &MfaChallenge) -> Result<(), StoreError> {
-        let uid = c.user_id.as_uuid();
-        let attempts = i64::from(c.attempts);
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("create mfa challenge", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                sqlx::query(
-                    "DELETE FROM mfa_challenges WHERE user_id = $1 \
+        self.observed("create_mfa_challenge", async {
+            let uid = c.user_id.as_uuid();
+            let attempts = i64::from(c.attempts);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("create mfa challenge", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    sqlx::query(
+                        "DELETE FROM mfa_challenges WHERE user_id = $1 \
                      AND (expires_at <= $2 OR consumed_at IS NOT NULL)",
-                )
-                .bind(uid)
-                .bind(c.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                sqlx::query(
+                    )
+                    .bind(uid)
+                    .bind(c.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                    sqlx::query(
                     "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
                      device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -499,21 +518,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
-                tx.commit().await.map_err(map)
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("create mfa challenge", e);
-                let mut tx = s.begin_write("create mfa challenge").await?;
-                sqlx::query(
-                    "DELETE FROM mfa_challenges WHERE user_id = ?1 \
+                    tx.commit().await.map_err(map)
+                }
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("create mfa challenge", e);
+                    let mut tx = s.begin_write("create mfa challenge").await?;
+                    sqlx::query(
+                        "DELETE FROM mfa_challenges WHERE user_id = ?1 \
                      AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
-                )
-                .bind(uid)
-                .bind(codec::ts(c.created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                sqlx::query(
+                    )
+                    .bind(uid)
+                    .bind(codec::ts(c.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                    sqlx::query(
                     "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
                      device_name, user_agent, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
@@ -528,9 +547,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
-                tx.commit().await.map_err(map)
+                    tx.commit().await.map_err(map)
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Counts one attempt at challenge `id` if it is live (unexpired at `now`, not completed,
@@ -541,10 +562,10 @@ impl Store {
         now: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
+        self.observed("attempt_mfa_challenge", async {
         let max = i64::from(max_attempts);
         // (attempts, consumed, expired) of a challenge that was not granted.
-        let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
-            .inner
+        let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self.inner
         {
             Inner::Postgres(s) => {
                 let map = |e| codec::pg_err("attempt mfa challenge", e);
@@ -655,6 +676,8 @@ impl Store {
             }
             _ => ChallengeAttempt::Invalid,
         })
+    })
+        .await
     }
 
     /// Completes challenge `id` of `user`: consumes the challenge and `factor` together, or
@@ -666,56 +689,59 @@ impl Store {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<CompleteOutcome, StoreError> {
-        let now = truncate_to_micros(now);
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("complete mfa challenge", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let consumed = sqlx::query(
-                    "UPDATE mfa_challenges SET consumed_at = $3 \
+        self.observed("complete_mfa_challenge", async {
+            let now = truncate_to_micros(now);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("complete mfa challenge", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let consumed = sqlx::query(
+                        "UPDATE mfa_challenges SET consumed_at = $3 \
                      WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3",
-                )
-                .bind(id)
-                .bind(user.as_uuid())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if consumed != 1 {
-                    return Ok(CompleteOutcome::ChallengeGone);
+                    )
+                    .bind(id)
+                    .bind(user.as_uuid())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                    if consumed != 1 {
+                        return Ok(CompleteOutcome::ChallengeGone);
+                    }
+                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                        return Ok(CompleteOutcome::FactorRejected);
+                    }
+                    tx.commit().await.map_err(map)?;
                 }
-                if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                    return Ok(CompleteOutcome::FactorRejected);
-                }
-                tx.commit().await.map_err(map)?;
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("complete mfa challenge", e);
-                let mut tx = s.begin_write("complete mfa challenge").await?;
-                let consumed = sqlx::query(
-                    "UPDATE mfa_challenges SET consumed_at = ?3 \
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("complete mfa challenge", e);
+                    let mut tx = s.begin_write("complete mfa challenge").await?;
+                    let consumed = sqlx::query(
+                        "UPDATE mfa_challenges SET consumed_at = ?3 \
                      WHERE id = ?1 AND user_id = ?2 AND consumed_at IS NULL AND expires_at > ?3",
-                )
-                .bind(id)
-                .bind(user.as_uuid())
-                .bind(codec::ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if consumed != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(CompleteOutcome::ChallengeGone);
+                    )
+                    .bind(id)
+                    .bind(user.as_uuid())
+                    .bind(codec::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                    if consumed != 1 {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(CompleteOutcome::ChallengeGone);
+                    }
+                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(CompleteOutcome::FactorRejected);
+                    }
+                    tx.commit().await.map_err(map)?;
                 }
-                if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(CompleteOutcome::FactorRejected);
-                }
-                tx.commit().await.map_err(map)?;
             }
-        }
-        Ok(CompleteOutcome::Completed)
+            Ok(CompleteOutcome::Completed)
+        })
+        .await
     }
 }
 
@@ -746,24 +772,27 @@ impl Store {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        match &self.inner {
-            Inner::Postgres(s) => {
-                let mut conn = s
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| codec::pg_err("consume second factor", e))?;
-                pg::consume_factor(&mut conn, user, factor, now).await
+        self.observed("consume_second_factor", async {
+            let now = truncate_to_micros(now);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut conn = s
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| codec::pg_err("consume second factor", e))?;
+                    pg::consume_factor(&mut conn, user, factor, now).await
+                }
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("consume second factor", e);
+                    let mut tx = s.begin_write("consume second factor").await?;
+                    let done = lite::consume_factor(&mut tx, user, factor, now).await?;
+                    tx.commit().await.map_err(map)?;
+                    Ok(done)
+                }
             }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("consume second factor", e);
-                let mut tx = s.begin_write("consume second factor").await?;
-                let done = lite::consume_factor(&mut tx, user, factor, now).await?;
-                tx.commit().await.map_err(map)?;
-                Ok(done)
-            }
-        }
+        })
+        .await
     }
 
     /// Replaces the recovery codes of a user whose TOTP is on with `code_hashes` (the old ones
@@ -776,82 +805,85 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let uid = user.as_uuid();
-        match &self.inner {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("replace recovery codes", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let on: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
+        self.observed("replace_recovery_codes", async {
+            let now = truncate_to_micros(now);
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("replace recovery codes", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let on: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
                      FOR UPDATE",
-                )
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
-                if on.is_none() {
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    )
                     .bind(uid)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                    if on.is_none() {
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    for hash in code_hashes {
+                        sqlx::query(
+                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
                          VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(uid)
+                        .bind(hash.as_slice())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    }
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
+                }
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("replace recovery codes", e);
+                    let mut tx = s.begin_write("replace recovery codes").await?;
+                    let on: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
                     )
-                    .bind(Uuid::now_v7())
                     .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map)?;
-                }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("replace recovery codes", e);
-                let mut tx = s.begin_write("replace recovery codes").await?;
-                let on: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
-                )
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
-                if on.is_none() {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                    if on.is_none() {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    for hash in code_hashes {
+                        sqlx::query(
+                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
                          VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(codec::ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(uid)
+                        .bind(hash.as_slice())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    }
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// Removes the second factors added at or after `since`: a TOTP authenticator enabled
@@ -864,94 +896,97 @@ impl Store {
         since: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<RemovedFactors, StoreError> {
-        let uid = user.as_uuid();
-        let mut removed = RemovedFactors::default();
-        let event = match &self.inner {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("remove second factors", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
-                    "DELETE FROM mfa_totp WHERE user_id = $1 \
+        self.observed("remove_second_factors_since", async {
+            let uid = user.as_uuid();
+            let mut removed = RemovedFactors::default();
+            let event = match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("remove second factors", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                        "DELETE FROM mfa_totp WHERE user_id = $1 \
                      AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at",
-                )
-                .bind(uid)
-                .bind(since)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map)?;
-                removed.totp = totp.iter().any(Option::is_some);
-                // With the authenticator gone, every recovery code goes too (epoch = all).
-                let codes_since = if removed.totp {
-                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    DateTime::<Utc>::UNIX_EPOCH
-                } else {
-                    since
-                };
-                removed.recovery_codes = sqlx::query(
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2",
-                )
-                .bind(uid)
-                .bind(codes_since)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                let event = removed_event(event, removed);
-                if let Some(event) = &event {
-                    audit::insert_pg(&mut tx, event).await?;
+                    )
+                    .bind(uid)
+                    .bind(since)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                    removed.totp = totp.iter().any(Option::is_some);
+                    // With the authenticator gone, every recovery code goes too (epoch = all).
+                    let codes_since = if removed.totp {
+                        sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                        DateTime::<Utc>::UNIX_EPOCH
+                    } else {
+                        since
+                    };
+                    removed.recovery_codes = sqlx::query(
+                        "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2",
+                    )
+                    .bind(uid)
+                    .bind(codes_since)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                    let event = removed_event(event, removed);
+                    if let Some(event) = &event {
+                        audit::insert_pg(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(map)?;
+                    event
                 }
-                tx.commit().await.map_err(map)?;
-                event
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("remove second factors", e);
-                let mut tx = s.begin_write("remove second factors").await?;
-                let totp: Vec<Option<String>> = sqlx::query_scalar(
-                    "DELETE FROM mfa_totp WHERE user_id = ?1 \
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("remove second factors", e);
+                    let mut tx = s.begin_write("remove second factors").await?;
+                    let totp: Vec<Option<String>> = sqlx::query_scalar(
+                        "DELETE FROM mfa_totp WHERE user_id = ?1 \
                      AND (enabled_at IS NULL OR enabled_at >= ?2) RETURNING enabled_at",
-                )
-                .bind(uid)
-                .bind(codec::ts(since))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map)?;
-                removed.totp = totp.iter().any(Option::is_some);
-                // With the authenticator gone, every recovery code goes too (epoch = all).
-                let codes_since = if removed.totp {
-                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = ?1")
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    DateTime::<Utc>::UNIX_EPOCH
-                } else {
-                    since
-                };
-                removed.recovery_codes = sqlx::query(
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
-                )
-                .bind(uid)
-                .bind(codec::ts(codes_since))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                let event = removed_event(event, removed);
-                if let Some(event) = &event {
-                    audit::insert_sqlite(&mut tx, event).await?;
+                    )
+                    .bind(uid)
+                    .bind(codec::ts(since))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                    removed.totp = totp.iter().any(Option::is_some);
+                    // With the authenticator gone, every recovery code goes too (epoch = all).
+                    let codes_since = if removed.totp {
+                        sqlx::query("DELETE FROM mfa_challenges WHERE user_id = ?1")
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                        DateTime::<Utc>::UNIX_EPOCH
+                    } else {
+                        since
+                    };
+                    removed.recovery_codes = sqlx::query(
+                        "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
+                    )
+                    .bind(uid)
+                    .bind(codec::ts(codes_since))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                    let event = removed_event(event, removed);
+                    if let Some(event) = &event {
+                        audit::insert_sqlite(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(map)?;
+                    event
                 }
-                tx.commit().await.map_err(map)?;
-                event
+            };
+            if let Some(event) = event {
+                event.log();
             }
-        };
-        if let Some(event) = event {
-            event.log();
-        }
-        Ok(removed)
+            Ok(removed)
+        })
+        .await
     }
 }
 

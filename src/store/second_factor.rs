@@ -39,53 +39,56 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Option<VersionedLockRow>, StoreError> {
-        const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
+        self.observed("second_factor_lock", async {
+            const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
                            FROM second_factor_locks WHERE user_id = $1";
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("load second-factor lock", e))?;
-                row.map(|r| {
-                    Ok(VersionedLockRow {
-                        row: SecondFactorLockRow {
-                            failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
-                            last_failure_at: get(&r, "last_failure_at")?,
-                            locked_until: get(&r, "locked_until")?,
-                        },
-                        version: get(&r, "version")?,
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("load second-factor lock", e))?;
+                    row.map(|r| {
+                        Ok(VersionedLockRow {
+                            row: SecondFactorLockRow {
+                                failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
+                                last_failure_at: get(&r, "last_failure_at")?,
+                                locked_until: get(&r, "locked_until")?,
+                            },
+                            version: get(&r, "version")?,
+                        })
                     })
-                })
-                .transpose()
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
-                row.map(|r| {
-                    let locked_until: Option<String> = get(&r, "locked_until")?;
-                    Ok(VersionedLockRow {
-                        row: SecondFactorLockRow {
-                            failures: failures_from_db(get(&r, "failures")?)?,
-                            last_failure_at: codec::parse_ts(&get::<_, String>(
-                                &r,
-                                "last_failure_at",
-                            )?)?,
-                            locked_until: locked_until
-                                .as_deref()
-                                .map(codec::parse_ts)
-                                .transpose()?,
-                        },
-                        version: get(&r, "version")?,
+                    .transpose()
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.writer)
+                        .await
+                        .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
+                    row.map(|r| {
+                        let locked_until: Option<String> = get(&r, "locked_until")?;
+                        Ok(VersionedLockRow {
+                            row: SecondFactorLockRow {
+                                failures: failures_from_db(get(&r, "failures")?)?,
+                                last_failure_at: codec::parse_ts(&get::<_, String>(
+                                    &r,
+                                    "last_failure_at",
+                                )?)?,
+                                locked_until: locked_until
+                                    .as_deref()
+                                    .map(codec::parse_ts)
+                                    .transpose()?,
+                            },
+                            version: get(&r, "version")?,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Writes `row` if the stored one is still at `expected` (None: no row yet). Returns false,
@@ -96,6 +99,7 @@ impl Store {
         expected: Option<i64>,
         row: &SecondFactorLockRow,
     ) -> Result<bool, StoreError> {
+        self.observed("put_second_factor_lock", async {
         let last = truncate_to_micros(row.last_failure_at);
         let until = row.locked_until.map(truncate_to_micros);
         let failures = i64::from(row.failures);
@@ -152,24 +156,29 @@ impl Store {
             .rows_affected(),
         };
         Ok(written == 1)
+    })
+        .await
     }
 
     /// Forgets the account's second-factor failures (after a completed second factor).
     pub async fn clear_second_factor_lock(&self, user: UserId) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
-        match self.inner()? {
-            Inner::Postgres(s) => sqlx::query(SQL)
-                .bind(user.as_uuid())
-                .execute(&s.pool)
-                .await
-                .map(drop)
-                .map_err(|e| codec::pg_err("clear second-factor lock", e)),
-            Inner::Sqlite(s) => sqlx::query(SQL)
-                .bind(user.as_uuid())
-                .execute(&s.writer)
-                .await
-                .map(drop)
-                .map_err(|e| codec::sqlite_err("clear second-factor lock", e)),
-        }
+        self.observed("clear_second_factor_lock", async {
+            const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
+            match &self.inner {
+                Inner::Postgres(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .execute(&s.pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| codec::pg_err("clear second-factor lock", e)),
+                Inner::Sqlite(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .execute(&s.writer)
+                    .await
+                    .map(drop)
+                    .map_err(|e| codec::sqlite_err("clear second-factor lock", e)),
+            }
+        })
+        .await
     }
 }

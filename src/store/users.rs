@@ -22,28 +22,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let now = truncate_to_micros(now);
-        let updated = match self.inner()? {
-            Inner::Postgres(s) => {
-                sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id.as_uuid())
-                    .bind(name)
-                    .bind(now)
-                    .execute(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("set user name", e))?
-                    .rows_affected()
-            }
-            Inner::Sqlite(s) => {
-                sqlx::query("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")
-                    .bind(id.as_uuid())
-                    .bind(name)
-                    .bind(codec::ts(now))
-                    .execute(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("set user name", e))?
-                    .rows_affected()
-            }
-        };
+        let updated = self
+            .observed("set_user_name", async {
+                Ok(match &self.inner {
+                    Inner::Postgres(s) => {
+                        sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
+                            .bind(id.as_uuid())
+                            .bind(name)
+                            .bind(now)
+                            .execute(&s.pool)
+                            .await
+                            .map_err(|e| codec::pg_err("set user name", e))?
+                            .rows_affected()
+                    }
+                    Inner::Sqlite(s) => {
+                        sqlx::query("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")
+                            .bind(id.as_uuid())
+                            .bind(name)
+                            .bind(codec::ts(now))
+                            .execute(&s.writer)
+                            .await
+                            .map_err(|e| codec::sqlite_err("set user name", e))?
+                            .rows_affected()
+                    }
+                })
+            })
+            .await?;
         if updated == 1 {
             self.user_changed(id).await;
         }
@@ -62,46 +66,50 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let op = "set password hash";
         let now = truncate_to_micros(now);
-        let updated = match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                let updated = sqlx::query(
-                    "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
-                )
-                .bind(id.as_uuid())
-                .bind(password_hash)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| codec::pg_err(op, e))?
-                .rows_affected()
-                    == 1;
-                if updated {
-                    insert_pg(&mut tx, event).await?;
-                }
-                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                updated
-            }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write(op).await?;
-                let updated = sqlx::query(
-                    "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-                )
-                .bind(id.as_uuid())
-                .bind(password_hash)
-                .bind(codec::ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| codec::sqlite_err(op, e))?
-                .rows_affected()
-                    == 1;
-                if updated {
-                    insert_sqlite(&mut tx, event).await?;
-                }
-                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                updated
-            }
-        };
+        let updated = self
+            .observed("set_password_hash", async {
+                Ok(match &self.inner {
+                    Inner::Postgres(s) => {
+                        let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                        let updated = sqlx::query(
+                            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                        )
+                        .bind(id.as_uuid())
+                        .bind(password_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?
+                        .rows_affected()
+                            == 1;
+                        if updated {
+                            insert_pg(&mut tx, event).await?;
+                        }
+                        tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                        updated
+                    }
+                    Inner::Sqlite(s) => {
+                        let mut tx = s.begin_write(op).await?;
+                        let updated = sqlx::query(
+                            "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+                        )
+                        .bind(id.as_uuid())
+                        .bind(password_hash)
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?
+                        .rows_affected()
+                            == 1;
+                        if updated {
+                            insert_sqlite(&mut tx, event).await?;
+                        }
+                        tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                        updated
+                    }
+                })
+            })
+            .await?;
         if updated {
             event.log();
         }
@@ -123,10 +131,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let op = "set user status";
         let now = truncate_to_micros(now);
-        let changed = match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                let changed = sqlx::query(
+        let changed = self
+            .observed("set_user_status", async {
+                Ok(match &self.inner {
+                    Inner::Postgres(s) => {
+                        let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                        let changed = sqlx::query(
                     "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2",
                 )
                 .bind(id.as_uuid())
@@ -137,15 +147,15 @@ impl Store {
                 .map_err(|e| codec::pg_err(op, e))?
                 .rows_affected()
                     == 1;
-                if changed {
-                    insert_pg(&mut tx, event).await?;
-                }
-                tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                changed
-            }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write(op).await?;
-                let changed = sqlx::query(
+                        if changed {
+                            insert_pg(&mut tx, event).await?;
+                        }
+                        tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                        changed
+                    }
+                    Inner::Sqlite(s) => {
+                        let mut tx = s.begin_write(op).await?;
+                        let changed = sqlx::query(
                     "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status <> ?2",
                 )
                 .bind(id.as_uuid())
@@ -156,13 +166,15 @@ impl Store {
                 .map_err(|e| codec::sqlite_err(op, e))?
                 .rows_affected()
                     == 1;
-                if changed {
-                    insert_sqlite(&mut tx, event).await?;
-                }
-                tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                changed
-            }
-        };
+                        if changed {
+                            insert_sqlite(&mut tx, event).await?;
+                        }
+                        tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                        changed
+                    }
+                })
+            })
+            .await?;
         if changed {
             event.log();
             self.user_changed(id).await;

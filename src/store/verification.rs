@@ -114,10 +114,13 @@ impl CodeStore for Store {
         request: &IssueRequest<'_>,
         decide: &Decide<'_>,
     ) -> Result<Issue, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::issue(s, request, decide).await,
-            Inner::Sqlite(s) => lite::issue(s, request, decide).await,
-        }
+        self.observed("issue_code", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::issue(s, request, decide).await,
+                Inner::Sqlite(s) => lite::issue(s, request, decide).await,
+            }
+        })
+        .await
     }
 
     async fn take_verification_attempt(
@@ -127,10 +130,13 @@ impl CodeStore for Store {
         max_attempts: u32,
         now: DateTime<Utc>,
     ) -> Result<AttemptOutcome, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
-            Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
-        }
+        self.observed("take_verification_attempt", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
+                Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
+            }
+        })
+        .await
     }
 }
 
@@ -141,10 +147,13 @@ impl Store {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::newest(s, user, purpose).await,
-            Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
-        }
+        self.observed("newest_verification_code", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::newest(s, user, purpose).await,
+                Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
+            }
+        })
+        .await
     }
 
     /// Consumes code `id`, applies `effect` to its account and records `event`, atomically;
@@ -158,10 +167,14 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         event.validate()?;
-        let redeemed = match self.inner()? {
-            Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
-            Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
-        }?;
+        let redeemed = self
+            .observed("redeem_verification_code", async {
+                match &self.inner {
+                    Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
+                    Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
+                }
+            })
+            .await?;
         if redeemed {
             event.log();
             self.user_changed(effect.user()).await;
@@ -171,10 +184,13 @@ impl Store {
 
     /// Deletes codes that expired before `cutoff`; returns how many.
     pub async fn purge_verification_codes(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::purge(s, cutoff).await,
-            Inner::Sqlite(s) => lite::purge(s, cutoff).await,
-        }
+        self.observed("purge_verification_codes", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::purge(s, cutoff).await,
+                Inner::Sqlite(s) => lite::purge(s, cutoff).await,
+            }
+        })
+        .await
     }
 }
 
