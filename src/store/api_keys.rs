@@ -121,6 +121,8 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<ApiKeyRecord, StoreError> {
+        const INSERT_API_KEYS: &str = "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         self.observed("create_api_key", async {
             let key = ApiKeyRecord {
                 id: ApiKeyId::new(),
@@ -139,21 +141,18 @@ impl Store {
             match &self.inner {
                 Inner::Postgres(s) => {
                     let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    sqlx::query(
-                        "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
-                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(key.id.as_uuid())
-                    .bind(&key.public_id)
-                    .bind(key.user_id.as_uuid())
-                    .bind(&key.name)
-                    .bind(key.secret_hash.as_bytes().as_slice())
-                    .bind(&key.scopes)
-                    .bind(key.created_at)
-                    .bind(key.expires_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| codec::pg_err(op, e))?;
+                    sqlx::query(INSERT_API_KEYS)
+                        .bind(key.id.as_uuid())
+                        .bind(&key.public_id)
+                        .bind(key.user_id.as_uuid())
+                        .bind(&key.name)
+                        .bind(key.secret_hash.as_bytes().as_slice())
+                        .bind(&key.scopes)
+                        .bind(key.created_at)
+                        .bind(key.expires_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?;
                     insert_pg(&mut tx, &event).await?;
                     tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
                 }
@@ -161,21 +160,18 @@ impl Store {
                     let scopes = serde_json::to_string(&key.scopes)
                         .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
                     let mut tx = s.begin_write(op).await?;
-                    sqlx::query(
-                        "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
-                     created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .bind(key.id.as_uuid())
-                    .bind(&key.public_id)
-                    .bind(key.user_id.as_uuid())
-                    .bind(&key.name)
-                    .bind(key.secret_hash.as_bytes().as_slice())
-                    .bind(scopes)
-                    .bind(codec::ts(key.created_at))
-                    .bind(key.expires_at.map(codec::ts))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?;
+                    sqlx::query(INSERT_API_KEYS)
+                        .bind(key.id.as_uuid())
+                        .bind(&key.public_id)
+                        .bind(key.user_id.as_uuid())
+                        .bind(&key.name)
+                        .bind(key.secret_hash.as_bytes().as_slice())
+                        .bind(scopes)
+                        .bind(codec::ts(key.created_at))
+                        .bind(key.expires_at.map(codec::ts))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?;
                     insert_sqlite(&mut tx, &event).await?;
                     tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 }
@@ -196,21 +192,21 @@ impl Store {
 
     async fn query_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
         let op = "find api key";
-        let sql = concat!(
+        const SQL: &str = concat!(
             "SELECT ",
             key_columns!(),
             ", u.status AS owner_status FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.public_id = "
+             WHERE k.public_id = $1"
         );
         match &self.inner {
-            Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
+            Inner::Postgres(s) => sqlx::query(SQL)
                 .bind(public_id)
                 .fetch_optional(&s.pool)
                 .await
                 .map_err(|e| codec::pg_err(op, e))?
                 .map(|row| lookup_from_pg(&row))
                 .transpose(),
-            Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
+            Inner::Sqlite(s) => sqlx::query(SQL)
                 .bind(public_id)
                 .fetch_optional(&s.reader)
                 .await
@@ -224,16 +220,20 @@ impl Store {
     pub async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.observed("get_api_key", async {
             let op = "get api key";
-            let sql = concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.id = ");
+            const SQL: &str = concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys k WHERE k.id = $1"
+            );
             match &self.inner {
-                Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
+                Inner::Postgres(s) => sqlx::query(SQL)
                     .bind(id.as_uuid())
                     .fetch_optional(&s.pool)
                     .await
                     .map_err(|e| codec::pg_err(op, e))?
                     .map(|row| key_from_pg(&row))
                     .transpose(),
-                Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
+                Inner::Sqlite(s) => sqlx::query(SQL)
                     .bind(id.as_uuid())
                     .fetch_optional(&s.reader)
                     .await
@@ -261,19 +261,15 @@ impl Store {
             let op = "list api keys";
             // No cursor = start above every possible id (a v7 id is never all ones).
             let before = before.map_or(Uuid::max(), |b| b.as_uuid());
-            let sql = concat!(
+            const SQL: &str = concat!(
                 "SELECT ",
                 key_columns!(),
-                " FROM api_keys k WHERE k.user_id = {1} AND k.revoked_at IS NULL AND k.id < {2} \
-             ORDER BY k.id DESC LIMIT {3}"
+                " FROM api_keys k WHERE k.user_id = $1 AND k.revoked_at IS NULL AND k.id < $2 \
+                 ORDER BY k.id DESC LIMIT $3"
             );
             match &self.inner {
                 Inner::Postgres(s) => {
-                    let sql = sql
-                        .replace("{1}", "$1")
-                        .replace("{2}", "$2")
-                        .replace("{3}", "$3");
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    let rows = sqlx::query(SQL)
                         .bind(user.as_uuid())
                         .bind(before)
                         .bind(i64::from(limit))
@@ -283,11 +279,7 @@ impl Store {
                     rows.iter().map(key_from_pg).collect()
                 }
                 Inner::Sqlite(s) => {
-                    let sql = sql
-                        .replace("{1}", "?1")
-                        .replace("{2}", "?2")
-                        .replace("{3}", "?3");
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    let rows = sqlx::query(SQL)
                         .bind(user.as_uuid())
                         .bind(before)
                         .bind(i64::from(limit))
@@ -312,6 +304,9 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<RevokeOutcome, StoreError> {
+        const UPDATE_API_KEYS: &str = "UPDATE api_keys SET revoked_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+        const SELECT_API_KEYS: &str = "SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2";
         self.observed("revoke_api_key", async {
             let op = "revoke api key";
             let now = truncate_to_micros(now);
@@ -319,30 +314,25 @@ impl Store {
             let outcome = match &self.inner {
                 Inner::Postgres(s) => {
                     let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let revoked = sqlx::query(
-                        "UPDATE api_keys SET revoked_at = $3 \
-                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(user.as_uuid())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| codec::pg_err(op, e))?
-                    .rows_affected()
+                    let revoked = sqlx::query(UPDATE_API_KEYS)
+                        .bind(id.as_uuid())
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?
+                        .rows_affected()
                         == 1;
                     let outcome = if revoked {
                         insert_pg(&mut tx, &event).await?;
                         RevokeOutcome::Revoked
                     } else {
-                        let exists: Option<i32> = sqlx::query_scalar(
-                            "SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2",
-                        )
-                        .bind(id.as_uuid())
-                        .bind(user.as_uuid())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?;
+                        let exists: Option<i32> = sqlx::query_scalar(SELECT_API_KEYS)
+                            .bind(id.as_uuid())
+                            .bind(user.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| codec::pg_err(op, e))?;
                         if exists.is_some() {
                             RevokeOutcome::AlreadyRevoked
                         } else {
@@ -354,30 +344,25 @@ impl Store {
                 }
                 Inner::Sqlite(s) => {
                     let mut tx = s.begin_write(op).await?;
-                    let revoked = sqlx::query(
-                        "UPDATE api_keys SET revoked_at = ?3 \
-                     WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(user.as_uuid())
-                    .bind(codec::ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .rows_affected()
+                    let revoked = sqlx::query(UPDATE_API_KEYS)
+                        .bind(id.as_uuid())
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?
+                        .rows_affected()
                         == 1;
                     let outcome = if revoked {
                         insert_sqlite(&mut tx, &event).await?;
                         RevokeOutcome::Revoked
                     } else {
-                        let exists: Option<i64> = sqlx::query_scalar(
-                            "SELECT 1 FROM api_keys WHERE id = ?1 AND user_id = ?2",
-                        )
-                        .bind(id.as_uuid())
-                        .bind(user.as_uuid())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?;
+                        let exists: Option<i64> = sqlx::query_scalar(SELECT_API_KEYS)
+                            .bind(id.as_uuid())
+                            .bind(user.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| codec::sqlite_err(op, e))?;
                         if exists.is_some() {
                             RevokeOutcome::AlreadyRevoked
                         } else {
@@ -405,21 +390,20 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<Vec<String>, StoreError> {
+        const UPDATE_API_KEYS: &str = "UPDATE api_keys SET revoked_at = $2 \
+                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING name";
         self.observed("revoke_all_api_keys", async {
             let op = "revoke all api keys";
             let now = truncate_to_micros(now);
             let (names, event) = match &self.inner {
                 Inner::Postgres(s) => {
                     let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let names: Vec<String> = sqlx::query_scalar(
-                        "UPDATE api_keys SET revoked_at = $2 \
-                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING name",
-                    )
-                    .bind(user.as_uuid())
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| codec::pg_err(op, e))?;
+                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?;
                     let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
                     if let Some(event) = &event {
                         insert_pg(&mut tx, event).await?;
@@ -429,15 +413,12 @@ impl Store {
                 }
                 Inner::Sqlite(s) => {
                     let mut tx = s.begin_write(op).await?;
-                    let names: Vec<String> = sqlx::query_scalar(
-                        "UPDATE api_keys SET revoked_at = ?2 \
-                     WHERE user_id = ?1 AND revoked_at IS NULL RETURNING name",
-                    )
-                    .bind(user.as_uuid())
-                    .bind(codec::ts(now))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?;
+                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?;
                     let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
                     if let Some(event) = &event {
                         insert_sqlite(&mut tx, event).await?;

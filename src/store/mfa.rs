@@ -143,17 +143,16 @@ fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
 impl Store {
     /// The user's TOTP row, pending or enabled.
     pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
+        const SQL: &str = "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+                     FROM mfa_totp WHERE user_id = $1";
         self.observed("totp_enrolment", async {
             match &self.inner {
                 Inner::Postgres(s) => {
-                    let row = sqlx::query(
-                        "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
-                     FROM mfa_totp WHERE user_id = $1",
-                    )
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("load totp", e))?;
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("load totp", e))?;
                     row.map(|r| {
                         Ok(TotpEnrolment {
                             sealed: SealedSecret {
@@ -168,14 +167,11 @@ impl Store {
                     .transpose()
                 }
                 Inner::Sqlite(s) => {
-                    let row = sqlx::query(
-                        "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
-                     FROM mfa_totp WHERE user_id = ?1",
-                    )
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err("load totp", e))?;
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.reader)
+                        .await
+                        .map_err(|e| codec::sqlite_err("load totp", e))?;
                     row.map(|r| {
                         let enabled_at: Option<String> = get(&r, "enabled_at")?;
                         Ok(TotpEnrolment {
@@ -197,40 +193,37 @@ impl Store {
 
     /// Whether MFA is on for `user`, and how many recovery codes remain.
     pub async fn mfa_status(&self, user: UserId) -> Result<MfaStatus, StoreError> {
-        self.observed("mfa_status", async {
-        const PG: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
+        const SQL: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
              AS remaining";
-        const LITE: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = ?1) AS enabled_at, \
-             (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at IS NULL) \
-             AS remaining";
-        let (enabled_at, remaining) = match &self.inner {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(PG)
-                    .bind(user.as_uuid())
-                    .fetch_one(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("mfa status", e))?;
-                (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(LITE)
-                    .bind(user.as_uuid())
-                    .fetch_one(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err("mfa status", e))?;
-                let enabled_at: Option<String> = get(&row, "enabled_at")?;
-                (
-                    enabled_at.as_deref().map(codec::parse_ts).transpose()?,
-                    get::<_, i64>(&row, "remaining")?,
-                )
-            }
-        };
-        Ok(MfaStatus {
-            enabled_at,
-            recovery_codes_remaining: attempts_from_db(remaining)?,
+        self.observed("mfa_status", async {
+            let (enabled_at, remaining) = match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_one(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("mfa status", e))?;
+                    (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_one(&s.reader)
+                        .await
+                        .map_err(|e| codec::sqlite_err("mfa status", e))?;
+                    let enabled_at: Option<String> = get(&row, "enabled_at")?;
+                    (
+                        enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                        get::<_, i64>(&row, "remaining")?,
+                    )
+                }
+            };
+            Ok(MfaStatus {
+                enabled_at,
+                recovery_codes_remaining: attempts_from_db(remaining)?,
+            })
         })
-    })
         .await
     }
 
@@ -294,6 +287,11 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        const UPDATE_MFA_TOTP: &str = "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
+                     WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL";
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        const INSERT_MFA_RECOVERY_CODES: &str = "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES ($1, $2, $3, $4)";
         self.observed("enable_totp", async {
             let now = truncate_to_micros(now);
             let step = step_to_db(step)?;
@@ -302,38 +300,32 @@ impl Store {
                 Inner::Postgres(s) => {
                     let map = |e| codec::pg_err("enable totp", e);
                     let mut tx = s.pool.begin().await.map_err(map)?;
-                    let updated = sqlx::query(
-                        "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
-                     WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL",
-                    )
-                    .bind(uid)
-                    .bind(nonce.as_slice())
-                    .bind(now)
-                    .bind(step)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    let updated = sqlx::query(UPDATE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(nonce.as_slice())
+                        .bind(now)
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     if updated != 1 {
                         return Ok(false);
                     }
-                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?;
                     for hash in code_hashes {
-                        sqlx::query(
-                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(Uuid::now_v7())
-                        .bind(uid)
-                        .bind(hash.as_slice())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
+                            .bind(Uuid::now_v7())
+                            .bind(uid)
+                            .bind(hash.as_slice())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
                     }
                     audit::insert_pg(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
@@ -341,39 +333,33 @@ impl Store {
                 Inner::Sqlite(s) => {
                     let map = |e| codec::sqlite_err("enable totp", e);
                     let mut tx = s.begin_write("enable totp").await?;
-                    let updated = sqlx::query(
-                        "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
-                     WHERE user_id = ?1 AND nonce = ?2 AND enabled_at IS NULL",
-                    )
-                    .bind(uid)
-                    .bind(nonce.as_slice())
-                    .bind(codec::ts(now))
-                    .bind(step)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    let updated = sqlx::query(UPDATE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(nonce.as_slice())
+                        .bind(codec::ts(now))
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     if updated != 1 {
                         tx.rollback().await.map_err(map)?;
                         return Ok(false);
                     }
-                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?;
                     for hash in code_hashes {
-                        sqlx::query(
-                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .bind(Uuid::now_v7())
-                        .bind(uid)
-                        .bind(hash.as_slice())
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
+                            .bind(Uuid::now_v7())
+                            .bind(uid)
+                            .bind(hash.as_slice())
+                            .bind(codec::ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
                     }
                     audit::insert_sqlite(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
@@ -396,6 +382,9 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
         self.observed("disable_totp", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
@@ -407,9 +396,9 @@ impl Store {
                         return Ok(false);
                     }
                     for sql in [
-                        "DELETE FROM mfa_totp WHERE user_id = $1",
-                        "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
-                        "DELETE FROM mfa_challenges WHERE user_id = $1",
+                        DELETE_MFA_TOTP,
+                        DELETE_MFA_RECOVERY_CODES,
+                        DELETE_MFA_CHALLENGES,
                     ] {
                         sqlx::query(sql)
                             .bind(uid)
@@ -428,9 +417,9 @@ impl Store {
                         return Ok(false);
                     }
                     for sql in [
-                        "DELETE FROM mfa_totp WHERE user_id = ?1",
-                        "DELETE FROM mfa_recovery_codes WHERE user_id = ?1",
-                        "DELETE FROM mfa_challenges WHERE user_id = ?1",
+                        DELETE_MFA_TOTP,
+                        DELETE_MFA_RECOVERY_CODES,
+                        DELETE_MFA_CHALLENGES,
                     ] {
                         sqlx::query(sql)
                             .bind(uid)
@@ -453,24 +442,20 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Vec<StoredRecoveryCode>, StoreError> {
+        const SELECT_MFA_RECOVERY_CODES: &str = "SELECT id, code_hash FROM mfa_recovery_codes \
+                 WHERE user_id = $1 AND used_at IS NULL ORDER BY id";
         self.observed("unused_recovery_codes", async {
             let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
-                Inner::Postgres(s) => sqlx::query_as(
-                    "SELECT id, code_hash FROM mfa_recovery_codes \
-                 WHERE user_id = $1 AND used_at IS NULL ORDER BY id",
-                )
-                .bind(user.as_uuid())
-                .fetch_all(&s.pool)
-                .await
-                .map_err(|e| codec::pg_err("recovery codes", e))?,
-                Inner::Sqlite(s) => sqlx::query_as(
-                    "SELECT id, code_hash FROM mfa_recovery_codes \
-                 WHERE user_id = ?1 AND used_at IS NULL ORDER BY id",
-                )
-                .bind(user.as_uuid())
-                .fetch_all(&s.reader)
-                .await
-                .map_err(|e| codec::sqlite_err("recovery codes", e))?,
+                Inner::Postgres(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
+                    .bind(user.as_uuid())
+                    .fetch_all(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("recovery codes", e))?,
+                Inner::Sqlite(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
+                    .bind(user.as_uuid())
+                    .fetch_all(&s.reader)
+                    .await
+                    .map_err(|e| codec::sqlite_err("recovery codes", e))?,
             };
             rows.into_iter()
                 .map(|(id, hash)| {
@@ -487,6 +472,10 @@ impl Store {
     /// Stores a new challenge, first deleting the user's dead ones (expired or completed), so
     /// the table holds at most the live challenges of each user.
     pub async fn create_mfa_challenge(&self, c: &MfaChallenge) -> Result<(), StoreError> {
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1 \
+                     AND (expires_at <= $2 OR consumed_at IS NOT NULL)";
+        const INSERT_MFA_CHALLENGES: &str = "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
+                     device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         self.observed("create_mfa_challenge", async {
             let uid = c.user_id.as_uuid();
             let attempts = i64::from(c.attempts);
@@ -494,59 +483,47 @@ impl Store {
                 Inner::Postgres(s) => {
                     let map = |e| codec::pg_err("create mfa challenge", e);
                     let mut tx = s.pool.begin().await.map_err(map)?;
-                    sqlx::query(
-                        "DELETE FROM mfa_challenges WHERE user_id = $1 \
-                     AND (expires_at <= $2 OR consumed_at IS NOT NULL)",
-                    )
-                    .bind(uid)
-                    .bind(c.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                    sqlx::query(
-                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
-                     device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(c.id)
-                .bind(uid)
-                .bind(truncate_to_micros(c.created_at))
-                .bind(truncate_to_micros(c.expires_at))
-                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                .bind(&c.device_name)
-                .bind(&c.user_agent)
-                .bind(&c.ip)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+                    sqlx::query(DELETE_MFA_CHALLENGES)
+                        .bind(uid)
+                        .bind(c.created_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    sqlx::query(INSERT_MFA_CHALLENGES)
+                        .bind(c.id)
+                        .bind(uid)
+                        .bind(truncate_to_micros(c.created_at))
+                        .bind(truncate_to_micros(c.expires_at))
+                        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                        .bind(&c.device_name)
+                        .bind(&c.user_agent)
+                        .bind(&c.ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
                     tx.commit().await.map_err(map)
                 }
                 Inner::Sqlite(s) => {
                     let map = |e| codec::sqlite_err("create mfa challenge", e);
                     let mut tx = s.begin_write("create mfa challenge").await?;
-                    sqlx::query(
-                        "DELETE FROM mfa_challenges WHERE user_id = ?1 \
-                     AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
-                    )
-                    .bind(uid)
-                    .bind(codec::ts(c.created_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                    sqlx::query(
-                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
-                     device_name, user_agent, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .bind(c.id)
-                .bind(uid)
-                .bind(codec::ts(c.created_at))
-                .bind(codec::ts(c.expires_at))
-                .bind(attempts)
-                .bind(&c.device_name)
-                .bind(&c.user_agent)
-                .bind(&c.ip)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+                    sqlx::query(DELETE_MFA_CHALLENGES)
+                        .bind(uid)
+                        .bind(codec::ts(c.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    sqlx::query(INSERT_MFA_CHALLENGES)
+                        .bind(c.id)
+                        .bind(uid)
+                        .bind(codec::ts(c.created_at))
+                        .bind(codec::ts(c.expires_at))
+                        .bind(attempts)
+                        .bind(&c.device_name)
+                        .bind(&c.user_agent)
+                        .bind(&c.ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
                     tx.commit().await.map_err(map)
                 }
             }
@@ -562,121 +539,115 @@ impl Store {
         now: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
-        self.observed("attempt_mfa_challenge", async {
-        let max = i64::from(max_attempts);
-        // (attempts, consumed, expired) of a challenge that was not granted.
-        let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self.inner
-        {
-            Inner::Postgres(s) => {
-                let map = |e| codec::pg_err("attempt mfa challenge", e);
-                let row = sqlx::query(
-                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
+        const UPDATE_MFA_CHALLENGES: &str = "UPDATE mfa_challenges SET attempts = attempts + 1 \
                      WHERE id = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3 \
-                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(i32::try_from(max).unwrap_or(i32::MAX))
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(map)?;
-                match row {
-                    Some(r) => (
-                        Some(MfaChallenge {
-                            id,
-                            user_id: UserId(get(&r, "user_id")?),
-                            created_at: get(&r, "created_at")?,
-                            expires_at: get(&r, "expires_at")?,
-                            attempts: attempts_from_db(i64::from(get::<_, i32>(&r, "attempts")?))?,
-                            device_name: get(&r, "device_name")?,
-                            user_agent: get(&r, "user_agent")?,
-                            ip: get(&r, "ip")?,
-                        }),
-                        None,
-                    ),
-                    None => {
-                        let row = sqlx::query(
-                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
-                             expires_at <= $2 AS expired FROM mfa_challenges WHERE id = $1",
-                        )
+                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip";
+        const SELECT_MFA_CHALLENGES: &str = "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
+                             expires_at <= $2 AS expired FROM mfa_challenges WHERE id = $1";
+        self.observed("attempt_mfa_challenge", async {
+            let max = i64::from(max_attempts);
+            // (attempts, consumed, expired) of a challenge that was not granted.
+            let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
+                .inner
+            {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("attempt mfa challenge", e);
+                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
                         .bind(id)
                         .bind(now)
+                        .bind(i32::try_from(max).unwrap_or(i32::MAX))
                         .fetch_optional(&s.pool)
                         .await
                         .map_err(map)?;
-                        let refused = row
-                            .map(|r| {
-                                Ok::<_, StoreError>((
-                                    i64::from(get::<_, i32>(&r, "attempts")?),
-                                    get(&r, "consumed")?,
-                                    get(&r, "expired")?,
-                                ))
-                            })
-                            .transpose()?;
-                        (None, refused)
+                    match row {
+                        Some(r) => (
+                            Some(MfaChallenge {
+                                id,
+                                user_id: UserId(get(&r, "user_id")?),
+                                created_at: get(&r, "created_at")?,
+                                expires_at: get(&r, "expires_at")?,
+                                attempts: attempts_from_db(i64::from(get::<_, i32>(
+                                    &r, "attempts",
+                                )?))?,
+                                device_name: get(&r, "device_name")?,
+                                user_agent: get(&r, "user_agent")?,
+                                ip: get(&r, "ip")?,
+                            }),
+                            None,
+                        ),
+                        None => {
+                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                .bind(id)
+                                .bind(now)
+                                .fetch_optional(&s.pool)
+                                .await
+                                .map_err(map)?;
+                            let refused = row
+                                .map(|r| {
+                                    Ok::<_, StoreError>((
+                                        i64::from(get::<_, i32>(&r, "attempts")?),
+                                        get(&r, "consumed")?,
+                                        get(&r, "expired")?,
+                                    ))
+                                })
+                                .transpose()?;
+                            (None, refused)
+                        }
                     }
                 }
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| codec::sqlite_err("attempt mfa challenge", e);
-                let now_ts = codec::ts(now);
-                let row = sqlx::query(
-                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
-                     WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3 \
-                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
-                )
-                .bind(id)
-                .bind(&now_ts)
-                .bind(max)
-                .fetch_optional(&s.writer)
-                .await
-                .map_err(map)?;
-                match row {
-                    Some(r) => (
-                        Some(MfaChallenge {
-                            id,
-                            user_id: UserId(get(&r, "user_id")?),
-                            created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
-                            expires_at: codec::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
-                            attempts: attempts_from_db(get(&r, "attempts")?)?,
-                            device_name: get(&r, "device_name")?,
-                            user_agent: get(&r, "user_agent")?,
-                            ip: get(&r, "ip")?,
-                        }),
-                        None,
-                    ),
-                    None => {
-                        let row = sqlx::query(
-                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
-                             expires_at <= ?2 AS expired FROM mfa_challenges WHERE id = ?1",
-                        )
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("attempt mfa challenge", e);
+                    let now_ts = codec::ts(now);
+                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
                         .bind(id)
                         .bind(&now_ts)
-                        .fetch_optional(&s.reader)
+                        .bind(max)
+                        .fetch_optional(&s.writer)
                         .await
                         .map_err(map)?;
-                        let refused = row
-                            .map(|r| {
-                                Ok::<_, StoreError>((
-                                    get(&r, "attempts")?,
-                                    get(&r, "consumed")?,
-                                    get(&r, "expired")?,
-                                ))
-                            })
-                            .transpose()?;
-                        (None, refused)
+                    match row {
+                        Some(r) => (
+                            Some(MfaChallenge {
+                                id,
+                                user_id: UserId(get(&r, "user_id")?),
+                                created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                                expires_at: codec::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
+                                attempts: attempts_from_db(get(&r, "attempts")?)?,
+                                device_name: get(&r, "device_name")?,
+                                user_agent: get(&r, "user_agent")?,
+                                ip: get(&r, "ip")?,
+                            }),
+                            None,
+                        ),
+                        None => {
+                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                .bind(id)
+                                .bind(&now_ts)
+                                .fetch_optional(&s.reader)
+                                .await
+                                .map_err(map)?;
+                            let refused = row
+                                .map(|r| {
+                                    Ok::<_, StoreError>((
+                                        get(&r, "attempts")?,
+                                        get(&r, "consumed")?,
+                                        get(&r, "expired")?,
+                                    ))
+                                })
+                                .transpose()?;
+                            (None, refused)
+                        }
                     }
                 }
-            }
-        };
-        Ok(match (granted, refused) {
-            (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
-            (None, Some((attempts, false, false))) if attempts >= max => {
-                ChallengeAttempt::Exhausted
-            }
-            _ => ChallengeAttempt::Invalid,
+            };
+            Ok(match (granted, refused) {
+                (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
+                (None, Some((attempts, false, false))) if attempts >= max => {
+                    ChallengeAttempt::Exhausted
+                }
+                _ => ChallengeAttempt::Invalid,
+            })
         })
-    })
         .await
     }
 
@@ -689,23 +660,22 @@ impl Store {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<CompleteOutcome, StoreError> {
+        const UPDATE_MFA_CHALLENGES: &str = "UPDATE mfa_challenges SET consumed_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3";
         self.observed("complete_mfa_challenge", async {
             let now = truncate_to_micros(now);
             match &self.inner {
                 Inner::Postgres(s) => {
                     let map = |e| codec::pg_err("complete mfa challenge", e);
                     let mut tx = s.pool.begin().await.map_err(map)?;
-                    let consumed = sqlx::query(
-                        "UPDATE mfa_challenges SET consumed_at = $3 \
-                     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3",
-                    )
-                    .bind(id)
-                    .bind(user.as_uuid())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
+                        .bind(id)
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     if consumed != 1 {
                         return Ok(CompleteOutcome::ChallengeGone);
                     }
@@ -717,17 +687,14 @@ impl Store {
                 Inner::Sqlite(s) => {
                     let map = |e| codec::sqlite_err("complete mfa challenge", e);
                     let mut tx = s.begin_write("complete mfa challenge").await?;
-                    let consumed = sqlx::query(
-                        "UPDATE mfa_challenges SET consumed_at = ?3 \
-                     WHERE id = ?1 AND user_id = ?2 AND consumed_at IS NULL AND expires_at > ?3",
-                    )
-                    .bind(id)
-                    .bind(user.as_uuid())
-                    .bind(codec::ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
+                        .bind(id)
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     if consumed != 1 {
                         tx.rollback().await.map_err(map)?;
                         return Ok(CompleteOutcome::ChallengeGone);
@@ -805,6 +772,9 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        const INSERT_MFA_RECOVERY_CODES: &str = "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
+                         VALUES ($1, $2, $3, $4)";
         self.observed("replace_recovery_codes", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
@@ -823,23 +793,20 @@ impl Store {
                     if on.is_none() {
                         return Ok(false);
                     }
-                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?;
                     for hash in code_hashes {
-                        sqlx::query(
-                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(Uuid::now_v7())
-                        .bind(uid)
-                        .bind(hash.as_slice())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
+                            .bind(Uuid::now_v7())
+                            .bind(uid)
+                            .bind(hash.as_slice())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
                     }
                     audit::insert_pg(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
@@ -858,23 +825,20 @@ impl Store {
                         tx.rollback().await.map_err(map)?;
                         return Ok(false);
                     }
-                    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
+                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?;
                     for hash in code_hashes {
-                        sqlx::query(
-                            "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .bind(Uuid::now_v7())
-                        .bind(uid)
-                        .bind(hash.as_slice())
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
+                            .bind(Uuid::now_v7())
+                            .bind(uid)
+                            .bind(hash.as_slice())
+                            .bind(codec::ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
                     }
                     audit::insert_sqlite(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
@@ -896,6 +860,11 @@ impl Store {
         since: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<RemovedFactors, StoreError> {
+        const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1 \
+                     AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at";
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
+        const DELETE_MFA_RECOVERY_CODES: &str =
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2";
         self.observed("remove_second_factors_since", async {
             let uid = user.as_uuid();
             let mut removed = RemovedFactors::default();
@@ -903,19 +872,16 @@ impl Store {
                 Inner::Postgres(s) => {
                     let map = |e| codec::pg_err("remove second factors", e);
                     let mut tx = s.pool.begin().await.map_err(map)?;
-                    let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
-                        "DELETE FROM mfa_totp WHERE user_id = $1 \
-                     AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at",
-                    )
-                    .bind(uid)
-                    .bind(since)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map)?;
+                    let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(DELETE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(since)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(map)?;
                     removed.totp = totp.iter().any(Option::is_some);
                     // With the authenticator gone, every recovery code goes too (epoch = all).
                     let codes_since = if removed.totp {
-                        sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                        sqlx::query(DELETE_MFA_CHALLENGES)
                             .bind(uid)
                             .execute(&mut *tx)
                             .await
@@ -924,15 +890,13 @@ impl Store {
                     } else {
                         since
                     };
-                    removed.recovery_codes = sqlx::query(
-                        "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2",
-                    )
-                    .bind(uid)
-                    .bind(codes_since)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
+                        .bind(uid)
+                        .bind(codes_since)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     let event = removed_event(event, removed);
                     if let Some(event) = &event {
                         audit::insert_pg(&mut tx, event).await?;
@@ -943,19 +907,16 @@ impl Store {
                 Inner::Sqlite(s) => {
                     let map = |e| codec::sqlite_err("remove second factors", e);
                     let mut tx = s.begin_write("remove second factors").await?;
-                    let totp: Vec<Option<String>> = sqlx::query_scalar(
-                        "DELETE FROM mfa_totp WHERE user_id = ?1 \
-                     AND (enabled_at IS NULL OR enabled_at >= ?2) RETURNING enabled_at",
-                    )
-                    .bind(uid)
-                    .bind(codec::ts(since))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map)?;
+                    let totp: Vec<Option<String>> = sqlx::query_scalar(DELETE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(codec::ts(since))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(map)?;
                     removed.totp = totp.iter().any(Option::is_some);
                     // With the authenticator gone, every recovery code goes too (epoch = all).
                     let codes_since = if removed.totp {
-                        sqlx::query("DELETE FROM mfa_challenges WHERE user_id = ?1")
+                        sqlx::query(DELETE_MFA_CHALLENGES)
                             .bind(uid)
                             .execute(&mut *tx)
                             .await
@@ -964,15 +925,13 @@ impl Store {
                     } else {
                         since
                     };
-                    removed.recovery_codes = sqlx::query(
-                        "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
-                    )
-                    .bind(uid)
-                    .bind(codec::ts(codes_since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
+                        .bind(uid)
+                        .bind(codec::ts(codes_since))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     let event = removed_event(event, removed);
                     if let Some(event) = &event {
                         audit::insert_sqlite(&mut tx, event).await?;

@@ -99,64 +99,56 @@ impl Store {
         expected: Option<i64>,
         row: &SecondFactorLockRow,
     ) -> Result<bool, StoreError> {
+        const INSERT_SECOND_FACTOR_LOCKS: &str = "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING";
+        const UPDATE_SECOND_FACTOR_LOCKS: &str = "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
+                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5";
         self.observed("put_second_factor_lock", async {
-        let last = truncate_to_micros(row.last_failure_at);
-        let until = row.locked_until.map(truncate_to_micros);
-        let failures = i64::from(row.failures);
-        let written = match (&self.inner, expected) {
-            (Inner::Postgres(s), None) => sqlx::query(
-                "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(user.as_uuid())
-            .bind(failures as i32)
-            .bind(last)
-            .bind(until)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| codec::pg_err("insert second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Postgres(s), Some(version)) => sqlx::query(
-                "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
-                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5",
-            )
-            .bind(user.as_uuid())
-            .bind(failures as i32)
-            .bind(last)
-            .bind(until)
-            .bind(version)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| codec::pg_err("update second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Sqlite(s), None) => sqlx::query(
-                "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(user.as_uuid())
-            .bind(failures)
-            .bind(codec::ts(last))
-            .bind(until.map(codec::ts))
-            .execute(&s.writer)
-            .await
-            .map_err(|e| codec::sqlite_err("insert second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Sqlite(s), Some(version)) => sqlx::query(
-                "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
-                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5",
-            )
-            .bind(user.as_uuid())
-            .bind(failures)
-            .bind(codec::ts(last))
-            .bind(until.map(codec::ts))
-            .bind(version)
-            .execute(&s.writer)
-            .await
-            .map_err(|e| codec::sqlite_err("update second-factor lock", e))?
-            .rows_affected(),
-        };
-        Ok(written == 1)
-    })
+            let last = truncate_to_micros(row.last_failure_at);
+            let until = row.locked_until.map(truncate_to_micros);
+            let failures = i64::from(row.failures);
+            let written = match (&self.inner, expected) {
+                (Inner::Postgres(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures as i32)
+                    .bind(last)
+                    .bind(until)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("insert second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Postgres(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures as i32)
+                    .bind(last)
+                    .bind(until)
+                    .bind(version)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("update second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Sqlite(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures)
+                    .bind(codec::ts(last))
+                    .bind(until.map(codec::ts))
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| codec::sqlite_err("insert second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Sqlite(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures)
+                    .bind(codec::ts(last))
+                    .bind(until.map(codec::ts))
+                    .bind(version)
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| codec::sqlite_err("update second-factor lock", e))?
+                    .rows_affected(),
+            };
+            Ok(written == 1)
+        })
         .await
     }
 

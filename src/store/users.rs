@@ -21,30 +21,27 @@ impl Store {
         name: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1";
         let now = truncate_to_micros(now);
         let updated = self
             .observed("set_user_name", async {
                 Ok(match &self.inner {
-                    Inner::Postgres(s) => {
-                        sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE id = $1")
-                            .bind(id.as_uuid())
-                            .bind(name)
-                            .bind(now)
-                            .execute(&s.pool)
-                            .await
-                            .map_err(|e| codec::pg_err("set user name", e))?
-                            .rows_affected()
-                    }
-                    Inner::Sqlite(s) => {
-                        sqlx::query("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")
-                            .bind(id.as_uuid())
-                            .bind(name)
-                            .bind(codec::ts(now))
-                            .execute(&s.writer)
-                            .await
-                            .map_err(|e| codec::sqlite_err("set user name", e))?
-                            .rows_affected()
-                    }
+                    Inner::Postgres(s) => sqlx::query(SQL)
+                        .bind(id.as_uuid())
+                        .bind(name)
+                        .bind(now)
+                        .execute(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("set user name", e))?
+                        .rows_affected(),
+                    Inner::Sqlite(s) => sqlx::query(SQL)
+                        .bind(id.as_uuid())
+                        .bind(name)
+                        .bind(codec::ts(now))
+                        .execute(&s.writer)
+                        .await
+                        .map_err(|e| codec::sqlite_err("set user name", e))?
+                        .rows_affected(),
                 })
             })
             .await?;
@@ -64,6 +61,7 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
         let op = "set password hash";
         let now = truncate_to_micros(now);
         let updated = self
@@ -71,16 +69,14 @@ impl Store {
                 Ok(match &self.inner {
                     Inner::Postgres(s) => {
                         let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                        let updated = sqlx::query(
-                            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
-                        )
-                        .bind(id.as_uuid())
-                        .bind(password_hash)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?
-                        .rows_affected()
+                        let updated = sqlx::query(SQL)
+                            .bind(id.as_uuid())
+                            .bind(password_hash)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| codec::pg_err(op, e))?
+                            .rows_affected()
                             == 1;
                         if updated {
                             insert_pg(&mut tx, event).await?;
@@ -90,16 +86,14 @@ impl Store {
                     }
                     Inner::Sqlite(s) => {
                         let mut tx = s.begin_write(op).await?;
-                        let updated = sqlx::query(
-                            "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-                        )
-                        .bind(id.as_uuid())
-                        .bind(password_hash)
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected()
+                        let updated = sqlx::query(SQL)
+                            .bind(id.as_uuid())
+                            .bind(password_hash)
+                            .bind(codec::ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| codec::sqlite_err(op, e))?
+                            .rows_affected()
                             == 1;
                         if updated {
                             insert_sqlite(&mut tx, event).await?;
@@ -129,6 +123,8 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2";
         let op = "set user status";
         let now = truncate_to_micros(now);
         let changed = self
@@ -136,17 +132,15 @@ impl Store {
                 Ok(match &self.inner {
                     Inner::Postgres(s) => {
                         let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                        let changed = sqlx::query(
-                    "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2",
-                )
-                .bind(id.as_uuid())
-                .bind(status.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| codec::pg_err(op, e))?
-                .rows_affected()
-                    == 1;
+                        let changed = sqlx::query(SQL)
+                            .bind(id.as_uuid())
+                            .bind(status.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| codec::pg_err(op, e))?
+                            .rows_affected()
+                            == 1;
                         if changed {
                             insert_pg(&mut tx, event).await?;
                         }
@@ -155,17 +149,15 @@ impl Store {
                     }
                     Inner::Sqlite(s) => {
                         let mut tx = s.begin_write(op).await?;
-                        let changed = sqlx::query(
-                    "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status <> ?2",
-                )
-                .bind(id.as_uuid())
-                .bind(status.as_str())
-                .bind(codec::ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| codec::sqlite_err(op, e))?
-                .rows_affected()
-                    == 1;
+                        let changed = sqlx::query(SQL)
+                            .bind(id.as_uuid())
+                            .bind(status.as_str())
+                            .bind(codec::ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| codec::sqlite_err(op, e))?
+                            .rows_affected()
+                            == 1;
                         if changed {
                             insert_sqlite(&mut tx, event).await?;
                         }
