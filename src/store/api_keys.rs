@@ -5,8 +5,7 @@
 //! `last_used_at` is written only in batches ([`Store::record_api_key_use`]), and only ever moves
 //! forward, so instances flushing in any order agree.
 
-use std::fmt;
-
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use sqlx::Row;
@@ -17,7 +16,8 @@ use uuid::Uuid;
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
 use super::codec::{self, corrupt};
 use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
-use crate::api_keys::{ApiKeyId, SecretHash};
+use crate::api_keys::{ApiKeyId, ApiKeyStore, SecretHash};
+pub use crate::api_keys::{ApiKeyLookup, ApiKeyRecord};
 
 /// Audit kind of a new key (`details.api_key_id`).
 pub const API_KEY_CREATED: &str = "api_key_created";
@@ -35,48 +35,6 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
-/// An API key as stored (never the secret; its hash is redacted from `Debug`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    /// The key's id (UUIDv7), used to list and revoke it.
-    pub id: ApiKeyId,
-    /// The lookup part of the key (`sk_<public id>_…`).
-    pub public_id: String,
-    /// The owner: the user who created it.
-    pub user_id: UserId,
-    /// The owner's label for it.
-    pub name: String,
-    /// SHA-256 of the secret.
-    pub secret_hash: SecretHash,
-    /// Labels passed on to gateways; sessiond gives them no meaning.
-    pub scopes: Vec<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// After this the key is refused; None = no expiry.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When the owner revoked it.
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Last successful use as of the last usage flush.
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for ApiKeyRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyRecord")
-            .field("id", &self.id)
-            .field("public_id", &self.public_id)
-            .field("user_id", &self.user_id)
-            .field("name", &self.name)
-            .field("secret_hash", &self.secret_hash)
-            .field("scopes", &self.scopes)
-            .field("created_at", &self.created_at)
-            .field("expires_at", &self.expires_at)
-            .field("revoked_at", &self.revoked_at)
-            .field("last_used_at", &self.last_used_at)
-            .finish()
-    }
-}
-
 /// What creating a key supplies; the store assigns id and creation time.
 #[derive(Clone, Debug)]
 pub struct NewApiKey {
@@ -92,16 +50,6 @@ pub struct NewApiKey {
     pub scopes: Vec<String>,
     /// Optional expiry (in the future).
     pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A key found by its public id, with its owner's account status (a disabled owner's keys stop
-/// working without being revoked).
-#[derive(Clone, Debug)]
-pub struct ApiKeyLookup {
-    /// The key.
-    pub key: ApiKeyRecord,
-    /// The owner's status.
-    pub owner_status: UserStatus,
 }
 
 macro_rules! key_columns {
@@ -556,4 +504,18 @@ fn lookup_from_sqlite(row: &SqliteRow) -> Result<ApiKeyLookup, StoreError> {
         key: key_from_sqlite(row)?,
         owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
     })
+}
+
+#[async_trait]
+impl ApiKeyStore for Store {
+    async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
+        Store::find_api_key(self, public_id).await
+    }
+
+    async fn record_api_key_use(
+        &self,
+        uses: &[(ApiKeyId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        Store::record_api_key_use(self, uses).await
+    }
 }
