@@ -665,3 +665,62 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many sessions one purge statement deletes at most.
 const PURGE_BATCH: i64 = 500;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers the operations it was told about.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<&'static str>>);
+
+    impl StoreObserver for Seen {
+        fn observe(&self, operation: &'static str, _: Duration, _: Option<&StoreError>) {
+            self.0.lock().unwrap().push(operation);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_modules_calls_are_observed() {
+        let seen = Arc::new(Seen::default());
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_observer(seen.clone());
+        store.migrate().await.unwrap();
+        let user = store
+            .create_user(&NewUser {
+                email: "observed@example.com".into(),
+                name: None,
+                password_hash: None,
+            })
+            .await
+            .unwrap();
+        let now = Utc::now();
+        assert!(store.set_user_name(user.id, Some("O"), now).await.unwrap());
+        store.mfa_status(user.id).await.unwrap();
+        store.second_factor_lock(user.id).await.unwrap();
+        store
+            .record_event(&audit::AuditEvent::new("test_event", now).user(user.id))
+            .await
+            .unwrap();
+        store
+            .find_api_key("000000000000000000000000")
+            .await
+            .unwrap();
+        let seen = seen.0.lock().unwrap().clone();
+        for op in [
+            "migrate",
+            "insert_user",
+            "set_user_name",
+            "mfa_status",
+            "second_factor_lock",
+            "record_event",
+            "find_api_key",
+        ] {
+            assert!(seen.contains(&op), "{op} not observed: {seen:?}");
+        }
+    }
+}
