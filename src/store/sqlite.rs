@@ -4,8 +4,9 @@
 //! * ids are 16-byte BLOBs (sqlx's `Uuid` encoding); BLOBs compare with memcmp, so UUIDv7 ids
 //!   sort by time exactly as in PostgreSQL;
 //! * timestamps are TEXT in one fixed-width UTC format, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written
-//!   and parsed only by [`ts`] and [`parse_ts`] (never sqlx's variable-width default), so text
-//!   order is time order and `expires_at > ?` is a correct comparison in SQL;
+//!   and parsed only by [`ts`] and [`parse_ts`](super::codec::parse_ts) (never sqlx's
+//!   variable-width default), so text order is time order and `expires_at > ?` is a correct
+//!   comparison in SQL;
 //! * `amr` is a JSON array of strings.
 //!
 //! Writes are serialised. SQLite has a single writer per database file, and a deferred

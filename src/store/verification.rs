@@ -76,8 +76,11 @@ fn attempts_from(n: i64) -> Result<u32, StoreError> {
 }
 
 /// The columns of a [`VerificationCode`] row.
-const COLUMNS: &str =
-    "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+macro_rules! code_columns {
+    () => {
+        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at"
+    };
+}
 
 /// The requester's newest row: $1 subject, $2 purpose, $3 user id (NULL for decoys). One text
 /// for both dialects (sqlx's SQLite takes `$N`, and SQLite knows `IS NOT DISTINCT FROM`).
@@ -102,6 +105,41 @@ const SUPERSEDE: &str = "UPDATE verification_codes SET consumed_at = $4 \
 const INSERT: &str = "INSERT INTO verification_codes \
      (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7)";
+
+/// The newest code of account $1 for purpose $2.
+const NEWEST_OF_USER: &str = concat!(
+    "SELECT ",
+    code_columns!(),
+    " FROM verification_codes WHERE user_id = $1 AND purpose = $2 \
+     ORDER BY created_at DESC, id DESC LIMIT 1"
+);
+
+/// Takes one attempt at code $1 for purpose $2 if it is open, has fewer than $3 attempts and
+/// is unexpired at $4.
+const TAKE_ATTEMPT: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
+     WHERE id = $1 AND purpose = $2 AND consumed_at IS NULL AND attempts < $3 \
+       AND expires_at > $4 \
+     RETURNING user_id, code_hash, attempts";
+
+/// Code $1, if it is for purpose $2.
+const BY_ID: &str = concat!(
+    "SELECT ",
+    code_columns!(),
+    " FROM verification_codes WHERE id = $1 AND purpose = $2"
+);
+
+/// Consumes code $1 of account $3 at $2, if still open.
+const CONSUME: &str = "UPDATE verification_codes SET consumed_at = $2 \
+     WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL";
+
+/// Applies a redemption to account $1 at $3: the new password hash $2 (if any), and the email
+/// marked verified.
+const REDEEM_EFFECT: &str = "UPDATE users SET password_hash = COALESCE($2, password_hash), \
+     email_verified_at = COALESCE(email_verified_at, $3), updated_at = $3 \
+     WHERE id = $1";
+
+/// Deletes the codes that expired before $1.
+const PURGE: &str = "DELETE FROM verification_codes WHERE expires_at < $1";
 
 fn count_from(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("count out of range"))
@@ -227,17 +265,14 @@ mod pg {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = $1 AND purpose = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(user.as_uuid())
-        .bind(purpose.as_str())
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err("newest verification code", e))?
-        .map(|row| from_row(&row))
-        .transpose()
+        sqlx::query(NEWEST_OF_USER)
+            .bind(user.as_uuid())
+            .bind(purpose.as_str())
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err("newest verification code", e))?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     pub(super) async fn issue(
@@ -315,19 +350,14 @@ mod pg {
     ) -> Result<AttemptOutcome, StoreError> {
         let op = "take verification attempt";
         let max_db = i32::try_from(max).unwrap_or(i32::MAX);
-        let taken = sqlx::query(
-            "UPDATE verification_codes SET attempts = attempts + 1 \
-             WHERE id = $1 AND purpose = $2 AND consumed_at IS NULL AND attempts < $3 \
-               AND expires_at > $4 \
-             RETURNING user_id, code_hash, attempts",
-        )
-        .bind(id)
-        .bind(purpose.as_str())
-        .bind(max_db)
-        .bind(now)
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let taken = sqlx::query(TAKE_ATTEMPT)
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(max_db)
+            .bind(now)
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err(op, e))?;
         if let Some(row) = taken {
             let get = |e: sqlx::Error| map_err(op, e);
             let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
@@ -341,14 +371,12 @@ mod pg {
                 attempts: attempts_from(attempts.into())?,
             });
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE id = $1 AND purpose = $2"
-        )))
-        .bind(id)
-        .bind(purpose.as_str())
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let row = sqlx::query(BY_ID)
+            .bind(id)
+            .bind(purpose.as_str())
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err(op, e))?;
         Ok(AttemptOutcome::Refused(match row {
             None => Refusal::NotFound,
             Some(row) => {
@@ -367,38 +395,31 @@ mod pg {
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
-        let consumed = sqlx::query(
-            "UPDATE verification_codes SET consumed_at = $2 \
-             WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(effect.user().as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?
-        .rows_affected();
+        let consumed = sqlx::query(CONSUME)
+            .bind(id)
+            .bind(now)
+            .bind(effect.user().as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?
+            .rows_affected();
         if consumed != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE users SET password_hash = COALESCE($2, password_hash), \
-             email_verified_at = COALESCE(email_verified_at, $3), updated_at = $3 \
-             WHERE id = $1",
-        )
-        .bind(effect.user().as_uuid())
-        .bind(effect.password_hash())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        sqlx::query(REDEEM_EFFECT)
+            .bind(effect.user().as_uuid())
+            .bind(effect.password_hash())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         audit::insert_pg(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
     }
 
     pub(super) async fn purge(s: &PgStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        sqlx::query("DELETE FROM verification_codes WHERE expires_at < $1")
+        sqlx::query(PURGE)
             .bind(cutoff)
             .execute(&s.pool)
             .await
@@ -443,17 +464,14 @@ mod lite {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = ?1 AND purpose = ?2 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(user.as_uuid())
-        .bind(purpose.as_str())
-        .fetch_optional(&s.reader)
-        .await
-        .map_err(|e| map_err("newest verification code", e))?
-        .map(|row| from_row(&row))
-        .transpose()
+        sqlx::query(NEWEST_OF_USER)
+            .bind(user.as_uuid())
+            .bind(purpose.as_str())
+            .fetch_optional(&s.reader)
+            .await
+            .map_err(|e| map_err("newest verification code", e))?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     pub(super) async fn issue(
@@ -524,19 +542,14 @@ mod lite {
     ) -> Result<AttemptOutcome, StoreError> {
         let op = "take verification attempt";
         let mut tx = s.begin_write(op).await?;
-        let taken = sqlx::query(
-            "UPDATE verification_codes SET attempts = attempts + 1 \
-             WHERE id = ?1 AND purpose = ?2 AND consumed_at IS NULL AND attempts < ?3 \
-               AND expires_at > ?4 \
-             RETURNING user_id, code_hash, attempts",
-        )
-        .bind(id)
-        .bind(purpose.as_str())
-        .bind(i64::from(max))
-        .bind(ts(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let taken = sqlx::query(TAKE_ATTEMPT)
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(i64::from(max))
+            .bind(ts(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         let outcome = match taken {
             Some(row) => {
                 let get = |e: sqlx::Error| map_err(op, e);
@@ -552,14 +565,12 @@ mod lite {
                 }
             }
             None => {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM verification_codes WHERE id = ?1 AND purpose = ?2"
-                )))
-                .bind(id)
-                .bind(purpose.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| map_err(op, e))?;
+                let row = sqlx::query(BY_ID)
+                    .bind(id)
+                    .bind(purpose.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| map_err(op, e))?;
                 AttemptOutcome::Refused(match row {
                     None => Refusal::NotFound,
                     Some(row) => {
@@ -582,31 +593,24 @@ mod lite {
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s.begin_write(op).await?;
-        let consumed = sqlx::query(
-            "UPDATE verification_codes SET consumed_at = ?2 \
-             WHERE id = ?1 AND user_id = ?3 AND consumed_at IS NULL",
-        )
-        .bind(id)
-        .bind(ts(now))
-        .bind(effect.user().as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?
-        .rows_affected();
+        let consumed = sqlx::query(CONSUME)
+            .bind(id)
+            .bind(ts(now))
+            .bind(effect.user().as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?
+            .rows_affected();
         if consumed != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE users SET password_hash = COALESCE(?2, password_hash), \
-             email_verified_at = COALESCE(email_verified_at, ?3), updated_at = ?3 \
-             WHERE id = ?1",
-        )
-        .bind(effect.user().as_uuid())
-        .bind(effect.password_hash())
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        sqlx::query(REDEEM_EFFECT)
+            .bind(effect.user().as_uuid())
+            .bind(effect.password_hash())
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         audit::insert_sqlite(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
@@ -615,7 +619,7 @@ mod lite {
     pub(super) async fn purge(s: &SqliteStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let op = "purge verification codes";
         let mut tx = s.begin_write(op).await?;
-        let n = sqlx::query("DELETE FROM verification_codes WHERE expires_at < ?1")
+        let n = sqlx::query(PURGE)
             .bind(ts(cutoff))
             .execute(&mut *tx)
             .await
