@@ -289,9 +289,6 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const UPDATE_MFA_TOTP: &str = "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
                      WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL";
-        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
-        const INSERT_MFA_RECOVERY_CODES: &str = "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)";
         self.observed("enable_totp", async {
             let now = truncate_to_micros(now);
             let step = step_to_db(step)?;
@@ -312,21 +309,7 @@ impl Store {
                     if updated != 1 {
                         return Ok(false);
                     }
-                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    for hash in code_hashes {
-                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
-                            .bind(Uuid::now_v7())
-                            .bind(uid)
-                            .bind(hash.as_slice())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
+                    pg::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
                     audit::insert_pg(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
                 }
@@ -346,21 +329,7 @@ impl Store {
                         tx.rollback().await.map_err(map)?;
                         return Ok(false);
                     }
-                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    for hash in code_hashes {
-                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
-                            .bind(Uuid::now_v7())
-                            .bind(uid)
-                            .bind(hash.as_slice())
-                            .bind(codec::ts(now))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
+                    lite::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
                     audit::insert_sqlite(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
                 }
@@ -772,9 +741,6 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
-        const INSERT_MFA_RECOVERY_CODES: &str = "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)";
         self.observed("replace_recovery_codes", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
@@ -793,21 +759,8 @@ impl Store {
                     if on.is_none() {
                         return Ok(false);
                     }
-                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    for hash in code_hashes {
-                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
-                            .bind(Uuid::now_v7())
-                            .bind(uid)
-                            .bind(hash.as_slice())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
+                    pg::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
+                        .await?;
                     audit::insert_pg(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
                 }
@@ -825,21 +778,8 @@ impl Store {
                         tx.rollback().await.map_err(map)?;
                         return Ok(false);
                     }
-                    sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    for hash in code_hashes {
-                        sqlx::query(INSERT_MFA_RECOVERY_CODES)
-                            .bind(Uuid::now_v7())
-                            .bind(uid)
-                            .bind(hash.as_slice())
-                            .bind(codec::ts(now))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
+                    lite::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
+                        .await?;
                     audit::insert_sqlite(&mut tx, event).await?;
                     tx.commit().await.map_err(map)?;
                 }
@@ -958,9 +898,43 @@ fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEven
     })
 }
 
+/// Deletes every recovery code of user $1.
+const DELETE_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+/// Stores recovery code $1 of user $2 (hash $3) created at $4.
+const INSERT_RECOVERY_CODE: &str =
+    "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
+
 mod pg {
     use super::*;
     use sqlx::PgConnection;
+
+    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
+    /// `op` names the change in errors.
+    pub(super) async fn replace_codes(
+        conn: &mut PgConnection,
+        user: Uuid,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        op: &str,
+    ) -> Result<(), StoreError> {
+        let map = |e| codec::pg_err(op, e);
+        sqlx::query(DELETE_RECOVERY_CODES)
+            .bind(user)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+        for hash in code_hashes {
+            sqlx::query(INSERT_RECOVERY_CODE)
+                .bind(Uuid::now_v7())
+                .bind(user)
+                .bind(hash.as_slice())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(map)?;
+        }
+        Ok(())
+    }
 
     /// Marks `factor` used if it is still usable; false if it is not.
     pub(super) async fn consume_factor(
@@ -998,6 +972,34 @@ mod pg {
 mod lite {
     use super::*;
     use sqlx::SqliteConnection;
+
+    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
+    /// `op` names the change in errors.
+    pub(super) async fn replace_codes(
+        conn: &mut SqliteConnection,
+        user: Uuid,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        op: &str,
+    ) -> Result<(), StoreError> {
+        let map = |e| codec::sqlite_err(op, e);
+        sqlx::query(DELETE_RECOVERY_CODES)
+            .bind(user)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+        for hash in code_hashes {
+            sqlx::query(INSERT_RECOVERY_CODE)
+                .bind(Uuid::now_v7())
+                .bind(user)
+                .bind(hash.as_slice())
+                .bind(codec::ts(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(map)?;
+        }
+        Ok(())
+    }
 
     /// Marks `factor` used if it is still usable; false if it is not.
     pub(super) async fn consume_factor(

@@ -62,47 +62,8 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
-        let op = "set password hash";
-        let now = truncate_to_micros(now);
         let updated = self
-            .observed("set_password_hash", async {
-                Ok(match &self.inner {
-                    Inner::Postgres(s) => {
-                        let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                        let updated = sqlx::query(SQL)
-                            .bind(id.as_uuid())
-                            .bind(password_hash)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| codec::pg_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if updated {
-                            insert_pg(&mut tx, event).await?;
-                        }
-                        tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                        updated
-                    }
-                    Inner::Sqlite(s) => {
-                        let mut tx = s.begin_write(op).await?;
-                        let updated = sqlx::query(SQL)
-                            .bind(id.as_uuid())
-                            .bind(password_hash)
-                            .bind(codec::ts(now))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| codec::sqlite_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if updated {
-                            insert_sqlite(&mut tx, event).await?;
-                        }
-                        tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                        updated
-                    }
-                })
-            })
+            .update_user_with_event("set_password_hash", SQL, id, password_hash, now, event)
             .await?;
         if updated {
             event.log();
@@ -125,52 +86,69 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2";
-        let op = "set user status";
-        let now = truncate_to_micros(now);
         let changed = self
-            .observed("set_user_status", async {
-                Ok(match &self.inner {
-                    Inner::Postgres(s) => {
-                        let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                        let changed = sqlx::query(SQL)
-                            .bind(id.as_uuid())
-                            .bind(status.as_str())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| codec::pg_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if changed {
-                            insert_pg(&mut tx, event).await?;
-                        }
-                        tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                        changed
-                    }
-                    Inner::Sqlite(s) => {
-                        let mut tx = s.begin_write(op).await?;
-                        let changed = sqlx::query(SQL)
-                            .bind(id.as_uuid())
-                            .bind(status.as_str())
-                            .bind(codec::ts(now))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| codec::sqlite_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if changed {
-                            insert_sqlite(&mut tx, event).await?;
-                        }
-                        tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                        changed
-                    }
-                })
-            })
+            .update_user_with_event("set_user_status", SQL, id, status.as_str(), now, event)
             .await?;
         if changed {
             event.log();
             self.user_changed(id).await;
         }
         Ok(changed)
+    }
+
+    /// Runs `sql` ($1 = the account, $2 = `value`, $3 = `now`) and, when it changed the row,
+    /// writes `event` in the same transaction. Returns whether it changed the row; the caller
+    /// logs the event. Reported as `operation`.
+    async fn update_user_with_event(
+        &self,
+        operation: &'static str,
+        sql: &'static str,
+        id: UserId,
+        value: &str,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let op = operation.replace('_', " ");
+        let op = op.as_str();
+        let now = truncate_to_micros(now);
+        self.observed(operation, async {
+            Ok(match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                    let changed = sqlx::query(sql)
+                        .bind(id.as_uuid())
+                        .bind(value)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?
+                        .rows_affected()
+                        == 1;
+                    if changed {
+                        insert_pg(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                    changed
+                }
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write(op).await?;
+                    let changed = sqlx::query(sql)
+                        .bind(id.as_uuid())
+                        .bind(value)
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?
+                        .rows_affected()
+                        == 1;
+                    if changed {
+                        insert_sqlite(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                    changed
+                }
+            })
+        })
+        .await
     }
 }
