@@ -7,10 +7,17 @@
 //! * the secret is 256 random bits in base64url (43 characters). Only its SHA-256 is stored and
 //!   compared, in constant time.
 //!
-//! This module also holds [`ApiKeyUsage`], which coalesces "this key was just used" into one
-//! batched write every few seconds instead of a database write per request.
+//! [`check_key`] holds the rule for a presented key, and [`ApiKeyUsage`] coalesces "this key
+//! was just used" into one batched write every few seconds instead of a database write per
+//! request. Both talk to storage through the [`ApiKeyStore`] port (`port.rs`), which
+//! `crate::store` implements and `memory.rs` twins for tests.
 
+mod memory;
+mod port;
 pub mod unknown;
+
+pub use memory::MemoryApiKeyStore;
+pub use port::{ApiKeyLookup, ApiKeyRecord, ApiKeyStore};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +28,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use sessiond_actors::clock::Clock;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,7 +37,7 @@ use uuid::Uuid;
 
 use crate::crypto::{constant_time_eq, random_bytes};
 use crate::domain::FieldError;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, UserStatus};
 
 /// What every key starts with.
 pub const KEY_PREFIX: &str = "sk_";
@@ -292,6 +300,51 @@ impl ScopeAllowList {
     }
 }
 
+/// What [`check_key`] decided about a presented key.
+#[derive(Debug)]
+pub enum KeyCheck {
+    /// No key has this public id (the secret was hashed all the same; see [`burn_check`]).
+    Unknown,
+    /// The key exists but the secret does not match, or it is revoked or expired: one answer,
+    /// so a key's state cannot be probed.
+    Refused,
+    /// A good key whose owner's account is not active: only a key that is itself good learns
+    /// that.
+    OwnerDisabled,
+    /// A good key of an active account, checked at `at`.
+    Valid {
+        /// The key.
+        key: ApiKeyRecord,
+        /// The instant the key was checked against (its use is recorded at it).
+        at: DateTime<Utc>,
+    },
+}
+
+/// The rule for a presented key: found by its public id, the secret's hash compared in
+/// constant time, not revoked, not expired at `clock`'s now (read after the lookup), and owned
+/// by an active account.
+pub async fn check_key(
+    store: &(impl ApiKeyStore + ?Sized),
+    clock: &dyn Clock,
+    presented: &PresentedKey<'_>,
+) -> Result<KeyCheck, StoreError> {
+    let Some(found) = store.find_api_key(presented.public_id).await? else {
+        burn_check(presented);
+        return Ok(KeyCheck::Unknown);
+    };
+    let now = clock.now();
+    let key = found.key;
+    let matches = presented.matches(&key.secret_hash);
+    let usable = key.revoked_at.is_none() && key.expires_at.is_none_or(|t| t > now);
+    if !(matches && usable) {
+        return Ok(KeyCheck::Refused);
+    }
+    if found.owner_status != UserStatus::Active {
+        return Ok(KeyCheck::OwnerDisabled);
+    }
+    Ok(KeyCheck::Valid { key, at: now })
+}
+
 /// Counters of [`ApiKeyUsage`], for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageStats {
@@ -338,7 +391,7 @@ impl ApiKeyUsage {
 
     /// Writes every pending use in one batch; returns how many keys were written. On failure
     /// the entries go back (merged with newer uses) to be retried by the next flush.
-    pub async fn flush(&self, store: &Store) -> Result<usize, StoreError> {
+    pub async fn flush(&self, store: &(impl ApiKeyStore + ?Sized)) -> Result<usize, StoreError> {
         let batch: Vec<(ApiKeyId, DateTime<Utc>)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut *pending).into_iter().collect()
@@ -368,7 +421,7 @@ impl ApiKeyUsage {
     }
 
     /// [`ApiKeyUsage::flush`], logging a failure instead of returning it.
-    pub async fn flush_logged(&self, store: &Store) {
+    pub async fn flush_logged(&self, store: &(impl ApiKeyStore + ?Sized)) {
         match self.flush(store).await {
             Ok(0) => {}
             Ok(keys) => tracing::debug!(keys, "api key usage flushed"),
@@ -394,7 +447,7 @@ impl ApiKeyUsage {
 /// after the requests in flight have finished, so their uses are not lost.
 pub fn spawn_usage_flusher(
     usage: Arc<ApiKeyUsage>,
-    store: Store,
+    store: impl ApiKeyStore + 'static,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -545,5 +598,165 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[&key], t0 + chrono::Duration::seconds(1));
         assert_eq!(usage.stats().recorded, 3);
+    }
+
+    /// The rules of [`check_key`] and [`ApiKeyUsage`] against the in-memory port.
+    mod rules {
+        use super::*;
+
+        struct At(DateTime<Utc>);
+
+        impl Clock for At {
+            fn now(&self) -> DateTime<Utc> {
+                self.0
+            }
+        }
+
+        fn stored(
+            store: &MemoryApiKeyStore,
+            issued: &IssuedKey,
+            owner: UserStatus,
+            edit: impl FnOnce(&mut ApiKeyRecord),
+        ) -> ApiKeyRecord {
+            let mut key = ApiKeyRecord {
+                id: ApiKeyId::new(),
+                public_id: issued.public_id.clone(),
+                user_id: sessiond_actors::ids::UserId::new(),
+                name: "ci".into(),
+                secret_hash: issued.hash,
+                scopes: vec!["read".into()],
+                created_at: Utc::now(),
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+            };
+            edit(&mut key);
+            store.put(ApiKeyLookup {
+                key: key.clone(),
+                owner_status: owner,
+            });
+            key
+        }
+
+        async fn check(store: &MemoryApiKeyStore, clock: &At, key: &str) -> KeyCheck {
+            let presented = PresentedKey::parse(key).expect("well-formed");
+            check_key(store, clock, &presented)
+                .await
+                .expect("memory store")
+        }
+
+        #[tokio::test]
+        async fn a_good_key_of_an_active_owner_is_valid_at_the_clock() {
+            let store = MemoryApiKeyStore::new();
+            let clock = At(Utc::now());
+            let issued = IssuedKey::generate();
+            let key = stored(&store, &issued, UserStatus::Active, |_| {});
+            match check(&store, &clock, issued.expose_secret()).await {
+                KeyCheck::Valid { key: found, at } => {
+                    assert_eq!(found, key);
+                    assert_eq!(at, clock.0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn unknown_wrong_revoked_and_expired_keys_are_refused() {
+            let store = MemoryApiKeyStore::new();
+            let clock = At(Utc::now());
+            let unknown = IssuedKey::generate();
+            assert!(matches!(
+                check(&store, &clock, unknown.expose_secret()).await,
+                KeyCheck::Unknown
+            ));
+
+            let issued = IssuedKey::generate();
+            stored(&store, &issued, UserStatus::Active, |_| {});
+            let forged = format!(
+                "sk_{}_{}",
+                issued.public_id,
+                &unknown.expose_secret()[3 + 24 + 1..]
+            );
+            assert!(matches!(
+                check(&store, &clock, &forged).await,
+                KeyCheck::Refused
+            ));
+
+            let revoked = IssuedKey::generate();
+            stored(&store, &revoked, UserStatus::Active, |k| {
+                k.revoked_at = Some(clock.0)
+            });
+            let expired = IssuedKey::generate();
+            stored(&store, &expired, UserStatus::Active, |k| {
+                k.expires_at = Some(clock.0)
+            });
+            for key in [&revoked, &expired] {
+                assert!(matches!(
+                    check(&store, &clock, key.expose_secret()).await,
+                    KeyCheck::Refused
+                ));
+            }
+            let later = IssuedKey::generate();
+            stored(&store, &later, UserStatus::Active, |k| {
+                k.expires_at = Some(clock.0 + chrono::Duration::seconds(1))
+            });
+            assert!(matches!(
+                check(&store, &clock, later.expose_secret()).await,
+                KeyCheck::Valid { .. }
+            ));
+        }
+
+        #[tokio::test]
+        async fn only_a_good_key_learns_that_its_owner_is_disabled() {
+            let store = MemoryApiKeyStore::new();
+            let clock = At(Utc::now());
+            let issued = IssuedKey::generate();
+            stored(&store, &issued, UserStatus::Disabled, |_| {});
+            assert!(matches!(
+                check(&store, &clock, issued.expose_secret()).await,
+                KeyCheck::OwnerDisabled
+            ));
+            let revoked = IssuedKey::generate();
+            stored(&store, &revoked, UserStatus::Disabled, |k| {
+                k.revoked_at = Some(clock.0)
+            });
+            assert!(matches!(
+                check(&store, &clock, revoked.expose_secret()).await,
+                KeyCheck::Refused
+            ));
+        }
+
+        #[tokio::test]
+        async fn usage_is_flushed_in_one_batch_and_kept_for_the_next_flush_on_failure() {
+            let store = MemoryApiKeyStore::new();
+            let issued = IssuedKey::generate();
+            let key = stored(&store, &issued, UserStatus::Active, |_| {});
+            let usage = ApiKeyUsage::default();
+            let t0 = Utc::now();
+            usage.record(key.id, t0);
+            store.fail_writes(true);
+            assert!(usage.flush(&store).await.is_err());
+            assert_eq!(store.get(key.id).unwrap().key.last_used_at, None);
+            usage.record(key.id, t0 + chrono::Duration::seconds(1));
+            store.fail_writes(false);
+            assert_eq!(usage.flush(&store).await.unwrap(), 1);
+            assert_eq!(
+                store.get(key.id).unwrap().key.last_used_at,
+                Some(t0 + chrono::Duration::seconds(1))
+            );
+            // An older use never moves it back; an empty flush writes nothing.
+            usage.record(key.id, t0);
+            assert_eq!(usage.flush(&store).await.unwrap(), 1);
+            assert_eq!(
+                store.get(key.id).unwrap().key.last_used_at,
+                Some(t0 + chrono::Duration::seconds(1))
+            );
+            assert_eq!(usage.flush(&store).await.unwrap(), 0);
+            let stats = usage.stats();
+            assert_eq!(
+                (stats.writes, stats.failures, stats.keys_written),
+                (2, 1, 2)
+            );
+        }
     }
 }

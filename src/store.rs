@@ -11,6 +11,7 @@
 //! token history in the same transaction, and timestamps round-trip at microsecond precision.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod breaker;
 pub mod change_feed;
+mod codec;
 pub mod group_commit;
 pub mod mfa;
 mod postgres;
@@ -38,6 +40,7 @@ mod sqlite;
 pub mod users;
 pub mod verification;
 
+use codec::corrupt;
 pub use purge::spawn_purge;
 
 /// Which database a [`Store`] talks to; for logs, metrics and backend-specific tests.
@@ -233,20 +236,20 @@ pub struct PoolStats {
     pub idle: u32,
 }
 
-/// The store error inside a call's result, if any; lets `dispatch!` report every call.
+/// The store error inside a call's result, if any, and the result of a call the circuit
+/// breaker refused; lets [`Store::run_call`] report every call.
 trait CallOutcome {
     fn store_error(&self) -> Option<&StoreError>;
-}
-
-impl CallOutcome for () {
-    fn store_error(&self) -> Option<&StoreError> {
-        None
-    }
+    fn refused(error: StoreError) -> Self;
 }
 
 impl<T> CallOutcome for Result<T, StoreError> {
     fn store_error(&self) -> Option<&StoreError> {
         self.as_ref().err()
+    }
+
+    fn refused(error: StoreError) -> Self {
+        Err(error)
     }
 }
 
@@ -256,6 +259,10 @@ impl<T> CallOutcome for Result<T, CreateUserError> {
             Err(CreateUserError::Store(e)) => Some(e),
             _ => None,
         }
+    }
+
+    fn refused(error: StoreError) -> Self {
+        Err(error.into())
     }
 }
 
@@ -293,31 +300,19 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Calls the same method on whichever backend is behind `self`, and reports its duration and
-/// outcome to the observer, named after the method. The common execution path: it consults the
-/// circuit breaker first (refusing at once while it is open) and reports the outcome to it.
+/// Calls the same method on whichever backend is behind `self` through [`Store::run_call`],
+/// named after the method.
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
-        match $self.breaker.admit() {
-            Err(refused) => {
-                $self.observe_refusal(stringify!($method), &refused);
-                Err(refused.into())
-            }
-            Ok(admission) => {
-                let started = std::time::Instant::now();
-                let result = match &$self.inner {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        $self
+            .run_call(stringify!($method), async {
+                match &$self.inner {
                     Inner::Postgres(s) => s.$method($($arg),*).await,
                     Inner::Sqlite(s) => s.$method($($arg),*).await,
-                };
-                let error = CallOutcome::store_error(&result);
-                if let Some(observer) = &$self.observer {
-                    observer.observe(stringify!($method), started.elapsed(), error);
                 }
-                $self.circuit_saw(admission, error);
-                result
-            }
-        }
-    }};
+            })
+            .await
+    };
 }
 
 impl Store {
@@ -359,11 +354,41 @@ impl Store {
         })
     }
 
-    /// The backend, if the circuit breaker admits a call: for the store modules that query the
-    /// backend directly rather than through `dispatch!`, so they fail fast during an outage too.
-    fn inner(&self) -> Result<&Inner, StoreError> {
-        self.breaker.admit()?;
-        Ok(&self.inner)
+    /// Runs one store call, the only way the store reaches its database: consults the circuit
+    /// breaker first (refusing at once, without polling `call`, while it is open), then tells
+    /// the observer the call's duration and outcome under `operation` (a name from
+    /// `metrics::observers`' lists) and the breaker its outcome, so a connection failure in
+    /// any call opens it.
+    async fn run_call<R: CallOutcome>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = R>,
+    ) -> R {
+        let admission = match self.breaker.admit() {
+            Ok(admission) => admission,
+            Err(refused) => {
+                self.observe_refusal(operation, &refused);
+                return R::refused(refused);
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let error = result.store_error();
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, started.elapsed(), error);
+        }
+        self.circuit_saw(admission, error);
+        result
+    }
+
+    /// [`Store::run_call`] for the store modules' own queries (`mfa`, `audit`, ...): `call`
+    /// matches on `self.inner` itself.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.run_call(operation, call).await
     }
 
     /// Reports an admitted call's outcome to the circuit breaker, and starts the background
@@ -599,15 +624,7 @@ impl SessionStore for Store {
         if let Some(group) = &self.group_commit {
             // While the circuit is open a change fails here, before it is queued: nothing is
             // written, so the actor keeps its state and the client its token.
-            let admission = self.breaker.admit().inspect_err(|refused| {
-                self.observe_refusal("apply", refused);
-            })?;
-            let started = std::time::Instant::now();
-            let result = group.apply(change).await;
-            if let Some(observer) = &self.observer {
-                observer.observe("apply", started.elapsed(), result.as_ref().err());
-            }
-            self.circuit_saw(admission, result.as_ref().err());
+            let result = self.run_call("apply", group.apply(change)).await;
             self.session_changed(change, &result);
             return result;
         }
@@ -643,41 +660,67 @@ fn generation_from_db(generation: i64) -> Result<u64, StoreError> {
     u64::try_from(generation).map_err(|_| corrupt("negative generation"))
 }
 
-/// A row that violates the schema's invariants (should be impossible; logged, never shown).
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Other(format!("corrupt row: {what}"))
-}
-
 /// How long a call waits for a pooled connection by default (`SESSIOND_DB_ACQUIRE_TIMEOUT`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many sessions one purge statement deletes at most.
 const PURGE_BATCH: i64 = 500;
 
-/// The part of sqlx error classification both backends share. `retryable` is the backend's
-/// verdict on a database error (lock contention, server shutting down, ...); `unreachable` says
-/// which database error codes mean the connection or server is gone. Those, socket and TLS
-/// errors and pool acquire timeouts carry [`breaker::UNREACHABLE`] and open the circuit
-/// breaker. The message names the operation and sqlx's error, which never includes bound
-/// values (tokens, hashes).
-fn map_sqlx_error(
-    op: &str,
-    err: sqlx::Error,
-    retryable: impl Fn(&str) -> bool,
-    unreachable: impl Fn(&str) -> bool,
-) -> StoreError {
-    use sqlx::Error as E;
-    match &err {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut => {
-            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers the operations it was told about.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<&'static str>>);
+
+    impl StoreObserver for Seen {
+        fn observe(&self, operation: &'static str, _: Duration, _: Option<&StoreError>) {
+            self.0.lock().unwrap().push(operation);
         }
-        E::Database(db) if db.code().is_some_and(|c| unreachable(&c)) => {
-            StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
+    }
+
+    #[tokio::test]
+    async fn the_store_modules_calls_are_observed() {
+        let seen = Arc::new(Seen::default());
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_observer(seen.clone());
+        store.migrate().await.unwrap();
+        let user = store
+            .create_user(&NewUser {
+                email: "observed@example.com".into(),
+                name: None,
+                password_hash: None,
+            })
+            .await
+            .unwrap();
+        let now = Utc::now();
+        assert!(store.set_user_name(user.id, Some("O"), now).await.unwrap());
+        store.mfa_status(user.id).await.unwrap();
+        store.second_factor_lock(user.id).await.unwrap();
+        store
+            .record_event(&audit::AuditEvent::new("test_event", now).user(user.id))
+            .await
+            .unwrap();
+        store
+            .find_api_key("000000000000000000000000")
+            .await
+            .unwrap();
+        let seen = seen.0.lock().unwrap().clone();
+        for op in [
+            "migrate",
+            "insert_user",
+            "set_user_name",
+            "mfa_status",
+            "second_factor_lock",
+            "record_event",
+            "find_api_key",
+        ] {
+            assert!(seen.contains(&op), "{op} not observed: {seen:?}");
         }
-        E::PoolClosed | E::WorkerCrashed => StoreError::Unavailable(format!("{op}: {err}")),
-        E::Database(db) if db.code().is_some_and(|c| retryable(&c)) => {
-            StoreError::Unavailable(format!("{op}: {err}"))
-        }
-        _ => StoreError::Other(format!("{op}: {err}")),
     }
 }

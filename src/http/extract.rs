@@ -13,7 +13,7 @@ use sessiond_actors::model::SessionRecord;
 use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 
-use crate::api_keys::{ApiKeyId, PresentedKey, burn_check};
+use crate::api_keys::{ApiKeyId, KeyCheck, PresentedKey, check_key};
 use crate::domain::FieldError;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -310,24 +310,17 @@ async fn authenticate_api_key(
             .await?;
         return Err(ApiError::InvalidApiKey);
     }
-    let Some(found) = state.store.find_api_key(presented.public_id).await? else {
-        burn_check(&presented);
-        unknown
-            .miss(&state.limiter, ip, presented.public_id)
-            .await?;
-        return Err(ApiError::InvalidApiKey);
+    let (key, now) = match check_key(&state.store, state.clock.as_ref(), &presented).await? {
+        KeyCheck::Valid { key, at } => (key, at),
+        KeyCheck::Unknown => {
+            unknown
+                .miss(&state.limiter, ip, presented.public_id)
+                .await?;
+            return Err(ApiError::InvalidApiKey);
+        }
+        KeyCheck::Refused => return Err(ApiError::InvalidApiKey),
+        KeyCheck::OwnerDisabled => return Err(ApiError::AccountDisabled),
     };
-    let now = state.clock.now();
-    let key = found.key;
-    let matches = presented.matches(&key.secret_hash);
-    let usable = key.revoked_at.is_none() && key.expires_at.is_none_or(|t| t > now);
-    if !(matches && usable) {
-        return Err(ApiError::InvalidApiKey);
-    }
-    // Only a key that is itself good learns that its owner is disabled.
-    if found.owner_status != UserStatus::Active {
-        return Err(ApiError::AccountDisabled);
-    }
     state.api_key_usage.record(key.id, now);
     Ok(ApiKeyPrincipal {
         key_id: key.id,

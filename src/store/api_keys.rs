@@ -5,8 +5,7 @@
 //! `last_used_at` is written only in batches ([`Store::record_api_key_use`]), and only ever moves
 //! forward, so instances flushing in any order agree.
 
-use std::fmt;
-
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use sqlx::Row;
@@ -15,8 +14,10 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::{Inner, Store, StoreError, UserStatus, corrupt, postgres, sqlite, truncate_to_micros};
-use crate::api_keys::{ApiKeyId, SecretHash};
+use super::codec::{self, corrupt};
+use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
+use crate::api_keys::{ApiKeyId, ApiKeyStore, SecretHash};
+pub use crate::api_keys::{ApiKeyLookup, ApiKeyRecord};
 
 /// Audit kind of a new key (`details.api_key_id`).
 pub const API_KEY_CREATED: &str = "api_key_created";
@@ -32,48 +33,6 @@ pub enum RevokeOutcome {
     AlreadyRevoked,
     /// The user has no key with this id.
     NotFound,
-}
-
-/// An API key as stored (never the secret; its hash is redacted from `Debug`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    /// The key's id (UUIDv7), used to list and revoke it.
-    pub id: ApiKeyId,
-    /// The lookup part of the key (`sk_<public id>_…`).
-    pub public_id: String,
-    /// The owner: the user who created it.
-    pub user_id: UserId,
-    /// The owner's label for it.
-    pub name: String,
-    /// SHA-256 of the secret.
-    pub secret_hash: SecretHash,
-    /// Labels passed on to gateways; sessiond gives them no meaning.
-    pub scopes: Vec<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// After this the key is refused; None = no expiry.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When the owner revoked it.
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Last successful use as of the last usage flush.
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for ApiKeyRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyRecord")
-            .field("id", &self.id)
-            .field("public_id", &self.public_id)
-            .field("user_id", &self.user_id)
-            .field("name", &self.name)
-            .field("secret_hash", &self.secret_hash)
-            .field("scopes", &self.scopes)
-            .field("created_at", &self.created_at)
-            .field("expires_at", &self.expires_at)
-            .field("revoked_at", &self.revoked_at)
-            .field("last_used_at", &self.last_used_at)
-            .finish()
-    }
 }
 
 /// What creating a key supplies; the store assigns id and creation time.
@@ -93,16 +52,6 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A key found by its public id, with its owner's account status (a disabled owner's keys stop
-/// working without being revoked).
-#[derive(Clone, Debug)]
-pub struct ApiKeyLookup {
-    /// The key.
-    pub key: ApiKeyRecord,
-    /// The owner's status.
-    pub owner_status: UserStatus,
-}
-
 macro_rules! key_columns {
     () => {
         "k.id, k.public_id, k.user_id, k.name, k.secret_hash, k.scopes, k.created_at, \
@@ -120,101 +69,96 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<ApiKeyRecord, StoreError> {
-        let key = ApiKeyRecord {
-            id: ApiKeyId::new(),
-            public_id: new.public_id.clone(),
-            user_id: new.user_id,
-            name: new.name.clone(),
-            secret_hash: new.secret_hash,
-            scopes: new.scopes.clone(),
-            created_at: truncate_to_micros(now),
-            expires_at: new.expires_at.map(truncate_to_micros),
-            revoked_at: None,
-            last_used_at: None,
-        };
-        let event = event.detail("api_key_id", key.id.to_string());
-        let op = "create api key";
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
-                sqlx::query(
-                    "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
-                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(key.id.as_uuid())
-                .bind(&key.public_id)
-                .bind(key.user_id.as_uuid())
-                .bind(&key.name)
-                .bind(key.secret_hash.as_bytes().as_slice())
-                .bind(&key.scopes)
-                .bind(key.created_at)
-                .bind(key.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| postgres::map_err(op, e))?;
-                insert_pg(&mut tx, &event).await?;
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
+        const INSERT_API_KEYS: &str = "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        self.observed("create_api_key", async {
+            let key = ApiKeyRecord {
+                id: ApiKeyId::new(),
+                public_id: new.public_id.clone(),
+                user_id: new.user_id,
+                name: new.name.clone(),
+                secret_hash: new.secret_hash,
+                scopes: new.scopes.clone(),
+                created_at: truncate_to_micros(now),
+                expires_at: new.expires_at.map(truncate_to_micros),
+                revoked_at: None,
+                last_used_at: None,
+            };
+            let event = event.detail("api_key_id", key.id.to_string());
+            let op = "create api key";
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                    sqlx::query(INSERT_API_KEYS)
+                        .bind(key.id.as_uuid())
+                        .bind(&key.public_id)
+                        .bind(key.user_id.as_uuid())
+                        .bind(&key.name)
+                        .bind(key.secret_hash.as_bytes().as_slice())
+                        .bind(&key.scopes)
+                        .bind(key.created_at)
+                        .bind(key.expires_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?;
+                    insert_pg(&mut tx, &event).await?;
+                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                }
+                Inner::Sqlite(s) => {
+                    let scopes = serde_json::to_string(&key.scopes)
+                        .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
+                    let mut tx = s.begin_write(op).await?;
+                    sqlx::query(INSERT_API_KEYS)
+                        .bind(key.id.as_uuid())
+                        .bind(&key.public_id)
+                        .bind(key.user_id.as_uuid())
+                        .bind(&key.name)
+                        .bind(key.secret_hash.as_bytes().as_slice())
+                        .bind(scopes)
+                        .bind(codec::ts(key.created_at))
+                        .bind(key.expires_at.map(codec::ts))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?;
+                    insert_sqlite(&mut tx, &event).await?;
+                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                }
             }
-            Inner::Sqlite(s) => {
-                let scopes = serde_json::to_string(&key.scopes)
-                    .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
-                let mut tx = s.begin_write(op).await?;
-                sqlx::query(
-                    "INSERT INTO api_keys (id, public_id, user_id, name, secret_hash, scopes, \
-                     created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .bind(key.id.as_uuid())
-                .bind(&key.public_id)
-                .bind(key.user_id.as_uuid())
-                .bind(&key.name)
-                .bind(key.secret_hash.as_bytes().as_slice())
-                .bind(scopes)
-                .bind(sqlite::ts(key.created_at))
-                .bind(key.expires_at.map(sqlite::ts))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| sqlite::map_err(op, e))?;
-                insert_sqlite(&mut tx, &event).await?;
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
-            }
-        }
-        event.log();
-        Ok(key)
+            event.log();
+            Ok(key)
+        })
+        .await
     }
 
     /// The key with this public id and its owner's status, whatever its state (the caller
     /// decides about revocation and expiry). Reported to the observer as `find_api_key`: the
     /// lookups a flood of made-up key ids would cost are visible in the metrics.
     pub async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
-        let started = std::time::Instant::now();
-        let result = self.query_api_key(public_id).await;
-        if let Some(observer) = &self.observer {
-            observer.observe("find_api_key", started.elapsed(), result.as_ref().err());
-        }
-        result
+        self.observed("find_api_key", self.query_api_key(public_id))
+            .await
     }
 
     async fn query_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
         let op = "find api key";
-        let sql = concat!(
+        const SQL: &str = concat!(
             "SELECT ",
             key_columns!(),
             ", u.status AS owner_status FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.public_id = "
+             WHERE k.public_id = $1"
         );
-        match self.inner()? {
-            Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
+        match &self.inner {
+            Inner::Postgres(s) => sqlx::query(SQL)
                 .bind(public_id)
                 .fetch_optional(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err(op, e))?
+                .map_err(|e| codec::pg_err(op, e))?
                 .map(|row| lookup_from_pg(&row))
                 .transpose(),
-            Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
+            Inner::Sqlite(s) => sqlx::query(SQL)
                 .bind(public_id)
                 .fetch_optional(&s.reader)
                 .await
-                .map_err(|e| sqlite::map_err(op, e))?
+                .map_err(|e| codec::sqlite_err(op, e))?
                 .map(|row| lookup_from_sqlite(&row))
                 .transpose(),
         }
@@ -222,24 +166,31 @@ impl Store {
 
     /// The key with this id, whatever its state and owner.
     pub async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let op = "get api key";
-        let sql = concat!("SELECT ", key_columns!(), " FROM api_keys k WHERE k.id = ");
-        match self.inner()? {
-            Inner::Postgres(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}$1")))
-                .bind(id.as_uuid())
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(|e| postgres::map_err(op, e))?
-                .map(|row| key_from_pg(&row))
-                .transpose(),
-            Inner::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(format!("{sql}?1")))
-                .bind(id.as_uuid())
-                .fetch_optional(&s.reader)
-                .await
-                .map_err(|e| sqlite::map_err(op, e))?
-                .map(|row| key_from_sqlite(&row))
-                .transpose(),
-        }
+        self.observed("get_api_key", async {
+            let op = "get api key";
+            const SQL: &str = concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys k WHERE k.id = $1"
+            );
+            match &self.inner {
+                Inner::Postgres(s) => sqlx::query(SQL)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err(op, e))?
+                    .map(|row| key_from_pg(&row))
+                    .transpose(),
+                Inner::Sqlite(s) => sqlx::query(SQL)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&s.reader)
+                    .await
+                    .map_err(|e| codec::sqlite_err(op, e))?
+                    .map(|row| key_from_sqlite(&row))
+                    .transpose(),
+            }
+        })
+        .await
     }
 
     /// The user's keys that are not revoked (expired ones included), newest first,
@@ -251,48 +202,43 @@ impl Store {
         before: Option<ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let op = "list api keys";
-        // No cursor = start above every possible id (a v7 id is never all ones).
-        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
-        let sql = concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys k WHERE k.user_id = {1} AND k.revoked_at IS NULL AND k.id < {2} \
-             ORDER BY k.id DESC LIMIT {3}"
-        );
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let sql = sql
-                    .replace("{1}", "$1")
-                    .replace("{2}", "$2")
-                    .replace("{3}", "$3");
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(user.as_uuid())
-                    .bind(before)
-                    .bind(i64::from(limit))
-                    .fetch_all(&s.pool)
-                    .await
-                    .map_err(|e| postgres::map_err(op, e))?;
-                rows.iter().map(key_from_pg).collect()
+        self.observed("list_api_keys", async {
+            if limit == 0 {
+                return Ok(Vec::new());
             }
-            Inner::Sqlite(s) => {
-                let sql = sql
-                    .replace("{1}", "?1")
-                    .replace("{2}", "?2")
-                    .replace("{3}", "?3");
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(user.as_uuid())
-                    .bind(before)
-                    .bind(i64::from(limit))
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
-                rows.iter().map(key_from_sqlite).collect()
+            let op = "list api keys";
+            // No cursor = start above every possible id (a v7 id is never all ones).
+            let before = before.map_or(Uuid::max(), |b| b.as_uuid());
+            const SQL: &str = concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys k WHERE k.user_id = $1 AND k.revoked_at IS NULL AND k.id < $2 \
+                 ORDER BY k.id DESC LIMIT $3"
+            );
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let rows = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .bind(before)
+                        .bind(i64::from(limit))
+                        .fetch_all(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?;
+                    rows.iter().map(key_from_pg).collect()
+                }
+                Inner::Sqlite(s) => {
+                    let rows = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .bind(before)
+                        .bind(i64::from(limit))
+                        .fetch_all(&s.reader)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?;
+                    rows.iter().map(key_from_sqlite).collect()
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Revokes the user's key `id` at `now`, writing `event` (normally [`API_KEY_REVOKED`];
@@ -306,83 +252,81 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<RevokeOutcome, StoreError> {
-        let op = "revoke api key";
-        let now = truncate_to_micros(now);
-        let event = event.detail("api_key_id", id.to_string());
-        let outcome = match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
-                let revoked = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $3 \
-                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-                )
-                .bind(id.as_uuid())
-                .bind(user.as_uuid())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| postgres::map_err(op, e))?
-                .rows_affected()
-                    == 1;
-                let outcome = if revoked {
-                    insert_pg(&mut tx, &event).await?;
-                    RevokeOutcome::Revoked
-                } else {
-                    let exists: Option<i32> =
-                        sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2")
+        const UPDATE_API_KEYS: &str = "UPDATE api_keys SET revoked_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+        const SELECT_API_KEYS: &str = "SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2";
+        self.observed("revoke_api_key", async {
+            let op = "revoke api key";
+            let now = truncate_to_micros(now);
+            let event = event.detail("api_key_id", id.to_string());
+            let outcome = match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                    let revoked = sqlx::query(UPDATE_API_KEYS)
+                        .bind(id.as_uuid())
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?
+                        .rows_affected()
+                        == 1;
+                    let outcome = if revoked {
+                        insert_pg(&mut tx, &event).await?;
+                        RevokeOutcome::Revoked
+                    } else {
+                        let exists: Option<i32> = sqlx::query_scalar(SELECT_API_KEYS)
                             .bind(id.as_uuid())
                             .bind(user.as_uuid())
                             .fetch_optional(&mut *tx)
                             .await
-                            .map_err(|e| postgres::map_err(op, e))?;
-                    if exists.is_some() {
-                        RevokeOutcome::AlreadyRevoked
+                            .map_err(|e| codec::pg_err(op, e))?;
+                        if exists.is_some() {
+                            RevokeOutcome::AlreadyRevoked
+                        } else {
+                            RevokeOutcome::NotFound
+                        }
+                    };
+                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                    outcome
+                }
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write(op).await?;
+                    let revoked = sqlx::query(UPDATE_API_KEYS)
+                        .bind(id.as_uuid())
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?
+                        .rows_affected()
+                        == 1;
+                    let outcome = if revoked {
+                        insert_sqlite(&mut tx, &event).await?;
+                        RevokeOutcome::Revoked
                     } else {
-                        RevokeOutcome::NotFound
-                    }
-                };
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
-                outcome
-            }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write(op).await?;
-                let revoked = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = ?3 \
-                     WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-                )
-                .bind(id.as_uuid())
-                .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| sqlite::map_err(op, e))?
-                .rows_affected()
-                    == 1;
-                let outcome = if revoked {
-                    insert_sqlite(&mut tx, &event).await?;
-                    RevokeOutcome::Revoked
-                } else {
-                    let exists: Option<i64> =
-                        sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = ?1 AND user_id = ?2")
+                        let exists: Option<i64> = sqlx::query_scalar(SELECT_API_KEYS)
                             .bind(id.as_uuid())
                             .bind(user.as_uuid())
                             .fetch_optional(&mut *tx)
                             .await
-                            .map_err(|e| sqlite::map_err(op, e))?;
-                    if exists.is_some() {
-                        RevokeOutcome::AlreadyRevoked
-                    } else {
-                        RevokeOutcome::NotFound
-                    }
-                };
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
-                outcome
+                            .map_err(|e| codec::sqlite_err(op, e))?;
+                        if exists.is_some() {
+                            RevokeOutcome::AlreadyRevoked
+                        } else {
+                            RevokeOutcome::NotFound
+                        }
+                    };
+                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                    outcome
+                }
+            };
+            if outcome == RevokeOutcome::Revoked {
+                event.log();
             }
-        };
-        if outcome == RevokeOutcome::Revoked {
-            event.log();
-        }
-        Ok(outcome)
+            Ok(outcome)
+        })
+        .await
     }
 
     /// Revokes every key of `user` not revoked yet (a password reset: a key minted with a
@@ -394,50 +338,49 @@ impl Store {
         now: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<Vec<String>, StoreError> {
-        let op = "revoke all api keys";
-        let now = truncate_to_micros(now);
-        let (names, event) = match &self.inner {
-            Inner::Postgres(s) => {
-                let mut tx = s.pool.begin().await.map_err(|e| postgres::map_err(op, e))?;
-                let names: Vec<String> = sqlx::query_scalar(
-                    "UPDATE api_keys SET revoked_at = $2 \
-                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING name",
-                )
-                .bind(user.as_uuid())
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| postgres::map_err(op, e))?;
-                let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
-                if let Some(event) = &event {
-                    insert_pg(&mut tx, event).await?;
+        const UPDATE_API_KEYS: &str = "UPDATE api_keys SET revoked_at = $2 \
+                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING name";
+        self.observed("revoke_all_api_keys", async {
+            let op = "revoke all api keys";
+            let now = truncate_to_micros(now);
+            let (names, event) = match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
+                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| codec::pg_err(op, e))?;
+                    let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
+                    if let Some(event) = &event {
+                        insert_pg(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
+                    (names, event)
                 }
-                tx.commit().await.map_err(|e| postgres::map_err(op, e))?;
-                (names, event)
-            }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write(op).await?;
-                let names: Vec<String> = sqlx::query_scalar(
-                    "UPDATE api_keys SET revoked_at = ?2 \
-                     WHERE user_id = ?1 AND revoked_at IS NULL RETURNING name",
-                )
-                .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| sqlite::map_err(op, e))?;
-                let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
-                if let Some(event) = &event {
-                    insert_sqlite(&mut tx, event).await?;
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write(op).await?;
+                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| codec::sqlite_err(op, e))?;
+                    let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
+                    if let Some(event) = &event {
+                        insert_sqlite(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                    (names, event)
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
-                (names, event)
+            };
+            if let Some(event) = event {
+                event.log();
             }
-        };
-        if let Some(event) = event {
-            event.log();
-        }
-        Ok(names)
+            Ok(names)
+        })
+        .await
     }
 
     /// Moves `last_used_at` forward for every key in `uses`, in one statement (PostgreSQL) or
@@ -447,44 +390,47 @@ impl Store {
         &self,
         uses: &[(ApiKeyId, DateTime<Utc>)],
     ) -> Result<(), StoreError> {
-        if uses.is_empty() {
-            return Ok(());
-        }
-        let op = "record api key use";
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let ids: Vec<Uuid> = uses.iter().map(|(id, _)| id.as_uuid()).collect();
-                let times: Vec<DateTime<Utc>> =
-                    uses.iter().map(|(_, t)| truncate_to_micros(*t)).collect();
-                sqlx::query(
-                    "UPDATE api_keys AS k \
+        self.observed("record_api_key_use", async {
+            if uses.is_empty() {
+                return Ok(());
+            }
+            let op = "record api key use";
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let ids: Vec<Uuid> = uses.iter().map(|(id, _)| id.as_uuid()).collect();
+                    let times: Vec<DateTime<Utc>> =
+                        uses.iter().map(|(_, t)| truncate_to_micros(*t)).collect();
+                    sqlx::query(
+                        "UPDATE api_keys AS k \
                      SET last_used_at = GREATEST(COALESCE(k.last_used_at, u.at), u.at) \
                      FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id",
-                )
-                .bind(&ids)
-                .bind(&times)
-                .execute(&s.pool)
-                .await
-                .map_err(|e| postgres::map_err(op, e))?;
-            }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write(op).await?;
-                for (id, at) in uses {
-                    // Fixed-width text timestamps: max() of the text is the later time.
-                    sqlx::query(
+                    )
+                    .bind(&ids)
+                    .bind(&times)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err(op, e))?;
+                }
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write(op).await?;
+                    for (id, at) in uses {
+                        // Fixed-width text timestamps: max() of the text is the later time.
+                        sqlx::query(
                         "UPDATE api_keys SET last_used_at = max(COALESCE(last_used_at, ?2), ?2) \
                          WHERE id = ?1",
                     )
                     .bind(id.as_uuid())
-                    .bind(sqlite::ts(*at))
+                    .bind(codec::ts(*at))
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| sqlite::map_err(op, e))?;
+                    .map_err(|e| codec::sqlite_err(op, e))?;
+                    }
+                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
                 }
-                tx.commit().await.map_err(|e| sqlite::map_err(op, e))?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -524,7 +470,7 @@ fn key_from_sqlite(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     let ts = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
         decode::<_, Option<String>>(row, column)?
             .as_deref()
-            .map(sqlite::parse_ts)
+            .map(codec::parse_ts)
             .transpose()
     };
     Ok(ApiKeyRecord {
@@ -558,4 +504,18 @@ fn lookup_from_sqlite(row: &SqliteRow) -> Result<ApiKeyLookup, StoreError> {
         key: key_from_sqlite(row)?,
         owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
     })
+}
+
+#[async_trait]
+impl ApiKeyStore for Store {
+    async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
+        Store::find_api_key(self, public_id).await
+    }
+
+    async fn record_api_key_use(
+        &self,
+        uses: &[(ApiKeyId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        Store::record_api_key_use(self, uses).await
+    }
 }

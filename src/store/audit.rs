@@ -25,11 +25,11 @@ use serde_json::{Map, Value};
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord};
 use sessiond_actors::store::StoreError;
-use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
+use super::codec::{self, get};
 use super::{Inner, Store, truncate_to_micros};
 
 /// The event kinds sessiond itself writes. The column is free text: later features add their
@@ -224,7 +224,7 @@ pub async fn insert_pg(conn: &mut PgConnection, event: &AuditEvent) -> Result<()
     .execute(conn)
     .await
     .map(drop)
-    .map_err(|e| super::postgres::map_err("insert audit event", e))
+    .map_err(|e| codec::pg_err("insert audit event", e))
 }
 
 /// Inserts `event` on the SQLite writer connection, normally inside the caller's transaction.
@@ -242,14 +242,14 @@ pub async fn insert_sqlite(
     .bind(event.user_id.map(|u| u.as_uuid()))
     .bind(event.session_id.map(|s| s.as_uuid()))
     .bind(&event.kind)
-    .bind(super::sqlite::ts(event.at))
+    .bind(codec::ts(event.at))
     .bind(&event.ip)
     .bind(&event.user_agent)
     .bind(details)
     .execute(conn)
     .await
     .map(drop)
-    .map_err(|e| super::sqlite::map_err("insert audit event", e))
+    .map_err(|e| codec::sqlite_err("insert audit event", e))
 }
 
 fn encode_details(event: &AuditEvent) -> Result<String, StoreError> {
@@ -348,18 +348,18 @@ async fn list_pg(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
-        .map_err(|e| super::postgres::map_err("list audit events", e))?;
+        .map_err(|e| codec::pg_err("list audit events", e))?;
     rows.iter()
         .map(|row| {
-            let details: String = get_pg(row, "details")?;
+            let details: String = get(row, "details")?;
             Ok(AuditEvent {
-                id: get_pg(row, "id")?,
-                user_id: get_pg::<Option<Uuid>>(row, "user_id")?.map(UserId),
-                session_id: get_pg::<Option<Uuid>>(row, "session_id")?.map(SessionId),
-                kind: get_pg(row, "kind")?,
-                at: get_pg(row, "at")?,
-                ip: get_pg(row, "ip")?,
-                user_agent: get_pg(row, "user_agent")?,
+                id: get(row, "id")?,
+                user_id: get::<_, Option<Uuid>>(row, "user_id")?.map(UserId),
+                session_id: get::<_, Option<Uuid>>(row, "session_id")?.map(SessionId),
+                kind: get(row, "kind")?,
+                at: get(row, "at")?,
+                ip: get(row, "ip")?,
+                user_agent: get(row, "user_agent")?,
                 details: decode_details(&details)?,
             })
         })
@@ -385,39 +385,23 @@ async fn list_sqlite(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
-        .map_err(|e| super::sqlite::map_err("list audit events", e))?;
+        .map_err(|e| codec::sqlite_err("list audit events", e))?;
     rows.iter()
         .map(|row| {
-            let at: String = get_sqlite(row, "at")?;
-            let details: String = get_sqlite(row, "details")?;
+            let at: String = get(row, "at")?;
+            let details: String = get(row, "details")?;
             Ok(AuditEvent {
-                id: get_sqlite(row, "id")?,
-                user_id: get_sqlite::<Option<Uuid>>(row, "user_id")?.map(UserId),
-                session_id: get_sqlite::<Option<Uuid>>(row, "session_id")?.map(SessionId),
-                kind: get_sqlite(row, "kind")?,
-                at: super::sqlite::parse_ts(&at)?,
-                ip: get_sqlite(row, "ip")?,
-                user_agent: get_sqlite(row, "user_agent")?,
+                id: get(row, "id")?,
+                user_id: get::<_, Option<Uuid>>(row, "user_id")?.map(UserId),
+                session_id: get::<_, Option<Uuid>>(row, "session_id")?.map(SessionId),
+                kind: get(row, "kind")?,
+                at: codec::parse_ts(&at)?,
+                ip: get(row, "ip")?,
+                user_agent: get(row, "user_agent")?,
                 details: decode_details(&details)?,
             })
         })
         .collect()
-}
-
-fn get_pg<'r, T>(row: &'r sqlx::postgres::PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
-fn get_sqlite<'r, T>(row: &'r sqlx::sqlite::SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
 }
 
 impl Store {
@@ -427,25 +411,28 @@ impl Store {
     /// For an event that belongs to a change, write it inside that change's transaction
     /// instead ([`insert_pg`] / [`insert_sqlite`]), so one never commits without the other.
     pub async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let mut conn = s
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| super::postgres::map_err("insert audit event", e))?;
-                insert_pg(&mut conn, event).await?;
+        self.observed("record_event", async {
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut conn = s
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| codec::pg_err("insert audit event", e))?;
+                    insert_pg(&mut conn, event).await?;
+                }
+                Inner::Sqlite(s) => {
+                    let mut tx = s.begin_write("insert audit event").await?;
+                    insert_sqlite(&mut tx, event).await?;
+                    tx.commit()
+                        .await
+                        .map_err(|e| codec::sqlite_err("insert audit event", e))?;
+                }
             }
-            Inner::Sqlite(s) => {
-                let mut tx = s.begin_write("insert audit event").await?;
-                insert_sqlite(&mut tx, event).await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| super::sqlite::map_err("insert audit event", e))?;
-            }
-        }
-        event.log();
-        Ok(())
+            event.log();
+            Ok(())
+        })
+        .await
     }
 
     /// A user's own events, newest first, keyset-paginated: `before` = the id of the last event
@@ -475,15 +462,18 @@ impl Store {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // No cursor = start above every possible id (a v7 id is never all ones).
-        let before = before.unwrap_or(Uuid::max());
-        match self.inner()? {
-            Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
-            Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
-        }
+        self.observed("list_audit_events", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            // No cursor = start above every possible id (a v7 id is never all ones).
+            let before = before.unwrap_or(Uuid::max());
+            match &self.inner {
+                Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
+                Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
+            }
+        })
+        .await
     }
 }
 

@@ -38,7 +38,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Put into the message of every [`StoreError::Unavailable`] that means the database could not
-/// be reached (see `map_sqlx_error`); [`is_connection_error`] looks for it. A marker rather
+/// be reached (see `codec::map_sqlx_error`); [`is_connection_error`] looks for it. A marker rather
 /// than a new error variant keeps the actors crate's `StoreError` unchanged.
 pub(crate) const UNREACHABLE: &str = "database unreachable";
 

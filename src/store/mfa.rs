@@ -17,11 +17,11 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite, truncate_to_micros};
+use super::codec::{self, corrupt, get};
+use super::{Inner, Store, StoreError, truncate_to_micros};
 use crate::mfa::SealedSecret;
 
 /// A user's TOTP row: a pending enrolment (`enabled_at` None) or enabled MFA.
@@ -140,101 +140,91 @@ fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
     u32::try_from(attempts).map_err(|_| corrupt("challenge attempts out of range"))
 }
 
-fn get<'r, R: Row, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'r str: sqlx::ColumnIndex<R>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
 impl Store {
     /// The user's TOTP row, pending or enabled.
     pub async fn totp_enrolment(&self, user: UserId) -> Result<Option<TotpEnrolment>, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(
-                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
-                     FROM mfa_totp WHERE user_id = $1",
-                )
-                .bind(user.as_uuid())
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(|e| postgres::map_err("load totp", e))?;
-                row.map(|r| {
-                    Ok(TotpEnrolment {
-                        sealed: SealedSecret {
-                            ciphertext: get(&r, "secret_ciphertext")?,
-                            nonce: nonce_from_db(get(&r, "nonce")?)?,
-                        },
-                        enabled_at: get(&r, "enabled_at")?,
-                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                        created_at: get(&r, "created_at")?,
+        const SQL: &str = "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
+                     FROM mfa_totp WHERE user_id = $1";
+        self.observed("totp_enrolment", async {
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("load totp", e))?;
+                    row.map(|r| {
+                        Ok(TotpEnrolment {
+                            sealed: SealedSecret {
+                                ciphertext: get(&r, "secret_ciphertext")?,
+                                nonce: nonce_from_db(get(&r, "nonce")?)?,
+                            },
+                            enabled_at: get(&r, "enabled_at")?,
+                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                            created_at: get(&r, "created_at")?,
+                        })
                     })
-                })
-                .transpose()
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(
-                    "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
-                     FROM mfa_totp WHERE user_id = ?1",
-                )
-                .bind(user.as_uuid())
-                .fetch_optional(&s.reader)
-                .await
-                .map_err(|e| sqlite::map_err("load totp", e))?;
-                row.map(|r| {
-                    let enabled_at: Option<String> = get(&r, "enabled_at")?;
-                    Ok(TotpEnrolment {
-                        sealed: SealedSecret {
-                            ciphertext: get(&r, "secret_ciphertext")?,
-                            nonce: nonce_from_db(get(&r, "nonce")?)?,
-                        },
-                        enabled_at: enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
-                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                        created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                    .transpose()
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.reader)
+                        .await
+                        .map_err(|e| codec::sqlite_err("load totp", e))?;
+                    row.map(|r| {
+                        let enabled_at: Option<String> = get(&r, "enabled_at")?;
+                        Ok(TotpEnrolment {
+                            sealed: SealedSecret {
+                                ciphertext: get(&r, "secret_ciphertext")?,
+                                nonce: nonce_from_db(get(&r, "nonce")?)?,
+                            },
+                            enabled_at: enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                            created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Whether MFA is on for `user`, and how many recovery codes remain.
     pub async fn mfa_status(&self, user: UserId) -> Result<MfaStatus, StoreError> {
-        const PG: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
+        const SQL: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = $1) AS enabled_at, \
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
              AS remaining";
-        const LITE: &str = "SELECT (SELECT enabled_at FROM mfa_totp WHERE user_id = ?1) AS enabled_at, \
-             (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = ?1 AND used_at IS NULL) \
-             AS remaining";
-        let (enabled_at, remaining) = match self.inner()? {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(PG)
-                    .bind(user.as_uuid())
-                    .fetch_one(&s.pool)
-                    .await
-                    .map_err(|e| postgres::map_err("mfa status", e))?;
-                (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(LITE)
-                    .bind(user.as_uuid())
-                    .fetch_one(&s.reader)
-                    .await
-                    .map_err(|e| sqlite::map_err("mfa status", e))?;
-                let enabled_at: Option<String> = get(&row, "enabled_at")?;
-                (
-                    enabled_at.as_deref().map(sqlite::parse_ts).transpose()?,
-                    get::<_, i64>(&row, "remaining")?,
-                )
-            }
-        };
-        Ok(MfaStatus {
-            enabled_at,
-            recovery_codes_remaining: attempts_from_db(remaining)?,
+        self.observed("mfa_status", async {
+            let (enabled_at, remaining) = match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_one(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("mfa status", e))?;
+                    (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_one(&s.reader)
+                        .await
+                        .map_err(|e| codec::sqlite_err("mfa status", e))?;
+                    let enabled_at: Option<String> = get(&row, "enabled_at")?;
+                    (
+                        enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                        get::<_, i64>(&row, "remaining")?,
+                    )
+                }
+            };
+            Ok(MfaStatus {
+                enabled_at,
+                recovery_codes_remaining: attempts_from_db(remaining)?,
+            })
         })
+        .await
     }
 
     /// Starts (or restarts) a TOTP enrolment with a new sealed secret. Returns false, writing
@@ -245,8 +235,9 @@ impl Store {
         sealed: &SealedSecret,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.observed("begin_totp_enrolment", async {
         let now = truncate_to_micros(now);
-        let written = match self.inner()? {
+        let written = match &self.inner {
             Inner::Postgres(s) => sqlx::query(
                 "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
                  VALUES ($1, $2, $3, $4) \
@@ -260,7 +251,7 @@ impl Store {
             .bind(now)
             .execute(&s.pool)
             .await
-            .map_err(|e| postgres::map_err("begin totp enrolment", e))?
+            .map_err(|e| codec::pg_err("begin totp enrolment", e))?
             .rows_affected(),
             Inner::Sqlite(s) => sqlx::query(
                 "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
@@ -272,13 +263,15 @@ impl Store {
             .bind(user.as_uuid())
             .bind(&sealed.ciphertext)
             .bind(sealed.nonce.as_slice())
-            .bind(sqlite::ts(now))
+            .bind(codec::ts(now))
             .execute(&s.writer)
             .await
-            .map_err(|e| sqlite::map_err("begin totp enrolment", e))?
+            .map_err(|e| codec::sqlite_err("begin totp enrolment", e))?
             .rows_affected(),
         };
         Ok(written == 1)
+    })
+        .await
     }
 
     /// Turns MFA on: the pending enrolment sealed with `nonce` (the one whose code was just
@@ -294,92 +287,57 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let step = step_to_db(step)?;
-        let uid = user.as_uuid();
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("enable totp", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let updated = sqlx::query(
-                    "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
-                     WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL",
-                )
-                .bind(uid)
-                .bind(nonce.as_slice())
-                .bind(now)
-                .bind(step)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if updated != 1 {
-                    return Ok(false);
+        const UPDATE_MFA_TOTP: &str = "UPDATE mfa_totp SET enabled_at = $3, last_used_step = $4 \
+                     WHERE user_id = $1 AND nonce = $2 AND enabled_at IS NULL";
+        self.observed("enable_totp", async {
+            let now = truncate_to_micros(now);
+            let step = step_to_db(step)?;
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("enable totp", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let updated = sqlx::query(UPDATE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(nonce.as_slice())
+                        .bind(now)
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    if updated != 1 {
+                        return Ok(false);
+                    }
+                    pg::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("enable totp", e);
+                    let mut tx = s.begin_write("enable totp").await?;
+                    let updated = sqlx::query(UPDATE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(nonce.as_slice())
+                        .bind(codec::ts(now))
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    if updated != 1 {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    lite::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("enable totp", e);
-                let mut tx = s.begin_write("enable totp").await?;
-                let updated = sqlx::query(
-                    "UPDATE mfa_totp SET enabled_at = ?3, last_used_step = ?4 \
-                     WHERE user_id = ?1 AND nonce = ?2 AND enabled_at IS NULL",
-                )
-                .bind(uid)
-                .bind(nonce.as_slice())
-                .bind(sqlite::ts(now))
-                .bind(step)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if updated != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(sqlite::ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// Turns MFA off after consuming `factor` (so the code that authorised it cannot be
@@ -393,53 +351,59 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let uid = user.as_uuid();
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("disable totp", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                    return Ok(false);
+        const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
+        self.observed("disable_totp", async {
+            let now = truncate_to_micros(now);
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("disable totp", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                        return Ok(false);
+                    }
+                    for sql in [
+                        DELETE_MFA_TOTP,
+                        DELETE_MFA_RECOVERY_CODES,
+                        DELETE_MFA_CHALLENGES,
+                    ] {
+                        sqlx::query(sql)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                for sql in [
-                    "DELETE FROM mfa_totp WHERE user_id = $1",
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
-                    "DELETE FROM mfa_challenges WHERE user_id = $1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("disable totp", e);
+                    let mut tx = s.begin_write("disable totp").await?;
+                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    for sql in [
+                        DELETE_MFA_TOTP,
+                        DELETE_MFA_RECOVERY_CODES,
+                        DELETE_MFA_CHALLENGES,
+                    ] {
+                        sqlx::query(sql)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("disable totp", e);
-                let mut tx = s.begin_write("disable totp").await?;
-                if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                for sql in [
-                    "DELETE FROM mfa_totp WHERE user_id = ?1",
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1",
-                    "DELETE FROM mfa_challenges WHERE user_id = ?1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// The user's recovery codes that have not been used.
@@ -447,99 +411,93 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Vec<StoredRecoveryCode>, StoreError> {
-        let rows: Vec<(Uuid, Vec<u8>)> = match self.inner()? {
-            Inner::Postgres(s) => sqlx::query_as(
-                "SELECT id, code_hash FROM mfa_recovery_codes \
-                 WHERE user_id = $1 AND used_at IS NULL ORDER BY id",
-            )
-            .bind(user.as_uuid())
-            .fetch_all(&s.pool)
-            .await
-            .map_err(|e| postgres::map_err("recovery codes", e))?,
-            Inner::Sqlite(s) => sqlx::query_as(
-                "SELECT id, code_hash FROM mfa_recovery_codes \
-                 WHERE user_id = ?1 AND used_at IS NULL ORDER BY id",
-            )
-            .bind(user.as_uuid())
-            .fetch_all(&s.reader)
-            .await
-            .map_err(|e| sqlite::map_err("recovery codes", e))?,
-        };
-        rows.into_iter()
-            .map(|(id, hash)| {
-                Ok(StoredRecoveryCode {
-                    id,
-                    hash: hash_from_db(hash)?,
+        const SELECT_MFA_RECOVERY_CODES: &str = "SELECT id, code_hash FROM mfa_recovery_codes \
+                 WHERE user_id = $1 AND used_at IS NULL ORDER BY id";
+        self.observed("unused_recovery_codes", async {
+            let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
+                Inner::Postgres(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
+                    .bind(user.as_uuid())
+                    .fetch_all(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("recovery codes", e))?,
+                Inner::Sqlite(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
+                    .bind(user.as_uuid())
+                    .fetch_all(&s.reader)
+                    .await
+                    .map_err(|e| codec::sqlite_err("recovery codes", e))?,
+            };
+            rows.into_iter()
+                .map(|(id, hash)| {
+                    Ok(StoredRecoveryCode {
+                        id,
+                        hash: hash_from_db(hash)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Stores a new challenge, first deleting the user's dead ones (expired or completed), so
     /// the table holds at most the live challenges of each user.
     pub async fn create_mfa_challenge(&self, c: &MfaChallenge) -> Result<(), StoreError> {
-        let uid = c.user_id.as_uuid();
-        let attempts = i64::from(c.attempts);
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("create mfa challenge", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                sqlx::query(
-                    "DELETE FROM mfa_challenges WHERE user_id = $1 \
-                     AND (expires_at <= $2 OR consumed_at IS NOT NULL)",
-                )
-                .bind(uid)
-                .bind(c.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                sqlx::query(
-                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
-                     device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(c.id)
-                .bind(uid)
-                .bind(truncate_to_micros(c.created_at))
-                .bind(truncate_to_micros(c.expires_at))
-                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                .bind(&c.device_name)
-                .bind(&c.user_agent)
-                .bind(&c.ip)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                tx.commit().await.map_err(map)
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1 \
+                     AND (expires_at <= $2 OR consumed_at IS NOT NULL)";
+        const INSERT_MFA_CHALLENGES: &str = "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
+                     device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        self.observed("create_mfa_challenge", async {
+            let uid = c.user_id.as_uuid();
+            let attempts = i64::from(c.attempts);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("create mfa challenge", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    sqlx::query(DELETE_MFA_CHALLENGES)
+                        .bind(uid)
+                        .bind(c.created_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    sqlx::query(INSERT_MFA_CHALLENGES)
+                        .bind(c.id)
+                        .bind(uid)
+                        .bind(truncate_to_micros(c.created_at))
+                        .bind(truncate_to_micros(c.expires_at))
+                        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                        .bind(&c.device_name)
+                        .bind(&c.user_agent)
+                        .bind(&c.ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    tx.commit().await.map_err(map)
+                }
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("create mfa challenge", e);
+                    let mut tx = s.begin_write("create mfa challenge").await?;
+                    sqlx::query(DELETE_MFA_CHALLENGES)
+                        .bind(uid)
+                        .bind(codec::ts(c.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    sqlx::query(INSERT_MFA_CHALLENGES)
+                        .bind(c.id)
+                        .bind(uid)
+                        .bind(codec::ts(c.created_at))
+                        .bind(codec::ts(c.expires_at))
+                        .bind(attempts)
+                        .bind(&c.device_name)
+                        .bind(&c.user_agent)
+                        .bind(&c.ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    tx.commit().await.map_err(map)
+                }
             }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("create mfa challenge", e);
-                let mut tx = s.begin_write("create mfa challenge").await?;
-                sqlx::query(
-                    "DELETE FROM mfa_challenges WHERE user_id = ?1 \
-                     AND (expires_at <= ?2 OR consumed_at IS NOT NULL)",
-                )
-                .bind(uid)
-                .bind(sqlite::ts(c.created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                sqlx::query(
-                    "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, attempts, \
-                     device_name, user_agent, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .bind(c.id)
-                .bind(uid)
-                .bind(sqlite::ts(c.created_at))
-                .bind(sqlite::ts(c.expires_at))
-                .bind(attempts)
-                .bind(&c.device_name)
-                .bind(&c.user_agent)
-                .bind(&c.ip)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                tx.commit().await.map_err(map)
-            }
-        }
+        })
+        .await
     }
 
     /// Counts one attempt at challenge `id` if it is live (unexpired at `now`, not completed,
@@ -550,120 +508,116 @@ impl Store {
         now: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
-        let max = i64::from(max_attempts);
-        // (attempts, consumed, expired) of a challenge that was not granted.
-        let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
-            .inner
-        {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("attempt mfa challenge", e);
-                let row = sqlx::query(
-                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
+        const UPDATE_MFA_CHALLENGES: &str = "UPDATE mfa_challenges SET attempts = attempts + 1 \
                      WHERE id = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3 \
-                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(i32::try_from(max).unwrap_or(i32::MAX))
-                .fetch_optional(&s.pool)
-                .await
-                .map_err(map)?;
-                match row {
-                    Some(r) => (
-                        Some(MfaChallenge {
-                            id,
-                            user_id: UserId(get(&r, "user_id")?),
-                            created_at: get(&r, "created_at")?,
-                            expires_at: get(&r, "expires_at")?,
-                            attempts: attempts_from_db(i64::from(get::<_, i32>(&r, "attempts")?))?,
-                            device_name: get(&r, "device_name")?,
-                            user_agent: get(&r, "user_agent")?,
-                            ip: get(&r, "ip")?,
-                        }),
-                        None,
-                    ),
-                    None => {
-                        let row = sqlx::query(
-                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
-                             expires_at <= $2 AS expired FROM mfa_challenges WHERE id = $1",
-                        )
+                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip";
+        const SELECT_MFA_CHALLENGES: &str = "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
+                             expires_at <= $2 AS expired FROM mfa_challenges WHERE id = $1";
+        self.observed("attempt_mfa_challenge", async {
+            let max = i64::from(max_attempts);
+            // (attempts, consumed, expired) of a challenge that was not granted.
+            let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
+                .inner
+            {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("attempt mfa challenge", e);
+                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
                         .bind(id)
                         .bind(now)
+                        .bind(i32::try_from(max).unwrap_or(i32::MAX))
                         .fetch_optional(&s.pool)
                         .await
                         .map_err(map)?;
-                        let refused = row
-                            .map(|r| {
-                                Ok::<_, StoreError>((
-                                    i64::from(get::<_, i32>(&r, "attempts")?),
-                                    get(&r, "consumed")?,
-                                    get(&r, "expired")?,
-                                ))
-                            })
-                            .transpose()?;
-                        (None, refused)
+                    match row {
+                        Some(r) => (
+                            Some(MfaChallenge {
+                                id,
+                                user_id: UserId(get(&r, "user_id")?),
+                                created_at: get(&r, "created_at")?,
+                                expires_at: get(&r, "expires_at")?,
+                                attempts: attempts_from_db(i64::from(get::<_, i32>(
+                                    &r, "attempts",
+                                )?))?,
+                                device_name: get(&r, "device_name")?,
+                                user_agent: get(&r, "user_agent")?,
+                                ip: get(&r, "ip")?,
+                            }),
+                            None,
+                        ),
+                        None => {
+                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                .bind(id)
+                                .bind(now)
+                                .fetch_optional(&s.pool)
+                                .await
+                                .map_err(map)?;
+                            let refused = row
+                                .map(|r| {
+                                    Ok::<_, StoreError>((
+                                        i64::from(get::<_, i32>(&r, "attempts")?),
+                                        get(&r, "consumed")?,
+                                        get(&r, "expired")?,
+                                    ))
+                                })
+                                .transpose()?;
+                            (None, refused)
+                        }
                     }
                 }
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("attempt mfa challenge", e);
-                let now_ts = sqlite::ts(now);
-                let row = sqlx::query(
-                    "UPDATE mfa_challenges SET attempts = attempts + 1 \
-                     WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3 \
-                     RETURNING user_id, created_at, expires_at, attempts, device_name, user_agent, ip",
-                )
-                .bind(id)
-                .bind(&now_ts)
-                .bind(max)
-                .fetch_optional(&s.writer)
-                .await
-                .map_err(map)?;
-                match row {
-                    Some(r) => (
-                        Some(MfaChallenge {
-                            id,
-                            user_id: UserId(get(&r, "user_id")?),
-                            created_at: sqlite::parse_ts(&get::<_, String>(&r, "created_at")?)?,
-                            expires_at: sqlite::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
-                            attempts: attempts_from_db(get(&r, "attempts")?)?,
-                            device_name: get(&r, "device_name")?,
-                            user_agent: get(&r, "user_agent")?,
-                            ip: get(&r, "ip")?,
-                        }),
-                        None,
-                    ),
-                    None => {
-                        let row = sqlx::query(
-                            "SELECT attempts, consumed_at IS NOT NULL AS consumed, \
-                             expires_at <= ?2 AS expired FROM mfa_challenges WHERE id = ?1",
-                        )
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("attempt mfa challenge", e);
+                    let now_ts = codec::ts(now);
+                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
                         .bind(id)
                         .bind(&now_ts)
-                        .fetch_optional(&s.reader)
+                        .bind(max)
+                        .fetch_optional(&s.writer)
                         .await
                         .map_err(map)?;
-                        let refused = row
-                            .map(|r| {
-                                Ok::<_, StoreError>((
-                                    get(&r, "attempts")?,
-                                    get(&r, "consumed")?,
-                                    get(&r, "expired")?,
-                                ))
-                            })
-                            .transpose()?;
-                        (None, refused)
+                    match row {
+                        Some(r) => (
+                            Some(MfaChallenge {
+                                id,
+                                user_id: UserId(get(&r, "user_id")?),
+                                created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                                expires_at: codec::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
+                                attempts: attempts_from_db(get(&r, "attempts")?)?,
+                                device_name: get(&r, "device_name")?,
+                                user_agent: get(&r, "user_agent")?,
+                                ip: get(&r, "ip")?,
+                            }),
+                            None,
+                        ),
+                        None => {
+                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                .bind(id)
+                                .bind(&now_ts)
+                                .fetch_optional(&s.reader)
+                                .await
+                                .map_err(map)?;
+                            let refused = row
+                                .map(|r| {
+                                    Ok::<_, StoreError>((
+                                        get(&r, "attempts")?,
+                                        get(&r, "consumed")?,
+                                        get(&r, "expired")?,
+                                    ))
+                                })
+                                .transpose()?;
+                            (None, refused)
+                        }
                     }
                 }
-            }
-        };
-        Ok(match (granted, refused) {
-            (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
-            (None, Some((attempts, false, false))) if attempts >= max => {
-                ChallengeAttempt::Exhausted
-            }
-            _ => ChallengeAttempt::Invalid,
+            };
+            Ok(match (granted, refused) {
+                (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
+                (None, Some((attempts, false, false))) if attempts >= max => {
+                    ChallengeAttempt::Exhausted
+                }
+                _ => ChallengeAttempt::Invalid,
+            })
         })
+        .await
     }
 
     /// Completes challenge `id` of `user`: consumes the challenge and `factor` together, or
@@ -675,56 +629,55 @@ impl Store {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<CompleteOutcome, StoreError> {
-        let now = truncate_to_micros(now);
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("complete mfa challenge", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let consumed = sqlx::query(
-                    "UPDATE mfa_challenges SET consumed_at = $3 \
-                     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3",
-                )
-                .bind(id)
-                .bind(user.as_uuid())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if consumed != 1 {
-                    return Ok(CompleteOutcome::ChallengeGone);
+        const UPDATE_MFA_CHALLENGES: &str = "UPDATE mfa_challenges SET consumed_at = $3 \
+                     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3";
+        self.observed("complete_mfa_challenge", async {
+            let now = truncate_to_micros(now);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("complete mfa challenge", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
+                        .bind(id)
+                        .bind(user.as_uuid())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    if consumed != 1 {
+                        return Ok(CompleteOutcome::ChallengeGone);
+                    }
+                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
+                        return Ok(CompleteOutcome::FactorRejected);
+                    }
+                    tx.commit().await.map_err(map)?;
                 }
-                if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                    return Ok(CompleteOutcome::FactorRejected);
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("complete mfa challenge", e);
+                    let mut tx = s.begin_write("complete mfa challenge").await?;
+                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
+                        .bind(id)
+                        .bind(user.as_uuid())
+                        .bind(codec::ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    if consumed != 1 {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(CompleteOutcome::ChallengeGone);
+                    }
+                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(CompleteOutcome::FactorRejected);
+                    }
+                    tx.commit().await.map_err(map)?;
                 }
-                tx.commit().await.map_err(map)?;
             }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("complete mfa challenge", e);
-                let mut tx = s.begin_write("complete mfa challenge").await?;
-                let consumed = sqlx::query(
-                    "UPDATE mfa_challenges SET consumed_at = ?3 \
-                     WHERE id = ?1 AND user_id = ?2 AND consumed_at IS NULL AND expires_at > ?3",
-                )
-                .bind(id)
-                .bind(user.as_uuid())
-                .bind(sqlite::ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                if consumed != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(CompleteOutcome::ChallengeGone);
-                }
-                if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(CompleteOutcome::FactorRejected);
-                }
-                tx.commit().await.map_err(map)?;
-            }
-        }
-        Ok(CompleteOutcome::Completed)
+            Ok(CompleteOutcome::Completed)
+        })
+        .await
     }
 }
 
@@ -755,24 +708,27 @@ impl Store {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        match &self.inner {
-            Inner::Postgres(s) => {
-                let mut conn = s
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| postgres::map_err("consume second factor", e))?;
-                pg::consume_factor(&mut conn, user, factor, now).await
+        self.observed("consume_second_factor", async {
+            let now = truncate_to_micros(now);
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let mut conn = s
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| codec::pg_err("consume second factor", e))?;
+                    pg::consume_factor(&mut conn, user, factor, now).await
+                }
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("consume second factor", e);
+                    let mut tx = s.begin_write("consume second factor").await?;
+                    let done = lite::consume_factor(&mut tx, user, factor, now).await?;
+                    tx.commit().await.map_err(map)?;
+                    Ok(done)
+                }
             }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("consume second factor", e);
-                let mut tx = s.begin_write("consume second factor").await?;
-                let done = lite::consume_factor(&mut tx, user, factor, now).await?;
-                tx.commit().await.map_err(map)?;
-                Ok(done)
-            }
-        }
+        })
+        .await
     }
 
     /// Replaces the recovery codes of a user whose TOTP is on with `code_hashes` (the old ones
@@ -785,82 +741,53 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let now = truncate_to_micros(now);
-        let uid = user.as_uuid();
-        match &self.inner {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("replace recovery codes", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let on: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
+        self.observed("replace_recovery_codes", async {
+            let now = truncate_to_micros(now);
+            let uid = user.as_uuid();
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("replace recovery codes", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let on: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
                      FOR UPDATE",
-                )
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
-                if on.is_none() {
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES ($1, $2, $3, $4)",
                     )
-                    .bind(Uuid::now_v7())
                     .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map)?;
+                    if on.is_none() {
+                        return Ok(false);
+                    }
+                    pg::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
+                        .await?;
+                    audit::insert_pg(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_pg(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("replace recovery codes", e);
-                let mut tx = s.begin_write("replace recovery codes").await?;
-                let on: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
-                )
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
-                if on.is_none() {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = ?1")
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                for hash in code_hashes {
-                    sqlx::query(
-                        "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("replace recovery codes", e);
+                    let mut tx = s.begin_write("replace recovery codes").await?;
+                    let on: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
                     )
-                    .bind(Uuid::now_v7())
                     .bind(uid)
-                    .bind(hash.as_slice())
-                    .bind(sqlite::ts(now))
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map)?;
+                    if on.is_none() {
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
+                    }
+                    lite::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
+                        .await?;
+                    audit::insert_sqlite(&mut tx, event).await?;
+                    tx.commit().await.map_err(map)?;
                 }
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit().await.map_err(map)?;
             }
-        }
-        event.log();
-        Ok(true)
+            event.log();
+            Ok(true)
+        })
+        .await
     }
 
     /// Removes the second factors added at or after `since`: a TOTP authenticator enabled
@@ -873,94 +800,92 @@ impl Store {
         since: DateTime<Utc>,
         event: AuditEvent,
     ) -> Result<RemovedFactors, StoreError> {
-        let uid = user.as_uuid();
-        let mut removed = RemovedFactors::default();
-        let event = match &self.inner {
-            Inner::Postgres(s) => {
-                let map = |e| postgres::map_err("remove second factors", e);
-                let mut tx = s.pool.begin().await.map_err(map)?;
-                let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
-                    "DELETE FROM mfa_totp WHERE user_id = $1 \
-                     AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at",
-                )
-                .bind(uid)
-                .bind(since)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map)?;
-                removed.totp = totp.iter().any(Option::is_some);
-                // With the authenticator gone, every recovery code goes too (epoch = all).
-                let codes_since = if removed.totp {
-                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+        const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1 \
+                     AND (enabled_at IS NULL OR enabled_at >= $2) RETURNING enabled_at";
+        const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
+        const DELETE_MFA_RECOVERY_CODES: &str =
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2";
+        self.observed("remove_second_factors_since", async {
+            let uid = user.as_uuid();
+            let mut removed = RemovedFactors::default();
+            let event = match &self.inner {
+                Inner::Postgres(s) => {
+                    let map = |e| codec::pg_err("remove second factors", e);
+                    let mut tx = s.pool.begin().await.map_err(map)?;
+                    let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(DELETE_MFA_TOTP)
                         .bind(uid)
-                        .execute(&mut *tx)
+                        .bind(since)
+                        .fetch_all(&mut *tx)
                         .await
                         .map_err(map)?;
-                    DateTime::<Utc>::UNIX_EPOCH
-                } else {
-                    since
-                };
-                removed.recovery_codes = sqlx::query(
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2",
-                )
-                .bind(uid)
-                .bind(codes_since)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                let event = removed_event(event, removed);
-                if let Some(event) = &event {
-                    audit::insert_pg(&mut tx, event).await?;
-                }
-                tx.commit().await.map_err(map)?;
-                event
-            }
-            Inner::Sqlite(s) => {
-                let map = |e| sqlite::map_err("remove second factors", e);
-                let mut tx = s.begin_write("remove second factors").await?;
-                let totp: Vec<Option<String>> = sqlx::query_scalar(
-                    "DELETE FROM mfa_totp WHERE user_id = ?1 \
-                     AND (enabled_at IS NULL OR enabled_at >= ?2) RETURNING enabled_at",
-                )
-                .bind(uid)
-                .bind(sqlite::ts(since))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map)?;
-                removed.totp = totp.iter().any(Option::is_some);
-                // With the authenticator gone, every recovery code goes too (epoch = all).
-                let codes_since = if removed.totp {
-                    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = ?1")
+                    removed.totp = totp.iter().any(Option::is_some);
+                    // With the authenticator gone, every recovery code goes too (epoch = all).
+                    let codes_since = if removed.totp {
+                        sqlx::query(DELETE_MFA_CHALLENGES)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                        DateTime::<Utc>::UNIX_EPOCH
+                    } else {
+                        since
+                    };
+                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
+                        .bind(codes_since)
                         .execute(&mut *tx)
                         .await
-                        .map_err(map)?;
-                    DateTime::<Utc>::UNIX_EPOCH
-                } else {
-                    since
-                };
-                removed.recovery_codes = sqlx::query(
-                    "DELETE FROM mfa_recovery_codes WHERE user_id = ?1 AND created_at >= ?2",
-                )
-                .bind(uid)
-                .bind(sqlite::ts(codes_since))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-                let event = removed_event(event, removed);
-                if let Some(event) = &event {
-                    audit::insert_sqlite(&mut tx, event).await?;
+                        .map_err(map)?
+                        .rows_affected();
+                    let event = removed_event(event, removed);
+                    if let Some(event) = &event {
+                        audit::insert_pg(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(map)?;
+                    event
                 }
-                tx.commit().await.map_err(map)?;
-                event
+                Inner::Sqlite(s) => {
+                    let map = |e| codec::sqlite_err("remove second factors", e);
+                    let mut tx = s.begin_write("remove second factors").await?;
+                    let totp: Vec<Option<String>> = sqlx::query_scalar(DELETE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(codec::ts(since))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    removed.totp = totp.iter().any(Option::is_some);
+                    // With the authenticator gone, every recovery code goes too (epoch = all).
+                    let codes_since = if removed.totp {
+                        sqlx::query(DELETE_MFA_CHALLENGES)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                        DateTime::<Utc>::UNIX_EPOCH
+                    } else {
+                        since
+                    };
+                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
+                        .bind(uid)
+                        .bind(codec::ts(codes_since))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    let event = removed_event(event, removed);
+                    if let Some(event) = &event {
+                        audit::insert_sqlite(&mut tx, event).await?;
+                    }
+                    tx.commit().await.map_err(map)?;
+                    event
+                }
+            };
+            if let Some(event) = event {
+                event.log();
             }
-        };
-        if let Some(event) = event {
-            event.log();
-        }
-        Ok(removed)
+            Ok(removed)
+        })
+        .await
     }
 }
 
@@ -973,9 +898,43 @@ fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEven
     })
 }
 
+/// Deletes every recovery code of user $1.
+const DELETE_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+/// Stores recovery code $1 of user $2 (hash $3) created at $4.
+const INSERT_RECOVERY_CODE: &str =
+    "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
+
 mod pg {
     use super::*;
     use sqlx::PgConnection;
+
+    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
+    /// `op` names the change in errors.
+    pub(super) async fn replace_codes(
+        conn: &mut PgConnection,
+        user: Uuid,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        op: &str,
+    ) -> Result<(), StoreError> {
+        let map = |e| codec::pg_err(op, e);
+        sqlx::query(DELETE_RECOVERY_CODES)
+            .bind(user)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+        for hash in code_hashes {
+            sqlx::query(INSERT_RECOVERY_CODE)
+                .bind(Uuid::now_v7())
+                .bind(user)
+                .bind(hash.as_slice())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(map)?;
+        }
+        Ok(())
+    }
 
     /// Marks `factor` used if it is still usable; false if it is not.
     pub(super) async fn consume_factor(
@@ -984,7 +943,7 @@ mod pg {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let map = |e| postgres::map_err("consume second factor", e);
+        let map = |e| codec::pg_err("consume second factor", e);
         let updated = match factor {
             SecondFactor::TotpStep(step) => sqlx::query(
                 "UPDATE mfa_totp SET last_used_step = $2 WHERE user_id = $1 \
@@ -1014,6 +973,34 @@ mod lite {
     use super::*;
     use sqlx::SqliteConnection;
 
+    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
+    /// `op` names the change in errors.
+    pub(super) async fn replace_codes(
+        conn: &mut SqliteConnection,
+        user: Uuid,
+        code_hashes: &[[u8; 32]],
+        now: DateTime<Utc>,
+        op: &str,
+    ) -> Result<(), StoreError> {
+        let map = |e| codec::sqlite_err(op, e);
+        sqlx::query(DELETE_RECOVERY_CODES)
+            .bind(user)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+        for hash in code_hashes {
+            sqlx::query(INSERT_RECOVERY_CODE)
+                .bind(Uuid::now_v7())
+                .bind(user)
+                .bind(hash.as_slice())
+                .bind(codec::ts(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(map)?;
+        }
+        Ok(())
+    }
+
     /// Marks `factor` used if it is still usable; false if it is not.
     pub(super) async fn consume_factor(
         conn: &mut SqliteConnection,
@@ -1021,7 +1008,7 @@ mod lite {
         factor: SecondFactor,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let map = |e| sqlite::map_err("consume second factor", e);
+        let map = |e| codec::sqlite_err("consume second factor", e);
         let updated = match factor {
             SecondFactor::TotpStep(step) => sqlx::query(
                 "UPDATE mfa_totp SET last_used_step = ?2 WHERE user_id = ?1 \
@@ -1038,7 +1025,7 @@ mod lite {
             )
             .bind(user.as_uuid())
             .bind(id)
-            .bind(sqlite::ts(now))
+            .bind(codec::ts(now))
             .execute(conn)
             .await
             .map_err(map)?,

@@ -14,16 +14,15 @@ use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
 use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
+use super::codec::{corrupt, get, pg_err};
 use super::{
-    CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
-    generation_to_db, map_sqlx_error,
+    CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
 };
 
 /// Default pool size; a handful of connections per core is plenty for short transactions.
@@ -52,23 +51,6 @@ pub(crate) struct PgStore {
     pub(super) pool: PgPool,
 }
 
-/// Classifies a PostgreSQL error: connection exceptions (08), insufficient resources (53),
-/// operator intervention such as a shutting-down server (57), and serialization failures or
-/// deadlocks (40) are worth retrying. Connection exceptions and a server shutting down, crashed
-/// or still starting (57P01–57P03) mean it cannot be reached: they open the circuit breaker.
-pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
-    map_sqlx_error(
-        op,
-        err,
-        |code| {
-            ["08", "53", "57", "40"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        },
-        |code| code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03"),
-    )
-}
-
 impl PgStore {
     pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
@@ -80,7 +62,7 @@ impl PgStore {
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| map_err("connect", e))?;
+            .map_err(|e| pg_err("connect", e))?;
         Ok(Self { pool })
     }
 
@@ -89,7 +71,7 @@ impl PgStore {
             .run(&self.pool)
             .await
             .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
+                sqlx::migrate::MigrateError::Execute(e) => pg_err("migrate", e),
                 other => StoreError::Other(format!("migrate: {other}")),
             })
     }
@@ -99,7 +81,7 @@ impl PgStore {
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(|e| map_err("ping", e))
+            .map_err(|e| pg_err("ping", e))
     }
 
     pub(crate) async fn close(&self) {
@@ -115,7 +97,7 @@ impl PgStore {
             .pool
             .begin()
             .await
-            .map_err(|e| map_err("create user", e))?;
+            .map_err(|e| pg_err("create user", e))?;
         let result = sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
@@ -136,7 +118,7 @@ impl PgStore {
                 audit::insert_pg(&mut tx, event).await?;
                 tx.commit()
                     .await
-                    .map_err(|e| map_err("create user commit", e).into())
+                    .map_err(|e| pg_err("create user commit", e).into())
             }
             Err(e)
                 if e.as_database_error().is_some_and(|db| {
@@ -145,7 +127,7 @@ impl PgStore {
             {
                 Err(CreateUserError::EmailTaken)
             }
-            Err(e) => Err(map_err("create user", e).into()),
+            Err(e) => Err(pg_err("create user", e).into()),
         }
     }
 
@@ -158,7 +140,7 @@ impl PgStore {
         .bind(email)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| map_err("find user by email", e))?
+        .map_err(|e| pg_err("find user by email", e))?
         .map(|row| user_from_row(&row))
         .transpose()
     }
@@ -172,7 +154,7 @@ impl PgStore {
         .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| map_err("get user", e))?
+        .map_err(|e| pg_err("get user", e))?
         .map(|row| user_from_row(&row))
         .transpose()
     }
@@ -183,7 +165,7 @@ impl PgStore {
             .pool
             .begin()
             .await
-            .map_err(|e| map_err("insert session", e))?;
+            .map_err(|e| pg_err("insert session", e))?;
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
@@ -214,7 +196,7 @@ impl PgStore {
         .bind(ended_at(s))
         .execute(&mut *tx)
         .await
-        .map_err(|e| map_err("insert session", e))?;
+        .map_err(|e| pg_err("insert session", e))?;
         sqlx::query(
             "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
              VALUES ($1, $2, $3, $4)",
@@ -225,12 +207,12 @@ impl PgStore {
         .bind(s.rotated_at.unwrap_or(s.created_at))
         .execute(&mut *tx)
         .await
-        .map_err(|e| map_err("insert session token", e))?;
+        .map_err(|e| pg_err("insert session token", e))?;
         let event = login_event(s);
         audit::insert_pg(&mut tx, &event).await?;
         tx.commit()
             .await
-            .map_err(|e| map_err("insert session commit", e))?;
+            .map_err(|e| pg_err("insert session commit", e))?;
         event.log();
         Ok(())
     }
@@ -247,7 +229,7 @@ impl PgStore {
         .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| map_err("load session", e))?
+        .map_err(|e| pg_err("load session", e))?
         .map(|row| session_from_row(&row))
         .transpose()
     }
@@ -265,7 +247,7 @@ impl PgStore {
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| map_err("find generation", e))?;
+        .map_err(|e| pg_err("find generation", e))?;
         generation.map(generation_from_db).transpose()
     }
 
@@ -313,7 +295,7 @@ impl PgStore {
             return Ok(outcomes);
         }
         let mut events = Vec::new();
-        let mut tx = self.pool.begin().await.map_err(|e| map_err(op, e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| pg_err(op, e))?;
         let mut committed_any = false;
         // Consecutive rotations (in id order) waiting to be written as one statement.
         let mut run = Vec::new();
@@ -334,11 +316,11 @@ impl PgStore {
         }
         committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
         if committed_any {
-            tx.commit().await.map_err(|e| map_err(op, e))?;
+            tx.commit().await.map_err(|e| pg_err(op, e))?;
             audit::log_all(&events);
         } else {
             // Nothing was written: release the connection without a commit round trip's fsync.
-            tx.rollback().await.map_err(|e| map_err(op, e))?;
+            tx.rollback().await.map_err(|e| pg_err(op, e))?;
         }
         Ok(outcomes)
     }
@@ -364,7 +346,7 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| map_err("list sessions", e))?;
+        .map_err(|e| pg_err("list sessions", e))?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -381,7 +363,7 @@ impl PgStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| map_err("active session ids", e))?;
+        .map_err(|e| pg_err("active session ids", e))?;
         Ok(ids.into_iter().map(SessionId).collect())
     }
 
@@ -397,7 +379,7 @@ impl PgStore {
             .bind(PURGE_BATCH)
             .execute(&self.pool)
             .await
-            .map_err(|e| map_err("purge", e))?
+            .map_err(|e| pg_err("purge", e))?
             .rows_affected();
             total += deleted;
             if deleted < PURGE_BATCH as u64 {
@@ -470,7 +452,7 @@ async fn rotate_all<'c>(
     .bind(&ats)
     .fetch_all(executor)
     .await
-    .map_err(|e| map_err(op, e))?;
+    .map_err(|e| pg_err(op, e))?;
     let committed_any = !rows.is_empty();
     for (id, version) in rows {
         let pos = ids
@@ -510,7 +492,7 @@ async fn apply_in(
             .bind(at)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err("rotate", e))?;
+            .map_err(|e| pg_err("rotate", e))?;
             let Some(version) = version else {
                 return Ok((WriteOutcome::Conflict, None));
             };
@@ -524,7 +506,7 @@ async fn apply_in(
             .bind(at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| map_err("rotate token", e))?;
+            .map_err(|e| pg_err("rotate token", e))?;
             Ok((WriteOutcome::Committed { version }, None))
         }
         SessionChange::Revoke {
@@ -544,7 +526,7 @@ async fn apply_in(
             .bind(reason.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err("revoke", e))?;
+            .map_err(|e| pg_err("revoke", e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -571,7 +553,7 @@ async fn apply_in(
             .bind(class.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err("compromise", e))?;
+            .map_err(|e| pg_err("compromise", e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -598,7 +580,7 @@ async fn apply_in(
             .bind(amr)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err("authenticate", e))?;
+            .map_err(|e| pg_err("authenticate", e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -614,14 +596,6 @@ async fn apply_in(
             })
         }
     }
-}
-
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
 }
 
 fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite, truncate_to_micros};
+use super::codec::{self, corrupt, get};
+use super::{Inner, Store, StoreError, truncate_to_micros};
 
 /// One account's second-factor failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,15 +29,6 @@ pub struct VersionedLockRow {
     pub version: i64,
 }
 
-fn get<'r, R: Row, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'r str: sqlx::ColumnIndex<R>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
 fn failures_from_db(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("second-factor failures out of range"))
 }
@@ -48,53 +39,56 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<Option<VersionedLockRow>, StoreError> {
-        const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
+        self.observed("second_factor_lock", async {
+            const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
                            FROM second_factor_locks WHERE user_id = $1";
-        match self.inner()? {
-            Inner::Postgres(s) => {
-                let row = sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.pool)
-                    .await
-                    .map_err(|e| postgres::map_err("load second-factor lock", e))?;
-                row.map(|r| {
-                    Ok(VersionedLockRow {
-                        row: SecondFactorLockRow {
-                            failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
-                            last_failure_at: get(&r, "last_failure_at")?,
-                            locked_until: get(&r, "locked_until")?,
-                        },
-                        version: get(&r, "version")?,
+            match &self.inner {
+                Inner::Postgres(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.pool)
+                        .await
+                        .map_err(|e| codec::pg_err("load second-factor lock", e))?;
+                    row.map(|r| {
+                        Ok(VersionedLockRow {
+                            row: SecondFactorLockRow {
+                                failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
+                                last_failure_at: get(&r, "last_failure_at")?,
+                                locked_until: get(&r, "locked_until")?,
+                            },
+                            version: get(&r, "version")?,
+                        })
                     })
-                })
-                .transpose()
-            }
-            Inner::Sqlite(s) => {
-                let row = sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .fetch_optional(&s.writer)
-                    .await
-                    .map_err(|e| sqlite::map_err("load second-factor lock", e))?;
-                row.map(|r| {
-                    let locked_until: Option<String> = get(&r, "locked_until")?;
-                    Ok(VersionedLockRow {
-                        row: SecondFactorLockRow {
-                            failures: failures_from_db(get(&r, "failures")?)?,
-                            last_failure_at: sqlite::parse_ts(&get::<_, String>(
-                                &r,
-                                "last_failure_at",
-                            )?)?,
-                            locked_until: locked_until
-                                .as_deref()
-                                .map(sqlite::parse_ts)
-                                .transpose()?,
-                        },
-                        version: get(&r, "version")?,
+                    .transpose()
+                }
+                Inner::Sqlite(s) => {
+                    let row = sqlx::query(SQL)
+                        .bind(user.as_uuid())
+                        .fetch_optional(&s.writer)
+                        .await
+                        .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
+                    row.map(|r| {
+                        let locked_until: Option<String> = get(&r, "locked_until")?;
+                        Ok(VersionedLockRow {
+                            row: SecondFactorLockRow {
+                                failures: failures_from_db(get(&r, "failures")?)?,
+                                last_failure_at: codec::parse_ts(&get::<_, String>(
+                                    &r,
+                                    "last_failure_at",
+                                )?)?,
+                                locked_until: locked_until
+                                    .as_deref()
+                                    .map(codec::parse_ts)
+                                    .transpose()?,
+                            },
+                            version: get(&r, "version")?,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Writes `row` if the stored one is still at `expected` (None: no row yet). Returns false,
@@ -105,80 +99,78 @@ impl Store {
         expected: Option<i64>,
         row: &SecondFactorLockRow,
     ) -> Result<bool, StoreError> {
-        let last = truncate_to_micros(row.last_failure_at);
-        let until = row.locked_until.map(truncate_to_micros);
-        let failures = i64::from(row.failures);
-        let written = match (&self.inner, expected) {
-            (Inner::Postgres(s), None) => sqlx::query(
-                "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(user.as_uuid())
-            .bind(failures as i32)
-            .bind(last)
-            .bind(until)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| postgres::map_err("insert second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Postgres(s), Some(version)) => sqlx::query(
-                "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
-                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5",
-            )
-            .bind(user.as_uuid())
-            .bind(failures as i32)
-            .bind(last)
-            .bind(until)
-            .bind(version)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| postgres::map_err("update second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Sqlite(s), None) => sqlx::query(
-                "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(user.as_uuid())
-            .bind(failures)
-            .bind(sqlite::ts(last))
-            .bind(until.map(sqlite::ts))
-            .execute(&s.writer)
-            .await
-            .map_err(|e| sqlite::map_err("insert second-factor lock", e))?
-            .rows_affected(),
-            (Inner::Sqlite(s), Some(version)) => sqlx::query(
-                "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
-                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5",
-            )
-            .bind(user.as_uuid())
-            .bind(failures)
-            .bind(sqlite::ts(last))
-            .bind(until.map(sqlite::ts))
-            .bind(version)
-            .execute(&s.writer)
-            .await
-            .map_err(|e| sqlite::map_err("update second-factor lock", e))?
-            .rows_affected(),
-        };
-        Ok(written == 1)
+        const INSERT_SECOND_FACTOR_LOCKS: &str = "INSERT INTO second_factor_locks (user_id, failures, last_failure_at, locked_until) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING";
+        const UPDATE_SECOND_FACTOR_LOCKS: &str = "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
+                 locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5";
+        self.observed("put_second_factor_lock", async {
+            let last = truncate_to_micros(row.last_failure_at);
+            let until = row.locked_until.map(truncate_to_micros);
+            let failures = i64::from(row.failures);
+            let written = match (&self.inner, expected) {
+                (Inner::Postgres(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures as i32)
+                    .bind(last)
+                    .bind(until)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("insert second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Postgres(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures as i32)
+                    .bind(last)
+                    .bind(until)
+                    .bind(version)
+                    .execute(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err("update second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Sqlite(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures)
+                    .bind(codec::ts(last))
+                    .bind(until.map(codec::ts))
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| codec::sqlite_err("insert second-factor lock", e))?
+                    .rows_affected(),
+                (Inner::Sqlite(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
+                    .bind(user.as_uuid())
+                    .bind(failures)
+                    .bind(codec::ts(last))
+                    .bind(until.map(codec::ts))
+                    .bind(version)
+                    .execute(&s.writer)
+                    .await
+                    .map_err(|e| codec::sqlite_err("update second-factor lock", e))?
+                    .rows_affected(),
+            };
+            Ok(written == 1)
+        })
+        .await
     }
 
     /// Forgets the account's second-factor failures (after a completed second factor).
     pub async fn clear_second_factor_lock(&self, user: UserId) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
-        match self.inner()? {
-            Inner::Postgres(s) => sqlx::query(SQL)
-                .bind(user.as_uuid())
-                .execute(&s.pool)
-                .await
-                .map(drop)
-                .map_err(|e| postgres::map_err("clear second-factor lock", e)),
-            Inner::Sqlite(s) => sqlx::query(SQL)
-                .bind(user.as_uuid())
-                .execute(&s.writer)
-                .await
-                .map(drop)
-                .map_err(|e| sqlite::map_err("clear second-factor lock", e)),
-        }
+        self.observed("clear_second_factor_lock", async {
+            const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
+            match &self.inner {
+                Inner::Postgres(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .execute(&s.pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| codec::pg_err("clear second-factor lock", e)),
+                Inner::Sqlite(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .execute(&s.writer)
+                    .await
+                    .map(drop)
+                    .map_err(|e| codec::sqlite_err("clear second-factor lock", e)),
+            }
+        })
+        .await
     }
 }

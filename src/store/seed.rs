@@ -12,7 +12,8 @@ use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::StoreError;
 use uuid::Uuid;
 
-use super::{Inner, Store, postgres, sqlite, truncate_to_micros};
+use super::codec;
+use super::{Inner, Store, truncate_to_micros};
 
 /// Rows per statement on SQLite (users bind 2 values per row, sessions 5; SQLite accepts
 /// 32 766 parameters per statement).
@@ -72,10 +73,10 @@ impl Store {
                 .bind(now)
                 .execute(&s.pool)
                 .await
-                .map_err(|e| postgres::map_err("seed users", e))?;
+                .map_err(|e| codec::pg_err("seed users", e))?;
             }
             Inner::Sqlite(s) => {
-                let now = sqlite::ts(now);
+                let now = codec::ts(now);
                 let mut tx = s.begin_write("seed users").await?;
                 for chunk in users.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let sql = sqlite_users_sql(chunk.len());
@@ -88,11 +89,11 @@ impl Store {
                     query
                         .execute(&mut *tx)
                         .await
-                        .map_err(|e| sqlite::map_err("seed users", e))?;
+                        .map_err(|e| codec::sqlite_err("seed users", e))?;
                 }
                 tx.commit()
                     .await
-                    .map_err(|e| sqlite::map_err("seed users", e))?;
+                    .map_err(|e| codec::sqlite_err("seed users", e))?;
             }
         }
         Ok(())
@@ -125,7 +126,7 @@ impl Store {
                     .pool
                     .begin()
                     .await
-                    .map_err(|e| postgres::map_err("seed sessions", e))?;
+                    .map_err(|e| codec::pg_err("seed sessions", e))?;
                 sqlx::query(
                     "INSERT INTO sessions (id, user_id, status, generation, current_hash, \
                      created_at, last_seen_at, expires_at, auth_time, aal, amr, device_name, \
@@ -143,7 +144,7 @@ impl Store {
                 .bind(SEED_DEVICE_NAME)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err("seed sessions", e))?;
+                .map_err(|e| codec::pg_err("seed sessions", e))?;
                 sqlx::query(
                     "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
                      SELECT id, 0, hash, $3 FROM UNNEST($1::uuid[], $2::bytea[]) AS t (id, hash)",
@@ -153,13 +154,13 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| postgres::map_err("seed session tokens", e))?;
+                .map_err(|e| codec::pg_err("seed session tokens", e))?;
                 tx.commit()
                     .await
-                    .map_err(|e| postgres::map_err("seed sessions", e))?;
+                    .map_err(|e| codec::pg_err("seed sessions", e))?;
             }
             Inner::Sqlite(s) => {
-                let now = sqlite::ts(now);
+                let now = codec::ts(now);
                 let mut tx = s.begin_write("seed sessions").await?;
                 for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let mut query =
@@ -171,12 +172,12 @@ impl Store {
                             .bind(s.id.as_uuid())
                             .bind(s.user_id.as_uuid())
                             .bind(s.token_hash.as_bytes().as_slice())
-                            .bind(sqlite::ts(s.expires_at));
+                            .bind(codec::ts(s.expires_at));
                     }
                     query
                         .execute(&mut *tx)
                         .await
-                        .map_err(|e| sqlite::map_err("seed sessions", e))?;
+                        .map_err(|e| codec::sqlite_err("seed sessions", e))?;
                     let mut query =
                         sqlx::query(sqlx::AssertSqlSafe(sqlite_tokens_sql(chunk.len()))).bind(&now);
                     for s in chunk {
@@ -187,11 +188,11 @@ impl Store {
                     query
                         .execute(&mut *tx)
                         .await
-                        .map_err(|e| sqlite::map_err("seed session tokens", e))?;
+                        .map_err(|e| codec::sqlite_err("seed session tokens", e))?;
                 }
                 tx.commit()
                     .await
-                    .map_err(|e| sqlite::map_err("seed sessions", e))?;
+                    .map_err(|e| codec::sqlite_err("seed sessions", e))?;
             }
         }
         Ok(())

@@ -4,8 +4,9 @@
 //! * ids are 16-byte BLOBs (sqlx's `Uuid` encoding); BLOBs compare with memcmp, so UUIDv7 ids
 //!   sort by time exactly as in PostgreSQL;
 //! * timestamps are TEXT in one fixed-width UTC format, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written
-//!   and parsed only by [`ts`] and [`parse_ts`] (never sqlx's variable-width default), so text
-//!   order is time order and `expires_at > ?` is a correct comparison in SQL;
+//!   and parsed only by [`ts`] and [`parse_ts`](super::codec::parse_ts) (never sqlx's
+//!   variable-width default), so text order is time order and `expires_at > ?` is a correct
+//!   comparison in SQL;
 //! * `amr` is a JSON array of strings.
 //!
 //! Writes are serialised. SQLite has a single writer per database file, and a deferred
@@ -19,12 +20,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
 use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -34,9 +34,9 @@ use uuid::Uuid;
 use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
+use super::codec::{corrupt, get, get_opt_ts, get_ts, sqlite_err, ts};
 use super::{
-    CreateUserError, PURGE_BATCH, User, UserStatus, corrupt, ended_at, generation_from_db,
-    generation_to_db, map_sqlx_error,
+    CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
 };
 
 /// Readers; WAL lets them run alongside the writer.
@@ -47,9 +47,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statement that opens every write transaction: take the write lock now, not on the first
 /// write, so a transaction never has to upgrade a read lock.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-/// The one timestamp format: fixed width, UTC, microseconds.
-const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
 macro_rules! session_columns {
     () => {
@@ -75,30 +72,6 @@ pub(crate) struct SqliteStore {
     pub(super) reader: SqlitePool,
 }
 
-/// Formats a timestamp the one way this backend stores them (truncated to microseconds).
-pub(super) fn ts(t: DateTime<Utc>) -> String {
-    t.format(TS_FORMAT).to_string()
-}
-
-/// Parses a stored timestamp.
-pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    NaiveDateTime::parse_from_str(s, TS_FORMAT)
-        .map(|n| n.and_utc())
-        .map_err(|_| corrupt("malformed timestamp"))
-}
-
-/// SQLite's primary result code is the low byte of the extended code: `SQLITE_BUSY` (5) and
-/// `SQLITE_LOCKED` (6) mean contention, worth retrying.
-pub(super) fn map_err(op: &str, err: sqlx::Error) -> StoreError {
-    map_sqlx_error(
-        op,
-        err,
-        |code| code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
-        // A file database has no connection to lose: only I/O errors open the breaker.
-        |_| false,
-    )
-}
-
 impl SqliteStore {
     /// Opens a write transaction on the single writer connection with `BEGIN IMMEDIATE`, so
     /// the write lock is taken up front rather than upgraded mid-transaction (an upgrade can
@@ -111,7 +84,7 @@ impl SqliteStore {
         self.writer
             .begin_with(BEGIN_WRITE)
             .await
-            .map_err(|e| map_err(op, e))
+            .map_err(|e| sqlite_err(op, e))
     }
 
     pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
@@ -132,7 +105,7 @@ impl SqliteStore {
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
-                .map_err(|e| map_err("connect", e))?;
+                .map_err(|e| sqlite_err("connect", e))?;
             return Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
@@ -146,13 +119,13 @@ impl SqliteStore {
             .acquire_timeout(acquire_timeout)
             .connect_with(options.clone())
             .await
-            .map_err(|e| map_err("connect", e))?;
+            .map_err(|e| sqlite_err("connect", e))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(MAX_READERS)
             .acquire_timeout(acquire_timeout)
             .connect_with(options.create_if_missing(false))
             .await
-            .map_err(|e| map_err("connect", e))?;
+            .map_err(|e| sqlite_err("connect", e))?;
         Ok(Self { writer, reader })
     }
 
@@ -161,7 +134,7 @@ impl SqliteStore {
             .run(&self.writer)
             .await
             .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
+                sqlx::migrate::MigrateError::Execute(e) => sqlite_err("migrate", e),
                 other => StoreError::Other(format!("migrate: {other}")),
             })
     }
@@ -171,7 +144,7 @@ impl SqliteStore {
             .execute(&self.reader)
             .await
             .map(drop)
-            .map_err(|e| map_err("ping", e))
+            .map_err(|e| sqlite_err("ping", e))
     }
 
     pub(crate) async fn close(&self) {
@@ -205,7 +178,7 @@ impl SqliteStore {
                 audit::insert_sqlite(&mut tx, event).await?;
                 tx.commit()
                     .await
-                    .map_err(|e| map_err("create user commit", e).into())
+                    .map_err(|e| sqlite_err("create user commit", e).into())
             }
             // SQLite names the violated columns in the message ("UNIQUE constraint failed:
             // users.email"); the id is a fresh UUIDv7, so this is the only unique key that can
@@ -217,7 +190,7 @@ impl SqliteStore {
             {
                 Err(CreateUserError::EmailTaken)
             }
-            Err(e) => Err(map_err("create user", e).into()),
+            Err(e) => Err(sqlite_err("create user", e).into()),
         }
     }
 
@@ -230,7 +203,7 @@ impl SqliteStore {
         .bind(email)
         .fetch_optional(&self.reader)
         .await
-        .map_err(|e| map_err("find user by email", e))?
+        .map_err(|e| sqlite_err("find user by email", e))?
         .map(|row| user_from_row(&row))
         .transpose()
     }
@@ -244,7 +217,7 @@ impl SqliteStore {
         .bind(id.as_uuid())
         .fetch_optional(&self.reader)
         .await
-        .map_err(|e| map_err("get user", e))?
+        .map_err(|e| sqlite_err("get user", e))?
         .map(|row| user_from_row(&row))
         .transpose()
     }
@@ -284,7 +257,7 @@ impl SqliteStore {
         .bind(ended_at(s).map(ts))
         .execute(&mut *tx)
         .await
-        .map_err(|e| map_err("insert session", e))?;
+        .map_err(|e| sqlite_err("insert session", e))?;
         sqlx::query(
             "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
              VALUES (?1, ?2, ?3, ?4)",
@@ -295,12 +268,12 @@ impl SqliteStore {
         .bind(ts(s.rotated_at.unwrap_or(s.created_at)))
         .execute(&mut *tx)
         .await
-        .map_err(|e| map_err("insert session token", e))?;
+        .map_err(|e| sqlite_err("insert session token", e))?;
         let event = login_event(s);
         audit::insert_sqlite(&mut tx, &event).await?;
         tx.commit()
             .await
-            .map_err(|e| map_err("insert session commit", e))?;
+            .map_err(|e| sqlite_err("insert session commit", e))?;
         event.log();
         Ok(())
     }
@@ -317,7 +290,7 @@ impl SqliteStore {
         .bind(id.as_uuid())
         .fetch_optional(&self.reader)
         .await
-        .map_err(|e| map_err("load session", e))?
+        .map_err(|e| sqlite_err("load session", e))?
         .map(|row| session_from_row(&row))
         .transpose()
     }
@@ -335,7 +308,7 @@ impl SqliteStore {
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.reader)
         .await
-        .map_err(|e| map_err("find generation", e))?;
+        .map_err(|e| sqlite_err("find generation", e))?;
         generation.map(generation_from_db).transpose()
     }
 
@@ -373,11 +346,11 @@ impl SqliteStore {
             .iter()
             .any(|o| matches!(o, WriteOutcome::Committed { .. }))
         {
-            tx.commit().await.map_err(|e| map_err(op, e))?;
+            tx.commit().await.map_err(|e| sqlite_err(op, e))?;
             audit::log_all(&events);
         } else {
             // Release the writer promptly rather than on drop.
-            tx.rollback().await.map_err(|e| map_err(op, e))?;
+            tx.rollback().await.map_err(|e| sqlite_err(op, e))?;
         }
         Ok(outcomes)
     }
@@ -403,7 +376,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
-        .map_err(|e| map_err("list sessions", e))?;
+        .map_err(|e| sqlite_err("list sessions", e))?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -420,7 +393,7 @@ impl SqliteStore {
         .bind(ts(now))
         .fetch_all(&self.reader)
         .await
-        .map_err(|e| map_err("active session ids", e))?;
+        .map_err(|e| sqlite_err("active session ids", e))?;
         Ok(ids.into_iter().map(SessionId).collect())
     }
 
@@ -439,9 +412,9 @@ impl SqliteStore {
             .bind(PURGE_BATCH)
             .execute(&mut *tx)
             .await
-            .map_err(|e| map_err("purge", e))?
+            .map_err(|e| sqlite_err("purge", e))?
             .rows_affected();
-            tx.commit().await.map_err(|e| map_err("purge", e))?;
+            tx.commit().await.map_err(|e| sqlite_err("purge", e))?;
             total += deleted;
             if deleted < PURGE_BATCH as u64 {
                 return Ok(total);
@@ -479,7 +452,7 @@ async fn apply_in(
             .bind(ts(*at))
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
+            .map_err(|e| sqlite_err(op, e))?;
             let Some(version) = version else {
                 return Ok((WriteOutcome::Conflict, None));
             };
@@ -493,7 +466,7 @@ async fn apply_in(
             .bind(ts(*at))
             .execute(&mut *tx)
             .await
-            .map_err(|e| map_err("rotate token", e))?;
+            .map_err(|e| sqlite_err("rotate token", e))?;
             Ok((WriteOutcome::Committed { version }, None))
         }
         SessionChange::Revoke {
@@ -513,7 +486,7 @@ async fn apply_in(
             .bind(reason.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
+            .map_err(|e| sqlite_err(op, e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -540,7 +513,7 @@ async fn apply_in(
             .bind(class.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
+            .map_err(|e| sqlite_err(op, e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -569,7 +542,7 @@ async fn apply_in(
             .bind(amr_json)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| map_err(op, e))?;
+            .map_err(|e| sqlite_err(op, e))?;
             Ok(match row {
                 Some((version, user)) => (
                     WriteOutcome::Committed { version },
@@ -635,25 +608,6 @@ fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
-fn get_ts(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
-    parse_ts(&get::<String>(row, column)?)
-}
-
-fn get_opt_ts(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    get::<Option<String>>(row, column)?
-        .as_deref()
-        .map(parse_ts)
-        .transpose()
-}
-
 fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
 }
@@ -717,28 +671,4 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         },
         version: get(row, "version")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_fixed_width_and_sort_as_text() {
-        let whole = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let later = whole + chrono::Duration::milliseconds(500);
-        let earlier = whole - chrono::Duration::microseconds(1);
-        assert_eq!(ts(whole), "2026-01-02T03:04:05.000000Z");
-        assert_eq!(ts(later), "2026-01-02T03:04:05.500000Z");
-        assert!(ts(earlier) < ts(whole) && ts(whole) < ts(later));
-        for t in [whole, later, earlier] {
-            assert_eq!(ts(t).len(), 27);
-            assert_eq!(parse_ts(&ts(t)).unwrap(), t);
-        }
-        // Sub-microsecond precision is truncated, never rounded up.
-        let nanos = whole + chrono::Duration::nanoseconds(999);
-        assert_eq!(ts(nanos), "2026-01-02T03:04:05.000000Z");
-    }
 }

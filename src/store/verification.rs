@@ -23,7 +23,8 @@ use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::{Inner, Store, StoreError, corrupt, postgres, sqlite};
+use super::codec::corrupt;
+use super::{Inner, Store, StoreError};
 use crate::codes::{
     AttemptOutcome, CodeHash, CodeStore, Decide, Issue, IssueHistory, IssueRequest, Purpose,
     Refusal, VerificationCode, refusal,
@@ -75,8 +76,11 @@ fn attempts_from(n: i64) -> Result<u32, StoreError> {
 }
 
 /// The columns of a [`VerificationCode`] row.
-const COLUMNS: &str =
-    "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at";
+macro_rules! code_columns {
+    () => {
+        "id, user_id, purpose, code_hash, expires_at, attempts, consumed_at, created_at"
+    };
+}
 
 /// The requester's newest row: $1 subject, $2 purpose, $3 user id (NULL for decoys). One text
 /// for both dialects (sqlx's SQLite takes `$N`, and SQLite knows `IS NOT DISTINCT FROM`).
@@ -102,6 +106,41 @@ const INSERT: &str = "INSERT INTO verification_codes \
      (id, user_id, subject, purpose, code_hash, expires_at, attempts, consumed_at, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7)";
 
+/// The newest code of account $1 for purpose $2.
+const NEWEST_OF_USER: &str = concat!(
+    "SELECT ",
+    code_columns!(),
+    " FROM verification_codes WHERE user_id = $1 AND purpose = $2 \
+     ORDER BY created_at DESC, id DESC LIMIT 1"
+);
+
+/// Takes one attempt at code $1 for purpose $2 if it is open, has fewer than $3 attempts and
+/// is unexpired at $4.
+const TAKE_ATTEMPT: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
+     WHERE id = $1 AND purpose = $2 AND consumed_at IS NULL AND attempts < $3 \
+       AND expires_at > $4 \
+     RETURNING user_id, code_hash, attempts";
+
+/// Code $1, if it is for purpose $2.
+const BY_ID: &str = concat!(
+    "SELECT ",
+    code_columns!(),
+    " FROM verification_codes WHERE id = $1 AND purpose = $2"
+);
+
+/// Consumes code $1 of account $3 at $2, if still open.
+const CONSUME: &str = "UPDATE verification_codes SET consumed_at = $2 \
+     WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL";
+
+/// Applies a redemption to account $1 at $3: the new password hash $2 (if any), and the email
+/// marked verified.
+const REDEEM_EFFECT: &str = "UPDATE users SET password_hash = COALESCE($2, password_hash), \
+     email_verified_at = COALESCE(email_verified_at, $3), updated_at = $3 \
+     WHERE id = $1";
+
+/// Deletes the codes that expired before $1.
+const PURGE: &str = "DELETE FROM verification_codes WHERE expires_at < $1";
+
 fn count_from(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("count out of range"))
 }
@@ -113,10 +152,13 @@ impl CodeStore for Store {
         request: &IssueRequest<'_>,
         decide: &Decide<'_>,
     ) -> Result<Issue, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::issue(s, request, decide).await,
-            Inner::Sqlite(s) => lite::issue(s, request, decide).await,
-        }
+        self.observed("issue_code", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::issue(s, request, decide).await,
+                Inner::Sqlite(s) => lite::issue(s, request, decide).await,
+            }
+        })
+        .await
     }
 
     async fn take_verification_attempt(
@@ -126,10 +168,13 @@ impl CodeStore for Store {
         max_attempts: u32,
         now: DateTime<Utc>,
     ) -> Result<AttemptOutcome, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
-            Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
-        }
+        self.observed("take_verification_attempt", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
+                Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
+            }
+        })
+        .await
     }
 }
 
@@ -140,10 +185,13 @@ impl Store {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::newest(s, user, purpose).await,
-            Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
-        }
+        self.observed("newest_verification_code", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::newest(s, user, purpose).await,
+                Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
+            }
+        })
+        .await
     }
 
     /// Consumes code `id`, applies `effect` to its account and records `event`, atomically;
@@ -157,10 +205,14 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         event.validate()?;
-        let redeemed = match self.inner()? {
-            Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
-            Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
-        }?;
+        let redeemed = self
+            .observed("redeem_verification_code", async {
+                match &self.inner {
+                    Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
+                    Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
+                }
+            })
+            .await?;
         if redeemed {
             event.log();
             self.user_changed(effect.user()).await;
@@ -170,10 +222,13 @@ impl Store {
 
     /// Deletes codes that expired before `cutoff`; returns how many.
     pub async fn purge_verification_codes(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        match self.inner()? {
-            Inner::Postgres(s) => pg::purge(s, cutoff).await,
-            Inner::Sqlite(s) => lite::purge(s, cutoff).await,
-        }
+        self.observed("purge_verification_codes", async {
+            match &self.inner {
+                Inner::Postgres(s) => pg::purge(s, cutoff).await,
+                Inner::Sqlite(s) => lite::purge(s, cutoff).await,
+            }
+        })
+        .await
     }
 }
 
@@ -182,7 +237,8 @@ mod pg {
     use sqlx::postgres::PgRow;
 
     use super::*;
-    use postgres::{PgStore, map_err};
+    use crate::store::codec::pg_err as map_err;
+    use crate::store::postgres::PgStore;
 
     fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
@@ -209,17 +265,14 @@ mod pg {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = $1 AND purpose = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(user.as_uuid())
-        .bind(purpose.as_str())
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err("newest verification code", e))?
-        .map(|row| from_row(&row))
-        .transpose()
+        sqlx::query(NEWEST_OF_USER)
+            .bind(user.as_uuid())
+            .bind(purpose.as_str())
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err("newest verification code", e))?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     pub(super) async fn issue(
@@ -297,19 +350,14 @@ mod pg {
     ) -> Result<AttemptOutcome, StoreError> {
         let op = "take verification attempt";
         let max_db = i32::try_from(max).unwrap_or(i32::MAX);
-        let taken = sqlx::query(
-            "UPDATE verification_codes SET attempts = attempts + 1 \
-             WHERE id = $1 AND purpose = $2 AND consumed_at IS NULL AND attempts < $3 \
-               AND expires_at > $4 \
-             RETURNING user_id, code_hash, attempts",
-        )
-        .bind(id)
-        .bind(purpose.as_str())
-        .bind(max_db)
-        .bind(now)
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let taken = sqlx::query(TAKE_ATTEMPT)
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(max_db)
+            .bind(now)
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err(op, e))?;
         if let Some(row) = taken {
             let get = |e: sqlx::Error| map_err(op, e);
             let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
@@ -323,14 +371,12 @@ mod pg {
                 attempts: attempts_from(attempts.into())?,
             });
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE id = $1 AND purpose = $2"
-        )))
-        .bind(id)
-        .bind(purpose.as_str())
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let row = sqlx::query(BY_ID)
+            .bind(id)
+            .bind(purpose.as_str())
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| map_err(op, e))?;
         Ok(AttemptOutcome::Refused(match row {
             None => Refusal::NotFound,
             Some(row) => {
@@ -349,38 +395,31 @@ mod pg {
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
-        let consumed = sqlx::query(
-            "UPDATE verification_codes SET consumed_at = $2 \
-             WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(effect.user().as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?
-        .rows_affected();
+        let consumed = sqlx::query(CONSUME)
+            .bind(id)
+            .bind(now)
+            .bind(effect.user().as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?
+            .rows_affected();
         if consumed != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE users SET password_hash = COALESCE($2, password_hash), \
-             email_verified_at = COALESCE(email_verified_at, $3), updated_at = $3 \
-             WHERE id = $1",
-        )
-        .bind(effect.user().as_uuid())
-        .bind(effect.password_hash())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        sqlx::query(REDEEM_EFFECT)
+            .bind(effect.user().as_uuid())
+            .bind(effect.password_hash())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         audit::insert_pg(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
     }
 
     pub(super) async fn purge(s: &PgStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        sqlx::query("DELETE FROM verification_codes WHERE expires_at < $1")
+        sqlx::query(PURGE)
             .bind(cutoff)
             .execute(&s.pool)
             .await
@@ -394,7 +433,8 @@ mod lite {
     use sqlx::sqlite::SqliteRow;
 
     use super::*;
-    use sqlite::{SqliteStore, map_err, parse_ts, ts};
+    use crate::store::codec::{parse_ts, sqlite_err as map_err, ts};
+    use crate::store::sqlite::SqliteStore;
 
     fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
         let get = |e: sqlx::Error| map_err("read verification code", e);
@@ -424,17 +464,14 @@ mod lite {
         user: UserId,
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM verification_codes WHERE user_id = ?1 AND purpose = ?2 \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        )))
-        .bind(user.as_uuid())
-        .bind(purpose.as_str())
-        .fetch_optional(&s.reader)
-        .await
-        .map_err(|e| map_err("newest verification code", e))?
-        .map(|row| from_row(&row))
-        .transpose()
+        sqlx::query(NEWEST_OF_USER)
+            .bind(user.as_uuid())
+            .bind(purpose.as_str())
+            .fetch_optional(&s.reader)
+            .await
+            .map_err(|e| map_err("newest verification code", e))?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     pub(super) async fn issue(
@@ -505,19 +542,14 @@ mod lite {
     ) -> Result<AttemptOutcome, StoreError> {
         let op = "take verification attempt";
         let mut tx = s.begin_write(op).await?;
-        let taken = sqlx::query(
-            "UPDATE verification_codes SET attempts = attempts + 1 \
-             WHERE id = ?1 AND purpose = ?2 AND consumed_at IS NULL AND attempts < ?3 \
-               AND expires_at > ?4 \
-             RETURNING user_id, code_hash, attempts",
-        )
-        .bind(id)
-        .bind(purpose.as_str())
-        .bind(i64::from(max))
-        .bind(ts(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        let taken = sqlx::query(TAKE_ATTEMPT)
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(i64::from(max))
+            .bind(ts(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         let outcome = match taken {
             Some(row) => {
                 let get = |e: sqlx::Error| map_err(op, e);
@@ -533,14 +565,12 @@ mod lite {
                 }
             }
             None => {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM verification_codes WHERE id = ?1 AND purpose = ?2"
-                )))
-                .bind(id)
-                .bind(purpose.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| map_err(op, e))?;
+                let row = sqlx::query(BY_ID)
+                    .bind(id)
+                    .bind(purpose.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| map_err(op, e))?;
                 AttemptOutcome::Refused(match row {
                     None => Refusal::NotFound,
                     Some(row) => {
@@ -563,31 +593,24 @@ mod lite {
     ) -> Result<bool, StoreError> {
         let op = "redeem verification code";
         let mut tx = s.begin_write(op).await?;
-        let consumed = sqlx::query(
-            "UPDATE verification_codes SET consumed_at = ?2 \
-             WHERE id = ?1 AND user_id = ?3 AND consumed_at IS NULL",
-        )
-        .bind(id)
-        .bind(ts(now))
-        .bind(effect.user().as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?
-        .rows_affected();
+        let consumed = sqlx::query(CONSUME)
+            .bind(id)
+            .bind(ts(now))
+            .bind(effect.user().as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?
+            .rows_affected();
         if consumed != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE users SET password_hash = COALESCE(?2, password_hash), \
-             email_verified_at = COALESCE(email_verified_at, ?3), updated_at = ?3 \
-             WHERE id = ?1",
-        )
-        .bind(effect.user().as_uuid())
-        .bind(effect.password_hash())
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_err(op, e))?;
+        sqlx::query(REDEEM_EFFECT)
+            .bind(effect.user().as_uuid())
+            .bind(effect.password_hash())
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err(op, e))?;
         audit::insert_sqlite(&mut tx, event).await?;
         tx.commit().await.map_err(|e| map_err(op, e))?;
         Ok(true)
@@ -596,7 +619,7 @@ mod lite {
     pub(super) async fn purge(s: &SqliteStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let op = "purge verification codes";
         let mut tx = s.begin_write(op).await?;
-        let n = sqlx::query("DELETE FROM verification_codes WHERE expires_at < ?1")
+        let n = sqlx::query(PURGE)
             .bind(ts(cutoff))
             .execute(&mut *tx)
             .await
