@@ -204,3 +204,34 @@ fn actor_internals_do_not_import_the_sessions_handle() {
         hits.join("\n")
     );
 }
+
+/// Architecture invariant: the rules of mailed codes (`src/codes`) and of API keys
+/// (`src/api_keys`) talk to their ports (`codes/port.rs`, `api_keys/port.rs`), not to the sqlx
+/// store or HTTP, so they are testable against their in-memory twins alone. (They may name the
+/// shared value types `StoreError` and `UserStatus`.)
+#[test]
+fn code_and_api_key_rules_use_their_ports_not_the_store() {
+    let mut files = rust_files(&src("src/codes"));
+    files.push(src("src/codes.rs"));
+    files.extend(rust_files(&src("src/api_keys")));
+    files.push(src("src/api_keys.rs"));
+    let shared_types_only = |hit: &String| {
+        let Some((_, rest)) = hit.split_once("use crate::store::") else {
+            return false;
+        };
+        rest.trim_end_matches(';')
+            .trim_matches(|c| c == '{' || c == '}' || c == ';')
+            .split(',')
+            .map(str::trim)
+            .all(|name| matches!(name, "StoreError" | "UserStatus"))
+    };
+    let hits: Vec<String> = offending(&files, &["crate::store", "crate::http", "sqlx::"])
+        .into_iter()
+        .filter(|hit| !shared_types_only(hit))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "code and API-key rules must use their ports:\n{}",
+        hits.join("\n")
+    );
+}
