@@ -1,6 +1,7 @@
 //! Extractors that answer in the API's own error format instead of axum's plain-text rejections.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -17,7 +18,7 @@ use crate::api_keys::{ApiKeyId, KeyCheck, PresentedKey, check_key};
 use crate::domain::FieldError;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::UserStatus;
+use crate::store::{UserProfile, UserStatus};
 
 /// A JSON body. Requires `Content-Type: application/json` (415), valid JSON (400) and the
 /// expected shape (422 naming the field). Error messages name fields but never echo values, so
@@ -198,6 +199,9 @@ pub struct CurrentSession {
     pub session_id: SessionId,
     /// The session as its actor sees it now.
     pub session: SessionRecord,
+    /// The account's profile, read (from the cache) for the account-status check, so a
+    /// handler that shows it does not look it up again.
+    pub profile: Arc<UserProfile>,
 }
 
 impl FromRequestParts<AppState> for CurrentSession {
@@ -225,11 +229,12 @@ impl FromRequestParts<AppState> for CurrentSession {
         if session.user_id != verified.user_id {
             return Err(ApiError::InvalidToken);
         }
-        ensure_account_active(state, session.user_id).await?;
+        let profile = active_profile(state, session.user_id).await?;
         Ok(Self {
             user_id: verified.user_id,
             session_id: verified.session_id,
             session,
+            profile,
         })
     }
 }
@@ -238,9 +243,9 @@ impl FromRequestParts<AppState> for CurrentSession {
 /// already decided by the session check; it also catches a session that a login racing
 /// `sessiond user disable` opened after the revocations. Read from the profile cache, which
 /// the change feed keeps current on every instance (no database read on the hot path).
-async fn ensure_account_active(state: &AppState, user: UserId) -> Result<(), ApiError> {
+async fn active_profile(state: &AppState, user: UserId) -> Result<Arc<UserProfile>, ApiError> {
     match state.store.profile(user).await? {
-        Some(profile) if profile.status == UserStatus::Active => Ok(()),
+        Some(profile) if profile.status == UserStatus::Active => Ok(profile),
         Some(_) => Err(ApiError::AccountDisabled),
         None => Err(ApiError::InvalidToken),
     }

@@ -25,14 +25,9 @@ pub async fn me(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Json<MeResponse>, ApiError> {
-    // Cached: the hot path needs no database read (see `Store::profile`).
-    let user = state
-        .store
-        .profile(me.user_id)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
+    // The profile the extractor already read from the cache for its account-status check.
     Ok(Json(MeResponse {
-        user: UserView::from(user.as_ref()),
+        user: UserView::from(me.profile.as_ref()),
         session: SessionView::new(&me.session, &state.policy, true),
     }))
 }
