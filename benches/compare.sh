@@ -22,7 +22,7 @@ SEED_SESSIONS="${SEED_SESSIONS:-20000}"; WRK_THREADS="${WRK_THREADS:-2}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 OUT="${3:-$ROOT/benches/results/compare-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
-export BENCH_LIB="$ROOT/benches/lib"
+export BENCH_LIB="$ROOT/benches/lib" WRK_THREADS
 
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "wrk missing" >&2; exit 1; }; }
 command -v openssl >/dev/null || { echo "openssl missing" >&2; exit 1; }
