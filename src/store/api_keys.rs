@@ -8,13 +8,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::codec::{self, corrupt};
+use super::codec::{self, corrupt, get};
 use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
 use crate::api_keys::{ApiKeyId, ApiKeyStore, SecretHash};
 pub use crate::api_keys::{ApiKeyLookup, ApiKeyRecord};
@@ -438,46 +437,31 @@ fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
     SecretHash::from_slice(bytes).ok_or_else(|| corrupt("api key hash is not 32 bytes"))
 }
 
-fn decode<'r, R, T>(row: &'r R, column: &str) -> Result<T, StoreError>
-where
-    R: Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    row.try_get(column)
-        .map_err(|e| StoreError::Other(format!("decode {column}: {e}")))
-}
-
 fn key_from_pg(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
-    let hash: Vec<u8> = decode(row, "secret_hash")?;
+    let hash: Vec<u8> = get(row, "secret_hash")?;
     Ok(ApiKeyRecord {
-        id: ApiKeyId(decode(row, "id")?),
-        public_id: decode(row, "public_id")?,
-        user_id: UserId(decode(row, "user_id")?),
-        name: decode(row, "name")?,
+        id: ApiKeyId(get(row, "id")?),
+        public_id: get(row, "public_id")?,
+        user_id: UserId(get(row, "user_id")?),
+        name: get(row, "name")?,
         secret_hash: secret_hash(&hash)?,
-        scopes: decode(row, "scopes")?,
-        created_at: decode(row, "created_at")?,
-        expires_at: decode(row, "expires_at")?,
-        revoked_at: decode(row, "revoked_at")?,
-        last_used_at: decode(row, "last_used_at")?,
+        scopes: get(row, "scopes")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        revoked_at: get(row, "revoked_at")?,
+        last_used_at: get(row, "last_used_at")?,
     })
 }
 
 fn key_from_sqlite(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
-    let hash: Vec<u8> = decode(row, "secret_hash")?;
-    let scopes: String = decode(row, "scopes")?;
-    let ts = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        decode::<_, Option<String>>(row, column)?
-            .as_deref()
-            .map(codec::parse_ts)
-            .transpose()
-    };
+    let hash: Vec<u8> = get(row, "secret_hash")?;
+    let scopes: String = get(row, "scopes")?;
+    let ts = |column| codec::get_opt_ts(row, column);
     Ok(ApiKeyRecord {
-        id: ApiKeyId(decode(row, "id")?),
-        public_id: decode(row, "public_id")?,
-        user_id: UserId(decode(row, "user_id")?),
-        name: decode(row, "name")?,
+        id: ApiKeyId(get(row, "id")?),
+        public_id: get(row, "public_id")?,
+        user_id: UserId(get(row, "user_id")?),
+        name: get(row, "name")?,
         secret_hash: secret_hash(&hash)?,
         scopes: serde_json::from_str(&scopes)
             .map_err(|_| corrupt("api key scopes are not a JSON string array"))?,
@@ -495,14 +479,14 @@ fn owner_status(status: &str) -> Result<UserStatus, StoreError> {
 fn lookup_from_pg(row: &PgRow) -> Result<ApiKeyLookup, StoreError> {
     Ok(ApiKeyLookup {
         key: key_from_pg(row)?,
-        owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
+        owner_status: owner_status(&get::<_, String>(row, "owner_status")?)?,
     })
 }
 
 fn lookup_from_sqlite(row: &SqliteRow) -> Result<ApiKeyLookup, StoreError> {
     Ok(ApiKeyLookup {
         key: key_from_sqlite(row)?,
-        owner_status: owner_status(&decode::<_, String>(row, "owner_status")?)?,
+        owner_status: owner_status(&get::<_, String>(row, "owner_status")?)?,
     })
 }
 

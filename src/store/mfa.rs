@@ -173,15 +173,14 @@ impl Store {
                         .await
                         .map_err(|e| codec::sqlite_err("load totp", e))?;
                     row.map(|r| {
-                        let enabled_at: Option<String> = get(&r, "enabled_at")?;
                         Ok(TotpEnrolment {
                             sealed: SealedSecret {
                                 ciphertext: get(&r, "secret_ciphertext")?,
                                 nonce: nonce_from_db(get(&r, "nonce")?)?,
                             },
-                            enabled_at: enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                            enabled_at: codec::get_opt_ts(&r, "enabled_at")?,
                             last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                            created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
+                            created_at: codec::get_ts(&r, "created_at")?,
                         })
                     })
                     .transpose()
@@ -212,9 +211,8 @@ impl Store {
                         .fetch_one(&s.reader)
                         .await
                         .map_err(|e| codec::sqlite_err("mfa status", e))?;
-                    let enabled_at: Option<String> = get(&row, "enabled_at")?;
                     (
-                        enabled_at.as_deref().map(codec::parse_ts).transpose()?,
+                        codec::get_opt_ts(&row, "enabled_at")?,
                         get::<_, i64>(&row, "remaining")?,
                     )
                 }
@@ -516,99 +514,98 @@ impl Store {
         self.observed("attempt_mfa_challenge", async {
             let max = i64::from(max_attempts);
             // (attempts, consumed, expired) of a challenge that was not granted.
-            let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) = match &self
-                .inner
-            {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("attempt mfa challenge", e);
-                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
-                        .bind(id)
-                        .bind(now)
-                        .bind(i32::try_from(max).unwrap_or(i32::MAX))
-                        .fetch_optional(&s.pool)
-                        .await
-                        .map_err(map)?;
-                    match row {
-                        Some(r) => (
-                            Some(MfaChallenge {
-                                id,
-                                user_id: UserId(get(&r, "user_id")?),
-                                created_at: get(&r, "created_at")?,
-                                expires_at: get(&r, "expires_at")?,
-                                attempts: attempts_from_db(i64::from(get::<_, i32>(
-                                    &r, "attempts",
-                                )?))?,
-                                device_name: get(&r, "device_name")?,
-                                user_agent: get(&r, "user_agent")?,
-                                ip: get(&r, "ip")?,
-                            }),
-                            None,
-                        ),
-                        None => {
-                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
-                                .bind(id)
-                                .bind(now)
-                                .fetch_optional(&s.pool)
-                                .await
-                                .map_err(map)?;
-                            let refused = row
-                                .map(|r| {
-                                    Ok::<_, StoreError>((
-                                        i64::from(get::<_, i32>(&r, "attempts")?),
-                                        get(&r, "consumed")?,
-                                        get(&r, "expired")?,
-                                    ))
-                                })
-                                .transpose()?;
-                            (None, refused)
+            let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) =
+                match &self.inner {
+                    Inner::Postgres(s) => {
+                        let map = |e| codec::pg_err("attempt mfa challenge", e);
+                        let row = sqlx::query(UPDATE_MFA_CHALLENGES)
+                            .bind(id)
+                            .bind(now)
+                            .bind(i32::try_from(max).unwrap_or(i32::MAX))
+                            .fetch_optional(&s.pool)
+                            .await
+                            .map_err(map)?;
+                        match row {
+                            Some(r) => (
+                                Some(MfaChallenge {
+                                    id,
+                                    user_id: UserId(get(&r, "user_id")?),
+                                    created_at: get(&r, "created_at")?,
+                                    expires_at: get(&r, "expires_at")?,
+                                    attempts: attempts_from_db(i64::from(get::<_, i32>(
+                                        &r, "attempts",
+                                    )?))?,
+                                    device_name: get(&r, "device_name")?,
+                                    user_agent: get(&r, "user_agent")?,
+                                    ip: get(&r, "ip")?,
+                                }),
+                                None,
+                            ),
+                            None => {
+                                let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                    .bind(id)
+                                    .bind(now)
+                                    .fetch_optional(&s.pool)
+                                    .await
+                                    .map_err(map)?;
+                                let refused = row
+                                    .map(|r| {
+                                        Ok::<_, StoreError>((
+                                            i64::from(get::<_, i32>(&r, "attempts")?),
+                                            get(&r, "consumed")?,
+                                            get(&r, "expired")?,
+                                        ))
+                                    })
+                                    .transpose()?;
+                                (None, refused)
+                            }
                         }
                     }
-                }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("attempt mfa challenge", e);
-                    let now_ts = codec::ts(now);
-                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
-                        .bind(id)
-                        .bind(&now_ts)
-                        .bind(max)
-                        .fetch_optional(&s.writer)
-                        .await
-                        .map_err(map)?;
-                    match row {
-                        Some(r) => (
-                            Some(MfaChallenge {
-                                id,
-                                user_id: UserId(get(&r, "user_id")?),
-                                created_at: codec::parse_ts(&get::<_, String>(&r, "created_at")?)?,
-                                expires_at: codec::parse_ts(&get::<_, String>(&r, "expires_at")?)?,
-                                attempts: attempts_from_db(get(&r, "attempts")?)?,
-                                device_name: get(&r, "device_name")?,
-                                user_agent: get(&r, "user_agent")?,
-                                ip: get(&r, "ip")?,
-                            }),
-                            None,
-                        ),
-                        None => {
-                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
-                                .bind(id)
-                                .bind(&now_ts)
-                                .fetch_optional(&s.reader)
-                                .await
-                                .map_err(map)?;
-                            let refused = row
-                                .map(|r| {
-                                    Ok::<_, StoreError>((
-                                        get(&r, "attempts")?,
-                                        get(&r, "consumed")?,
-                                        get(&r, "expired")?,
-                                    ))
-                                })
-                                .transpose()?;
-                            (None, refused)
+                    Inner::Sqlite(s) => {
+                        let map = |e| codec::sqlite_err("attempt mfa challenge", e);
+                        let now_ts = codec::ts(now);
+                        let row = sqlx::query(UPDATE_MFA_CHALLENGES)
+                            .bind(id)
+                            .bind(&now_ts)
+                            .bind(max)
+                            .fetch_optional(&s.writer)
+                            .await
+                            .map_err(map)?;
+                        match row {
+                            Some(r) => (
+                                Some(MfaChallenge {
+                                    id,
+                                    user_id: UserId(get(&r, "user_id")?),
+                                    created_at: codec::get_ts(&r, "created_at")?,
+                                    expires_at: codec::get_ts(&r, "expires_at")?,
+                                    attempts: attempts_from_db(get(&r, "attempts")?)?,
+                                    device_name: get(&r, "device_name")?,
+                                    user_agent: get(&r, "user_agent")?,
+                                    ip: get(&r, "ip")?,
+                                }),
+                                None,
+                            ),
+                            None => {
+                                let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                    .bind(id)
+                                    .bind(&now_ts)
+                                    .fetch_optional(&s.reader)
+                                    .await
+                                    .map_err(map)?;
+                                let refused = row
+                                    .map(|r| {
+                                        Ok::<_, StoreError>((
+                                            get(&r, "attempts")?,
+                                            get(&r, "consumed")?,
+                                            get(&r, "expired")?,
+                                        ))
+                                    })
+                                    .transpose()?;
+                                (None, refused)
+                            }
                         }
                     }
-                }
-            };
+                };
             Ok(match (granted, refused) {
                 (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
                 (None, Some((attempts, false, false))) if attempts >= max => {

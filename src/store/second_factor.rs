@@ -68,18 +68,11 @@ impl Store {
                         .await
                         .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
                     row.map(|r| {
-                        let locked_until: Option<String> = get(&r, "locked_until")?;
                         Ok(VersionedLockRow {
                             row: SecondFactorLockRow {
                                 failures: failures_from_db(get(&r, "failures")?)?,
-                                last_failure_at: codec::parse_ts(&get::<_, String>(
-                                    &r,
-                                    "last_failure_at",
-                                )?)?,
-                                locked_until: locked_until
-                                    .as_deref()
-                                    .map(codec::parse_ts)
-                                    .transpose()?,
+                                last_failure_at: codec::get_ts(&r, "last_failure_at")?,
+                                locked_until: codec::get_opt_ts(&r, "locked_until")?,
                             },
                             version: get(&r, "version")?,
                         })
