@@ -26,9 +26,11 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('
 return {1, new_tat - now, 0}
 ";
 
-/// One failure: KEYS[1] = hash {f: failures, l: last failure, u: locked until};
-/// ARGV = threshold, base ms, max ms, decay ms. Returns {failures, locked_for_ms}.
-const FAIL: &str = r"
+/// Reads the lock hash of KEYS[1] ({f: failures, l: last failure, u: locked until}) and the
+/// policy ARGV = threshold, base ms, max ms, decay ms. Shared by [`FAIL`] and [`RESERVE`].
+macro_rules! lock_state_lua {
+    () => {
+        r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local threshold = tonumber(ARGV[1])
@@ -37,6 +39,15 @@ local max = tonumber(ARGV[3])
 local decay = tonumber(ARGV[4])
 local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
 local l = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
+"
+    };
+}
+
+/// Counts one failure into `f` and sets the lock it earns (`lock`, ms): the one schedule of the
+/// failed-login lock, shared by [`FAIL`] and [`RESERVE`].
+macro_rules! count_failure_lua {
+    () => {
+        r"
 if now - l > decay then f = 0 end
 f = f + 1
 local lock = 0
@@ -50,39 +61,29 @@ redis.call('HSET', KEYS[1], 'f', f, 'l', string.format('%.0f', now), 'u', string
 local ttl = decay
 if lock > ttl then ttl = lock end
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
-return {f, lock}
-";
+"
+    };
+}
+
+/// One failure: KEYS[1] = hash {f: failures, l: last failure, u: locked until};
+/// ARGV = threshold, base ms, max ms, decay ms. Returns {failures, locked_for_ms}.
+const FAIL: &str = concat!(
+    lock_state_lua!(),
+    count_failure_lua!(),
+    "return {f, lock}\n"
+);
 
 /// Reserves one attempt: KEYS[1] = lock hash; ARGV as FAIL. While locked returns
 /// {0, locked_for_ms, failures}; otherwise counts a failure exactly like FAIL and returns
 /// {1, locked_for_ms, failures}. Check and count in one script, so parallel attempts cannot all
 /// pass the lock.
-const RESERVE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local threshold = tonumber(ARGV[1])
-local base = tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
-local decay = tonumber(ARGV[4])
-local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
-local l = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
-local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
-if u > now then return {0, u - now, f} end
-if now - l > decay then f = 0 end
-f = f + 1
-local lock = 0
-if f >= threshold then
-  local e = f - threshold
-  if e > 40 then e = 40 end
-  lock = base * (2 ^ e)
-  if lock > max then lock = max end
-end
-redis.call('HSET', KEYS[1], 'f', f, 'l', string.format('%.0f', now), 'u', string.format('%.0f', now + lock))
-local ttl = decay
-if lock > ttl then ttl = lock end
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
-return {1, lock, f}
-";
+const RESERVE: &str = concat!(
+    lock_state_lua!(),
+    "local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')\n",
+    "if u > now then return {0, u - now, f} end",
+    count_failure_lua!(),
+    "return {1, lock, f}\n"
+);
 
 /// Takes one reservation back: KEYS[1] = lock hash; ARGV[1] = threshold. One failure fewer,
 /// and no lock if fewer than the threshold remain.
