@@ -227,9 +227,21 @@ async fn login_from(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/auth/sessions"))
-        .header("x-forwarded-for", forwarded_for)
+    login_with_headers(app, &[("x-forwarded-for", forwarded_for)], email, password).await
+}
+
+/// A login carrying `headers` (as a proxy and the client set them).
+async fn login_with_headers(
+    app: &TestApp,
+    headers: &[(&str, &str)],
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/v1/auth/sessions"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
         .json(&json!({"email": email, "password": password}))
         .send()
         .await
@@ -661,14 +673,16 @@ async fn login_behind_proxy(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/auth/sessions"))
-        .header("x-forwarded-for", x_forwarded_for)
-        .header("forwarded", client_forwarded)
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
+    login_with_headers(
+        app,
+        &[
+            ("x-forwarded-for", x_forwarded_for),
+            ("forwarded", client_forwarded),
+        ],
+        email,
+        password,
+    )
+    .await
 }
 
 /// Behind nginx, an ALB or HAProxy (which append only X-Forwarded-For and pass other headers
