@@ -27,6 +27,7 @@
 mod abuse;
 mod mail;
 mod sources;
+mod webauthn;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
+pub use webauthn::{RelyingParty, WebauthnSetting};
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -180,6 +182,9 @@ const ALL_KEYS: &[Key] = &[
     COMMIT_MAX_WAIT,
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
+    webauthn::RP_ID,
+    webauthn::ORIGINS,
+    webauthn::RP_NAME,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -322,6 +327,10 @@ pub struct Config {
     /// The scopes API keys may be created with (`SESSIOND_API_KEY_SCOPES`, a comma list;
     /// default empty: no scopes). Stored keys' scopes no longer listed are not passed on.
     pub api_key_scopes: Vec<String>,
+    /// Passkeys (WebAuthn): the relying party, development default, or off
+    /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
+    /// `config/webauthn.rs`).
+    pub webauthn: WebauthnSetting,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -1039,6 +1048,13 @@ fn build(
         );
     }
 
+    // Generated development keys (SQLite, no key configured) also mean a development relying
+    // party on localhost unless one is configured.
+    let development_keys = !on_postgres
+        && signing_key_file.as_ref().is_some_and(Vec::is_empty)
+        && matches!(refresh_key, Some(None));
+    let webauthn = webauthn::parse(s, &mut p, development_keys);
+
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
     }
@@ -1093,6 +1109,7 @@ fn build(
         commit_max_wait: commit_max_wait.expect(CHECKED),
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
+        webauthn: webauthn.expect(CHECKED),
         warnings,
     })
 }

@@ -73,6 +73,8 @@ pub struct Services {
     pub reauth_max_age: std::time::Duration,
     /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
+    /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
+    pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
 }
 
 impl Services {
@@ -86,6 +88,15 @@ impl Services {
             mfa: &self.mfa,
             clock: &self.clock,
             require_verified_email: self.require_verified_email,
+        }
+    }
+
+    /// The passkey flows (`crate::auth::passkeys`), over these services.
+    pub fn passkey_flows(&self) -> crate::auth::passkeys::PasskeyFlows<'_> {
+        crate::auth::passkeys::PasskeyFlows {
+            auth: self.auth(),
+            passkeys: self.passkeys.as_deref(),
+            mailer: &self.mailer,
         }
     }
 
