@@ -87,6 +87,7 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "api-keys", description = "The caller's API keys (service credentials)"),
         (name = "verify", description = "Forward authentication for gateways"),
         (name = "profile", description = "The caller's display name and password"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
     )
 )]
 pub struct ApiDoc;

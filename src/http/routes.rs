@@ -8,6 +8,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod passkeys;
 pub mod password_reset;
 pub mod profile;
 pub mod reauth;
