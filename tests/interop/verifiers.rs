@@ -194,6 +194,7 @@ impl Issuer {
 
 fn assert_outcomes(verifier: Verifier, cases: &[(&str, bool)], lines: &[Value]) {
     for ((what, accepted), line) in cases.iter().zip(lines) {
+        eprintln!("{verifier:?}: {what}: {line}");
         assert_eq!(
             line["ok"], *accepted,
             "{verifier:?}: {what} must be {}: {line}",
@@ -294,6 +295,22 @@ async fn standard_verifiers_accept_real_tokens_and_refuse_tampered_ones(alg: Alg
         assert_eq!(lines[0]["sub"], claims["sub"], "{verifier:?}");
         assert_eq!(lines[0]["sid"], claims["sid"], "{verifier:?}");
         assert_eq!(lines[0]["alg"], alg_name, "{verifier:?}");
+
+        // The algorithm confusions are refused by the library itself too, not only by the
+        // allow-list: with every algorithm allowed, the key (its type and its JWK `alg`)
+        // still decides.
+        let confusions = &tokens[4..7];
+        let (code, lines) = verifier
+            .run(
+                &issuer.jwks_url,
+                ISSUER,
+                AUDIENCE,
+                "EdDSA,RS256,HS256,none",
+                confusions,
+            )
+            .await;
+        assert_outcomes(verifier, &expected[4..7], &lines);
+        assert_eq!(code, 1);
 
         // Exit 0 when every token verifies; and the issuer and audience checks are in force.
         let real = std::slice::from_ref(&issuer.token);
