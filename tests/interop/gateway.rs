@@ -128,7 +128,9 @@ impl Nginx {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("nginx did not listen on {port} in {START_TIMEOUT:?}"));
+                return Err(format!(
+                    "nginx did not listen on {port} in {START_TIMEOUT:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -348,7 +350,11 @@ async fn nginx_forwards_principals_and_never_forged_headers(backend: Backend) {
     let seen = upstream.seen();
     assert_eq!(seen.len(), 2);
     assert_upstream_saw(&seen[1], &service_headers);
-    assert!(seen[1].values("x-auth-aal").is_empty(), "{:?}", seen[1].headers);
+    assert!(
+        seen[1].values("x-auth-aal").is_empty(),
+        "{:?}",
+        seen[1].headers
+    );
     assert!(seen[1].values("x-auth-session").is_empty());
 
     // A body passes through (the check itself never carries it).
@@ -398,7 +404,11 @@ async fn nginx_refuses_missing_bad_expired_and_revoked_credentials(backend: Back
     expired["exp"] = json!(now() - 1800);
     let expired = sign(&header, &expired, &signing_key, Algorithm::EdDSA);
     let response = through(&app, &nginx, &Credential::Bearer(control)).await;
-    assert_eq!(response.status(), StatusCode::OK, "the forged control token passes");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the forged control token passes"
+    );
     let before = upstream.count();
 
     let mut refused = vec![
@@ -417,14 +427,19 @@ async fn nginx_refuses_missing_bad_expired_and_revoked_credentials(backend: Back
             "an unknown API key",
             Credential::ApiKey(format!("sk_{}_{}", "0".repeat(24), "A".repeat(43))),
         ),
-        ("a garbage API key", Credential::ApiKey("sk_nonsense".into())),
+        (
+            "a garbage API key",
+            Credential::ApiKey("sk_nonsense".into()),
+        ),
     ];
     // Revoked: the session logged out, the key revoked.
     let response = app
         .post_authed("/v1/auth/sessions/current/revoke", &user.access)
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let other = app.login("gateway@example.com", "correct horse battery").await;
+    let other = app
+        .login("gateway@example.com", "correct horse battery")
+        .await;
     let other = crate::helpers::Tokens::from_body(other.json().await.unwrap());
     let response = app
         .delete_authed(&format!("/v1/auth/api-keys/{key_id}"), &other.access)

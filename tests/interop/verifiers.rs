@@ -196,7 +196,8 @@ fn assert_outcomes(verifier: Verifier, cases: &[(&str, bool)], lines: &[Value]) 
     for ((what, accepted), line) in cases.iter().zip(lines) {
         eprintln!("{verifier:?}: {what}: {line}");
         assert_eq!(
-            line["ok"], *accepted,
+            line["ok"],
+            *accepted,
             "{verifier:?}: {what} must be {}: {line}",
             if *accepted { "accepted" } else { "refused" }
         );
@@ -241,13 +242,21 @@ async fn standard_verifiers_accept_real_tokens_and_refuse_tampered_ones(alg: Alg
 
     let cases: Vec<(&str, bool, String)> = vec![
         ("the real token", true, issuer.token.clone()),
-        ("the control (re-signed unchanged)", true, issuer.resigned(|_, _| {})),
+        (
+            "the control (re-signed unchanged)",
+            true,
+            issuer.resigned(|_, _| {}),
+        ),
         (
             "the payload changed (sub), signature kept",
             false,
             with_claims(&issuer.token, &other_sub),
         ),
-        ("the signature changed", false, flip_signature(&issuer.token)),
+        (
+            "the signature changed",
+            false,
+            flip_signature(&issuer.token),
+        ),
         (
             "the alg swapped to the other asymmetric one, signature kept",
             false,
