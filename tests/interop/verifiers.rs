@@ -309,6 +309,12 @@ async fn standard_verifiers_accept_real_tokens_and_refuse_tampered_ones(alg: Alg
         // allow-list: with every algorithm allowed, the key (its type and its JWK `alg`)
         // still decides.
         let confusions = &tokens[4..7];
+        assert!(
+            expected[4..7]
+                .iter()
+                .all(|(what, _)| what.contains("alg") || what.contains("HS256")),
+            "cases 4..7 are the algorithm confusions"
+        );
         let (code, lines) = verifier
             .run(
                 &issuer.jwks_url,
