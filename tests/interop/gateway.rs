@@ -487,3 +487,32 @@ both_backends!(
     nginx_forwards_principals_and_never_forged_headers,
     nginx_refuses_missing_bad_expired_and_revoked_credentials,
 );
+
+/// The untested Traefik and Envoy examples at least clear the same headers as the tested nginx
+/// configuration (which `nginx_forwards_principals_and_never_forged_headers` pins to what
+/// sessiond answers), so a new `X-Auth-*` header cannot be forgotten there either.
+#[test]
+fn traefik_and_envoy_examples_clear_every_header_nginx_clears() {
+    let read = |name: &str| {
+        let path = repo_root().join("deploy/gateway").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let envoy = read("envoy.yaml");
+    let headers = headers_the_config_sets();
+    assert!(headers.len() >= 6, "{headers:?}");
+    for header in &headers {
+        assert!(
+            envoy.contains(&format!("- remove: {header}\n")),
+            "envoy.yaml's header_mutation must remove {header}"
+        );
+    }
+    assert!(
+        envoy.contains("- prefix: x-auth-"),
+        "envoy.yaml copies x-auth-*"
+    );
+    let traefik = read("traefik.yml");
+    assert!(
+        traefik.contains(r#"authResponseHeadersRegex: "(?i)^x-auth-""#),
+        "traefik.yml strips and copies every x-auth-* header"
+    );
+}
