@@ -118,7 +118,10 @@ impl Nginx {
                 let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
                 return Err(format!("nginx exited with {status}:\n{log}"));
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // nginx writes its pid file after binding its listeners; checking it (with the
+            // child alive) rules out another process that took the port first.
+            let bound = dir.path().join("nginx.pid").exists();
+            if bound && TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(Nginx {
                     base: format!("http://127.0.0.1:{port}"),
                     child,
