@@ -590,7 +590,8 @@ impl<'a> PasskeyFlows<'a> {
                 CeremonyKind::Mfa,
                 bound_to_challenge(challenge_id),
                 to_json(&state)?,
-                None,
+                // The session's label, given at the password step.
+                challenge.device_name,
             )
             .await?;
         Ok(Started {
@@ -673,7 +674,7 @@ impl<'a> PasskeyFlows<'a> {
                 auth_time: now,
                 aal: 2,
                 amr,
-                device_name: None,
+                device_name: ceremony.name,
                 user_agent: client.user_agent.clone(),
                 ip: client.ip.clone(),
             },

@@ -2,26 +2,22 @@
 //! registration (discoverable), list, rename, delete, step-up, passwordless login, the second
 //! factor of a password login, and the failures (wrong origin or RP id, replayed, expired or
 //! foreign ceremony, counter regression, deleted or another user's credential, missing user
-//! verification, revoked session, passkeys disabled, last second factor).
-//!
-//! `SoftPasskey` keeps no resident credentials and sends no user handle, so [`Authenticator`]
-//! wraps it: it records the credentials it creates as resident ones (and the `residentKey`
-//! the server asked for), answers an empty `allowCredentials` with them and adds the user
-//! handle, as a platform authenticator does.
+//! verification, revoked session, passkeys disabled, last second factor). The authenticator is
+//! `tests/support/soft_authenticator.rs`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use webauthn_authenticator_rs::AuthenticatorBackendHashedClientData;
-use webauthn_authenticator_rs::prelude::{Url, WebauthnAuthenticator, WebauthnCError};
-use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::prelude::{Url, WebauthnAuthenticator};
 use webauthn_rs_proto::{
-    AllowCredentials, CreationChallengeResponse, PublicKeyCredential,
-    PublicKeyCredentialCreationOptions, PublicKeyCredentialRequestOptions,
-    RegisterPublicKeyCredential, RequestChallengeResponse, ResidentKeyRequirement,
-    UserVerificationPolicy,
+    CreationChallengeResponse, RegisterPublicKeyCredential, RequestChallengeResponse,
+    ResidentKeyRequirement, UserVerificationPolicy,
 };
+
+#[path = "../support/soft_authenticator.rs"]
+mod soft_authenticator;
+use soft_authenticator::Authenticator;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
@@ -29,95 +25,6 @@ use crate::mail_sink::MailSink;
 
 const PASSWORD: &str = "correct horse battery";
 const ORIGIN: &str = "http://localhost:8080";
-
-/// A software passkey that behaves like a platform authenticator with resident keys.
-struct Authenticator {
-    inner: SoftPasskey,
-    /// (RP id, user handle, credential id) of every credential created.
-    resident: Vec<(String, Vec<u8>, Vec<u8>)>,
-    /// What the last registration asked for.
-    asked_resident_key: Option<ResidentKeyRequirement>,
-    /// Sign without user verification (a faulty or malicious client).
-    skip_uv: bool,
-    /// Hash this RP id instead of the one asked for.
-    rp_id_override: Option<String>,
-}
-
-impl Authenticator {
-    fn new() -> Self {
-        Self {
-            // `true`: claim user verification (SoftPasskey cannot really do it).
-            inner: SoftPasskey::new(true),
-            resident: Vec::new(),
-            asked_resident_key: None,
-            skip_uv: false,
-            rp_id_override: None,
-        }
-    }
-}
-
-impl AuthenticatorBackendHashedClientData for Authenticator {
-    fn perform_register(
-        &mut self,
-        client_data_hash: Vec<u8>,
-        mut options: PublicKeyCredentialCreationOptions,
-        timeout_ms: u32,
-    ) -> Result<RegisterPublicKeyCredential, WebauthnCError> {
-        self.asked_resident_key = options
-            .authenticator_selection
-            .as_ref()
-            .and_then(|s| s.resident_key.clone());
-        let rp_id = options.rp.id.clone();
-        let user = options.user.id.to_vec();
-        // SoftPasskey refuses `requireResidentKey`; residency is kept here instead.
-        if let Some(selection) = options.authenticator_selection.as_mut() {
-            selection.require_resident_key = false;
-        }
-        let credential = self
-            .inner
-            .perform_register(client_data_hash, options, timeout_ms)?;
-        self.resident
-            .push((rp_id, user, credential.raw_id.to_vec()));
-        Ok(credential)
-    }
-
-    fn perform_auth(
-        &mut self,
-        client_data_hash: Vec<u8>,
-        mut options: PublicKeyCredentialRequestOptions,
-        timeout_ms: u32,
-    ) -> Result<PublicKeyCredential, WebauthnCError> {
-        let discoverable = options.allow_credentials.is_empty();
-        if discoverable {
-            options.allow_credentials = self
-                .resident
-                .iter()
-                .filter(|(rp, _, _)| *rp == options.rp_id)
-                .map(|(_, _, id)| AllowCredentials {
-                    type_: "public-key".into(),
-                    id: id.clone().into(),
-                    transports: None,
-                })
-                .collect();
-        }
-        if self.skip_uv {
-            options.user_verification = UserVerificationPolicy::Preferred;
-        }
-        if let Some(rp) = &self.rp_id_override {
-            options.rp_id = rp.clone();
-        }
-        let mut credential = self.inner.perform_auth(client_data_hash, options, timeout_ms)?;
-        if discoverable {
-            let id = credential.raw_id.to_vec();
-            credential.response.user_handle = self
-                .resident
-                .iter()
-                .find(|(_, _, cred)| *cred == id)
-                .map(|(_, user, _)| user.clone().into());
-        }
-        Ok(credential)
-    }
-}
 
 fn origin() -> Url {
     Url::parse(ORIGIN).unwrap()
