@@ -24,3 +24,4 @@ mod reauth;
 mod refresh;
 mod refresh_attacks;
 mod seed;
+mod verify_crate;
