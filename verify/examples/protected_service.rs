@@ -13,7 +13,7 @@
 //! Settings: `SESSIOND_URL` (where sessiond answers), `SESSIOND_ISSUER` (its
 //! `SESSIOND_ISSUER`, default `http://localhost:8080`), `SESSIOND_AUDIENCE` (default
 //! `sessiond`), `BIND` (default `127.0.0.1:3000`). The tests in sessiond's
-//! `tests/verify_crate.rs` run [`router`] against a live sessiond.
+//! `tests/api/verify_crate.rs` run [`router`] against a live sessiond.
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
