@@ -197,3 +197,61 @@ pub enum BuildError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_sessionds_codes_and_challenges() {
+        let aal = AuthError::InsufficientAal { required: 2 };
+        assert_eq!(
+            (aal.status(), aal.code()),
+            (401, "insufficient_user_authentication")
+        );
+        assert_eq!(
+            aal.challenge().as_deref(),
+            Some(r#"Bearer error="insufficient_user_authentication", acr_values="aal2""#)
+        );
+        assert_eq!(aal.body()["error"]["details"]["acr_values"], "aal2");
+
+        let expired = AuthError::InvalidToken(TokenProblem::Expired);
+        assert_eq!((expired.status(), expired.code()), (401, "invalid_token"));
+        assert_eq!(
+            expired.challenge().as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        // The reason is for logs; the client's message names it, never a secret.
+        assert_eq!(
+            expired.body()["error"]["message"],
+            "invalid access token (expired)"
+        );
+
+        let revoked = AuthError::Refused {
+            status: 401,
+            code: "session_revoked".into(),
+            message: "the session was revoked".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            revoked.challenge().as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        let bad_key = AuthError::Refused {
+            status: 401,
+            code: "invalid_api_key".into(),
+            message: "invalid API key".into(),
+            retry_after: None,
+        };
+        assert_eq!(bad_key.challenge(), None, "API keys are not bearer tokens");
+
+        let scope = AuthError::InsufficientScope {
+            scope: "invoices:read".into(),
+        };
+        assert_eq!((scope.status(), scope.code()), (403, "insufficient_scope"));
+        assert_eq!(
+            scope.challenge().as_deref(),
+            Some(r#"Bearer error="insufficient_scope", scope="invoices:read""#)
+        );
+    }
+}

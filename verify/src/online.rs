@@ -150,3 +150,55 @@ pub(crate) async fn ask(
     tracing::warn!(%url, status, "sessiond verify answered an unexpected status");
     Err(AuthError::Unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::ServicePrincipal;
+
+    fn principal() -> Principal {
+        Principal::Service(ServicePrincipal {
+            key_id: "k".into(),
+            owner_id: uuid::Uuid::nil(),
+            name: "n".into(),
+            scopes: vec![],
+        })
+    }
+
+    #[tokio::test]
+    async fn only_live_entries_are_returned() {
+        let cache = PositiveCache::new(Duration::from_secs(3600));
+        let (a, b, c) = (
+            PositiveCache::digest("bearer", "a"),
+            PositiveCache::digest("bearer", "b"),
+            PositiveCache::digest("api-key", "a"),
+        );
+        assert_ne!(a, c, "the kind is part of the key");
+        cache.put(a, principal(), None);
+        // Bounded by the credential's own expiry: already past, so never served.
+        cache.put(b, principal(), Some(Instant::now()));
+        assert_eq!(cache.get(&a), Some(principal()));
+        assert_eq!(cache.get(&b), None);
+        assert_eq!(cache.get(&c), None);
+
+        let off = PositiveCache::new(Duration::ZERO);
+        off.put(a, principal(), None);
+        assert_eq!(off.get(&a), None, "a zero TTL caches nothing");
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_makes_room() {
+        let cache = PositiveCache::new(Duration::from_secs(3600));
+        for i in 0..=CAPACITY {
+            cache.put(
+                PositiveCache::digest("bearer", &i.to_string()),
+                principal(),
+                None,
+            );
+        }
+        let len = cache.entries.lock().unwrap().len();
+        assert!(len <= CAPACITY, "{len}");
+        let last = PositiveCache::digest("bearer", &CAPACITY.to_string());
+        assert!(cache.get(&last).is_some(), "the newest entry is kept");
+    }
+}
