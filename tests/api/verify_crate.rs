@@ -272,6 +272,44 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
         )
         .await;
     }
+    // Algorithm confusion: HS256 keyed with the published public key, and `none`, both naming
+    // the real kid: the JWKS fixes the algorithm, so both are refused.
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = &jwks["keys"][0];
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = jwk["kid"].as_str().map(str::to_owned);
+    let public = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims(&ada.access),
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    let none_header = json!({"alg": "none", "typ": "at+jwt", "kid": jwk["kid"]});
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(none_header.to_string()),
+        parts[1]
+    );
+    for token in [confused.as_str(), unsigned.as_str()] {
+        let response = service.get("/me", token).await;
+        assert_refused(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            INVALID_TOKEN,
+        )
+        .await;
+    }
     let basic = service
         .client
         .get(format!("{}/me", service.base))
