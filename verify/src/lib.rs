@@ -94,6 +94,7 @@ mod verifier;
 
 pub use crate::error::{AuthError, BuildError, TokenProblem};
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::layer::{AuthLayer, Authenticated, RequireAal2, RequireScope, Scope};
 pub use crate::online::OnlineBackend;
 pub use crate::principal::{Principal, ServicePrincipal, UserPrincipal};
