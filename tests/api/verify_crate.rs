@@ -347,6 +347,80 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
     assert_eq!(proxy.jwks_fetches(), 1);
 }
 
+/// Every claim and header rule, one at a time, on tokens signed with sessiond's own key: the
+/// unchanged copy passes (so each refusal is that rule's), each changed one gets 401.
+async fn each_claim_and_header_rule_is_enforced(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let proxy = proxy(&app.base).await;
+    let service = Service::start(proxy.settings().leeway(Duration::from_secs(5))).await;
+    let ada = app.signed_in_user("ada@example.com").await;
+    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap();
+    let kid = claims_header_kid(&ada.access);
+    let sign = |typ: &str, claims: &Value| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    };
+    let good = claims(&ada.access);
+    let now = unix_now();
+
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let response = service.get("/me", &sign(typ, &good)).await;
+        assert_eq!(response.status(), StatusCode::OK, "typ {typ}");
+    }
+    let changed = |field: &str, value: Value| {
+        let mut c = good.clone();
+        if value.is_null() {
+            c.as_object_mut().unwrap().remove(field);
+        } else {
+            c[field] = value;
+        }
+        c
+    };
+    let refused = [
+        ("typ JWT", sign("JWT", &good)),
+        (
+            "iss",
+            sign("at+jwt", &changed("iss", "https://evil.example".into())),
+        ),
+        ("aud", sign("at+jwt", &changed("aud", "other".into()))),
+        (
+            "exp past",
+            sign("at+jwt", &changed("exp", (now - 60).into())),
+        ),
+        (
+            "iat future",
+            sign("at+jwt", &changed("iat", (now + 60).into())),
+        ),
+        (
+            "nbf future",
+            sign("at+jwt", &changed("nbf", (now + 60).into())),
+        ),
+        ("no sid", sign("at+jwt", &changed("sid", Value::Null))),
+        (
+            "sub not a uuid",
+            sign("at+jwt", &changed("sub", "ada".into())),
+        ),
+        ("no exp", sign("at+jwt", &changed("exp", Value::Null))),
+    ];
+    for (what, token) in refused {
+        let response = service.get("/me", &token).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_refused(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            INVALID_TOKEN,
+        )
+        .await;
+    }
+    // Within the leeway, time claims still pass.
+    let skewed = sign("at+jwt", &changed("iat", (now + 2).into()));
+    assert_eq!(service.get("/me", &skewed).await.status(), StatusCode::OK);
+}
+
 async fn expired_tokens_are_refused(backend: Backend) {
     let app = spawn_app_with(
         backend,
@@ -718,6 +792,7 @@ async fn an_hs256_sessiond_offers_only_the_online_mode(backend: Backend) {
 
 both_backends!(
     valid_tokens_pass_and_bad_ones_get_sessionds_answers,
+    each_claim_and_header_rule_is_enforced,
     expired_tokens_are_refused,
     tokens_for_another_audience_or_issuer_are_refused,
     revoked_sessions_pass_local_checks_until_expiry_but_not_online_ones,
