@@ -40,8 +40,8 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
-pub use webauthn::{RelyingParty, WebauthnSetting};
 use sources::{Key, Problems, Raw, Sources};
+pub use webauthn::{RelyingParty, WebauthnSetting};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
     Key {

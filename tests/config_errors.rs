@@ -301,7 +301,10 @@ fn webauthn_settings_are_checked_together_with_the_others() {
         ],
     );
     assert_eq!(p.len(), 3, "{p:#?}");
-    assert!(names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"), "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
+        "{p:#?}"
+    );
     let rp = p
         .iter()
         .find(|m| names_both(m, "SESSIOND_WEBAUTHN_RP_ID", "webauthn_rp_id"))
@@ -326,16 +329,17 @@ fn webauthn_origin_must_be_on_the_rp_id_and_both_are_needed() {
         ],
     );
     assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(p[0].contains("is not on SESSIOND_WEBAUTHN_RP_ID"), "{}", p[0]);
+    assert!(
+        p[0].contains("is not on SESSIOND_WEBAUTHN_RP_ID"),
+        "{}",
+        p[0]
+    );
 
     let p = problems(None, &[("SESSIOND_WEBAUTHN_RP_ID", "example.com")]);
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(p[0].contains("needs SESSIOND_WEBAUTHN_ORIGINS"), "{}", p[0]);
 
-    let p = problems(
-        Some("webauthn_origins = [\"https://example.com\"]"),
-        &[],
-    );
+    let p = problems(Some("webauthn_origins = [\"https://example.com\"]"), &[]);
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(p[0].contains("needs SESSIOND_WEBAUTHN_RP_ID"), "{}", p[0]);
 }

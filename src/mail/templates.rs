@@ -92,7 +92,11 @@ pub fn reset_removals_mail(
 
 /// The warning that one of the owner's passkeys presented a signature counter lower than one
 /// already seen: the authenticator may have been cloned. The attempt was refused.
-pub fn passkey_counter_regressed_mail(to: &str, user_id: UserId, passkey_name: &str) -> OutgoingMail {
+pub fn passkey_counter_regressed_mail(
+    to: &str,
+    user_id: UserId,
+    passkey_name: &str,
+) -> OutgoingMail {
     // The name is the owner's own label; no control characters in the mail.
     let name: String = passkey_name.chars().filter(|c| !c.is_control()).collect();
     let body = format!(

@@ -964,15 +964,15 @@ pub(super) mod pg {
             .execute(conn)
             .await
             .map_err(map)?,
-            SecondFactor::Passkey(id) => sqlx::query(
-                "UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(now)
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }
@@ -1038,15 +1038,15 @@ pub(super) mod lite {
             .execute(conn)
             .await
             .map_err(map)?,
-            SecondFactor::Passkey(id) => sqlx::query(
-                "UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(codec::ts(now))
-            .execute(conn)
-            .await
-            .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(codec::ts(now))
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }

@@ -24,7 +24,13 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-async fn post(client: &reqwest::Client, at: &Sessiond, path: &str, access: &str, body: Value) -> (StatusCode, Value) {
+async fn post(
+    client: &reqwest::Client,
+    at: &Sessiond,
+    path: &str,
+    access: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let response = client
         .post(at.url(path))
         .bearer_auth(access)
@@ -53,10 +59,20 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
     let mut authenticator = Authenticator::new();
 
     // Registration: started through A, finished through B.
-    let (status, started) = post(&client, &a, "/v1/auth/passkeys/register/start", &s.access, json!({"name": "Laptop"})).await;
+    let (status, started) = post(
+        &client,
+        &a,
+        "/v1/auth/passkeys/register/start",
+        &s.access,
+        json!({"name": "Laptop"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{started}");
-    let options: CreationChallengeResponse = serde_json::from_value(started["options"].clone()).unwrap();
-    let credential = authenticator.do_registration(origin.clone(), options).unwrap();
+    let options: CreationChallengeResponse =
+        serde_json::from_value(started["options"].clone()).unwrap();
+    let credential = authenticator
+        .do_registration(origin.clone(), options)
+        .unwrap();
     let (status, body) = post(
         &client,
         &b,
@@ -74,9 +90,17 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
     assert_eq!(claims(&s.access)["aal"], 1);
 
     // Step-up: started through A, finished through B.
-    let (status, started) = post(&client, &a, "/v1/auth/passkeys/step-up/start", &s.access, json!({})).await;
+    let (status, started) = post(
+        &client,
+        &a,
+        "/v1/auth/passkeys/step-up/start",
+        &s.access,
+        json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{started}");
-    let options: RequestChallengeResponse = serde_json::from_value(started["options"].clone()).unwrap();
+    let options: RequestChallengeResponse =
+        serde_json::from_value(started["options"].clone()).unwrap();
     let credential = authenticator.do_authentication(origin, options).unwrap();
     let (status, body) = post(
         &client,
@@ -98,7 +122,11 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
         json!({"ceremony_id": started["ceremony_id"], "credential": credential}),
     )
     .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_ceremony")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_ceremony")),
+        "{body}"
+    );
 
     // A answers the new level.
     let r = refresh(&client, &a, &s.refresh).await;

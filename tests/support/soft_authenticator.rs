@@ -57,7 +57,7 @@ impl AuthenticatorBackendHashedClientData for Authenticator {
         self.asked_resident_key = options
             .authenticator_selection
             .as_ref()
-            .and_then(|s| s.resident_key.clone());
+            .and_then(|s| s.resident_key);
         let rp_id = options.rp.id.clone();
         let user = options.user.id.to_vec();
         // SoftPasskey refuses `requireResidentKey`; residency is kept here instead.
@@ -86,7 +86,7 @@ impl AuthenticatorBackendHashedClientData for Authenticator {
                 .filter(|(rp, _, _)| *rp == options.rp_id)
                 .map(|(_, _, id)| AllowCredentials {
                     type_: "public-key".into(),
-                    id: id.clone().into(),
+                    id: id.clone(),
                     transports: None,
                 })
                 .collect();
@@ -97,16 +97,17 @@ impl AuthenticatorBackendHashedClientData for Authenticator {
         if let Some(rp) = &self.rp_id_override {
             options.rp_id = rp.clone();
         }
-        let mut credential = self.inner.perform_auth(client_data_hash, options, timeout_ms)?;
+        let mut credential = self
+            .inner
+            .perform_auth(client_data_hash, options, timeout_ms)?;
         if discoverable {
             let id = credential.raw_id.to_vec();
             credential.response.user_handle = self
                 .resident
                 .iter()
                 .find(|(_, _, cred)| *cred == id)
-                .map(|(_, user, _)| user.clone().into());
+                .map(|(_, user, _)| user.clone());
         }
         Ok(credential)
     }
 }
-

@@ -23,7 +23,9 @@ use crate::auth::passkeys::port::StoredPasskey;
 use crate::domain::DeviceName;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::{BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable};
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{SessionView, TokenResponse, issued_session_response};
 use crate::store::audit::AuditClient;
@@ -318,7 +320,9 @@ pub async fn register_start(
     flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
     crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     let name = passkey_name(&body.name)?;
-    let started = flows.register_start(me.user_id, me.session_id, name).await?;
+    let started = flows
+        .register_start(me.user_id, me.session_id, name)
+        .await?;
     Ok(Json(CeremonyResponse::from_started(started)?))
 }
 
@@ -415,10 +419,7 @@ pub async fn rename(
 ) -> Result<Json<PasskeyResponse>, ApiError> {
     let id = parse_id(&id, "passkey id")?;
     let name = passkey_name(&body.name)?;
-    let passkey = state
-        .passkey_flows()
-        .rename(me.user_id, id, &name)
-        .await?;
+    let passkey = state.passkey_flows().rename(me.user_id, id, &name).await?;
     Ok(Json(PasskeyResponse {
         passkey: PasskeyView::from(&passkey),
     }))
@@ -461,7 +462,13 @@ pub async fn delete(
     flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
     crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
     flows
-        .delete(me.user_id, me.session_id, id, confirm, &audit_client(&client))
+        .delete(
+            me.user_id,
+            me.session_id,
+            id,
+            confirm,
+            &audit_client(&client),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
