@@ -795,7 +795,113 @@ async fn passkeys_disabled_answers_404(backend: Backend) {
     app.stop().await;
 }
 
+async fn recovery_codes_of_a_passkey_account_complete_its_login(backend: Backend) {
+    let app = passkey_app(backend).await;
+    let (_, _, registered) = user_with_passkey(&app, "pk-recovery@example.com").await;
+    let code = registered["recovery_codes"][0].as_str().unwrap().to_owned();
+    let login = || async {
+        let body = assert_error(
+            app.login("pk-recovery@example.com", PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "mfa_required",
+        )
+        .await;
+        body["error"]["details"]["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // No TOTP on this account: a six-digit code cannot be right.
+    let challenge = login().await;
+    assert_error(
+        app.post_json(
+            "/v1/auth/sessions/mfa",
+            &json!({"challenge_id": challenge, "code": "123456"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_mfa_code",
+    )
+    .await;
+    let body = ok_json(
+        app.post_json(
+            "/v1/auth/sessions/mfa",
+            &json!({"challenge_id": challenge, "recovery_code": code}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aal"], 2);
+    // Used once.
+    let challenge = login().await;
+    assert_error(
+        app.post_json(
+            "/v1/auth/sessions/mfa",
+            &json!({"challenge_id": challenge, "recovery_code": code}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_mfa_code",
+    )
+    .await;
+    app.stop().await;
+}
+
+async fn a_stale_session_is_told_it_can_step_up_with_a_passkey(backend: Backend) {
+    // Every sensitive action needs an authentication younger than 1 s here; the test waits
+    // until the login is older (no assertion about time: it polls the answer).
+    let app = passkey_app_with(backend, &[("SESSIOND_REAUTH_MAX_AGE", "1s".to_owned())]).await;
+    let (tokens, mut authenticator, registered) =
+        user_with_passkey(&app, "pk-stale@example.com").await;
+    let id = registered["passkey"]["id"].as_str().unwrap().to_owned();
+    let body = loop {
+        let r = post(
+            &app,
+            "/v1/auth/passkeys/register/start",
+            Some(&tokens.access),
+            &json!({"name": "Second"}),
+        )
+        .await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            break assert_error(
+                r,
+                StatusCode::UNAUTHORIZED,
+                "insufficient_user_authentication",
+            )
+            .await;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let methods = body["error"]["details"]["methods"].as_array().unwrap();
+    assert!(methods.contains(&json!("passkey")), "{body}");
+    assert_error(
+        app.delete_authed(
+            &format!("/v1/auth/passkeys/{id}?confirm=true"),
+            &tokens.access,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+    )
+    .await;
+    // A step-up is a fresh authentication of the session: `auth_time` moves to now.
+    let before = app.stored_session(&tokens.session_id).await.auth_time;
+    ok_json(
+        step_up(&app, &tokens.access, &mut authenticator).await,
+        StatusCode::OK,
+    )
+    .await;
+    let after = app.stored_session(&tokens.session_id).await;
+    assert!(after.auth_time > before, "{before} -> {}", after.auth_time);
+    assert_eq!(after.aal, 2);
+    app.stop().await;
+}
+
 both_backends!(
+    recovery_codes_of_a_passkey_account_complete_its_login,
+    a_stale_session_is_told_it_can_step_up_with_a_passkey,
     register_list_rename_delete,
     passwordless_login_with_a_discoverable_passkey,
     step_up_raises_only_this_session,
