@@ -68,6 +68,12 @@ pub fn reset_removals_mail(
     if removed.factors.totp {
         lines.push("- removed the authenticator app (TOTP) added in the last 24 hours".to_owned());
     }
+    if removed.factors.passkeys > 0 {
+        lines.push(format!(
+            "- removed {} passkey(s) added in the last 24 hours",
+            removed.factors.passkeys
+        ));
+    }
     if removed.factors.recovery_codes > 0 {
         lines.push(format!(
             "- removed {} recovery code(s) created in the last 24 hours",
@@ -137,11 +143,13 @@ mod tests {
             factors: crate::store::mfa::RemovedFactors {
                 totp: true,
                 recovery_codes: 10,
+                passkeys: 1,
             },
         };
         let mail = reset_removals_mail("ada@example.com", UserId::new(), &removed);
         for expected in [
             "signed out of 2 session(s)",
+            "removed 1 passkey(s) added in the last 24 hours",
             "revoked 2 API key(s)",
             "    * ci",
             "    * evilSubject: x",

@@ -899,7 +899,62 @@ async fn a_stale_session_is_told_it_can_step_up_with_a_passkey(backend: Backend)
     app.stop().await;
 }
 
+async fn a_password_reset_takes_back_a_passkey_added_in_the_last_day(backend: Backend) {
+    let sink = MailSink::start();
+    let app = passkey_app_with(backend, &sink.settings()).await;
+    let (_, mut authenticator, _) = user_with_passkey(&app, "pk-reset@example.com").await;
+    let reset = ok_json(
+        app.post_json(
+            "/v1/auth/password/reset",
+            &json!({"email": "pk-reset@example.com"}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let code = sink.wait_for(2).await[1].code();
+    let confirmed = app
+        .post_json(
+            "/v1/auth/password/reset/confirm",
+            &json!({"verification_id": reset["verification_id"], "code": code, "new_password": "a brand new password"}),
+        )
+        .await;
+    assert!(confirmed.status().is_success(), "{}", confirmed.status());
+    // The passkey is gone: the password alone logs in, and the passkey does not.
+    let tokens = Tokens::from_body(
+        ok_json(
+            app.login("pk-reset@example.com", "a brand new password")
+                .await,
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let list = ok_json(
+        app.get_authed("/v1/auth/passkeys", &tokens.access).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(list["passkeys"].as_array().unwrap().is_empty(), "{list}");
+    assert_error(
+        passwordless(&app, &mut authenticator).await,
+        StatusCode::UNAUTHORIZED,
+        "passkey_rejected",
+    )
+    .await;
+    let mails = sink.wait_for(3).await;
+    assert!(
+        mails.iter().any(|m| m.raw.contains("removed 1 passkey(s)")),
+        "{:?}",
+        mails
+            .iter()
+            .map(|m| m.subject().to_owned())
+            .collect::<Vec<_>>()
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    a_password_reset_takes_back_a_passkey_added_in_the_last_day,
     recovery_codes_of_a_passkey_account_complete_its_login,
     a_stale_session_is_told_it_can_step_up_with_a_passkey,
     register_list_rename_delete,
