@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use utoipa::ToSchema;
 
 use crate::auth::sessions::IssuedSession;
@@ -261,9 +261,13 @@ pub fn cors_layer(settings: &HardeningSettings) -> CorsLayer {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    let listed = origins.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
+        // Only with the allowed origin: a foreign one is told nothing at all.
+        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+            listed.contains(origin)
+        }))
         .allow_methods([Method::POST])
         .allow_headers([
             header::CONTENT_TYPE,
