@@ -628,7 +628,25 @@ async fn every_browser_route_needs_the_csrf_header_and_an_allowed_origin(backend
         .cookie(SECURE_NAME, &token)
         .send(&app)
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let mut token = assert_session_cookie(&response, SECURE_NAME, true, FOURTEEN_DAYS);
+    // On a loopback bind, the bound address's own origins are sessiond's too (its own pages,
+    // whatever port it got).
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    for origin in [app.base.clone(), format!("http://localhost:{port}")] {
+        let response = BrowserRequest::new("/v1/auth/browser/refresh")
+            .origin(Some(&origin))
+            .cookie(SECURE_NAME, &token)
+            .send(&app)
+            .await;
+        token = assert_session_cookie(&response, SECURE_NAME, true, FOURTEEN_DAYS);
+    }
+    // Another port on the same host is another origin.
+    let response = BrowserRequest::new("/v1/auth/browser/refresh")
+        .origin(Some("http://localhost:1"))
+        .cookie(SECURE_NAME, &token)
+        .send(&app)
+        .await;
+    assert_error(response, StatusCode::FORBIDDEN, "csrf_rejected").await;
 }
 
 async fn preflight(app: &TestApp, path: &str, origin: &str) -> Response {
