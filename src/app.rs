@@ -286,6 +286,8 @@ impl Application {
                     config.api_key_scopes.clone(),
                 )),
                 passkeys,
+                require_aal2_for: config.require_aal2_for,
+                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
             }),
             config: Arc::new(config),
         })

@@ -100,6 +100,7 @@ const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
+const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -185,6 +186,7 @@ const ALL_KEYS: &[Key] = &[
     webauthn::RP_ID,
     webauthn::ORIGINS,
     webauthn::RP_NAME,
+    REQUIRE_AAL2_FOR,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -331,6 +333,10 @@ pub struct Config {
     /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
     /// `config/webauthn.rs`).
     pub webauthn: WebauthnSetting,
+    /// Action classes that need a session at `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`, a comma list
+    /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
+    /// `crate::auth::reauth::require_action`.
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -937,7 +943,7 @@ fn build(
         crate::store::DEFAULT_ACQUIRE_TIMEOUT,
         false,
     );
-    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
+    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref(), bind);
     let mail = mail::parse(s, &mut p, &mut warnings);
     let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
     let commit_max_wait =
@@ -954,6 +960,13 @@ fn build(
         });
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
+    let require_aal2_for = field(
+        s,
+        &mut p,
+        &REQUIRE_AAL2_FOR,
+        action_classes,
+        crate::auth::reauth::ActionClasses::default,
+    );
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1110,6 +1123,7 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
+        require_aal2_for: require_aal2_for.expect(CHECKED),
         warnings,
     })
 }
@@ -1141,6 +1155,26 @@ fn parse_bind(key: &Key, raw: Raw<'_>) -> Result<SocketAddr, String> {
 }
 
 /// `SESSIOND_API_KEY_SCOPES`: a list of scopes, each valid as an API key's scope.
+/// `SESSIOND_REQUIRE_AAL2_FOR`: known class names only; every unknown one is named.
+fn action_classes(k: &Key, raw: Raw<'_>) -> Result<crate::auth::reauth::ActionClasses, String> {
+    use crate::auth::reauth::ActionClass;
+    let names = sources::list(k, raw)?;
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| ActionClass::parse(n).is_none())
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = ActionClass::ALL.iter().map(|c| c.as_str()).collect();
+        return Err(format!(
+            "unknown action class {} (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(names.iter().filter_map(|n| ActionClass::parse(n)).collect())
+}
+
 fn api_key_scopes(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
     let scopes = sources::list(k, raw)?;
     crate::api_keys::parse_scopes(scopes).map_err(|e| e.message)

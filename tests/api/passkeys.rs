@@ -953,7 +953,101 @@ async fn a_password_reset_takes_back_a_passkey_added_in_the_last_day(backend: Ba
     app.stop().await;
 }
 
+async fn login_finish_with_the_cookie_transport_follows_the_browser_rules(backend: Backend) {
+    let app = passkey_app(backend).await;
+    let (_, mut authenticator, _) = user_with_passkey(&app, "pk-cookie@example.com").await;
+    let (ceremony, options) =
+        assertion_start(&app, "/v1/auth/passkeys/login/start", None, &json!({})).await;
+    let credential = authenticator.do_authentication(origin(), options).unwrap();
+    let body = json!({"ceremony_id": ceremony, "credential": credential, "transport": "cookie"});
+    // Without the CSRF header: refused before the ceremony is touched.
+    let refused = app
+        .client
+        .post(app.url("/v1/auth/passkeys/login/finish"))
+        .header("origin", ORIGIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, StatusCode::FORBIDDEN, "csrf_rejected").await;
+    // With it: the browser answer, the refresh token only in the cookie.
+    let response = app
+        .client
+        .post(app.url("/v1/auth/passkeys/login/finish"))
+        .header("origin", ORIGIN)
+        .header("x-sessiond-csrf", "1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .expect("the refresh token is in a cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Path=/v1/auth/browser"),
+        "{cookie}"
+    );
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer.get("refresh_token").is_none(), "{answer}");
+    assert_eq!(claims(answer["access_token"].as_str().unwrap())["aal"], 2);
+    app.stop().await;
+}
+
+async fn require_aal2_for_passkeys_asks_for_a_step_up(backend: Backend) {
+    let app = passkey_app_with(
+        backend,
+        &[("SESSIOND_REQUIRE_AAL2_FOR", "passkeys".to_owned())],
+    )
+    .await;
+    // The first second factor is exempt: without one aal 2 cannot be reached.
+    let (tokens, mut authenticator, registered) =
+        user_with_passkey(&app, "pk-aal2@example.com").await;
+    let body = assert_error(
+        post(
+            &app,
+            "/v1/auth/passkeys/register/start",
+            Some(&tokens.access),
+            &json!({"name": "Second"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+    )
+    .await;
+    assert_eq!(body["error"]["details"]["acr_values"], "aal2", "{body}");
+    let id = registered["passkey"]["id"].as_str().unwrap();
+    assert_error(
+        app.delete_authed(
+            &format!("/v1/auth/passkeys/{id}?confirm=true"),
+            &tokens.access,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+    )
+    .await;
+    let stepped = ok_json(
+        step_up(&app, &tokens.access, &mut authenticator).await,
+        StatusCode::OK,
+    )
+    .await;
+    let access = stepped["access_token"].as_str().unwrap();
+    register(&app, access, &mut authenticator, "Second").await;
+    let deleted = app
+        .delete_authed(&format!("/v1/auth/passkeys/{id}"), access)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    app.stop().await;
+}
+
 both_backends!(
+    require_aal2_for_passkeys_asks_for_a_step_up,
+    login_finish_with_the_cookie_transport_follows_the_browser_rules,
     a_password_reset_takes_back_a_passkey_added_in_the_last_day,
     recovery_codes_of_a_passkey_account_complete_its_login,
     a_stale_session_is_told_it_can_step_up_with_a_passkey,
