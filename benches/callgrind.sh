@@ -35,6 +35,8 @@
 #      RECORD=1     write this run's figures as the new record (same STORE/PG_SSLMODE key)
 #      PG_ADMIN_URL admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
 #      SESSIOND_BIN prebuilt release binary (default: cargo build --release)
+#      COMMIT       the commit that binary was built from, for the record (default: this
+#                   worktree's HEAD, "-dirty" if it has uncommitted changes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -146,9 +148,9 @@ for phase in refresh me; do
   callgrind_annotate "$OUT/callgrind.out.$phase" >"$OUT/annotate-$phase-self.txt" 2>/dev/null || true
 done
 
-python3 - "$OUT" "$CONFIG_KEY" "$RECORD_FILE" "${RECORD:-0}" "$SESSIOND_BIN" <<'PY'
+python3 - "$OUT" "$CONFIG_KEY" "$RECORD_FILE" "${RECORD:-0}" "$SESSIOND_BIN" "${COMMIT:-}" <<'PY'
 import json, os, re, subprocess, sys, datetime
-out, key, record_file, record, binary = sys.argv[1:6]
+out, key, record_file, record, binary, given_commit = sys.argv[1:7]
 drive = json.load(open(os.path.join(out, "drive.json")))["phases"]
 
 def total_ir(path):
@@ -166,6 +168,8 @@ try:
                            capture_output=True, text=True).stdout.strip() != ""
 except Exception:
     commit, dirty = "unknown", False
+if given_commit:
+    commit, dirty = given_commit, False
 run = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "commit": commit + ("-dirty" if dirty else ""),
