@@ -3,6 +3,7 @@
 
 /// Correlation ids live outside `http` (telemetry uses them too); re-exported for handlers.
 pub use crate::correlation;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod hardening;
@@ -100,6 +101,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         // Documented only where it is served (not with `SESSIOND_METRICS_ADDR`).
         routes = routes.routes(routes!(crate::http::routes::metrics::metrics));
     }
+    if state.demo.dev_codes {
+        // Documented only where it is served (development mail mode on a loopback bind).
+        routes = routes.routes(routes!(demo::last_code));
+    }
+    let demo_pages = state.demo.enabled.then(demo::pages);
     let (api, mut openapi) = routes.split_for_parts();
     hardening::document(&mut openapi);
     let guard = Arc::new(hardening::RequestGuard {
@@ -109,6 +115,10 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         max_header_bytes: limits.hardening.max_header_bytes,
         max_headers: limits.hardening.max_headers,
     });
+    let mut api = api;
+    if let Some(pages) = demo_pages {
+        api = api.merge(pages);
+    }
     let router = api
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })
