@@ -7,6 +7,7 @@ mod audit;
 mod auth_locks;
 mod bad_input;
 mod code_issuance;
+mod demo;
 mod email;
 mod hardening;
 mod helpers;

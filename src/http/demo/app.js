@@ -4,7 +4,7 @@
 // How it holds a session, as a browser application should:
 // - the refresh token lives only in sessiond's HttpOnly cookie (Path=/v1/auth/browser); this
 //   script never sees it;
-// - the access token lives only in this tab's memory (never localStorage/sessionStorage);
+// - the access token lives only in this tab's memory (never in Web Storage or IndexedDB);
 // - refreshes are serialised across tabs with the Web Locks API, and the new access token is
 //   shared with the other tabs over a BroadcastChannel: a tab that waited for the lock while
 //   another tab refreshed uses that tab's token instead of refreshing again (see refresh()).
