@@ -761,6 +761,15 @@ window.sessiondDemo = {
   stats,
   signedIn: () => !!state.access,
   sessionId: () => (state.session && state.session.id) || null,
+  /** `GET /v1/auth/me` with this tab's access token: `{status, session}`. */
+  async whoami() {
+    try {
+      const me = await api('GET', '/v1/auth/me', { auth: true });
+      return { status: 200, session: me.session.id };
+    } catch (e) {
+      return { status: e.status, code: e.code };
+    }
+  },
 };
 
 boot();
