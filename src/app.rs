@@ -275,6 +275,8 @@ impl Application {
                 api_key_scopes: Arc::new(crate::api_keys::ScopeAllowList::new(
                     config.api_key_scopes.clone(),
                 )),
+                require_aal2_for: config.require_aal2_for,
+                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http),
             }),
             config: Arc::new(config),
         })

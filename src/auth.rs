@@ -19,6 +19,7 @@ pub mod login;
 pub mod mfa_login;
 pub mod password_change;
 pub mod reauth;
+pub mod refresh;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;
@@ -52,4 +53,7 @@ pub struct Auth<'a> {
     pub clock: &'a SharedClock,
     /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
+    /// The reauthentication rule's settings (`SESSIOND_REAUTH_MAX_AGE`,
+    /// `SESSIOND_REQUIRE_AAL2_FOR`), for [`reauth::require_action`].
+    pub reauth: reauth::ReauthPolicy,
 }

@@ -99,6 +99,7 @@ const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
 const DEMO: Key = key("SESSIOND_DEMO", "demo");
+const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -182,6 +183,7 @@ const ALL_KEYS: &[Key] = &[
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
     DEMO,
+    REQUIRE_AAL2_FOR,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -329,6 +331,10 @@ pub struct Config {
     /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
     /// it unless asked to.
     pub demo: Option<bool>,
+    /// Action classes that need a session at `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`, a comma list
+    /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
+    /// `crate::auth::reauth::require_action`.
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -935,7 +941,7 @@ fn build(
         crate::store::DEFAULT_ACQUIRE_TIMEOUT,
         false,
     );
-    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
+    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref(), bind);
     let mail = mail::parse(s, &mut p, &mut warnings);
     let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
     let commit_max_wait =
@@ -953,6 +959,13 @@ fn build(
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
     let demo = optional(s, &mut p, &DEMO, on_off);
+    let require_aal2_for = field(
+        s,
+        &mut p,
+        &REQUIRE_AAL2_FOR,
+        action_classes,
+        crate::auth::reauth::ActionClasses::default,
+    );
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1102,6 +1115,7 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         demo: demo.expect(CHECKED),
+        require_aal2_for: require_aal2_for.expect(CHECKED),
         warnings,
     })
 }
@@ -1145,6 +1159,26 @@ fn on_off(key: &Key, raw: Raw<'_>) -> Result<bool, String> {
 }
 
 /// `SESSIOND_API_KEY_SCOPES`: a list of scopes, each valid as an API key's scope.
+/// `SESSIOND_REQUIRE_AAL2_FOR`: known class names only; every unknown one is named.
+fn action_classes(k: &Key, raw: Raw<'_>) -> Result<crate::auth::reauth::ActionClasses, String> {
+    use crate::auth::reauth::ActionClass;
+    let names = sources::list(k, raw)?;
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| ActionClass::parse(n).is_none())
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = ActionClass::ALL.iter().map(|c| c.as_str()).collect();
+        return Err(format!(
+            "unknown action class {} (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(names.iter().filter_map(|n| ActionClass::parse(n)).collect())
+}
+
 fn api_key_scopes(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
     let scopes = sources::list(k, raw)?;
     crate::api_keys::parse_scopes(scopes).map_err(|e| e.message)

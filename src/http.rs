@@ -3,6 +3,7 @@
 
 /// Correlation ids live outside `http` (telemetry uses them too); re-exported for handlers.
 pub use crate::correlation;
+pub mod browser;
 pub mod demo;
 pub mod error;
 pub mod extract;
@@ -61,6 +62,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::revoke_one))
         .routes(routes!(auth::refresh))
+        .routes(routes!(crate::http::routes::browser::login))
+        .routes(routes!(crate::http::routes::browser::complete_mfa))
+        .routes(routes!(crate::http::routes::browser::refresh))
+        .routes(routes!(crate::http::routes::browser::logout))
         .routes(routes!(crate::http::routes::mfa::complete_login))
         .routes(routes!(crate::http::routes::mfa::status))
         .routes(routes!(crate::http::routes::mfa::start_totp))

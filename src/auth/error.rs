@@ -63,6 +63,10 @@ pub enum AuthError {
     /// The session engine failed.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A presented refresh token was refused (malformed, unknown, replayed, or its session
+    /// ended): the rotation rules' answer, reported as the refresh routes report it.
+    #[error("refresh refused: {0}")]
+    Refresh(SessionError),
     /// A bug or corrupt data; the detail is logged, never sent.
     #[error("{0}")]
     Internal(String),

@@ -38,6 +38,16 @@ impl std::fmt::Debug for Proof {
 }
 
 impl Proof {
+    /// A code typed into one field: six digits are a TOTP code, anything else a recovery code.
+    pub fn from_code(code: String) -> Self {
+        let trimmed = code.trim();
+        if trimmed.len() == 6 && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            Self::Totp(trimmed.to_owned())
+        } else {
+            Self::Recovery(code)
+        }
+    }
+
     /// `totp` or `recovery_code`, for the audit trail.
     pub fn method(&self) -> &'static str {
         match self {

@@ -89,6 +89,151 @@ pub async fn require_level(
     })
 }
 
+/// A class of sensitive actions, as `SESSIOND_REQUIRE_AAL2_FOR` names it. Each sensitive route
+/// names its class in one call, [`require_action`], so the operator's list decides which of them
+/// need `aal` 2 on top of the recency rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionClass {
+    /// Creating an API key (`api_keys`).
+    ApiKeys,
+    /// Changing the password (`password`).
+    Password,
+    /// TOTP enable and disable, recovery-code regeneration (`mfa`).
+    Mfa,
+    /// Registering and deleting passkeys (`passkeys`).
+    Passkeys,
+    /// Revoking every other session (`sessions`).
+    Sessions,
+}
+
+impl ActionClass {
+    /// Every class, in the order the documentation lists them.
+    pub const ALL: [ActionClass; 5] = [
+        Self::ApiKeys,
+        Self::Password,
+        Self::Mfa,
+        Self::Passkeys,
+        Self::Sessions,
+    ];
+
+    /// The name in `SESSIOND_REQUIRE_AAL2_FOR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKeys => "api_keys",
+            Self::Password => "password",
+            Self::Mfa => "mfa",
+            Self::Passkeys => "passkeys",
+            Self::Sessions => "sessions",
+        }
+    }
+
+    /// The class named `name` (exact, lowercase), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether the recency rule (`SESSIOND_REAUTH_MAX_AGE`) applies. Revoking other sessions
+    /// protects the account rather than adding a factor or credential, so it needs only the
+    /// level, and only when the operator lists it.
+    fn needs_recent_authentication(self) -> bool {
+        self != Self::Sessions
+    }
+
+    /// Whether the action enrols a second factor. The account's first one is exempt from the
+    /// level rule: without a second factor `aal` 2 cannot be reached, and enrolling one is how
+    /// the user gets there.
+    fn enrols_a_factor(self) -> bool {
+        matches!(self, Self::Mfa | Self::Passkeys)
+    }
+}
+
+/// The set of [`ActionClass`]es that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; empty by
+/// default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActionClasses(u8);
+
+impl ActionClasses {
+    /// No class.
+    pub const NONE: Self = Self(0);
+
+    fn bit(class: ActionClass) -> u8 {
+        1 << (class as u8)
+    }
+
+    /// Adds `class`.
+    pub fn insert(&mut self, class: ActionClass) {
+        self.0 |= Self::bit(class);
+    }
+
+    /// Whether `class` is in the set.
+    pub fn contains(self, class: ActionClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+
+    /// The classes in the set, in [`ActionClass::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ActionClass> {
+        ActionClass::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<ActionClass> for ActionClasses {
+    fn from_iter<I: IntoIterator<Item = ActionClass>>(iter: I) -> Self {
+        let mut set = Self::NONE;
+        for class in iter {
+            set.insert(class);
+        }
+        set
+    }
+}
+
+/// The reauthentication rule's settings, as the flows see them.
+#[derive(Clone, Copy, Debug)]
+pub struct ReauthPolicy {
+    /// Sensitive actions need an authentication at most this old (`SESSIOND_REAUTH_MAX_AGE`).
+    pub max_age: Duration,
+    /// Classes that also need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`).
+    pub aal2_for: ActionClasses,
+}
+
+/// The one call a sensitive handler makes first, naming its [`ActionClass`]: the recency rule
+/// ([`require_recent`], except for [`ActionClass::Sessions`]) and, when the operator listed the
+/// class in `SESSIOND_REQUIRE_AAL2_FOR`, `aal` 2 ([`require_level`]). When both fail the one
+/// answer carries both `max_age` and `acr_values`, so a single step-up (which renews
+/// `auth_time` and raises the level) satisfies it. Enrolling a second factor (`mfa`,
+/// `passkeys`) on an account that has none yet is exempt from the level rule.
+pub async fn require_action(
+    auth: &Auth<'_>,
+    session: &SessionRecord,
+    class: ActionClass,
+) -> Result<(), AuthError> {
+    let policy = auth.reauth;
+    let recent = !class.needs_recent_authentication()
+        || is_recent(session, auth.clock.now(), policy.max_age);
+    let mut level = !policy.aal2_for.contains(class) || session.aal >= 2;
+    if recent && level {
+        return Ok(());
+    }
+    let methods = methods_for(auth, session.user_id).await?;
+    if !level && class.enrols_a_factor() && !has_second_factor(&methods) {
+        level = true;
+        if recent {
+            return Ok(());
+        }
+    }
+    Err(AuthError::InsufficientUserAuthentication {
+        max_age: (!recent).then_some(policy.max_age.as_secs()),
+        acr_values: (!level).then_some("aal2"),
+        methods,
+    })
+}
+
+/// Whether `methods` (from [`methods_for`]) include a second factor.
+fn has_second_factor(methods: &[&'static str]) -> bool {
+    methods.iter().any(|m| *m != method::PASSWORD)
+}
+
 /// What `user` can reauthenticate with: the password if the account has one, and TOTP and
 /// recovery codes while TOTP is on (recovery codes while any remain).
 pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static str>, AuthError> {

@@ -65,6 +65,10 @@ pub enum ApiError {
     /// (e.g. an API key at `/v1/auth/verify?allow=user`).
     #[error("this kind of principal is not allowed here")]
     PrincipalNotAllowed,
+    /// 403 `csrf_rejected`: a browser (cookie) route without the `x-sessiond-csrf: 1` header
+    /// or without an allowed `Origin`.
+    #[error("cross-site request refused: send x-sessiond-csrf: 1 from an allowed origin")]
+    CsrfRejected,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -180,6 +184,7 @@ impl ApiError {
             Self::AccountDisabled => "account_disabled",
             Self::InvalidApiKey => "invalid_api_key",
             Self::PrincipalNotAllowed => "principal_not_allowed",
+            Self::CsrfRejected => "csrf_rejected",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -218,7 +223,7 @@ impl ApiError {
             | Self::SessionCompromised
             | Self::AccountDisabled
             | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::PrincipalNotAllowed => StatusCode::FORBIDDEN,
+            Self::PrincipalNotAllowed | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -436,6 +441,9 @@ impl From<AuthError> for ApiError {
             ) => Self::InvalidToken,
             AuthError::Session(SessionError::Rejected(r)) => r.into(),
             AuthError::Session(other) => Self::internal(other),
+            // The refresh routes' own answers (`invalid_refresh_token`, `refresh_token_reused`,
+            // `session_*`, `account_disabled`).
+            AuthError::Refresh(e) => e.into(),
             AuthError::InsufficientUserAuthentication {
                 max_age,
                 acr_values,
@@ -446,6 +454,20 @@ impl From<AuthError> for ApiError {
                 methods,
             },
             AuthError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
+    /// A right password on an account with a second factor: 401 `mfa_required` with the
+    /// challenge to finish (the JSON and the browser login routes answer it alike).
+    fn from(challenge: crate::auth::login::MfaChallengeIssued) -> Self {
+        Self::MfaRequired {
+            challenge_id: challenge.challenge_id.to_string(),
+            expires_at: challenge
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            methods: challenge.methods,
         }
     }
 }

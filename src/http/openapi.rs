@@ -87,6 +87,7 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "api-keys", description = "The caller's API keys (service credentials)"),
         (name = "verify", description = "Forward authentication for gateways"),
         (name = "profile", description = "The caller's display name and password"),
+        (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
     )
 )]
 pub struct ApiDoc;
@@ -105,6 +106,16 @@ impl Modify for BearerAuth {
             "api_key",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
                 utoipa::openapi::security::ApiKeyValue::new("x-api-key"),
+            )),
+        );
+        // The browser routes' refresh token (`__Secure-sessiond_rt`, or `sessiond_rt` on a
+        // loopback bind with `SESSIOND_SECURE_COOKIES=off`).
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(
+                    crate::http::browser::SECURE_COOKIE_NAME,
+                ),
             )),
         );
     }

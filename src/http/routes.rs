@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod browser;
 pub mod email;
 pub mod events;
 pub mod health;

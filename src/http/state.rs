@@ -75,6 +75,11 @@ pub struct Services {
     pub reauth_max_age: std::time::Duration,
     /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
+    /// Action classes that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; see
+    /// `crate::auth::reauth::require_action`).
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
+    /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
+    pub browser: crate::http::browser::BrowserPolicy,
 }
 
 impl Services {
@@ -88,6 +93,10 @@ impl Services {
             mfa: &self.mfa,
             clock: &self.clock,
             require_verified_email: self.require_verified_email,
+            reauth: crate::auth::reauth::ReauthPolicy {
+                max_age: self.reauth_max_age,
+                aal2_for: self.require_aal2_for,
+            },
         }
     }
 

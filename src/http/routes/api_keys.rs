@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, ScopeAllowList, parse_scopes};
+use crate::auth::reauth::ActionClass;
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -203,7 +204,7 @@ pub async fn create(
     client: ClientInfo,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::ApiKeys).await?;
     state
         .limiter
         .check_account(

@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::mfa_login::{self, Proof};
+use crate::auth::reauth::ActionClass;
 use crate::auth::totp;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -159,7 +160,7 @@ pub async fn start_totp(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let enrolment = totp::start_enrolment(&state.auth(), me.user_id).await?;
     Ok(no_store(
         StatusCode::OK,
@@ -195,7 +196,7 @@ pub async fn confirm_totp(
     client: ClientInfo,
     AppJson(body): AppJson<ConfirmTotpRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let codes = totp::confirm_enrolment(
         &state.auth(),
         me.user_id,
@@ -237,7 +238,7 @@ pub async fn disable_totp(
     client: ClientInfo,
     AppJson(body): AppJson<DisableTotpRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let proof = one_proof(body.code, body.recovery_code)?;
     totp::disable(
         &state.auth(),

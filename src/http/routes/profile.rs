@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use crate::auth::password_change;
+use crate::auth::reauth::ActionClass;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -127,7 +128,7 @@ pub async fn change_password(
     client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Password).await?;
     // The policy is checked first: a request that cannot succeed costs no argon2 work.
     let new_password = Password::parse(body.new_password).map_err(|e| {
         ApiError::ValidationFailed(vec![FieldError::new("new_password", e.message)])

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::reauth::ActionClass;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
 use crate::http::openapi::{ErrorResponse, Unavailable};
@@ -35,7 +36,7 @@ pub async fn regenerate(
     me: CurrentSession,
     client: ClientInfo,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let now = state.clock.now();
     let codes = state.mfa.new_recovery_codes();
     let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, hash)| *hash).collect();
