@@ -43,15 +43,27 @@ async function newContext() {
 
 async function openDemo(page) {
   await page.goto(`${server.base}/demo`);
-  await page.locator('#signed-out:not([hidden]), #signed-in:not([hidden])').first().waitFor(WAIT);
+  await see(page, page.locator('#signed-out:not([hidden]), #signed-in:not([hidden])').first());
+}
+
+/** Waits for `locator`; on a timeout the error says what the page's notice and log showed. */
+async function see(page, locator, state = 'visible') {
+  try {
+    await locator.waitFor({ state, ...WAIT });
+  } catch (e) {
+    const notice = await page.locator('#notice').textContent().catch(() => '?');
+    const log = await page.locator('#log').innerText().catch(() => '?');
+    e.message += `\npage notice: ${notice}\nrequests:\n${log}`;
+    throw e;
+  }
 }
 
 async function signedIn(page) {
-  await page.locator('#signed-in').waitFor({ state: 'visible', ...WAIT });
+  await see(page, page.locator('#signed-in'));
 }
 
 async function expectAal(page, aal) {
-  await page.locator('#me-aal', { hasText: String(aal) }).waitFor(WAIT);
+  await see(page, page.locator('#me-aal', { hasText: String(aal) }));
   assert.equal(await page.locator('#who-aal').textContent(), `aal ${aal}`);
 }
 
@@ -68,8 +80,8 @@ async function registerThroughPage(page, address, { shots = false } = {}) {
   await page.fill('#register-password', PASSWORD);
   if (shots) await screenshots(page, 'register');
   await page.click('#register-submit');
-  await page.locator('#verify-form').waitFor({ state: 'visible', ...WAIT });
-  await page.locator('#dev-code').waitFor({ state: 'visible', ...WAIT });
+  await see(page, page.locator('#verify-form'));
+  await see(page, page.locator('#dev-code'));
   const code = (await page.locator('#dev-code-value').textContent()).trim();
   assert.match(code, /^\d{6}$/);
   // The page shows what the server mailed.
@@ -83,7 +95,7 @@ async function registerThroughPage(page, address, { shots = false } = {}) {
 
 async function logOut(page) {
   await page.click('#logout');
-  await page.locator('#signed-out').waitFor({ state: 'visible', ...WAIT });
+  await see(page, page.locator('#signed-out'));
 }
 
 async function passwordLogin(page, address) {
@@ -115,22 +127,24 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     assert.equal(await page.locator('#me-user').textContent(), `Ada · ${address}`);
 
     // This session is listed and marked.
-    await page.locator('#sessions li.current', { hasText: 'this session' }).waitFor(WAIT);
+    await see(page, page.locator('#sessions li.current', { hasText: 'this session' }));
 
     // TOTP enrolment: the secret is shown, a code from it turns MFA on, recovery codes shown.
     await page.click('#totp-start');
+    await see(page, page.locator('#totp-enrol'));
     const secret = (await page.locator('#totp-secret').textContent()).trim();
     const step = currentStep();
     await page.fill('#totp-code', totp(secret, step));
     await page.click('#totp-confirm');
-    await page.locator('#recovery-codes li').first().waitFor(WAIT);
+    await see(page, page.locator('#recovery-codes li').first());
     assert.equal(await page.locator('#recovery-codes li').count(), 10);
-    await page.locator('#totp-status', { hasText: 'On since' }).waitFor(WAIT);
+    await see(page, page.locator('#totp-status', { hasText: 'On since' }));
 
     await logOut(page);
     await passwordLogin(page, address);
-    await page.locator('#mfa-form').waitFor({ state: 'visible', ...WAIT });
+    await see(page, page.locator('#mfa-form'));
     assert.ok(await page.locator('#mfa-totp').isVisible());
+    assert.ok(!(await page.locator('#mfa-passkey').isVisible()), 'no passkey on this account');
     await screenshots(page, 'second-factor');
     // A code of the next step: the step used at enrolment is spent.
     await page.fill('#mfa-code', totp(secret, step + 1));
@@ -152,8 +166,8 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     // Add a passkey: a discoverable credential, and recovery codes (first second factor).
     await page.fill('#passkey-name', 'Laptop');
     await page.click('#passkey-add-submit');
-    await page.locator('#passkeys li', { hasText: 'Laptop' }).waitFor(WAIT);
-    await page.locator('#recovery-codes li').first().waitFor(WAIT);
+    await see(page, page.locator('#passkeys li', { hasText: 'Laptop' }));
+    await see(page, page.locator('#recovery-codes li').first());
     const credentials = await authenticator.credentials();
     assert.equal(credentials.length, 1);
     assert.equal(credentials[0].isResidentCredential, true, 'a resident (discoverable) credential');
@@ -174,7 +188,7 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     // Password, then the passkey as second factor.
     await logOut(page);
     await passwordLogin(page, address);
-    await page.locator('#mfa-passkey').waitFor({ state: 'visible', ...WAIT });
+    await see(page, page.locator('#mfa-passkey'));
     await page.click('#mfa-passkey');
     await signedIn(page);
     await expectAal(page, 2);
@@ -182,9 +196,9 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
 
     // Rename (prompt answered "Work laptop"), then delete: the last second factor, confirmed.
     await page.locator('#passkeys li', { hasText: 'Laptop' }).getByRole('button', { name: 'Rename' }).click();
-    await page.locator('#passkeys li', { hasText: 'Work laptop' }).waitFor(WAIT);
+    await see(page, page.locator('#passkeys li', { hasText: 'Work laptop' }));
     await page.locator('#passkeys li', { hasText: 'Work laptop' }).getByRole('button', { name: 'Delete' }).click();
-    await page.locator('#passkeys li.empty', { hasText: 'No passkeys yet.' }).waitFor(WAIT);
+    await see(page, page.locator('#passkeys li.empty', { hasText: 'No passkeys yet.' }));
 
     // The server agrees: a password login needs no second factor any more.
     const login = await api('POST', '/v1/auth/sessions', { body: { email: address, password: PASSWORD } });
@@ -194,13 +208,14 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
 
   test('many tabs: four tabs refresh together twenty times, nobody is logged out', async () => {
     const context = await newContext();
+    const first = await context.newPage();
+    const address = email('tabs');
+    await registerThroughPage(first, address);
+    // From here on every refresh must succeed (before, the first tab's start found no cookie).
     const refreshes = [];
     context.on('response', (r) => {
       if (new URL(r.url()).pathname === '/v1/auth/browser/refresh') refreshes.push(r.status());
     });
-    const first = await context.newPage();
-    const address = email('tabs');
-    await registerThroughPage(first, address);
     const sessionId = await first.evaluate(() => window.sessiondDemo.sessionId());
     assert.ok(sessionId);
     const tabs = [first];

@@ -206,11 +206,10 @@ async function refresh() {
       broadcast({ type: 'tokens', answer });
       return { shared: false, status: 200 };
     } catch (e) {
-      stats.refreshFailures += 1;
-      if (e.status === 401 || e.status === 403) {
-        const had = !!state.access;
-        signedOut(had ? `Your session ended (${e.code}).` : '');
-      }
+      const had = !!state.access;
+      // A start-up without a cookie is no failure: there was no session to refresh.
+      if (had) stats.refreshFailures += 1;
+      if (e.status === 401 || e.status === 403) signedOut(had ? `Your session ended (${e.code}).` : '');
       throw e;
     }
   };
@@ -367,7 +366,8 @@ function signedOut(message) {
   $('signed-in').hidden = true;
   $('who').hidden = true;
   $('signed-out').hidden = false;
-  $('recovery-codes').hidden = true;
+  $('recovery').hidden = true;
+  $('recovery-codes').replaceChildren();
   showPanel('login');
   notice(message || '', 'info');
 }
@@ -489,7 +489,7 @@ function showRecoveryCodes(codes) {
   if (!codes || !codes.length) return;
   const list = $('recovery-codes');
   list.replaceChildren(...codes.map((c) => el('li', {}, c)));
-  list.hidden = false;
+  $('recovery').hidden = false;
   notice('Save these recovery codes now: they are shown only once.', 'ok');
 }
 
@@ -644,6 +644,8 @@ function wire() {
       await showDevCode(answer.user.email);
     });
   };
+
+  $('recovery-done').onclick = () => { $('recovery').hidden = true; $('recovery-codes').replaceChildren(); };
 
   $('dev-code-use').onclick = () => { $('verify-code').value = $('dev-code-value').textContent; };
 
