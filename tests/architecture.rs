@@ -99,6 +99,40 @@ fn actors_crate_depends_on_no_web_sql_or_metrics_crate() {
     );
 }
 
+/// Architecture invariant: the `sessiond-verify` crate (`verify/`) depends on no other sessiond
+/// crate, so a service protected by it pulls in nothing of the server; and its jsonwebtoken has
+/// exactly one crypto backend, the root's `aws_lc_rs` (with none or two it panics at run time).
+#[test]
+fn verify_crate_depends_on_no_sessiond_crate() {
+    let manifest = fs::read_to_string(src("verify/Cargo.toml")).unwrap();
+    let deps: Vec<&str> = manifest
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("sessiond") || l.contains("path ="))
+        .collect();
+    assert!(deps.is_empty(), "verify/Cargo.toml depends on {deps:?}");
+    let jwt = manifest
+        .lines()
+        .find(|l| l.starts_with("jsonwebtoken"))
+        .expect("verify uses jsonwebtoken");
+    assert!(
+        jwt.contains("default-features = false")
+            && jwt.contains("\"aws_lc_rs\"")
+            && !jwt.contains("rust_crypto"),
+        "{jwt}"
+    );
+
+    let mut files = rust_files(&src("verify/src"));
+    files.extend(rust_files(&src("verify/examples")));
+    assert!(!files.is_empty());
+    let hits = offending(&files, &["sessiond::", "sessiond_actors::"]);
+    assert!(
+        hits.is_empty(),
+        "verify uses sessiond's own crates:\n{}",
+        hits.join("\n")
+    );
+}
+
 /// Architecture invariant: nothing outside `src/http` imports `http`, except the composition
 /// root (`app.rs`, `lib.rs`, `main.rs`).
 #[test]

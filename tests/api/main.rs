@@ -25,3 +25,4 @@ mod reauth;
 mod refresh;
 mod refresh_attacks;
 mod seed;
+mod verify_crate;

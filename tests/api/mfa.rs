@@ -17,7 +17,7 @@ use sessiond_actors::ids::UserId;
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 const STEP: u64 = 30;
 
 fn unix_now() -> u64 {
@@ -30,7 +30,7 @@ fn unix_now() -> u64 {
 /// The current TOTP step, first waiting for the next one if fewer than 4 seconds remain (so a
 /// test's "current" and "next" codes stay inside the server's ±1 window for the whole test
 /// step that uses them).
-async fn safe_step() -> u64 {
+pub(crate) async fn safe_step() -> u64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let into_step = now.as_secs_f64() % STEP as f64;
     if into_step > (STEP - 4) as f64 {
@@ -40,10 +40,10 @@ async fn safe_step() -> u64 {
 }
 
 /// An authenticator app: built from the otpauth URI the server returned.
-struct Authenticator(totp_rs::Totp);
+pub(crate) struct Authenticator(totp_rs::Totp);
 
 impl Authenticator {
-    fn code(&self, step: u64) -> String {
+    pub(crate) fn code(&self, step: u64) -> String {
         self.0.generate(step * STEP).to_string()
     }
 
@@ -86,7 +86,7 @@ async fn status(app: &TestApp, access: &str) -> Value {
 }
 
 /// Registers and logs in (before MFA); returns the tokens and the user id.
-async fn user(app: &TestApp, email: &str) -> (Tokens, String) {
+pub(crate) async fn user(app: &TestApp, email: &str) -> (Tokens, String) {
     assert_eq!(
         app.register(email, PASSWORD).await.status(),
         StatusCode::CREATED
@@ -117,7 +117,7 @@ async fn start(app: &TestApp, access: &str, email: &str) -> (Authenticator, Stri
 }
 
 /// Enrols and confirms at `step`; returns the authenticator and the recovery codes.
-async fn enrol(
+pub(crate) async fn enrol(
     app: &TestApp,
     access: &str,
     email: &str,
@@ -145,7 +145,7 @@ async fn enrol(
 
 /// Logs in with the password of an MFA user: must answer 401 `mfa_required`; returns the
 /// challenge id.
-async fn challenge(app: &TestApp, email: &str) -> String {
+pub(crate) async fn challenge(app: &TestApp, email: &str) -> String {
     let before = chrono::Utc::now();
     let body = assert_error(
         app.login(email, PASSWORD).await,
@@ -174,7 +174,7 @@ async fn challenge(app: &TestApp, email: &str) -> String {
     id
 }
 
-async fn complete(app: &TestApp, challenge_id: &str, factor: Value) -> Response {
+pub(crate) async fn complete(app: &TestApp, challenge_id: &str, factor: Value) -> Response {
     let mut body = json!({"challenge_id": challenge_id});
     body.as_object_mut()
         .unwrap()
@@ -183,7 +183,7 @@ async fn complete(app: &TestApp, challenge_id: &str, factor: Value) -> Response 
 }
 
 /// Asserts a 201 token response from a second-factor login and returns its tokens.
-async fn assert_mfa_tokens(response: Response) -> Tokens {
+pub(crate) async fn assert_mfa_tokens(response: Response) -> Tokens {
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
