@@ -179,6 +179,19 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
+        let relying_party = match &config.webauthn {
+            crate::config::WebauthnSetting::Disabled => None,
+            crate::config::WebauthnSetting::DevelopmentDefault => {
+                Some(crate::config::RelyingParty::development(address.port()))
+            }
+            crate::config::WebauthnSetting::Configured(rp) => Some(rp.clone()),
+        };
+        let passkeys = match relying_party {
+            Some(rp) => Some(Arc::new(
+                crate::auth::passkeys::Passkeys::new(rp).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -234,6 +247,24 @@ impl Application {
                 }
             );
         }
+        match &passkeys {
+            Some(p) => {
+                let rp = p.relying_party();
+                let origins: Vec<String> = rp
+                    .origins
+                    .iter()
+                    .map(|o| o.origin().ascii_serialization())
+                    .collect();
+                tracing::info!(
+                    rp_id = %rp.rp_id,
+                    origins = %origins.join(","),
+                    "passkeys: RP id {} for {}",
+                    rp.rp_id,
+                    origins.join(", ")
+                );
+            }
+            None => tracing::info!("passkeys: off (SESSIOND_WEBAUTHN_RP_ID unset)"),
+        }
         // Warnings come after the line that says where and how the process runs.
         let metrics_warning = (exposure
             == crate::http::routes::metrics::MetricsExposure::NotServed)
@@ -277,6 +308,7 @@ impl Application {
                 )),
                 require_aal2_for: config.require_aal2_for,
                 browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http),
+                passkeys,
             }),
             config: Arc::new(config),
         })

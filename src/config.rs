@@ -27,6 +27,7 @@
 mod abuse;
 mod mail;
 mod sources;
+mod webauthn;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
+pub use webauthn::{RelyingParty, WebauthnSetting};
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -184,6 +186,9 @@ const ALL_KEYS: &[Key] = &[
     API_KEY_SCOPES,
     DEMO,
     REQUIRE_AAL2_FOR,
+    webauthn::RP_ID,
+    webauthn::ORIGINS,
+    webauthn::RP_NAME,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -335,6 +340,10 @@ pub struct Config {
     /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
     /// `crate::auth::reauth::require_action`.
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
+    /// Passkeys (WebAuthn): the relying party, development default, or off
+    /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
+    /// `config/webauthn.rs`).
+    pub webauthn: WebauthnSetting,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -1060,6 +1069,13 @@ fn build(
         );
     }
 
+    // Generated development keys (SQLite, no key configured) also mean a development relying
+    // party on localhost unless one is configured.
+    let development_keys = !on_postgres
+        && signing_key_file.as_ref().is_some_and(Vec::is_empty)
+        && matches!(refresh_key, Some(None));
+    let webauthn = webauthn::parse(s, &mut p, development_keys);
+
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
     }
@@ -1116,6 +1132,7 @@ fn build(
         api_key_scopes: api_key_scopes.expect(CHECKED),
         demo: demo.expect(CHECKED),
         require_aal2_for: require_aal2_for.expect(CHECKED),
+        webauthn: webauthn.expect(CHECKED),
         warnings,
     })
 }

@@ -85,6 +85,19 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::api_keys::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
+        .routes(routes!(crate::http::routes::passkeys::register_start))
+        .routes(routes!(crate::http::routes::passkeys::register_finish))
+        .routes(routes!(crate::http::routes::passkeys::list))
+        .routes(routes!(
+            crate::http::routes::passkeys::rename,
+            crate::http::routes::passkeys::delete
+        ))
+        .routes(routes!(crate::http::routes::passkeys::step_up_start))
+        .routes(routes!(crate::http::routes::passkeys::step_up_finish))
+        .routes(routes!(crate::http::routes::passkeys::login_start))
+        .routes(routes!(crate::http::routes::passkeys::login_finish))
+        .routes(routes!(crate::http::routes::passkeys::mfa_start))
+        .routes(routes!(crate::http::routes::passkeys::mfa_finish))
         .routes(routes!(events::list))
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))

@@ -32,6 +32,7 @@ pub mod change_feed;
 mod codec;
 pub mod group_commit;
 pub mod mfa;
+pub mod passkeys;
 mod postgres;
 pub mod purge;
 pub mod second_factor;

@@ -39,6 +39,8 @@ pub mod method {
     pub const TOTP: &str = "totp";
     /// An unused recovery code.
     pub const RECOVERY_CODE: &str = "recovery_code";
+    /// A passkey, through the passkey step-up.
+    pub const PASSKEY: &str = "passkey";
 }
 
 /// Whether `session` was authenticated within `max_age` of `now`. An `auth_time` in the future
@@ -234,8 +236,9 @@ fn has_second_factor(methods: &[&'static str]) -> bool {
     methods.iter().any(|m| *m != method::PASSWORD)
 }
 
-/// What `user` can reauthenticate with: the password if the account has one, and TOTP and
-/// recovery codes while TOTP is on (recovery codes while any remain).
+/// What `user` can reauthenticate with: the password if the account has one, TOTP and
+/// recovery codes while TOTP is on (recovery codes while any remain), and `passkey` while the
+/// account has one.
 pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static str>, AuthError> {
     let mut methods = Vec::with_capacity(3);
     if auth
@@ -252,6 +255,13 @@ pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static s
         if mfa.recovery_codes_remaining > 0 {
             methods.push(method::RECOVERY_CODE);
         }
+    }
+    // A passkey step-up (`POST /v1/auth/passkeys/step-up/*`) authenticates the session anew.
+    if !super::passkeys::port::PasskeyStore::list_passkeys(auth.store, user)
+        .await?
+        .is_empty()
+    {
+        methods.push(method::PASSKEY);
     }
     Ok(methods)
 }
@@ -389,7 +399,7 @@ async fn check_code(
     } else {
         CodeProof::Recovery(code.to_owned())
     };
-    let factor = mfa_login::check_proof(auth, user, &enrolment, &proof, now).await?;
+    let factor = mfa_login::check_proof(auth, user, Some(&enrolment), &proof, now).await?;
     let consumed = match factor {
         Some(factor) => auth.store.consume_second_factor(user, factor, now).await?,
         None => false,

@@ -135,6 +135,27 @@ pub enum ApiError {
         /// `password`, and `totp` / `recovery_code` for a user with TOTP on.
         methods: Vec<&'static str>,
     },
+    /// 404 `passkeys_disabled`: no WebAuthn relying party is configured.
+    #[error("passkeys are not enabled on this server")]
+    PasskeysDisabled,
+    /// 400 `invalid_ceremony`: unknown, used, expired or foreign WebAuthn ceremony id.
+    #[error("unknown, used, expired or foreign ceremony; start again")]
+    InvalidCeremony,
+    /// 401 `passkey_rejected`: the passkey's answer was not accepted (signature, origin, RP id,
+    /// user verification, unknown, deleted or another account's credential).
+    #[error("the passkey was not accepted")]
+    PasskeyRejected,
+    /// 401 `passkey_counter_regressed`: the authenticator's counter went backwards (possibly
+    /// a cloned authenticator); refused, audited and mailed to the owner.
+    #[error("the passkey's signature counter went backwards; refused")]
+    PasskeyCounterRegressed,
+    /// 409 `no_passkeys`: the account has no passkey to ask for.
+    #[error("the account has no passkey")]
+    NoPasskeys,
+    /// 409 `last_second_factor`: removing the account's last second factor needs
+    /// `confirm=true`.
+    #[error("this is the account's last second factor; confirm to remove it")]
+    LastSecondFactor,
     /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -200,6 +221,12 @@ impl ApiError {
             Self::MfaNotEnrolling => "mfa_not_enrolling",
             Self::MfaNotEnabled => "mfa_not_enabled",
             Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
+            Self::PasskeysDisabled => "passkeys_disabled",
+            Self::InvalidCeremony => "invalid_ceremony",
+            Self::PasskeyRejected => "passkey_rejected",
+            Self::PasskeyCounterRegressed => "passkey_counter_regressed",
+            Self::NoPasskeys => "no_passkeys",
+            Self::LastSecondFactor => "last_second_factor",
             Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -239,6 +266,10 @@ impl ApiError {
             Self::MfaAlreadyEnabled | Self::MfaNotEnrolling | Self::MfaNotEnabled => {
                 StatusCode::CONFLICT
             }
+            Self::PasskeysDisabled => StatusCode::NOT_FOUND,
+            Self::InvalidCeremony => StatusCode::BAD_REQUEST,
+            Self::PasskeyRejected | Self::PasskeyCounterRegressed => StatusCode::UNAUTHORIZED,
+            Self::NoPasskeys | Self::LastSecondFactor => StatusCode::CONFLICT,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -427,6 +458,13 @@ impl From<AuthError> for ApiError {
             AuthError::MfaNotEnabled => Self::MfaNotEnabled,
             AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
             AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::PasskeysDisabled => Self::PasskeysDisabled,
+            AuthError::InvalidCeremony => Self::InvalidCeremony,
+            AuthError::PasskeyRejected => Self::PasskeyRejected,
+            AuthError::PasskeyCounterRegressed => Self::PasskeyCounterRegressed,
+            AuthError::PasskeyNotFound => Self::NotFound,
+            AuthError::NoPasskeys => Self::NoPasskeys,
+            AuthError::LastSecondFactor => Self::LastSecondFactor,
             AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),

@@ -88,6 +88,7 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "verify", description = "Forward authentication for gateways"),
         (name = "profile", description = "The caller's display name and password"),
         (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod passkeys;
 pub mod password_reset;
 pub mod profile;
 pub mod reauth;

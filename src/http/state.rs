@@ -80,6 +80,8 @@ pub struct Services {
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
     pub browser: crate::http::browser::BrowserPolicy,
+    /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
+    pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
 }
 
 impl Services {
@@ -97,6 +99,15 @@ impl Services {
                 max_age: self.reauth_max_age,
                 aal2_for: self.require_aal2_for,
             },
+        }
+    }
+
+    /// The passkey flows (`crate::auth::passkeys`), over these services.
+    pub fn passkey_flows(&self) -> crate::auth::passkeys::PasskeyFlows<'_> {
+        crate::auth::passkeys::PasskeyFlows {
+            auth: self.auth(),
+            passkeys: self.passkeys.as_deref(),
+            mailer: &self.mailer,
         }
     }
 

@@ -90,6 +90,26 @@ pub fn reset_removals_mail(
     }
 }
 
+/// The warning that one of the owner's passkeys presented a signature counter lower than one
+/// already seen: the authenticator may have been cloned. The attempt was refused.
+pub fn passkey_counter_regressed_mail(to: &str, user_id: UserId, passkey_name: &str) -> OutgoingMail {
+    // The name is the owner's own label; no control characters in the mail.
+    let name: String = passkey_name.chars().filter(|c| !c.is_control()).collect();
+    let body = format!(
+        "A sign-in with your passkey \"{name}\" was refused: the authenticator's\n\
+         signature counter went backwards, which can mean the passkey was copied.\n\n\
+         If you did not just use this passkey, delete it from your account and\n\
+         register a new one. Contact your administrator if you are unsure.\n"
+    );
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "A passkey sign-in was refused".to_owned(),
+        body,
+        kind: "passkey_counter_regressed",
+        user_id: Some(user_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,9 @@ pub enum SecondFactor {
     TotpStep(u64),
     /// This recovery code matched.
     RecoveryCode(Uuid),
+    /// This passkey's assertion was verified (its counter is recorded separately); consuming
+    /// it only checks that it still exists and marks it used.
+    Passkey(Uuid),
 }
 
 /// The answer to [`Store::complete_mfa_challenge`].
@@ -901,13 +904,13 @@ const DELETE_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_i
 const INSERT_RECOVERY_CODE: &str =
     "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
 
-mod pg {
+pub(super) mod pg {
     use super::*;
     use sqlx::PgConnection;
 
     /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
     /// `op` names the change in errors.
-    pub(super) async fn replace_codes(
+    pub(in crate::store) async fn replace_codes(
         conn: &mut PgConnection,
         user: Uuid,
         code_hashes: &[[u8; 32]],
@@ -961,18 +964,27 @@ mod pg {
             .execute(conn)
             .await
             .map_err(map)?,
+            SecondFactor::Passkey(id) => sqlx::query(
+                "UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1",
+            )
+            .bind(user.as_uuid())
+            .bind(id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(map)?,
         };
         Ok(updated.rows_affected() == 1)
     }
 }
 
-mod lite {
+pub(super) mod lite {
     use super::*;
     use sqlx::SqliteConnection;
 
     /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
     /// `op` names the change in errors.
-    pub(super) async fn replace_codes(
+    pub(in crate::store) async fn replace_codes(
         conn: &mut SqliteConnection,
         user: Uuid,
         code_hashes: &[[u8; 32]],
@@ -1019,6 +1031,15 @@ mod lite {
             SecondFactor::RecoveryCode(id) => sqlx::query(
                 "UPDATE mfa_recovery_codes SET used_at = ?3 \
                  WHERE id = ?2 AND user_id = ?1 AND used_at IS NULL",
+            )
+            .bind(user.as_uuid())
+            .bind(id)
+            .bind(codec::ts(now))
+            .execute(conn)
+            .await
+            .map_err(map)?,
+            SecondFactor::Passkey(id) => sqlx::query(
+                "UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1",
             )
             .bind(user.as_uuid())
             .bind(id)

@@ -18,6 +18,7 @@ mod mail_sink;
 mod metrics;
 mod mfa;
 mod openapi;
+mod passkeys;
 mod password_reset;
 mod profile;
 mod ratelimit;
