@@ -185,6 +185,18 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     await expectAal(page, 2);
     assert.equal(await page.locator('#who-email').textContent(), address);
 
+    // Conditional UI: a page that starts signed out asks for passkeys in the email field's
+    // autofill (autocomplete="username webauthn"); Chromium's virtual authenticator answers
+    // such a request at once (a person would pick the passkey from the autofill list).
+    await logOut(page);
+    const conditional = page.waitForRequest((r) => r.url().endsWith('/v1/auth/passkeys/login/start')
+      && JSON.parse(r.postData()).conditional === true);
+    await page.reload();
+    await conditional;
+    await signedIn(page);
+    assert.match(await page.locator('#notice').textContent(), /passkey/);
+    await expectAal(page, 2);
+
     // Password, then the passkey as second factor.
     await logOut(page);
     await passwordLogin(page, address);
