@@ -176,6 +176,8 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     await page.click('#step-up');
     await expectAal(page, 2);
     assert.ok((await amr(page)).includes('mfa') || (await amr(page)).some((m) => m === 'hwk' || m === 'swk'));
+    await page.click('#recovery-done');
+    await see(page, page.locator('#sessions li.current'));
     await screenshots(page, 'account');
 
     // Passwordless: no email, no password.

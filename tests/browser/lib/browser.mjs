@@ -67,7 +67,11 @@ export async function screenshots(page, name) {
   const before = page.viewportSize();
   for (const size of [DESKTOP, PHONE]) {
     await page.setViewportSize(size);
-    await page.screenshot({ path: join(ARTEFACTS, `${name}-${size.width}x${size.height}.png`) });
+    // The phone screenshot shows the whole page (it scrolls there); the desktop one the window.
+    await page.screenshot({
+      path: join(ARTEFACTS, `${name}-${size.width}x${size.height}.png`),
+      fullPage: size === PHONE,
+    });
   }
   await page.setViewportSize(before);
 }
