@@ -307,7 +307,7 @@ impl Application {
                     config.api_key_scopes.clone(),
                 )),
                 require_aal2_for: config.require_aal2_for,
-                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http),
+                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
                 passkeys,
             }),
             config: Arc::new(config),

@@ -392,3 +392,102 @@ fn binary_exits_2_for_an_ip_address_as_rp_id() {
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
 }
+
+/// Cookies without `Secure` are for local development over plain HTTP only: turning them off
+/// on a bind other hosts can reach is refused; on a loopback bind it is accepted (the cookie is
+/// then `sessiond_rt`), and off by default (an `http://` issuer) on a public bind keeps them
+/// `Secure`.
+#[test]
+fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
+    let p = problems(
+        None,
+        &[
+            ("SESSIOND_SECURE_COOKIES", "false"),
+            ("SESSIOND_BIND", "0.0.0.0:8080"),
+        ],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_SECURE_COOKIES", "secure_cookies"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("loopback"), "{}", p[0]);
+    for bind in ["127.0.0.1:8080", "[::1]:8080"] {
+        let c = Config::from_sources(
+            None,
+            &env(&[("SESSIOND_SECURE_COOKIES", "off"), ("SESSIOND_BIND", bind)]),
+        )
+        .unwrap();
+        assert!(c.abuse.http.insecure_cookies, "{bind}");
+    }
+    let public = Config::from_sources(None, &env(&[("SESSIOND_BIND", "0.0.0.0:8080")])).unwrap();
+    assert!(!public.abuse.http.secure && !public.abuse.http.insecure_cookies);
+}
+
+#[test]
+fn binary_exits_2_for_secure_cookies_off_on_a_public_bind() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_SECURE_COOKIES", "false"),
+        ("SESSIOND_BIND", "0.0.0.0:0"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_SECURE_COOKIES (toml: secure_cookies)"),
+        "{stderr}"
+    );
+}
+
+/// `SESSIOND_REQUIRE_AAL2_FOR` names known action classes only; each unknown one is listed
+/// with the known ones, in the environment and in the file alike.
+#[test]
+fn unknown_aal2_action_classes_are_named() {
+    let p = problems(
+        None,
+        &[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys, bogus,sessions,Mfa")],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("\"bogus\", \"Mfa\""), "{}", p[0]);
+    assert!(
+        p[0].contains("api_keys, password, mfa, passkeys, sessions"),
+        "{}",
+        p[0]
+    );
+    let p = problems(Some("require_aal2_for = [\"applications\"]\n"), &[]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].contains("\"applications\""), "{}", p[0]);
+
+    use sessiond::auth::reauth::ActionClass;
+    let c = Config::from_sources(
+        Some("require_aal2_for = [\"password\", \"passkeys\"]\n"),
+        &[],
+    )
+    .unwrap();
+    let listed: Vec<ActionClass> = c.require_aal2_for.iter().collect();
+    assert_eq!(listed, [ActionClass::Password, ActionClass::Passkeys]);
+    assert!(
+        Config::from_sources(None, &[])
+            .unwrap()
+            .require_aal2_for
+            .iter()
+            .next()
+            .is_none(),
+        "nothing needs aal 2 by default"
+    );
+}
+
+#[test]
+fn binary_exits_2_for_an_unknown_aal2_action_class() {
+    let (code, stderr) = run_binary(&[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys,everything")]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_REQUIRE_AAL2_FOR (toml: require_aal2_for)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"everything\""), "{stderr}");
+}

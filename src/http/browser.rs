@@ -20,6 +20,7 @@
 //! answer differs: [`browser_session_response`] / [`browser_token_response`] give the
 //! `TokenResponse` without `refresh_token`, plus the `Set-Cookie`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Json;
@@ -31,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use utoipa::ToSchema;
 
 use crate::auth::sessions::IssuedSession;
@@ -75,10 +76,33 @@ pub struct BrowserPolicy {
 }
 
 impl BrowserPolicy {
-    /// From the validated hardening settings.
-    pub fn new(settings: &HardeningSettings) -> Self {
+    /// From the validated hardening settings and the address sessiond is bound to. On a
+    /// loopback bind, the origins of that address itself (`http://localhost:PORT` and
+    /// `http://127.0.0.1:PORT`, or `http://[::1]:PORT`) are sessiond's own too: nothing else
+    /// can serve a page there, so its own pages (the demo) pass the CSRF rule whatever port
+    /// the operating system gave. They need no CORS (same origin).
+    pub fn new(settings: &HardeningSettings, bound: SocketAddr) -> Self {
+        let mut origins = settings.browser_origins.clone();
+        if bound.ip().is_loopback() {
+            let port = bound.port();
+            let own = match bound.ip() {
+                IpAddr::V4(ip) => [
+                    format!("http://localhost:{port}"),
+                    format!("http://{ip}:{port}"),
+                ],
+                IpAddr::V6(ip) => [
+                    format!("http://localhost:{port}"),
+                    format!("http://[{ip}]:{port}"),
+                ],
+            };
+            for origin in own {
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+        }
         Self {
-            origins: settings.browser_origins.clone(),
+            origins,
             secure: !settings.insecure_cookies,
         }
     }
@@ -261,9 +285,13 @@ pub fn cors_layer(settings: &HardeningSettings) -> CorsLayer {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    let listed = origins.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
+        // Only with the allowed origin: a foreign one is told nothing at all.
+        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+            listed.contains(origin)
+        }))
         .allow_methods([Method::POST])
         .allow_headers([
             header::CONTENT_TYPE,
@@ -341,6 +369,32 @@ mod tests {
             policy(false).clear_cookie(),
             "sessiond_rt=; Max-Age=0; Path=/v1/auth/browser; HttpOnly; SameSite=Strict"
         );
+    }
+
+    #[test]
+    fn a_loopback_bind_adds_its_own_origins() {
+        let settings = HardeningSettings {
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            cors_origins: vec![],
+            secure: false,
+            insecure_cookies: true,
+            browser_origins: vec!["http://localhost:8080".into()],
+        };
+        let v4 = BrowserPolicy::new(&settings, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(
+            v4.origins(),
+            [
+                "http://localhost:8080",
+                "http://localhost:4321",
+                "http://127.0.0.1:4321"
+            ]
+        );
+        assert_eq!(v4.cookie_name(), DEV_COOKIE_NAME);
+        let v6 = BrowserPolicy::new(&settings, "[::1]:8080".parse().unwrap());
+        assert_eq!(v6.origins(), ["http://localhost:8080", "http://[::1]:8080"]);
+        let public = BrowserPolicy::new(&settings, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(public.origins(), ["http://localhost:8080"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod auth_locks;
 mod bad_input;
+mod browser;
 mod code_issuance;
 mod demo;
 mod email;

@@ -36,6 +36,10 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/v1/auth/mfa/totp"),
     ("post", "/v1/auth/mfa/totp/confirm"),
     ("post", "/v1/auth/mfa/totp/disable"),
+    ("post", "/v1/auth/browser/sessions"),
+    ("post", "/v1/auth/browser/mfa"),
+    ("post", "/v1/auth/browser/refresh"),
+    ("post", "/v1/auth/browser/logout"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,7 +192,7 @@ fn validate(
     responses(
         (status = 201, description = "Created; the key is shown this once", body = CreatedApiKey),
         MalformedJson,
-        (status = 401, description = "`insufficient_user_authentication` (reauthenticate: `POST /v1/auth/sessions/current/reauth`), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (`max_age`: reauthenticate at `POST /v1/auth/sessions/current/reauth`; `acr_values=\"aal2\"`: `api_keys` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes` (a scope not in `SESSIOND_API_KEY_SCOPES`)", body = ErrorResponse),
         Unavailable,

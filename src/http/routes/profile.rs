@@ -115,7 +115,7 @@ pub async fn update_me(
     responses(
         (status = 204, description = "Changed; every other session revoked"),
         MalformedJson,
-        (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `password` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong current passwords feed like failed logins (`Retry-After`)", body = ErrorResponse),

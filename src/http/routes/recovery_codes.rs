@@ -26,7 +26,7 @@ pub const RECOVERY_CODES_REGENERATED: &str = "mfa_recovery_codes_regenerated";
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The new recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
-        (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `mfa` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
         Unavailable,
     )
