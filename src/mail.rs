@@ -587,7 +587,9 @@ mod tests {
             queue: 1024,
         })
         .unwrap();
-        let outbox = mailer.dev_outbox().expect("development mail mode keeps an outbox");
+        let outbox = mailer
+            .dev_outbox()
+            .expect("development mail mode keeps an outbox");
         assert!(outbox.last("ada@example.com").is_none());
         let coded = |to: &str, code: &str| OutgoingMail {
             body: format!("Your email verification code is: {code}\n\nIt expires."),
@@ -599,7 +601,10 @@ mod tests {
         let last = outbox.last("ada@example.com").unwrap();
         assert_eq!(last.code(), Some("333333"));
         assert_eq!(last.kind, "email_verification");
-        assert_eq!(outbox.last("bob@example.com").unwrap().code(), Some("222222"));
+        assert_eq!(
+            outbox.last("bob@example.com").unwrap().code(),
+            Some("222222")
+        );
         // A mail without a code has none to show.
         mailer.send(mail("carol@example.com"));
         assert_eq!(outbox.last("carol@example.com").unwrap().code(), None);
@@ -608,7 +613,11 @@ mod tests {
             mailer.send(coded(&format!("u{i}@example.com"), "444444"));
         }
         assert!(outbox.last("ada@example.com").is_none());
-        assert!(outbox.last(&format!("u{}@example.com", DEV_OUTBOX_CAPACITY - 1)).is_some());
+        assert!(
+            outbox
+                .last(&format!("u{}@example.com", DEV_OUTBOX_CAPACITY - 1))
+                .is_some()
+        );
         mailer.shutdown(Duration::from_secs(5)).await;
 
         let smtp = Mailer::start(&MailSettings {
@@ -624,7 +633,10 @@ mod tests {
             queue: 4,
         })
         .unwrap();
-        assert!(smtp.dev_outbox().is_none(), "no outbox when mail really goes out");
+        assert!(
+            smtp.dev_outbox().is_none(),
+            "no outbox when mail really goes out"
+        );
     }
 
     #[tokio::test]

@@ -208,7 +208,9 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_its_own_files() {
-        for needle in ["<script>", "style=", "onclick", "http://", "https://", "<style"] {
+        for needle in [
+            "<script>", "style=", "onclick", "http://", "https://", "<style",
+        ] {
             assert!(!INDEX_HTML.contains(needle), "index.html has {needle}");
         }
         assert!(INDEX_HTML.contains(r#"<script src="/demo/app.js""#));

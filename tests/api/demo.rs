@@ -26,7 +26,10 @@ const ASSETS: &[(&str, &str)] = &[
 async fn demo_app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let mut overrides: Vec<(&str, &str)> = match backend {
         // Empty = unset: the key ring generates development keys.
-        Backend::Sqlite => vec![("SESSIOND_SIGNING_KEY_FILE", ""), ("SESSIOND_REFRESH_KEY", "")],
+        Backend::Sqlite => vec![
+            ("SESSIOND_SIGNING_KEY_FILE", ""),
+            ("SESSIOND_REFRESH_KEY", ""),
+        ],
         Backend::Postgres => vec![("SESSIOND_DEMO", "on")],
     };
     overrides.extend_from_slice(extra);
@@ -57,7 +60,10 @@ async fn the_page_and_its_assets_are_served_with_their_types_and_a_strict_csp(ba
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("connect-src 'self'"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(h["x-content-type-options"], "nosniff");
     }
@@ -82,7 +88,12 @@ async fn the_page_and_its_assets_are_served_with_their_types_and_a_strict_csp(ba
     }
     assert!(!js.contains("localStorage") && !js.contains("sessionStorage"));
     // Unknown files under /demo are the API's 404.
-    assert_error(get(&app, "/demo/nope.js").await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(
+        get(&app, "/demo/nope.js").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -120,10 +131,17 @@ async fn the_dev_endpoint_shows_the_mailed_code_that_verifies_the_email(backend:
 
     // A later mail to the address replaces it (a password reset here).
     let response = app
-        .post_json("/v1/auth/password/reset", &json!({"email": "ada@example.com"}))
+        .post_json(
+            "/v1/auth/password/reset",
+            &json!({"email": "ada@example.com"}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let mail: Value = last_code(&app, "ada@example.com").await.json().await.unwrap();
+    let mail: Value = last_code(&app, "ada@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mail["kind"], "password_reset");
 
     // Nothing mailed there: 404; no address or a malformed one: the usual errors.
@@ -154,7 +172,12 @@ async fn with_configured_keys_the_demo_is_off_unless_asked_for(backend: Backend)
     for (path, _) in ASSETS {
         assert_error(get(&app, path).await, StatusCode::NOT_FOUND, "not_found").await;
     }
-    assert!(app.register("ada@example.com", PASSWORD).await.status().is_success());
+    assert!(
+        app.register("ada@example.com", PASSWORD)
+            .await
+            .status()
+            .is_success()
+    );
     assert_error(
         last_code(&app, "ada@example.com").await,
         StatusCode::NOT_FOUND,
@@ -178,7 +201,12 @@ async fn with_configured_keys_the_demo_is_off_unless_asked_for(backend: Backend)
 async fn the_development_keys_default_can_be_switched_off(backend: Backend) {
     let app = demo_app(backend, &[("SESSIOND_DEMO", "off")]).await;
     assert_error(get(&app, "/demo").await, StatusCode::NOT_FOUND, "not_found").await;
-    assert!(app.register("ada@example.com", PASSWORD).await.status().is_success());
+    assert!(
+        app.register("ada@example.com", PASSWORD)
+            .await
+            .status()
+            .is_success()
+    );
     assert_error(
         last_code(&app, "ada@example.com").await,
         StatusCode::NOT_FOUND,
@@ -198,7 +226,12 @@ async fn with_real_mail_the_dev_endpoint_is_404(backend: Backend) {
     overrides.push(("SESSIOND_DEMO", "on"));
     let app = spawn_app_with(backend, &overrides).await;
     assert_eq!(get(&app, "/demo").await.status(), StatusCode::OK);
-    assert!(app.register("ada@example.com", PASSWORD).await.status().is_success());
+    assert!(
+        app.register("ada@example.com", PASSWORD)
+            .await
+            .status()
+            .is_success()
+    );
     let mail = sink.nth(1).await;
     assert_eq!(mail.to, ["ada@example.com"]);
     assert_error(
