@@ -220,6 +220,18 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     await context.close();
   });
 
+  test('opened on 127.0.0.1 the page says to use localhost (passkeys need a domain)', async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${server.port}/demo`);
+    await see(page, page.locator('#signed-out'));
+    assert.equal(
+      await page.locator('#notice').textContent(),
+      `Passkeys need a domain: open http://localhost:${server.port}/demo instead of an IP address.`,
+    );
+    await context.close();
+  });
+
   test('many tabs: four tabs refresh together twenty times, nobody is logged out', async () => {
     const context = await newContext();
     const first = await context.newPage();

@@ -745,13 +745,22 @@ function wire() {
 async function boot() {
   wire();
   showPanel('login');
+  // WebAuthn refuses IP addresses as relying-party ids: say where the page works fully.
+  const onIp = /^[\d.]+$|^\[/.test(location.hostname);
+  const ipWarning = () => {
+    if (!onIp) return;
+    const url = `${location.protocol}//localhost${location.port ? ':' + location.port : ''}${location.pathname}`;
+    notice(`Passkeys need a domain: open ${url} instead of an IP address.`, 'error');
+  };
   try {
     // A reload (or a new tab) has no access token: the cookie gets one, if there is a session.
     await refresh();
     showSignedIn();
+    ipWarning();
   } catch {
     if (!state.access) {
       signedOut('');
+      ipWarning();
       startConditional();
     }
   }
