@@ -349,6 +349,15 @@ mod tests {
             Some(LimitClass::Verify)
         );
         assert_eq!(route_class(&Method::POST, "/v1/auth/tokens/refresh"), None);
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/browser/sessions"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/browser/mfa"),
+            Some(LimitClass::Verify)
+        );
+        assert_eq!(route_class(&Method::POST, "/v1/auth/browser/refresh"), None);
         assert!(exempt_from_general("/health") && exempt_from_general("/docs/openapi.json"));
         assert!(!exempt_from_general("/v1/auth/sessions") && !exempt_from_general("/docsx"));
     }

@@ -915,7 +915,45 @@ async fn unlisted_action_classes_are_unaffected(backend: Backend) {
     );
 }
 
+/// The metric line `name{outcome="…"} value` as the exposition shows it.
+async fn metric(app: &TestApp, name: &str, outcome: &str) -> String {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name}{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} missing"))
+        .to_owned()
+}
+
+async fn browser_logins_and_refreshes_are_counted_like_json_ones(backend: Backend) {
+    let app = spawn_app_with(backend, &[SECURE]).await;
+    register(&app, "ada@example.com").await;
+    let login = browser_login(&app, "ada@example.com").await;
+    let token = assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
+    assert_eq!(metric(&app, "sessiond_logins_total", "success").await, "1");
+    let refreshed = BrowserRequest::new("/v1/auth/browser/refresh")
+        .cookie(SECURE_NAME, &token)
+        .send(&app)
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(metric(&app, "sessiond_refresh_total", "rotated").await, "1");
+    let none = BrowserRequest::new("/v1/auth/browser/refresh")
+        .send(&app)
+        .await;
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(metric(&app, "sessiond_refresh_total", "invalid").await, "1");
+}
+
 both_backends!(
+    browser_logins_and_refreshes_are_counted_like_json_ones,
     login_sets_only_the_cookie,
     refresh_rotates_the_cookie_and_a_retry_in_the_grace_window_gets_the_same,
     an_old_cookie_after_the_grace_window_compromises_the_session,
