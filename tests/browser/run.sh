@@ -43,7 +43,9 @@ case "$BROWSER_DB" in
   sqlite|postgres) backends="$BROWSER_DB" ;;
   *) die "BROWSER_DB must be sqlite, postgres or all" ;;
 esac
+failed=""
 for db in $backends; do
   echo "==> browser tests on $db ($("$CHROMIUM_BIN" --version 2>/dev/null | head -1), playwright-core $installed)"
-  BROWSER_DB="$db" node --test --test-concurrency=1 --test-reporter=spec ./*.test.mjs
+  BROWSER_DB="$db" node --test --test-concurrency=1 --test-reporter=spec ./*.test.mjs || failed="$failed $db"
 done
+[ -z "$failed" ] || die "browser tests failed on:$failed (screenshots: ${BROWSER_ARTEFACTS:-tests/browser/artefacts})"
