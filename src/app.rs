@@ -306,9 +306,9 @@ impl Application {
                 api_key_scopes: Arc::new(crate::api_keys::ScopeAllowList::new(
                     config.api_key_scopes.clone(),
                 )),
+                passkeys,
                 require_aal2_for: config.require_aal2_for,
                 browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
-                passkeys,
             }),
             config: Arc::new(config),
         })

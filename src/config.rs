@@ -40,8 +40,8 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
-pub use webauthn::{RelyingParty, WebauthnSetting};
 use sources::{Key, Problems, Raw, Sources};
+pub use webauthn::{RelyingParty, WebauthnSetting};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
     Key {
@@ -185,10 +185,10 @@ const ALL_KEYS: &[Key] = &[
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
     DEMO,
-    REQUIRE_AAL2_FOR,
     webauthn::RP_ID,
     webauthn::ORIGINS,
     webauthn::RP_NAME,
+    REQUIRE_AAL2_FOR,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -336,14 +336,14 @@ pub struct Config {
     /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
     /// it unless asked to.
     pub demo: Option<bool>,
-    /// Action classes that need a session at `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`, a comma list
-    /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
-    /// `crate::auth::reauth::require_action`.
-    pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Passkeys (WebAuthn): the relying party, development default, or off
     /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
     /// `config/webauthn.rs`).
     pub webauthn: WebauthnSetting,
+    /// Action classes that need a session at `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`, a comma list
+    /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
+    /// `crate::auth::reauth::require_action`.
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -1131,8 +1131,8 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         demo: demo.expect(CHECKED),
-        require_aal2_for: require_aal2_for.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
+        require_aal2_for: require_aal2_for.expect(CHECKED),
         warnings,
     })
 }

@@ -148,7 +148,10 @@ fn bound_to_challenge(challenge: Uuid) -> String {
 
 /// RFC 8176 methods of a passkey ceremony.
 fn amr_for(backup_eligible: bool, user_verified: bool) -> Vec<String> {
-    let mut amr = vec![if backup_eligible { "swk" } else { "hwk" }.to_owned(), "user".to_owned()];
+    let mut amr = vec![
+        if backup_eligible { "swk" } else { "hwk" }.to_owned(),
+        "user".to_owned(),
+    ];
     if user_verified {
         amr.push("mfa".to_owned());
     }
@@ -201,7 +204,8 @@ impl<'a> PasskeyFlows<'a> {
             state,
             name,
             created_at: now,
-            expires_at: now + chrono::Duration::from_std(CEREMONY_TTL).map_err(AuthError::internal)?,
+            expires_at: now
+                + chrono::Duration::from_std(CEREMONY_TTL).map_err(AuthError::internal)?,
         };
         self.auth.store.insert_ceremony(&ceremony).await?;
         Ok(ceremony.id)
@@ -247,9 +251,12 @@ impl<'a> PasskeyFlows<'a> {
             .list_passkeys(user)
             .await?
             .into_iter()
-            .map(|p| p.credential_id.into())
+            .map(|p| p.credential_id)
             .collect();
-        let display = account.name.clone().unwrap_or_else(|| account.email.clone());
+        let display = account
+            .name
+            .clone()
+            .unwrap_or_else(|| account.email.clone());
         let (mut options, state) = rp
             .webauthn
             .start_passkey_registration(user.as_uuid(), &account.email, &display, Some(exclude))
@@ -288,7 +295,11 @@ impl<'a> PasskeyFlows<'a> {
     ) -> Result<Registered, AuthError> {
         let rp = self.rp()?;
         let ceremony = self
-            .take(ceremony_id, CeremonyKind::Register, &bound_to_session(user, session))
+            .take(
+                ceremony_id,
+                CeremonyKind::Register,
+                &bound_to_session(user, session),
+            )
             .await?;
         let state: PasskeyRegistration = from_json(&ceremony.state)?;
         let now = self.now();
@@ -463,7 +474,11 @@ impl<'a> PasskeyFlows<'a> {
     ) -> Result<SessionRecord, AuthError> {
         self.rp()?;
         let ceremony = self
-            .take(ceremony_id, CeremonyKind::StepUp, &bound_to_session(user, session))
+            .take(
+                ceremony_id,
+                CeremonyKind::StepUp,
+                &bound_to_session(user, session),
+            )
             .await?;
         let state: PasskeyAuthentication = from_json(&ceremony.state)?;
         let asserted = self
@@ -590,7 +605,8 @@ impl<'a> PasskeyFlows<'a> {
                 CeremonyKind::Mfa,
                 bound_to_challenge(challenge_id),
                 to_json(&state)?,
-                None,
+                // The session's label, given at the password step.
+                challenge.device_name,
             )
             .await?;
         Ok(Started {
@@ -611,7 +627,11 @@ impl<'a> PasskeyFlows<'a> {
     ) -> Result<IssuedSession, AuthError> {
         self.rp()?;
         let ceremony = self
-            .take(ceremony_id, CeremonyKind::Mfa, &bound_to_challenge(challenge_id))
+            .take(
+                ceremony_id,
+                CeremonyKind::Mfa,
+                &bound_to_challenge(challenge_id),
+            )
             .await?;
         let state: PasskeyAuthentication = from_json(&ceremony.state)?;
         // The owner of the challenge: the state names only credentials of that account, and
@@ -673,7 +693,7 @@ impl<'a> PasskeyFlows<'a> {
                 auth_time: now,
                 aal: 2,
                 amr,
-                device_name: None,
+                device_name: ceremony.name,
                 user_agent: client.user_agent.clone(),
                 ip: client.ip.clone(),
             },
@@ -691,7 +711,8 @@ impl<'a> PasskeyFlows<'a> {
         verify: impl FnOnce(
             &Passkeys,
             &Credential,
-        ) -> Result<webauthn_rs::prelude::AuthenticationResult, WebauthnError>,
+        )
+            -> Result<webauthn_rs::prelude::AuthenticationResult, WebauthnError>,
     ) -> Result<Asserted, AuthError> {
         let rp = self.rp()?;
         let stored = self
@@ -702,8 +723,13 @@ impl<'a> PasskeyFlows<'a> {
             .filter(|p| p.user_id == user);
         let Some(stored) = stored else {
             // Unknown, deleted, or another user's credential.
-            self.rejected(Some(user), client, "assert", &WebauthnError::CredentialNotFound)
-                .await?;
+            self.rejected(
+                Some(user),
+                client,
+                "assert",
+                &WebauthnError::CredentialNotFound,
+            )
+            .await?;
             return Err(AuthError::PasskeyRejected);
         };
         let cred = credential_of(&stored)?;
@@ -720,8 +746,13 @@ impl<'a> PasskeyFlows<'a> {
         };
         if !result.user_verified() {
             // Required by the options; an authenticator that ignored it is refused.
-            self.rejected(Some(user), client, "assert", &WebauthnError::UserNotVerified)
-                .await?;
+            self.rejected(
+                Some(user),
+                client,
+                "assert",
+                &WebauthnError::UserNotVerified,
+            )
+            .await?;
             return Err(AuthError::PasskeyRejected);
         }
         let mut passkey = Passkey::from(cred);
@@ -735,7 +766,12 @@ impl<'a> PasskeyFlows<'a> {
             backup_state: internals.backup_state,
             at: micros(self.now()),
         };
-        if !self.auth.store.record_passkey_use(stored.id, &usage).await? {
+        if !self
+            .auth
+            .store
+            .record_passkey_use(stored.id, &usage)
+            .await?
+        {
             // A concurrent assertion moved the counter first (or the passkey was deleted).
             return Err(AuthError::PasskeyRejected);
         }
@@ -798,8 +834,10 @@ fn with_credential(
 ) -> Result<PasskeyAuthentication, WebauthnError> {
     // The state holds the credentials as they were at the start; the stored counter may have
     // moved since. Rebuild it through its serialised form with the current credential.
-    let mut value = serde_json::to_value(state).map_err(|_| WebauthnError::ChallengePersistenceError)?;
-    let current = serde_json::to_value(cred).map_err(|_| WebauthnError::ChallengePersistenceError)?;
+    let mut value =
+        serde_json::to_value(state).map_err(|_| WebauthnError::ChallengePersistenceError)?;
+    let current =
+        serde_json::to_value(cred).map_err(|_| WebauthnError::ChallengePersistenceError)?;
     let credentials = value
         .pointer_mut("/ast/credentials")
         .and_then(|v| v.as_array_mut())

@@ -43,9 +43,7 @@ impl RelyingParty {
     pub fn development(port: u16) -> Self {
         Self {
             rp_id: "localhost".into(),
-            origins: vec![
-                Url::parse(&format!("http://localhost:{port}")).expect("a valid origin"),
-            ],
+            origins: vec![Url::parse(&format!("http://localhost:{port}")).expect("a valid origin")],
             rp_name: "sessiond (development)".into(),
         }
     }
@@ -148,7 +146,11 @@ fn rp_name(key: &Key, raw: Raw<'_>) -> Result<String, String> {
 /// Parses this module's settings, recording every problem; None if any was found.
 /// `development_keys`: sessiond runs on generated development keys (then an unconfigured
 /// relying party defaults to `localhost`).
-pub(super) fn parse(s: &Sources, p: &mut Problems, development_keys: bool) -> Option<WebauthnSetting> {
+pub(super) fn parse(
+    s: &Sources,
+    p: &mut Problems,
+    development_keys: bool,
+) -> Option<WebauthnSetting> {
     let before = p.0.len();
     let id = optional(s, p, &RP_ID, rp_id);
     let origins = optional(s, p, &ORIGINS, origins);
@@ -170,11 +172,17 @@ pub(super) fn parse(s: &Sources, p: &mut Problems, development_keys: bool) -> Op
             })
         }
         (Some(_), None) => {
-            p.key(&RP_ID, format!("needs {ORIGINS} (the origins passkeys are used from)"));
+            p.key(
+                &RP_ID,
+                format!("needs {ORIGINS} (the origins passkeys are used from)"),
+            );
             None
         }
         (None, Some(_)) => {
-            p.key(&ORIGINS, format!("needs {RP_ID} (the domain passkeys are bound to)"));
+            p.key(
+                &ORIGINS,
+                format!("needs {RP_ID} (the domain passkeys are bound to)"),
+            );
             None
         }
         (Some(rp_id), Some(origins)) => {

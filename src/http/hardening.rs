@@ -53,6 +53,9 @@ pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
         | "/v1/auth/browser/sessions"
         | "/v1/auth/password"
         | "/v1/auth/sessions/current/reauth" => LimitClass::Login,
+        // Unauthenticated passkey ceremonies: each start stores a ceremony row.
+        "/v1/auth/passkeys/login/start" | "/v1/auth/passkeys/login/finish" => LimitClass::Login,
+        "/v1/auth/passkeys/mfa/start" | "/v1/auth/passkeys/mfa/finish" => LimitClass::Verify,
         "/v1/auth/register" => LimitClass::Register,
         "/v1/auth/email/verify"
         | "/v1/auth/email/resend"
@@ -336,6 +339,14 @@ mod tests {
             Some(LimitClass::Login)
         );
         assert_eq!(route_class(&Method::GET, "/v1/auth/sessions"), None);
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/passkeys/login/start"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/passkeys/mfa/finish"),
+            Some(LimitClass::Verify)
+        );
         assert_eq!(
             route_class(&Method::POST, "/v1/auth/sessions/current/reauth"),
             Some(LimitClass::Login)

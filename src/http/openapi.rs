@@ -87,8 +87,8 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "api-keys", description = "The caller's API keys (service credentials)"),
         (name = "verify", description = "Forward authentication for gateways"),
         (name = "profile", description = "The caller's display name and password"),
-        (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
         (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
+        (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
     )
 )]
 pub struct ApiDoc;

@@ -75,13 +75,13 @@ pub struct Services {
     pub reauth_max_age: std::time::Duration,
     /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
+    /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
+    pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
     /// Action classes that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; see
     /// `crate::auth::reauth::require_action`).
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
     pub browser: crate::http::browser::BrowserPolicy,
-    /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
-    pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
 }
 
 impl Services {

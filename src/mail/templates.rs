@@ -68,6 +68,12 @@ pub fn reset_removals_mail(
     if removed.factors.totp {
         lines.push("- removed the authenticator app (TOTP) added in the last 24 hours".to_owned());
     }
+    if removed.factors.passkeys > 0 {
+        lines.push(format!(
+            "- removed {} passkey(s) added in the last 24 hours",
+            removed.factors.passkeys
+        ));
+    }
     if removed.factors.recovery_codes > 0 {
         lines.push(format!(
             "- removed {} recovery code(s) created in the last 24 hours",
@@ -92,7 +98,11 @@ pub fn reset_removals_mail(
 
 /// The warning that one of the owner's passkeys presented a signature counter lower than one
 /// already seen: the authenticator may have been cloned. The attempt was refused.
-pub fn passkey_counter_regressed_mail(to: &str, user_id: UserId, passkey_name: &str) -> OutgoingMail {
+pub fn passkey_counter_regressed_mail(
+    to: &str,
+    user_id: UserId,
+    passkey_name: &str,
+) -> OutgoingMail {
     // The name is the owner's own label; no control characters in the mail.
     let name: String = passkey_name.chars().filter(|c| !c.is_control()).collect();
     let body = format!(
@@ -133,11 +143,13 @@ mod tests {
             factors: crate::store::mfa::RemovedFactors {
                 totp: true,
                 recovery_codes: 10,
+                passkeys: 1,
             },
         };
         let mail = reset_removals_mail("ada@example.com", UserId::new(), &removed);
         for expected in [
             "signed out of 2 session(s)",
+            "removed 1 passkey(s) added in the last 24 hours",
             "revoked 2 API key(s)",
             "    * ci",
             "    * evilSubject: x",

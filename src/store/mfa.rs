@@ -353,7 +353,9 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
-        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        // Recovery codes stay while the account has a passkey (they stand in for it too).
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM passkeys WHERE passkeys.user_id = $1)";
         const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
         self.observed("disable_totp", async {
             let now = truncate_to_micros(now);
@@ -688,12 +690,14 @@ pub struct RemovedFactors {
     pub totp: bool,
     /// Recovery codes removed.
     pub recovery_codes: u64,
+    /// Passkeys removed.
+    pub passkeys: u64,
 }
 
 impl RemovedFactors {
     /// Whether anything was removed.
     pub fn any(&self) -> bool {
-        self.totp || self.recovery_codes > 0
+        self.totp || self.recovery_codes > 0 || self.passkeys > 0
     }
 }
 
@@ -805,6 +809,8 @@ impl Store {
         const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
         const DELETE_MFA_RECOVERY_CODES: &str =
             "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2";
+        const DELETE_PASSKEYS: &str =
+            "DELETE FROM passkeys WHERE user_id = $1 AND created_at >= $2";
         self.observed("remove_second_factors_since", async {
             let uid = user.as_uuid();
             let mut removed = RemovedFactors::default();
@@ -833,6 +839,13 @@ impl Store {
                     removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .bind(codes_since)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
+                        .bind(uid)
+                        .bind(since)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?
@@ -872,6 +885,13 @@ impl Store {
                         .await
                         .map_err(map)?
                         .rows_affected();
+                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
+                        .bind(uid)
+                        .bind(codec::ts(since))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     let event = removed_event(event, removed);
                     if let Some(event) = &event {
                         audit::insert_sqlite(&mut tx, event).await?;
@@ -895,6 +915,7 @@ fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEven
         event
             .detail("authenticator_app", removed.totp)
             .detail("recovery_codes", removed.recovery_codes)
+            .detail("passkeys", removed.passkeys)
     })
 }
 
@@ -964,15 +985,15 @@ pub(super) mod pg {
             .execute(conn)
             .await
             .map_err(map)?,
-            SecondFactor::Passkey(id) => sqlx::query(
-                "UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(now)
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }
@@ -1038,15 +1059,15 @@ pub(super) mod lite {
             .execute(conn)
             .await
             .map_err(map)?,
-            SecondFactor::Passkey(id) => sqlx::query(
-                "UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(codec::ts(now))
-            .execute(conn)
-            .await
-            .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(codec::ts(now))
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }

@@ -315,7 +315,11 @@ impl PasskeyStore for Store {
         &self,
         credential_id: &[u8],
     ) -> Result<Option<StoredPasskey>, StoreError> {
-        const SQL: &str = concat!("SELECT ", columns!(), " FROM passkeys WHERE credential_id = $1");
+        const SQL: &str = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM passkeys WHERE credential_id = $1"
+        );
         self.observed("passkey_by_credential_id", async {
             match &self.inner {
                 Inner::Postgres(s) => sqlx::query(SQL)

@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,10 +20,14 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use crate::auth::passkeys::Started;
 use crate::auth::passkeys::port::StoredPasskey;
+use crate::auth::reauth::ActionClass;
 use crate::domain::DeviceName;
+use crate::http::browser;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
-use crate::http::openapi::{BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable};
+use crate::http::openapi::{
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::http::views::{SessionView, TokenResponse, issued_session_response};
 use crate::store::audit::AuditClient;
@@ -280,14 +284,29 @@ fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
     response
 }
 
-/// Cookie transport is the browser branch's; until it is here, only `body` is served.
-fn body_transport(transport: Transport) -> Result<(), ApiError> {
+/// The cookie transport is a browser route: the CSRF rule applies, checked before anything
+/// (the ceremony included) is consumed.
+fn check_transport(
+    state: &AppState,
+    headers: &HeaderMap,
+    transport: Transport,
+) -> Result<(), ApiError> {
     match transport {
         Transport::Body => Ok(()),
-        Transport::Cookie => Err(ApiError::field(
-            "transport",
-            "cookie transport is not available on this server",
-        )),
+        Transport::Cookie => browser::check_csrf(state, headers),
+    }
+}
+
+/// The answer to a login: the token response, or the browser answer (refresh token only in
+/// the cookie).
+fn login_response(
+    state: &AppState,
+    issued: &crate::auth::sessions::IssuedSession,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    match transport {
+        Transport::Body => issued_session_response(state, issued),
+        Transport::Cookie => browser::browser_session_response(state, issued, StatusCode::CREATED),
     }
 }
 
@@ -316,9 +335,11 @@ pub async fn register_start(
 ) -> Result<Json<CeremonyResponse>, ApiError> {
     let flows = state.passkey_flows();
     flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
     let name = passkey_name(&body.name)?;
-    let started = flows.register_start(me.user_id, me.session_id, name).await?;
+    let started = flows
+        .register_start(me.user_id, me.session_id, name)
+        .await?;
     Ok(Json(CeremonyResponse::from_started(started)?))
 }
 
@@ -415,10 +436,7 @@ pub async fn rename(
 ) -> Result<Json<PasskeyResponse>, ApiError> {
     let id = parse_id(&id, "passkey id")?;
     let name = passkey_name(&body.name)?;
-    let passkey = state
-        .passkey_flows()
-        .rename(me.user_id, id, &name)
-        .await?;
+    let passkey = state.passkey_flows().rename(me.user_id, id, &name).await?;
     Ok(Json(PasskeyResponse {
         passkey: PasskeyView::from(&passkey),
     }))
@@ -459,9 +477,15 @@ pub async fn delete(
         .any(|pair| pair == "confirm=true");
     let flows = state.passkey_flows();
     flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
     flows
-        .delete(me.user_id, me.session_id, id, confirm, &audit_client(&client))
+        .delete(
+            me.user_id,
+            me.session_id,
+            id,
+            confirm,
+            &audit_client(&client),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -575,22 +599,23 @@ pub async fn login_start(
     tag = "passkeys",
     request_body = LoginFinishRequest,
     responses(
-        (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
+        (status = 201, description = "Logged in; `Cache-Control: no-store`. With `transport: \"cookie\"` the body is a `BrowserTokenResponse` (no refresh token) and the refresh token is in `Set-Cookie`", body = TokenResponse),
         (status = 400, description = "`invalid_ceremony` or `invalid_request`", body = ErrorResponse),
         (status = 401, description = "`passkey_rejected` or `passkey_counter_regressed`", body = ErrorResponse),
-        (status = 403, description = "`email_not_verified`", body = ErrorResponse),
+        (status = 403, description = "`email_not_verified`, or `csrf_rejected` (transport `cookie` without `x-sessiond-csrf: 1` and an allowed `Origin`)", body = ErrorResponse),
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
-        (status = 422, description = "`validation_failed`: `device_name` or `transport`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `device_name`", body = ErrorResponse),
         Unavailable,
     )
 )]
 pub async fn login_finish(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     AppJson(body): AppJson<LoginFinishRequest>,
 ) -> Result<Response, ApiError> {
-    body_transport(body.transport)?;
+    check_transport(&state, &headers, body.transport)?;
     let device_name = body
         .device_name
         .as_deref()
@@ -607,7 +632,7 @@ pub async fn login_finish(
             &audit_client(&client),
         )
         .await?;
-    issued_session_response(&state, &issued)
+    login_response(&state, &issued, body.transport)
 }
 
 /// Starts the passkey second factor of an `mfa_required` login (one of the challenge's
@@ -645,9 +670,10 @@ pub async fn mfa_start(
     tag = "passkeys",
     request_body = MfaFinishRequest,
     responses(
-        (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
+        (status = 201, description = "Logged in; `Cache-Control: no-store`. With `transport: \"cookie\"` the body is a `BrowserTokenResponse` (no refresh token) and the refresh token is in `Set-Cookie`", body = TokenResponse),
         (status = 400, description = "`invalid_ceremony` or `invalid_request`", body = ErrorResponse),
         (status = 401, description = "`passkey_rejected`, `passkey_counter_regressed`, `mfa_challenge_invalid`", body = ErrorResponse),
+        (status = 403, description = "`csrf_rejected` (transport `cookie` without `x-sessiond-csrf: 1` and an allowed `Origin`)", body = ErrorResponse),
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
         (status = 429, description = "`rate_limited`: the account's second-factor lock", body = ErrorResponse),
@@ -657,9 +683,10 @@ pub async fn mfa_start(
 pub async fn mfa_finish(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     AppJson(body): AppJson<MfaFinishRequest>,
 ) -> Result<Response, ApiError> {
-    body_transport(body.transport)?;
+    check_transport(&state, &headers, body.transport)?;
     let challenge_id = parse_id(&body.challenge_id, "challenge_id")?;
     let issued = state
         .passkey_flows()
@@ -670,5 +697,5 @@ pub async fn mfa_finish(
             &audit_client(&client),
         )
         .await?;
-    issued_session_response(&state, &issued)
+    login_response(&state, &issued, body.transport)
 }
