@@ -227,6 +227,26 @@ impl Application {
             ),
         }
         tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
+        // The generated development keys are what make the demo's default "on" (the key ring
+        // warns exactly then).
+        let demo = crate::http::demo::DemoSettings::decide(
+            config.demo,
+            keys.warning().is_some(),
+            mailer.is_dev_mode(),
+            address,
+        );
+        if demo.enabled {
+            tracing::info!(
+                dev_codes = demo.dev_codes,
+                "demo web app on http://localhost:{}/demo{}",
+                address.port(),
+                if demo.dev_codes {
+                    " (mailed codes shown on the page: development mail mode, loopback bind)"
+                } else {
+                    ""
+                }
+            );
+        }
         match &passkeys {
             Some(p) => {
                 let rp = p.relying_party();
@@ -278,6 +298,7 @@ impl Application {
                 unknown_api_keys: Arc::default(),
                 codes,
                 mailer,
+                demo,
                 require_verified_email: config.mail.require_verified_email,
                 limiter,
                 register_conflict: config.abuse.register_conflict,

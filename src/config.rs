@@ -100,6 +100,7 @@ const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
+const DEMO: Key = key("SESSIOND_DEMO", "demo");
 const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
 
 /// Every setting, for unknown-key detection.
@@ -183,6 +184,7 @@ const ALL_KEYS: &[Key] = &[
     COMMIT_MAX_WAIT,
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
+    DEMO,
     webauthn::RP_ID,
     webauthn::ORIGINS,
     webauthn::RP_NAME,
@@ -329,6 +331,11 @@ pub struct Config {
     /// The scopes API keys may be created with (`SESSIOND_API_KEY_SCOPES`, a comma list;
     /// default empty: no scopes). Stored keys' scopes no longer listed are not passed on.
     pub api_key_scopes: Vec<String>,
+    /// Serve the demo web app at `/demo` (`SESSIOND_DEMO`, `on` or `off`). None = unset: on
+    /// exactly when sessiond runs on its generated development keys (decided once the keys are
+    /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
+    /// it unless asked to.
+    pub demo: Option<bool>,
     /// Passkeys (WebAuthn): the relying party, development default, or off
     /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
     /// `config/webauthn.rs`).
@@ -960,6 +967,7 @@ fn build(
         });
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
+    let demo = optional(s, &mut p, &DEMO, on_off);
     let require_aal2_for = field(
         s,
         &mut p,
@@ -1122,6 +1130,7 @@ fn build(
         commit_max_wait: commit_max_wait.expect(CHECKED),
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
+        demo: demo.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
         require_aal2_for: require_aal2_for.expect(CHECKED),
         warnings,
@@ -1152,6 +1161,18 @@ fn parse_bind(key: &Key, raw: Raw<'_>) -> Result<SocketAddr, String> {
     let s = sources::text(key, raw)?;
     s.parse()
         .map_err(|_| format!("{s:?} is not a socket address (e.g. 127.0.0.1:8080 or [::]:8080)"))
+}
+
+/// `SESSIOND_DEMO`: `on` or `off` (also true/false, yes/no, 1/0, or a TOML boolean).
+fn on_off(key: &Key, raw: Raw<'_>) -> Result<bool, String> {
+    if let Raw::Toml(figment::value::Value::Bool(_, b)) = raw {
+        return Ok(*b);
+    }
+    match sources::text(key, raw)?.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{} must be on or off", sources::shown(key, raw))),
+    }
 }
 
 /// `SESSIOND_API_KEY_SCOPES`: a list of scopes, each valid as an API key's scope.
@@ -1200,6 +1221,24 @@ mod tests {
 
     const PG: (&str, &str) = ("DATABASE_URL", "postgres://app:s3cret@db.internal/sessiond");
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn demo_setting_is_on_off_or_unset() {
+        assert_eq!(Config::from_sources(None, &[]).unwrap().demo, None);
+        for (value, want) in [("on", true), ("OFF", false), ("true", true), ("0", false)] {
+            let c = Config::from_sources(None, &env(&[("SESSIOND_DEMO", value)])).unwrap();
+            assert_eq!(c.demo, Some(want), "{value}");
+        }
+        let c = Config::from_sources(Some("demo = false"), &[]).unwrap();
+        assert_eq!(c.demo, Some(false));
+        let e = errors(None, &[("SESSIOND_DEMO", "sometimes")]);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with("SESSIOND_DEMO") && e[0].contains("toml: demo"),
+            "{}",
+            e[0]
+        );
+    }
 
     #[test]
     fn reauthentication_and_api_key_scope_settings() {

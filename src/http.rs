@@ -4,6 +4,7 @@
 /// Correlation ids live outside `http` (telemetry uses them too); re-exported for handlers.
 pub use crate::correlation;
 pub mod browser;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod hardening;
@@ -119,6 +120,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         // Documented only where it is served (not with `SESSIOND_METRICS_ADDR`).
         routes = routes.routes(routes!(crate::http::routes::metrics::metrics));
     }
+    if state.demo.dev_codes {
+        // Documented only where it is served (development mail mode on a loopback bind).
+        routes = routes.routes(routes!(demo::last_code));
+    }
+    let demo_pages = state.demo.enabled.then(demo::pages);
     let (api, mut openapi) = routes.split_for_parts();
     hardening::document(&mut openapi);
     let guard = Arc::new(hardening::RequestGuard {
@@ -154,6 +160,10 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             hardening::limit_requests,
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    let mut api = api;
+    if let Some(pages) = demo_pages {
+        api = api.merge(pages);
+    }
     let router = api
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
         .fallback(|| async { ApiError::NotFound })

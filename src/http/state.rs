@@ -54,6 +54,8 @@ pub struct Services {
     pub codes: crate::codes::Codes,
     /// The outgoing-mail queue (SMTP, or the log in development mail mode).
     pub mailer: crate::mail::Mailer,
+    /// Whether `/demo` and its dev-only code endpoint are served (`SESSIOND_DEMO`).
+    pub demo: crate::http::demo::DemoSettings,
     /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
     /// TOTP MFA: the keys that seal TOTP secrets and hash recovery codes, and its settings.

@@ -8,6 +8,7 @@ mod auth_locks;
 mod bad_input;
 mod browser;
 mod code_issuance;
+mod demo;
 mod email;
 mod hardening;
 mod helpers;
