@@ -289,8 +289,7 @@ fn binary_exits_2_for_client_ip_header_none_with_trusted_proxies() {
 
 /// Cookies without `Secure` are for local development over plain HTTP only: turning them off
 /// on a bind other hosts can reach is refused; on a loopback bind it is accepted (the cookie is
-/// then `sessiond_rt`), and off by default (an `http://` issuer) on a public bind keeps them
-/// `Secure`.
+/// then `sessiond_rt`); the default (an `http://` issuer) keeps them `Secure` on any bind.
 #[test]
 fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
     let p = problems(
@@ -317,6 +316,9 @@ fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
     }
     let public = Config::from_sources(None, &env(&[("SESSIOND_BIND", "0.0.0.0:8080")])).unwrap();
     assert!(!public.abuse.http.secure && !public.abuse.http.insecure_cookies);
+    // The default (an `http://` issuer: no HSTS) keeps the cookie `Secure` on loopback too.
+    let local = Config::from_sources(None, &env(&[("SESSIOND_BIND", "127.0.0.1:8080")])).unwrap();
+    assert!(!local.abuse.http.secure && !local.abuse.http.insecure_cookies);
 }
 
 #[test]

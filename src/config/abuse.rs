@@ -95,9 +95,11 @@ pub struct HardeningSettings {
     /// `Strict-Transport-Security`.
     pub secure: bool,
     /// The browser-session cookie goes without `Secure` (and so without the `__Secure-` name
-    /// prefix): only when `SESSIOND_SECURE_COOKIES` is off on a loopback bind (local
-    /// development over plain HTTP). Explicitly off on any other bind is a configuration error;
-    /// off by default (an `http://` issuer) on another bind keeps cookies `Secure`.
+    /// prefix): only when `SESSIOND_SECURE_COOKIES` is set off explicitly on a loopback bind
+    /// (local development over plain HTTP with a browser that refuses `Secure` cookies from
+    /// `http://localhost`, e.g. Safari). Explicitly off on any other bind is a configuration
+    /// error; the default (off for an `http://` issuer, which only withholds HSTS) keeps
+    /// cookies `Secure` everywhere.
     pub insecure_cookies: bool,
     /// Origins the browser (cookie) routes accept (`Origin`, CSRF rule) and answer CORS for
     /// with credentials: `SESSIOND_CORS_ORIGINS` plus the issuer's own origin.
@@ -336,7 +338,9 @@ pub(super) fn parse(
             max_headers: max_headers? as usize,
             cors_origins,
             secure: secure?,
-            insecure_cookies: !secure? && loopback,
+            // Only an explicit `false` drops `Secure` (issue #11): browsers keep `Secure`
+            // cookies from `http://localhost`, so the development default stays `Secure` too.
+            insecure_cookies: !secure? && loopback && s.get(&SECURE_COOKIES).is_some(),
             browser_origins,
         },
     })

@@ -5,7 +5,7 @@
 //! * **The cookie** `__Secure-sessiond_rt` = the refresh token: `HttpOnly; Secure;
 //!   SameSite=Strict; Path=/v1/auth/browser` and `Max-Age` = the session's remaining life
 //!   ([`set_cookie`]). Scripts never see it, other sites never send it, and it reaches no route
-//!   but the browser ones. With `SESSIOND_SECURE_COOKIES` off on a loopback bind (local
+//!   but the browser ones. With `SESSIOND_SECURE_COOKIES` set off on a loopback bind (local
 //!   development over plain HTTP) it is `sessiond_rt` without `Secure`: browsers refuse a
 //!   `__Secure-` cookie that is not `Secure`.
 //! * **The CSRF rule** ([`check_csrf`], the [`CsrfChecked`] extractor): the header

@@ -519,9 +519,12 @@ async fn the_second_factor_gives_an_aal2_cookie_session(backend: Backend) {
 }
 
 async fn without_secure_cookies_on_loopback_the_cookie_is_sessiond_rt(backend: Backend) {
-    // The test issuer is http:// and the bind loopback: `SESSIOND_SECURE_COOKIES` is off by
-    // default here.
-    let app = spawn_app_with(backend, &[]).await;
+    // Only an explicit `SESSIOND_SECURE_COOKIES=false` on a loopback bind drops `Secure`.
+    let default = spawn_app_with(backend, &[]).await;
+    register(&default, "ada@example.com").await;
+    let login = browser_login(&default, "ada@example.com").await;
+    assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
+    let app = spawn_app_with(backend, &[("SESSIOND_SECURE_COOKIES", "false")]).await;
     register(&app, "ada@example.com").await;
     let login = browser_login(&app, "ada@example.com").await;
     let first = assert_session_cookie(&login, DEV_NAME, false, FOURTEEN_DAYS);

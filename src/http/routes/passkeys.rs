@@ -357,6 +357,7 @@ pub async fn register_start(
         (status = 401, description = "`passkey_rejected` (origin, RP id, user verification, signature), or `invalid_token` / `session_*`", body = ErrorResponse),
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -504,6 +505,7 @@ pub async fn delete(
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         (status = 409, description = "`no_passkeys`: register one first", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -533,6 +535,7 @@ pub async fn step_up_start(
         (status = 401, description = "`passkey_rejected`, `passkey_counter_regressed`, or `invalid_token` / `session_*` (a revoked session cannot step up)", body = ErrorResponse),
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -581,6 +584,7 @@ pub async fn step_up_finish(
         MalformedJson,
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -649,6 +653,7 @@ pub async fn login_finish(
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         (status = 409, description = "`no_passkeys`", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -676,6 +681,7 @@ pub async fn mfa_start(
         (status = 403, description = "`csrf_rejected` (transport `cookie` without `x-sessiond-csrf: 1` and an allowed `Origin`)", body = ErrorResponse),
         (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
         BodyRejected,
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's second-factor lock", body = ErrorResponse),
         Unavailable,
     )

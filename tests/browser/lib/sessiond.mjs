@@ -44,7 +44,6 @@ export async function startSessiond({ backend = 'sqlite' } = {}) {
     HOME: process.env.HOME,
     SESSIOND_BIND: `127.0.0.1:${port}`,
     SESSIOND_ISSUER: origin,
-    SESSIOND_SECURE_COOKIES: 'false',
     SESSIOND_ARGON2_MEMORY_KIB: '1024',
     SESSIOND_ARGON2_ITERATIONS: '1',
     SESSIOND_RATE_LIMITS: 'off',
