@@ -113,13 +113,6 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn audit_client(client: &ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    }
-}
-
 /// JSON with `Cache-Control: no-store`: these answers carry secrets.
 fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
     let mut response = (status, Json(body)).into_response();
@@ -202,7 +195,7 @@ pub async fn confirm_totp(
         me.user_id,
         me.session_id,
         &body.code,
-        &audit_client(&client),
+        &AuditClient::from(&client),
     )
     .await?;
     Ok(no_store(
@@ -246,7 +239,7 @@ pub async fn disable_totp(
         me.session_id,
         &body.password,
         &proof,
-        &audit_client(&client),
+        &AuditClient::from(&client),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -307,7 +300,12 @@ pub async fn complete_login(
     let challenge_id = Uuid::parse_str(body.challenge_id.trim())
         .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let issued =
-        mfa_login::complete(&state.auth(), challenge_id, &proof, &audit_client(&client)).await?;
+    let issued = mfa_login::complete(
+        &state.auth(),
+        challenge_id,
+        &proof,
+        &AuditClient::from(&client),
+    )
+    .await?;
     issued_session_response(&state, &issued)
 }

@@ -21,7 +21,6 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use crate::auth::passkeys::Started;
 use crate::auth::passkeys::port::StoredPasskey;
 use crate::auth::reauth::ActionClass;
-use crate::domain::DeviceName;
 use crate::http::browser;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -249,13 +248,6 @@ pub struct MfaFinishRequest {
     transport: Transport,
 }
 
-fn audit_client(client: &ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    }
-}
-
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::InvalidRequest(format!("invalid {what}")))
 }
@@ -373,7 +365,7 @@ pub async fn register_finish(
             me.session_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     Ok(no_store(
@@ -484,7 +476,7 @@ pub async fn delete(
             me.session_id,
             id,
             confirm,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -549,7 +541,7 @@ pub async fn step_up_finish(
             me.session_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     let issued = state
@@ -616,12 +608,7 @@ pub async fn login_finish(
     AppJson(body): AppJson<LoginFinishRequest>,
 ) -> Result<Response, ApiError> {
     check_transport(&state, &headers, body.transport)?;
-    let device_name = body
-        .device_name
-        .as_deref()
-        .map(DeviceName::parse)
-        .transpose()
-        .map_err(|e| ApiError::ValidationFailed(vec![e]))?
+    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?
         .map(|d| d.as_str().to_owned());
     let issued = state
         .passkey_flows()
@@ -629,7 +616,7 @@ pub async fn login_finish(
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
             device_name,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     login_response(&state, &issued, body.transport)
@@ -694,7 +681,7 @@ pub async fn mfa_finish(
             challenge_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     login_response(&state, &issued, body.transport)
