@@ -9,10 +9,9 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,6 +28,7 @@ use crate::http::openapi::{
 };
 use crate::http::state::AppState;
 use crate::http::views::{SessionView, TokenResponse, issued_session_response};
+use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
 /// A passkey as the API shows it.
@@ -58,10 +58,6 @@ pub struct PasskeyView {
     pub aaguid: String,
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl From<&StoredPasskey> for PasskeyView {
     fn from(p: &StoredPasskey) -> Self {
         Self {
@@ -69,8 +65,8 @@ impl From<&StoredPasskey> for PasskeyView {
             name: p.name.clone(),
             credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(&p.credential_id),
-            created_at: rfc3339(p.created_at),
-            last_used_at: p.last_used_at.map(rfc3339),
+            created_at: rfc3339_text(p.created_at),
+            last_used_at: p.last_used_at.map(rfc3339_text),
             backup_eligible: p.backup_eligible,
             backup_state: p.backup_state,
             transports: p.transports.clone(),
@@ -266,14 +262,6 @@ fn passkey_name(raw: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(name.to_owned())
-}
-
-fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// The cookie transport is a browser route: the CSRF rule applies, checked before anything
