@@ -145,20 +145,7 @@ fn origin(s: &str) -> Result<String, String> {
     if s == "*" {
         return Err("\"*\" is not allowed: list the origins".into());
     }
-    let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not an origin"))?;
-    let plain = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some()
-        && url.path() == "/"
-        && !s.ends_with('/')
-        && url.query().is_none()
-        && url.fragment().is_none()
-        && url.username().is_empty()
-        && url.password().is_none();
-    if !plain {
-        return Err(format!(
-            "{s:?} is not an origin (scheme://host[:port], no path)"
-        ));
-    }
+    let url = sources::plain_origin(s, |scheme| matches!(scheme, "http" | "https"))?;
     Ok(url.origin().ascii_serialization())
 }
 

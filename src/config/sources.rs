@@ -309,6 +309,27 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// An origin as browsers send it: `scheme://host[:port]`, nothing else (no path, query,
+/// fragment or user info). `scheme_ok` narrows the schemes; every failure but an unparsable
+/// value gives the same message, so the caller adds only its own rules.
+pub(crate) fn plain_origin(s: &str, scheme_ok: impl Fn(&str) -> bool) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not an origin"))?;
+    let plain = scheme_ok(url.scheme())
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && !s.ends_with('/')
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !plain {
+        return Err(format!(
+            "{s:?} is not an origin (scheme://host[:port], no path)"
+        ));
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

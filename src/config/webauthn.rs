@@ -82,19 +82,7 @@ fn rp_id(key: &Key, raw: Raw<'_>) -> Result<String, String> {
 
 /// One origin: `https://host[:port]`, or `http://localhost[:port]`; no path; no IP address.
 fn origin(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|_| format!("{s:?} is not an origin"))?;
-    let plain = url.host_str().is_some()
-        && url.path() == "/"
-        && !s.ends_with('/')
-        && url.query().is_none()
-        && url.fragment().is_none()
-        && url.username().is_empty()
-        && url.password().is_none();
-    if !plain {
-        return Err(format!(
-            "{s:?} is not an origin (scheme://host[:port], no path)"
-        ));
-    }
+    let url = sources::plain_origin(s, |_| true)?;
     let host = url.host_str().unwrap_or_default();
     if is_ip(host) {
         return Err(format!(

@@ -23,7 +23,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -244,11 +243,8 @@ pub fn browser_token_response(
     let cookie = state
         .browser
         .set_cookie(refresh_token, remaining_life(state, session, now));
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::SET_COOKIE, cookie);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let mut response = crate::http::views::no_store(status, body);
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 

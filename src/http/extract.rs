@@ -15,9 +15,10 @@ use sessiond_actors::rotation::Rejection;
 use sessiond_actors::sessions::SessionError;
 
 use crate::api_keys::{ApiKeyId, KeyCheck, PresentedKey, check_key};
-use crate::domain::FieldError;
+use crate::domain::{DeviceName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::store::audit::AuditClient;
 use crate::store::{UserProfile, UserStatus};
 
 /// A JSON body. Requires `Content-Type: application/json` (415), valid JSON (400) and the
@@ -163,6 +164,24 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// The User-Agent header, trimmed to 256 characters.
     pub user_agent: Option<String>,
+}
+
+/// The audit record's view of the client: the same two facts.
+impl From<&ClientInfo> for AuditClient {
+    fn from(client: &ClientInfo) -> Self {
+        Self {
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        }
+    }
+}
+
+/// The optional `device_name` of a login body, checked: 422 `validation_failed` when present
+/// and not a valid name.
+pub fn device_name(raw: Option<&str>) -> Result<Option<DeviceName>, ApiError> {
+    raw.map(DeviceName::parse)
+        .transpose()
+        .map_err(|e| ApiError::ValidationFailed(vec![e]))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {

@@ -15,6 +15,21 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::{User, UserProfile, UserStatus};
 
+/// A timestamp as the API writes it: RFC 3339, UTC, milliseconds.
+pub fn rfc3339_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// JSON with `Cache-Control: no-store` (and `Pragma: no-cache`): the answer carries a
+/// secret (tokens, recovery codes, a TOTP secret).
+pub fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
@@ -185,11 +200,7 @@ pub fn token_response(
         user: UserView::from(user),
         session: SessionView::new(session, &state.policy, true),
     };
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(no_store(status, body))
 }
 
 /// The token response for a session a login flow just created.

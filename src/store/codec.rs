@@ -60,6 +60,34 @@ pub(super) fn get_opt_ts(
         .transpose()
 }
 
+/// A row of either backend read the same way: the timestamp columns are the one place
+/// where they differ (PostgreSQL `timestamptz`, SQLite [`ts`] text), so a row reader written
+/// against this trait serves both.
+pub(super) trait TimeRow {
+    /// A timestamp column.
+    fn ts(&self, column: &str) -> Result<DateTime<Utc>, StoreError>;
+    /// A nullable timestamp column.
+    fn opt_ts(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+impl TimeRow for sqlx::postgres::PgRow {
+    fn ts(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        get(self, column)
+    }
+    fn opt_ts(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        get(self, column)
+    }
+}
+
+impl TimeRow for SqliteRow {
+    fn ts(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        get_ts(self, column)
+    }
+    fn opt_ts(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        get_opt_ts(self, column)
+    }
+}
+
 /// Classifies a PostgreSQL error: connection exceptions (08), insufficient resources (53),
 /// operator intervention such as a shutting-down server (57), and serialization failures or
 /// deadlocks (40) are worth retrying. Connection exceptions and a server shutting down, crashed

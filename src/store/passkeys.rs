@@ -11,12 +11,13 @@ use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::codec::{self, corrupt, get};
+use super::codec::{self, TimeRow, corrupt, get};
 use super::mfa::{lite as mfa_lite, pg as mfa_pg};
 use super::{Inner, Store, StoreError, truncate_to_micros};
 use crate::auth::passkeys::port::{
     Ceremony, CeremonyKind, PasskeyStore, PasskeyUse, StoredPasskey,
 };
+use sqlx::Row;
 
 /// The columns of a passkey row, in every query that reads one.
 macro_rules! columns {
@@ -48,7 +49,17 @@ fn kind_from_db(kind: &str) -> Result<CeremonyKind, StoreError> {
     })
 }
 
-fn pg_passkey(r: &sqlx::postgres::PgRow) -> Result<StoredPasskey, StoreError> {
+/// One passkey row, of either backend.
+fn passkey_row<R>(r: &R) -> Result<StoredPasskey, StoreError>
+where
+    R: TimeRow + Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(StoredPasskey {
         id: get(r, "id")?,
         user_id: UserId(get(r, "user_id")?),
@@ -60,25 +71,28 @@ fn pg_passkey(r: &sqlx::postgres::PgRow) -> Result<StoredPasskey, StoreError> {
         transports: transports_from_db(&get::<_, String>(r, "transports")?)?,
         aaguid: get(r, "aaguid")?,
         name: get(r, "name")?,
-        created_at: get(r, "created_at")?,
-        last_used_at: get(r, "last_used_at")?,
+        created_at: r.ts("created_at")?,
+        last_used_at: r.opt_ts("last_used_at")?,
     })
 }
 
-fn lite_passkey(r: &sqlx::sqlite::SqliteRow) -> Result<StoredPasskey, StoreError> {
-    Ok(StoredPasskey {
+/// One ceremony row, of either backend.
+fn ceremony_row<R>(r: &R) -> Result<Ceremony, StoreError>
+where
+    R: TimeRow + Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Ceremony {
         id: get(r, "id")?,
-        user_id: UserId(get(r, "user_id")?),
-        credential_id: get(r, "credential_id")?,
-        passkey_json: get(r, "passkey")?,
-        sign_count: count_from_db(get(r, "sign_count")?)?,
-        backup_eligible: get(r, "backup_eligible")?,
-        backup_state: get(r, "backup_state")?,
-        transports: transports_from_db(&get::<_, String>(r, "transports")?)?,
-        aaguid: get(r, "aaguid")?,
+        kind: kind_from_db(&get::<_, String>(r, "kind")?)?,
+        bound_to: get(r, "bound_to")?,
+        state: get(r, "state")?,
         name: get(r, "name")?,
-        created_at: codec::get_ts(r, "created_at")?,
-        last_used_at: codec::get_opt_ts(r, "last_used_at")?,
+        created_at: r.ts("created_at")?,
+        expires_at: r.ts("expires_at")?,
     })
 }
 
@@ -166,18 +180,7 @@ impl PasskeyStore for Store {
                         .fetch_optional(&s.pool)
                         .await
                         .map_err(|e| codec::pg_err("take webauthn ceremony", e))?;
-                    row.map(|r| {
-                        Ok(Ceremony {
-                            id: get(&r, "id")?,
-                            kind: kind_from_db(&get::<_, String>(&r, "kind")?)?,
-                            bound_to: get(&r, "bound_to")?,
-                            state: get(&r, "state")?,
-                            name: get(&r, "name")?,
-                            created_at: get(&r, "created_at")?,
-                            expires_at: get(&r, "expires_at")?,
-                        })
-                    })
-                    .transpose()
+                    row.as_ref().map(ceremony_row).transpose()
                 }
                 Inner::Sqlite(s) => {
                     let row = sqlx::query(SQL)
@@ -188,18 +191,7 @@ impl PasskeyStore for Store {
                         .fetch_optional(&s.writer)
                         .await
                         .map_err(|e| codec::sqlite_err("take webauthn ceremony", e))?;
-                    row.map(|r| {
-                        Ok(Ceremony {
-                            id: get(&r, "id")?,
-                            kind: kind_from_db(&get::<_, String>(&r, "kind")?)?,
-                            bound_to: get(&r, "bound_to")?,
-                            state: get(&r, "state")?,
-                            name: get(&r, "name")?,
-                            created_at: codec::get_ts(&r, "created_at")?,
-                            expires_at: codec::get_ts(&r, "expires_at")?,
-                        })
-                    })
-                    .transpose()
+                    row.as_ref().map(ceremony_row).transpose()
                 }
             }
         })
@@ -296,7 +288,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::pg_err("list passkeys", e))?
                     .iter()
-                    .map(pg_passkey)
+                    .map(passkey_row)
                     .collect(),
                 Inner::Sqlite(s) => sqlx::query(SQL)
                     .bind(user.as_uuid())
@@ -304,7 +296,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::sqlite_err("list passkeys", e))?
                     .iter()
-                    .map(lite_passkey)
+                    .map(passkey_row)
                     .collect(),
             }
         })
@@ -328,7 +320,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::pg_err("find passkey", e))?
                     .as_ref()
-                    .map(pg_passkey)
+                    .map(passkey_row)
                     .transpose(),
                 // The writer: a counter just moved must be seen by the next assertion.
                 Inner::Sqlite(s) => sqlx::query(SQL)
@@ -337,7 +329,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::sqlite_err("find passkey", e))?
                     .as_ref()
-                    .map(lite_passkey)
+                    .map(passkey_row)
                     .transpose(),
             }
         })
@@ -364,7 +356,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::pg_err("rename passkey", e))?
                     .as_ref()
-                    .map(pg_passkey)
+                    .map(passkey_row)
                     .transpose(),
                 Inner::Sqlite(s) => sqlx::query(SQL)
                     .bind(id)
@@ -374,7 +366,7 @@ impl PasskeyStore for Store {
                     .await
                     .map_err(|e| codec::sqlite_err("rename passkey", e))?
                     .as_ref()
-                    .map(lite_passkey)
+                    .map(passkey_row)
                     .transpose(),
             }
         })

@@ -317,15 +317,7 @@ async fn wrong_current_passwords_count_on_the_login_lock(backend: Backend) {
 
 /// `sessiond_password_hash_duration_seconds_count{operation="verify"}`.
 async fn verifications(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     text.lines()
         .find_map(|l| {
             l.strip_prefix("sessiond_password_hash_duration_seconds_count{operation=\"verify\"}")

@@ -177,6 +177,25 @@ async fn browser_login(app: &TestApp, email: &str) -> Response {
 
 const FOURTEEN_DAYS: u64 = 14 * 24 * 3600;
 
+/// A browser login with secure cookies: the refresh cookie's value and the session id.
+async fn secure_login(app: &TestApp, email: &str) -> (String, String) {
+    let login = browser_login(app, email).await;
+    let cookie = assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
+    let session_id = browser_body(login, StatusCode::CREATED).await["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (cookie, session_id)
+}
+
+/// `POST /v1/auth/browser/refresh` presenting `cookie` as the secure refresh cookie.
+async fn refresh_with(app: &TestApp, cookie: &str) -> Response {
+    BrowserRequest::new("/v1/auth/browser/refresh")
+        .cookie(SECURE_NAME, cookie)
+        .send(app)
+        .await
+}
+
 async fn login_sets_only_the_cookie(backend: Backend) {
     let app = spawn_app_with(backend, &[SECURE]).await;
     register(&app, "ada@example.com").await;
@@ -214,17 +233,9 @@ async fn refresh_rotates_the_cookie_and_a_retry_in_the_grace_window_gets_the_sam
 ) {
     let app = spawn_app_with(backend, &[SECURE, ("SESSIOND_GRACE_WINDOW", "60s")]).await;
     register(&app, "ada@example.com").await;
-    let login = browser_login(&app, "ada@example.com").await;
-    let first = assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
-    let session_id = browser_body(login, StatusCode::CREATED).await["session"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (first, session_id) = secure_login(&app, "ada@example.com").await;
 
-    let refreshed = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &first)
-        .send(&app)
-        .await;
+    let refreshed = refresh_with(&app, &first).await;
     let second = assert_session_cookie(&refreshed, SECURE_NAME, true, FOURTEEN_DAYS);
     assert_ne!(second, first, "rotated");
     let body = browser_body(refreshed, StatusCode::OK).await;
@@ -237,29 +248,20 @@ async fn refresh_rotates_the_cookie_and_a_retry_in_the_grace_window_gets_the_sam
     );
 
     // The old cookie again, inside the grace window: the same child (a lost answer retried).
-    let retried = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &first)
-        .send(&app)
-        .await;
+    let retried = refresh_with(&app, &first).await;
     assert_eq!(
         assert_session_cookie(&retried, SECURE_NAME, true, FOURTEEN_DAYS),
         second
     );
     browser_body(retried, StatusCode::OK).await;
     // The newest cookie goes on.
-    let third = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &second)
-        .send(&app)
-        .await;
+    let third = refresh_with(&app, &second).await;
     assert_ne!(
         assert_session_cookie(&third, SECURE_NAME, true, FOURTEEN_DAYS),
         second
     );
     // The first one is now two generations old: a replay, whatever the window.
-    let replay = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &first)
-        .send(&app)
-        .await;
+    let replay = refresh_with(&app, &first).await;
     assert!(replay.headers().get("set-cookie").is_none());
     assert_error(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
     assert_eq!(
@@ -272,32 +274,18 @@ async fn an_old_cookie_after_the_grace_window_compromises_the_session(backend: B
     // No grace window: presenting the previous generation at all is a replay.
     let app = spawn_app_with(backend, &[SECURE, ("SESSIOND_GRACE_WINDOW", "0s")]).await;
     register(&app, "ada@example.com").await;
-    let login = browser_login(&app, "ada@example.com").await;
-    let first = assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
-    let session_id = browser_body(login, StatusCode::CREATED).await["session"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let refreshed = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &first)
-        .send(&app)
-        .await;
+    let (first, session_id) = secure_login(&app, "ada@example.com").await;
+    let refreshed = refresh_with(&app, &first).await;
     let second = assert_session_cookie(&refreshed, SECURE_NAME, true, FOURTEEN_DAYS);
 
-    let replay = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &first)
-        .send(&app)
-        .await;
+    let replay = refresh_with(&app, &first).await;
     assert_error(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
     assert_eq!(
         app.stored_session(&session_id).await.status,
         SessionStatus::Compromised
     );
     // The newest cookie dies with the session, on the browser route and the JSON one alike.
-    let after = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &second)
-        .send(&app)
-        .await;
+    let after = refresh_with(&app, &second).await;
     assert_error(after, StatusCode::UNAUTHORIZED, "session_compromised").await;
     assert_error(
         app.refresh(&second).await,
@@ -372,10 +360,7 @@ async fn logout_revokes_the_session_and_clears_the_cookie(backend: Backend) {
         "session_revoked",
     )
     .await;
-    let refresh = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &token)
-        .send(&app)
-        .await;
+    let refresh = refresh_with(&app, &token).await;
     assert_error(refresh, StatusCode::UNAUTHORIZED, "session_revoked").await;
 
     // Idempotent: the same cookie again, or none at all, is 204 and cleared.
@@ -490,10 +475,7 @@ async fn the_second_factor_gives_an_aal2_cookie_session(backend: Backend) {
     assert_eq!(stored.aal, 2);
     assert_eq!(stored.amr, ["pwd", "otp"]);
     // Refreshes keep the level.
-    let refreshed = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &token)
-        .send(&app)
-        .await;
+    let refreshed = refresh_with(&app, &token).await;
     let body = browser_body(refreshed, StatusCode::OK).await;
     assert_eq!(
         app.stored_session(body["session"]["id"].as_str().unwrap())
@@ -731,6 +713,18 @@ async fn authed(app: &TestApp, method: Method, path: &str, access: &str, body: V
 
 /// Asserts the level answer: 401 `insufficient_user_authentication`, `acr_values="aal2"` in
 /// the challenge and the body, no `max_age` (the session is fresh).
+/// `POST /v1/auth/api-keys` (an `api_keys` class action) with `access`.
+async fn new_api_key(app: &TestApp, access: &str) -> Response {
+    authed(
+        app,
+        Method::POST,
+        "/v1/auth/api-keys",
+        access,
+        json!({"name": "ci"}),
+    )
+    .await
+}
+
 async fn assert_needs_aal2(response: Response, what: &str) {
     assert_eq!(
         header(&response, "www-authenticate"),
@@ -763,18 +757,7 @@ async fn listed_action_classes_need_aal2(backend: Backend) {
         json!({"current_password": PASSWORD, "new_password": "another long passphrase"});
 
     // aal 1, no second factor yet.
-    assert_needs_aal2(
-        authed(
-            &app,
-            Method::POST,
-            "/v1/auth/api-keys",
-            &weak,
-            json!({"name": "ci"}),
-        )
-        .await,
-        "api_keys",
-    )
-    .await;
+    assert_needs_aal2(new_api_key(&app, &weak).await, "api_keys").await;
     assert_needs_aal2(
         authed(
             &app,
@@ -831,15 +814,7 @@ async fn listed_action_classes_need_aal2(backend: Backend) {
     let strong: Value = done.json().await.unwrap();
     let strong = strong["access_token"].as_str().unwrap().to_owned();
     assert_eq!(
-        authed(
-            &app,
-            Method::POST,
-            "/v1/auth/api-keys",
-            &strong,
-            json!({"name": "ci"})
-        )
-        .await
-        .status(),
+        new_api_key(&app, &strong).await.status(),
         StatusCode::CREATED
     );
     assert_eq!(
@@ -878,18 +853,7 @@ async fn unlisted_action_classes_are_unaffected(backend: Backend) {
     let app = spawn_app_with(backend, &[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys")]).await;
     register(&app, "ada@example.com").await;
     let weak = json_login(&app, "ada@example.com").await;
-    assert_needs_aal2(
-        authed(
-            &app,
-            Method::POST,
-            "/v1/auth/api-keys",
-            &weak,
-            json!({"name": "ci"}),
-        )
-        .await,
-        "api_keys",
-    )
-    .await;
+    assert_needs_aal2(new_api_key(&app, &weak).await, "api_keys").await;
     assert_eq!(
         authed(&app, Method::DELETE, "/v1/auth/sessions", &weak, json!({}))
             .await
@@ -920,15 +884,7 @@ async fn unlisted_action_classes_are_unaffected(backend: Backend) {
 
 /// The metric line `name{outcome="…"} value` as the exposition shows it.
 async fn metric(app: &TestApp, name: &str, outcome: &str) -> String {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     let prefix = format!("{name}{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -942,10 +898,7 @@ async fn browser_logins_and_refreshes_are_counted_like_json_ones(backend: Backen
     let login = browser_login(&app, "ada@example.com").await;
     let token = assert_session_cookie(&login, SECURE_NAME, true, FOURTEEN_DAYS);
     assert_eq!(metric(&app, "sessiond_logins_total", "success").await, "1");
-    let refreshed = BrowserRequest::new("/v1/auth/browser/refresh")
-        .cookie(SECURE_NAME, &token)
-        .send(&app)
-        .await;
+    let refreshed = refresh_with(&app, &token).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
     assert_eq!(metric(&app, "sessiond_refresh_total", "rotated").await, "1");
     let none = BrowserRequest::new("/v1/auth/browser/refresh")

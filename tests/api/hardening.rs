@@ -171,15 +171,7 @@ async fn cors_only_for_listed_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_429_and_431() {
     let app = spawn_app(Backend::Sqlite).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/docs/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/docs/openapi.json").await;
     let login = &doc["paths"]["/v1/auth/sessions"]["post"]["responses"];
     assert!(
         login["429"].is_object() && login["431"].is_object(),

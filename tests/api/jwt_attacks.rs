@@ -120,15 +120,7 @@ async fn target(backend: Backend, alg: Algorithm) -> Target {
         ],
     )
     .await;
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let jwk = jwks["keys"][0].clone();
     let kid = jwk["kid"].as_str().unwrap().to_owned();
     Target {

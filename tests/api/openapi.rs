@@ -124,15 +124,7 @@ async fn docs_ui_is_served_locally() {
     for cdn in ["unpkg.com", "jsdelivr", "cdnjs", "https://"] {
         assert!(!html.contains(cdn), "docs page loads from {cdn}");
     }
-    let init = app
-        .client
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let init = app.get_text("/docs/swagger-initializer.js").await;
     assert!(init.contains("/docs/openapi.json"), "{init}");
     app.stop().await;
 }

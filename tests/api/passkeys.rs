@@ -131,7 +131,8 @@ async fn assertion_start(
     )
 }
 
-async fn step_up(app: &TestApp, access: &str, authenticator: &mut Authenticator) -> Response {
+/// Starts a step-up of `access`'s session and signs it: the body for `step-up/finish`.
+async fn signed_step_up(app: &TestApp, access: &str, authenticator: &mut Authenticator) -> Value {
     let (ceremony, options) = assertion_start(
         app,
         "/v1/auth/passkeys/step-up/start",
@@ -140,13 +141,20 @@ async fn step_up(app: &TestApp, access: &str, authenticator: &mut Authenticator)
     )
     .await;
     let credential = authenticator.do_authentication(origin(), options).unwrap();
-    post(
-        app,
-        "/v1/auth/passkeys/step-up/finish",
-        Some(access),
-        &json!({"ceremony_id": ceremony, "credential": credential}),
-    )
-    .await
+    json!({"ceremony_id": ceremony, "credential": credential})
+}
+
+async fn step_up_finish(app: &TestApp, access: &str, body: &Value) -> Response {
+    post(app, "/v1/auth/passkeys/step-up/finish", Some(access), body).await
+}
+
+async fn login_finish(app: &TestApp, body: &Value) -> Response {
+    post(app, "/v1/auth/passkeys/login/finish", None, body).await
+}
+
+async fn step_up(app: &TestApp, access: &str, authenticator: &mut Authenticator) -> Response {
+    let finish = signed_step_up(app, access, authenticator).await;
+    step_up_finish(app, access, &finish).await
 }
 
 async fn passwordless(app: &TestApp, authenticator: &mut Authenticator) -> Response {
@@ -481,10 +489,8 @@ async fn wrong_origin_and_wrong_rp_id_are_rejected(backend: Backend) {
         assertion_start(&app, "/v1/auth/passkeys/login/start", None, &json!({})).await;
     let credential = authenticator.do_authentication(evil, options).unwrap();
     assert_error(
-        post(
+        login_finish(
             &app,
-            "/v1/auth/passkeys/login/finish",
-            None,
             &json!({"ceremony_id": ceremony, "credential": credential}),
         )
         .await,
@@ -508,34 +514,14 @@ async fn replayed_expired_and_foreign_ceremonies_are_refused(backend: Backend) {
     let app = passkey_app(backend).await;
     let (tokens, mut authenticator, _) = user_with_passkey(&app, "pk-replay@example.com").await;
     // Replay: the same ceremony and credential twice.
-    let (ceremony, options) = assertion_start(
-        &app,
-        "/v1/auth/passkeys/step-up/start",
-        Some(&tokens.access),
-        &json!({}),
-    )
-    .await;
-    let credential = authenticator.do_authentication(origin(), options).unwrap();
-    let finish = json!({"ceremony_id": ceremony, "credential": credential});
+    let finish = signed_step_up(&app, &tokens.access, &mut authenticator).await;
     ok_json(
-        post(
-            &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&tokens.access),
-            &finish,
-        )
-        .await,
+        step_up_finish(&app, &tokens.access, &finish).await,
         StatusCode::OK,
     )
     .await;
     assert_error(
-        post(
-            &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&tokens.access),
-            &finish,
-        )
-        .await,
+        step_up_finish(&app, &tokens.access, &finish).await,
         StatusCode::BAD_REQUEST,
         "invalid_ceremony",
     )
@@ -543,42 +529,22 @@ async fn replayed_expired_and_foreign_ceremonies_are_refused(backend: Backend) {
 
     // Foreign: another user's ceremony id, and a ceremony of another kind.
     let (stranger, mut stranger_key, _) = user_with_passkey(&app, "pk-stranger@example.com").await;
-    let (ceremony, options) = assertion_start(
-        &app,
-        "/v1/auth/passkeys/step-up/start",
-        Some(&tokens.access),
-        &json!({}),
-    )
-    .await;
-    let credential = authenticator.do_authentication(origin(), options).unwrap();
-    let finish = json!({"ceremony_id": ceremony, "credential": credential});
+    let finish = signed_step_up(&app, &tokens.access, &mut authenticator).await;
     assert_error(
-        post(
-            &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&stranger.access),
-            &finish,
-        )
-        .await,
+        step_up_finish(&app, &stranger.access, &finish).await,
         StatusCode::BAD_REQUEST,
         "invalid_ceremony",
     )
     .await;
     assert_error(
-        post(&app, "/v1/auth/passkeys/login/finish", None, &finish).await,
+        login_finish(&app, &finish).await,
         StatusCode::BAD_REQUEST,
         "invalid_ceremony",
     )
     .await;
     // Nothing changed: the owner can still finish it.
     ok_json(
-        post(
-            &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&tokens.access),
-            &finish,
-        )
-        .await,
+        step_up_finish(&app, &tokens.access, &finish).await,
         StatusCode::OK,
     )
     .await;
@@ -593,10 +559,8 @@ async fn replayed_expired_and_foreign_ceremonies_are_refused(backend: Backend) {
     )
     .await;
     assert_error(
-        post(
+        login_finish(
             &app,
-            "/v1/auth/passkeys/login/finish",
-            None,
             &json!({"ceremony_id": ceremony, "credential": credential}),
         )
         .await,
@@ -606,10 +570,8 @@ async fn replayed_expired_and_foreign_ceremonies_are_refused(backend: Backend) {
     .await;
     // Not a UUID at all.
     assert_error(
-        post(
+        login_finish(
             &app,
-            "/v1/auth/passkeys/login/finish",
-            None,
             &json!({"ceremony_id": "nope", "credential": credential}),
         )
         .await,
@@ -678,10 +640,9 @@ async fn deleted_and_foreign_credentials_and_missing_uv_are_rejected(backend: Ba
     options.public_key.allow_credentials = vec![];
     let credential = alice_key.do_authentication(origin(), options).unwrap();
     assert_error(
-        post(
+        step_up_finish(
             &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&bob.access),
+            &bob.access,
             &json!({"ceremony_id": ceremony, "credential": credential}),
         )
         .await,
@@ -715,10 +676,8 @@ async fn deleted_and_foreign_credentials_and_missing_uv_are_rejected(backend: Ba
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_error(
-        post(
+        login_finish(
             &app,
-            "/v1/auth/passkeys/login/finish",
-            None,
             &json!({"ceremony_id": ceremony, "credential": credential}),
         )
         .await,
@@ -732,26 +691,13 @@ async fn deleted_and_foreign_credentials_and_missing_uv_are_rejected(backend: Ba
 async fn step_up_of_a_revoked_session_fails(backend: Backend) {
     let app = passkey_app(backend).await;
     let (tokens, mut authenticator, _) = user_with_passkey(&app, "pk-revoked@example.com").await;
-    let (ceremony, options) = assertion_start(
-        &app,
-        "/v1/auth/passkeys/step-up/start",
-        Some(&tokens.access),
-        &json!({}),
-    )
-    .await;
-    let credential = authenticator.do_authentication(origin(), options).unwrap();
+    let finish = signed_step_up(&app, &tokens.access, &mut authenticator).await;
     let logout = app
         .post_authed("/v1/auth/sessions/current/revoke", &tokens.access)
         .await;
     assert!(logout.status().is_success(), "{}", logout.status());
     assert_error(
-        post(
-            &app,
-            "/v1/auth/passkeys/step-up/finish",
-            Some(&tokens.access),
-            &json!({"ceremony_id": ceremony, "credential": credential}),
-        )
-        .await,
+        step_up_finish(&app, &tokens.access, &finish).await,
         StatusCode::UNAUTHORIZED,
         "session_revoked",
     )

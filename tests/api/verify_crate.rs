@@ -191,6 +191,16 @@ async fn assert_refused(
 
 const INVALID_TOKEN: Option<&str> = Some(r#"Bearer error="invalid_token""#);
 
+/// A refused bearer token: 401 with `code` and the `invalid_token` challenge.
+async fn assert_bearer_refused(response: Response, code: &str) {
+    assert_refused(response, StatusCode::UNAUTHORIZED, code, INVALID_TOKEN).await;
+}
+
+/// The one refusal of a bad bearer token: 401 `invalid_token` with its challenge.
+async fn assert_invalid_token(response: Response) {
+    assert_bearer_refused(response, "invalid_token").await;
+}
+
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -243,13 +253,7 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
         .send()
         .await
         .unwrap();
-    assert_refused(
-        none,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(none).await;
     let (head, sig) = ada.access.rsplit_once('.').unwrap();
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
     let tampered_sig = format!("{head}.{flipped}{}", &sig[1..]);
@@ -264,25 +268,11 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
     );
     for token in [tampered_sig.as_str(), tampered_claims.as_str(), "not-a-jwt"] {
         let response = service.get("/me", token).await;
-        assert_refused(
-            response,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            INVALID_TOKEN,
-        )
-        .await;
+        assert_invalid_token(response).await;
     }
     // Algorithm confusion: HS256 keyed with the published public key, and `none`, both naming
     // the real kid: the JWKS fixes the algorithm, so both are refused.
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let jwk = &jwks["keys"][0];
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.typ = Some("at+jwt".into());
@@ -302,13 +292,7 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
     );
     for token in [confused.as_str(), unsigned.as_str()] {
         let response = service.get("/me", token).await;
-        assert_refused(
-            response,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            INVALID_TOKEN,
-        )
-        .await;
+        assert_invalid_token(response).await;
     }
     let basic = service
         .client
@@ -317,13 +301,7 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
         .send()
         .await
         .unwrap();
-    assert_refused(
-        basic,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(basic).await;
 
     // Both kinds of credentials at once: 400, as at sessiond.
     let both = service
@@ -408,13 +386,7 @@ async fn each_claim_and_header_rule_is_enforced(backend: Backend) {
     for (what, token) in refused {
         let response = service.get("/me", &token).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
-        assert_refused(
-            response,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            INVALID_TOKEN,
-        )
-        .await;
+        assert_invalid_token(response).await;
     }
     // Within the leeway, time claims still pass.
     let skewed = sign("at+jwt", &changed("iat", (now + 2).into()));
@@ -445,13 +417,7 @@ async fn expired_tokens_are_refused(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let response = service.get("/me", &ada.access).await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(response).await;
 }
 
 async fn tokens_for_another_audience_or_issuer_are_refused(backend: Backend) {
@@ -462,13 +428,7 @@ async fn tokens_for_another_audience_or_issuer_are_refused(backend: Backend) {
     // A service expecting sessiond's default audience refuses billing's token...
     let other = Service::start(proxy.settings()).await;
     let response = other.get("/me", &ada.access).await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(response).await;
     // ...and so does one expecting another issuer; the billing service accepts it.
     let wrong_issuer = Service::start(Verifier::builder(
         &proxy.base,
@@ -477,13 +437,7 @@ async fn tokens_for_another_audience_or_issuer_are_refused(backend: Backend) {
     ))
     .await;
     let response = wrong_issuer.get("/me", &ada.access).await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(response).await;
     let billing = Service::start(Verifier::builder(&proxy.base, ISSUER, "billing")).await;
     assert_eq!(
         billing.get("/me", &ada.access).await.status(),
@@ -507,13 +461,7 @@ async fn revoked_sessions_pass_local_checks_until_expiry_but_not_online_ones(bac
     );
     // Online mode: refused at once with sessiond's own code.
     let response = service.transfer(&ada.access).await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_bearer_refused(response, "session_revoked").await;
 
     // With a positive cache, the answer is reused until its TTL: "revoked means refused within
     // the TTL", not at once (an hour here, so the test cannot race it).
@@ -711,13 +659,7 @@ async fn an_unknown_kid_flood_fetches_the_jwks_at_most_once_per_interval(backend
     assert_eq!(proxy.jwks_fetches(), 1, "the build fetches once");
     for i in 0..20 {
         let response = service.get("/me", &junk_token(&format!("junk-{i}"))).await;
-        assert_refused(
-            response,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            INVALID_TOKEN,
-        )
-        .await;
+        assert_invalid_token(response).await;
     }
     assert_eq!(
         proxy.jwks_fetches(),
@@ -773,21 +715,9 @@ async fn an_hs256_sessiond_offers_only_the_online_mode(backend: Backend) {
     );
     revoke(&app, &ada.access).await;
     let response = service.get("/me", &ada.access).await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_bearer_refused(response, "session_revoked").await;
     let response = service.get("/me", "not-a-jwt").await;
-    assert_refused(
-        response,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        INVALID_TOKEN,
-    )
-    .await;
+    assert_invalid_token(response).await;
 }
 
 both_backends!(

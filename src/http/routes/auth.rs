@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use crate::codes::Purpose;
 use crate::config::RegisterConflict;
-use crate::domain::{DeviceName, DisplayName, Email, Password};
+use crate::domain::{DisplayName, Email, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
@@ -206,12 +206,7 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = body
-        .device_name
-        .as_deref()
-        .map(DeviceName::parse)
-        .transpose()
-        .map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
     let request = PasswordLogin {
         email: body.email,
         password: body.password,

@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use crate::auth::mfa_login::{self, Proof};
-use crate::domain::DeviceName;
 use crate::http::browser::{
     BrowserTokenResponse, CsrfChecked, browser_session_response, browser_token_response,
     cleared_response,
@@ -64,13 +63,6 @@ impl std::fmt::Debug for BrowserMfaRequest {
     }
 }
 
-fn audit_client(client: ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip,
-        user_agent: client.user_agent,
-    }
-}
-
 /// Logs in with email and password like `POST /v1/auth/sessions`, answering the browser way:
 /// the access token in the body, the refresh token only in the `HttpOnly` cookie.
 #[utoipa::path(
@@ -103,17 +95,12 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<BrowserLoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = body
-        .device_name
-        .as_deref()
-        .map(DeviceName::parse)
-        .transpose()
-        .map_err(|e| ApiError::ValidationFailed(vec![e]))?;
+    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
     let request = PasswordLogin {
         email: body.email,
         password: body.password,
         device_name,
-        client: audit_client(client),
+        client: AuditClient::from(&client),
     };
     match password_login(&state.auth(), request).await? {
         LoginOutcome::Session(issued) => {
@@ -158,8 +145,13 @@ pub async fn complete_mfa(
     let challenge_id = Uuid::parse_str(body.challenge_id.trim())
         .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
     let proof = Proof::from_code(body.code);
-    let issued =
-        mfa_login::complete(&state.auth(), challenge_id, &proof, &audit_client(client)).await?;
+    let issued = mfa_login::complete(
+        &state.auth(),
+        challenge_id,
+        &proof,
+        &AuditClient::from(&client),
+    )
+    .await?;
     tracing::Span::current().record("session_id", tracing::field::display(issued.session.id));
     browser_session_response(&state, &issued, StatusCode::CREATED)
 }

@@ -19,9 +19,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -36,6 +35,7 @@ use crate::http::openapi::{
 };
 use crate::http::state::AppState;
 use crate::http::views::{RecoveryCodesResponse, TokenResponse, issued_session_response};
+use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
 /// Audit event kinds written here.
@@ -107,26 +107,6 @@ pub struct MfaStatusResponse {
     pub enabled_at: Option<String>,
     /// Recovery codes not used yet.
     pub recovery_codes_remaining: u32,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn audit_client(client: &ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    }
-}
-
-/// JSON with `Cache-Control: no-store`: these answers carry secrets.
-fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// Exactly one of `code` and `recovery_code`.
@@ -202,7 +182,7 @@ pub async fn confirm_totp(
         me.user_id,
         me.session_id,
         &body.code,
-        &audit_client(&client),
+        &AuditClient::from(&client),
     )
     .await?;
     Ok(no_store(
@@ -246,7 +226,7 @@ pub async fn disable_totp(
         me.session_id,
         &body.password,
         &proof,
-        &audit_client(&client),
+        &AuditClient::from(&client),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -271,7 +251,7 @@ pub async fn status(
     let status = state.store.mfa_status(me.user_id).await?;
     Ok(Json(MfaStatusResponse {
         totp_enabled: status.enabled_at.is_some(),
-        enabled_at: status.enabled_at.map(rfc3339),
+        enabled_at: status.enabled_at.map(rfc3339_text),
         recovery_codes_remaining: if status.enabled_at.is_some() {
             status.recovery_codes_remaining
         } else {
@@ -307,7 +287,12 @@ pub async fn complete_login(
     let challenge_id = Uuid::parse_str(body.challenge_id.trim())
         .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let issued =
-        mfa_login::complete(&state.auth(), challenge_id, &proof, &audit_client(&client)).await?;
+    let issued = mfa_login::complete(
+        &state.auth(),
+        challenge_id,
+        &proof,
+        &AuditClient::from(&client),
+    )
+    .await?;
     issued_session_response(&state, &issued)
 }

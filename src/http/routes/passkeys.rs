@@ -9,10 +9,9 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -21,7 +20,6 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use crate::auth::passkeys::Started;
 use crate::auth::passkeys::port::StoredPasskey;
 use crate::auth::reauth::ActionClass;
-use crate::domain::DeviceName;
 use crate::http::browser;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -30,6 +28,7 @@ use crate::http::openapi::{
 };
 use crate::http::state::AppState;
 use crate::http::views::{SessionView, TokenResponse, issued_session_response};
+use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
 /// A passkey as the API shows it.
@@ -59,10 +58,6 @@ pub struct PasskeyView {
     pub aaguid: String,
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl From<&StoredPasskey> for PasskeyView {
     fn from(p: &StoredPasskey) -> Self {
         Self {
@@ -70,8 +65,8 @@ impl From<&StoredPasskey> for PasskeyView {
             name: p.name.clone(),
             credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(&p.credential_id),
-            created_at: rfc3339(p.created_at),
-            last_used_at: p.last_used_at.map(rfc3339),
+            created_at: rfc3339_text(p.created_at),
+            last_used_at: p.last_used_at.map(rfc3339_text),
             backup_eligible: p.backup_eligible,
             backup_state: p.backup_state,
             transports: p.transports.clone(),
@@ -249,13 +244,6 @@ pub struct MfaFinishRequest {
     transport: Transport,
 }
 
-fn audit_client(client: &ClientInfo) -> AuditClient {
-    AuditClient {
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    }
-}
-
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::InvalidRequest(format!("invalid {what}")))
 }
@@ -274,14 +262,6 @@ fn passkey_name(raw: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(name.to_owned())
-}
-
-fn no_store<T: Serialize>(status: StatusCode, body: T) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// The cookie transport is a browser route: the CSRF rule applies, checked before anything
@@ -374,7 +354,7 @@ pub async fn register_finish(
             me.session_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     Ok(no_store(
@@ -485,7 +465,7 @@ pub async fn delete(
             me.session_id,
             id,
             confirm,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -552,7 +532,7 @@ pub async fn step_up_finish(
             me.session_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     let issued = state
@@ -620,12 +600,7 @@ pub async fn login_finish(
     AppJson(body): AppJson<LoginFinishRequest>,
 ) -> Result<Response, ApiError> {
     check_transport(&state, &headers, body.transport)?;
-    let device_name = body
-        .device_name
-        .as_deref()
-        .map(DeviceName::parse)
-        .transpose()
-        .map_err(|e| ApiError::ValidationFailed(vec![e]))?
+    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?
         .map(|d| d.as_str().to_owned());
     let issued = state
         .passkey_flows()
@@ -633,7 +608,7 @@ pub async fn login_finish(
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
             device_name,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     login_response(&state, &issued, body.transport)
@@ -700,7 +675,7 @@ pub async fn mfa_finish(
             challenge_id,
             ceremony_id(&body.ceremony_id)?,
             &body.credential,
-            &audit_client(&client),
+            &AuditClient::from(&client),
         )
         .await?;
     login_response(&state, &issued, body.transport)

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -12,6 +11,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
+use crate::http::views::rfc3339_text;
 use crate::store::audit::AuditClient;
 
 /// `POST /v1/auth/sessions/current/reauth` body: exactly one of `password` and `code`.
@@ -43,10 +43,6 @@ pub struct ReauthResponse {
     /// Sensitive actions are allowed until then.
     #[schema(format = DateTime)]
     pub sensitive_actions_until: String,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Proves the caller again with the password or a second-factor code, and records it on the
@@ -95,9 +91,9 @@ pub async fn reauthenticate(
         + chrono::Duration::from_std(state.reauth_max_age).map_err(ApiError::internal)?;
     Ok(Json(ReauthResponse {
         session_id: session.id.to_string(),
-        auth_time: rfc3339(session.auth_time),
+        auth_time: rfc3339_text(session.auth_time),
         aal: session.aal,
         amr: session.amr.clone(),
-        sensitive_actions_until: rfc3339(until),
+        sensitive_actions_until: rfc3339_text(until),
     }))
 }

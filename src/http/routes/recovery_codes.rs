@@ -1,17 +1,16 @@
 //! `POST /v1/auth/mfa/recovery-codes`: replace the recovery codes of a user with TOTP on.
 //! A sensitive action: it needs a recent authentication (see [`crate::auth::reauth`]).
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use crate::auth::reauth::ActionClass;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
 use crate::http::openapi::{ErrorResponse, Unavailable};
 use crate::http::state::AppState;
-use crate::http::views::RecoveryCodesResponse;
+use crate::http::views::{RecoveryCodesResponse, no_store};
 use crate::store::audit::{AuditClient, AuditEvent};
 
 /// Audit kind: the recovery codes were replaced.
@@ -54,18 +53,13 @@ pub async fn regenerate(
     {
         return Err(ApiError::MfaNotEnabled);
     }
-    let mut response = (
+    Ok(no_store(
         StatusCode::OK,
-        Json(RecoveryCodesResponse {
+        RecoveryCodesResponse {
             recovery_codes: codes
                 .iter()
                 .map(|(code, _)| code.as_str().to_owned())
                 .collect(),
-        }),
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+        },
+    ))
 }
