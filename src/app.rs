@@ -254,6 +254,11 @@ impl Application {
                 api_key_scopes: Arc::new(crate::api_keys::ScopeAllowList::new(
                     config.api_key_scopes.clone(),
                 )),
+                applications: crate::auth::oauth::applications::ApplicationPolicy {
+                    creators: config.oauth.app_creators.clone(),
+                    secret_overlap: config.oauth.secret_overlap,
+                    reauth_max_age: config.reauth_max_age,
+                },
             }),
             config: Arc::new(config),
         })

@@ -17,6 +17,7 @@ pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod oauth;
 pub mod password_change;
 pub mod reauth;
 pub mod reset;

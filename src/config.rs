@@ -26,6 +26,7 @@
 
 mod abuse;
 mod mail;
+mod oauth;
 mod sources;
 
 use std::fmt;
@@ -39,6 +40,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
+pub use oauth::OAuthConfig;
 use sources::{Key, Problems, Raw, Sources};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
@@ -180,6 +182,8 @@ const ALL_KEYS: &[Key] = &[
     COMMIT_MAX_WAIT,
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
+    oauth::APP_CREATORS,
+    oauth::APP_SECRET_OVERLAP,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -322,6 +326,8 @@ pub struct Config {
     /// The scopes API keys may be created with (`SESSIOND_API_KEY_SCOPES`, a comma list;
     /// default empty: no scopes). Stored keys' scopes no longer listed are not passed on.
     pub api_key_scopes: Vec<String>,
+    /// OAuth applications and grants (`SESSIOND_APP_*`; see `config/oauth.rs`).
+    pub oauth: OAuthConfig,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -945,6 +951,7 @@ fn build(
         });
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
+    let oauth = oauth::parse(s, &mut p);
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1093,6 +1100,7 @@ fn build(
         commit_max_wait: commit_max_wait.expect(CHECKED),
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
+        oauth: oauth.expect(CHECKED),
         warnings,
     })
 }

@@ -78,6 +78,17 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             crate::http::routes::api_keys::list
         ))
         .routes(routes!(crate::http::routes::api_keys::revoke))
+        .routes(routes!(
+            crate::http::routes::applications::create,
+            crate::http::routes::applications::list
+        ))
+        .routes(routes!(
+            crate::http::routes::applications::read,
+            crate::http::routes::applications::update,
+            crate::http::routes::applications::delete
+        ))
+        .routes(routes!(crate::http::routes::applications::rotate_secret))
+        .routes(routes!(crate::http::routes::applications::public))
         .routes(routes!(crate::http::routes::verify::verify))
         .routes(routes!(events::list))
         .routes(routes!(health::jwks))

@@ -65,6 +65,13 @@ pub enum ApiError {
     /// (e.g. an API key at `/v1/auth/verify?allow=user`).
     #[error("this kind of principal is not allowed here")]
     PrincipalNotAllowed,
+    /// 403 `forbidden`: the account may not do this at all (e.g. register applications when
+    /// `SESSIOND_APP_CREATORS` does not list it); the message says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 401 `invalid_client`: an OAuth client's authentication failed.
+    #[error("client authentication failed")]
+    InvalidClient,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -180,6 +187,8 @@ impl ApiError {
             Self::AccountDisabled => "account_disabled",
             Self::InvalidApiKey => "invalid_api_key",
             Self::PrincipalNotAllowed => "principal_not_allowed",
+            Self::Forbidden(_) => "forbidden",
+            Self::InvalidClient => "invalid_client",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -217,8 +226,9 @@ impl ApiError {
             | Self::SessionExpired
             | Self::SessionCompromised
             | Self::AccountDisabled
-            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::PrincipalNotAllowed => StatusCode::FORBIDDEN,
+            | Self::InvalidApiKey
+            | Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::PrincipalNotAllowed | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -445,6 +455,10 @@ impl From<AuthError> for ApiError {
                 acr_values,
                 methods,
             },
+            AuthError::Invalid(fields) => Self::ValidationFailed(fields),
+            AuthError::NotFound => Self::NotFound,
+            AuthError::Forbidden(why) => Self::Forbidden(why),
+            AuthError::InvalidClient => Self::InvalidClient,
             AuthError::Internal(detail) => Self::Internal(detail),
         }
     }

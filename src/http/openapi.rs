@@ -87,6 +87,7 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "api-keys", description = "The caller's API keys (service credentials)"),
         (name = "verify", description = "Forward authentication for gateways"),
         (name = "profile", description = "The caller's display name and password"),
+        (name = "applications", description = "OAuth applications the caller registered, and public application pages"),
     )
 )]
 pub struct ApiDoc;

@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod api_keys;
+pub mod applications;
 pub mod auth;
 pub mod email;
 pub mod events;

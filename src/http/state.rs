@@ -73,6 +73,9 @@ pub struct Services {
     pub reauth_max_age: std::time::Duration,
     /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
+    /// Who may register OAuth applications, the secret overlap and the reauthentication age
+    /// (`SESSIOND_APP_CREATORS`, `SESSIOND_APP_SECRET_OVERLAP`, `SESSIOND_REAUTH_MAX_AGE`).
+    pub applications: crate::auth::oauth::applications::ApplicationPolicy,
 }
 
 impl Services {

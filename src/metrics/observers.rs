@@ -28,6 +28,9 @@ const READS: &[&str] = &[
     "unused_recovery_codes",
     "second_factor_lock",
     "newest_verification_code",
+    "find_application",
+    "list_applications",
+    "active_grant_ids",
 ];
 
 /// Store operations that write.
@@ -41,6 +44,9 @@ const WRITES: &[&str] = &[
     "revoke_api_key",
     "revoke_all_api_keys",
     "record_api_key_use",
+    "insert_application",
+    "update_application",
+    "delete_application",
     "record_event",
     "begin_totp_enrolment",
     "enable_totp",

@@ -16,6 +16,7 @@ mod lifecycle;
 mod mail_sink;
 mod metrics;
 mod mfa;
+mod oauth_applications;
 mod openapi;
 mod password_reset;
 mod profile;

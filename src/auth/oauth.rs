@@ -1,0 +1,20 @@
+//! sessiond as an OAuth 2.1 authorization server and OpenID Connect provider (issue #12),
+//! without HTTP.
+//!
+//! **The model.** An OAuth grant is a session of the user, carried by the same session actor as
+//! a first-party login: refresh-token rotation, the grace window, replay detection, revocation
+//! and the change feed between instances apply to it unchanged. What marks it is
+//! [`sessiond_actors::model::Grant`] on the session record — the application's `client_id` and
+//! the granted `scope` — and what keeps it apart from the first-party API is the token
+//! separation rule (a grant's tokens never act on `/v1`, a first-party refresh token never acts
+//! on `/oauth2/token`).
+//!
+//! - [`applications`] — registered applications: validation of their fields, creation (a
+//!   sensitive action: the reauthentication rule and `SESSIOND_APP_CREATORS`), update,
+//!   deletion (which revokes every grant of the application through the session engine),
+//!   secret rotation with an overlap window, and client authentication.
+//! - [`port`] — the storage port [`port::ApplicationStore`], which `crate::store` implements on
+//!   both databases.
+
+pub mod applications;
+pub mod port;
