@@ -184,6 +184,8 @@ const ALL_KEYS: &[Key] = &[
     API_KEY_SCOPES,
     oauth::APP_CREATORS,
     oauth::APP_SECRET_OVERLAP,
+    oauth::ID_TOKEN_KEY_FILE,
+    oauth::OAUTH_AUDIENCE,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -422,6 +424,7 @@ impl Config {
             refresh_key: self.refresh_key.clone(),
             keys_file: self.keys_file.clone(),
             development: self.is_sqlite(),
+            id_token_key_file: self.oauth.id_token_key_file.clone(),
         }
     }
 
@@ -951,7 +954,7 @@ fn build(
         });
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
-    let oauth = oauth::parse(s, &mut p);
+    let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1157,6 +1160,59 @@ mod tests {
 
     const PG: (&str, &str) = ("DATABASE_URL", "postgres://app:s3cret@db.internal/sessiond");
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn oauth_settings_and_their_rules() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.oauth.app_creators.is_empty());
+        assert_eq!(c.oauth.secret_overlap, Duration::from_secs(24 * 3600));
+        assert_eq!(c.oauth.audience, "sessiond-oauth");
+        assert_eq!(c.oauth.id_token_key_file, None);
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                (
+                    "SESSIOND_APP_CREATORS",
+                    " Ada@Example.com , bob@example.com",
+                ),
+                ("SESSIOND_APP_SECRET_OVERLAP", "0"),
+                ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oauth.app_creators, ["ada@example.com", "bob@example.com"]);
+        assert_eq!(c.oauth.secret_overlap, Duration::ZERO);
+        assert_eq!(
+            c.key_sources().id_token_key_file.as_deref(),
+            Some(std::path::Path::new("/run/secrets/id.pem"))
+        );
+
+        let e = errors(
+            None,
+            &[
+                ("SESSIOND_SIGNING_ALG", "HS256"),
+                ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+                ("SESSIOND_OAUTH_AUDIENCE", "sessiond"),
+                ("SESSIOND_APP_CREATORS", "not-an-email"),
+                ("SESSIOND_APP_SECRET_OVERLAP", "31d"),
+            ],
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("SESSIOND_ID_TOKEN_KEY_FILE") && m.contains("HS256"))
+        );
+        assert!(
+            e.iter().any(
+                |m| m.starts_with("SESSIOND_OAUTH_AUDIENCE") && m.contains("SESSIOND_AUDIENCE")
+            )
+        );
+        assert!(e.iter().any(|m| m.starts_with("SESSIOND_APP_CREATORS")));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("SESSIOND_APP_SECRET_OVERLAP"))
+        );
+    }
 
     #[test]
     fn reauthentication_and_api_key_scope_settings() {

@@ -18,3 +18,13 @@
 
 pub mod applications;
 pub mod port;
+
+use sessiond_actors::model::SessionRecord;
+
+/// Whether `session` is an OAuth grant. **Token separation:** the first-party API's bearer
+/// authentication and `/v1/auth/tokens/refresh` refuse a grant's tokens (they answer
+/// `invalid_token` / `invalid_refresh_token`), so an application holding a user's grant can
+/// never act as the user's own client (change the password, mint API keys, list sessions).
+pub fn is_grant(session: &SessionRecord) -> bool {
+    session.grant.is_some()
+}

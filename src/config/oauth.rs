@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use super::sources::{self, Key, Problems, Raw, Sources};
 use super::{duration, field, key};
+use crate::crypto::keys::SigningAlg;
 
 pub(super) const APP_CREATORS: Key = key("SESSIOND_APP_CREATORS", "app_creators");
 pub(super) const APP_SECRET_OVERLAP: Key = key("SESSIOND_APP_SECRET_OVERLAP", "app_secret_overlap");
+pub(super) const ID_TOKEN_KEY_FILE: Key = key("SESSIOND_ID_TOKEN_KEY_FILE", "id_token_key_file");
+pub(super) const OAUTH_AUDIENCE: Key = key("SESSIOND_OAUTH_AUDIENCE", "oauth_audience");
 
 /// Longest overlap of an old and a new client secret: a rollover, not a second credential.
 const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -22,6 +25,15 @@ pub struct OAuthConfig {
     /// How long the previous client secret keeps working after a rotation
     /// (`SESSIOND_APP_SECRET_OVERLAP`, default 24h, 0 = not at all, at most 30d).
     pub secret_overlap: Duration,
+    /// The RSA private key (PKCS#1 or PKCS#8 PEM) that signs ID tokens (RS256)
+    /// (`SESSIOND_ID_TOKEN_KEY_FILE`). Without it, on SQLite one is generated into the
+    /// development keys file; on PostgreSQL OpenID Connect is off. Refused with HS256 access
+    /// tokens (their JWKS is empty, so relying parties could not verify anything).
+    pub id_token_key_file: Option<std::path::PathBuf>,
+    /// `aud` of OAuth access tokens (RFC 9068) (`SESSIOND_OAUTH_AUDIENCE`, default
+    /// `sessiond-oauth`). Must differ from `SESSIOND_AUDIENCE`, so an OAuth access token can
+    /// never pass the first-party API's audience check.
+    pub audience: String,
 }
 
 /// `SESSIOND_APP_CREATORS`: account emails, normalised as logins normalise them.
@@ -37,7 +49,14 @@ fn creators(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
 }
 
 /// Parses this module's settings, recording every problem; None if any was found.
-pub(super) fn parse(s: &Sources, p: &mut Problems) -> Option<OAuthConfig> {
+/// `signing_alg` and `first_party_audience` (when valid) are checked against: OpenID Connect
+/// is refused with HS256 access tokens, and the two audiences must differ.
+pub(super) fn parse(
+    s: &Sources,
+    p: &mut Problems,
+    signing_alg: Option<SigningAlg>,
+    first_party_audience: Option<&str>,
+) -> Option<OAuthConfig> {
     let app_creators = field(s, p, &APP_CREATORS, creators, Vec::new);
     let secret_overlap = duration(
         s,
@@ -57,8 +76,32 @@ pub(super) fn parse(s: &Sources, p: &mut Problems) -> Option<OAuthConfig> {
             None
         }
     });
+    let id_token_key_file = super::optional(s, p, &ID_TOKEN_KEY_FILE, |k, raw| {
+        sources::text(k, raw).map(std::path::PathBuf::from)
+    });
+    let audience = field(s, p, &OAUTH_AUDIENCE, sources::text, || {
+        "sessiond-oauth".into()
+    });
+    // ID tokens are RS256, published in the JWKS beside the access-token key; with HS256
+    // access tokens the JWKS is empty, so OpenID Connect is refused outright.
+    if matches!(id_token_key_file, Some(Some(_))) && signing_alg == Some(SigningAlg::Hs256) {
+        p.key(
+            &ID_TOKEN_KEY_FILE,
+            "OpenID Connect is refused with SESSIOND_SIGNING_ALG=HS256: its JWKS is empty, so \
+             relying parties could verify no token (use EdDSA or RS256)",
+        );
+    }
+    if audience.is_some() && audience.as_deref() == first_party_audience {
+        p.key(
+            &OAUTH_AUDIENCE,
+            "must differ from SESSIOND_AUDIENCE: the audience is what keeps OAuth access tokens \
+             off the first-party API",
+        );
+    }
     Some(OAuthConfig {
         app_creators: app_creators?,
         secret_overlap: secret_overlap?,
+        id_token_key_file: id_token_key_file?,
+        audience: audience?,
     })
 }

@@ -17,6 +17,7 @@ mod mail_sink;
 mod metrics;
 mod mfa;
 mod oauth_applications;
+mod oauth_separation;
 mod openapi;
 mod password_reset;
 mod profile;

@@ -271,6 +271,16 @@ pub async fn refresh(
         .await?;
     // The id the token claims (opaque, not a secret); the secret is never recorded.
     tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
+    // Token separation (issue #12): a grant's refresh token is refused here before it is
+    // rotated (it belongs to `/oauth2/token`); a grant stays a grant for its whole life, so
+    // checking first is race-free. A session that is ended or unknown is left to the refresh
+    // itself, which gives the precise answer (and detects replays).
+    if let Ok(session) = state.sessions.check(token.session_id).await
+        && crate::auth::oauth::is_grant(&session)
+    {
+        state.metrics.auth.refresh_malformed();
+        return Err(ApiError::InvalidRefreshToken);
+    }
     let refreshed = state.sessions.refresh(&token).await;
     state.metrics.auth.refresh_result(&refreshed);
     let refreshed = refreshed.map_err(|e| match e {
