@@ -13,10 +13,12 @@
 //!   sensitive action: the reauthentication rule and `SESSIOND_APP_CREATORS`), update,
 //!   deletion (which revokes every grant of the application through the session engine),
 //!   secret rotation with an overlap window, and client authentication.
+//! - [`grants`] — a user's view of their grants: list them, revoke one.
 //! - [`port`] — the storage port [`port::ApplicationStore`], which `crate::store` implements on
 //!   both databases.
 
 pub mod applications;
+pub mod grants;
 pub mod port;
 
 use sessiond_actors::model::SessionRecord;

@@ -5,6 +5,7 @@ pub mod applications;
 pub mod auth;
 pub mod email;
 pub mod events;
+pub mod grants;
 pub mod health;
 pub mod me;
 pub mod metrics;

@@ -31,6 +31,7 @@ const READS: &[&str] = &[
     "find_application",
     "list_applications",
     "active_grant_ids",
+    "list_grants",
 ];
 
 /// Store operations that write.

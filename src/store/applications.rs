@@ -16,7 +16,7 @@ use super::audit::{AuditEvent, insert_pg, insert_sqlite};
 use super::codec::{self, corrupt, get};
 use super::{Inner, Store, StoreError, truncate_to_micros};
 use crate::auth::oauth::applications::{Application, ClientType, SecretHash};
-use crate::auth::oauth::port::ApplicationStore;
+use crate::auth::oauth::port::{ApplicationStore, GrantSummary};
 
 macro_rules! app_columns {
     () => {
@@ -367,6 +367,73 @@ impl ApplicationStore for Store {
                 event.log();
             }
             Ok(deleted)
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<GrantSummary>, StoreError> {
+        const SQL: &str = "SELECT s.id, s.client_id, s.scope, s.created_at, s.last_seen_at, \
+             s.expires_at, a.name FROM sessions s \
+             LEFT JOIN oauth_applications a ON a.client_id = s.client_id \
+             WHERE s.user_id = $1 AND s.client_id IS NOT NULL AND s.status = 'active' \
+             AND s.expires_at > $2 AND s.id < $3 ORDER BY s.id DESC LIMIT $4";
+        self.observed("list_grants", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let op = "list grants";
+            let now = truncate_to_micros(now);
+            let before = before.unwrap_or(Uuid::max());
+            match &self.inner {
+                Inner::Postgres(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .bind(now)
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&s.pool)
+                    .await
+                    .map_err(|e| codec::pg_err(op, e))?
+                    .iter()
+                    .map(|r| {
+                        Ok(GrantSummary {
+                            session_id: SessionId(get(r, "id")?),
+                            client_id: get(r, "client_id")?,
+                            application_name: get(r, "name")?,
+                            scope: get(r, "scope")?,
+                            created_at: get(r, "created_at")?,
+                            last_seen_at: get(r, "last_seen_at")?,
+                            expires_at: get(r, "expires_at")?,
+                        })
+                    })
+                    .collect(),
+                Inner::Sqlite(s) => sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .bind(codec::ts(now))
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&s.reader)
+                    .await
+                    .map_err(|e| codec::sqlite_err(op, e))?
+                    .iter()
+                    .map(|r| {
+                        Ok(GrantSummary {
+                            session_id: SessionId(get(r, "id")?),
+                            client_id: get(r, "client_id")?,
+                            application_name: get(r, "name")?,
+                            scope: get(r, "scope")?,
+                            created_at: codec::get_ts(r, "created_at")?,
+                            last_seen_at: codec::get_ts(r, "last_seen_at")?,
+                            expires_at: codec::get_ts(r, "expires_at")?,
+                        })
+                    })
+                    .collect(),
+            }
         })
         .await
     }

@@ -624,7 +624,119 @@ async fn grants_are_sessions_marked_with_the_client_and_deleting_the_application
     app.stop().await;
 }
 
+/// Opens a grant for `user` as the token endpoint will: the same engine, marked with the
+/// client and scope.
+async fn open_grant(
+    app: &TestApp,
+    user: sessiond_actors::ids::UserId,
+    client_id: &str,
+) -> sessiond_actors::model::SessionRecord {
+    app.sessions
+        .create(NewSession {
+            user_id: user,
+            auth_time: chrono::Utc::now(),
+            aal: 1,
+            amr: vec!["pwd".into()],
+            device_name: None,
+            user_agent: None,
+            ip: None,
+            grant: Some(Grant {
+                client_id: client_id.to_owned(),
+                scope: "openid email".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .0
+}
+
+async fn users_list_and_withdraw_their_grants(backend: Backend) {
+    let app = app(backend).await;
+    let ada = app.signed_in_user(ADA).await;
+    let bob = app.signed_in_user(BOB).await;
+    let ada_id = app.stored_session(&ada.session_id).await.user_id;
+    let bob_id = app.stored_session(&bob.session_id).await.user_id;
+    let (client_id, _, _) = created(&app, &ada.access, confidential()).await;
+    let older = open_grant(&app, ada_id, &client_id).await;
+    let newer = open_grant(&app, ada_id, "fedcba9876543210fedcba98").await; // app gone
+    let bobs = open_grant(&app, bob_id, &client_id).await;
+
+    let list: Value = app
+        .get_authed("/v1/auth/grants?limit=1", &ada.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["grants"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["grants"][0]["id"], newer.id.to_string());
+    assert!(list["grants"][0]["application_name"].is_null());
+    let cursor = list["next_cursor"].as_str().unwrap();
+    let list: Value = app
+        .get_authed(
+            &format!("/v1/auth/grants?limit=1&cursor={cursor}"),
+            &ada.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grant = &list["grants"][0];
+    assert_eq!(grant["id"], older.id.to_string());
+    assert_eq!(grant["client_id"], client_id.as_str());
+    assert_eq!(grant["application_name"], "Acme Dashboard");
+    assert_eq!(grant["scope"], "openid email");
+    assert!(list["next_cursor"].is_null());
+
+    // Not Bob's to withdraw; a first-party session is not a grant.
+    let response = app
+        .delete_authed(&format!("/v1/auth/grants/{}", older.id), &bob.access)
+        .await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app
+        .delete_authed(&format!("/v1/auth/grants/{}", ada.session_id), &ada.access)
+        .await;
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app.delete_authed("/v1/auth/grants/nope", &ada.access).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    for _ in 0..2 {
+        let response = app
+            .delete_authed(&format!("/v1/auth/grants/{}", older.id), &ada.access)
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "idempotent");
+    }
+    let stored = app.stored_session(&older.id.to_string()).await;
+    assert_eq!(stored.status, SessionStatus::Revoked);
+    assert_eq!(
+        stored.revoked.map(|(_, r)| r),
+        Some(RevokeReason::UserRevoked)
+    );
+    assert_eq!(
+        app.stored_session(&bobs.id.to_string()).await.status,
+        SessionStatus::Active
+    );
+    assert_eq!(
+        app.stored_session(&ada.session_id).await.status,
+        SessionStatus::Active
+    );
+    let list: Value = app
+        .get_authed("/v1/auth/grants", &ada.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [newer.id.to_string()]);
+    app.stop().await;
+}
+
 both_backends!(
+    users_list_and_withdraw_their_grants,
     registering_needs_the_creators_list_or_a_verified_email,
     registering_needs_a_recent_authentication,
     fields_are_validated,

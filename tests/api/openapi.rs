@@ -43,6 +43,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("delete", "/v1/applications/{client_id}"),
     ("post", "/v1/applications/{client_id}/secret"),
     ("get", "/v1/applications/public/{client_id}"),
+    ("get", "/v1/auth/grants"),
+    ("delete", "/v1/auth/grants/{id}"),
 ];
 
 /// Registers a user and stores an application of theirs straight through the store; returns

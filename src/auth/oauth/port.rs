@@ -10,6 +10,25 @@ use uuid::Uuid;
 use super::applications::Application;
 use crate::store::audit::AuditEvent;
 
+/// A user's grant as their list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantSummary {
+    /// The grant's session.
+    pub session_id: SessionId,
+    /// The application it was granted to.
+    pub client_id: String,
+    /// The application's name, if it still exists.
+    pub application_name: Option<String>,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// When the user granted it.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the application last refreshed it.
+    pub last_seen_at: chrono::DateTime<chrono::Utc>,
+    /// Its absolute end.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Applications and the grants that belong to them.
 #[async_trait]
 pub trait ApplicationStore: Send + Sync {
@@ -51,6 +70,16 @@ pub trait ApplicationStore: Send + Sync {
         client_id: &str,
         event: AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// The user's live grants (active, not expired at `now`), newest first, keyset-paginated on
+    /// the session id, each with its application's name (None once the application is gone).
+    async fn list_grants(
+        &self,
+        user: UserId,
+        now: chrono::DateTime<chrono::Utc>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<GrantSummary>, StoreError>;
 
     /// The sessions that are live grants of `client_id` (active and not expired at `now`).
     async fn active_grant_ids(
