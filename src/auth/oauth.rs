@@ -14,12 +14,19 @@
 //!   deletion (which revokes every grant of the application through the session engine),
 //!   secret rotation with an overlap window, and client authentication.
 //! - [`grants`] — a user's view of their grants: list them, revoke one.
+//! - [`pkce`] — PKCE `S256` (RFC 7636), required of every client; [`scope`] — the `scope`
+//!   parameter and the OpenID Connect scopes; [`client_auth`] — reading
+//!   `client_secret_basic` / `client_secret_post` / `none` credentials. Building blocks of the authorization and token
+//!   endpoints (not served yet).
 //! - [`port`] — the storage port [`port::ApplicationStore`], which `crate::store` implements on
 //!   both databases.
 
 pub mod applications;
+pub mod client_auth;
 pub mod grants;
+pub mod pkce;
 pub mod port;
+pub mod scope;
 
 use sessiond_actors::model::SessionRecord;
 
