@@ -186,6 +186,7 @@ const ALL_KEYS: &[Key] = &[
     oauth::APP_SECRET_OVERLAP,
     oauth::ID_TOKEN_KEY_FILE,
     oauth::OAUTH_AUDIENCE,
+    oauth::INTROSPECTION_CLIENTS,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file

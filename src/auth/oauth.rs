@@ -18,6 +18,7 @@
 //!   parameter and the OpenID Connect scopes; [`client_auth`] — reading
 //!   `client_secret_basic` / `client_secret_post` / `none` credentials. Building blocks of the authorization and token
 //!   endpoints (not served yet).
+//! - [`token`] — the token endpoint's `client_credentials` grant and introspection (RFC 7662).
 //! - [`port`] — the storage port [`port::ApplicationStore`], which `crate::store` implements on
 //!   both databases.
 
@@ -27,6 +28,7 @@ pub mod grants;
 pub mod pkce;
 pub mod port;
 pub mod scope;
+pub mod token;
 
 use sessiond_actors::model::SessionRecord;
 

@@ -11,6 +11,8 @@ use crate::crypto::keys::SigningAlg;
 pub(super) const APP_CREATORS: Key = key("SESSIOND_APP_CREATORS", "app_creators");
 pub(super) const APP_SECRET_OVERLAP: Key = key("SESSIOND_APP_SECRET_OVERLAP", "app_secret_overlap");
 pub(super) const ID_TOKEN_KEY_FILE: Key = key("SESSIOND_ID_TOKEN_KEY_FILE", "id_token_key_file");
+pub(super) const INTROSPECTION_CLIENTS: Key =
+    key("SESSIOND_INTROSPECTION_CLIENTS", "introspection_clients");
 pub(super) const OAUTH_AUDIENCE: Key = key("SESSIOND_OAUTH_AUDIENCE", "oauth_audience");
 
 /// Longest overlap of an old and a new client secret: a rollover, not a second credential.
@@ -34,6 +36,10 @@ pub struct OAuthConfig {
     /// `sessiond-oauth`). Must differ from `SESSIOND_AUDIENCE`, so an OAuth access token can
     /// never pass the first-party API's audience check.
     pub audience: String,
+    /// Client ids of resource servers that may introspect any token
+    /// (`SESSIOND_INTROSPECTION_CLIENTS`, a comma list; default none: a client introspects only
+    /// its own tokens).
+    pub introspection_clients: Vec<String>,
 }
 
 /// `SESSIOND_APP_CREATORS`: account emails, normalised as logins normalise them.
@@ -82,6 +88,7 @@ pub(super) fn parse(
     let audience = field(s, p, &OAUTH_AUDIENCE, sources::text, || {
         "sessiond-oauth".into()
     });
+    let introspection_clients = field(s, p, &INTROSPECTION_CLIENTS, sources::list, Vec::new);
     // ID tokens are RS256, published in the JWKS beside the access-token key; with HS256
     // access tokens the JWKS is empty, so OpenID Connect is refused outright.
     if matches!(id_token_key_file, Some(Some(_))) && signing_alg == Some(SigningAlg::Hs256) {
@@ -103,5 +110,6 @@ pub(super) fn parse(
         secret_overlap: secret_overlap?,
         id_token_key_file: id_token_key_file?,
         audience: audience?,
+        introspection_clients: introspection_clients?,
     })
 }

@@ -42,6 +42,11 @@ pub struct OAuthAccessClaims {
     /// The grant's session, for a user's grant; absent for client credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// For client credentials: a fingerprint of the client secret that obtained the token, so
+    /// the token is inactive at once when that secret stops working (rotation past its
+    /// overlap, or the application's deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csh: Option<String>,
     /// Unique token id.
     pub jti: String,
     /// Issued at (seconds).
@@ -61,6 +66,8 @@ pub struct AccessGrant<'a> {
     pub scope: &'a str,
     /// `sid`: the grant's session, if any.
     pub session: Option<&'a str>,
+    /// `csh`: the fingerprint of the client secret used (client credentials).
+    pub secret_fingerprint: Option<&'a str>,
     /// Never after this (the grant's absolute end), if any.
     pub not_after: Option<DateTime<Utc>>,
 }
@@ -185,6 +192,7 @@ impl OAuthTokens {
             client_id: grant.client_id.to_owned(),
             scope: grant.scope.to_owned(),
             sid: grant.session.map(str::to_owned),
+            csh: grant.secret_fingerprint.map(str::to_owned),
             jti: Uuid::now_v7().to_string(),
             iat,
             exp,
@@ -271,6 +279,7 @@ mod tests {
             client_id: "0123456789abcdef01234567",
             scope: "openid email",
             session: Some("0190f0f0-0000-7000-8000-000000000002"),
+            secret_fingerprint: None,
             not_after: None,
         }
     }

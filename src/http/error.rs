@@ -476,3 +476,64 @@ impl From<crate::codes::CodeError> for ApiError {
         }
     }
 }
+
+/// The OAuth protocol endpoints (`/oauth2/*`) answer RFC 6749 §5.2 bodies,
+/// `{"error", "error_description"}`, not the API's error shape: 400, or 401 for
+/// `invalid_client` (with a `Basic` challenge). Internal failures are logged and answered
+/// `server_error` (500) or `temporarily_unavailable` (503).
+impl IntoResponse for crate::auth::oauth::token::OAuthError {
+    fn into_response(self) -> Response {
+        use crate::auth::oauth::token::OAuthError as E;
+        let (status, code, description) = match &self {
+            E::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d.clone()),
+            E::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client", self.to_string()),
+            E::UnauthorizedClient(d) => (
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                (*d).to_owned(),
+            ),
+            E::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                self.to_string(),
+            ),
+            E::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d.clone()),
+            E::Server(e) => {
+                let unavailable = matches!(
+                    e,
+                    AuthError::Store(StoreError::Unavailable(_))
+                        | AuthError::Session(SessionError::Unavailable(_) | SessionError::Timeout)
+                );
+                tracing::error!(detail = %e, "oauth request failed");
+                if unavailable {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "try again later".to_owned(),
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "internal error".to_owned(),
+                    )
+                }
+            }
+        };
+        let mut response = (
+            status,
+            Json(serde_json::json!({"error": code, "error_description": description})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sessiond\""),
+            );
+        }
+        response
+    }
+}

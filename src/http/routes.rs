@@ -10,6 +10,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod oauth2;
 pub mod password_reset;
 pub mod profile;
 pub mod reauth;

@@ -76,6 +76,10 @@ pub struct Services {
     /// Who may register OAuth applications, the secret overlap and the reauthentication age
     /// (`SESSIOND_APP_CREATORS`, `SESSIOND_APP_SECRET_OVERLAP`, `SESSIOND_REAUTH_MAX_AGE`).
     pub applications: crate::auth::oauth::applications::ApplicationPolicy,
+    /// OAuth access tokens and ID tokens (`SESSIOND_OAUTH_AUDIENCE`).
+    pub oauth_tokens: Arc<crate::crypto::oauth_tokens::OAuthTokens>,
+    /// Resource servers that may introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`).
+    pub introspection_clients: Vec<String>,
 }
 
 impl Services {

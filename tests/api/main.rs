@@ -18,6 +18,7 @@ mod metrics;
 mod mfa;
 mod oauth_applications;
 mod oauth_separation;
+mod oauth_token;
 mod openapi;
 mod password_reset;
 mod profile;

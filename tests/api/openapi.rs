@@ -44,6 +44,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/v1/applications/{client_id}/secret"),
     ("get", "/v1/applications/public/{client_id}"),
     ("get", "/v1/auth/grants"),
+    ("post", "/oauth2/token"),
+    ("post", "/oauth2/introspect"),
     ("delete", "/v1/auth/grants/{id}"),
 ];
 

@@ -104,6 +104,12 @@ impl SecretHash {
         bytes.try_into().ok().map(Self)
     }
 
+    /// A short public fingerprint of this hash (base64url of its first 12 bytes' SHA-256):
+    /// put in client-credentials tokens so they die with the secret that obtained them.
+    pub fn fingerprint(&self) -> String {
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(self.0)[..12])
+    }
+
     /// Whether `secret` hashes to this, in constant time.
     fn matches(&self, secret: &str) -> bool {
         constant_time_eq(&Self::of(secret).0, &self.0)
@@ -657,6 +663,18 @@ pub async fn revoke_grants(
     Ok(revoked)
 }
 
+impl Application {
+    /// The secrets that work at `now`: the current one and, inside its overlap, the previous.
+    pub fn live_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &SecretHash> {
+        self.secret_hash.iter().chain(
+            self.previous_secret
+                .iter()
+                .filter(move |(_, until)| now < *until)
+                .map(|(h, _)| h),
+        )
+    }
+}
+
 /// How a client proved who it is at a protocol endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuthentication {
@@ -666,6 +684,17 @@ pub enum ClientAuthentication {
     CurrentSecret,
     /// A confidential client with the previous secret, inside the overlap window.
     PreviousSecret,
+}
+
+impl ClientAuthentication {
+    /// The secret the client used (None for a public client).
+    pub fn secret<'a>(&self, app: &'a Application) -> Option<&'a SecretHash> {
+        match self {
+            Self::None => None,
+            Self::CurrentSecret => app.secret_hash.as_ref(),
+            Self::PreviousSecret => app.previous_secret.as_ref().map(|(h, _)| h),
+        }
+    }
 }
 
 /// Authenticates a client by `client_id` and the secret it presented (any of
