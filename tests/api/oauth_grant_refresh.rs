@@ -188,7 +188,117 @@ async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(back
     app.stop().await;
 }
 
+async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
+    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
+    let ada = app.signed_in_user(ADA).await;
+    let (client_id, secret) = application(&app, &ada.access).await;
+    let (other_id, other_secret) = application(&app, &ada.access).await;
+    let user = app.stored_session(&ada.session_id).await.user_id;
+    let revoke = |id: String, secret: String, token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/oauth2/revoke"))
+                .basic_auth(id, Some(secret))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={token}"))
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+
+    // Another client, a made-up token, a first-party refresh token: 200, nothing ends.
+    let (grant, refresh) = open_grant(&app, user, &client_id).await;
+    assert_eq!(
+        revoke(other_id.clone(), other_secret.clone(), refresh.encode()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        revoke(client_id.clone(), secret.clone(), "garbage".into()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        revoke(client_id.clone(), secret.clone(), ada.refresh.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.status,
+        SessionStatus::Active
+    );
+    assert_eq!(
+        app.stored_session(&ada.session_id).await.status,
+        SessionStatus::Active
+    );
+    // A forged refresh token naming the grant (right session id, wrong secret) ends nothing.
+    let forged = format!("rt1_{}_{}", grant.id, "A".repeat(43));
+    assert_eq!(
+        revoke(client_id.clone(), secret.clone(), forged).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.status,
+        SessionStatus::Active
+    );
+    // A wrong client secret is refused.
+    assert_eq!(
+        revoke(client_id.clone(), "cs_wrong".into(), refresh.encode()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Its own client revokes it with the refresh token: the grant ends at once.
+    assert_eq!(
+        revoke(client_id.clone(), secret.clone(), refresh.encode()).await,
+        StatusCode::OK
+    );
+    let stored = app.stored_session(&grant.id.to_string()).await;
+    assert_eq!(stored.status, SessionStatus::Revoked);
+    assert!(app.sessions.refresh(&refresh).await.is_err());
+
+    // With an access token of the grant: another client's access token ends nothing, its own
+    // client's ends the grant.
+    let (grant, _) = open_grant(&app, user, &client_id).await;
+    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
+    let ring =
+        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
+    let oauth = OAuthTokens::new(
+        Arc::new(ring),
+        "http://localhost:8080",
+        "sessiond-oauth",
+        Duration::from_secs(600),
+    );
+    let (sid, sub) = (grant.id.to_string(), user.to_string());
+    let access = oauth
+        .issue_access(
+            &AccessGrant {
+                subject: &sub,
+                client_id: &client_id,
+                scope: "openid",
+                session: Some(&sid),
+                secret_fingerprint: None,
+                not_after: None,
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap()
+        .0;
+    assert_eq!(
+        revoke(other_id, other_secret, access.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.stored_session(&sid).await.status, SessionStatus::Active);
+    assert_eq!(revoke(client_id, secret, access).await, StatusCode::OK);
+    assert_eq!(
+        app.stored_session(&sid).await.status,
+        SessionStatus::Revoked
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    revocation_ends_the_grant_for_its_own_client_only,
     concurrent_grant_refreshes_rotate_once,
     replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive,
 );

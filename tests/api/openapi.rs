@@ -46,6 +46,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/v1/auth/grants"),
     ("post", "/oauth2/token"),
     ("post", "/oauth2/introspect"),
+    ("post", "/oauth2/revoke"),
     ("delete", "/v1/auth/grants/{id}"),
 ];
 

@@ -1,4 +1,5 @@
-//! The token endpoint's `client_credentials` grant and token introspection (RFC 7662), without
+//! The token endpoint's `client_credentials` grant, token introspection (RFC 7662) and
+//! revocation (RFC 7009), without
 //! HTTP. Failures are [`OAuthError`]s, which the HTTP layer answers in RFC 6749's shape.
 //!
 //! **Client credentials.** A confidential client gets an access token for itself (`sub` =
@@ -182,5 +183,61 @@ async fn is_live(
             }))
         }
         (None, None) => Ok(false),
+    }
+}
+
+/// Token revocation (RFC 7009): `caller` (authenticated here) revokes a token issued to it.
+/// A grant's refresh token (proven by its hash in the grant's token history) or access token
+/// revokes the whole grant through its actor (reason `logout`), at once on every instance. A
+/// client-credentials access token cannot be revoked alone (rotate the secret instead). Any
+/// token that is invalid, unknown, already ended or another client's is ignored: the answer is
+/// the same success (RFC 7009 §2.2), so tokens cannot be probed.
+pub async fn revoke(
+    auth: &Auth<'_>,
+    tokens: &OAuthTokens,
+    caller: &PresentedClient,
+    token: &str,
+) -> Result<(), OAuthError> {
+    use sessiond_actors::model::RevokeReason;
+    use sessiond_actors::refresh_token::RefreshToken;
+    use sessiond_actors::store::SessionStore;
+    let now = auth.clock.now();
+    let (app, _) =
+        authenticate_client(auth.store, &caller.client_id, caller.secret.as_deref(), now).await?;
+    let session = if let Ok(refresh) = RefreshToken::parse(token) {
+        let issued = auth
+            .store
+            .find_generation(refresh.session_id, &refresh.secret.hash())
+            .await
+            .map_err(|e| OAuthError::Server(e.into()))?;
+        issued.map(|_| refresh.session_id)
+    } else if let Ok(claims) = tokens.verify_access(token, now) {
+        claims
+            .sid
+            .filter(|_| claims.client_id == app.client_id)
+            .and_then(|sid| sid.parse::<SessionId>().ok())
+    } else {
+        None
+    };
+    let Some(id) = session else {
+        return Ok(());
+    };
+    let record = auth
+        .store
+        .load_session(id)
+        .await
+        .map_err(|e| OAuthError::Server(e.into()))?;
+    let ours = record.is_some_and(|s| {
+        s.grant
+            .as_ref()
+            .is_some_and(|g| g.client_id == app.client_id)
+    });
+    if !ours {
+        return Ok(());
+    }
+    match auth.sessions.revoke(id, RevokeReason::Logout).await {
+        Ok(()) | Err(sessiond_actors::sessions::SessionError::NotFound) => Ok(()),
+        Err(sessiond_actors::sessions::SessionError::Rejected(_)) => Ok(()),
+        Err(e) => Err(OAuthError::Server(e.into())),
     }
 }

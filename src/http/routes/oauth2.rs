@@ -2,8 +2,8 @@
 //! conventions: form-encoded requests, RFC 6749 error bodies `{"error", "error_description"}`
 //! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
 //!
-//! Served so far: `POST /oauth2/token` with `grant_type=client_credentials`, and
-//! `POST /oauth2/introspect` (RFC 7662). The rules are in `crate::auth::oauth::token`.
+//! Served so far: `POST /oauth2/token` with `grant_type=client_credentials`,
+//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009). The rules are in `crate::auth::oauth::token`.
 
 use std::collections::HashMap;
 
@@ -43,6 +43,21 @@ pub struct IntrospectForm {
     /// The token to introspect.
     token: String,
     /// `access_token` (a hint; ignored).
+    token_type_hint: Option<String>,
+    /// `client_secret_post`: the caller's client id (or use HTTP Basic).
+    client_id: Option<String>,
+    /// `client_secret_post`: the caller's secret (or use HTTP Basic).
+    client_secret: Option<String>,
+}
+
+/// `POST /oauth2/revoke` form (`application/x-www-form-urlencoded`). For the OpenAPI document
+/// only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct RevokeForm {
+    /// The refresh or access token to revoke.
+    token: String,
+    /// `refresh_token` or `access_token` (a hint; ignored).
     token_type_hint: Option<String>,
     /// `client_secret_post`: the caller's client id (or use HTTP Basic).
     client_id: Option<String>,
@@ -268,4 +283,36 @@ pub async fn introspect(
         Err(e) => return e.into_response(),
     };
     no_store(Json(body).into_response())
+}
+
+/// Token revocation (RFC 7009): a protocol endpoint (form-encoded request, RFC 6749 errors).
+/// The caller authenticates as a client; a grant's refresh or access token ends the whole
+/// grant at once. Any other token (unknown, invalid, already ended, another client's) gets the
+/// same 200, so tokens cannot be probed.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth2",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (empty body)"),
+        (status = 400, description = "RFC 6749 `{error: \"invalid_request\"}`"),
+        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form(&headers, &body)?;
+        let client = client(&headers, &form)?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        token::revoke(&state.auth(), &state.oauth_tokens, &client, token).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
+        Err(e) => e.into_response(),
+    }
 }
