@@ -492,6 +492,7 @@ impl IntoResponse for crate::auth::oauth::token::OAuthError {
                 "unauthorized_client",
                 (*d).to_owned(),
             ),
+            E::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", (*d).to_owned()),
             E::UnsupportedGrantType => (
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",

@@ -297,7 +297,120 @@ async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
     app.stop().await;
 }
 
+async fn token_endpoint_refreshes_grants_and_refuses_first_party_tokens(backend: Backend) {
+    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
+    let ada = app.signed_in_user(ADA).await;
+    let (client_id, secret) = application(&app, &ada.access).await;
+    let (other_id, other_secret) = application(&app, &ada.access).await;
+    let user = app.stored_session(&ada.session_id).await.user_id;
+    let (grant, refresh) = open_grant(&app, user, &client_id).await;
+    let token = |id: String, secret: String, refresh: String, scope: Option<&str>| {
+        let app = &app;
+        let scope = scope.map(|s| format!("&scope={}", s.replace(' ', "+")));
+        async move {
+            app.client
+                .post(app.url("/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "grant_type=refresh_token&refresh_token={refresh}{}",
+                    scope.unwrap_or_default()
+                ))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let oauth_error = |response: reqwest::Response, code: &'static str| async move {
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], code, "{body}");
+    };
+
+    // Token separation: a first-party refresh token at /oauth2/token is refused, not rotated.
+    oauth_error(
+        token(client_id.clone(), secret.clone(), ada.refresh.clone(), None).await,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(app.stored_session(&ada.session_id).await.generation, 0);
+    // Another client cannot use this grant's token; nothing rotates.
+    oauth_error(
+        token(other_id, other_secret, refresh.encode(), None).await,
+        "invalid_grant",
+    )
+    .await;
+    // A refresh may not widen the scopes.
+    oauth_error(
+        token(
+            client_id.clone(),
+            secret.clone(),
+            refresh.encode(),
+            Some("openid email"),
+        )
+        .await,
+        "invalid_scope",
+    )
+    .await;
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.generation,
+        0
+    );
+
+    // Its own client rotates it through the actor and gets a new pair, narrowed on request.
+    let response = token(
+        client_id.clone(),
+        secret.clone(),
+        refresh.encode(),
+        Some("openid"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "openid");
+    let child = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(child, refresh.encode());
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.generation,
+        1
+    );
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let introspected: Value = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&client_id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={access}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["sub"], user.to_string());
+    // The OAuth access token never acts on the first-party API.
+    assert_eq!(
+        app.get_authed("/v1/auth/me", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A grant's refresh token still never works at the first-party refresh.
+    assert_eq!(app.refresh(&child).await.status(), StatusCode::UNAUTHORIZED);
+    // And the next rotation works from the child (default scope = the whole grant).
+    let response = token(client_id, secret, child, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "openid offline_access");
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.generation,
+        2
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    token_endpoint_refreshes_grants_and_refuses_first_party_tokens,
     revocation_ends_the_grant_for_its_own_client_only,
     concurrent_grant_refreshes_rotate_once,
     replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive,

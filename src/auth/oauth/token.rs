@@ -35,6 +35,9 @@ pub enum OAuthError {
     /// `unauthorized_client`: the client may not use this grant type.
     #[error("{0}")]
     UnauthorizedClient(&'static str),
+    /// `invalid_grant`: a refresh token that is not a live grant of this client.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
     /// `unsupported_grant_type`.
     #[error("unsupported grant_type")]
     UnsupportedGrantType,
@@ -109,6 +112,91 @@ pub async fn client_credentials(
         access_token,
         expires_in,
         scope: granted,
+    })
+}
+
+/// A refreshed grant: a new access token and the next refresh token.
+#[derive(Debug)]
+pub struct RefreshedGrant {
+    /// The access token.
+    pub access: IssuedToken,
+    /// The next refresh token (the presented one is spent, except for a grace retry).
+    pub refresh_token: String,
+}
+
+/// The `refresh_token` grant: rotates the grant's refresh token through its session actor —
+/// the same rules, grace window and replay detection as a first-party refresh. **Token
+/// separation:** a first-party refresh token, or another client's grant, is `invalid_grant`
+/// and is not rotated. `scope` may narrow the granted scopes, never widen them.
+pub async fn refresh_grant(
+    auth: &Auth<'_>,
+    tokens: &OAuthTokens,
+    client: &PresentedClient,
+    refresh_token: &str,
+    scope: Option<&str>,
+) -> Result<RefreshedGrant, OAuthError> {
+    use sessiond_actors::refresh_token::RefreshToken;
+    const NOT_OURS: &str = "the refresh token is not a live grant of this client";
+    let now = auth.clock.now();
+    let (app, _) =
+        authenticate_client(auth.store, &client.client_id, client.secret.as_deref(), now).await?;
+    let token =
+        RefreshToken::parse(refresh_token).map_err(|_| OAuthError::InvalidGrant(NOT_OURS))?;
+    // A grant stays a grant of one client for its whole life, so checking before the refresh
+    // is race-free; an ended session is refused here without touching it.
+    let session = auth
+        .sessions
+        .check(token.session_id)
+        .await
+        .map_err(|_| OAuthError::InvalidGrant(NOT_OURS))?;
+    let granted = match &session.grant {
+        Some(g) if g.client_id == app.client_id => {
+            Scopes::parse(Some(&g.scope)).map_err(|e| OAuthError::Server(AuthError::internal(e)))?
+        }
+        _ => return Err(OAuthError::InvalidGrant(NOT_OURS)),
+    };
+    let requested = Scopes::parse(scope).map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    if !requested.is_subset_of(&granted) {
+        return Err(OAuthError::InvalidScope(
+            "a refresh may narrow the granted scopes, never widen them".into(),
+        ));
+    }
+    let scope = if requested.is_empty() {
+        granted
+    } else {
+        requested
+    }
+    .to_string();
+    let refreshed = auth.sessions.refresh(&token).await.map_err(|e| match e {
+        sessiond_actors::sessions::SessionError::Unavailable(_)
+        | sessiond_actors::sessions::SessionError::Timeout
+        | sessiond_actors::sessions::SessionError::Internal(_) => OAuthError::Server(e.into()),
+        _ => OAuthError::InvalidGrant("the refresh token is invalid, spent or revoked"),
+    })?;
+    let (sid, sub) = (
+        refreshed.session.id.to_string(),
+        refreshed.session.user_id.to_string(),
+    );
+    let (access_token, expires_in) = tokens
+        .issue_access(
+            &AccessGrant {
+                subject: &sub,
+                client_id: &app.client_id,
+                scope: &scope,
+                session: Some(&sid),
+                secret_fingerprint: None,
+                not_after: Some(refreshed.session.expires_at),
+            },
+            now,
+        )
+        .map_err(|e| OAuthError::Server(AuthError::internal(e)))?;
+    Ok(RefreshedGrant {
+        access: IssuedToken {
+            access_token,
+            expires_in,
+            scope,
+        },
+        refresh_token: refreshed.refresh_token.encode(),
     })
 }
 

@@ -25,8 +25,11 @@ use crate::http::state::AppState;
 #[allow(dead_code)]
 #[derive(Debug, ToSchema)]
 pub struct TokenForm {
-    /// `client_credentials` (the other grants come with the authorization endpoint).
+    /// `client_credentials` or `refresh_token` (`authorization_code` comes with the
+    /// authorization endpoint).
     grant_type: String,
+    /// `refresh_token` grant: the grant's refresh token (a first-party one is `invalid_grant`).
+    refresh_token: Option<String>,
     /// Space-separated scopes, each allowed for the client; absent = all its allowed scopes.
     scope: Option<String>,
     /// `client_secret_post`: the client id (or use HTTP Basic).
@@ -76,6 +79,9 @@ pub struct OAuthTokenResponse {
     expires_in: u64,
     /// Granted scopes.
     scope: String,
+    /// The next refresh token (`refresh_token` grant only): the presented one is spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 /// An introspection response (RFC 7662 §2.2): `{"active": false}` for any token that is not
@@ -171,7 +177,8 @@ fn no_store(mut response: Response) -> Response {
 
 /// The token endpoint (RFC 6749 §3.2): a protocol endpoint (form-encoded request, RFC 6749
 /// errors). Client authentication: `client_secret_basic`, `client_secret_post`, or `none` for
-/// public clients. Grant types served now: `client_credentials`.
+/// public clients. Grant types served now: `client_credentials`, and `refresh_token` for a
+/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`).
 #[utoipa::path(
     post,
     path = "/oauth2/token",
@@ -179,7 +186,7 @@ fn no_store(mut response: Response) -> Response {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "An access token", body = OAuthTokenResponse),
-        (status = 400, description = "RFC 6749 `{error, error_description}`: `invalid_request`, `unsupported_grant_type`, `unauthorized_client`, `invalid_scope`"),
+        (status = 400, description = "RFC 6749 `{error, error_description}`: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `unauthorized_client`, `invalid_scope`"),
         (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
         (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
     )
@@ -202,6 +209,27 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     token_type: "Bearer",
                     expires_in: issued.expires_in,
                     scope: issued.scope,
+                    refresh_token: None,
+                })
+            }
+            Some("refresh_token") => {
+                let presented = form.get("refresh_token").ok_or_else(|| {
+                    OAuthError::InvalidRequest("refresh_token is required".into())
+                })?;
+                let refreshed = token::refresh_grant(
+                    &state.auth(),
+                    &state.oauth_tokens,
+                    &client,
+                    presented,
+                    form.get("scope").map(String::as_str),
+                )
+                .await?;
+                Ok(OAuthTokenResponse {
+                    access_token: refreshed.access.access_token,
+                    token_type: "Bearer",
+                    expires_in: refreshed.access.expires_in,
+                    scope: refreshed.access.scope,
+                    refresh_token: Some(refreshed.refresh_token),
                 })
             }
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
