@@ -5,6 +5,8 @@
 #
 # 1. release build of sessiond, the harness's helper binaries and the criterion benches;
 # 2. benches/limits.sh: the machine's limits and sessiond against them  → OUT/limits.json;
+#    then benches/callgrind.sh: instructions per refresh and per /me, against the run of record
+#                                                                         → OUT/callgrind/;
 # 3. every k6 scenario with PROFILE=full against a release sessiond on PostgreSQL, seeded with
 #    `sessiond seed` (one seed file per scenario: refresh tokens are single-use) → OUT/k6/*.json;
 # 4. the criterion benches                                              → OUT/criterion.json;
@@ -51,6 +53,11 @@ export SESSIOND_BIN
 
 say "limits harness"
 QUICK="$QUICK" "$ROOT/benches/limits.sh" "$OUT"
+
+say "instructions per request (callgrind)"
+if [ "$QUICK" = 1 ]; then CG_REQUESTS=200; else CG_REQUESTS=2000; fi
+REQUESTS="$CG_REQUESTS" "$ROOT/benches/callgrind.sh" "$OUT/callgrind" \
+  | tee "$OUT/callgrind-summary.txt" >&2
 
 # ---------------------------------------------------------------------------------------------
 say "k6 full profiles"

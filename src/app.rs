@@ -185,6 +185,19 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
+        let relying_party = match &config.webauthn {
+            crate::config::WebauthnSetting::Disabled => None,
+            crate::config::WebauthnSetting::DevelopmentDefault => {
+                Some(crate::config::RelyingParty::development(address.port()))
+            }
+            crate::config::WebauthnSetting::Configured(rp) => Some(rp.clone()),
+        };
+        let passkeys = match relying_party {
+            Some(rp) => Some(Arc::new(
+                crate::auth::passkeys::Passkeys::new(rp).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -220,6 +233,44 @@ impl Application {
             ),
         }
         tracing::info!(mail = mailer.describe(), "mail: {}", mailer.describe());
+        // The generated development keys are what make the demo's default "on" (the key ring
+        // warns exactly then).
+        let demo = crate::http::demo::DemoSettings::decide(
+            config.demo,
+            keys.warning().is_some(),
+            mailer.is_dev_mode(),
+            address,
+        );
+        if demo.enabled {
+            tracing::info!(
+                dev_codes = demo.dev_codes,
+                "demo web app on http://localhost:{}/demo{}",
+                address.port(),
+                if demo.dev_codes {
+                    " (mailed codes shown on the page: development mail mode, loopback bind)"
+                } else {
+                    ""
+                }
+            );
+        }
+        match &passkeys {
+            Some(p) => {
+                let rp = p.relying_party();
+                let origins: Vec<String> = rp
+                    .origins
+                    .iter()
+                    .map(|o| o.origin().ascii_serialization())
+                    .collect();
+                tracing::info!(
+                    rp_id = %rp.rp_id,
+                    origins = %origins.join(","),
+                    "passkeys: RP id {} for {}",
+                    rp.rp_id,
+                    origins.join(", ")
+                );
+            }
+            None => tracing::info!("passkeys: off (SESSIOND_WEBAUTHN_RP_ID unset)"),
+        }
         // Warnings come after the line that says where and how the process runs.
         let metrics_warning = (exposure
             == crate::http::routes::metrics::MetricsExposure::NotServed)
@@ -253,6 +304,7 @@ impl Application {
                 unknown_api_keys: Arc::default(),
                 codes,
                 mailer,
+                demo,
                 require_verified_email: config.mail.require_verified_email,
                 limiter,
                 register_conflict: config.abuse.register_conflict,
@@ -267,6 +319,9 @@ impl Application {
                 },
                 oauth_tokens,
                 introspection_clients: config.oauth.introspection_clients.clone(),
+                passkeys,
+                require_aal2_for: config.require_aal2_for,
+                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
             }),
             config: Arc::new(config),
         })

@@ -1,8 +1,10 @@
 //! The authentication flows, without HTTP: password login, completion of a second-factor
 //! challenge, mailed codes (issuing them, confirming an email address, completing a password
 //! reset), password change, turning TOTP on and off, ending every session of a user,
-//! reauthentication and the rule that sensitive actions need a recent one, and what a completed
-//! password reset takes back.
+//! reauthentication and the rule that sensitive actions need a recent one (and `aal` 2 where
+//! `SESSIOND_REQUIRE_AAL2_FOR` says so), presenting a refresh token (rotation, logout by refresh
+//! token — the JSON and the browser-cookie routes share it), and what a completed password
+//! reset takes back.
 //!
 //! Handlers in `src/http/routes` parse a request, call one flow and build the view from its
 //! result; a flow's result is a state ([`login::LoginOutcome`]), never an error used for
@@ -18,8 +20,10 @@ pub mod error;
 pub mod login;
 pub mod mfa_login;
 pub mod oauth;
+pub mod passkeys;
 pub mod password_change;
 pub mod reauth;
+pub mod refresh;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;
@@ -53,4 +57,7 @@ pub struct Auth<'a> {
     pub clock: &'a SharedClock,
     /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
+    /// The reauthentication rule's settings (`SESSIOND_REAUTH_MAX_AGE`,
+    /// `SESSIOND_REQUIRE_AAL2_FOR`), for [`reauth::require_action`].
+    pub reauth: reauth::ReauthPolicy,
 }

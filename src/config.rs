@@ -28,6 +28,7 @@ mod abuse;
 mod mail;
 mod oauth;
 mod sources;
+mod webauthn;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
 pub use oauth::OAuthConfig;
 use sources::{Key, Problems, Raw, Sources};
+pub use webauthn::{RelyingParty, WebauthnSetting};
 
 const fn key(env: &'static str, toml: &'static str) -> Key {
     Key {
@@ -100,6 +102,8 @@ const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
 const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
+const DEMO: Key = key("SESSIOND_DEMO", "demo");
+const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -187,6 +191,11 @@ const ALL_KEYS: &[Key] = &[
     oauth::ID_TOKEN_KEY_FILE,
     oauth::OAUTH_AUDIENCE,
     oauth::INTROSPECTION_CLIENTS,
+    DEMO,
+    webauthn::RP_ID,
+    webauthn::ORIGINS,
+    webauthn::RP_NAME,
+    REQUIRE_AAL2_FOR,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -331,6 +340,19 @@ pub struct Config {
     pub api_key_scopes: Vec<String>,
     /// OAuth applications and grants (`SESSIOND_APP_*`; see `config/oauth.rs`).
     pub oauth: OAuthConfig,
+    /// Serve the demo web app at `/demo` (`SESSIOND_DEMO`, `on` or `off`). None = unset: on
+    /// exactly when sessiond runs on its generated development keys (decided once the keys are
+    /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
+    /// it unless asked to.
+    pub demo: Option<bool>,
+    /// Passkeys (WebAuthn): the relying party, development default, or off
+    /// (`SESSIOND_WEBAUTHN_RP_ID`, `SESSIOND_WEBAUTHN_ORIGINS`, `SESSIOND_WEBAUTHN_RP_NAME`; see
+    /// `config/webauthn.rs`).
+    pub webauthn: WebauthnSetting,
+    /// Action classes that need a session at `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`, a comma list
+    /// of `api_keys`, `password`, `mfa`, `passkeys`, `sessions`; default empty). See
+    /// `crate::auth::reauth::require_action`.
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Non-fatal findings (unknown `SESSIOND_*` variables, weak hashing parameters, ignored
     /// settings), to be logged once logging is up.
     pub warnings: Vec<String>,
@@ -938,7 +960,7 @@ fn build(
         crate::store::DEFAULT_ACQUIRE_TIMEOUT,
         false,
     );
-    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref());
+    let abuse = abuse::parse(s, &mut p, &mut warnings, issuer.as_deref(), bind);
     let mail = mail::parse(s, &mut p, &mut warnings);
     let commit_max_batch = bounded::<u32>(s, &mut p, &COMMIT_MAX_BATCH, 64, 1, 1024);
     let commit_max_wait =
@@ -956,6 +978,14 @@ fn build(
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
     let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
+    let demo = optional(s, &mut p, &DEMO, on_off);
+    let require_aal2_for = field(
+        s,
+        &mut p,
+        &REQUIRE_AAL2_FOR,
+        action_classes,
+        crate::auth::reauth::ActionClasses::default,
+    );
 
     // Relations between lifetimes (see the module documentation for the reasons).
     ordered(
@@ -1050,6 +1080,13 @@ fn build(
         );
     }
 
+    // Generated development keys (SQLite, no key configured) also mean a development relying
+    // party on localhost unless one is configured.
+    let development_keys = !on_postgres
+        && signing_key_file.as_ref().is_some_and(Vec::is_empty)
+        && matches!(refresh_key, Some(None));
+    let webauthn = webauthn::parse(s, &mut p, development_keys);
+
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
     }
@@ -1105,6 +1142,9 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         oauth: oauth.expect(CHECKED),
+        demo: demo.expect(CHECKED),
+        webauthn: webauthn.expect(CHECKED),
+        require_aal2_for: require_aal2_for.expect(CHECKED),
         warnings,
     })
 }
@@ -1135,7 +1175,39 @@ fn parse_bind(key: &Key, raw: Raw<'_>) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not a socket address (e.g. 127.0.0.1:8080 or [::]:8080)"))
 }
 
+/// `SESSIOND_DEMO`: `on` or `off` (also true/false, yes/no, 1/0, or a TOML boolean).
+fn on_off(key: &Key, raw: Raw<'_>) -> Result<bool, String> {
+    if let Raw::Toml(figment::value::Value::Bool(_, b)) = raw {
+        return Ok(*b);
+    }
+    match sources::text(key, raw)?.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{} must be on or off", sources::shown(key, raw))),
+    }
+}
+
 /// `SESSIOND_API_KEY_SCOPES`: a list of scopes, each valid as an API key's scope.
+/// `SESSIOND_REQUIRE_AAL2_FOR`: known class names only; every unknown one is named.
+fn action_classes(k: &Key, raw: Raw<'_>) -> Result<crate::auth::reauth::ActionClasses, String> {
+    use crate::auth::reauth::ActionClass;
+    let names = sources::list(k, raw)?;
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| ActionClass::parse(n).is_none())
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = ActionClass::ALL.iter().map(|c| c.as_str()).collect();
+        return Err(format!(
+            "unknown action class {} (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        ));
+    }
+    Ok(names.iter().filter_map(|n| ActionClass::parse(n)).collect())
+}
+
 fn api_key_scopes(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
     let scopes = sources::list(k, raw)?;
     crate::api_keys::parse_scopes(scopes).map_err(|e| e.message)
@@ -1212,6 +1284,24 @@ mod tests {
         assert!(
             e.iter()
                 .any(|m| m.starts_with("SESSIOND_APP_SECRET_OVERLAP"))
+        );
+    }
+
+    #[test]
+    fn demo_setting_is_on_off_or_unset() {
+        assert_eq!(Config::from_sources(None, &[]).unwrap().demo, None);
+        for (value, want) in [("on", true), ("OFF", false), ("true", true), ("0", false)] {
+            let c = Config::from_sources(None, &env(&[("SESSIOND_DEMO", value)])).unwrap();
+            assert_eq!(c.demo, Some(want), "{value}");
+        }
+        let c = Config::from_sources(Some("demo = false"), &[]).unwrap();
+        assert_eq!(c.demo, Some(false));
+        let e = errors(None, &[("SESSIOND_DEMO", "sometimes")]);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with("SESSIOND_DEMO") && e[0].contains("toml: demo"),
+            "{}",
+            e[0]
         );
     }
 

@@ -213,6 +213,67 @@ pub struct Mailer {
     stats: Arc<MailStats>,
     description: Arc<str>,
     dev_mode: bool,
+    /// Development mail mode only: the newest mail per recipient, for the demo page's
+    /// dev-only code endpoint (`/demo/dev/last-code`). None whenever mail really goes out.
+    outbox: Option<Arc<DevOutbox>>,
+}
+
+/// How many recipients the development outbox remembers (oldest forgotten first): enough for
+/// a developer and a browser test, bounded so a scripted registration flood cannot grow it.
+const DEV_OUTBOX_CAPACITY: usize = 256;
+
+/// The newest mail to each recipient, kept in memory in development mail mode only, where
+/// every mail (code included) is written to the log anyway. Never exists with SMTP.
+#[derive(Default)]
+pub struct DevOutbox {
+    mails: std::sync::Mutex<std::collections::VecDeque<DevMail>>,
+}
+
+/// One mail the development outbox kept.
+#[derive(Clone)]
+pub struct DevMail {
+    /// Recipient, as the mail was addressed (a normalised email).
+    pub to: String,
+    /// What it is (`email_verification`, `password_reset`, …).
+    pub kind: &'static str,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// When it was queued.
+    pub queued_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl DevMail {
+    /// The 6-digit code after "code is: " in the body, if the mail carries one.
+    pub fn code(&self) -> Option<&str> {
+        let at = self.body.find("code is: ")? + "code is: ".len();
+        let code = self.body.get(at..at + 6)?;
+        code.bytes().all(|b| b.is_ascii_digit()).then_some(code)
+    }
+}
+
+impl DevOutbox {
+    fn record(&self, mail: &OutgoingMail) {
+        let mut mails = self.mails.lock().unwrap_or_else(|e| e.into_inner());
+        mails.retain(|m| m.to != mail.to);
+        if mails.len() >= DEV_OUTBOX_CAPACITY {
+            mails.pop_front();
+        }
+        mails.push_back(DevMail {
+            to: mail.to.clone(),
+            kind: mail.kind,
+            subject: mail.subject.clone(),
+            body: mail.body.clone(),
+            queued_at: chrono::Utc::now(),
+        });
+    }
+
+    /// The newest mail to `to` (compared as given: pass a normalised email).
+    pub fn last(&self, to: &str) -> Option<DevMail> {
+        let mails = self.mails.lock().unwrap_or_else(|e| e.into_inner());
+        mails.iter().rev().find(|m| m.to == to).cloned()
+    }
 }
 
 impl fmt::Debug for Mailer {
@@ -268,12 +329,18 @@ impl Mailer {
             stats,
             description: description.into(),
             dev_mode,
+            outbox: dev_mode.then(Arc::default),
         })
     }
 
     /// Queues `mail` and returns at once. Never fails: a full queue or a stopped mailer drops
     /// the mail, counts it and logs a warning.
     pub fn send(&self, mail: OutgoingMail) {
+        if let Some(outbox) = &self.outbox {
+            // Recorded before queueing, so the mail is readable as soon as the request that
+            // sent it has been answered.
+            outbox.record(&mail);
+        }
         let kind = mail.kind;
         let user_id = mail.user_id;
         match self.queue.try_send(Job::Send(Box::new(mail))) {
@@ -304,6 +371,11 @@ impl Mailer {
     /// Whether mail goes to the log instead of a server.
     pub fn is_dev_mode(&self) -> bool {
         self.dev_mode
+    }
+
+    /// The newest mail per recipient, in development mail mode only (None with SMTP).
+    pub fn dev_outbox(&self) -> Option<&DevOutbox> {
+        self.outbox.as_deref()
     }
 
     /// The start-up warning of development mail mode, if in it.
@@ -505,6 +577,66 @@ mod tests {
         );
         assert!(text.contains("123456"), "{text}");
         assert!(build_message(&from, &mail("not an address")).is_err());
+    }
+
+    #[tokio::test]
+    async fn dev_outbox_keeps_the_newest_mail_per_recipient_and_only_in_dev_mode() {
+        let mailer = Mailer::start(&MailSettings {
+            smtp: None,
+            from: DEV_MAIL_FROM.into(),
+            queue: 1024,
+        })
+        .unwrap();
+        let outbox = mailer
+            .dev_outbox()
+            .expect("development mail mode keeps an outbox");
+        assert!(outbox.last("ada@example.com").is_none());
+        let coded = |to: &str, code: &str| OutgoingMail {
+            body: format!("Your email verification code is: {code}\n\nIt expires."),
+            ..mail(to)
+        };
+        mailer.send(coded("ada@example.com", "111111"));
+        mailer.send(coded("bob@example.com", "222222"));
+        mailer.send(coded("ada@example.com", "333333"));
+        let last = outbox.last("ada@example.com").unwrap();
+        assert_eq!(last.code(), Some("333333"));
+        assert_eq!(last.kind, "email_verification");
+        assert_eq!(
+            outbox.last("bob@example.com").unwrap().code(),
+            Some("222222")
+        );
+        // A mail without a code has none to show.
+        mailer.send(mail("carol@example.com"));
+        assert_eq!(outbox.last("carol@example.com").unwrap().code(), None);
+        // Bounded: the oldest recipients are forgotten first.
+        for i in 0..DEV_OUTBOX_CAPACITY {
+            mailer.send(coded(&format!("u{i}@example.com"), "444444"));
+        }
+        assert!(outbox.last("ada@example.com").is_none());
+        assert!(
+            outbox
+                .last(&format!("u{}@example.com", DEV_OUTBOX_CAPACITY - 1))
+                .is_some()
+        );
+        mailer.shutdown(Duration::from_secs(5)).await;
+
+        let smtp = Mailer::start(&MailSettings {
+            smtp: Some(SmtpSettings {
+                host: "127.0.0.1".into(),
+                port: 2525,
+                tls: SmtpTls::None,
+                username: None,
+                password: None,
+                timeout: Duration::from_secs(1),
+            }),
+            from: DEV_MAIL_FROM.into(),
+            queue: 4,
+        })
+        .unwrap();
+        assert!(
+            smtp.dev_outbox().is_none(),
+            "no outbox when mail really goes out"
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ pub mod change_feed;
 mod codec;
 pub mod group_commit;
 pub mod mfa;
+pub mod passkeys;
 mod postgres;
 pub mod purge;
 pub mod second_factor;
@@ -629,7 +630,9 @@ impl SessionStore for Store {
             self.session_changed(change, &result);
             return result;
         }
-        let result = dispatch!(self.apply(change));
+        // Boxed, so that the backends' large write futures do not inflate this future, which
+        // every session actor's commit holds, on the group-commit path above.
+        let result = Box::pin(async { dispatch!(self.apply(change)) }).await;
         self.session_changed(change, &result);
         result
     }

@@ -286,3 +286,214 @@ fn binary_exits_2_for_client_ip_header_none_with_trusted_proxies() {
         "{stderr}"
     );
 }
+
+/// Cookies without `Secure` are for local development over plain HTTP only: turning them off
+/// on a bind other hosts can reach is refused; on a loopback bind it is accepted (the cookie is
+/// then `sessiond_rt`); the default (an `http://` issuer) keeps them `Secure` on any bind.
+#[test]
+fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
+    let p = problems(
+        None,
+        &[
+            ("SESSIOND_SECURE_COOKIES", "false"),
+            ("SESSIOND_BIND", "0.0.0.0:8080"),
+        ],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_SECURE_COOKIES", "secure_cookies"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("loopback"), "{}", p[0]);
+    for bind in ["127.0.0.1:8080", "[::1]:8080"] {
+        let c = Config::from_sources(
+            None,
+            &env(&[("SESSIOND_SECURE_COOKIES", "off"), ("SESSIOND_BIND", bind)]),
+        )
+        .unwrap();
+        assert!(c.abuse.http.insecure_cookies, "{bind}");
+    }
+    let public = Config::from_sources(None, &env(&[("SESSIOND_BIND", "0.0.0.0:8080")])).unwrap();
+    assert!(!public.abuse.http.secure && !public.abuse.http.insecure_cookies);
+    // The default (an `http://` issuer: no HSTS) keeps the cookie `Secure` on loopback too.
+    let local = Config::from_sources(None, &env(&[("SESSIOND_BIND", "127.0.0.1:8080")])).unwrap();
+    assert!(!local.abuse.http.secure && !local.abuse.http.insecure_cookies);
+}
+
+#[test]
+fn binary_exits_2_for_secure_cookies_off_on_a_public_bind() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_SECURE_COOKIES", "false"),
+        ("SESSIOND_BIND", "0.0.0.0:0"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_SECURE_COOKIES (toml: secure_cookies)"),
+        "{stderr}"
+    );
+}
+
+/// `SESSIOND_REQUIRE_AAL2_FOR` names known action classes only; each unknown one is listed
+/// with the known ones, in the environment and in the file alike.
+#[test]
+fn unknown_aal2_action_classes_are_named() {
+    let p = problems(
+        None,
+        &[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys, bogus,sessions,Mfa")],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("\"bogus\", \"Mfa\""), "{}", p[0]);
+    assert!(
+        p[0].contains("api_keys, password, mfa, passkeys, sessions"),
+        "{}",
+        p[0]
+    );
+    let p = problems(Some("require_aal2_for = [\"applications\"]\n"), &[]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].contains("\"applications\""), "{}", p[0]);
+
+    use sessiond::auth::reauth::ActionClass;
+    let c = Config::from_sources(
+        Some("require_aal2_for = [\"password\", \"passkeys\"]\n"),
+        &[],
+    )
+    .unwrap();
+    let listed: Vec<ActionClass> = c.require_aal2_for.iter().collect();
+    assert_eq!(listed, [ActionClass::Password, ActionClass::Passkeys]);
+    assert!(
+        Config::from_sources(None, &[])
+            .unwrap()
+            .require_aal2_for
+            .iter()
+            .next()
+            .is_none(),
+        "nothing needs aal 2 by default"
+    );
+}
+
+#[test]
+fn binary_exits_2_for_an_unknown_aal2_action_class() {
+    let (code, stderr) = run_binary(&[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys,everything")]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_REQUIRE_AAL2_FOR (toml: require_aal2_for)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"everything\""), "{stderr}");
+}
+
+#[test]
+fn webauthn_settings_are_checked_together_with_the_others() {
+    let p = problems(
+        None,
+        &[
+            ("SESSIOND_ACCESS_TTL", "-5m"),
+            ("SESSIOND_WEBAUTHN_RP_ID", "127.0.0.1"),
+            (
+                "SESSIOND_WEBAUTHN_ORIGINS",
+                "http://example.com, https://[::1]:8443, https://example.com/app",
+            ),
+        ],
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
+        "{p:#?}"
+    );
+    let rp = p
+        .iter()
+        .find(|m| names_both(m, "SESSIOND_WEBAUTHN_RP_ID", "webauthn_rp_id"))
+        .expect("the RP id is named");
+    assert!(rp.contains("IP address"), "{rp}");
+    let origins = p
+        .iter()
+        .find(|m| names_both(m, "SESSIOND_WEBAUTHN_ORIGINS", "webauthn_origins"))
+        .expect("the origins are named");
+    for needle in ["must be https", "refuses IP addresses", "no path"] {
+        assert!(origins.contains(needle), "{needle:?} in {origins}");
+    }
+}
+
+#[test]
+fn webauthn_origin_must_be_on_the_rp_id_and_both_are_needed() {
+    let p = problems(
+        None,
+        &[
+            ("SESSIOND_WEBAUTHN_RP_ID", "example.com"),
+            ("SESSIOND_WEBAUTHN_ORIGINS", "https://login.example.org"),
+        ],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].contains("is not on SESSIOND_WEBAUTHN_RP_ID"),
+        "{}",
+        p[0]
+    );
+
+    let p = problems(None, &[("SESSIOND_WEBAUTHN_RP_ID", "example.com")]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].contains("needs SESSIOND_WEBAUTHN_ORIGINS"), "{}", p[0]);
+
+    let p = problems(Some("webauthn_origins = [\"https://example.com\"]"), &[]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].contains("needs SESSIOND_WEBAUTHN_RP_ID"), "{}", p[0]);
+}
+
+#[test]
+fn webauthn_relying_party_is_accepted_and_defaults_on_development_keys() {
+    use sessiond::config::WebauthnSetting;
+    let c = Config::from_sources(
+        None,
+        &env(&[
+            ("SESSIOND_WEBAUTHN_RP_ID", "example.com"),
+            (
+                "SESSIOND_WEBAUTHN_ORIGINS",
+                "https://example.com,https://login.example.com",
+            ),
+        ]),
+    )
+    .unwrap();
+    let WebauthnSetting::Configured(rp) = c.webauthn else {
+        panic!("configured: {:?}", c.webauthn)
+    };
+    assert_eq!(rp.rp_id, "example.com");
+    assert_eq!(rp.rp_name, "example.com");
+    assert_eq!(rp.origins.len(), 2);
+    // SQLite with generated keys: the development relying party on localhost.
+    let c = Config::from_sources(None, &[]).unwrap();
+    assert_eq!(c.webauthn, WebauthnSetting::DevelopmentDefault);
+    // Configured keys and nothing else: off.
+    let c = Config::from_sources(
+        None,
+        &env(&[
+            ("SESSIOND_SIGNING_KEY_FILE", "/nonexistent/signing.pem"),
+            (
+                "SESSIOND_REFRESH_KEY",
+                "dGhpcy1pcy1hLXRlc3QtcmVmcmVzaC1rZXktb2YtMzItYnl0ZXM",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.webauthn, WebauthnSetting::Disabled);
+}
+
+#[test]
+fn binary_exits_2_for_an_ip_address_as_rp_id() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_WEBAUTHN_RP_ID", "192.168.1.10"),
+        ("SESSIOND_WEBAUTHN_ORIGINS", "https://192.168.1.10"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    for needle in [
+        "SESSIOND_WEBAUTHN_RP_ID (toml: webauthn_rp_id)",
+        "SESSIOND_WEBAUTHN_ORIGINS (toml: webauthn_origins)",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}

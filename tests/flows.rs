@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sessiond::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use sessiond::auth::mfa_login::{self, Proof};
+use sessiond::auth::reauth::{ActionClass, ActionClasses, ReauthPolicy, require_action};
 use sessiond::auth::sessions::revoke_all;
 use sessiond::auth::{Auth, AuthError};
 use sessiond::auth::{current_password, second_factor};
@@ -103,6 +104,12 @@ impl Ctx {
     }
 
     fn auth(&self) -> Auth<'_> {
+        self.auth_requiring(ActionClasses::NONE)
+    }
+
+    /// The flows' view with `aal2_for` as `SESSIOND_REQUIRE_AAL2_FOR` (reauthentication window
+    /// 5 minutes).
+    fn auth_requiring(&self, aal2_for: ActionClasses) -> Auth<'_> {
         Auth {
             store: &self.store,
             sessions: &self.sessions,
@@ -111,6 +118,10 @@ impl Ctx {
             mfa: &self.mfa,
             clock: &self.clock,
             require_verified_email: false,
+            reauth: ReauthPolicy {
+                max_age: Duration::from_secs(300),
+                aal2_for,
+            },
         }
     }
 
@@ -240,7 +251,188 @@ both_backends!(
     parallel_wrong_codes_over_many_challenges_cannot_pass_the_second_factor_lock,
     a_right_password_awaiting_mfa_does_not_clear_the_login_lock,
     a_wrong_current_password_counts_on_the_login_lock,
+    require_action_adds_the_level_only_for_listed_classes,
+    the_first_second_factor_may_be_enrolled_at_aal1,
+    refresh_flow_rotates_and_detects_a_replay_after_the_grace_window,
+    ending_by_refresh_token_needs_the_sessions_own_token,
 );
+
+/// Logs `email` in with the password (no MFA): the aal 1 session.
+async fn aal1_session(ctx: &Ctx, email: &str) -> sessiond::auth::sessions::IssuedSession {
+    match ctx.login(email, PASSWORD).await {
+        Ok(LoginOutcome::Session(issued)) => *issued,
+        other => panic!("expected a session, got {other:?}"),
+    }
+}
+
+/// `Some((max_age, acr_values))` of an `insufficient_user_authentication` refusal, None if
+/// allowed; any other failure panics.
+async fn refusal(
+    auth: &Auth<'_>,
+    session: &sessiond_actors::model::SessionRecord,
+    class: ActionClass,
+) -> Option<(Option<u64>, Option<&'static str>)> {
+    match require_action(auth, session, class).await {
+        Ok(()) => None,
+        Err(AuthError::InsufficientUserAuthentication {
+            max_age,
+            acr_values,
+            ..
+        }) => Some((max_age, acr_values)),
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn require_action_adds_the_level_only_for_listed_classes(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    ctx.user("ada@example.com").await;
+    let listed: ActionClasses = [ActionClass::ApiKeys, ActionClass::Sessions]
+        .into_iter()
+        .collect();
+    let session = aal1_session(&ctx, "ada@example.com").await.session;
+    let strict = ctx.auth_requiring(listed);
+    let lax = ctx.auth();
+    // Fresh aal 1: listed classes need aal 2, the others pass.
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::ApiKeys).await,
+        Some((None, Some("aal2")))
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Sessions).await,
+        Some((None, Some("aal2")))
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Password).await,
+        None
+    );
+    assert_eq!(refusal(&lax, &session, ActionClass::ApiKeys).await, None);
+    // Six minutes later the recency rule adds `max_age` (one answer for both), except for
+    // revoking other sessions, which needs only the level.
+    ctx.manual.advance(chrono::Duration::minutes(6));
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::ApiKeys).await,
+        Some((Some(300), Some("aal2")))
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Password).await,
+        Some((Some(300), None))
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Sessions).await,
+        Some((None, Some("aal2")))
+    );
+    assert_eq!(refusal(&lax, &session, ActionClass::Sessions).await, None);
+
+    // A second-factor login is aal 2: listed classes pass while it is recent.
+    let user = ctx.user("mfa@example.com").await;
+    let secret = ctx.enrol(&user).await;
+    let id = ctx.challenge("mfa@example.com").await;
+    let strong = ctx
+        .complete(id, ctx.code(&secret, 1))
+        .await
+        .unwrap()
+        .session;
+    for class in ActionClass::ALL {
+        assert_eq!(refusal(&strict, &strong, class).await, None, "{class:?}");
+    }
+}
+
+async fn the_first_second_factor_may_be_enrolled_at_aal1(backend: TestBackend) {
+    let ctx = Ctx::new(backend).await;
+    let user = ctx.user("ada@example.com").await;
+    let session = aal1_session(&ctx, "ada@example.com").await.session;
+    let strict = ctx.auth_requiring(ActionClass::ALL.into_iter().collect());
+    // No second factor yet: enrolling one is how the user reaches aal 2.
+    assert_eq!(refusal(&strict, &session, ActionClass::Mfa).await, None);
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Passkeys).await,
+        None
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::ApiKeys).await,
+        Some((None, Some("aal2")))
+    );
+    // With one, changing factors on the aal 1 session needs aal 2.
+    ctx.enrol(&user).await;
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Mfa).await,
+        Some((None, Some("aal2")))
+    );
+    assert_eq!(
+        refusal(&strict, &session, ActionClass::Passkeys).await,
+        Some((None, Some("aal2")))
+    );
+}
+
+async fn refresh_flow_rotates_and_detects_a_replay_after_the_grace_window(backend: TestBackend) {
+    use sessiond::auth::refresh::refresh;
+    use sessiond_actors::sessions::{RefreshOutcome, SessionError};
+    let ctx = Ctx::new(backend).await;
+    ctx.user("ada@example.com").await;
+    let first = aal1_session(&ctx, "ada@example.com")
+        .await
+        .refresh_token
+        .encode();
+    let mut seen = Vec::new();
+    let rotated = refresh(&ctx.auth(), &first, |r| seen.push(r.is_ok()))
+        .await
+        .unwrap();
+    assert_eq!(rotated.outcome, RefreshOutcome::Rotated);
+    assert_eq!(rotated.user.email, "ada@example.com");
+    // The old token within the grace window: the same child again.
+    let retried = refresh(&ctx.auth(), &first, |r| seen.push(r.is_ok()))
+        .await
+        .unwrap();
+    assert_eq!(retried.outcome, RefreshOutcome::GraceRetry);
+    assert_eq!(
+        retried.refresh_token.encode(),
+        rotated.refresh_token.encode()
+    );
+    // After it: a replay, the session is compromised.
+    ctx.manual.advance(chrono::Duration::seconds(11));
+    assert!(matches!(
+        refresh(&ctx.auth(), &first, |r| seen.push(r.is_ok())).await,
+        Err(AuthError::Refresh(SessionError::Reused(_)))
+    ));
+    assert!(matches!(
+        refresh(&ctx.auth(), &rotated.refresh_token.encode(), |_| {}).await,
+        Err(AuthError::Refresh(SessionError::Rejected(_)))
+    ));
+    // A malformed token is refused before the engine, and observed as invalid.
+    assert!(matches!(
+        refresh(&ctx.auth(), "rt1_nonsense", |r| seen.push(r.is_ok())).await,
+        Err(AuthError::Refresh(SessionError::Rejected(_)))
+    ));
+    assert_eq!(seen, [true, true, false, false]);
+}
+
+async fn ending_by_refresh_token_needs_the_sessions_own_token(backend: TestBackend) {
+    use sessiond::auth::refresh::end;
+    use sessiond_actors::refresh_token::{RefreshSecret, RefreshToken};
+    let ctx = Ctx::new(backend).await;
+    ctx.user("ada@example.com").await;
+    let issued = aal1_session(&ctx, "ada@example.com").await;
+    let id = issued.session.id;
+    // The session id with another secret ends nothing; neither does garbage.
+    let forged = RefreshToken {
+        session_id: id,
+        secret: RefreshSecret::random(),
+    };
+    assert_eq!(end(&ctx.auth(), &forged.encode()).await.unwrap(), None);
+    assert_eq!(end(&ctx.auth(), "not a token").await.unwrap(), None);
+    assert_eq!(
+        ctx.store.load_session(id).await.unwrap().unwrap().status,
+        SessionStatus::Active
+    );
+    // Its own token ends it; a second time there is nothing left to end.
+    let token = issued.refresh_token.encode();
+    assert_eq!(end(&ctx.auth(), &token).await.unwrap(), Some(id));
+    assert_eq!(
+        ctx.store.load_session(id).await.unwrap().unwrap().status,
+        SessionStatus::Revoked
+    );
+    assert_eq!(end(&ctx.auth(), &token).await.unwrap(), None);
+}
 
 async fn password_login_is_a_session_or_a_challenge_never_an_error(backend: TestBackend) {
     let ctx = Ctx::new(backend).await;

@@ -65,6 +65,29 @@ pub enum AuthError {
     /// secret from a public client): RFC 6749 `invalid_client`, one answer for every reason.
     #[error("client authentication failed")]
     InvalidClient,
+    /// No WebAuthn relying party is configured.
+    #[error("passkeys are not enabled")]
+    PasskeysDisabled,
+    /// A WebAuthn ceremony id that is unknown, used, expired, of another kind or started for
+    /// someone else.
+    #[error("invalid or expired ceremony")]
+    InvalidCeremony,
+    /// A passkey ceremony failed (signature, origin, RP id, user verification, unknown,
+    /// deleted or another user's credential).
+    #[error("passkey not accepted")]
+    PasskeyRejected,
+    /// The authenticator's signature counter went backwards: possibly a cloned authenticator.
+    #[error("passkey counter regressed")]
+    PasskeyCounterRegressed,
+    /// No such passkey of the caller's.
+    #[error("passkey not found")]
+    PasskeyNotFound,
+    /// The account has no passkey to ask for.
+    #[error("no passkey registered")]
+    NoPasskeys,
+    /// Removing the account's last second factor needs an explicit confirmation.
+    #[error("this is the account's last second factor")]
+    LastSecondFactor,
     /// A mailed code (email verification, password reset) was not accepted.
     #[error(transparent)]
     Code(CodeError),
@@ -77,6 +100,10 @@ pub enum AuthError {
     /// The session engine failed.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A presented refresh token was refused (malformed, unknown, replayed, or its session
+    /// ended): the rotation rules' answer, reported as the refresh routes report it.
+    #[error("refresh refused: {0}")]
+    Refresh(SessionError),
     /// A bug or corrupt data; the detail is logged, never sent.
     #[error("{0}")]
     Internal(String),

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::model::NewSession;
 use uuid::Uuid;
 
+use super::passkeys::port::PasskeyStore;
 use super::sessions::{self, IssuedSession};
 use super::{Auth, AuthError};
 use crate::domain::{DeviceName, Email};
@@ -42,7 +43,9 @@ pub enum LoginOutcome {
     /// Logged in: a session with `aal` 1 and `amr` `["pwd"]` (boxed: a session record is
     /// large next to a challenge).
     Session(Box<IssuedSession>),
-    /// The account has MFA on: finish with [`super::mfa_login::complete`].
+    /// The account has a second factor (TOTP or a passkey): finish with
+    /// [`super::mfa_login::complete`] or the passkey flow
+    /// ([`super::passkeys::PasskeyFlows::mfa_finish`]).
     MfaRequired(MfaChallengeIssued),
 }
 
@@ -53,7 +56,7 @@ pub struct MfaChallengeIssued {
     pub challenge_id: Uuid,
     /// When it dies.
     pub expires_at: DateTime<Utc>,
-    /// The second factors the account can use (`totp`, `recovery_code`).
+    /// The second factors the account can use (`totp`, `recovery_code`, `passkey`).
     pub methods: Vec<&'static str>,
 }
 
@@ -117,7 +120,12 @@ pub async fn password_login(
     // not a success yet: the reservation is taken back and nothing more — earlier failures
     // stay and the IP does not become known — until `mfa_login::complete` succeeds.
     let status = auth.store.mfa_status(user.id).await?;
-    if status.enabled_at.is_some() {
+    // A second factor is owed when TOTP is on or the account has a passkey.
+    let has_passkey = !PasskeyStore::list_passkeys(auth.store, user.id)
+        .await?
+        .is_empty();
+    let second_factor = status.enabled_at.is_some() || has_passkey;
+    if second_factor {
         auth.limiter.login_refund(&attempt).await;
     } else {
         auth.limiter.login_succeeded(&account, client_ip).await;
@@ -135,8 +143,16 @@ pub async fn password_login(
     }
 
     // MFA users get a challenge instead of a session.
-    if status.enabled_at.is_some() {
-        let challenge = open_challenge(auth, &user, &status, device_name.as_ref(), &client).await?;
+    if second_factor {
+        let challenge = open_challenge(
+            auth,
+            &user,
+            &status,
+            has_passkey,
+            device_name.as_ref(),
+            &client,
+        )
+        .await?;
         return Ok(LoginOutcome::MfaRequired(challenge));
     }
     let now = auth.clock.now();
@@ -164,6 +180,7 @@ async fn open_challenge(
     auth: &Auth<'_>,
     user: &User,
     status: &MfaStatus,
+    has_passkey: bool,
     device_name: Option<&DeviceName>,
     client: &AuditClient,
 ) -> Result<MfaChallengeIssued, AuthError> {
@@ -181,9 +198,15 @@ async fn open_challenge(
     };
     auth.store.create_mfa_challenge(&challenge).await?;
     tracing::info!(user_id = %user.id, "password accepted; second factor required");
-    let mut methods = vec!["totp"];
+    let mut methods = Vec::with_capacity(3);
+    if status.enabled_at.is_some() {
+        methods.push("totp");
+    }
     if status.recovery_codes_remaining > 0 {
         methods.push("recovery_code");
+    }
+    if has_passkey {
+        methods.push("passkey");
     }
     Ok(MfaChallengeIssued {
         challenge_id: challenge.id,

@@ -38,6 +38,16 @@ impl std::fmt::Debug for Proof {
 }
 
 impl Proof {
+    /// A code typed into one field: six digits are a TOTP code, anything else a recovery code.
+    pub fn from_code(code: String) -> Self {
+        let trimmed = code.trim();
+        if trimmed.len() == 6 && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            Self::Totp(trimmed.to_owned())
+        } else {
+            Self::Recovery(code)
+        }
+    }
+
     /// `totp` or `recovery_code`, for the audit trail.
     pub fn method(&self) -> &'static str {
         match self {
@@ -57,12 +67,15 @@ fn unix_seconds(t: DateTime<Utc>) -> u64 {
 pub async fn check_proof(
     auth: &Auth<'_>,
     user: UserId,
-    enrolment: &TotpEnrolment,
+    enrolment: Option<&TotpEnrolment>,
     proof: &Proof,
     now: DateTime<Utc>,
 ) -> Result<Option<SecondFactor>, AuthError> {
     match proof {
+        // TOTP is off (a passkey-only account): no TOTP code can be right.
+        Proof::Totp(_) if enrolment.is_none() => Ok(None),
         Proof::Totp(code) => {
+            let enrolment = enrolment.ok_or_else(|| AuthError::internal("checked above"))?;
             // The detail (key rotated or row altered) is logged; the client sees `internal`.
             let secret = auth
                 .mfa
@@ -123,8 +136,15 @@ pub async fn complete(
         .store
         .totp_enrolment(user_id)
         .await?
-        .filter(|e| e.enabled_at.is_some())
-        .ok_or(AuthError::MfaChallengeInvalid)?;
+        .filter(|e| e.enabled_at.is_some());
+    // No second factor left (TOTP turned off, passkeys deleted): the challenge is moot.
+    if enrolment.is_none()
+        && crate::auth::passkeys::port::PasskeyStore::list_passkeys(auth.store, user_id)
+            .await?
+            .is_empty()
+    {
+        return Err(AuthError::MfaChallengeInvalid);
+    }
 
     // The per-account bound on second-factor guesses, whatever challenge or IP they use: the
     // attempt is counted as a failure before the code is checked (refused while locked), and
@@ -140,7 +160,7 @@ pub async fn complete(
             .detail("attempt", challenge.attempts)
             .detail("challenge_id", challenge_id.to_string())
     };
-    let Some(factor) = check_proof(auth, user_id, &enrolment, proof, now).await? else {
+    let Some(factor) = check_proof(auth, user_id, enrolment.as_ref(), proof, now).await? else {
         auth.store.record_event(&failed("wrong_code")).await?;
         return Err(AuthError::InvalidMfaCode);
     };

@@ -39,6 +39,8 @@ pub mod method {
     pub const TOTP: &str = "totp";
     /// An unused recovery code.
     pub const RECOVERY_CODE: &str = "recovery_code";
+    /// A passkey, through the passkey step-up.
+    pub const PASSKEY: &str = "passkey";
 }
 
 /// Whether `session` was authenticated within `max_age` of `now`. An `auth_time` in the future
@@ -89,8 +91,154 @@ pub async fn require_level(
     })
 }
 
-/// What `user` can reauthenticate with: the password if the account has one, and TOTP and
-/// recovery codes while TOTP is on (recovery codes while any remain).
+/// A class of sensitive actions, as `SESSIOND_REQUIRE_AAL2_FOR` names it. Each sensitive route
+/// names its class in one call, [`require_action`], so the operator's list decides which of them
+/// need `aal` 2 on top of the recency rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionClass {
+    /// Creating an API key (`api_keys`).
+    ApiKeys,
+    /// Changing the password (`password`).
+    Password,
+    /// TOTP enable and disable, recovery-code regeneration (`mfa`).
+    Mfa,
+    /// Registering and deleting passkeys (`passkeys`).
+    Passkeys,
+    /// Revoking every other session (`sessions`).
+    Sessions,
+}
+
+impl ActionClass {
+    /// Every class, in the order the documentation lists them.
+    pub const ALL: [ActionClass; 5] = [
+        Self::ApiKeys,
+        Self::Password,
+        Self::Mfa,
+        Self::Passkeys,
+        Self::Sessions,
+    ];
+
+    /// The name in `SESSIOND_REQUIRE_AAL2_FOR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKeys => "api_keys",
+            Self::Password => "password",
+            Self::Mfa => "mfa",
+            Self::Passkeys => "passkeys",
+            Self::Sessions => "sessions",
+        }
+    }
+
+    /// The class named `name` (exact, lowercase), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether the recency rule (`SESSIOND_REAUTH_MAX_AGE`) applies. Revoking other sessions
+    /// protects the account rather than adding a factor or credential, so it needs only the
+    /// level, and only when the operator lists it.
+    fn needs_recent_authentication(self) -> bool {
+        self != Self::Sessions
+    }
+
+    /// Whether the action enrols a second factor. The account's first one is exempt from the
+    /// level rule: without a second factor `aal` 2 cannot be reached, and enrolling one is how
+    /// the user gets there.
+    fn enrols_a_factor(self) -> bool {
+        matches!(self, Self::Mfa | Self::Passkeys)
+    }
+}
+
+/// The set of [`ActionClass`]es that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; empty by
+/// default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActionClasses(u8);
+
+impl ActionClasses {
+    /// No class.
+    pub const NONE: Self = Self(0);
+
+    fn bit(class: ActionClass) -> u8 {
+        1 << (class as u8)
+    }
+
+    /// Adds `class`.
+    pub fn insert(&mut self, class: ActionClass) {
+        self.0 |= Self::bit(class);
+    }
+
+    /// Whether `class` is in the set.
+    pub fn contains(self, class: ActionClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+
+    /// The classes in the set, in [`ActionClass::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ActionClass> {
+        ActionClass::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<ActionClass> for ActionClasses {
+    fn from_iter<I: IntoIterator<Item = ActionClass>>(iter: I) -> Self {
+        let mut set = Self::NONE;
+        for class in iter {
+            set.insert(class);
+        }
+        set
+    }
+}
+
+/// The reauthentication rule's settings, as the flows see them.
+#[derive(Clone, Copy, Debug)]
+pub struct ReauthPolicy {
+    /// Sensitive actions need an authentication at most this old (`SESSIOND_REAUTH_MAX_AGE`).
+    pub max_age: Duration,
+    /// Classes that also need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`).
+    pub aal2_for: ActionClasses,
+}
+
+/// The one call a sensitive handler makes first, naming its [`ActionClass`]: the recency rule
+/// ([`require_recent`], except for [`ActionClass::Sessions`]) and, when the operator listed the
+/// class in `SESSIOND_REQUIRE_AAL2_FOR`, `aal` 2 ([`require_level`]). When both fail the one
+/// answer carries both `max_age` and `acr_values`, so a single step-up (which renews
+/// `auth_time` and raises the level) satisfies it. Enrolling a second factor (`mfa`,
+/// `passkeys`) on an account that has none yet is exempt from the level rule.
+pub async fn require_action(
+    auth: &Auth<'_>,
+    session: &SessionRecord,
+    class: ActionClass,
+) -> Result<(), AuthError> {
+    let policy = auth.reauth;
+    let recent = !class.needs_recent_authentication()
+        || is_recent(session, auth.clock.now(), policy.max_age);
+    let mut level = !policy.aal2_for.contains(class) || session.aal >= 2;
+    if recent && level {
+        return Ok(());
+    }
+    let methods = methods_for(auth, session.user_id).await?;
+    if !level && class.enrols_a_factor() && !has_second_factor(&methods) {
+        level = true;
+        if recent {
+            return Ok(());
+        }
+    }
+    Err(AuthError::InsufficientUserAuthentication {
+        max_age: (!recent).then_some(policy.max_age.as_secs()),
+        acr_values: (!level).then_some("aal2"),
+        methods,
+    })
+}
+
+/// Whether `methods` (from [`methods_for`]) include a second factor.
+fn has_second_factor(methods: &[&'static str]) -> bool {
+    methods.iter().any(|m| *m != method::PASSWORD)
+}
+
+/// What `user` can reauthenticate with: the password if the account has one, TOTP and
+/// recovery codes while TOTP is on (recovery codes while any remain), and `passkey` while the
+/// account has one.
 pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static str>, AuthError> {
     let mut methods = Vec::with_capacity(3);
     if auth
@@ -107,6 +255,13 @@ pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static s
         if mfa.recovery_codes_remaining > 0 {
             methods.push(method::RECOVERY_CODE);
         }
+    }
+    // A passkey step-up (`POST /v1/auth/passkeys/step-up/*`) authenticates the session anew.
+    if !super::passkeys::port::PasskeyStore::list_passkeys(auth.store, user)
+        .await?
+        .is_empty()
+    {
+        methods.push(method::PASSKEY);
     }
     Ok(methods)
 }
@@ -244,7 +399,7 @@ async fn check_code(
     } else {
         CodeProof::Recovery(code.to_owned())
     };
-    let factor = mfa_login::check_proof(auth, user, &enrolment, &proof, now).await?;
+    let factor = mfa_login::check_proof(auth, user, Some(&enrolment), &proof, now).await?;
     let consumed = match factor {
         Some(factor) => auth.store.consume_second_factor(user, factor, now).await?,
         None => false,

@@ -153,6 +153,7 @@ pub async fn secure_account_after_reset(
         api_keys = removals.api_keys.len(),
         totp_removed = removals.factors.totp,
         recovery_codes = removals.factors.recovery_codes,
+        passkeys = removals.factors.passkeys,
         "password reset: account secured"
     );
     if let Some(owner) = store.get_user(user).await? {

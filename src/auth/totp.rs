@@ -133,7 +133,7 @@ pub async fn disable(
     let client_ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
     current_password::verify(auth, &user, password, client_ip).await?;
     let now = auth.clock.now();
-    let factor = mfa_login::check_proof(auth, user.id, &enrolment, proof, now)
+    let factor = mfa_login::check_proof(auth, user.id, Some(&enrolment), proof, now)
         .await?
         .ok_or(AuthError::InvalidMfaCode)?;
     let event = AuditEvent::new(MFA_DISABLED, now)

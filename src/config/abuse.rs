@@ -92,8 +92,18 @@ pub struct HardeningSettings {
     /// no CORS headers at all.
     pub cors_origins: Vec<String>,
     /// Clients reach sessiond over HTTPS (through the TLS-terminating proxy): send
-    /// `Strict-Transport-Security` and, once cookies exist, mark them `Secure`.
+    /// `Strict-Transport-Security`.
     pub secure: bool,
+    /// The browser-session cookie goes without `Secure` (and so without the `__Secure-` name
+    /// prefix): only when `SESSIOND_SECURE_COOKIES` is set off explicitly on a loopback bind
+    /// (local development over plain HTTP with a browser that refuses `Secure` cookies from
+    /// `http://localhost`, e.g. Safari). Explicitly off on any other bind is a configuration
+    /// error; the default (off for an `http://` issuer, which only withholds HSTS) keeps
+    /// cookies `Secure` everywhere.
+    pub insecure_cookies: bool,
+    /// Origins the browser (cookie) routes accept (`Origin`, CSRF rule) and answer CORS for
+    /// with credentials: `SESSIOND_CORS_ORIGINS` plus the issuer's own origin.
+    pub browser_origins: Vec<String>,
 }
 
 /// Everything configured by this module.
@@ -158,6 +168,7 @@ pub(super) fn parse(
     p: &mut Problems,
     warnings: &mut Vec<String>,
     issuer: Option<&str>,
+    bind: Option<std::net::SocketAddr>,
 ) -> Option<AbuseConfig> {
     let defaults = RateLimitSettings::default();
     let enabled = field(s, p, &RATE_LIMITS, on_off, || true);
@@ -272,6 +283,19 @@ pub(super) fn parse(
              (for benchmarks only; never in production)"
         ));
     }
+    let loopback = bind.is_some_and(|b| b.ip().is_loopback());
+    if secure == Some(false) && s.get(&SECURE_COOKIES).is_some() && bind.is_some() && !loopback {
+        p.key(
+            &SECURE_COOKIES,
+            format!(
+                "off is accepted only on a loopback bind ({} is {}): a browser would send the \
+                 refresh-token cookie over plain HTTP",
+                super::BIND.env,
+                bind.map(|b| b.to_string()).unwrap_or_default()
+            ),
+        );
+        ok = false;
+    }
     if secure == Some(false) && https_issuer {
         warnings.push(format!(
             "{SECURE_COOKIES} is off although the issuer is https://: no \
@@ -282,6 +306,14 @@ pub(super) fn parse(
         return None;
     }
     let threshold = threshold?;
+    let cors_origins = cors_origins?;
+    let mut browser_origins = cors_origins.clone();
+    if let Some(own) = issuer.and_then(|i| url::Url::parse(i).ok()) {
+        let own = own.origin().ascii_serialization();
+        if !browser_origins.contains(&own) {
+            browser_origins.push(own);
+        }
+    }
     Some(AbuseConfig {
         rate_limits: RateLimitSettings {
             enabled: enabled?,
@@ -304,8 +336,12 @@ pub(super) fn parse(
         http: HardeningSettings {
             max_header_bytes: max_header_bytes?,
             max_headers: max_headers? as usize,
-            cors_origins: cors_origins?,
+            cors_origins,
             secure: secure?,
+            // Only an explicit `false` drops `Secure` (issue #11): browsers keep `Secure`
+            // cookies from `http://localhost`, so the development default stays `Secure` too.
+            insecure_cookies: !secure? && loopback && s.get(&SECURE_COOKIES).is_some(),
+            browser_origins,
         },
     })
 }

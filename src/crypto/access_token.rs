@@ -19,6 +19,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::signature::Ed25519KeyPair;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
@@ -168,6 +171,21 @@ pub struct AccessTokens {
     validation: Validation,
     /// SHA-256 of a token that verified → what it verified to. See the module docs.
     verified: GenerationalCache<[u8; 32], Arc<VerifiedAccess>>,
+    /// The EdDSA signing key, parsed once. `jsonwebtoken::encode` parses the PKCS#8 key again
+    /// for every token, which derives the public key (a second scalar multiplication and
+    /// SHA-512): half the cost of signing, and the largest single cost of a refresh under
+    /// callgrind (docs/benchmarks.md, 2026-12-05). Signatures are deterministic, so the tokens
+    /// are byte for byte those `jsonwebtoken::encode` makes (tested). None for RS256/HS256.
+    ed25519: Option<CachedEd25519>,
+}
+
+/// An Ed25519 key pair kept for signing; `Debug` shows no key material.
+struct CachedEd25519(Ed25519KeyPair);
+
+impl fmt::Debug for CachedEd25519 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CachedEd25519([redacted])")
+    }
 }
 
 impl AccessTokens {
@@ -187,7 +205,18 @@ impl AccessTokens {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[&audience]);
+        let ed25519 = match keys.alg() {
+            crate::crypto::keys::SigningAlg::EdDsa => {
+                // The same PKCS#8 bytes jsonwebtoken would parse on every call; should they not
+                // parse here, signing falls back to jsonwebtoken (which then reports the error).
+                Ed25519KeyPair::from_pkcs8(keys.signer().1.as_bytes())
+                    .ok()
+                    .map(CachedEd25519)
+            }
+            _ => None,
+        };
         Self {
+            ed25519,
             keys,
             issuer,
             audience,
@@ -264,8 +293,11 @@ impl AccessTokens {
         let mut header = Header::new(self.keys.alg().algorithm());
         header.typ = Some(TOKEN_TYPE.into());
         header.kid = Some(kid.into());
-        let token = jsonwebtoken::encode(&header, &claims, key)
-            .map_err(|e| IssueError::Signing(e.to_string()))?;
+        let token = match &self.ed25519 {
+            Some(pair) => encode_eddsa(&header, &claims, &pair.0),
+            None => jsonwebtoken::encode(&header, &claims, key),
+        }
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
         Ok(IssuedAccessToken {
             token,
             expires_in: (exp - iat) as u64,
@@ -359,6 +391,25 @@ impl AccessTokens {
     }
 }
 
+/// `jsonwebtoken::encode` for EdDSA with a key pair parsed once: base64url(header JSON) `.`
+/// base64url(claims JSON) `.` base64url(signature), exactly as jsonwebtoken builds it.
+fn encode_eddsa(
+    header: &Header,
+    claims: &AccessClaims,
+    pair: &Ed25519KeyPair,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let header = serde_json::to_vec(header)?;
+    let claims = serde_json::to_vec(claims)?;
+    let mut token = String::with_capacity((header.len() + claims.len() + 64) * 4 / 3 + 8);
+    URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+    let signature = pair.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    Ok(token)
+}
+
 /// Expiry, `iat` and `nbf` against `now` (Unix seconds), with [`LEEWAY_SECS`] of skew.
 fn check_times(claims: &AccessClaims, now: i64) -> Result<(), InvalidAccessToken> {
     if now >= claims.exp.saturating_add(LEEWAY_SECS) {
@@ -407,6 +458,31 @@ mod tests {
                     .unwrap()
             }
         }
+    }
+
+    #[test]
+    fn eddsa_tokens_are_byte_for_byte_those_of_jsonwebtoken() {
+        let t = tokens(ring(SigningAlg::EdDsa));
+        assert!(t.ed25519.is_some(), "the EdDSA key pair is parsed once");
+        let now = Utc::now();
+        let s = session(now);
+        let issued = t.issue(s.user_id, &s, now).unwrap();
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header: Header =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let claims: AccessClaims =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        // Ed25519 signatures are deterministic: the same header and claims through
+        // jsonwebtoken give the very same token.
+        let (_, key) = t.keys.signer();
+        assert_eq!(
+            issued.token,
+            jsonwebtoken::encode(&header, &claims, key).unwrap()
+        );
+        assert!(t.verify_uncached_at(&issued.token, now).is_ok());
+        // The other algorithms keep jsonwebtoken's own signing.
+        assert!(tokens(ring(SigningAlg::Hs256)).ed25519.is_none());
     }
 
     fn session(now: DateTime<Utc>) -> SessionRecord {

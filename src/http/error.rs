@@ -72,6 +72,10 @@ pub enum ApiError {
     /// 401 `invalid_client`: an OAuth client's authentication failed.
     #[error("client authentication failed")]
     InvalidClient,
+    /// 403 `csrf_rejected`: a browser (cookie) route without the `x-sessiond-csrf: 1` header
+    /// or without an allowed `Origin`.
+    #[error("cross-site request refused: send x-sessiond-csrf: 1 from an allowed origin")]
+    CsrfRejected,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -138,6 +142,27 @@ pub enum ApiError {
         /// `password`, and `totp` / `recovery_code` for a user with TOTP on.
         methods: Vec<&'static str>,
     },
+    /// 404 `passkeys_disabled`: no WebAuthn relying party is configured.
+    #[error("passkeys are not enabled on this server")]
+    PasskeysDisabled,
+    /// 400 `invalid_ceremony`: unknown, used, expired or foreign WebAuthn ceremony id.
+    #[error("unknown, used, expired or foreign ceremony; start again")]
+    InvalidCeremony,
+    /// 401 `passkey_rejected`: the passkey's answer was not accepted (signature, origin, RP id,
+    /// user verification, unknown, deleted or another account's credential).
+    #[error("the passkey was not accepted")]
+    PasskeyRejected,
+    /// 401 `passkey_counter_regressed`: the authenticator's counter went backwards (possibly
+    /// a cloned authenticator); refused, audited and mailed to the owner.
+    #[error("the passkey's signature counter went backwards; refused")]
+    PasskeyCounterRegressed,
+    /// 409 `no_passkeys`: the account has no passkey to ask for.
+    #[error("the account has no passkey")]
+    NoPasskeys,
+    /// 409 `last_second_factor`: removing the account's last second factor needs
+    /// `confirm=true`.
+    #[error("this is the account's last second factor; confirm to remove it")]
+    LastSecondFactor,
     /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -189,6 +214,7 @@ impl ApiError {
             Self::PrincipalNotAllowed => "principal_not_allowed",
             Self::Forbidden(_) => "forbidden",
             Self::InvalidClient => "invalid_client",
+            Self::CsrfRejected => "csrf_rejected",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -204,6 +230,12 @@ impl ApiError {
             Self::MfaNotEnrolling => "mfa_not_enrolling",
             Self::MfaNotEnabled => "mfa_not_enabled",
             Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
+            Self::PasskeysDisabled => "passkeys_disabled",
+            Self::InvalidCeremony => "invalid_ceremony",
+            Self::PasskeyRejected => "passkey_rejected",
+            Self::PasskeyCounterRegressed => "passkey_counter_regressed",
+            Self::NoPasskeys => "no_passkeys",
+            Self::LastSecondFactor => "last_second_factor",
             Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -228,7 +260,9 @@ impl ApiError {
             | Self::AccountDisabled
             | Self::InvalidApiKey
             | Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::PrincipalNotAllowed | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::PrincipalNotAllowed | Self::Forbidden(_) | Self::CsrfRejected => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -244,6 +278,10 @@ impl ApiError {
             Self::MfaAlreadyEnabled | Self::MfaNotEnrolling | Self::MfaNotEnabled => {
                 StatusCode::CONFLICT
             }
+            Self::PasskeysDisabled => StatusCode::NOT_FOUND,
+            Self::InvalidCeremony => StatusCode::BAD_REQUEST,
+            Self::PasskeyRejected | Self::PasskeyCounterRegressed => StatusCode::UNAUTHORIZED,
+            Self::NoPasskeys | Self::LastSecondFactor => StatusCode::CONFLICT,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -432,6 +470,13 @@ impl From<AuthError> for ApiError {
             AuthError::MfaNotEnabled => Self::MfaNotEnabled,
             AuthError::MfaChallengeInvalid => Self::MfaChallengeInvalid,
             AuthError::MfaAttemptsExceeded => Self::MfaAttemptsExceeded,
+            AuthError::PasskeysDisabled => Self::PasskeysDisabled,
+            AuthError::InvalidCeremony => Self::InvalidCeremony,
+            AuthError::PasskeyRejected => Self::PasskeyRejected,
+            AuthError::PasskeyCounterRegressed => Self::PasskeyCounterRegressed,
+            AuthError::PasskeyNotFound => Self::NotFound,
+            AuthError::NoPasskeys => Self::NoPasskeys,
+            AuthError::LastSecondFactor => Self::LastSecondFactor,
             AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),
@@ -446,6 +491,9 @@ impl From<AuthError> for ApiError {
             ) => Self::InvalidToken,
             AuthError::Session(SessionError::Rejected(r)) => r.into(),
             AuthError::Session(other) => Self::internal(other),
+            // The refresh routes' own answers (`invalid_refresh_token`, `refresh_token_reused`,
+            // `session_*`, `account_disabled`).
+            AuthError::Refresh(e) => e.into(),
             AuthError::InsufficientUserAuthentication {
                 max_age,
                 acr_values,
@@ -460,6 +508,20 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(why) => Self::Forbidden(why),
             AuthError::InvalidClient => Self::InvalidClient,
             AuthError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
+    /// A right password on an account with a second factor: 401 `mfa_required` with the
+    /// challenge to finish (the JSON and the browser login routes answer it alike).
+    fn from(challenge: crate::auth::login::MfaChallengeIssued) -> Self {
+        Self::MfaRequired {
+            challenge_id: challenge.challenge_id.to_string(),
+            expires_at: challenge
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            methods: challenge.methods,
         }
     }
 }

@@ -49,13 +49,18 @@ pub fn route_class(method: &Method, path: &str) -> Option<LimitClass> {
         return None;
     }
     Some(match path {
-        "/v1/auth/sessions" | "/v1/auth/password" | "/v1/auth/sessions/current/reauth" => {
-            LimitClass::Login
-        }
+        "/v1/auth/sessions"
+        | "/v1/auth/browser/sessions"
+        | "/v1/auth/password"
+        | "/v1/auth/sessions/current/reauth" => LimitClass::Login,
+        // Unauthenticated passkey ceremonies: each start stores a ceremony row.
+        "/v1/auth/passkeys/login/start" | "/v1/auth/passkeys/login/finish" => LimitClass::Login,
+        "/v1/auth/passkeys/mfa/start" | "/v1/auth/passkeys/mfa/finish" => LimitClass::Verify,
         "/v1/auth/register" => LimitClass::Register,
-        "/v1/auth/email/verify" | "/v1/auth/email/resend" | "/v1/auth/sessions/mfa" => {
-            LimitClass::Verify
-        }
+        "/v1/auth/email/verify"
+        | "/v1/auth/email/resend"
+        | "/v1/auth/sessions/mfa"
+        | "/v1/auth/browser/mfa" => LimitClass::Verify,
         p if p.starts_with("/v1/auth/mfa/") => LimitClass::Verify,
         "/v1/auth/password/reset" | "/v1/auth/password/reset/confirm" => LimitClass::Reset,
         _ => return None,
@@ -129,21 +134,61 @@ pub async fn limit_requests(
     response
 }
 
-/// Wraps the finished router: CORS (only when origins are configured) and, outermost, the
-/// security headers.
-pub fn outer(router: Router, settings: &HardeningSettings) -> Router {
-    let router = match cors(settings) {
-        Some(cors) => router.layer(cors),
-        None => router,
+/// Response headers scripts of allowed origins may read.
+pub const EXPOSED_HEADERS: [&str; 6] = [
+    "x-request-id",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+];
+
+/// The two CORS policies: the browser one (credentials, the CSRF header) on the paths
+/// `http::browser::uses_browser_cors` names, the general one (only when origins are
+/// configured) everywhere else.
+#[derive(Clone)]
+struct CorsPolicies {
+    browser: CorsLayer,
+    general: Option<CorsLayer>,
+}
+
+async fn cors_by_path(
+    State(policies): State<Arc<CorsPolicies>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use tower::{Layer, ServiceExt};
+    let cors = if crate::http::browser::uses_browser_cors(req.uri().path()) {
+        Some(&policies.browser)
+    } else {
+        policies.general.as_ref()
     };
+    match cors {
+        Some(cors) => match cors.layer(next).oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => next.run(req).await,
+    }
+}
+
+/// Wraps the finished router: CORS (the browser policy on browser paths; the general one,
+/// only when origins are configured, elsewhere) and, outermost, the security headers.
+pub fn outer(router: Router, settings: &HardeningSettings) -> Router {
+    let policies = Arc::new(CorsPolicies {
+        browser: crate::http::browser::cors_layer(settings),
+        general: cors(settings),
+    });
+    let router = router.layer(middleware::from_fn_with_state(policies, cors_by_path));
     let secure = settings.secure;
     router.layer(middleware::from_fn(move |req: Request, next: Next| {
         security_headers(req, next, secure)
     }))
 }
 
-/// CORS from the allow-list: exact origins, no credentials (there are no cookies; bearer
-/// tokens are sent explicitly), the API's methods and headers, and the rate-limit and
+/// CORS from the allow-list: exact origins, no credentials (bearer tokens are sent
+/// explicitly; the cookie routes have their own policy, `http::browser::cors_layer`), the API's methods and headers, and the rate-limit and
 /// correlation headers exposed to scripts.
 fn cors(settings: &HardeningSettings) -> Option<CorsLayer> {
     if settings.cors_origins.is_empty() {
@@ -154,15 +199,7 @@ fn cors(settings: &HardeningSettings) -> Option<CorsLayer> {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    let exposed = [
-        "x-request-id",
-        "retry-after",
-        "ratelimit-limit",
-        "ratelimit-remaining",
-        "ratelimit-reset",
-        "ratelimit-policy",
-    ]
-    .map(HeaderName::from_static);
+    let exposed = EXPOSED_HEADERS.map(HeaderName::from_static);
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
@@ -303,6 +340,14 @@ mod tests {
         );
         assert_eq!(route_class(&Method::GET, "/v1/auth/sessions"), None);
         assert_eq!(
+            route_class(&Method::POST, "/v1/auth/passkeys/login/start"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/passkeys/mfa/finish"),
+            Some(LimitClass::Verify)
+        );
+        assert_eq!(
             route_class(&Method::POST, "/v1/auth/sessions/current/reauth"),
             Some(LimitClass::Login)
         );
@@ -315,6 +360,15 @@ mod tests {
             Some(LimitClass::Verify)
         );
         assert_eq!(route_class(&Method::POST, "/v1/auth/tokens/refresh"), None);
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/browser/sessions"),
+            Some(LimitClass::Login)
+        );
+        assert_eq!(
+            route_class(&Method::POST, "/v1/auth/browser/mfa"),
+            Some(LimitClass::Verify)
+        );
+        assert_eq!(route_class(&Method::POST, "/v1/auth/browser/refresh"), None);
         assert!(exempt_from_general("/health") && exempt_from_general("/docs/openapi.json"));
         assert!(!exempt_from_general("/v1/auth/sessions") && !exempt_from_general("/docsx"));
     }

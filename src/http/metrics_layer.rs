@@ -19,8 +19,9 @@ use crate::metrics::Metrics;
 /// The route label when no route matched (404 fallback).
 pub const UNMATCHED: &str = "unmatched";
 
-/// The password login route: its answers are also counted as login outcomes.
-const LOGIN_ROUTE: &str = "/v1/auth/sessions";
+/// The password login routes (JSON and browser): their answers are also counted as login
+/// outcomes.
+const LOGIN_ROUTES: [&str; 2] = ["/v1/auth/sessions", "/v1/auth/browser/sessions"];
 
 /// A password login's outcome, from its status: the login handler answers each outcome with
 /// its own status (201 logged in, 401 `invalid_credentials`, 4xx malformed, 429/503 refused
@@ -78,7 +79,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     http.requests
         .with_label_values(&[method, route, response.status().as_str()])
         .inc();
-    if method == "POST" && route == LOGIN_ROUTE {
+    if method == "POST" && LOGIN_ROUTES.contains(&route) {
         metrics.auth.login(login_outcome(response.status()));
     }
     response

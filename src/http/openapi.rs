@@ -89,6 +89,8 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "profile", description = "The caller's display name and password"),
         (name = "oauth2", description = "OAuth 2.1 protocol endpoints: form-encoded requests and RFC 6749 error bodies `{error, error_description}`, not the API's JSON conventions"),
         (name = "applications", description = "OAuth applications the caller registered, and public application pages"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
+        (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
     )
 )]
 pub struct ApiDoc;
@@ -107,6 +109,16 @@ impl Modify for BearerAuth {
             "api_key",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
                 utoipa::openapi::security::ApiKeyValue::new("x-api-key"),
+            )),
+        );
+        // The browser routes' refresh token (`__Secure-sessiond_rt`, or `sessiond_rt` on a
+        // loopback bind with `SESSIOND_SECURE_COOKIES=off`).
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(
+                    crate::http::browser::SECURE_COOKIE_NAME,
+                ),
             )),
         );
     }

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod applications;
 pub mod auth;
+pub mod browser;
 pub mod email;
 pub mod events;
 pub mod grants;
@@ -11,6 +12,7 @@ pub mod me;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth2;
+pub mod passkeys;
 pub mod password_reset;
 pub mod profile;
 pub mod reauth;

@@ -54,6 +54,8 @@ pub struct Services {
     pub codes: crate::codes::Codes,
     /// The outgoing-mail queue (SMTP, or the log in development mail mode).
     pub mailer: crate::mail::Mailer,
+    /// Whether `/demo` and its dev-only code endpoint are served (`SESSIOND_DEMO`).
+    pub demo: crate::http::demo::DemoSettings,
     /// Login refuses accounts whose email is not verified (`SESSIOND_REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
     /// TOTP MFA: the keys that seal TOTP secrets and hash recovery codes, and its settings.
@@ -80,6 +82,13 @@ pub struct Services {
     pub oauth_tokens: Arc<crate::crypto::oauth_tokens::OAuthTokens>,
     /// Resource servers that may introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`).
     pub introspection_clients: Vec<String>,
+    /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
+    pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
+    /// Action classes that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; see
+    /// `crate::auth::reauth::require_action`).
+    pub require_aal2_for: crate::auth::reauth::ActionClasses,
+    /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
+    pub browser: crate::http::browser::BrowserPolicy,
 }
 
 impl Services {
@@ -93,6 +102,19 @@ impl Services {
             mfa: &self.mfa,
             clock: &self.clock,
             require_verified_email: self.require_verified_email,
+            reauth: crate::auth::reauth::ReauthPolicy {
+                max_age: self.reauth_max_age,
+                aal2_for: self.require_aal2_for,
+            },
+        }
+    }
+
+    /// The passkey flows (`crate::auth::passkeys`), over these services.
+    pub fn passkey_flows(&self) -> crate::auth::passkeys::PasskeyFlows<'_> {
+        crate::auth::passkeys::PasskeyFlows {
+            auth: self.auth(),
+            passkeys: self.passkeys.as_deref(),
+            mailer: &self.mailer,
         }
     }
 

@@ -68,6 +68,12 @@ pub fn reset_removals_mail(
     if removed.factors.totp {
         lines.push("- removed the authenticator app (TOTP) added in the last 24 hours".to_owned());
     }
+    if removed.factors.passkeys > 0 {
+        lines.push(format!(
+            "- removed {} passkey(s) added in the last 24 hours",
+            removed.factors.passkeys
+        ));
+    }
     if removed.factors.recovery_codes > 0 {
         lines.push(format!(
             "- removed {} recovery code(s) created in the last 24 hours",
@@ -86,6 +92,30 @@ pub fn reset_removals_mail(
         subject: "Your password was reset: what was removed".to_owned(),
         body,
         kind: "password_reset_removals",
+        user_id: Some(user_id),
+    }
+}
+
+/// The warning that one of the owner's passkeys presented a signature counter lower than one
+/// already seen: the authenticator may have been cloned. The attempt was refused.
+pub fn passkey_counter_regressed_mail(
+    to: &str,
+    user_id: UserId,
+    passkey_name: &str,
+) -> OutgoingMail {
+    // The name is the owner's own label; no control characters in the mail.
+    let name: String = passkey_name.chars().filter(|c| !c.is_control()).collect();
+    let body = format!(
+        "A sign-in with your passkey \"{name}\" was refused: the authenticator's\n\
+         signature counter went backwards, which can mean the passkey was copied.\n\n\
+         If you did not just use this passkey, delete it from your account and\n\
+         register a new one. Contact your administrator if you are unsure.\n"
+    );
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "A passkey sign-in was refused".to_owned(),
+        body,
+        kind: "passkey_counter_regressed",
         user_id: Some(user_id),
     }
 }
@@ -113,11 +143,13 @@ mod tests {
             factors: crate::store::mfa::RemovedFactors {
                 totp: true,
                 recovery_codes: 10,
+                passkeys: 1,
             },
         };
         let mail = reset_removals_mail("ada@example.com", UserId::new(), &removed);
         for expected in [
             "signed out of 2 session(s)",
+            "removed 1 passkey(s) added in the last 24 hours",
             "revoked 2 API key(s)",
             "    * ci",
             "    * evilSubject: x",

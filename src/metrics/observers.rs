@@ -32,6 +32,8 @@ const READS: &[&str] = &[
     "list_applications",
     "active_grant_ids",
     "list_grants",
+    "list_passkeys",
+    "passkey_by_credential_id",
 ];
 
 /// Store operations that write.
@@ -67,6 +69,12 @@ const WRITES: &[&str] = &[
     "take_verification_attempt",
     "redeem_verification_code",
     "purge_verification_codes",
+    "insert_webauthn_ceremony",
+    "take_webauthn_ceremony",
+    "insert_passkey",
+    "rename_passkey",
+    "delete_passkey",
+    "record_passkey_use",
 ];
 
 /// `read`, `write`, or `other` for an operation added later and not listed here.

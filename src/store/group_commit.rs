@@ -264,9 +264,13 @@ async fn run_batch(inner: &Inner, batch: Vec<Pending>, counters: &Counters) {
     let (changes, replies): (Vec<SessionChange>, Vec<Reply>) =
         batch.into_iter().map(|p| (p.change, p.reply)).unzip();
     let size = changes.len();
+    // Boxed: the backends' batch futures (sqlx's included) are tens of kilobytes, and this
+    // task's future holds the larger of the two. Unboxed, spawning a batch task moved all of it
+    // several times (into the task cell, into its stage): a third of a refresh's instructions
+    // under callgrind were those copies (docs/benchmarks.md, 2026-12-05).
     let result = match inner {
-        Inner::Postgres(s) => s.apply_batch(&changes).await,
-        Inner::Sqlite(s) => s.apply_batch(&changes).await,
+        Inner::Postgres(s) => Box::pin(s.apply_batch(&changes)).await,
+        Inner::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
     };
     counters.record(size, result.is_err());
     match result {

@@ -102,6 +102,9 @@ pub enum SecondFactor {
     TotpStep(u64),
     /// This recovery code matched.
     RecoveryCode(Uuid),
+    /// This passkey's assertion was verified (its counter is recorded separately); consuming
+    /// it only checks that it still exists and marks it used.
+    Passkey(Uuid),
 }
 
 /// The answer to [`Store::complete_mfa_challenge`].
@@ -350,7 +353,9 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         const DELETE_MFA_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
-        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+        // Recovery codes stay while the account has a passkey (they stand in for it too).
+        const DELETE_MFA_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM passkeys WHERE passkeys.user_id = $1)";
         const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
         self.observed("disable_totp", async {
             let now = truncate_to_micros(now);
@@ -685,12 +690,14 @@ pub struct RemovedFactors {
     pub totp: bool,
     /// Recovery codes removed.
     pub recovery_codes: u64,
+    /// Passkeys removed.
+    pub passkeys: u64,
 }
 
 impl RemovedFactors {
     /// Whether anything was removed.
     pub fn any(&self) -> bool {
-        self.totp || self.recovery_codes > 0
+        self.totp || self.recovery_codes > 0 || self.passkeys > 0
     }
 }
 
@@ -802,6 +809,8 @@ impl Store {
         const DELETE_MFA_CHALLENGES: &str = "DELETE FROM mfa_challenges WHERE user_id = $1";
         const DELETE_MFA_RECOVERY_CODES: &str =
             "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND created_at >= $2";
+        const DELETE_PASSKEYS: &str =
+            "DELETE FROM passkeys WHERE user_id = $1 AND created_at >= $2";
         self.observed("remove_second_factors_since", async {
             let uid = user.as_uuid();
             let mut removed = RemovedFactors::default();
@@ -830,6 +839,13 @@ impl Store {
                     removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
                         .bind(uid)
                         .bind(codes_since)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
+                        .bind(uid)
+                        .bind(since)
                         .execute(&mut *tx)
                         .await
                         .map_err(map)?
@@ -869,6 +885,13 @@ impl Store {
                         .await
                         .map_err(map)?
                         .rows_affected();
+                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
+                        .bind(uid)
+                        .bind(codec::ts(since))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
                     let event = removed_event(event, removed);
                     if let Some(event) = &event {
                         audit::insert_sqlite(&mut tx, event).await?;
@@ -892,6 +915,7 @@ fn removed_event(event: AuditEvent, removed: RemovedFactors) -> Option<AuditEven
         event
             .detail("authenticator_app", removed.totp)
             .detail("recovery_codes", removed.recovery_codes)
+            .detail("passkeys", removed.passkeys)
     })
 }
 
@@ -901,13 +925,13 @@ const DELETE_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_i
 const INSERT_RECOVERY_CODE: &str =
     "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
 
-mod pg {
+pub(super) mod pg {
     use super::*;
     use sqlx::PgConnection;
 
     /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
     /// `op` names the change in errors.
-    pub(super) async fn replace_codes(
+    pub(in crate::store) async fn replace_codes(
         conn: &mut PgConnection,
         user: Uuid,
         code_hashes: &[[u8; 32]],
@@ -961,18 +985,27 @@ mod pg {
             .execute(conn)
             .await
             .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(now)
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }
 }
 
-mod lite {
+pub(super) mod lite {
     use super::*;
     use sqlx::SqliteConnection;
 
     /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
     /// `op` names the change in errors.
-    pub(super) async fn replace_codes(
+    pub(in crate::store) async fn replace_codes(
         conn: &mut SqliteConnection,
         user: Uuid,
         code_hashes: &[[u8; 32]],
@@ -1026,6 +1059,15 @@ mod lite {
             .execute(conn)
             .await
             .map_err(map)?,
+            SecondFactor::Passkey(id) => {
+                sqlx::query("UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1")
+                    .bind(user.as_uuid())
+                    .bind(id)
+                    .bind(codec::ts(now))
+                    .execute(conn)
+                    .await
+                    .map_err(map)?
+            }
         };
         Ok(updated.rows_affected() == 1)
     }

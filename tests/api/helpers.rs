@@ -127,6 +127,11 @@ impl TestApp {
         self._dir.path()
     }
 
+    /// The test database's URL (for tests that must change a row the API cannot).
+    pub fn database_url(&self) -> &str {
+        self._db.url()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

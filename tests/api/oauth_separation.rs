@@ -2,7 +2,8 @@
 //! act on the first-party API. Even an access token of the first-party kind (right key, issuer
 //! and audience) naming a grant's session is refused by bearer authentication (every `/v1`
 //! route and `/v1/auth/verify`), and a grant's refresh token is refused by
-//! `/v1/auth/tokens/refresh` without being rotated (the grant keeps working).
+//! `/v1/auth/tokens/refresh` and `/v1/auth/browser/refresh` without being rotated (the grant
+//! keeps working).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,4 +120,81 @@ async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
     app.stop().await;
 }
 
-both_backends!(grant_tokens_never_act_on_the_first_party_api);
+/// The browser routes share the refresh flow (`crate::auth::refresh`), so a grant's refresh
+/// token planted in the browser cookie is refused by `/v1/auth/browser/refresh` before
+/// rotation, exactly like `/v1/auth/tokens/refresh`, and `/v1/auth/browser/logout` does not
+/// end the grant (only its client or its user does).
+async fn a_grants_refresh_token_is_refused_by_the_browser_routes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada = app.signed_in_user("ada@example.com").await;
+    let ada_id = app.stored_session(&ada.session_id).await.user_id;
+    let (grant, refresh) = app
+        .sessions
+        .create(NewSession {
+            user_id: ada_id,
+            auth_time: chrono::Utc::now(),
+            aal: 1,
+            amr: vec!["pwd".into()],
+            device_name: None,
+            user_agent: None,
+            ip: None,
+            grant: Some(Grant {
+                client_id: "0123456789abcdef01234567".into(),
+                scope: "openid".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    let browser = |path: &str, token: &str| {
+        app.client
+            .post(app.url(path))
+            .header("origin", "http://localhost:8080")
+            .header("x-sessiond-csrf", "1")
+            .header("cookie", format!("__Secure-sessiond_rt={token}"))
+            .send()
+    };
+
+    for _ in 0..2 {
+        let response = browser("/v1/auth/browser/refresh", &refresh.encode())
+            .await
+            .unwrap();
+        assert!(response.headers().get("set-cookie").is_none());
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+        let stored = app.stored_session(&grant.id.to_string()).await;
+        assert_eq!(stored.generation, 0, "not rotated");
+        assert_eq!(stored.status, SessionStatus::Active);
+    }
+    let response = browser("/v1/auth/browser/logout", &refresh.encode())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.stored_session(&grant.id.to_string()).await.status,
+        SessionStatus::Active,
+        "a first-party logout does not end a grant"
+    );
+    // The grant still rotates through its own engine.
+    assert_eq!(
+        app.sessions
+            .refresh(&refresh)
+            .await
+            .unwrap()
+            .session
+            .generation,
+        1
+    );
+
+    // Control: Ada's own refresh token works on the same browser route.
+    let response = browser("/v1/auth/browser/refresh", &ada.refresh)
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}
+
+both_backends!(
+    grant_tokens_never_act_on_the_first_party_api,
+    a_grants_refresh_token_is_refused_by_the_browser_routes
+);

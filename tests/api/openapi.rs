@@ -48,6 +48,10 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/oauth2/introspect"),
     ("post", "/oauth2/revoke"),
     ("delete", "/v1/auth/grants/{id}"),
+    ("post", "/v1/auth/browser/sessions"),
+    ("post", "/v1/auth/browser/mfa"),
+    ("post", "/v1/auth/browser/refresh"),
+    ("post", "/v1/auth/browser/logout"),
 ];
 
 /// Registers a user and stores an application of theirs straight through the store; returns

@@ -3,6 +3,8 @@
 //!
 //! - `reauth_two_instances`: a reauthentication through one process is seen by the other at
 //!   once (change feed), long before the staleness bound.
+//! - `passkeys_two_instances`: a passkey ceremony started on one process finishes on the
+//!   other, and the step-up it makes is seen through both.
 //! - `two_instances`: two processes on one database agree on every rotation and see each
 //!   other's revocations within the staleness bound.
 //! - `crash`: `kill -9` mid-traffic loses no committed rotation and compromises no session.
@@ -17,6 +19,7 @@
 
 mod crash;
 mod outage;
+mod passkeys_two_instances;
 mod reauth_two_instances;
 mod shutdown;
 mod startup;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api_keys::{ApiKeyId, IssuedKey, KEY_PREFIX, ScopeAllowList, parse_scopes};
+use crate::auth::reauth::ActionClass;
 use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -191,7 +192,7 @@ fn validate(
     responses(
         (status = 201, description = "Created; the key is shown this once", body = CreatedApiKey),
         MalformedJson,
-        (status = 401, description = "`insufficient_user_authentication` (reauthenticate: `POST /v1/auth/sessions/current/reauth`), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (`max_age`: reauthenticate at `POST /v1/auth/sessions/current/reauth`; `acr_values=\"aal2\"`: `api_keys` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`: `name`, `expires_at` or `scopes` (a scope not in `SESSIOND_API_KEY_SCOPES`)", body = ErrorResponse),
         Unavailable,
@@ -203,7 +204,7 @@ pub async fn create(
     client: ClientInfo,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::ApiKeys).await?;
     state
         .limiter
         .check_account(

@@ -4,10 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::SecondsFormat;
 use serde::Deserialize;
-use sessiond_actors::refresh_token::RefreshToken;
-use sessiond_actors::sessions::{RefreshOutcome, SessionError};
 use utoipa::ToSchema;
 
 use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
@@ -24,7 +21,7 @@ use crate::http::views::{
 };
 use crate::ratelimit::LimitClass;
 use crate::store::audit::AuditClient;
-use crate::store::{CreateUserError, NewUser, UserStatus};
+use crate::store::{CreateUserError, NewUser};
 
 /// `POST /v1/auth/register` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
@@ -231,13 +228,7 @@ pub async fn login(
                 .record("session_id", tracing::field::display(issued.session.id));
             issued_session_response(&state, &issued)
         }
-        LoginOutcome::MfaRequired(challenge) => Err(ApiError::MfaRequired {
-            challenge_id: challenge.challenge_id.to_string(),
-            expires_at: challenge
-                .expires_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
-            methods: challenge.methods,
-        }),
+        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
     }
 }
 
@@ -261,52 +252,15 @@ pub async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let token = RefreshToken::parse(&body.refresh_token).map_err(|_| {
-        state.metrics.auth.refresh_malformed();
-        ApiError::InvalidRefreshToken
-    })?;
-    state
-        .limiter
-        .check_session(&token.session_id.to_string())
-        .await?;
-    // The id the token claims (opaque, not a secret); the secret is never recorded.
-    tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
-    // Token separation (issue #12): a grant's refresh token is refused here before it is
-    // rotated (it belongs to `/oauth2/token`); a grant stays a grant for its whole life, so
-    // checking first is race-free. A session that is ended or unknown is left to the refresh
-    // itself, which gives the precise answer (and detects replays).
-    if let Ok(session) = state.sessions.check(token.session_id).await
-        && crate::auth::oauth::is_grant(&session)
-    {
-        state.metrics.auth.refresh_malformed();
-        return Err(ApiError::InvalidRefreshToken);
-    }
-    let refreshed = state.sessions.refresh(&token).await;
-    state.metrics.auth.refresh_result(&refreshed);
-    let refreshed = refreshed.map_err(|e| match e {
-        // The compromise and its `session_compromised` audit event were committed together
-        // (and logged) by the store.
-        SessionError::Reused(_) => ApiError::RefreshTokenReused,
-        other => other.into(),
-    })?;
-    if refreshed.outcome == RefreshOutcome::GraceRetry {
-        tracing::debug!(session_id = %token.session_id, "grace retry");
-    }
-    // The profile cache spares the database read on the hot path (see `Store::profile`).
-    let user = state
-        .store
-        .profile(refreshed.session.user_id)
-        .await?
-        .ok_or(ApiError::InvalidRefreshToken)?;
-    // A session opened by a login that raced `sessiond user disable` is still refused.
-    if user.status != UserStatus::Active {
-        return Err(ApiError::AccountDisabled);
-    }
+    let rotated = crate::auth::refresh::refresh(&state.auth(), &body.refresh_token, |r| {
+        state.metrics.auth.refresh_result(r)
+    })
+    .await?;
     token_response(
         &state,
         StatusCode::OK,
-        &user,
-        &refreshed.session,
-        &refreshed.refresh_token,
+        &rotated.user,
+        &rotated.session,
+        &rotated.refresh_token,
     )
 }

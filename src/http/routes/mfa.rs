@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::mfa_login::{self, Proof};
+use crate::auth::reauth::ActionClass;
 use crate::auth::totp;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -150,7 +151,7 @@ fn one_proof(code: Option<String>, recovery_code: Option<String>) -> Result<Proo
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A new secret, its otpauth URI and QR code (`Cache-Control: no-store`)", body = TotpEnrolmentResponse),
-        (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `mfa` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_already_enabled`: disable it first", body = ErrorResponse),
         Unavailable,
     )
@@ -159,7 +160,7 @@ pub async fn start_totp(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let enrolment = totp::start_enrolment(&state.auth(), me.user_id).await?;
     Ok(no_store(
         StatusCode::OK,
@@ -182,7 +183,7 @@ pub async fn start_totp(
     responses(
         (status = 200, description = "MFA is on; the recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
         MalformedJson,
-        (status = 401, description = "`invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 401, description = "`invalid_mfa_code`, `insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `mfa` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enrolling` (start an enrolment first) or `mfa_already_enabled`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
@@ -195,7 +196,7 @@ pub async fn confirm_totp(
     client: ClientInfo,
     AppJson(body): AppJson<ConfirmTotpRequest>,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let codes = totp::confirm_enrolment(
         &state.auth(),
         me.user_id,
@@ -223,7 +224,7 @@ pub async fn confirm_totp(
     responses(
         (status = 204, description = "MFA is off"),
         MalformedJson,
-        (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, `insufficient_user_authentication` (reauthenticate first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong password), `invalid_mfa_code`, `insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `mfa` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`: exactly one of `code` and `recovery_code`", body = ErrorResponse),
@@ -237,7 +238,7 @@ pub async fn disable_totp(
     client: ClientInfo,
     AppJson(body): AppJson<DisableTotpRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let proof = one_proof(body.code, body.recovery_code)?;
     totp::disable(
         &state.auth(),

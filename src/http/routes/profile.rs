@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use crate::auth::password_change;
+use crate::auth::reauth::ActionClass;
 use crate::domain::{DisplayName, FieldError, Password};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
@@ -114,7 +115,7 @@ pub async fn update_me(
     responses(
         (status = 204, description = "Changed; every other session revoked"),
         MalformedJson,
-        (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `password` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         BodyRejected,
         (status = 422, description = "`validation_failed`: `new_password` breaks the policy or equals the current one", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the account's failed-login lock, which wrong current passwords feed like failed logins (`Retry-After`)", body = ErrorResponse),
@@ -127,7 +128,7 @@ pub async fn change_password(
     client: ClientInfo,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Password).await?;
     // The policy is checked first: a request that cannot succeed costs no argon2 work.
     let new_password = Password::parse(body.new_password).map_err(|e| {
         ApiError::ValidationFailed(vec![FieldError::new("new_password", e.message)])

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::reauth::ActionClass;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
 use crate::http::openapi::{ErrorResponse, Unavailable};
@@ -25,7 +26,7 @@ pub const RECOVERY_CODES_REGENERATED: &str = "mfa_recovery_codes_regenerated";
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The new recovery codes (`Cache-Control: no-store`)", body = RecoveryCodesResponse),
-        (status = 401, description = "`insufficient_user_authentication` (reauthenticate first), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
+        (status = 401, description = "`insufficient_user_authentication` (`max_age`: reauthenticate first; `acr_values=\"aal2\"`: `mfa` is in `SESSIOND_REQUIRE_AAL2_FOR` and the session is at `aal` 1), `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
         (status = 409, description = "`mfa_not_enabled`", body = ErrorResponse),
         Unavailable,
     )
@@ -35,7 +36,7 @@ pub async fn regenerate(
     me: CurrentSession,
     client: ClientInfo,
 ) -> Result<Response, ApiError> {
-    crate::auth::reauth::require_recent(&state.auth(), &me.session, state.reauth_max_age).await?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Mfa).await?;
     let now = state.clock.now();
     let codes = state.mfa.new_recovery_codes();
     let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, hash)| *hash).collect();

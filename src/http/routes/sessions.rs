@@ -10,6 +10,7 @@ use sessiond_actors::model::RevokeReason;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
 
+use crate::auth::reauth::{ActionClass, require_action};
 use crate::auth::sessions::revoke_all;
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
@@ -99,7 +100,8 @@ pub async fn revoke_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Revokes every session of the caller except the current one.
+/// Revokes every session of the caller except the current one. With `sessions` in
+/// `SESSIOND_REQUIRE_AAL2_FOR` the caller's session must be at `aal` 2.
 #[utoipa::path(
     delete,
     path = "/v1/auth/sessions",
@@ -107,7 +109,7 @@ pub async fn revoke_one(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every other session revoked"),
-        BearerRejected,
+        (status = 401, description = "`insufficient_user_authentication` with `acr_values=\"aal2\"` (only with `sessions` in `SESSIOND_REQUIRE_AAL2_FOR`), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -115,6 +117,7 @@ pub async fn revoke_others(
     State(state): State<AppState>,
     me: CurrentSession,
 ) -> Result<StatusCode, ApiError> {
+    require_action(&state.auth(), &me.session, ActionClass::Sessions).await?;
     let revoked = revoke_all(
         &state.auth(),
         me.user_id,
