@@ -37,6 +37,7 @@ fn new_session() -> NewSession {
         device_name: None,
         user_agent: None,
         ip: None,
+        grant: None,
     }
 }
 

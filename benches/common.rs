@@ -27,6 +27,7 @@ pub fn active_session(now: DateTime<Utc>) -> (SessionRecord, RefreshSecret) {
         device_name: Some("bench".to_owned()),
         user_agent: None,
         ip: None,
+        grant: None,
         revoked: None,
         compromised: None,
         version: 1,

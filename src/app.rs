@@ -135,6 +135,12 @@ impl Application {
             )
             .with_cache_period(cache_period(config.passivate_after)),
         );
+        let oauth_tokens = Arc::new(crate::crypto::oauth_tokens::OAuthTokens::new(
+            keys.clone(),
+            config.issuer.clone(),
+            config.oauth.audience.clone(),
+            config.access_ttl,
+        ));
         let passwords =
             Arc::new(PasswordHasher::from_settings(&config.hashing()).context("argon2 params")?);
         let mfa = Arc::new(crate::mfa::Mfa::new(
@@ -306,6 +312,13 @@ impl Application {
                 api_key_scopes: Arc::new(crate::api_keys::ScopeAllowList::new(
                     config.api_key_scopes.clone(),
                 )),
+                applications: crate::auth::oauth::applications::ApplicationPolicy {
+                    creators: config.oauth.app_creators.clone(),
+                    secret_overlap: config.oauth.secret_overlap,
+                    reauth_max_age: config.reauth_max_age,
+                },
+                oauth_tokens,
+                introspection_clients: config.oauth.introspection_clients.clone(),
                 passkeys,
                 require_aal2_for: config.require_aal2_for,
                 browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),

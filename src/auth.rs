@@ -19,6 +19,7 @@ pub mod current_password;
 pub mod error;
 pub mod login;
 pub mod mfa_login;
+pub mod oauth;
 pub mod passkeys;
 pub mod password_change;
 pub mod reauth;

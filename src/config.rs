@@ -26,6 +26,7 @@
 
 mod abuse;
 mod mail;
+mod oauth;
 mod sources;
 mod webauthn;
 
@@ -40,6 +41,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
+pub use oauth::OAuthConfig;
 use sources::{Key, Problems, Raw, Sources};
 pub use webauthn::{RelyingParty, WebauthnSetting};
 
@@ -184,6 +186,11 @@ const ALL_KEYS: &[Key] = &[
     COMMIT_MAX_WAIT,
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
+    oauth::APP_CREATORS,
+    oauth::APP_SECRET_OVERLAP,
+    oauth::ID_TOKEN_KEY_FILE,
+    oauth::OAUTH_AUDIENCE,
+    oauth::INTROSPECTION_CLIENTS,
     DEMO,
     webauthn::RP_ID,
     webauthn::ORIGINS,
@@ -331,6 +338,8 @@ pub struct Config {
     /// The scopes API keys may be created with (`SESSIOND_API_KEY_SCOPES`, a comma list;
     /// default empty: no scopes). Stored keys' scopes no longer listed are not passed on.
     pub api_key_scopes: Vec<String>,
+    /// OAuth applications and grants (`SESSIOND_APP_*`; see `config/oauth.rs`).
+    pub oauth: OAuthConfig,
     /// Serve the demo web app at `/demo` (`SESSIOND_DEMO`, `on` or `off`). None = unset: on
     /// exactly when sessiond runs on its generated development keys (decided once the keys are
     /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
@@ -438,6 +447,7 @@ impl Config {
             refresh_key: self.refresh_key.clone(),
             keys_file: self.keys_file.clone(),
             development: self.is_sqlite(),
+            id_token_key_file: self.oauth.id_token_key_file.clone(),
         }
     }
 
@@ -967,6 +977,7 @@ fn build(
         });
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
+    let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
     let demo = optional(s, &mut p, &DEMO, on_off);
     let require_aal2_for = field(
         s,
@@ -1130,6 +1141,7 @@ fn build(
         commit_max_wait: commit_max_wait.expect(CHECKED),
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
+        oauth: oauth.expect(CHECKED),
         demo: demo.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
         require_aal2_for: require_aal2_for.expect(CHECKED),
@@ -1221,6 +1233,59 @@ mod tests {
 
     const PG: (&str, &str) = ("DATABASE_URL", "postgres://app:s3cret@db.internal/sessiond");
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn oauth_settings_and_their_rules() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.oauth.app_creators.is_empty());
+        assert_eq!(c.oauth.secret_overlap, Duration::from_secs(24 * 3600));
+        assert_eq!(c.oauth.audience, "sessiond-oauth");
+        assert_eq!(c.oauth.id_token_key_file, None);
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                (
+                    "SESSIOND_APP_CREATORS",
+                    " Ada@Example.com , bob@example.com",
+                ),
+                ("SESSIOND_APP_SECRET_OVERLAP", "0"),
+                ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oauth.app_creators, ["ada@example.com", "bob@example.com"]);
+        assert_eq!(c.oauth.secret_overlap, Duration::ZERO);
+        assert_eq!(
+            c.key_sources().id_token_key_file.as_deref(),
+            Some(std::path::Path::new("/run/secrets/id.pem"))
+        );
+
+        let e = errors(
+            None,
+            &[
+                ("SESSIOND_SIGNING_ALG", "HS256"),
+                ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+                ("SESSIOND_OAUTH_AUDIENCE", "sessiond"),
+                ("SESSIOND_APP_CREATORS", "not-an-email"),
+                ("SESSIOND_APP_SECRET_OVERLAP", "31d"),
+            ],
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("SESSIOND_ID_TOKEN_KEY_FILE") && m.contains("HS256"))
+        );
+        assert!(
+            e.iter().any(
+                |m| m.starts_with("SESSIOND_OAUTH_AUDIENCE") && m.contains("SESSIOND_AUDIENCE")
+            )
+        );
+        assert!(e.iter().any(|m| m.starts_with("SESSIOND_APP_CREATORS")));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("SESSIOND_APP_SECRET_OVERLAP"))
+        );
+    }
 
     #[test]
     fn demo_setting_is_on_off_or_unset() {

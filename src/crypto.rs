@@ -3,6 +3,7 @@
 
 pub mod access_token;
 pub mod keys;
+pub mod oauth_tokens;
 pub mod password;
 
 use rand::Rng;

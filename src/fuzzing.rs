@@ -115,6 +115,7 @@ fn real_token() -> &'static str {
                 device_name: None,
                 user_agent: None,
                 ip: None,
+                grant: None,
             },
             RefreshSecret::random().hash(),
             now,

@@ -85,6 +85,22 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             crate::http::routes::api_keys::list
         ))
         .routes(routes!(crate::http::routes::api_keys::revoke))
+        .routes(routes!(
+            crate::http::routes::applications::create,
+            crate::http::routes::applications::list
+        ))
+        .routes(routes!(
+            crate::http::routes::applications::read,
+            crate::http::routes::applications::update,
+            crate::http::routes::applications::delete
+        ))
+        .routes(routes!(crate::http::routes::applications::rotate_secret))
+        .routes(routes!(crate::http::routes::applications::public))
+        .routes(routes!(crate::http::routes::oauth2::token))
+        .routes(routes!(crate::http::routes::oauth2::introspect))
+        .routes(routes!(crate::http::routes::oauth2::revoke))
+        .routes(routes!(crate::http::routes::grants::list))
+        .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
         .routes(routes!(crate::http::routes::passkeys::register_start))
         .routes(routes!(crate::http::routes::passkeys::register_finish))

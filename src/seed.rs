@@ -206,6 +206,7 @@ fn seeded_record(
             device_name: Some(SEED_DEVICE_NAME.to_owned()),
             user_agent: None,
             ip: None,
+            grant: None,
         },
         secret.hash(),
         now,

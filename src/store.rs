@@ -26,6 +26,7 @@ use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 pub use sessiond_actors::store::StoreError;
 
 pub mod api_keys;
+pub mod applications;
 pub mod audit;
 pub mod breaker;
 pub mod change_feed;
@@ -639,7 +640,8 @@ impl SessionStore for Store {
 
 /// Drops sub-microsecond precision: both backends store microseconds, so values the store
 /// creates itself are truncated up front and compare equal after a round trip.
-fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+/// `t` at microsecond precision, as both databases store it.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 

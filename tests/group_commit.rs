@@ -73,6 +73,7 @@ impl Ctx {
                 device_name: None,
                 user_agent: None,
                 ip: None,
+                grant: None,
                 revoked: None,
                 compromised: None,
                 version: 1,

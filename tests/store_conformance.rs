@@ -197,6 +197,7 @@ fn new_session(user: UserId, expires_at: DateTime<Utc>) -> SessionRecord {
         device_name: Some("laptop".into()),
         user_agent: Some("Mozilla/5.0".into()),
         ip: Some("192.0.2.1".into()),
+        grant: None,
         revoked: None,
         compromised: None,
         version: 1,
@@ -504,6 +505,7 @@ async fn session_round_trips_every_field(backend: TestBackend) {
         device_name: Some("Ada's phone 📱".into()),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         ip: Some("2001:db8::1".into()),
+        grant: None,
         revoked: Some((at("2026-03-05T00:00:00.000002Z"), RevokeReason::Admin)),
         compromised: Some((
             at("2026-03-04T23:59:59.999999Z"),

@@ -59,17 +59,20 @@ pub enum RevokeReason {
     /// The account was disabled (`sessiond user disable`); checks and refreshes of the session
     /// answer `account_disabled` rather than `session_revoked`, so clients can tell the user.
     AccountDisabled,
+    /// The OAuth application the session was granted to was deleted by its owner.
+    ApplicationDeleted,
 }
 
 impl RevokeReason {
     /// Every reason, for initialising labelled metrics.
-    pub const ALL: [RevokeReason; 6] = [
+    pub const ALL: [RevokeReason; 7] = [
         Self::Logout,
         Self::UserRevoked,
         Self::RevokeOthers,
         Self::PasswordChanged,
         Self::Admin,
         Self::AccountDisabled,
+        Self::ApplicationDeleted,
     ];
 
     /// The stored spelling (also a metric label value).
@@ -81,6 +84,7 @@ impl RevokeReason {
             Self::PasswordChanged => "password_changed",
             Self::Admin => "admin",
             Self::AccountDisabled => "account_disabled",
+            Self::ApplicationDeleted => "application_deleted",
         }
     }
 
@@ -159,6 +163,10 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// Client IP at login.
     pub ip: Option<String>,
+    /// Set when the session is an OAuth grant: the application it was granted to and the
+    /// granted scope. A grant rides on the same actor as a first-party session (rotation,
+    /// replay detection, revocation), but its tokens never act on the first-party API.
+    pub grant: Option<Grant>,
     /// When and why it ended, if revoked.
     pub revoked: Option<(DateTime<Utc>, RevokeReason)>,
     /// When and how reuse was detected, if compromised.
@@ -195,6 +203,7 @@ impl SessionRecord {
             device_name: new.device_name,
             user_agent: new.user_agent,
             ip: new.ip,
+            grant: new.grant,
             revoked: None,
             compromised: None,
             version: 1,
@@ -213,6 +222,7 @@ impl fmt::Debug for SessionRecord {
             .field("rotated_at", &self.rotated_at)
             .field("last_seen_at", &self.last_seen_at)
             .field("expires_at", &self.expires_at)
+            .field("grant", &self.grant)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
@@ -235,4 +245,15 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     /// Client IP.
     pub ip: Option<String>,
+    /// The OAuth grant this session carries, if it is one (None for a first-party login).
+    pub grant: Option<Grant>,
+}
+
+/// What marks a session as an OAuth grant: which application holds it and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The application's `client_id`.
+    pub client_id: String,
+    /// The granted scopes, space-separated as in OAuth (`openid profile`).
+    pub scope: String,
 }

@@ -492,6 +492,7 @@ mod tests {
             device_name: None,
             user_agent: None,
             ip: None,
+            grant: None,
         };
         let record = SessionRecord::open(
             new,

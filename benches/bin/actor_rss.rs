@@ -93,6 +93,7 @@ fn record(now: chrono::DateTime<Utc>) -> SessionRecord {
         device_name: Some("laptop".to_owned()),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".to_owned()),
         ip: Some("127.0.0.1".to_owned()),
+        grant: None,
         revoked: None,
         compromised: None,
         version: 1,

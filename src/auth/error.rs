@@ -51,6 +51,20 @@ pub enum AuthError {
         /// `password`, `totp`, `recovery_code`.
         methods: Vec<&'static str>,
     },
+    /// Field rules of a flow's input (e.g. an application's redirect URIs); each names the
+    /// field.
+    #[error("validation failed")]
+    Invalid(Vec<crate::domain::FieldError>),
+    /// The thing does not exist, or belongs to someone else (deliberately one answer).
+    #[error("not found")]
+    NotFound,
+    /// The user may not do this at all (not a question of authentication); the text says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// An OAuth client failed to authenticate (unknown client, wrong or missing secret, a
+    /// secret from a public client): RFC 6749 `invalid_client`, one answer for every reason.
+    #[error("client authentication failed")]
+    InvalidClient,
     /// No WebAuthn relying party is configured.
     #[error("passkeys are not enabled")]
     PasskeysDisabled,

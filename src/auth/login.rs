@@ -167,6 +167,7 @@ pub async fn password_login(
             device_name: device_name.map(|d| d.as_str().to_owned()),
             user_agent: client.user_agent,
             ip: client.ip,
+            grant: None,
         },
     )
     .await?;

@@ -195,6 +195,7 @@ pub async fn complete(
             device_name: challenge.device_name,
             user_agent: challenge.user_agent,
             ip: challenge.ip,
+            grant: None,
         },
     )
     .await?;

@@ -577,6 +577,7 @@ impl<'a> PasskeyFlows<'a> {
                 device_name,
                 user_agent: client.user_agent.clone(),
                 ip: client.ip.clone(),
+                grant: None,
             },
         )
         .await
@@ -696,6 +697,7 @@ impl<'a> PasskeyFlows<'a> {
                 device_name: ceremony.name,
                 user_agent: client.user_agent.clone(),
                 ip: client.ip.clone(),
+                grant: None,
             },
         )
         .await

@@ -57,6 +57,20 @@ pub async fn refresh(
     // The id the token claims (opaque, not a secret); the secret is never recorded. The field
     // exists when the calling handler's span declares it.
     tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
+    // Token separation (issue #12): an OAuth grant's refresh token belongs to `/oauth2/token`
+    // and is refused here *before* the actor sees it (refusing afterwards would spend it). A
+    // grant stays a grant for its whole life, so checking first is race-free. A session that
+    // is ended or unknown is left to the refresh itself, which gives the precise answer (and
+    // detects replays).
+    if let Ok(session) = auth.sessions.check(token.session_id).await
+        && super::oauth::is_grant(&session)
+    {
+        let refused = Err(SessionError::Rejected(Rejection::InvalidToken));
+        observe(&refused);
+        return Err(AuthError::Refresh(SessionError::Rejected(
+            Rejection::InvalidToken,
+        )));
+    }
     let refreshed = auth.sessions.refresh(&token).await;
     observe(&refreshed);
     // A reuse was committed together with its `session_compromised` audit event (and logged)
@@ -101,6 +115,11 @@ pub async fn end(auth: &Auth<'_>, presented: &str) -> Result<Option<SessionId>, 
         Err(SessionError::Rejected(_) | SessionError::NotFound) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    // An OAuth grant is ended by its client (`/oauth2/revoke`) or by the user
+    // (`DELETE /v1/auth/grants/{id}`), never by a first-party logout (issue #12).
+    if super::oauth::is_grant(&session) {
+        return Ok(None);
+    }
     match rotation::classify(&session, &token.secret.hash()) {
         SecretMatch::Current | SecretMatch::Previous => {}
         SecretMatch::Other => return Ok(None),

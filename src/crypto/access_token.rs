@@ -495,6 +495,7 @@ mod tests {
                 device_name: None,
                 user_agent: None,
                 ip: None,
+                grant: None,
             },
             RefreshSecret::random().hash(),
             now,

@@ -118,6 +118,8 @@ pub struct KeyRing {
     /// The loud development-keys warning, logged by the caller right after the "listening"
     /// line so that line stays the first one of the process.
     warning: Option<String>,
+    /// The RS256 key of ID tokens; None = OpenID Connect is off.
+    id_token: Option<SigningKey>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -125,6 +127,7 @@ impl fmt::Debug for KeyRing {
         f.debug_struct("KeyRing")
             .field("alg", &self.alg)
             .field("kids", &self.kids())
+            .field("id_token_kid", &self.id_token_kid())
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -194,6 +197,10 @@ pub struct KeySources {
     /// Whether missing keys may be generated (the single-process SQLite default). Several
     /// instances sharing PostgreSQL must share keys, so there a missing key is an error.
     pub development: bool,
+    /// The RSA key that signs OpenID Connect ID tokens (`SESSIOND_ID_TOKEN_KEY_FILE`). Without
+    /// it, development setups generate one (kept in the keys file, never in the database);
+    /// others run without OpenID Connect. Never with HS256 access tokens.
+    pub id_token_key_file: Option<PathBuf>,
 }
 
 impl KeyRing {
@@ -224,6 +231,10 @@ impl KeyRing {
                 .join(", ")
         };
 
+        let configured_id_token = match &config.id_token_key_file {
+            Some(path) => Some(load_id_token_key(path)?),
+            None => None,
+        };
         if let (Some(keys), Some(refresh_key)) = (&configured_signing, &configured_refresh) {
             return Ok(KeyRing {
                 alg,
@@ -234,6 +245,7 @@ impl KeyRing {
                     files()
                 ),
                 warning: None,
+                id_token: configured_id_token,
             });
         }
         if !config.development {
@@ -304,6 +316,30 @@ impl KeyRing {
             }
         };
 
+        let id_token = match configured_id_token {
+            Some(key) => Some(key),
+            // HS256: no OpenID Connect (the configuration refuses an ID-token key file then).
+            None if alg == SigningAlg::Hs256 => None,
+            None => {
+                let pem = match stored.as_ref().and_then(|s| s.id_token_key.as_ref()) {
+                    Some(pem) => pem.clone(),
+                    None => {
+                        generated.push("an RSA ID-token key".to_string());
+                        generate_rsa_pem()?
+                    }
+                };
+                let key = parse_rsa(pem.as_bytes())
+                    .ok()
+                    .filter(|k| k.encoding.is_some())
+                    .ok_or_else(|| KeyError::KeysFile {
+                        path: path.map(Path::to_path_buf).unwrap_or_default(),
+                        reason: "id_token_key is not an RSA private key".into(),
+                    })?;
+                dev.id_token = Some(pem);
+                Some(key)
+            }
+        };
+
         let location = match path {
             Some(path) => {
                 if !generated.is_empty() {
@@ -332,6 +368,7 @@ impl KeyRing {
             refresh_key,
             source: format!("{signing_source}; {refresh_source}; development keys: {location}"),
             warning: Some(warning),
+            id_token,
         })
     }
 
@@ -359,6 +396,7 @@ impl KeyRing {
             refresh_key,
             source: "keys given in memory".into(),
             warning: None,
+            id_token: None,
         })
     }
 
@@ -373,6 +411,7 @@ impl KeyRing {
             refresh_key: RefreshKey::new(random_bytes::<32>().to_vec()),
             source: "generated in memory".into(),
             warning: None,
+            id_token: None,
         })
     }
 
@@ -430,18 +469,54 @@ impl KeyRing {
                 })
                 .collect(),
         };
+        let mut keys = keys;
+        if let Some(k) = &self.id_token {
+            match Jwk::from_decoding_key(&k.decoding, Some(jsonwebtoken::Algorithm::RS256)) {
+                Ok(mut jwk) => {
+                    jwk.common.key_id = Some(k.kid.clone());
+                    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+                    keys.push(jwk);
+                }
+                Err(e) => tracing::error!(kid = %k.kid, "cannot publish the ID-token key: {e}"),
+            }
+        }
         serde_json::to_value(JwkSet { keys }).expect("a JWK set serialises")
     }
 
     /// One line for the start-up log: algorithm, key ids, where keys came from.
     pub fn describe(&self) -> String {
         format!(
-            "alg {}, signing kid {}, verifying kids [{}]; {}",
+            "alg {}, signing kid {}, verifying kids [{}]; ID-token kid {}; {}",
             self.alg,
             self.signing_kid(),
             self.kids().join(", "),
+            self.id_token_kid().unwrap_or("none (OpenID Connect off)"),
             self.source
         )
+    }
+
+    /// Whether OpenID Connect is on: an RS256 ID-token key is loaded.
+    pub fn oidc_enabled(&self) -> bool {
+        self.id_token.is_some()
+    }
+
+    /// The ID-token key's `kid`, if OpenID Connect is on.
+    pub fn id_token_kid(&self) -> Option<&str> {
+        self.id_token.as_ref().map(|k| k.kid.as_str())
+    }
+
+    /// The RS256 key that signs ID tokens and its `kid`, if OpenID Connect is on.
+    pub fn id_token_signer(&self) -> Option<(&str, &EncodingKey)> {
+        let k = self.id_token.as_ref()?;
+        Some((&k.kid, k.encoding.as_ref()?))
+    }
+
+    /// The ID-token verification key named `kid` (tests and the flows' own checks).
+    pub fn id_token_verifier(&self, kid: &str) -> Option<&DecodingKey> {
+        self.id_token
+            .as_ref()
+            .filter(|k| k.kid == kid)
+            .map(|k| &k.decoding)
     }
 }
 
@@ -569,6 +644,33 @@ fn parse_rsa(bytes: &[u8]) -> Result<SigningKey, String> {
     }
 }
 
+/// Reads the ID-token key file: an RSA private key (a public key cannot sign).
+fn load_id_token_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let invalid = |reason: String| KeyError::Invalid {
+        origin: format!("SESSIOND_ID_TOKEN_KEY_FILE {}", path.display()),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
+    let key = parse_rsa(&bytes).map_err(invalid)?;
+    if key.encoding.is_none() {
+        return Err(invalid("a public key cannot sign ID tokens".into()));
+    }
+    Ok(key)
+}
+
+/// A fresh 2048-bit RSA private key as PKCS#8 PEM (development ID-token key).
+fn generate_rsa_pem() -> Result<String, KeyError> {
+    use aws_lc_rs::encoding::AsDer;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|_| KeyError::Generation)?;
+    let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
+        .map_err(|_| KeyError::Generation)?;
+    Ok(pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", der.as_ref()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ))
+}
+
 /// An HS256 secret file holds the raw secret; one trailing newline is ignored (editors and
 /// `echo` add it, and it must not make two instances disagree).
 fn parse_hmac(bytes: &[u8]) -> Result<SigningKey, String> {
@@ -652,6 +754,8 @@ impl DevSigning {
 struct DevKeys {
     signing: Option<DevSigning>,
     refresh: Option<Vec<u8>>,
+    /// The development ID-token key, PKCS#8 PEM.
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -660,6 +764,8 @@ struct StoredKeys {
     signing_alg: Option<String>,
     signing_key: Option<String>,
     refresh_key: Option<String>,
+    #[serde(default)]
+    id_token_key: Option<String>,
 }
 
 fn read_keys_file(path: &Path) -> Result<Option<StoredKeys>, KeyError> {
@@ -718,6 +824,12 @@ fn write_keys_file(path: &Path, keys: &DevKeys) -> Result<(), KeyError> {
     }
     if let Some(refresh) = &keys.refresh {
         text.push_str(&format!("refresh_key = \"{}\"\n", STANDARD.encode(refresh)));
+    }
+    if let Some(pem) = &keys.id_token {
+        text.push_str(&format!(
+            "id_token_key = \"\"\"\n{}\n\"\"\"\n",
+            pem.trim_end()
+        ));
     }
 
     let mut tmp_name = path.as_os_str().to_owned();
@@ -824,6 +936,125 @@ pub(crate) mod tests {
         );
     }
 
+    /// Signs a token with the ring's ID-token key and verifies it with the key the JWKS names.
+    fn id_token_round_trip(ring: &KeyRing) {
+        let (kid, key) = ring.id_token_signer().expect("OpenID Connect is on");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let token = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
+            key,
+        )
+        .unwrap();
+        let jwks = ring.jwks();
+        let published = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .expect("the ID-token key is in the JWKS");
+        assert_eq!(published["alg"], "RS256");
+        assert_eq!(published["kty"], "RSA");
+        assert_eq!(published["use"], "sig");
+        assert!(
+            published.get("d").is_none(),
+            "public parts only: {published}"
+        );
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(published.clone()).unwrap();
+        let decoding = DecodingKey::from_jwk(&jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+        jsonwebtoken::decode::<serde_json::Value>(
+            &token,
+            ring.id_token_verifier(kid).unwrap(),
+            &validation,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn development_id_token_key_is_generated_once_kept_and_published_beside_the_access_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sqlite_config(dir.path(), &[]);
+        let first = KeyRing::load(&config.key_sources()).unwrap();
+        assert!(first.oidc_enabled());
+        let text = std::fs::read_to_string(dir.path().join("dev.keys")).unwrap();
+        assert!(
+            text.contains("id_token_key"),
+            "{}",
+            text.lines().next().unwrap()
+        );
+        let second = KeyRing::load(&config.key_sources()).unwrap();
+        assert_eq!(first.id_token_kid(), second.id_token_kid());
+        assert_ne!(first.id_token_kid(), Some(first.signing_kid()));
+        let jwks = first.jwks();
+        let algs: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["alg"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            algs,
+            ["EdDSA", "RS256"],
+            "access-token key first, then the ID-token key"
+        );
+        id_token_round_trip(&second);
+    }
+
+    #[test]
+    fn configured_id_token_key_is_used_and_a_public_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = dir.path().join("signing.pem");
+        std::fs::write(&signing, ed25519_pem()).unwrap();
+        let id = dir.path().join("id.pem");
+        std::fs::write(&id, rsa_pem()).unwrap();
+        let sources = KeySources {
+            alg: SigningAlg::EdDsa,
+            signing_key_files: vec![signing.clone()],
+            refresh_key: Some(refresh()),
+            keys_file: None,
+            development: false,
+            id_token_key_file: Some(id.clone()),
+        };
+        let ring = KeyRing::load(&sources).unwrap();
+        id_token_round_trip(&ring);
+        assert!(ring.describe().contains(ring.id_token_kid().unwrap()));
+
+        // Without the file (PostgreSQL): OpenID Connect is off, nothing is generated.
+        let off = KeyRing::load(&KeySources {
+            id_token_key_file: None,
+            ..sources.clone()
+        })
+        .unwrap();
+        assert!(!off.oidc_enabled());
+        assert_eq!(off.jwks()["keys"].as_array().unwrap().len(), 1);
+
+        let public = dir.path().join("id-public.pem");
+        let pair = RsaKeyPair::from_pkcs8(pem::parse(rsa_pem()).unwrap().contents()).unwrap();
+        let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(
+            pair.public_key(),
+        )
+        .unwrap();
+        std::fs::write(
+            &public,
+            pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref())),
+        )
+        .unwrap();
+        let e = KeyRing::load(&KeySources {
+            id_token_key_file: Some(public),
+            ..sources
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SESSIOND_ID_TOKEN_KEY_FILE") && e.contains("cannot sign"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn hs256_development_secret_is_kept_too() {
         let dir = tempfile::tempdir().unwrap();
@@ -832,6 +1063,7 @@ pub(crate) mod tests {
         let b = KeyRing::load(&config.key_sources()).unwrap();
         assert_eq!(a.kids(), b.kids());
         assert_eq!(a.jwks(), serde_json::json!({ "keys": [] }));
+        assert!(!a.oidc_enabled(), "no OpenID Connect with HS256");
     }
 
     #[test]

@@ -65,6 +65,13 @@ pub enum ApiError {
     /// (e.g. an API key at `/v1/auth/verify?allow=user`).
     #[error("this kind of principal is not allowed here")]
     PrincipalNotAllowed,
+    /// 403 `forbidden`: the account may not do this at all (e.g. register applications when
+    /// `SESSIOND_APP_CREATORS` does not list it); the message says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 401 `invalid_client`: an OAuth client's authentication failed.
+    #[error("client authentication failed")]
+    InvalidClient,
     /// 403 `csrf_rejected`: a browser (cookie) route without the `x-sessiond-csrf: 1` header
     /// or without an allowed `Origin`.
     #[error("cross-site request refused: send x-sessiond-csrf: 1 from an allowed origin")]
@@ -205,6 +212,8 @@ impl ApiError {
             Self::AccountDisabled => "account_disabled",
             Self::InvalidApiKey => "invalid_api_key",
             Self::PrincipalNotAllowed => "principal_not_allowed",
+            Self::Forbidden(_) => "forbidden",
+            Self::InvalidClient => "invalid_client",
             Self::CsrfRejected => "csrf_rejected",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -249,8 +258,11 @@ impl ApiError {
             | Self::SessionExpired
             | Self::SessionCompromised
             | Self::AccountDisabled
-            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::PrincipalNotAllowed | Self::CsrfRejected => StatusCode::FORBIDDEN,
+            | Self::InvalidApiKey
+            | Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::PrincipalNotAllowed | Self::Forbidden(_) | Self::CsrfRejected => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken => StatusCode::CONFLICT,
@@ -491,6 +503,10 @@ impl From<AuthError> for ApiError {
                 acr_values,
                 methods,
             },
+            AuthError::Invalid(fields) => Self::ValidationFailed(fields),
+            AuthError::NotFound => Self::NotFound,
+            AuthError::Forbidden(why) => Self::Forbidden(why),
+            AuthError::InvalidClient => Self::InvalidClient,
             AuthError::Internal(detail) => Self::Internal(detail),
         }
     }
@@ -520,5 +536,67 @@ impl From<crate::codes::CodeError> for ApiError {
             CodeError::TooManyAttempts => Self::TooManyAttempts,
             CodeError::Store(e) => e.into(),
         }
+    }
+}
+
+/// The OAuth protocol endpoints (`/oauth2/*`) answer RFC 6749 §5.2 bodies,
+/// `{"error", "error_description"}`, not the API's error shape: 400, or 401 for
+/// `invalid_client` (with a `Basic` challenge). Internal failures are logged and answered
+/// `server_error` (500) or `temporarily_unavailable` (503).
+impl IntoResponse for crate::auth::oauth::token::OAuthError {
+    fn into_response(self) -> Response {
+        use crate::auth::oauth::token::OAuthError as E;
+        let (status, code, description) = match &self {
+            E::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d.clone()),
+            E::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client", self.to_string()),
+            E::UnauthorizedClient(d) => (
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                (*d).to_owned(),
+            ),
+            E::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", (*d).to_owned()),
+            E::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                self.to_string(),
+            ),
+            E::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d.clone()),
+            E::Server(e) => {
+                let unavailable = matches!(
+                    e,
+                    AuthError::Store(StoreError::Unavailable(_))
+                        | AuthError::Session(SessionError::Unavailable(_) | SessionError::Timeout)
+                );
+                tracing::error!(detail = %e, "oauth request failed");
+                if unavailable {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "try again later".to_owned(),
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "internal error".to_owned(),
+                    )
+                }
+            }
+        };
+        let mut response = (
+            status,
+            Json(serde_json::json!({"error": code, "error_description": description})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sessiond\""),
+            );
+        }
+        response
     }
 }

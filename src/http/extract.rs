@@ -248,6 +248,11 @@ impl FromRequestParts<AppState> for CurrentSession {
         if session.user_id != verified.user_id {
             return Err(ApiError::InvalidToken);
         }
+        // Token separation (issue #12): an OAuth grant's session never acts on the first-party
+        // API, whatever token names it.
+        if crate::auth::oauth::is_grant(&session) {
+            return Err(ApiError::InvalidToken);
+        }
         let profile = active_profile(state, session.user_id).await?;
         Ok(Self {
             user_id: verified.user_id,

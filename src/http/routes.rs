@@ -1,14 +1,17 @@
 //! Route handlers, one module per resource.
 
 pub mod api_keys;
+pub mod applications;
 pub mod auth;
 pub mod browser;
 pub mod email;
 pub mod events;
+pub mod grants;
 pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod oauth2;
 pub mod passkeys;
 pub mod password_reset;
 pub mod profile;

@@ -75,6 +75,13 @@ pub struct Services {
     pub reauth_max_age: std::time::Duration,
     /// The scopes API keys may carry (`SESSIOND_API_KEY_SCOPES`).
     pub api_key_scopes: Arc<crate::api_keys::ScopeAllowList>,
+    /// Who may register OAuth applications, the secret overlap and the reauthentication age
+    /// (`SESSIOND_APP_CREATORS`, `SESSIOND_APP_SECRET_OVERLAP`, `SESSIOND_REAUTH_MAX_AGE`).
+    pub applications: crate::auth::oauth::applications::ApplicationPolicy,
+    /// OAuth access tokens and ID tokens (`SESSIOND_OAUTH_AUDIENCE`).
+    pub oauth_tokens: Arc<crate::crypto::oauth_tokens::OAuthTokens>,
+    /// Resource servers that may introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`).
+    pub introspection_clients: Vec<String>,
     /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
     pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
     /// Action classes that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; see

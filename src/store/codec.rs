@@ -30,6 +30,20 @@ pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 /// A row that violates the schema's invariants (should be impossible; logged, never shown).
+/// The grant marking of a session row: both columns set or neither.
+pub(super) fn grant_from(
+    client_id: Option<String>,
+    scope: Option<String>,
+) -> Result<Option<sessiond_actors::model::Grant>, StoreError> {
+    match (client_id, scope) {
+        (Some(client_id), Some(scope)) => {
+            Ok(Some(sessiond_actors::model::Grant { client_id, scope }))
+        }
+        (None, None) => Ok(None),
+        _ => Err(corrupt("client_id and scope disagree")),
+    }
+}
+
 pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}"))
 }

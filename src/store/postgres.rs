@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
-use super::codec::{corrupt, get, pg_err};
+use super::codec::{corrupt, get, grant_from, pg_err};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
 };
@@ -35,7 +35,7 @@ macro_rules! session_columns {
     () => {
         "id, user_id, status, generation, current_hash, previous_hash, rotated_at, created_at, \
          last_seen_at, expires_at, auth_time, aal, amr, device_name, user_agent, ip, revoked_at, \
-         revoked_reason, compromised_at, compromise_class, version"
+         revoked_reason, compromised_at, compromise_class, version, client_id, scope"
     };
 }
 
@@ -170,7 +170,7 @@ impl PgStore {
             "INSERT INTO sessions (",
             session_columns!(),
             ", ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21, $22)"
+             $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
         ))
         .bind(s.id.as_uuid())
         .bind(s.user_id.as_uuid())
@@ -193,6 +193,8 @@ impl PgStore {
         .bind(s.compromised.map(|(at, _)| at))
         .bind(s.compromised.map(|(_, c)| c.as_str()))
         .bind(s.version)
+        .bind(s.grant.as_ref().map(|g| g.client_id.as_str()))
+        .bind(s.grant.as_ref().map(|g| g.scope.as_str()))
         .bind(ended_at(s))
         .execute(&mut *tx)
         .await
@@ -642,6 +644,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         device_name: get(row, "device_name")?,
         user_agent: get(row, "user_agent")?,
         ip: get(row, "ip")?,
+        grant: grant_from(get(row, "client_id")?, get(row, "scope")?)?,
         revoked: match (revoked_at, revoked_reason) {
             (Some(at), Some(reason)) => Some((
                 at,

@@ -200,6 +200,7 @@ async fn a_session_that_raced_the_disable_is_refused_too(backend: Backend) {
             device_name: None,
             user_agent: None,
             ip: None,
+            grant: None,
         })
         .await
         .unwrap();

@@ -36,11 +36,55 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/v1/auth/mfa/totp"),
     ("post", "/v1/auth/mfa/totp/confirm"),
     ("post", "/v1/auth/mfa/totp/disable"),
+    ("post", "/v1/applications"),
+    ("get", "/v1/applications"),
+    ("get", "/v1/applications/{client_id}"),
+    ("patch", "/v1/applications/{client_id}"),
+    ("delete", "/v1/applications/{client_id}"),
+    ("post", "/v1/applications/{client_id}/secret"),
+    ("get", "/v1/applications/public/{client_id}"),
+    ("get", "/v1/auth/grants"),
+    ("post", "/oauth2/token"),
+    ("post", "/oauth2/introspect"),
+    ("post", "/oauth2/revoke"),
+    ("delete", "/v1/auth/grants/{id}"),
     ("post", "/v1/auth/browser/sessions"),
     ("post", "/v1/auth/browser/mfa"),
     ("post", "/v1/auth/browser/refresh"),
     ("post", "/v1/auth/browser/logout"),
 ];
+
+/// Registers a user and stores an application of theirs straight through the store; returns
+/// its client id.
+async fn existing_application(app: &crate::helpers::TestApp) -> String {
+    use sessiond::auth::oauth::applications::{Application, ClientType};
+    use sessiond::auth::oauth::port::ApplicationStore;
+    use sessiond::store::audit::AuditEvent;
+    let tokens = app.signed_in_user("owner@example.com").await;
+    let owner = app.stored_session(&tokens.session_id).await.user_id;
+    let now = sessiond::store::truncate_to_micros(chrono::Utc::now());
+    let client_id = "0123456789abcdef01234567".to_owned();
+    let application = Application {
+        id: uuid::Uuid::now_v7(),
+        client_id: client_id.clone(),
+        owner_id: owner,
+        name: "Docs".into(),
+        description: None,
+        client_type: ClientType::Public,
+        redirect_uris: vec!["https://docs.example/cb".into()],
+        allowed_origins: Vec::new(),
+        allowed_scopes: vec!["openid".into()],
+        secret_hash: None,
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store
+        .insert_application(&application, AuditEvent::new("application_created", now))
+        .await
+        .unwrap();
+    client_id
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_documented_and_every_documented_route_is_served() {
@@ -73,10 +117,16 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         );
     }
 
+    // An application, so `/v1/applications/public/{client_id}` has something to show (an
+    // unknown client id would answer 404 like an unknown route).
+    let client_id = existing_application(&app).await;
+
     // Every documented operation is a real route (never 404/405), and every error it answers
     // without credentials or body has the documented error shape.
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{client_id}", &client_id);
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app
             .client

@@ -75,6 +75,7 @@ pub fn new_session() -> NewSession {
         device_name: Some("laptop".to_owned()),
         user_agent: Some("test".to_owned()),
         ip: Some("127.0.0.1".to_owned()),
+        grant: None,
     }
 }
 
@@ -97,6 +98,7 @@ pub fn record(now: DateTime<Utc>, first: &RefreshSecret) -> SessionRecord {
         device_name: None,
         user_agent: None,
         ip: None,
+        grant: None,
         revoked: None,
         compromised: None,
         version: 1,

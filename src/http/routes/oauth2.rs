@@ -1,0 +1,346 @@
+//! The OAuth 2.1 protocol endpoints (issue #12). They speak the protocol, not the API's JSON
+//! conventions: form-encoded requests, RFC 6749 error bodies `{"error", "error_description"}`
+//! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
+//!
+//! Served so far: `POST /oauth2/token` with `grant_type=client_credentials`,
+//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009). The rules are in `crate::auth::oauth::token`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
+use crate::auth::oauth::token::{self, OAuthError};
+use crate::http::state::AppState;
+
+/// `POST /oauth2/token` form (`application/x-www-form-urlencoded`). For the OpenAPI document
+/// only: the handler reads the form itself, so that every malformed request gets an RFC 6749
+/// error body.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct TokenForm {
+    /// `client_credentials` or `refresh_token` (`authorization_code` comes with the
+    /// authorization endpoint).
+    grant_type: String,
+    /// `refresh_token` grant: the grant's refresh token (a first-party one is `invalid_grant`).
+    refresh_token: Option<String>,
+    /// Space-separated scopes, each allowed for the client; absent = all its allowed scopes.
+    scope: Option<String>,
+    /// `client_secret_post`: the client id (or use HTTP Basic).
+    client_id: Option<String>,
+    /// `client_secret_post`: the client secret (or use HTTP Basic).
+    client_secret: Option<String>,
+}
+
+/// `POST /oauth2/introspect` form (`application/x-www-form-urlencoded`). For the OpenAPI
+/// document only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct IntrospectForm {
+    /// The token to introspect.
+    token: String,
+    /// `access_token` (a hint; ignored).
+    token_type_hint: Option<String>,
+    /// `client_secret_post`: the caller's client id (or use HTTP Basic).
+    client_id: Option<String>,
+    /// `client_secret_post`: the caller's secret (or use HTTP Basic).
+    client_secret: Option<String>,
+}
+
+/// `POST /oauth2/revoke` form (`application/x-www-form-urlencoded`). For the OpenAPI document
+/// only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct RevokeForm {
+    /// The refresh or access token to revoke.
+    token: String,
+    /// `refresh_token` or `access_token` (a hint; ignored).
+    token_type_hint: Option<String>,
+    /// `client_secret_post`: the caller's client id (or use HTTP Basic).
+    client_id: Option<String>,
+    /// `client_secret_post`: the caller's secret (or use HTTP Basic).
+    client_secret: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthTokenResponse {
+    /// An RFC 9068 JWT (`typ: at+jwt`, `aud` = `SESSIOND_OAUTH_AUDIENCE`, `client_id`, `scope`).
+    access_token: String,
+    /// `Bearer`.
+    token_type: &'static str,
+    /// Seconds it lives.
+    expires_in: u64,
+    /// Granted scopes.
+    scope: String,
+    /// The next refresh token (`refresh_token` grant only): the presented one is spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// An introspection response (RFC 7662 §2.2): `{"active": false}` for any token that is not
+/// active or that the caller may not see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectionResponse {
+    /// Whether the token is active now (from the live grant or client state).
+    active: bool,
+    /// Scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// The client it was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    /// `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// Expiry (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    /// Issued at (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    /// The user, or the client for client credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    /// Audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// Parses a form body: `application/x-www-form-urlencoded`, each parameter at most once
+/// (RFC 6749 §3.1), empty values treated as absent.
+fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !form_type {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if v.is_empty() {
+            continue;
+        }
+        if out.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(OAuthError::InvalidRequest(format!(
+                "parameter {k} given more than once"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn client(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<PresentedClient, OAuthError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    client_auth::presented(
+        authorization,
+        form.get("client_id").map(String::as_str),
+        form.get("client_secret").map(String::as_str),
+    )
+    .map_err(|e| match e {
+        ClientAuthError::SeveralMethods => OAuthError::InvalidRequest(e.to_string()),
+        ClientAuthError::Missing | ClientAuthError::MalformedBasic => OAuthError::InvalidClient,
+    })
+}
+
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The token endpoint (RFC 6749 §3.2): a protocol endpoint (form-encoded request, RFC 6749
+/// errors). Client authentication: `client_secret_basic`, `client_secret_post`, or `none` for
+/// public clients. Grant types served now: `client_credentials`, and `refresh_token` for a
+/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`).
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "An access token", body = OAuthTokenResponse),
+        (status = 400, description = "RFC 6749 `{error, error_description}`: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `unauthorized_client`, `invalid_scope`"),
+        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form(&headers, &body)?;
+        let client = client(&headers, &form)?;
+        match form.get("grant_type").map(String::as_str) {
+            Some("client_credentials") => {
+                let issued = token::client_credentials(
+                    &state.auth(),
+                    &state.oauth_tokens,
+                    &client,
+                    form.get("scope").map(String::as_str),
+                )
+                .await?;
+                Ok(OAuthTokenResponse {
+                    access_token: issued.access_token,
+                    token_type: "Bearer",
+                    expires_in: issued.expires_in,
+                    scope: issued.scope,
+                    refresh_token: None,
+                })
+            }
+            Some("refresh_token") => {
+                let presented = form.get("refresh_token").ok_or_else(|| {
+                    OAuthError::InvalidRequest("refresh_token is required".into())
+                })?;
+                let refreshed = token::refresh_grant(
+                    &state.auth(),
+                    &state.oauth_tokens,
+                    &client,
+                    presented,
+                    form.get("scope").map(String::as_str),
+                )
+                .await?;
+                Ok(OAuthTokenResponse {
+                    access_token: refreshed.access.access_token,
+                    token_type: "Bearer",
+                    expires_in: refreshed.access.expires_in,
+                    scope: refreshed.access.scope,
+                    refresh_token: Some(refreshed.refresh_token),
+                })
+            }
+            None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
+            Some(_) => Err(OAuthError::UnsupportedGrantType),
+        }
+    }
+    .await;
+    match result {
+        Ok(body) => no_store(Json(body).into_response()),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Token introspection (RFC 7662): a protocol endpoint (form-encoded request, RFC 6749
+/// errors). The caller authenticates as a client and sees only tokens issued to it, unless it
+/// is listed in `SESSIOND_INTROSPECTION_CLIENTS`. `active` comes from the live state: a revoked
+/// grant or a deleted client is inactive at once, on every instance.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth2",
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state", body = IntrospectionResponse),
+        (status = 400, description = "RFC 6749 `{error: \"invalid_request\"}`"),
+        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let form = form(&headers, &body)?;
+        let client = client(&headers, &form)?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        token::introspect(
+            &state.auth(),
+            &state.oauth_tokens,
+            &client,
+            token,
+            &state.introspection_clients,
+        )
+        .await
+    }
+    .await;
+    let body = match result {
+        Ok(Some(active)) => {
+            let c = active.claims;
+            IntrospectionResponse {
+                active: true,
+                scope: Some(c.scope),
+                client_id: Some(c.client_id),
+                token_type: Some("Bearer"),
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                sub: Some(c.sub),
+                aud: Some(c.aud),
+                iss: Some(c.iss),
+                jti: Some(c.jti),
+            }
+        }
+        Ok(None) => IntrospectionResponse {
+            active: false,
+            scope: None,
+            client_id: None,
+            token_type: None,
+            exp: None,
+            iat: None,
+            sub: None,
+            aud: None,
+            iss: None,
+            jti: None,
+        },
+        Err(e) => return e.into_response(),
+    };
+    no_store(Json(body).into_response())
+}
+
+/// Token revocation (RFC 7009): a protocol endpoint (form-encoded request, RFC 6749 errors).
+/// The caller authenticates as a client; a grant's refresh or access token ends the whole
+/// grant at once. Any other token (unknown, invalid, already ended, another client's) gets the
+/// same 200, so tokens cannot be probed.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth2",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (empty body)"),
+        (status = 400, description = "RFC 6749 `{error: \"invalid_request\"}`"),
+        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form(&headers, &body)?;
+        let client = client(&headers, &form)?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        token::revoke(&state.auth(), &state.oauth_tokens, &client, token).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
+        Err(e) => e.into_response(),
+    }
+}
