@@ -151,13 +151,14 @@ pub const EXPOSED_HEADERS: [&str; 6] = [
 struct CorsPolicies {
     browser: CorsLayer,
     general: Option<CorsLayer>,
+    /// Clients use HTTPS: send HSTS.
+    secure: bool,
 }
 
-async fn cors_by_path(
-    State(policies): State<Arc<CorsPolicies>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// CORS by path, inside the security headers: the browser policy on browser paths, the general
+/// one (when origins are configured) elsewhere. Preflights answered by a CORS policy get the
+/// security headers too.
+async fn cors_by_path(policies: &CorsPolicies, req: Request, next: Next) -> Response {
     use tower::{Layer, ServiceExt};
     let cors = if crate::http::browser::uses_browser_cors(req.uri().path()) {
         Some(&policies.browser)
@@ -179,12 +180,23 @@ pub fn outer(router: Router, settings: &HardeningSettings) -> Router {
     let policies = Arc::new(CorsPolicies {
         browser: crate::http::browser::cors_layer(settings),
         general: cors(settings),
+        secure: settings.secure,
     });
-    let router = router.layer(middleware::from_fn_with_state(policies, cors_by_path));
-    let secure = settings.secure;
-    router.layer(middleware::from_fn(move |req: Request, next: Next| {
-        security_headers(req, next, secure)
-    }))
+    // One `layer` for both (CORS, then the security headers on its answer): every
+    // `Router::layer` is another boxed service axum clones per request (docs/benchmarks.md,
+    // 2026-12-05, "instructions per request").
+    router.layer(middleware::from_fn_with_state(
+        policies,
+        |State(policies): State<Arc<CorsPolicies>>, req: Request, next: Next| async move {
+            let secure = policies.secure;
+            let (docs, api) = {
+                let path = req.uri().path();
+                (path.starts_with("/docs"), path.starts_with("/v1/"))
+            };
+            let response = cors_by_path(&policies, req, next).await;
+            security_headers(response, docs, api, secure)
+        },
+    ))
 }
 
 /// CORS from the allow-list: exact origins, no credentials (bearer tokens are sent
@@ -230,10 +242,7 @@ const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
 /// `preload`: those bind sibling hosts and belong to the domain's owner.
 const HSTS: &str = "max-age=31536000";
 
-async fn security_headers(req: Request, next: Next, secure: bool) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
-    let api = req.uri().path().starts_with("/v1/");
-    let mut response = next.run(req).await;
+fn security_headers(mut response: Response, docs: bool, api: bool, secure: bool) -> Response {
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.entry(name).or_insert(HeaderValue::from_static(value));
