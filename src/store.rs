@@ -640,7 +640,6 @@ impl SessionStore for Store {
 
 /// Drops sub-microsecond precision: both backends store microseconds, so values the store
 /// creates itself are truncated up front and compare equal after a round trip.
-/// `t` at microsecond precision, as both databases store it.
 pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }

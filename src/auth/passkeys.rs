@@ -53,6 +53,7 @@ use crate::store::UserProfile;
 use crate::store::UserStatus;
 use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::mfa::{ChallengeAttempt, CompleteOutcome, SecondFactor};
+use crate::store::truncate_to_micros;
 
 /// How long a ceremony can be finished after its start.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
@@ -176,13 +177,15 @@ fn credential_of(stored: &StoredPasskey) -> Result<Credential, AuthError> {
     Ok(credential)
 }
 
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
-
 impl<'a> PasskeyFlows<'a> {
     fn rp(&self) -> Result<&'a Passkeys, AuthError> {
         self.passkeys.ok_or(AuthError::PasskeysDisabled)
+    }
+
+    /// [`AuthError::PasskeysDisabled`] unless a relying party is configured: lets a route
+    /// answer 404 `passkeys_disabled` before its other rules, without touching the store.
+    pub fn ensure_enabled(&self) -> Result<(), AuthError> {
+        self.rp().map(|_| ())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -336,7 +339,7 @@ impl<'a> PasskeyFlows<'a> {
             aaguid: attestation::aaguid(&credential.response.attestation_object)
                 .unwrap_or_default(),
             name: ceremony.name.unwrap_or_else(|| "Passkey".into()),
-            created_at: micros(now),
+            created_at: truncate_to_micros(now),
             last_used_at: None,
         };
         let event = AuditEvent::new(kind::PASSKEY_REGISTERED, now)
@@ -494,7 +497,7 @@ impl<'a> PasskeyFlows<'a> {
             .authenticate(
                 session,
                 Authentication {
-                    auth_time: micros(now),
+                    auth_time: truncate_to_micros(now),
                     aal: 2,
                     amr: asserted.amr.clone(),
                 },
@@ -766,7 +769,7 @@ impl<'a> PasskeyFlows<'a> {
             passkey_json: to_json(&passkey)?,
             backup_eligible: internals.backup_eligible,
             backup_state: internals.backup_state,
-            at: micros(self.now()),
+            at: truncate_to_micros(self.now()),
         };
         if !self
             .auth

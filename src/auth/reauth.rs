@@ -357,7 +357,7 @@ pub async fn reauthenticate(
         });
     };
     // Microseconds, as stored: memory and the database then agree to the digit.
-    let auth_time = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let auth_time = crate::store::truncate_to_micros(now);
     let record = auth
         .sessions
         .authenticate(

@@ -314,7 +314,7 @@ pub async fn register_start(
     AppJson(body): AppJson<RegisterStartRequest>,
 ) -> Result<Json<CeremonyResponse>, ApiError> {
     let flows = state.passkey_flows();
-    flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
+    flows.ensure_enabled()?; // 404 passkeys_disabled before the reauthentication rule
     crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
     let name = passkey_name(&body.name)?;
     let started = flows
@@ -457,7 +457,7 @@ pub async fn delete(
         .split('&')
         .any(|pair| pair == "confirm=true");
     let flows = state.passkey_flows();
-    flows.list(me.user_id).await?; // 404 passkeys_disabled before the reauthentication rule
+    flows.ensure_enabled()?; // 404 passkeys_disabled before the reauthentication rule
     crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
     flows
         .delete(
