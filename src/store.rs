@@ -33,6 +33,7 @@ pub mod change_feed;
 mod codec;
 pub mod group_commit;
 pub mod mfa;
+pub mod oidc;
 pub mod passkeys;
 mod postgres;
 pub mod purge;

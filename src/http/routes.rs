@@ -12,6 +12,7 @@ pub mod me;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth2;
+pub mod oidc;
 pub mod passkeys;
 pub mod password_reset;
 pub mod profile;

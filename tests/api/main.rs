@@ -22,6 +22,8 @@ mod oauth_applications;
 mod oauth_grant_refresh;
 mod oauth_separation;
 mod oauth_token;
+mod oidc_login;
+mod oidc_provider;
 mod openapi;
 mod passkeys;
 mod password_reset;
