@@ -321,7 +321,11 @@ impl Application {
                 introspection_clients: config.oauth.introspection_clients.clone(),
                 passkeys,
                 require_aal2_for: config.require_aal2_for,
-                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
+                browser: crate::http::browser::BrowserPolicy::new(
+                    &config.abuse.http,
+                    address,
+                    &config.issuer,
+                ),
             }),
             config: Arc::new(config),
         })
