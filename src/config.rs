@@ -191,6 +191,7 @@ const ALL_KEYS: &[Key] = &[
     oauth::ID_TOKEN_KEY_FILE,
     oauth::OAUTH_AUDIENCE,
     oauth::INTROSPECTION_CLIENTS,
+    oauth::OAUTH_CODE_TTL,
     DEMO,
     webauthn::RP_ID,
     webauthn::ORIGINS,

@@ -571,7 +571,7 @@ async fn the_exchange_checks_every_binding(backend: Backend) {
         .send()
         .await
         .unwrap();
-    oauth_error(no_verifier, StatusCode::BAD_REQUEST, "invalid_request").await;
+    oauth_error(no_verifier, StatusCode::BAD_REQUEST, "invalid_grant").await;
 
     // Expiry, at the store: 61 seconds after issue the code is unknown.
     let code = code_of(&b.get(&authorize_url(&s, "")).await);

@@ -57,6 +57,8 @@ pub struct Authorizer<'a> {
     pub auth: Auth<'a>,
     /// sessiond's issuer URL (`SESSIOND_ISSUER`): the `iss` of every authorization response.
     pub issuer: &'a str,
+    /// How long a code lives (`SESSIOND_OAUTH_CODE_TTL`, at most 60 s).
+    pub code_ttl: std::time::Duration,
 }
 
 /// The validated parameters of an authorization request, as stored.
@@ -502,7 +504,7 @@ pub async fn decide(
             });
         }
     }
-    let code = codes::issue(&az.auth, &pending, &session).await?;
+    let code = codes::issue(&az.auth, &pending, &session, az.code_ttl).await?;
     az.auth
         .store
         .delete_authorization_request(pending.id)

@@ -3,7 +3,7 @@
 //!
 //! A code is 256 random bits, base64url; only its SHA-256 is stored, with what it binds: the
 //! client, the redirect URI, the PKCE challenge, the nonce, the user, the scopes and the login's
-//! `auth_time`, `aal` and `amr`. It lives 60 seconds and is spent by one statement
+//! `auth_time`, `aal` and `amr`. It lives 60 seconds (`SESSIOND_OAUTH_CODE_TTL`) and is spent by one statement
 //! ([`super::port::AuthorizeStore::redeem_code`]). A spent code presented again is
 //! `invalid_grant` **and** revokes the grant issued from it (reason `code_replayed`): whoever
 //! replays it may have stolen it (RFC 6749 §4.1.2). The exchange creates the grant through
@@ -30,9 +30,6 @@ use crate::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
 use crate::crypto::random_bytes;
 use crate::store::UserStatus;
 
-/// How long a code lives.
-pub const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
-
 /// What a code binds, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeParams {
@@ -58,11 +55,12 @@ fn hash(code: &str) -> [u8; 32] {
     Sha256::digest(code.as_bytes()).into()
 }
 
-/// Issues a code for `pending`, signed in as `session`.
+/// Issues a code for `pending`, signed in as `session`, living `ttl`.
 pub async fn issue(
     auth: &Auth<'_>,
     pending: &Pending,
     session: &SessionRecord,
+    ttl: std::time::Duration,
 ) -> Result<String, AuthError> {
     let code = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let now = auth.clock.now();
@@ -82,7 +80,7 @@ pub async fn issue(
             client_id: pending.client.client_id.clone(),
             params: serde_json::to_string(&params).map_err(AuthError::internal)?,
             created_at: now,
-            expires_at: now + CODE_TTL,
+            expires_at: now + chrono::Duration::from_std(ttl).map_err(AuthError::internal)?,
         })
         .await?;
     Ok(code)
@@ -126,9 +124,9 @@ pub async fn exchange(
     let code = req
         .code
         .ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
-    let verifier = req
-        .code_verifier
-        .ok_or_else(|| OAuthError::InvalidRequest("code_verifier is required (PKCE)".into()))?;
+    // A missing verifier fails the PKCE check like a wrong one (RFC 7636 §4.6: invalid_grant),
+    // after the code is spent: a code is good for one attempt.
+    let verifier = req.code_verifier.unwrap_or_default();
     let hash = hash(code);
     let server = |e: sessiond_actors::store::StoreError| OAuthError::Server(e.into());
     let (client_id, params) = match auth.store.redeem_code(&hash, now).await.map_err(server)? {
@@ -160,10 +158,7 @@ pub async fn exchange(
         ));
     }
     let challenge = CodeChallenge::from_stored(params.code_challenge.clone());
-    if !challenge
-        .verify(verifier)
-        .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?
-    {
+    if !challenge.verify(verifier).unwrap_or(false) {
         return Err(OAuthError::InvalidGrant(
             "code_verifier does not match the challenge",
         ));

@@ -29,6 +29,7 @@ fn authorizer(state: &AppState) -> Authorizer<'_> {
     Authorizer {
         auth: state.auth(),
         issuer: state.oauth_tokens.issuer(),
+        code_ttl: state.oauth_code_ttl,
     }
 }
 
