@@ -1289,6 +1289,21 @@ mod tests {
     }
 
     #[test]
+    fn authorization_code_lifetime_is_one_to_sixty_seconds() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.oauth.code_ttl, Duration::from_secs(60));
+        let c = Config::from_sources(None, &env(&[("SESSIOND_OAUTH_CODE_TTL", "1s")])).unwrap();
+        assert_eq!(c.oauth.code_ttl, Duration::from_secs(1));
+        for bad in ["0", "61s", "soon"] {
+            let e = errors(None, &[("SESSIOND_OAUTH_CODE_TTL", bad)]);
+            assert!(
+                e.iter().any(|m| m.starts_with("SESSIOND_OAUTH_CODE_TTL")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn demo_setting_is_on_off_or_unset() {
         assert_eq!(Config::from_sources(None, &[]).unwrap().demo, None);
         for (value, want) in [("on", true), ("OFF", false), ("true", true), ("0", false)] {
