@@ -26,12 +26,16 @@
 //!   both databases.
 
 pub mod applications;
+pub mod authorize;
 pub mod client_auth;
+pub mod codes;
+pub mod consent;
 pub mod grants;
 pub mod id_token;
 pub mod pkce;
 pub mod port;
 pub mod scope;
+pub mod sso;
 pub mod token;
 
 use sessiond_actors::model::SessionRecord;

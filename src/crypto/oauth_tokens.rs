@@ -258,6 +258,11 @@ impl OAuthTokens {
         self.ttl
     }
 
+    /// The issuer (`iss` of every token, and of every authorization response, RFC 9207).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Signs an ID token (RS256, the ID-token key). `claims.iss` is set here.
     pub fn issue_id_token(&self, mut claims: IdTokenClaims) -> Result<String, OAuthSignError> {
         let (kid, key) = self
