@@ -33,6 +33,7 @@ pub mod pkce;
 pub mod port;
 pub mod scope;
 pub mod token;
+pub mod userinfo;
 
 use sessiond_actors::model::SessionRecord;
 

@@ -22,6 +22,7 @@ mod oauth_applications;
 mod oauth_grant_refresh;
 mod oauth_separation;
 mod oauth_token;
+mod oidc;
 mod openapi;
 mod passkeys;
 mod password_reset;
