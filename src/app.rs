@@ -322,6 +322,10 @@ impl Application {
                 passkeys,
                 require_aal2_for: config.require_aal2_for,
                 browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
+                media: crate::media::Media::new(
+                    &config.issuer,
+                    crate::media::DecodeSlots::for_this_machine(),
+                ),
             }),
             config: Arc::new(config),
         })
