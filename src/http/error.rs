@@ -33,6 +33,19 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 415 `unsupported_media_type` for an upload: not a PNG, JPEG or WebP image by its
+    /// content, or one that does not decode (truncated, corrupt).
+    #[error("expected a PNG, JPEG or WebP image (recognised by its content)")]
+    UnsupportedImage,
+    /// 413 `image_too_large`: the image's dimensions (or decoded size) exceed the maximum;
+    /// `details: {max_width, max_height}`.
+    #[error("the image is too large; at most {max_width}x{max_height} pixels")]
+    ImageTooLarge {
+        /// Widest image accepted.
+        max_width: u32,
+        /// Tallest image accepted.
+        max_height: u32,
+    },
     /// 401 `invalid_credentials`: unknown email or wrong password (deliberately the same).
     #[error("invalid email or password")]
     InvalidCredentials,
@@ -202,6 +215,8 @@ impl ApiError {
             Self::ValidationFailed(_) => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedImage => "unsupported_media_type",
+            Self::ImageTooLarge { .. } => "image_too_large",
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidToken => "invalid_token",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -249,7 +264,8 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::ImageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials
             | Self::InvalidToken
             | Self::InvalidRefreshToken
@@ -323,6 +339,10 @@ impl IntoResponse for ApiError {
                     .map(|f| serde_json::json!({"field": f.field, "message": f.message}))
                     .collect::<Vec<_>>()
             })),
+            Self::ImageTooLarge {
+                max_width,
+                max_height,
+            } => Some(serde_json::json!({"max_width": max_width, "max_height": max_height})),
             Self::MfaRequired {
                 challenge_id,
                 expires_at,
@@ -522,6 +542,25 @@ impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
                 .expires_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             methods: challenge.methods,
+        }
+    }
+}
+
+impl From<crate::media::MediaError> for ApiError {
+    /// An upload or an image lookup that did not succeed.
+    fn from(e: crate::media::MediaError) -> Self {
+        use crate::media::MediaError;
+        match e {
+            MediaError::Unsupported => Self::UnsupportedImage,
+            MediaError::UploadTooLarge => Self::PayloadTooLarge,
+            MediaError::TooLarge => Self::ImageTooLarge {
+                max_width: crate::media::MAX_WIDTH,
+                max_height: crate::media::MAX_HEIGHT,
+            },
+            MediaError::Busy => Self::Unavailable("image decoding slots are full".into()),
+            MediaError::NotFound => Self::NotFound,
+            MediaError::Store(e) => e.into(),
+            MediaError::Internal(detail) => Self::Internal(detail),
         }
     }
 }

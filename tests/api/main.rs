@@ -16,6 +16,7 @@ mod input_fuzzing;
 mod jwt_attacks;
 mod lifecycle;
 mod mail_sink;
+mod media;
 mod metrics;
 mod mfa;
 mod oauth_applications;

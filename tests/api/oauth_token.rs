@@ -383,6 +383,7 @@ async fn resource_servers_and_grants(backend: Backend) {
                 previous_secret: None,
                 created_at: now,
                 updated_at: now,
+                logo: None,
             },
             AuditEvent::new("application_created", now),
         )
