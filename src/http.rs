@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod hardening;
 pub mod metrics_layer;
+pub mod oauth_pages;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -96,9 +97,32 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::applications::rotate_secret))
         .routes(routes!(crate::http::routes::applications::public))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_logo,
+            crate::http::routes::media::remove_logo
+        )))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_avatar,
+            crate::http::routes::media::remove_avatar
+        )))
+        .routes(routes!(crate::http::routes::media::serve))
         .routes(routes!(crate::http::routes::oauth2::token))
         .routes(routes!(crate::http::routes::oauth2::introspect))
         .routes(routes!(crate::http::routes::oauth2::revoke))
+        .routes(routes!(crate::http::routes::authorize::authorize))
+        .routes(routes!(crate::http::routes::authorize::login))
+        .routes(routes!(crate::http::routes::authorize::login_mfa))
+        .routes(routes!(crate::http::routes::authorize::login_passkey))
+        .routes(routes!(
+            crate::http::routes::authorize::consent_page,
+            crate::http::routes::authorize::consent_answer
+        ))
+        .routes(routes!(crate::http::routes::authorize::list_consents))
+        .routes(routes!(crate::http::routes::authorize::withdraw_consent))
+        .routes(routes!(
+            crate::http::routes::oauth2::userinfo_get,
+            crate::http::routes::oauth2::userinfo_post
+        ))
         .routes(routes!(crate::http::routes::grants::list))
         .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
@@ -127,6 +151,20 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+}
+
+/// Gives upload routes their own body limit, `media::MAX_UPLOAD_BYTES` (256 KiB), in place of
+/// the general one (`SESSIOND_MAX_BODY_BYTES`, 64 KiB by default): the inner
+/// `DefaultBodyLimit` overrides the outer one for these routes only. A per-route layer, not a
+/// `Router::layer`: no other route pays for it.
+fn upload_limit(
+    (schemas, paths, route): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        route.layer(DefaultBodyLimit::max(crate::media::MAX_UPLOAD_BYTES)),
+    )
 }
 
 /// The OpenAPI document of [`api_routes`].
@@ -184,7 +222,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             hardening::limit_requests,
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
-    let mut api = api;
+    let mut api = api.merge(crate::http::routes::authorize::assets());
     if let Some(pages) = demo_pages {
         api = api.merge(pages);
     }

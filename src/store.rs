@@ -28,10 +28,13 @@ pub use sessiond_actors::store::StoreError;
 pub mod api_keys;
 pub mod applications;
 pub mod audit;
+pub mod authorize;
 pub mod breaker;
 pub mod change_feed;
 mod codec;
+mod dialect;
 pub mod group_commit;
+pub mod media;
 pub mod mfa;
 pub mod oidc;
 pub mod passkeys;
@@ -110,6 +113,8 @@ pub struct UserProfile {
     pub email_verified_at: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// The uploaded avatar (`crate::media`), if any.
+    pub avatar: Option<crate::media::MediaRef>,
 }
 
 impl From<&User> for UserProfile {
@@ -121,6 +126,7 @@ impl From<&User> for UserProfile {
             status: u.status,
             email_verified_at: u.email_verified_at,
             created_at: u.created_at,
+            avatar: u.avatar,
         }
     }
 }
@@ -145,6 +151,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the account row last changed.
     pub updated_at: DateTime<Utc>,
+    /// The uploaded avatar (`crate::media`), if any.
+    pub avatar: Option<crate::media::MediaRef>,
 }
 
 impl fmt::Debug for User {
@@ -162,6 +170,7 @@ impl fmt::Debug for User {
             .field("email_verified_at", &self.email_verified_at)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("avatar", &self.avatar)
             .finish()
     }
 }
@@ -504,6 +513,7 @@ impl Store {
             email_verified_at: None,
             created_at: now,
             updated_at: now,
+            avatar: None,
         };
         let event = audit::AuditEvent::new(audit::kind::REGISTER, now)
             .user(user.id)

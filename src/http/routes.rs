@@ -3,12 +3,14 @@
 pub mod api_keys;
 pub mod applications;
 pub mod auth;
+pub mod authorize;
 pub mod browser;
 pub mod email;
 pub mod events;
 pub mod grants;
 pub mod health;
 pub mod me;
+pub mod media;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth2;

@@ -80,6 +80,8 @@ pub struct Services {
     pub applications: crate::auth::oauth::applications::ApplicationPolicy,
     /// OAuth access tokens and ID tokens (`SESSIOND_OAUTH_AUDIENCE`).
     pub oauth_tokens: Arc<crate::crypto::oauth_tokens::OAuthTokens>,
+    /// How long an authorization code lives (`SESSIOND_OAUTH_CODE_TTL`).
+    pub oauth_code_ttl: std::time::Duration,
     /// Resource servers that may introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`).
     pub introspection_clients: Vec<String>,
     /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
@@ -91,6 +93,8 @@ pub struct Services {
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
     pub browser: crate::http::browser::BrowserPolicy,
+    /// Logo and avatar uploads: the decoding slots and the public URL of `/media`.
+    pub media: crate::media::Media,
 }
 
 impl Services {

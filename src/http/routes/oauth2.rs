@@ -2,8 +2,11 @@
 //! conventions: form-encoded requests, RFC 6749 error bodies `{"error", "error_description"}`
 //! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
 //!
-//! Served so far: `POST /oauth2/token` with `grant_type=client_credentials`,
-//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009). The rules are in `crate::auth::oauth::token`.
+//! Here: `POST /oauth2/token` (`authorization_code`, `refresh_token`, `client_credentials`),
+//! `POST /oauth2/introspect` (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and
+//! `GET|POST /oauth2/userinfo` (OpenID Connect Core §5.3, whose bearer errors follow RFC 6750);
+//! the rules are in `crate::auth::oauth::{token, codes, userinfo}`. The authorization endpoint
+//! and its pages are in `super::authorize`.
 
 use std::collections::HashMap;
 
@@ -16,7 +19,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
+use crate::auth::oauth::codes::{self, CodeExchange};
 use crate::auth::oauth::token::{self, OAuthError};
+use crate::auth::oauth::userinfo;
+use crate::http::error::BearerMissing;
 use crate::http::state::AppState;
 
 /// `POST /oauth2/token` form (`application/x-www-form-urlencoded`). For the OpenAPI document
@@ -25,9 +31,15 @@ use crate::http::state::AppState;
 #[allow(dead_code)]
 #[derive(Debug, ToSchema)]
 pub struct TokenForm {
-    /// `client_credentials` or `refresh_token` (`authorization_code` comes with the
-    /// authorization endpoint).
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
     grant_type: String,
+    /// `authorization_code` grant: the code from the authorization response (single use,
+    /// 60 seconds; a replay revokes the grant issued from it).
+    code: Option<String>,
+    /// `authorization_code` grant: the same redirect URI as in the authorization request.
+    redirect_uri: Option<String>,
+    /// `authorization_code` grant: the PKCE verifier of the request's `code_challenge`.
+    code_verifier: Option<String>,
     /// `refresh_token` grant: the grant's refresh token (a first-party one is `invalid_grant`).
     refresh_token: Option<String>,
     /// Space-separated scopes, each allowed for the client; absent = all its allowed scopes.
@@ -79,9 +91,13 @@ pub struct OAuthTokenResponse {
     expires_in: u64,
     /// Granted scopes.
     scope: String,
-    /// The next refresh token (`refresh_token` grant only): the presented one is spent.
+    /// The grant's refresh token (`authorization_code`), or the next one (`refresh_token`:
+    /// the presented one is spent).
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    /// An OpenID Connect ID token (`authorization_code` with `openid` in scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 /// An introspection response (RFC 7662 §2.2): `{"active": false}` for any token that is not
@@ -177,8 +193,10 @@ fn no_store(mut response: Response) -> Response {
 
 /// The token endpoint (RFC 6749 §3.2): a protocol endpoint (form-encoded request, RFC 6749
 /// errors). Client authentication: `client_secret_basic`, `client_secret_post`, or `none` for
-/// public clients. Grant types served now: `client_credentials`, and `refresh_token` for a
-/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`).
+/// public clients. Grant types: `authorization_code` (PKCE verifier and the same
+/// `redirect_uri` required; creates the grant; `id_token` with `openid`), `refresh_token` for a
+/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`),
+/// and `client_credentials`.
 #[utoipa::path(
     post,
     path = "/oauth2/token",
@@ -210,6 +228,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: issued.expires_in,
                     scope: issued.scope,
                     refresh_token: None,
+                    id_token: None,
                 })
             }
             Some("refresh_token") => {
@@ -230,6 +249,29 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: refreshed.access.expires_in,
                     scope: refreshed.access.scope,
                     refresh_token: Some(refreshed.refresh_token),
+                    id_token: None,
+                })
+            }
+            Some("authorization_code") => {
+                let get = |k: &str| form.get(k).map(String::as_str);
+                let issued = codes::exchange(
+                    &state.auth(),
+                    &state.oauth_tokens,
+                    &client,
+                    CodeExchange {
+                        code: get("code"),
+                        redirect_uri: get("redirect_uri"),
+                        code_verifier: get("code_verifier"),
+                    },
+                )
+                .await?;
+                Ok(OAuthTokenResponse {
+                    access_token: issued.access.access_token,
+                    token_type: "Bearer",
+                    expires_in: issued.access.expires_in,
+                    scope: issued.access.scope,
+                    refresh_token: Some(issued.refresh_token),
+                    id_token: issued.id_token,
                 })
             }
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
@@ -343,4 +385,138 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
+}
+
+/// The UserInfo answer (OpenID Connect Core §5.3.2): `sub` and the claims the token's scope
+/// allows; a claim the account does not have is absent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfoResponse {
+    /// The user's id (the ID token's `sub`).
+    sub: String,
+    /// `profile` scope, when the account has a display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `profile` scope, when the account has an avatar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+}
+
+/// The bearer token of a UserInfo request (RFC 6750 §2.1 header, or §2.2 form field on POST;
+/// both at once is `invalid_request`).
+fn bearer(headers: &HeaderMap, form_token: Option<String>) -> Result<String, BearerMissing> {
+    let header_token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| BearerMissing::Malformed("malformed Authorization header"))?;
+            match value.split_once(' ') {
+                Some((scheme, token))
+                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                {
+                    Some(token.trim().to_owned())
+                }
+                _ => return Err(BearerMissing::Malformed("expected Authorization: Bearer")),
+            }
+        }
+    };
+    match (header_token, form_token) {
+        (Some(_), Some(_)) => Err(BearerMissing::Malformed(
+            "the access token must be sent one way only",
+        )),
+        (Some(token), None) | (None, Some(token)) => Ok(token),
+        (None, None) => Err(BearerMissing::Absent),
+    }
+}
+
+async fn userinfo_answer(state: &AppState, token: Result<String, BearerMissing>) -> Response {
+    let token = match token {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    match userinfo::userinfo(&state.auth(), &state.oauth_tokens, &token).await {
+        Ok(info) => no_store(
+            Json(UserInfoResponse {
+                sub: info.sub.to_string(),
+                name: info.profile.name,
+                picture: info.profile.picture,
+                email: info.profile.email,
+                email_verified: info.profile.email_verified,
+            })
+            .into_response(),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// UserInfo (OpenID Connect Core §5.3): a protocol endpoint. Bearer: an OAuth access token of a
+/// live grant with the `openid` scope (a first-party or client-credentials token is
+/// `invalid_token`); errors in `WWW-Authenticate` (RFC 6750 §3).
+#[utoipa::path(
+    get,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: a malformed `Authorization` header"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    userinfo_answer(&state, bearer(&headers, None)).await
+}
+
+/// `POST /oauth2/userinfo` form (`application/x-www-form-urlencoded`, optional). For the
+/// OpenAPI document only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct UserInfoForm {
+    /// The access token (RFC 6750 §2.2), instead of `Authorization: Bearer`.
+    access_token: Option<String>,
+}
+
+/// UserInfo by POST (OpenID Connect Core §5.3.1): the same as GET; the token may also come as
+/// the form field `access_token` (RFC 6750 §2.2), not both ways at once.
+#[utoipa::path(
+    post,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    request_body(content = UserInfoForm, content_type = "application/x-www-form-urlencoded"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: malformed, or the token sent two ways"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form_token = if body.is_empty() {
+        None
+    } else {
+        match form(&headers, &body) {
+            Ok(mut form) => form.remove("access_token"),
+            Err(_) => {
+                return BearerMissing::Malformed(
+                    "the body must be application/x-www-form-urlencoded",
+                )
+                .into_response();
+            }
+        }
+    };
+    userinfo_answer(&state, bearer(&headers, form_token)).await
 }
