@@ -1232,7 +1232,7 @@ fn api_key_scopes(k: &Key, raw: Raw<'_>) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -443,3 +443,88 @@ fn boolean(raw: Raw<'_>) -> Result<bool, String> {
         _ => Err(format!("{t:?} is not true or false")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GOOGLE_ISSUER;
+    use crate::config::Config;
+    use crate::config::tests::env;
+
+    #[test]
+    fn the_google_preset_and_providers_from_both_spellings() {
+        let toml = "[oidc.providers.google]\nclient_id = \"g-id\"\nhd = \"Example.com\"\n\
+                    [oidc]\nnative_redirect_uris = [\"com.example.app:/cb\"]\n";
+        let c = Config::from_sources(
+            Some(toml),
+            &env(&[
+                ("SESSIOND_OIDC_GOOGLE_CLIENT_SECRET", "g-secret"),
+                (
+                    "SESSIOND_OIDC_CORP_SSO_ISSUER",
+                    "https://sso.example.com/realm",
+                ),
+                ("SESSIOND_OIDC_CORP_SSO_CLIENT_ID", "c-id"),
+                ("SESSIOND_OIDC_CORP_SSO_SCOPES", "email groups"),
+                ("SESSIOND_OIDC_CORP_SSO_TRUSTED_ACR", "phr,phrh"),
+            ]),
+        )
+        .unwrap();
+        let google = c
+            .oidc
+            .providers
+            .iter()
+            .find(|p| p.name == "google")
+            .unwrap();
+        assert_eq!(google.issuer, GOOGLE_ISSUER);
+        assert!(
+            google.trust_email,
+            "the preset trusts Google's email_verified"
+        );
+        assert_eq!(google.hosted_domain.as_deref(), Some("example.com"));
+        assert_eq!(google.client_secret.as_deref(), Some("g-secret"));
+        assert_eq!(google.scopes, ["openid", "email", "profile"]);
+        let corp = c
+            .oidc
+            .providers
+            .iter()
+            .find(|p| p.name == "corp_sso")
+            .unwrap();
+        assert!(!corp.trust_email, "off by default");
+        assert_eq!(corp.scopes, ["openid", "email", "groups"]);
+        assert_eq!(corp.trusted_acr, ["phr", "phrh"]);
+        assert_eq!(c.oidc.native_redirect_uris, ["com.example.app:/cb"]);
+        assert!(
+            !format!("{google:?}").contains("g-secret"),
+            "Debug hides the secret"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_secrets_are_not_repeated() {
+        let toml = "[oidc.providers.acme]\nissuer = \"not a url\"\nbogus = 1\n";
+        let e = Config::from_sources(
+            Some(toml),
+            &env(&[
+                ("SESSIOND_OIDC_ACME_TRUST_EMAIL", "perhaps"),
+                ("SESSIOND_OIDC_OTHER_WHATEVER", "1"),
+                ("SESSIOND_OIDC_NOISSUER_CLIENT_SECRET", "hunter2-secret"),
+                (
+                    "SESSIOND_OIDC_NATIVE_REDIRECT_URIS",
+                    "http://evil.example/cb",
+                ),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "issuer",
+            "bogus",
+            "perhaps",
+            "SESSIOND_OIDC_OTHER_WHATEVER",
+            "client_id",
+            "loopback",
+        ] {
+            assert!(e.contains(expected), "{expected} in {e}");
+        }
+        assert!(!e.contains("hunter2-secret"), "{e}");
+    }
+}

@@ -33,9 +33,28 @@ fn authorizer(state: &AppState) -> Authorizer<'_> {
     }
 }
 
-/// The social providers' buttons (issue #14 fills this list).
-fn external_logins(_state: &AppState) -> Vec<ExternalLogin> {
-    Vec::new()
+/// The buttons of the configured OpenID Connect providers (issue #14): each starts a provider
+/// login that comes back to this authorization request.
+fn external_logins(state: &AppState, pending: &Pending) -> Vec<ExternalLogin> {
+    let back: String =
+        url::form_urlencoded::byte_serialize(consent_url(pending).as_bytes()).collect();
+    state
+        .oidc
+        .names()
+        .map(|name| ExternalLogin {
+            name: format!("Continue with {}", display_name(name)),
+            start_url: format!("/v1/auth/oidc/{name}/start?return_to={back}"),
+        })
+        .collect()
+}
+
+/// A provider's name as a button shows it (`google` → `Google`, `corp_sso` → `Corp sso`).
+fn display_name(name: &str) -> String {
+    let mut chars = name.replace('_', " ").chars().collect::<Vec<_>>();
+    if let Some(first) = chars.first_mut() {
+        *first = first.to_ascii_uppercase();
+    }
+    chars.into_iter().collect()
 }
 
 fn error_page(status: StatusCode, text: &str) -> Response {
@@ -84,7 +103,7 @@ fn login_page(
     error: Option<&str>,
     notice: Option<&str>,
 ) -> Response {
-    let external = external_logins(state);
+    let external = external_logins(state, pending);
     let html = oauth_pages::login(&LoginView {
         pending,
         email,
