@@ -20,6 +20,7 @@ mod media;
 mod metrics;
 mod mfa;
 mod oauth_applications;
+mod oauth_authorize;
 mod oauth_grant_refresh;
 mod oauth_separation;
 mod oauth_token;

@@ -375,7 +375,8 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
     assert_eq!(
         public,
         json!({"client_id": client_id, "name": "Acme Dash 2", "description": null,
-               "allowed_scopes": ["openid", "profile", "email", "offline_access"]})
+               "allowed_scopes": ["openid", "profile", "email", "offline_access"],
+               "logo_url": null})
     );
     let response = app
         .client
