@@ -119,6 +119,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::authorize::list_consents))
         .routes(routes!(crate::http::routes::authorize::withdraw_consent))
+        .routes(routes!(
+            crate::http::routes::oauth2::userinfo_get,
+            crate::http::routes::oauth2::userinfo_post
+        ))
         .routes(routes!(crate::http::routes::grants::list))
         .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))

@@ -639,3 +639,76 @@ impl IntoResponse for crate::auth::oauth::token::OAuthError {
         response
     }
 }
+
+/// RFC 6750 §3: a refused bearer token at a protocol endpoint (`/oauth2/userinfo`). The error
+/// is in `WWW-Authenticate` (what OpenID Connect clients read) and, for scripts, in an RFC 6749
+/// shaped body too.
+impl IntoResponse for crate::auth::oauth::userinfo::BearerError {
+    fn into_response(self) -> Response {
+        use crate::auth::oauth::userinfo::BearerError as E;
+        let description = self.to_string();
+        let (status, code, scope) = match self {
+            E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", ""),
+            E::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                ", scope=\"openid\"",
+            ),
+            E::Server(e) => {
+                return crate::auth::oauth::token::OAuthError::Server(e).into_response();
+            }
+        };
+        let challenge = format!(
+            "Bearer realm=\"sessiond\", error=\"{code}\"{scope}, error_description=\"{description}\""
+        );
+        let mut response = (
+            status,
+            Json(serde_json::json!({"error": code, "error_description": description})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// RFC 6750 §3.1: a request to a bearer-protected protocol endpoint without credentials, or
+/// with malformed ones: 401 `WWW-Authenticate: Bearer realm="sessiond"` without an error code
+/// when nothing was presented; `invalid_request` (400) when it was malformed.
+#[derive(Debug)]
+pub enum BearerMissing {
+    /// No token at all.
+    Absent,
+    /// Two ways at once, or a malformed `Authorization` header.
+    Malformed(&'static str),
+}
+
+impl IntoResponse for BearerMissing {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match self {
+            Self::Absent => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"sessiond\"".to_owned(),
+                serde_json::json!({"error": "invalid_token",
+                                   "error_description": "a bearer access token is required"}),
+            ),
+            Self::Malformed(d) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Bearer realm=\"sessiond\", error=\"invalid_request\", error_description=\"{d}\""
+                ),
+                serde_json::json!({"error": "invalid_request", "error_description": d}),
+            ),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}

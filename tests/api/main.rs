@@ -24,6 +24,7 @@ mod oauth_authorize;
 mod oauth_grant_refresh;
 mod oauth_separation;
 mod oauth_token;
+mod oidc;
 mod openapi;
 mod passkeys;
 mod password_reset;
