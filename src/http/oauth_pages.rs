@@ -83,7 +83,10 @@ pub fn page(status: StatusCode, csp: HeaderValue, html: String) -> Response {
             ),
             (header::CONTENT_SECURITY_POLICY, csp),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ),
         ],
         html,
     )
