@@ -99,6 +99,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::http::routes::oauth2::token))
         .routes(routes!(crate::http::routes::oauth2::introspect))
         .routes(routes!(crate::http::routes::oauth2::revoke))
+        .routes(routes!(crate::http::routes::oauth2::openid_configuration))
+        .routes(routes!(
+            crate::http::routes::oauth2::authorization_server_metadata
+        ))
         .routes(routes!(
             crate::http::routes::oauth2::userinfo_get,
             crate::http::routes::oauth2::userinfo_post

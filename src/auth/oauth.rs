@@ -27,6 +27,7 @@
 
 pub mod applications;
 pub mod client_auth;
+pub mod discovery;
 pub mod grants;
 pub mod id_token;
 pub mod pkce;
