@@ -20,6 +20,8 @@ mod metrics;
 mod mfa;
 mod oauth_applications;
 mod oauth_grant_refresh;
+#[path = "../support/oauth_grants.rs"]
+mod oauth_grants;
 mod oauth_separation;
 mod oauth_token;
 mod openapi;
