@@ -29,6 +29,8 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
+use super::dialect::{DialectConnection, Ts, for_each_connection};
+
 use super::codec::{self, get};
 use super::{Inner, Store, truncate_to_micros};
 
@@ -205,51 +207,68 @@ fn check_keys(map: &Map<String, Value>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes an audit event on a connection of either backend, normally inside the caller's
+/// transaction: `tx.insert_audit(event)` in an [`on_backend!`](super::dialect::on_backend) body.
+pub(super) trait AuditConnection {
+    /// Inserts `event` (validated first, see [`AuditEvent::validate`]).
+    async fn insert_audit(&mut self, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
+/// The one statement that differs between the backends: the `details` column is `jsonb` on
+/// PostgreSQL, where bound text needs a cast, and TEXT on SQLite, where a `CAST(... AS jsonb)`
+/// would give the value NUMERIC affinity.
+trait AuditInsertSql {
+    const INSERT_AUDIT: &'static str;
+}
+
+impl AuditInsertSql for PgConnection {
+    const INSERT_AUDIT: &'static str = "INSERT INTO audit_events \
+         (id, user_id, session_id, kind, at, ip, user_agent, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8 AS jsonb))";
+}
+
+impl AuditInsertSql for SqliteConnection {
+    const INSERT_AUDIT: &'static str = "INSERT INTO audit_events \
+         (id, user_id, session_id, kind, at, ip, user_agent, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+}
+
+for_each_connection! {
+    impl AuditConnection {
+        async fn insert_audit(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
+            event.validate()?;
+            let details = encode_details(event)?;
+            let map = self.err("insert audit event");
+            sqlx::query(Self::INSERT_AUDIT)
+                .bind(event.id)
+                .bind(event.user_id.map(|u| u.as_uuid()))
+                .bind(event.session_id.map(|s| s.as_uuid()))
+                .bind(&event.kind)
+                .bind(Ts(event.at))
+                .bind(&event.ip)
+                .bind(&event.user_agent)
+                .bind(details)
+                .execute(self)
+                .await
+                .map(drop)
+                .map_err(map)
+        }
+    }
+}
+
 /// Inserts `event` on a PostgreSQL connection, normally inside the caller's transaction.
+/// New code: [`AuditConnection::insert_audit`].
 pub async fn insert_pg(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
-    event.validate()?;
-    let details = encode_details(event)?;
-    sqlx::query(
-        "INSERT INTO audit_events (id, user_id, session_id, kind, at, ip, user_agent, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8 AS jsonb))",
-    )
-    .bind(event.id)
-    .bind(event.user_id.map(|u| u.as_uuid()))
-    .bind(event.session_id.map(|s| s.as_uuid()))
-    .bind(&event.kind)
-    .bind(event.at)
-    .bind(&event.ip)
-    .bind(&event.user_agent)
-    .bind(details)
-    .execute(conn)
-    .await
-    .map(drop)
-    .map_err(|e| codec::pg_err("insert audit event", e))
+    conn.insert_audit(event).await
 }
 
 /// Inserts `event` on the SQLite writer connection, normally inside the caller's transaction.
+/// New code: [`AuditConnection::insert_audit`].
 pub async fn insert_sqlite(
     conn: &mut SqliteConnection,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    event.validate()?;
-    let details = encode_details(event)?;
-    sqlx::query(
-        "INSERT INTO audit_events (id, user_id, session_id, kind, at, ip, user_agent, details) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .bind(event.id)
-    .bind(event.user_id.map(|u| u.as_uuid()))
-    .bind(event.session_id.map(|s| s.as_uuid()))
-    .bind(&event.kind)
-    .bind(codec::ts(event.at))
-    .bind(&event.ip)
-    .bind(&event.user_agent)
-    .bind(details)
-    .execute(conn)
-    .await
-    .map(drop)
-    .map_err(|e| codec::sqlite_err("insert audit event", e))
+    conn.insert_audit(event).await
 }
 
 fn encode_details(event: &AuditEvent) -> Result<String, StoreError> {

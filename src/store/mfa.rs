@@ -19,9 +19,10 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
-use super::codec::{self, corrupt, get};
-use super::{Inner, Store, StoreError, truncate_to_micros};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{TimeRow, corrupt, get};
+use super::dialect::{Dialect, DialectConnection, Ts, for_each_connection, on_backend};
+use super::{Backend, Store, StoreError, truncate_to_micros};
 use crate::mfa::SealedSecret;
 
 /// A user's TOTP row: a pending enrolment (`enabled_at` None) or enabled MFA.
@@ -139,6 +140,11 @@ fn hash_from_db(hash: Vec<u8>) -> Result<[u8; 32], StoreError> {
         .map_err(|_| corrupt("recovery code hash is not 32 bytes"))
 }
 
+/// The `attempts` column is an `int4` on PostgreSQL; SQLite reads and writes it as any integer.
+fn attempts_to_db(attempts: u32) -> i32 {
+    i32::try_from(attempts).unwrap_or(i32::MAX)
+}
+
 fn attempts_from_db(attempts: i64) -> Result<u32, StoreError> {
     u32::try_from(attempts).map_err(|_| corrupt("challenge attempts out of range"))
 }
@@ -149,46 +155,25 @@ impl Store {
         const SQL: &str = "SELECT secret_ciphertext, nonce, enabled_at, last_used_step, created_at \
                      FROM mfa_totp WHERE user_id = $1";
         self.observed("totp_enrolment", async {
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_optional(&s.pool)
-                        .await
-                        .map_err(|e| codec::pg_err("load totp", e))?;
-                    row.map(|r| {
-                        Ok(TotpEnrolment {
-                            sealed: SealedSecret {
-                                ciphertext: get(&r, "secret_ciphertext")?,
-                                nonce: nonce_from_db(get(&r, "nonce")?)?,
-                            },
-                            enabled_at: get(&r, "enabled_at")?,
-                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                            created_at: get(&r, "created_at")?,
-                        })
+            on_backend!(self, |db| {
+                let row = sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .fetch_optional(db.reader())
+                    .await
+                    .map_err(db.err("load totp"))?;
+                row.map(|r| {
+                    Ok(TotpEnrolment {
+                        sealed: SealedSecret {
+                            ciphertext: get(&r, "secret_ciphertext")?,
+                            nonce: nonce_from_db(get(&r, "nonce")?)?,
+                        },
+                        enabled_at: r.opt_ts("enabled_at")?,
+                        last_used_step: step_from_db(get(&r, "last_used_step")?)?,
+                        created_at: r.ts("created_at")?,
                     })
-                    .transpose()
-                }
-                Inner::Sqlite(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_optional(&s.reader)
-                        .await
-                        .map_err(|e| codec::sqlite_err("load totp", e))?;
-                    row.map(|r| {
-                        Ok(TotpEnrolment {
-                            sealed: SealedSecret {
-                                ciphertext: get(&r, "secret_ciphertext")?,
-                                nonce: nonce_from_db(get(&r, "nonce")?)?,
-                            },
-                            enabled_at: codec::get_opt_ts(&r, "enabled_at")?,
-                            last_used_step: step_from_db(get(&r, "last_used_step")?)?,
-                            created_at: codec::get_ts(&r, "created_at")?,
-                        })
-                    })
-                    .transpose()
-                }
-            }
+                })
+                .transpose()
+            })
         })
         .await
     }
@@ -199,27 +184,14 @@ impl Store {
              (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
              AS remaining";
         self.observed("mfa_status", async {
-            let (enabled_at, remaining) = match &self.inner {
-                Inner::Postgres(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_one(&s.pool)
-                        .await
-                        .map_err(|e| codec::pg_err("mfa status", e))?;
-                    (get(&row, "enabled_at")?, get::<_, i64>(&row, "remaining")?)
-                }
-                Inner::Sqlite(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_one(&s.reader)
-                        .await
-                        .map_err(|e| codec::sqlite_err("mfa status", e))?;
-                    (
-                        codec::get_opt_ts(&row, "enabled_at")?,
-                        get::<_, i64>(&row, "remaining")?,
-                    )
-                }
-            };
+            let (enabled_at, remaining) = on_backend!(self, |db| {
+                let row = sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .fetch_one(db.reader())
+                    .await
+                    .map_err(db.err("mfa status"))?;
+                (row.opt_ts("enabled_at")?, get::<_, i64>(&row, "remaining")?)
+            });
             Ok(MfaStatus {
                 enabled_at,
                 recovery_codes_remaining: attempts_from_db(remaining)?,
@@ -236,42 +208,26 @@ impl Store {
         sealed: &SealedSecret,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = excluded.secret_ciphertext, \
+             nonce = excluded.nonce, created_at = excluded.created_at, last_used_step = NULL \
+             WHERE mfa_totp.enabled_at IS NULL";
         self.observed("begin_totp_enrolment", async {
-        let now = truncate_to_micros(now);
-        let written = match &self.inner {
-            Inner::Postgres(s) => sqlx::query(
-                "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = EXCLUDED.secret_ciphertext, \
-                 nonce = EXCLUDED.nonce, created_at = EXCLUDED.created_at, last_used_step = NULL \
-                 WHERE mfa_totp.enabled_at IS NULL",
-            )
-            .bind(user.as_uuid())
-            .bind(&sealed.ciphertext)
-            .bind(sealed.nonce.as_slice())
-            .bind(now)
-            .execute(&s.pool)
-            .await
-            .map_err(|e| codec::pg_err("begin totp enrolment", e))?
-            .rows_affected(),
-            Inner::Sqlite(s) => sqlx::query(
-                "INSERT INTO mfa_totp (user_id, secret_ciphertext, nonce, created_at) \
-                 VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = excluded.secret_ciphertext, \
-                 nonce = excluded.nonce, created_at = excluded.created_at, last_used_step = NULL \
-                 WHERE mfa_totp.enabled_at IS NULL",
-            )
-            .bind(user.as_uuid())
-            .bind(&sealed.ciphertext)
-            .bind(sealed.nonce.as_slice())
-            .bind(codec::ts(now))
-            .execute(&s.writer)
-            .await
-            .map_err(|e| codec::sqlite_err("begin totp enrolment", e))?
-            .rows_affected(),
-        };
-        Ok(written == 1)
-    })
+            let now = Ts(truncate_to_micros(now));
+            let written = on_backend!(self, |db| {
+                sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .bind(&sealed.ciphertext)
+                    .bind(sealed.nonce.as_slice())
+                    .bind(now)
+                    .execute(db.writer())
+                    .await
+                    .map_err(db.err("begin totp enrolment"))?
+                    .rows_affected()
+            });
+            Ok(written == 1)
+        })
         .await
     }
 
@@ -294,47 +250,27 @@ impl Store {
             let now = truncate_to_micros(now);
             let step = step_to_db(step)?;
             let uid = user.as_uuid();
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("enable totp", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let updated = sqlx::query(UPDATE_MFA_TOTP)
-                        .bind(uid)
-                        .bind(nonce.as_slice())
-                        .bind(now)
-                        .bind(step)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if updated != 1 {
-                        return Ok(false);
-                    }
-                    pg::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
-                    audit::insert_pg(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+            on_backend!(self, |db| {
+                let map = db.err("enable totp");
+                let mut tx = db.begin("enable totp").await?;
+                let updated = sqlx::query(UPDATE_MFA_TOTP)
+                    .bind(uid)
+                    .bind(nonce.as_slice())
+                    .bind(Ts(now))
+                    .bind(step)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                if updated != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("enable totp", e);
-                    let mut tx = s.begin_write("enable totp").await?;
-                    let updated = sqlx::query(UPDATE_MFA_TOTP)
-                        .bind(uid)
-                        .bind(nonce.as_slice())
-                        .bind(codec::ts(now))
-                        .bind(step)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if updated != 1 {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(false);
-                    }
-                    lite::replace_codes(&mut tx, uid, code_hashes, now, "enable totp").await?;
-                    audit::insert_sqlite(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
-                }
-            }
+                tx.replace_recovery_codes(uid, code_hashes, now, "enable totp")
+                    .await?;
+                tx.insert_audit(event).await?;
+                tx.commit().await.map_err(map)?;
+            });
             event.log();
             Ok(true)
         })
@@ -360,49 +296,27 @@ impl Store {
         self.observed("disable_totp", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("disable totp", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                        return Ok(false);
-                    }
-                    for sql in [
-                        DELETE_MFA_TOTP,
-                        DELETE_MFA_RECOVERY_CODES,
-                        DELETE_MFA_CHALLENGES,
-                    ] {
-                        sqlx::query(sql)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    audit::insert_pg(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+            on_backend!(self, |db| {
+                let map = db.err("disable totp");
+                let mut tx = db.begin("disable totp").await?;
+                if !tx.consume_factor(user, factor, now).await? {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("disable totp", e);
-                    let mut tx = s.begin_write("disable totp").await?;
-                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(false);
-                    }
-                    for sql in [
-                        DELETE_MFA_TOTP,
-                        DELETE_MFA_RECOVERY_CODES,
-                        DELETE_MFA_CHALLENGES,
-                    ] {
-                        sqlx::query(sql)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    audit::insert_sqlite(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+                for sql in [
+                    DELETE_MFA_TOTP,
+                    DELETE_MFA_RECOVERY_CODES,
+                    DELETE_MFA_CHALLENGES,
+                ] {
+                    sqlx::query(sql)
+                        .bind(uid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
                 }
-            }
+                tx.insert_audit(event).await?;
+                tx.commit().await.map_err(map)?;
+            });
             event.log();
             Ok(true)
         })
@@ -417,18 +331,13 @@ impl Store {
         const SELECT_MFA_RECOVERY_CODES: &str = "SELECT id, code_hash FROM mfa_recovery_codes \
                  WHERE user_id = $1 AND used_at IS NULL ORDER BY id";
         self.observed("unused_recovery_codes", async {
-            let rows: Vec<(Uuid, Vec<u8>)> = match &self.inner {
-                Inner::Postgres(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
+            let rows: Vec<(Uuid, Vec<u8>)> = on_backend!(self, |db| {
+                sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
                     .bind(user.as_uuid())
-                    .fetch_all(&s.pool)
+                    .fetch_all(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err("recovery codes", e))?,
-                Inner::Sqlite(s) => sqlx::query_as(SELECT_MFA_RECOVERY_CODES)
-                    .bind(user.as_uuid())
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err("recovery codes", e))?,
-            };
+                    .map_err(db.err("recovery codes"))?
+            });
             rows.into_iter()
                 .map(|(id, hash)| {
                     Ok(StoredRecoveryCode {
@@ -450,55 +359,29 @@ impl Store {
                      device_name, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         self.observed("create_mfa_challenge", async {
             let uid = c.user_id.as_uuid();
-            let attempts = i64::from(c.attempts);
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("create mfa challenge", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    sqlx::query(DELETE_MFA_CHALLENGES)
-                        .bind(uid)
-                        .bind(c.created_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    sqlx::query(INSERT_MFA_CHALLENGES)
-                        .bind(c.id)
-                        .bind(uid)
-                        .bind(truncate_to_micros(c.created_at))
-                        .bind(truncate_to_micros(c.expires_at))
-                        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                        .bind(&c.device_name)
-                        .bind(&c.user_agent)
-                        .bind(&c.ip)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    tx.commit().await.map_err(map)
-                }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("create mfa challenge", e);
-                    let mut tx = s.begin_write("create mfa challenge").await?;
-                    sqlx::query(DELETE_MFA_CHALLENGES)
-                        .bind(uid)
-                        .bind(codec::ts(c.created_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    sqlx::query(INSERT_MFA_CHALLENGES)
-                        .bind(c.id)
-                        .bind(uid)
-                        .bind(codec::ts(c.created_at))
-                        .bind(codec::ts(c.expires_at))
-                        .bind(attempts)
-                        .bind(&c.device_name)
-                        .bind(&c.user_agent)
-                        .bind(&c.ip)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    tx.commit().await.map_err(map)
-                }
-            }
+            on_backend!(self, |db| {
+                let map = db.err("create mfa challenge");
+                let mut tx = db.begin("create mfa challenge").await?;
+                sqlx::query(DELETE_MFA_CHALLENGES)
+                    .bind(uid)
+                    .bind(Ts(c.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                sqlx::query(INSERT_MFA_CHALLENGES)
+                    .bind(c.id)
+                    .bind(uid)
+                    .bind(Ts(truncate_to_micros(c.created_at)))
+                    .bind(Ts(truncate_to_micros(c.expires_at)))
+                    .bind(attempts_to_db(c.attempts))
+                    .bind(&c.device_name)
+                    .bind(&c.user_agent)
+                    .bind(&c.ip)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                tx.commit().await.map_err(map)
+            })
         })
         .await
     }
@@ -520,97 +403,51 @@ impl Store {
             let max = i64::from(max_attempts);
             // (attempts, consumed, expired) of a challenge that was not granted.
             let (granted, refused): (Option<MfaChallenge>, Option<(i64, bool, bool)>) =
-                match &self.inner {
-                    Inner::Postgres(s) => {
-                        let map = |e| codec::pg_err("attempt mfa challenge", e);
-                        let row = sqlx::query(UPDATE_MFA_CHALLENGES)
-                            .bind(id)
-                            .bind(now)
-                            .bind(i32::try_from(max).unwrap_or(i32::MAX))
-                            .fetch_optional(&s.pool)
-                            .await
-                            .map_err(map)?;
-                        match row {
-                            Some(r) => (
-                                Some(MfaChallenge {
-                                    id,
-                                    user_id: UserId(get(&r, "user_id")?),
-                                    created_at: get(&r, "created_at")?,
-                                    expires_at: get(&r, "expires_at")?,
-                                    attempts: attempts_from_db(i64::from(get::<_, i32>(
-                                        &r, "attempts",
-                                    )?))?,
-                                    device_name: get(&r, "device_name")?,
-                                    user_agent: get(&r, "user_agent")?,
-                                    ip: get(&r, "ip")?,
-                                }),
-                                None,
-                            ),
-                            None => {
-                                let row = sqlx::query(SELECT_MFA_CHALLENGES)
-                                    .bind(id)
-                                    .bind(now)
-                                    .fetch_optional(&s.pool)
-                                    .await
-                                    .map_err(map)?;
-                                let refused = row
-                                    .map(|r| {
-                                        Ok::<_, StoreError>((
-                                            i64::from(get::<_, i32>(&r, "attempts")?),
-                                            get(&r, "consumed")?,
-                                            get(&r, "expired")?,
-                                        ))
-                                    })
-                                    .transpose()?;
-                                (None, refused)
-                            }
+                on_backend!(self, |db| {
+                    let map = db.err("attempt mfa challenge");
+                    let row = sqlx::query(UPDATE_MFA_CHALLENGES)
+                        .bind(id)
+                        .bind(Ts(now))
+                        .bind(attempts_to_db(max_attempts))
+                        .fetch_optional(db.writer())
+                        .await
+                        .map_err(map)?;
+                    match row {
+                        Some(r) => (
+                            Some(MfaChallenge {
+                                id,
+                                user_id: UserId(get(&r, "user_id")?),
+                                created_at: r.ts("created_at")?,
+                                expires_at: r.ts("expires_at")?,
+                                attempts: attempts_from_db(i64::from(get::<_, i32>(
+                                    &r, "attempts",
+                                )?))?,
+                                device_name: get(&r, "device_name")?,
+                                user_agent: get(&r, "user_agent")?,
+                                ip: get(&r, "ip")?,
+                            }),
+                            None,
+                        ),
+                        None => {
+                            let row = sqlx::query(SELECT_MFA_CHALLENGES)
+                                .bind(id)
+                                .bind(Ts(now))
+                                .fetch_optional(db.reader())
+                                .await
+                                .map_err(map)?;
+                            let refused = row
+                                .map(|r| {
+                                    Ok::<_, StoreError>((
+                                        i64::from(get::<_, i32>(&r, "attempts")?),
+                                        get(&r, "consumed")?,
+                                        get(&r, "expired")?,
+                                    ))
+                                })
+                                .transpose()?;
+                            (None, refused)
                         }
                     }
-                    Inner::Sqlite(s) => {
-                        let map = |e| codec::sqlite_err("attempt mfa challenge", e);
-                        let now_ts = codec::ts(now);
-                        let row = sqlx::query(UPDATE_MFA_CHALLENGES)
-                            .bind(id)
-                            .bind(&now_ts)
-                            .bind(max)
-                            .fetch_optional(&s.writer)
-                            .await
-                            .map_err(map)?;
-                        match row {
-                            Some(r) => (
-                                Some(MfaChallenge {
-                                    id,
-                                    user_id: UserId(get(&r, "user_id")?),
-                                    created_at: codec::get_ts(&r, "created_at")?,
-                                    expires_at: codec::get_ts(&r, "expires_at")?,
-                                    attempts: attempts_from_db(get(&r, "attempts")?)?,
-                                    device_name: get(&r, "device_name")?,
-                                    user_agent: get(&r, "user_agent")?,
-                                    ip: get(&r, "ip")?,
-                                }),
-                                None,
-                            ),
-                            None => {
-                                let row = sqlx::query(SELECT_MFA_CHALLENGES)
-                                    .bind(id)
-                                    .bind(&now_ts)
-                                    .fetch_optional(&s.reader)
-                                    .await
-                                    .map_err(map)?;
-                                let refused = row
-                                    .map(|r| {
-                                        Ok::<_, StoreError>((
-                                            get(&r, "attempts")?,
-                                            get(&r, "consumed")?,
-                                            get(&r, "expired")?,
-                                        ))
-                                    })
-                                    .transpose()?;
-                                (None, refused)
-                            }
-                        }
-                    }
-                };
+                });
             Ok(match (granted, refused) {
                 (Some(challenge), _) => ChallengeAttempt::Granted(challenge),
                 (None, Some((attempts, false, false))) if attempts >= max => {
@@ -635,48 +472,27 @@ impl Store {
                      WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3";
         self.observed("complete_mfa_challenge", async {
             let now = truncate_to_micros(now);
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("complete mfa challenge", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
-                        .bind(id)
-                        .bind(user.as_uuid())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if consumed != 1 {
-                        return Ok(CompleteOutcome::ChallengeGone);
-                    }
-                    if !pg::consume_factor(&mut tx, user, factor, now).await? {
-                        return Ok(CompleteOutcome::FactorRejected);
-                    }
-                    tx.commit().await.map_err(map)?;
+            on_backend!(self, |db| {
+                let map = db.err("complete mfa challenge");
+                let mut tx = db.begin("complete mfa challenge").await?;
+                let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
+                    .bind(id)
+                    .bind(user.as_uuid())
+                    .bind(Ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                if consumed != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(CompleteOutcome::ChallengeGone);
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("complete mfa challenge", e);
-                    let mut tx = s.begin_write("complete mfa challenge").await?;
-                    let consumed = sqlx::query(UPDATE_MFA_CHALLENGES)
-                        .bind(id)
-                        .bind(user.as_uuid())
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if consumed != 1 {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(CompleteOutcome::ChallengeGone);
-                    }
-                    if !lite::consume_factor(&mut tx, user, factor, now).await? {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(CompleteOutcome::FactorRejected);
-                    }
-                    tx.commit().await.map_err(map)?;
+                if !tx.consume_factor(user, factor, now).await? {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(CompleteOutcome::FactorRejected);
                 }
-            }
+                tx.commit().await.map_err(map)?;
+            });
             Ok(CompleteOutcome::Completed)
         })
         .await
@@ -714,23 +530,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.observed("consume_second_factor", async {
             let now = truncate_to_micros(now);
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut conn = s
-                        .pool
-                        .acquire()
-                        .await
-                        .map_err(|e| codec::pg_err("consume second factor", e))?;
-                    pg::consume_factor(&mut conn, user, factor, now).await
-                }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("consume second factor", e);
-                    let mut tx = s.begin_write("consume second factor").await?;
-                    let done = lite::consume_factor(&mut tx, user, factor, now).await?;
-                    tx.commit().await.map_err(map)?;
-                    Ok(done)
-                }
-            }
+            on_backend!(self, |db| {
+                let mut tx = db.begin("consume second factor").await?;
+                let done = tx.consume_factor(user, factor, now).await?;
+                tx.commit().await.map_err(db.err("consume second factor"))?;
+                Ok(done)
+            })
         })
         .await
     }
@@ -745,49 +550,37 @@ impl Store {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        // The dialects differ: PostgreSQL locks the TOTP row against a concurrent disable;
+        // SQLite has no row locks, and its write transaction (`BEGIN IMMEDIATE`) already holds
+        // the database's one write lock.
+        let totp_on = match self.backend() {
+            Backend::Postgres => {
+                "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL"
+            }
+        };
         self.observed("replace_recovery_codes", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("replace recovery codes", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let on: Option<i32> = sqlx::query_scalar(
-                        "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND enabled_at IS NOT NULL \
-                     FOR UPDATE",
-                    )
+            on_backend!(self, |db| {
+                let map = db.err("replace recovery codes");
+                let mut tx = db.begin("replace recovery codes").await?;
+                let on: Option<i32> = sqlx::query_scalar(totp_on)
                     .bind(uid)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map)?;
-                    if on.is_none() {
-                        return Ok(false);
-                    }
-                    pg::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
-                        .await?;
-                    audit::insert_pg(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+                if on.is_none() {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("replace recovery codes", e);
-                    let mut tx = s.begin_write("replace recovery codes").await?;
-                    let on: Option<i64> = sqlx::query_scalar(
-                        "SELECT 1 FROM mfa_totp WHERE user_id = ?1 AND enabled_at IS NOT NULL",
-                    )
-                    .bind(uid)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                    if on.is_none() {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(false);
-                    }
-                    lite::replace_codes(&mut tx, uid, code_hashes, now, "replace recovery codes")
-                        .await?;
-                    audit::insert_sqlite(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
-                }
-            }
+                tx.replace_recovery_codes(uid, code_hashes, now, "replace recovery codes")
+                    .await?;
+                tx.insert_audit(event).await?;
+                tx.commit().await.map_err(map)?;
+            });
             event.log();
             Ok(true)
         })
@@ -814,92 +607,48 @@ impl Store {
         self.observed("remove_second_factors_since", async {
             let uid = user.as_uuid();
             let mut removed = RemovedFactors::default();
-            let event = match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("remove second factors", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let totp: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(DELETE_MFA_TOTP)
+            let event = on_backend!(self, |db| {
+                let map = db.err("remove second factors");
+                let mut tx = db.begin("remove second factors").await?;
+                let totp: Vec<Option<Ts>> = sqlx::query_scalar(DELETE_MFA_TOTP)
+                    .bind(uid)
+                    .bind(Ts(since))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                removed.totp = totp.iter().any(Option::is_some);
+                // With the authenticator gone, every recovery code goes too (epoch = all).
+                let codes_since = if removed.totp {
+                    sqlx::query(DELETE_MFA_CHALLENGES)
                         .bind(uid)
-                        .bind(since)
-                        .fetch_all(&mut *tx)
+                        .execute(&mut *tx)
                         .await
                         .map_err(map)?;
-                    removed.totp = totp.iter().any(Option::is_some);
-                    // With the authenticator gone, every recovery code goes too (epoch = all).
-                    let codes_since = if removed.totp {
-                        sqlx::query(DELETE_MFA_CHALLENGES)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                        DateTime::<Utc>::UNIX_EPOCH
-                    } else {
-                        since
-                    };
-                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .bind(codes_since)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
-                        .bind(uid)
-                        .bind(since)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    let event = removed_event(event, removed);
-                    if let Some(event) = &event {
-                        audit::insert_pg(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(map)?;
-                    event
+                    DateTime::<Utc>::UNIX_EPOCH
+                } else {
+                    since
+                };
+                removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
+                    .bind(uid)
+                    .bind(Ts(codes_since))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                removed.passkeys = sqlx::query(DELETE_PASSKEYS)
+                    .bind(uid)
+                    .bind(Ts(since))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                let event = removed_event(event, removed);
+                if let Some(event) = &event {
+                    tx.insert_audit(event).await?;
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("remove second factors", e);
-                    let mut tx = s.begin_write("remove second factors").await?;
-                    let totp: Vec<Option<String>> = sqlx::query_scalar(DELETE_MFA_TOTP)
-                        .bind(uid)
-                        .bind(codec::ts(since))
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    removed.totp = totp.iter().any(Option::is_some);
-                    // With the authenticator gone, every recovery code goes too (epoch = all).
-                    let codes_since = if removed.totp {
-                        sqlx::query(DELETE_MFA_CHALLENGES)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                        DateTime::<Utc>::UNIX_EPOCH
-                    } else {
-                        since
-                    };
-                    removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                        .bind(uid)
-                        .bind(codec::ts(codes_since))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    removed.passkeys = sqlx::query(DELETE_PASSKEYS)
-                        .bind(uid)
-                        .bind(codec::ts(since))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    let event = removed_event(event, removed);
-                    if let Some(event) = &event {
-                        audit::insert_sqlite(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(map)?;
-                    event
-                }
-            };
+                tx.commit().await.map_err(map)?;
+                event
+            });
             if let Some(event) = event {
                 event.log();
             }
@@ -925,150 +674,85 @@ const DELETE_RECOVERY_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_i
 const INSERT_RECOVERY_CODE: &str =
     "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
 
-pub(super) mod pg {
-    use super::*;
-    use sqlx::PgConnection;
-
-    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
-    /// `op` names the change in errors.
-    pub(in crate::store) async fn replace_codes(
-        conn: &mut PgConnection,
+/// The second-factor writes that run inside a caller's transaction, on either backend
+/// (`tx.replace_recovery_codes(...)`, `tx.consume_factor(...)`).
+pub(super) trait RecoveryCodeConnection {
+    /// Replaces the recovery codes of `user` with `code_hashes`; `op` names the change in
+    /// errors.
+    async fn replace_recovery_codes(
+        &mut self,
         user: Uuid,
         code_hashes: &[[u8; 32]],
         now: DateTime<Utc>,
-        op: &str,
-    ) -> Result<(), StoreError> {
-        let map = |e| codec::pg_err(op, e);
-        sqlx::query(DELETE_RECOVERY_CODES)
-            .bind(user)
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
-        for hash in code_hashes {
-            sqlx::query(INSERT_RECOVERY_CODE)
-                .bind(Uuid::now_v7())
-                .bind(user)
-                .bind(hash.as_slice())
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(map)?;
-        }
-        Ok(())
-    }
+        op: &'static str,
+    ) -> Result<(), StoreError>;
 
     /// Marks `factor` used if it is still usable; false if it is not.
-    pub(super) async fn consume_factor(
-        conn: &mut PgConnection,
+    async fn consume_factor(
+        &mut self,
         user: UserId,
         factor: SecondFactor,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let map = |e| codec::pg_err("consume second factor", e);
-        let updated = match factor {
-            SecondFactor::TotpStep(step) => sqlx::query(
-                "UPDATE mfa_totp SET last_used_step = $2 WHERE user_id = $1 \
-                 AND enabled_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $2)",
-            )
-            .bind(user.as_uuid())
-            .bind(step_to_db(step)?)
-            .execute(conn)
-            .await
-            .map_err(map)?,
-            SecondFactor::RecoveryCode(id) => sqlx::query(
-                "UPDATE mfa_recovery_codes SET used_at = $3 \
-                 WHERE id = $2 AND user_id = $1 AND used_at IS NULL",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map_err(map)?,
-            SecondFactor::Passkey(id) => {
-                sqlx::query("UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1")
-                    .bind(user.as_uuid())
-                    .bind(id)
-                    .bind(now)
-                    .execute(conn)
-                    .await
-                    .map_err(map)?
-            }
-        };
-        Ok(updated.rows_affected() == 1)
-    }
+    ) -> Result<bool, StoreError>;
 }
 
-pub(super) mod lite {
-    use super::*;
-    use sqlx::SqliteConnection;
-
-    /// Replaces the recovery codes of `user` with `code_hashes`, in the caller's transaction;
-    /// `op` names the change in errors.
-    pub(in crate::store) async fn replace_codes(
-        conn: &mut SqliteConnection,
-        user: Uuid,
-        code_hashes: &[[u8; 32]],
-        now: DateTime<Utc>,
-        op: &str,
-    ) -> Result<(), StoreError> {
-        let map = |e| codec::sqlite_err(op, e);
-        sqlx::query(DELETE_RECOVERY_CODES)
-            .bind(user)
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
-        for hash in code_hashes {
-            sqlx::query(INSERT_RECOVERY_CODE)
-                .bind(Uuid::now_v7())
+for_each_connection! {
+    impl RecoveryCodeConnection {
+        async fn replace_recovery_codes(
+            &mut self,
+            user: Uuid,
+            code_hashes: &[[u8; 32]],
+            now: DateTime<Utc>,
+            op: &'static str,
+        ) -> Result<(), StoreError> {
+            let map = self.err(op);
+            sqlx::query(DELETE_RECOVERY_CODES)
                 .bind(user)
-                .bind(hash.as_slice())
-                .bind(codec::ts(now))
-                .execute(&mut *conn)
+                .execute(&mut *self)
                 .await
                 .map_err(map)?;
-        }
-        Ok(())
-    }
-
-    /// Marks `factor` used if it is still usable; false if it is not.
-    pub(super) async fn consume_factor(
-        conn: &mut SqliteConnection,
-        user: UserId,
-        factor: SecondFactor,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let map = |e| codec::sqlite_err("consume second factor", e);
-        let updated = match factor {
-            SecondFactor::TotpStep(step) => sqlx::query(
-                "UPDATE mfa_totp SET last_used_step = ?2 WHERE user_id = ?1 \
-                 AND enabled_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < ?2)",
-            )
-            .bind(user.as_uuid())
-            .bind(step_to_db(step)?)
-            .execute(conn)
-            .await
-            .map_err(map)?,
-            SecondFactor::RecoveryCode(id) => sqlx::query(
-                "UPDATE mfa_recovery_codes SET used_at = ?3 \
-                 WHERE id = ?2 AND user_id = ?1 AND used_at IS NULL",
-            )
-            .bind(user.as_uuid())
-            .bind(id)
-            .bind(codec::ts(now))
-            .execute(conn)
-            .await
-            .map_err(map)?,
-            SecondFactor::Passkey(id) => {
-                sqlx::query("UPDATE passkeys SET last_used_at = ?3 WHERE id = ?2 AND user_id = ?1")
-                    .bind(user.as_uuid())
-                    .bind(id)
-                    .bind(codec::ts(now))
-                    .execute(conn)
+            for hash in code_hashes {
+                sqlx::query(INSERT_RECOVERY_CODE)
+                    .bind(Uuid::now_v7())
+                    .bind(user)
+                    .bind(hash.as_slice())
+                    .bind(Ts(now))
+                    .execute(&mut *self)
                     .await
-                    .map_err(map)?
+                    .map_err(map)?;
             }
-        };
-        Ok(updated.rows_affected() == 1)
+            Ok(())
+        }
+
+        async fn consume_factor(
+            &mut self,
+            user: UserId,
+            factor: SecondFactor,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let map = self.err("consume second factor");
+            let updated = match factor {
+                SecondFactor::TotpStep(step) => sqlx::query(
+                    "UPDATE mfa_totp SET last_used_step = $2 WHERE user_id = $1 \
+                     AND enabled_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $2)",
+                )
+                .bind(user.as_uuid())
+                .bind(step_to_db(step)?),
+                SecondFactor::RecoveryCode(id) => sqlx::query(
+                    "UPDATE mfa_recovery_codes SET used_at = $3 \
+                     WHERE id = $2 AND user_id = $1 AND used_at IS NULL",
+                )
+                .bind(user.as_uuid())
+                .bind(id)
+                .bind(Ts(now)),
+                SecondFactor::Passkey(id) => {
+                    sqlx::query("UPDATE passkeys SET last_used_at = $3 WHERE id = $2 AND user_id = $1")
+                        .bind(user.as_uuid())
+                        .bind(id)
+                        .bind(Ts(now))
+                }
+            };
+            Ok(updated.execute(self).await.map_err(map)?.rows_affected() == 1)
+        }
     }
 }

@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
-use super::codec::{self, TimeRow, corrupt, get};
-use super::mfa::{lite as mfa_lite, pg as mfa_pg};
-use super::{Inner, Store, StoreError, truncate_to_micros};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{TimeRow, corrupt, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::mfa::RecoveryCodeConnection;
+use super::{Store, StoreError, truncate_to_micros};
 use crate::auth::passkeys::port::{
     Ceremony, CeremonyKind, PasskeyStore, PasskeyUse, StoredPasskey,
 };
@@ -109,51 +110,29 @@ impl PasskeyStore for Store {
              (id, kind, bound_to, state, name, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)";
         self.observed("insert_webauthn_ceremony", async {
-            let created = truncate_to_micros(c.created_at);
-            let expires = truncate_to_micros(c.expires_at);
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("insert webauthn ceremony", e);
-                    sqlx::query(PURGE)
-                        .bind(created)
-                        .execute(&s.pool)
-                        .await
-                        .map_err(map)?;
-                    sqlx::query(INSERT)
-                        .bind(c.id)
-                        .bind(c.kind.as_str())
-                        .bind(&c.bound_to)
-                        .bind(&c.state)
-                        .bind(&c.name)
-                        .bind(created)
-                        .bind(expires)
-                        .execute(&s.pool)
-                        .await
-                        .map_err(map)?;
-                }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("insert webauthn ceremony", e);
-                    let mut tx = s.begin_write("insert webauthn ceremony").await?;
-                    sqlx::query(PURGE)
-                        .bind(codec::ts(created))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    sqlx::query(INSERT)
-                        .bind(c.id)
-                        .bind(c.kind.as_str())
-                        .bind(&c.bound_to)
-                        .bind(&c.state)
-                        .bind(&c.name)
-                        .bind(codec::ts(created))
-                        .bind(codec::ts(expires))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    tx.commit().await.map_err(map)?;
-                }
-            }
-            Ok(())
+            let created = Ts(truncate_to_micros(c.created_at));
+            let expires = Ts(truncate_to_micros(c.expires_at));
+            on_backend!(self, |db| {
+                let map = db.err("insert webauthn ceremony");
+                let mut tx = db.begin("insert webauthn ceremony").await?;
+                sqlx::query(PURGE)
+                    .bind(created)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                sqlx::query(INSERT)
+                    .bind(c.id)
+                    .bind(c.kind.as_str())
+                    .bind(&c.bound_to)
+                    .bind(&c.state)
+                    .bind(&c.name)
+                    .bind(created)
+                    .bind(expires)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                tx.commit().await.map_err(map)
+            })
         })
         .await
     }
@@ -169,31 +148,20 @@ impl PasskeyStore for Store {
              WHERE id = $1 AND kind = $2 AND bound_to = $3 AND expires_at > $4 \
              RETURNING id, kind, bound_to, state, name, created_at, expires_at";
         self.observed("take_webauthn_ceremony", async {
-            let now = truncate_to_micros(now);
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(id)
-                        .bind(kind.as_str())
-                        .bind(bound_to)
-                        .bind(now)
-                        .fetch_optional(&s.pool)
-                        .await
-                        .map_err(|e| codec::pg_err("take webauthn ceremony", e))?;
-                    row.as_ref().map(ceremony_row).transpose()
-                }
-                Inner::Sqlite(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(id)
-                        .bind(kind.as_str())
-                        .bind(bound_to)
-                        .bind(codec::ts(now))
-                        .fetch_optional(&s.writer)
-                        .await
-                        .map_err(|e| codec::sqlite_err("take webauthn ceremony", e))?;
-                    row.as_ref().map(ceremony_row).transpose()
-                }
-            }
+            let now = Ts(truncate_to_micros(now));
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
+                    .bind(id)
+                    .bind(kind.as_str())
+                    .bind(bound_to)
+                    .bind(now)
+                    .fetch_optional(db.writer())
+                    .await
+                    .map_err(db.err("take webauthn ceremony"))?
+                    .as_ref()
+                    .map(ceremony_row)
+                    .transpose()
+            })
         })
         .await
     }
@@ -207,67 +175,36 @@ impl PasskeyStore for Store {
         self.observed("insert_passkey", async {
             let created = truncate_to_micros(p.created_at);
             let uid = p.user_id.as_uuid();
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("insert passkey", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let inserted = sqlx::query(INSERT_PASSKEY)
-                        .bind(p.id)
-                        .bind(uid)
-                        .bind(&p.credential_id)
-                        .bind(&p.passkey_json)
-                        .bind(i64::from(p.sign_count))
-                        .bind(p.backup_eligible)
-                        .bind(p.backup_state)
-                        .bind(transports_to_db(&p.transports))
-                        .bind(p.aaguid)
-                        .bind(&p.name)
-                        .bind(created)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if inserted != 1 {
-                        return Ok(false);
-                    }
-                    if let Some(hashes) = recovery_code_hashes {
-                        mfa_pg::replace_codes(&mut tx, uid, hashes, created, "insert passkey")
-                            .await?;
-                    }
-                    audit::insert_pg(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+            on_backend!(self, |db| {
+                let map = db.err("insert passkey");
+                let mut tx = db.begin("insert passkey").await?;
+                let inserted = sqlx::query(INSERT_PASSKEY)
+                    .bind(p.id)
+                    .bind(uid)
+                    .bind(&p.credential_id)
+                    .bind(&p.passkey_json)
+                    .bind(i64::from(p.sign_count))
+                    .bind(p.backup_eligible)
+                    .bind(p.backup_state)
+                    .bind(transports_to_db(&p.transports))
+                    .bind(p.aaguid)
+                    .bind(&p.name)
+                    .bind(Ts(created))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                if inserted != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("insert passkey", e);
-                    let mut tx = s.begin_write("insert passkey").await?;
-                    let inserted = sqlx::query(INSERT_PASSKEY)
-                        .bind(p.id)
-                        .bind(uid)
-                        .bind(&p.credential_id)
-                        .bind(&p.passkey_json)
-                        .bind(i64::from(p.sign_count))
-                        .bind(p.backup_eligible)
-                        .bind(p.backup_state)
-                        .bind(transports_to_db(&p.transports))
-                        .bind(p.aaguid)
-                        .bind(&p.name)
-                        .bind(codec::ts(created))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if inserted != 1 {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(false);
-                    }
-                    if let Some(hashes) = recovery_code_hashes {
-                        mfa_lite::replace_codes(&mut tx, uid, hashes, created, "insert passkey")
-                            .await?;
-                    }
-                    audit::insert_sqlite(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+                if let Some(hashes) = recovery_code_hashes {
+                    tx.replace_recovery_codes(uid, hashes, created, "insert passkey")
+                        .await?;
                 }
-            }
+                tx.insert_audit(event).await?;
+                tx.commit().await.map_err(map)?;
+            });
             event.log();
             Ok(true)
         })
@@ -281,24 +218,16 @@ impl PasskeyStore for Store {
             " FROM passkeys WHERE user_id = $1 ORDER BY created_at, id"
         );
         self.observed("list_passkeys", async {
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(user.as_uuid())
-                    .fetch_all(&s.pool)
+                    .fetch_all(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err("list passkeys", e))?
+                    .map_err(db.err("list passkeys"))?
                     .iter()
                     .map(passkey_row)
-                    .collect(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err("list passkeys", e))?
-                    .iter()
-                    .map(passkey_row)
-                    .collect(),
-            }
+                    .collect()
+            })
         })
         .await
     }
@@ -313,25 +242,17 @@ impl PasskeyStore for Store {
             " FROM passkeys WHERE credential_id = $1"
         );
         self.observed("passkey_by_credential_id", async {
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
-                    .bind(credential_id)
-                    .fetch_optional(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("find passkey", e))?
-                    .as_ref()
-                    .map(passkey_row)
-                    .transpose(),
+            on_backend!(self, |db| {
                 // The writer: a counter just moved must be seen by the next assertion.
-                Inner::Sqlite(s) => sqlx::query(SQL)
+                sqlx::query(SQL)
                     .bind(credential_id)
-                    .fetch_optional(&s.writer)
+                    .fetch_optional(db.writer())
                     .await
-                    .map_err(|e| codec::sqlite_err("find passkey", e))?
+                    .map_err(db.err("find passkey"))?
                     .as_ref()
                     .map(passkey_row)
-                    .transpose(),
-            }
+                    .transpose()
+            })
         })
         .await
     }
@@ -347,28 +268,18 @@ impl PasskeyStore for Store {
             columns!()
         );
         self.observed("rename_passkey", async {
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(id)
                     .bind(user.as_uuid())
                     .bind(name)
-                    .fetch_optional(&s.pool)
+                    .fetch_optional(db.writer())
                     .await
-                    .map_err(|e| codec::pg_err("rename passkey", e))?
+                    .map_err(db.err("rename passkey"))?
                     .as_ref()
                     .map(passkey_row)
-                    .transpose(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(id)
-                    .bind(user.as_uuid())
-                    .bind(name)
-                    .fetch_optional(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("rename passkey", e))?
-                    .as_ref()
-                    .map(passkey_row)
-                    .transpose(),
-            }
+                    .transpose()
+            })
         })
         .await
     }
@@ -383,55 +294,30 @@ impl PasskeyStore for Store {
         const SQL: &str = "DELETE FROM passkeys WHERE id = $1 AND user_id = $2";
         self.observed("delete_passkey", async {
             let uid = user.as_uuid();
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let map = |e| codec::pg_err("delete passkey", e);
-                    let mut tx = s.pool.begin().await.map_err(map)?;
-                    let deleted = sqlx::query(SQL)
-                        .bind(id)
+            on_backend!(self, |db| {
+                let map = db.err("delete passkey");
+                let mut tx = db.begin("delete passkey").await?;
+                let deleted = sqlx::query(SQL)
+                    .bind(id)
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+                if deleted != 1 {
+                    tx.rollback().await.map_err(map)?;
+                    return Ok(false);
+                }
+                if and_recovery_codes {
+                    sqlx::query(DELETE_RECOVERY_CODES)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if deleted != 1 {
-                        return Ok(false);
-                    }
-                    if and_recovery_codes {
-                        sqlx::query(DELETE_RECOVERY_CODES)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    audit::insert_pg(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
+                        .map_err(map)?;
                 }
-                Inner::Sqlite(s) => {
-                    let map = |e| codec::sqlite_err("delete passkey", e);
-                    let mut tx = s.begin_write("delete passkey").await?;
-                    let deleted = sqlx::query(SQL)
-                        .bind(id)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?
-                        .rows_affected();
-                    if deleted != 1 {
-                        tx.rollback().await.map_err(map)?;
-                        return Ok(false);
-                    }
-                    if and_recovery_codes {
-                        sqlx::query(DELETE_RECOVERY_CODES)
-                            .bind(uid)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    audit::insert_sqlite(&mut tx, event).await?;
-                    tx.commit().await.map_err(map)?;
-                }
-            }
+                tx.insert_audit(event).await?;
+                tx.commit().await.map_err(map)?;
+            });
             event.log();
             Ok(true)
         })
@@ -443,9 +329,9 @@ impl PasskeyStore for Store {
              backup_eligible = $4, backup_state = $5, last_used_at = $6 \
              WHERE id = $1 AND sign_count = $7";
         self.observed("record_passkey_use", async {
-            let at = truncate_to_micros(u.at);
-            let written = match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            let at = Ts(truncate_to_micros(u.at));
+            let written = on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(id)
                     .bind(i64::from(u.sign_count))
                     .bind(&u.passkey_json)
@@ -453,23 +339,11 @@ impl PasskeyStore for Store {
                     .bind(u.backup_state)
                     .bind(at)
                     .bind(i64::from(u.expected_sign_count))
-                    .execute(&s.pool)
+                    .execute(db.writer())
                     .await
-                    .map_err(|e| codec::pg_err("record passkey use", e))?
-                    .rows_affected(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(id)
-                    .bind(i64::from(u.sign_count))
-                    .bind(&u.passkey_json)
-                    .bind(u.backup_eligible)
-                    .bind(u.backup_state)
-                    .bind(codec::ts(at))
-                    .bind(i64::from(u.expected_sign_count))
-                    .execute(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("record passkey use", e))?
-                    .rows_affected(),
-            };
+                    .map_err(db.err("record passkey use"))?
+                    .rows_affected()
+            });
             Ok(written == 1)
         })
         .await
