@@ -32,6 +32,7 @@ pub mod authorize;
 pub mod breaker;
 pub mod change_feed;
 mod codec;
+mod dialect;
 pub mod group_commit;
 pub mod mfa;
 pub mod passkeys;
