@@ -327,6 +327,10 @@ impl Application {
                     address,
                     &config.issuer,
                 ),
+                media: crate::media::Media::new(
+                    &config.issuer,
+                    crate::media::DecodeSlots::for_this_machine(),
+                ),
             }),
             config: Arc::new(config),
         })

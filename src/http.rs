@@ -97,6 +97,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::applications::rotate_secret))
         .routes(routes!(crate::http::routes::applications::public))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_logo,
+            crate::http::routes::media::remove_logo
+        )))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_avatar,
+            crate::http::routes::media::remove_avatar
+        )))
+        .routes(routes!(crate::http::routes::media::serve))
         .routes(routes!(crate::http::routes::oauth2::token))
         .routes(routes!(crate::http::routes::oauth2::introspect))
         .routes(routes!(crate::http::routes::oauth2::revoke))
@@ -110,6 +119,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::authorize::list_consents))
         .routes(routes!(crate::http::routes::authorize::withdraw_consent))
+        .routes(routes!(
+            crate::http::routes::oauth2::userinfo_get,
+            crate::http::routes::oauth2::userinfo_post
+        ))
         .routes(routes!(crate::http::routes::grants::list))
         .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
@@ -130,6 +143,20 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+}
+
+/// Gives upload routes their own body limit, `media::MAX_UPLOAD_BYTES` (256 KiB), in place of
+/// the general one (`SESSIOND_MAX_BODY_BYTES`, 64 KiB by default): the inner
+/// `DefaultBodyLimit` overrides the outer one for these routes only. A per-route layer, not a
+/// `Router::layer`: no other route pays for it.
+fn upload_limit(
+    (schemas, paths, route): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        route.layer(DefaultBodyLimit::max(crate::media::MAX_UPLOAD_BYTES)),
+    )
 }
 
 /// The OpenAPI document of [`api_routes`].

@@ -37,6 +37,7 @@ pub mod port;
 pub mod scope;
 pub mod sso;
 pub mod token;
+pub mod userinfo;
 
 use sessiond_actors::model::SessionRecord;
 

@@ -291,7 +291,7 @@ pub fn browser_token_response(
         access_token: issued.token,
         token_type: "Bearer",
         expires_in: issued.expires_in,
-        user: UserView::from(user),
+        user: UserView::new(user, &state.media),
         session: SessionView::new(session, &state.policy, true),
     };
     let cookie = state

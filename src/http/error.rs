@@ -33,6 +33,19 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 415 `unsupported_media_type` for an upload: not a PNG, JPEG or WebP image by its
+    /// content, or one that does not decode (truncated, corrupt).
+    #[error("expected a PNG, JPEG or WebP image (recognised by its content)")]
+    UnsupportedImage,
+    /// 413 `image_too_large`: the image's dimensions (or decoded size) exceed the maximum;
+    /// `details: {max_width, max_height}`.
+    #[error("the image is too large; at most {max_width}x{max_height} pixels")]
+    ImageTooLarge {
+        /// Widest image accepted.
+        max_width: u32,
+        /// Tallest image accepted.
+        max_height: u32,
+    },
     /// 401 `invalid_credentials`: unknown email or wrong password (deliberately the same).
     #[error("invalid email or password")]
     InvalidCredentials,
@@ -202,6 +215,8 @@ impl ApiError {
             Self::ValidationFailed(_) => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedImage => "unsupported_media_type",
+            Self::ImageTooLarge { .. } => "image_too_large",
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidToken => "invalid_token",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -249,7 +264,8 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::ImageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials
             | Self::InvalidToken
             | Self::InvalidRefreshToken
@@ -323,6 +339,10 @@ impl IntoResponse for ApiError {
                     .map(|f| serde_json::json!({"field": f.field, "message": f.message}))
                     .collect::<Vec<_>>()
             })),
+            Self::ImageTooLarge {
+                max_width,
+                max_height,
+            } => Some(serde_json::json!({"max_width": max_width, "max_height": max_height})),
             Self::MfaRequired {
                 challenge_id,
                 expires_at,
@@ -526,6 +546,25 @@ impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
     }
 }
 
+impl From<crate::media::MediaError> for ApiError {
+    /// An upload or an image lookup that did not succeed.
+    fn from(e: crate::media::MediaError) -> Self {
+        use crate::media::MediaError;
+        match e {
+            MediaError::Unsupported => Self::UnsupportedImage,
+            MediaError::UploadTooLarge => Self::PayloadTooLarge,
+            MediaError::TooLarge => Self::ImageTooLarge {
+                max_width: crate::media::MAX_WIDTH,
+                max_height: crate::media::MAX_HEIGHT,
+            },
+            MediaError::Busy => Self::Unavailable("image decoding slots are full".into()),
+            MediaError::NotFound => Self::NotFound,
+            MediaError::Store(e) => e.into(),
+            MediaError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
 impl From<crate::codes::CodeError> for ApiError {
     /// A mailed code that was not accepted: each reason has its documented error.
     fn from(e: crate::codes::CodeError) -> Self {
@@ -596,6 +635,79 @@ impl IntoResponse for crate::auth::oauth::token::OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sessiond\""),
             );
+        }
+        response
+    }
+}
+
+/// RFC 6750 §3: a refused bearer token at a protocol endpoint (`/oauth2/userinfo`). The error
+/// is in `WWW-Authenticate` (what OpenID Connect clients read) and, for scripts, in an RFC 6749
+/// shaped body too.
+impl IntoResponse for crate::auth::oauth::userinfo::BearerError {
+    fn into_response(self) -> Response {
+        use crate::auth::oauth::userinfo::BearerError as E;
+        let description = self.to_string();
+        let (status, code, scope) = match self {
+            E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", ""),
+            E::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                ", scope=\"openid\"",
+            ),
+            E::Server(e) => {
+                return crate::auth::oauth::token::OAuthError::Server(e).into_response();
+            }
+        };
+        let challenge = format!(
+            "Bearer realm=\"sessiond\", error=\"{code}\"{scope}, error_description=\"{description}\""
+        );
+        let mut response = (
+            status,
+            Json(serde_json::json!({"error": code, "error_description": description})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// RFC 6750 §3.1: a request to a bearer-protected protocol endpoint without credentials, or
+/// with malformed ones: 401 `WWW-Authenticate: Bearer realm="sessiond"` without an error code
+/// when nothing was presented; `invalid_request` (400) when it was malformed.
+#[derive(Debug)]
+pub enum BearerMissing {
+    /// No token at all.
+    Absent,
+    /// Two ways at once, or a malformed `Authorization` header.
+    Malformed(&'static str),
+}
+
+impl IntoResponse for BearerMissing {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match self {
+            Self::Absent => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"sessiond\"".to_owned(),
+                serde_json::json!({"error": "invalid_token",
+                                   "error_description": "a bearer access token is required"}),
+            ),
+            Self::Malformed(d) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Bearer realm=\"sessiond\", error=\"invalid_request\", error_description=\"{d}\""
+                ),
+                serde_json::json!({"error": "invalid_request", "error_description": d}),
+            ),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

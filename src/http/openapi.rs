@@ -91,6 +91,7 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "applications", description = "OAuth applications the caller registered, and public application pages"),
         (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
         (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
+        (name = "media", description = "Uploaded avatars and application logos, re-encoded and served under their SHA-256 as immutable files"),
     )
 )]
 pub struct ApiDoc;

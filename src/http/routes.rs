@@ -10,6 +10,7 @@ pub mod events;
 pub mod grants;
 pub mod health;
 pub mod me;
+pub mod media;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth2;

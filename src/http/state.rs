@@ -91,6 +91,8 @@ pub struct Services {
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
     pub browser: crate::http::browser::BrowserPolicy,
+    /// Logo and avatar uploads: the decoding slots and the public URL of `/media`.
+    pub media: crate::media::Media,
 }
 
 impl Services {

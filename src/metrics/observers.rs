@@ -34,6 +34,7 @@ const READS: &[&str] = &[
     "list_grants",
     "list_passkeys",
     "passkey_by_credential_id",
+    "find_media",
 ];
 
 /// Store operations that write.
@@ -75,6 +76,9 @@ const WRITES: &[&str] = &[
     "rename_passkey",
     "delete_passkey",
     "record_passkey_use",
+    "set_avatar",
+    "set_application_logo",
+    "purge_orphaned_media",
 ];
 
 /// `read`, `write`, or `other` for an operation added later and not listed here.

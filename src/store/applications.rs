@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::audit::{AuditEvent, insert_pg, insert_sqlite};
 use super::codec::{self, corrupt, get};
+use super::media::{logo_columns, media_ref_of};
 use super::{Inner, Store, StoreError, truncate_to_micros};
 use crate::auth::oauth::applications::{Application, ClientType, SecretHash};
 use crate::auth::oauth::port::{ApplicationStore, GrantSummary};
@@ -74,6 +75,7 @@ fn app_from_pg(row: &PgRow) -> Result<Application, StoreError> {
         )?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        logo: media_ref_of(row, "logo")?,
     })
 }
 
@@ -95,6 +97,7 @@ fn app_from_sqlite(row: &SqliteRow) -> Result<Application, StoreError> {
         )?,
         created_at: codec::get_ts(row, "created_at")?,
         updated_at: codec::get_ts(row, "updated_at")?,
+        logo: media_ref_of(row, "logo")?,
     })
 }
 
@@ -181,6 +184,7 @@ impl ApplicationStore for Store {
             const SQL: &str = concat!(
                 "SELECT ",
                 app_columns!(),
+                logo_columns!(),
                 " FROM oauth_applications WHERE client_id = $1"
             );
             match &self.inner {
@@ -218,6 +222,7 @@ impl ApplicationStore for Store {
             const SQL: &str = concat!(
                 "SELECT ",
                 app_columns!(),
+                logo_columns!(),
                 " FROM oauth_applications WHERE owner_id = $1 AND id < $2 \
                  ORDER BY id DESC LIMIT $3"
             );

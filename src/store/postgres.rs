@@ -21,6 +21,7 @@ use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
 use super::codec::{corrupt, get, grant_from, pg_err};
+use super::media::{avatar_columns, media_ref_of};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
 };
@@ -135,6 +136,7 @@ impl PgStore {
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
+            avatar_columns!(),
             " FROM users WHERE email = $1"
         ))
         .bind(email)
@@ -149,6 +151,7 @@ impl PgStore {
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
+            avatar_columns!(),
             " FROM users WHERE id = $1"
         ))
         .bind(id.as_uuid())
@@ -615,6 +618,7 @@ fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
         email_verified_at: get(row, "email_verified_at")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        avatar: media_ref_of(row, "avatar")?,
     })
 }
 

@@ -35,6 +35,7 @@ use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
 use super::codec::{corrupt, get, get_opt_ts, get_ts, grant_from, sqlite_err, ts};
+use super::media::{avatar_columns, media_ref_of};
 use super::{
     CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
 };
@@ -198,6 +199,7 @@ impl SqliteStore {
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
+            avatar_columns!(),
             " FROM users WHERE email = ?1"
         ))
         .bind(email)
@@ -212,6 +214,7 @@ impl SqliteStore {
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
+            avatar_columns!(),
             " FROM users WHERE id = ?1"
         ))
         .bind(id.as_uuid())
@@ -625,6 +628,7 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
         email_verified_at: get_opt_ts(row, "email_verified_at")?,
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
+        avatar: media_ref_of(row, "avatar")?,
     })
 }
 

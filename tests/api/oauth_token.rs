@@ -23,12 +23,17 @@ use crate::oauth_grants::grant_session;
 
 const ADA: &str = "ada@example.com";
 
-struct Client {
-    id: String,
-    secret: String,
+pub(crate) struct Client {
+    pub id: String,
+    pub secret: String,
 }
 
-async fn register(app: &TestApp, access: &str, client_type: &str, scopes: &[&str]) -> Client {
+pub(crate) async fn register(
+    app: &TestApp,
+    access: &str,
+    client_type: &str,
+    scopes: &[&str],
+) -> Client {
     let response = app
         .client
         .post(app.url("/v1/applications"))
@@ -52,7 +57,7 @@ async fn register(app: &TestApp, access: &str, client_type: &str, scopes: &[&str
     }
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     basic: Option<(&str, &str)>,
@@ -74,7 +79,7 @@ async fn post_form(
         .unwrap()
 }
 
-async fn oauth_error(response: Response, status: StatusCode, error: &str) -> Value {
+pub(crate) async fn oauth_error(response: Response, status: StatusCode, error: &str) -> Value {
     assert_eq!(response.status(), status, "for {error}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
@@ -99,7 +104,7 @@ async fn client_token(app: &TestApp, c: &Client, scope: Option<&str>) -> Value {
     response.json().await.unwrap()
 }
 
-async fn introspect(app: &TestApp, caller: &Client, token: &str) -> Value {
+pub(crate) async fn introspect(app: &TestApp, caller: &Client, token: &str) -> Value {
     let response = post_form(
         app,
         "/oauth2/introspect",
@@ -378,6 +383,7 @@ async fn resource_servers_and_grants(backend: Backend) {
                 previous_secret: None,
                 created_at: now,
                 updated_at: now,
+                logo: None,
             },
             AuditEvent::new("application_created", now),
         )

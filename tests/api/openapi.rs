@@ -52,11 +52,16 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/v1/auth/browser/mfa"),
     ("post", "/v1/auth/browser/refresh"),
     ("post", "/v1/auth/browser/logout"),
+    ("post", "/v1/auth/me/avatar"),
+    ("delete", "/v1/auth/me/avatar"),
+    ("post", "/v1/applications/{client_id}/logo"),
+    ("delete", "/v1/applications/{client_id}/logo"),
+    ("get", "/media/{file}"),
 ];
 
-/// Registers a user and stores an application of theirs straight through the store; returns
-/// its client id.
-async fn existing_application(app: &crate::helpers::TestApp) -> String {
+/// Registers a user and stores an application of theirs, with a logo, straight through the
+/// store; returns its client id and the logo's file name.
+async fn existing_application(app: &crate::helpers::TestApp) -> (String, String) {
     use sessiond::auth::oauth::applications::{Application, ClientType};
     use sessiond::auth::oauth::port::ApplicationStore;
     use sessiond::store::audit::AuditEvent;
@@ -78,12 +83,36 @@ async fn existing_application(app: &crate::helpers::TestApp) -> String {
         previous_secret: None,
         created_at: now,
         updated_at: now,
+        logo: None,
     };
     app.store
         .insert_application(&application, AuditEvent::new("application_created", now))
         .await
         .unwrap();
-    client_id
+    use sessiond::media::{ImageFormat, MediaFile, MediaHash, MediaRef, MediaStore};
+    let bytes = b"stored as they are: the store does not decode".to_vec();
+    let logo = MediaFile {
+        reference: MediaRef {
+            sha256: MediaHash::of(&bytes),
+            format: ImageFormat::Png,
+        },
+        width: 1,
+        height: 1,
+        bytes,
+    };
+    assert!(
+        app.store
+            .set_application_logo(
+                owner,
+                &client_id,
+                Some(&logo),
+                now,
+                &AuditEvent::new("application_logo_changed", now)
+            )
+            .await
+            .unwrap()
+    );
+    (client_id, logo.reference.file_name())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,14 +148,15 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
 
     // An application, so `/v1/applications/public/{client_id}` has something to show (an
     // unknown client id would answer 404 like an unknown route).
-    let client_id = existing_application(&app).await;
+    let (client_id, logo) = existing_application(&app).await;
 
     // Every documented operation is a real route (never 404/405), and every error it answers
     // without credentials or body has the documented error shape.
     for (method, path) in &documented {
         let concrete = path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{client_id}", &client_id);
+            .replace("{client_id}", &client_id)
+            .replace("{file}", &logo);
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app
             .client

@@ -239,22 +239,7 @@ async fn is_live(
 ) -> Result<bool, OAuthError> {
     use super::port::ApplicationStore;
     match (&claims.sid, &claims.csh) {
-        (Some(sid), _) => {
-            let Ok(id) = sid.parse::<SessionId>() else {
-                return Ok(false);
-            };
-            // The actor answers from the committed state; ended, unknown or expired = not live.
-            Ok(match auth.sessions.check(id).await {
-                Ok(session) => session
-                    .grant
-                    .as_ref()
-                    .is_some_and(|g| g.client_id == claims.client_id),
-                Err(sessiond_actors::sessions::SessionError::Unavailable(e)) => {
-                    return Err(OAuthError::Server(AuthError::internal(e)));
-                }
-                Err(_) => false,
-            })
-        }
+        (Some(_), _) => grant_is_live(auth, claims).await,
         (None, Some(fingerprint)) => {
             let app: Option<Application> = auth
                 .store
@@ -272,6 +257,32 @@ async fn is_live(
         }
         (None, None) => Ok(false),
     }
+}
+
+/// Whether the grant an access token names (`sid`) is alive now and still the token's client's.
+/// The session's actor answers from the committed state, so a revoked grant is dead at once on
+/// every instance; ended, unknown or expired = not live; no `sid` = not a grant's token.
+pub(super) async fn grant_is_live(
+    auth: &Auth<'_>,
+    claims: &OAuthAccessClaims,
+) -> Result<bool, OAuthError> {
+    let Some(id) = claims
+        .sid
+        .as_deref()
+        .and_then(|s| s.parse::<SessionId>().ok())
+    else {
+        return Ok(false);
+    };
+    Ok(match auth.sessions.check(id).await {
+        Ok(session) => session
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.client_id == claims.client_id),
+        Err(sessiond_actors::sessions::SessionError::Unavailable(e)) => {
+            return Err(OAuthError::Server(AuthError::internal(e)));
+        }
+        Err(_) => false,
+    })
 }
 
 /// Token revocation (RFC 7009): `caller` (authenticated here) revokes a token issued to it.

@@ -3,9 +3,10 @@
 //! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
 //!
 //! Here: `POST /oauth2/token` (`authorization_code`, `refresh_token`, `client_credentials`),
-//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009); the rules are in
-//! `crate::auth::oauth::token` and `crate::auth::oauth::codes`. The authorization endpoint and
-//! its pages are in `super::authorize`.
+//! `POST /oauth2/introspect` (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and
+//! `GET|POST /oauth2/userinfo` (OpenID Connect Core §5.3, whose bearer errors follow RFC 6750);
+//! the rules are in `crate::auth::oauth::{token, codes, userinfo}`. The authorization endpoint
+//! and its pages are in `super::authorize`.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,8 @@ use utoipa::ToSchema;
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
 use crate::auth::oauth::codes::{self, CodeExchange};
 use crate::auth::oauth::token::{self, OAuthError};
+use crate::auth::oauth::userinfo;
+use crate::http::error::BearerMissing;
 use crate::http::state::AppState;
 
 /// `POST /oauth2/token` form (`application/x-www-form-urlencoded`). For the OpenAPI document
@@ -382,4 +385,138 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
+}
+
+/// The UserInfo answer (OpenID Connect Core §5.3.2): `sub` and the claims the token's scope
+/// allows; a claim the account does not have is absent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfoResponse {
+    /// The user's id (the ID token's `sub`).
+    sub: String,
+    /// `profile` scope, when the account has a display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `profile` scope, when the account has an avatar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+}
+
+/// The bearer token of a UserInfo request (RFC 6750 §2.1 header, or §2.2 form field on POST;
+/// both at once is `invalid_request`).
+fn bearer(headers: &HeaderMap, form_token: Option<String>) -> Result<String, BearerMissing> {
+    let header_token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| BearerMissing::Malformed("malformed Authorization header"))?;
+            match value.split_once(' ') {
+                Some((scheme, token))
+                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                {
+                    Some(token.trim().to_owned())
+                }
+                _ => return Err(BearerMissing::Malformed("expected Authorization: Bearer")),
+            }
+        }
+    };
+    match (header_token, form_token) {
+        (Some(_), Some(_)) => Err(BearerMissing::Malformed(
+            "the access token must be sent one way only",
+        )),
+        (Some(token), None) | (None, Some(token)) => Ok(token),
+        (None, None) => Err(BearerMissing::Absent),
+    }
+}
+
+async fn userinfo_answer(state: &AppState, token: Result<String, BearerMissing>) -> Response {
+    let token = match token {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    match userinfo::userinfo(&state.auth(), &state.oauth_tokens, &token).await {
+        Ok(info) => no_store(
+            Json(UserInfoResponse {
+                sub: info.sub.to_string(),
+                name: info.profile.name,
+                picture: info.profile.picture,
+                email: info.profile.email,
+                email_verified: info.profile.email_verified,
+            })
+            .into_response(),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// UserInfo (OpenID Connect Core §5.3): a protocol endpoint. Bearer: an OAuth access token of a
+/// live grant with the `openid` scope (a first-party or client-credentials token is
+/// `invalid_token`); errors in `WWW-Authenticate` (RFC 6750 §3).
+#[utoipa::path(
+    get,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: a malformed `Authorization` header"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    userinfo_answer(&state, bearer(&headers, None)).await
+}
+
+/// `POST /oauth2/userinfo` form (`application/x-www-form-urlencoded`, optional). For the
+/// OpenAPI document only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct UserInfoForm {
+    /// The access token (RFC 6750 §2.2), instead of `Authorization: Bearer`.
+    access_token: Option<String>,
+}
+
+/// UserInfo by POST (OpenID Connect Core §5.3.1): the same as GET; the token may also come as
+/// the form field `access_token` (RFC 6750 §2.2), not both ways at once.
+#[utoipa::path(
+    post,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    request_body(content = UserInfoForm, content_type = "application/x-www-form-urlencoded"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: malformed, or the token sent two ways"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form_token = if body.is_empty() {
+        None
+    } else {
+        match form(&headers, &body) {
+            Ok(mut form) => form.remove("access_token"),
+            Err(_) => {
+                return BearerMissing::Malformed(
+                    "the body must be application/x-www-form-urlencoded",
+                )
+                .into_response();
+            }
+        }
+    };
+    userinfo_answer(&state, bearer(&headers, form_token)).await
 }
