@@ -267,12 +267,16 @@ say "k6: /me at half the hello-world rate ($HALF_HELLO/s, ${K6_SECONDS}s)"
 # (refresh needs each answer's child token, which no general tool carries over); oha for /me
 # beside it, as an independent generator (one access token: oha's headers are fixed).
 if [ "${FIXED_RATE:-1}" != 0 ]; then
-  seed fixed "$SVC_DB" "$(( (FIXED_CONNECTIONS * 20 + PER_USER - 1) / PER_USER ))" "$PER_USER" 3000000
+  # Refresh tokens are single-use: every refresh run gets sessions of its own (a token spent by
+  # an earlier run would be a replay, and compromise its session).
+  for pct in 25 50 75; do
+    seed "fixed-$pct" "$SVC_DB" "$(( (FIXED_CONNECTIONS * 20 + PER_USER - 1) / PER_USER ))" "$PER_USER" "$(( 3000000 + pct * 1000 ))"
+  done
   for kind in me refresh; do
     MAX="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_per_s"])' "$RAW/wrk-$kind.json")"
     for pct in 25 50 75; do
       RATE="$(python3 -c 'import sys; print(max(1.0, round(float(sys.argv[1]) * int(sys.argv[2]) / 100, 1)))' "$MAX" "$pct")"
-      if [ "$kind" = me ]; then SEED_FILE="$WORK/seed-read.jsonl"; else SEED_FILE="$WORK/seed-fixed.jsonl"; fi
+      if [ "$kind" = me ]; then SEED_FILE="$WORK/seed-read.jsonl"; else SEED_FILE="$WORK/seed-fixed-$pct.jsonl"; fi
       say "fixed rate: $kind at $pct % of $MAX/s = $RATE/s (${FIXED_SECONDS}s, bench_load${PIN:+, pinned to CPU $PIN_LOAD})"
       c0="$(cpu_ticks "$MAIN_PID")"
       "${PIN[@]}" "$EXAMPLES/bench_load" --kind "$kind" --seed "$SEED_FILE" --target "${MAIN_URL#http://}" \

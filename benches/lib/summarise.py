@@ -310,7 +310,8 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
         target("refresh p99 at that rate (wrk, closed loop)", refresh_p99, "<=", 10, "ms"),
     ]
     for v in variants:
-        note = f"hashing {v['label']}: concurrency {v['concurrency']}, priority {v['priority']}"
+        shown = {k: ("sessiond's default" if v[k] in (None, "-") else v[k]) for k in ("concurrency", "priority")}
+        note = f"hashing {v['label']}: concurrency {shown['concurrency']}, priority {shown['priority']}"
         targets.append(target(f"logins/s ≥ 0.85 × argon2id ({v['label']})", v["logins_to_argon2id"], ">=", 0.85, "×", note))
         targets.append(target(f"refresh p99 under a login flood at 2 × argon2id ({v['label']})",
                               v["refresh_p99_ms_under_login_flood"], "<", 20, "ms", note))
