@@ -287,7 +287,9 @@ if [ "${FIXED_RATE:-1}" != 0 ]; then
       if [ "$kind" = me ]; then
         TOKEN="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["access_token"])' "$WORK/seed-read.jsonl")"
         say "fixed rate: /me at $RATE/s with oha $OHA_VERSION (-q, --latency-correction)"
-        "${PIN[@]}" "$OHA" --no-tui --output-format json -o "$RAW/oha-me-$pct.json" -z "${FIXED_SECONDS}s" \
+        echo "$RATE" >"$RAW/oha-me-$pct.rate"
+        # -w: requests still in flight at the deadline are awaited, not counted as errors.
+        "${PIN[@]}" "$OHA" --no-tui --output-format json -o "$RAW/oha-me-$pct.json" -z "${FIXED_SECONDS}s" -w \
           -q "$RATE" --latency-correction -c "$FIXED_CONNECTIONS" \
           -H "Authorization: Bearer $TOKEN" "$MAIN_URL/v1/auth/me" >&2 || die "oha /me $pct"
       fi

@@ -293,7 +293,7 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
                 codes = o.get("statusCodeDistribution") or {}
                 fixed.append({
                     "tool": "oha", "kind": kind, "percent_of_max": pct,
-                    "rate_offered": None, "ok_per_s": (o.get("summary") or {}).get("requestsPerSec"),
+                    "rate_offered": float(read(os.path.join(raw, f"oha-{kind}-{pct}.rate")) or "nan"), "ok_per_s": (o.get("summary") or {}).get("requestsPerSec"),
                     "errors": {"status": sum(v for k, v in codes.items() if k != "200"),
                                "io": sum((o.get("errorDistribution") or {}).values())},
                     "latency_ms": {"p50": lp.get("p50"), "p90": lp.get("p90"), "p99": lp.get("p99"),
