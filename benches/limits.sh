@@ -115,11 +115,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+# new_db label -> sets DB_URL. Not called in $(...): the name must reach DBS in this shell, or
+# the cleanup would not drop the database.
 new_db() {
   local name="sessiond_limits_$1_$(date +%s)_$RANDOM"
   psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$name\"" >/dev/null
   DBS+=("$name")
-  python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$name"
+  DB_URL="$(python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$name")"
 }
 kill_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
@@ -154,7 +156,7 @@ run_wrk() {
 if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 # (a) pgbench: one single-row UPDATE per transaction, default durability
 say "limit (a): pgbench single-row UPDATE, $CONNECTIONS clients, ${DURATION}s"
-PGB_URL="$(new_db pgbench)"
+new_db pgbench; PGB_URL="$DB_URL"
 psql -q "$PGB_URL" >/dev/null <<'SQL'
 CREATE TABLE rotation (id int PRIMARY KEY, generation bigint NOT NULL DEFAULT 0, at timestamptz);
 INSERT INTO rotation (id) SELECT g FROM generate_series(1, 100000) g;
@@ -234,7 +236,7 @@ seed() {
 
 if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 say "sessiond: startup to ready on an empty database"
-SVC_DB="$(new_db svc)"
+new_db svc; SVC_DB="$DB_URL"
 start_sessiond main "$SVC_DB"
 cat "$RAW/startup-main.json" >&2
 MAIN_PID="$SVC_PID"; MAIN_URL="$SVC_URL"
@@ -406,7 +408,7 @@ resident_now() { # url -> sessiond_session_actors_resident
 memory_run() { # n window
   local n="$1" window="$2" window_secs; window_secs="$(secs_of "$2")"
   say "memory: sessiond with $n resident sessions, passivation after $window"
-  local db; db="$(new_db mem$n)"
+  local db; new_db "mem$n"; db="$DB_URL"
   local per=100 users=$(( (n + 99) / 100 ))
   if [ "$HAVE_SEED" != 1 ]; then
     echo '{"skipped": "needs sessiond seed"}' >"$RAW/memory-$n.json"; return
