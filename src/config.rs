@@ -27,6 +27,7 @@
 mod abuse;
 mod mail;
 mod oauth;
+mod oidc;
 mod sources;
 mod webauthn;
 
@@ -42,6 +43,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
 pub use oauth::OAuthConfig;
+pub use oidc::{GOOGLE_ISSUER, OidcConfig, OidcProviderSettings};
 use sources::{Key, Problems, Raw, Sources};
 pub use webauthn::{RelyingParty, WebauthnSetting};
 
@@ -105,6 +107,8 @@ const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
 const DEMO: Key = key("SESSIOND_DEMO", "demo");
 const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
+/// The `[oidc]` table; its variables (`SESSIOND_OIDC_*`) are read by `config/oidc.rs`.
+const OIDC: Key = key("SESSIOND_OIDC", oidc::TOML_TABLE);
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -199,6 +203,7 @@ const ALL_KEYS: &[Key] = &[
     webauthn::ORIGINS,
     webauthn::RP_NAME,
     REQUIRE_AAL2_FOR,
+    OIDC,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -347,6 +352,9 @@ pub struct Config {
     pub api_key_scopes: Vec<String>,
     /// OAuth applications and grants (`SESSIOND_APP_*`; see `config/oauth.rs`).
     pub oauth: OAuthConfig,
+    /// Log in with external OpenID Connect providers (`[oidc.providers.<name>]`,
+    /// `SESSIOND_OIDC_<NAME>_*`; see `config/oidc.rs`).
+    pub oidc: OidcConfig,
     /// Serve the demo web app at `/demo` (`SESSIOND_DEMO`, `on` or `off`). None = unset: on
     /// exactly when sessiond runs on its generated development keys (decided once the keys are
     /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
@@ -834,7 +842,11 @@ fn build(
             .unwrap_or_default();
         p.other(format!("{label}: unknown key {unknown:?}{hint}"));
     }
-    for unknown in src.unknown_env_keys(ALL_KEYS, &OTHER_ENV) {
+    // `SESSIOND_OIDC_*` names carry a provider name: `config/oidc.rs` checks them itself.
+    for unknown in src
+        .unknown_env_keys(ALL_KEYS, &OTHER_ENV)
+        .filter(|k| !k.starts_with(oidc::ENV_PREFIX))
+    {
         let hint = sources::suggestion(unknown, ALL_KEYS.iter().map(|k| k.env))
             .map(|s| format!(" (did you mean {s}?)"))
             .unwrap_or_default();
@@ -1002,6 +1014,7 @@ fn build(
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
     let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
+    let oidc = oidc::parse(s, &mut p);
     let demo = optional(s, &mut p, &DEMO, on_off);
     let require_aal2_for = field(
         s,
@@ -1167,6 +1180,7 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         oauth: oauth.expect(CHECKED),
+        oidc: oidc.expect(CHECKED),
         demo: demo.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
         require_aal2_for: require_aal2_for.expect(CHECKED),

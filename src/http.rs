@@ -143,6 +143,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::http::routes::passkeys::login_finish))
         .routes(routes!(crate::http::routes::passkeys::mfa_start))
         .routes(routes!(crate::http::routes::passkeys::mfa_finish))
+        .routes(routes!(crate::http::routes::oidc::start))
+        .routes(routes!(crate::http::routes::oidc::callback))
+        .routes(routes!(crate::http::routes::oidc::exchange))
+        .routes(routes!(
+            crate::http::routes::oidc::link,
+            crate::http::routes::oidc::unlink
+        ))
+        .routes(routes!(crate::http::routes::oidc::identities))
         .routes(routes!(events::list))
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))

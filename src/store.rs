@@ -36,6 +36,7 @@ mod dialect;
 pub mod group_commit;
 pub mod media;
 pub mod mfa;
+pub mod oidc;
 pub mod passkeys;
 mod postgres;
 pub mod purge;

@@ -176,6 +176,14 @@ pub enum ApiError {
     /// `confirm=true`.
     #[error("this is the account's last second factor; confirm to remove it")]
     LastSecondFactor,
+    /// A login with an external OpenID Connect provider failed; one code per reason (see `oidc_code`): `oidc_provider_unknown` 404, `oidc_provider_unavailable`
+    /// 503, `return_url_not_allowed` 400, `oidc_state_invalid` 400, `access_denied` 401,
+    /// `oidc_provider_error` 502, `oidc_issuer_mismatch` 400, `oidc_token_exchange_failed`
+    /// 502, `oidc_id_token_invalid` 401, `account_exists_link_required` 409,
+    /// `provider_email_missing` 400, `oidc_login_failed` 401, `identity_in_use` 409,
+    /// `last_login_method` 409, `identity_not_linked` 404, `invalid_grant` 400.
+    #[error("{0}")]
+    Oidc(crate::auth::oidc_login::OidcFailure),
     /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -251,6 +259,7 @@ impl ApiError {
             Self::PasskeyCounterRegressed => "passkey_counter_regressed",
             Self::NoPasskeys => "no_passkeys",
             Self::LastSecondFactor => "last_second_factor",
+            Self::Oidc(f) => oidc_code(*f),
             Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -298,6 +307,7 @@ impl ApiError {
             Self::InvalidCeremony => StatusCode::BAD_REQUEST,
             Self::PasskeyRejected | Self::PasskeyCounterRegressed => StatusCode::UNAUTHORIZED,
             Self::NoPasskeys | Self::LastSecondFactor => StatusCode::CONFLICT,
+            Self::Oidc(f) => oidc_status(*f),
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -497,6 +507,7 @@ impl From<AuthError> for ApiError {
             AuthError::PasskeyNotFound => Self::NotFound,
             AuthError::NoPasskeys => Self::NoPasskeys,
             AuthError::LastSecondFactor => Self::LastSecondFactor,
+            AuthError::Oidc(f) => Self::Oidc(f),
             AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),
@@ -528,6 +539,48 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(why) => Self::Forbidden(why),
             AuthError::InvalidClient => Self::InvalidClient,
             AuthError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+/// The code of a provider-login failure.
+fn oidc_code(f: crate::auth::oidc_login::OidcFailure) -> &'static str {
+    use crate::auth::oidc_login::OidcFailure as F;
+    match f {
+        F::ProviderUnknown => "oidc_provider_unknown",
+        F::ProviderUnavailable => "oidc_provider_unavailable",
+        F::ReturnUrlNotAllowed => "return_url_not_allowed",
+        F::StateInvalid => "oidc_state_invalid",
+        F::AccessDenied => "access_denied",
+        F::ProviderError => "oidc_provider_error",
+        F::IssuerMismatch => "oidc_issuer_mismatch",
+        F::TokenExchangeFailed => "oidc_token_exchange_failed",
+        F::IdTokenInvalid => "oidc_id_token_invalid",
+        F::AccountExistsLinkRequired => "account_exists_link_required",
+        F::ProviderEmailMissing => "provider_email_missing",
+        F::LoginFailed => "oidc_login_failed",
+        F::IdentityInUse => "identity_in_use",
+        F::LastLoginMethod => "last_login_method",
+        F::IdentityNotLinked => "identity_not_linked",
+        F::InvalidExchange => "invalid_grant",
+    }
+}
+
+/// The status of a provider-login failure.
+fn oidc_status(f: crate::auth::oidc_login::OidcFailure) -> StatusCode {
+    use crate::auth::oidc_login::OidcFailure as F;
+    match f {
+        F::ProviderUnknown | F::IdentityNotLinked => StatusCode::NOT_FOUND,
+        F::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        F::ReturnUrlNotAllowed
+        | F::StateInvalid
+        | F::IssuerMismatch
+        | F::ProviderEmailMissing
+        | F::InvalidExchange => StatusCode::BAD_REQUEST,
+        F::AccessDenied | F::IdTokenInvalid | F::LoginFailed => StatusCode::UNAUTHORIZED,
+        F::ProviderError | F::TokenExchangeFailed => StatusCode::BAD_GATEWAY,
+        F::AccountExistsLinkRequired | F::IdentityInUse | F::LastLoginMethod => {
+            StatusCode::CONFLICT
         }
     }
 }

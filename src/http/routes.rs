@@ -14,6 +14,7 @@ pub mod media;
 pub mod metrics;
 pub mod mfa;
 pub mod oauth2;
+pub mod oidc;
 pub mod passkeys;
 pub mod password_reset;
 pub mod profile;

@@ -27,6 +27,8 @@ mod oauth_grants;
 mod oauth_separation;
 mod oauth_token;
 mod oidc;
+mod oidc_login;
+mod oidc_provider;
 mod openapi;
 mod passkeys;
 mod password_reset;
