@@ -251,16 +251,6 @@ impl OAuthTokens {
         Ok(claims)
     }
 
-    /// Whether ID tokens can be issued: OpenID Connect is on (the ID-token key is loaded).
-    pub fn issues_id_tokens(&self) -> bool {
-        self.keys.oidc_enabled()
-    }
-
-    /// The issuer (`iss`): `SESSIOND_ISSUER`.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// How long the tokens issued here live: access tokens, and ID tokens (a statement about
     /// one sign-in that the client checks once, right away; it need not outlive the access
     /// token issued with it).

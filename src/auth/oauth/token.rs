@@ -168,7 +168,7 @@ pub async fn refresh_grant(
         ));
     }
     // With OpenID Connect off there is no ID-token key, and never an ID token.
-    let wants_id_token = requested.contains(super::scope::OPENID) && tokens.issues_id_tokens();
+    let wants_id_token = requested.contains(super::scope::OPENID) && tokens.oidc_enabled();
     let scopes = if requested.is_empty() {
         granted
     } else {
