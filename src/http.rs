@@ -119,6 +119,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::authorize::list_consents))
         .routes(routes!(crate::http::routes::authorize::withdraw_consent))
+        .routes(routes!(crate::http::routes::oauth2::openid_configuration))
+        .routes(routes!(
+            crate::http::routes::oauth2::authorization_server_metadata
+        ))
         .routes(routes!(
             crate::http::routes::oauth2::userinfo_get,
             crate::http::routes::oauth2::userinfo_post

@@ -1,9 +1,9 @@
 //! The authorization endpoint's state on both backends (see
 //! `migrations/*/20261205100000_oauth_authorize.sql`): the [`AuthorizeStore`] port.
 //!
-//! Every query text serves both databases: timestamps are bound through [`Ts`], the one place
-//! where the backends differ, and [`on_backend!`] runs the same bind chain on either pool. The
-//! single-use decision on a code is one `UPDATE ... RETURNING`.
+//! Every query text serves both databases (`super::dialect`): timestamps are bound through
+//! [`Ts`], and [`query_on!`] runs the same bind chain on either pool. The single-use decision
+//! on a code is one `UPDATE ... RETURNING`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,36 +11,24 @@ use sessiond_actors::ids::{SessionId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::codec::{self, TimeRow, Ts, get};
-use super::{Inner, Store, StoreError};
+use super::codec::{TimeRow, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError};
 use crate::auth::oauth::port::{
     AuthorizeStore, ConsentSummary, PendingRequest, Redemption, StoredCode,
 };
 
-/// Runs `$build` (a `sqlx::query*` with its binds, the same text on both backends) with
-/// `$call` against the backend's pool (`$pool` = `writer` or `reader` on SQLite), mapping
-/// errors under the name `$op`; `$body` makes the answer from the result `$r`, whichever row
-/// type it holds.
-macro_rules! on_backend {
+/// Runs `$build` (a `sqlx::query*` with its binds) with `$call` on the backend's `$pool`
+/// (`writer` or `reader`, see [`super::dialect::Dialect`]), errors named `$op`; `$body` makes
+/// the answer from the result `$r`, whichever row type it holds.
+macro_rules! query_on {
     ($self:ident, $op:expr, $pool:ident, $build:expr, $call:ident, |$r:ident| $body:expr) => {
         $self
             .observed($op, async {
-                match &$self.inner {
-                    Inner::Postgres(s) => {
-                        let $r = $build
-                            .$call(&s.pool)
-                            .await
-                            .map_err(|e| codec::pg_err($op, e))?;
-                        $body
-                    }
-                    Inner::Sqlite(s) => {
-                        let $r = $build
-                            .$call(&s.$pool)
-                            .await
-                            .map_err(|e| codec::sqlite_err($op, e))?;
-                        $body
-                    }
-                }
+                on_backend!($self, |db| {
+                    let $r = $build.$call(db.$pool()).await.map_err(db.err($op))?;
+                    $body
+                })
             })
             .await
     };
@@ -84,7 +72,7 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM oauth_authorization_requests WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO oauth_authorization_requests \
              (id, client_id, csrf, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-        on_backend!(
+        query_on!(
             self,
             "purge authorization requests",
             writer,
@@ -92,7 +80,7 @@ impl AuthorizeStore for Store {
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
             "insert authorization request",
             writer,
@@ -115,7 +103,7 @@ impl AuthorizeStore for Store {
     ) -> Result<Option<PendingRequest>, StoreError> {
         const SQL: &str = "SELECT id, client_id, csrf, params, created_at, expires_at \
              FROM oauth_authorization_requests WHERE id = $1 AND expires_at > $2";
-        on_backend!(
+        query_on!(
             self,
             "find authorization request",
             reader,
@@ -127,7 +115,7 @@ impl AuthorizeStore for Store {
 
     async fn delete_authorization_request(&self, id: Uuid) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM oauth_authorization_requests WHERE id = $1";
-        on_backend!(
+        query_on!(
             self,
             "delete authorization request",
             writer,
@@ -141,7 +129,7 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM oauth_codes WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO oauth_codes \
              (code_hash, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
-        on_backend!(
+        query_on!(
             self,
             "purge authorization codes",
             writer,
@@ -149,7 +137,7 @@ impl AuthorizeStore for Store {
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
             "insert authorization code",
             writer,
@@ -174,7 +162,7 @@ impl AuthorizeStore for Store {
              RETURNING client_id, params";
         const SPENT: &str = "SELECT grant_session_id FROM oauth_codes \
              WHERE code_hash = $1 AND redeemed_at IS NOT NULL";
-        let fresh: Option<(String, String)> = on_backend!(
+        let fresh: Option<(String, String)> = query_on!(
             self,
             "redeem authorization code",
             writer,
@@ -185,7 +173,7 @@ impl AuthorizeStore for Store {
         if let Some((client_id, params)) = fresh {
             return Ok(Redemption::Fresh(client_id, params));
         }
-        let spent: Option<(Option<Uuid>,)> = on_backend!(
+        let spent: Option<(Option<Uuid>,)> = query_on!(
             self,
             "find spent authorization code",
             writer,
@@ -201,7 +189,7 @@ impl AuthorizeStore for Store {
 
     async fn attach_code_grant(&self, hash: &[u8; 32], grant: SessionId) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE oauth_codes SET grant_session_id = $2 WHERE code_hash = $1";
-        on_backend!(
+        query_on!(
             self,
             "attach code grant",
             writer,
@@ -221,7 +209,7 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM sso_sessions WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO sso_sessions (secret_hash, session_id, created_at, \
              expires_at) VALUES ($1, $2, $3, $4)";
-        on_backend!(
+        query_on!(
             self,
             "purge sso sessions",
             writer,
@@ -229,7 +217,7 @@ impl AuthorizeStore for Store {
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
             "insert sso session",
             writer,
@@ -250,7 +238,7 @@ impl AuthorizeStore for Store {
     ) -> Result<Option<SessionId>, StoreError> {
         const SQL: &str =
             "SELECT session_id FROM sso_sessions WHERE secret_hash = $1 AND expires_at > $2";
-        let id: Option<Uuid> = on_backend!(
+        let id: Option<Uuid> = query_on!(
             self,
             "find sso session",
             reader,
@@ -270,7 +258,7 @@ impl AuthorizeStore for Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id, scope) DO NOTHING";
-        on_backend!(
+        query_on!(
             self,
             "remember consent",
             writer,
@@ -290,7 +278,7 @@ impl AuthorizeStore for Store {
         client_id: &str,
     ) -> Result<Vec<String>, StoreError> {
         const SQL: &str = "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
-        on_backend!(
+        query_on!(
             self,
             "consented scopes",
             reader,
@@ -304,7 +292,7 @@ impl AuthorizeStore for Store {
         const SQL: &str = "SELECT c.client_id, a.name, c.scope, c.created_at \
              FROM oauth_consents c LEFT JOIN oauth_applications a ON a.client_id = c.client_id \
              WHERE c.user_id = $1 ORDER BY c.created_at DESC, c.client_id";
-        on_backend!(
+        query_on!(
             self,
             "list consents",
             reader,
@@ -316,7 +304,7 @@ impl AuthorizeStore for Store {
 
     async fn withdraw_consents(&self, user: UserId, client_id: &str) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
-        on_backend!(
+        query_on!(
             self,
             "withdraw consents",
             writer,
@@ -334,7 +322,7 @@ impl AuthorizeStore for Store {
     ) -> Result<Vec<SessionId>, StoreError> {
         const SQL: &str = "SELECT id FROM sessions WHERE user_id = $1 AND client_id = $2 \
              AND status = 'active' AND expires_at > $3 ORDER BY id";
-        let ids: Vec<Uuid> = on_backend!(
+        let ids: Vec<Uuid> = query_on!(
             self,
             "user grant ids",
             reader,

@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use sqlx::Row;
 
-use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::codec::{self, corrupt, get};
-use super::{Inner, Store, StoreError, truncate_to_micros};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{corrupt, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError, truncate_to_micros};
 use crate::media::{ImageFormat, MediaFile, MediaHash, MediaRef, MediaStore};
 
 const UPSERT: &str = "INSERT INTO media (sha256, format, width, height, data, touched_at) \
@@ -117,99 +118,50 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         event.validate()?;
-        let now = truncate_to_micros(now);
+        let now = Ts(truncate_to_micros(now));
         let sha = image.map(|i| i.reference.sha256.0.to_vec());
-        let op = operation.replace('_', " ");
-        let op = op.as_str();
-        let size =
-            |n: u32| i32::try_from(n).map_err(|_| StoreError::Other("image too large".into()));
-        let dims = match image {
-            Some(i) => Some((size(i.width)?, size(i.height)?)),
-            None => None,
-        };
+        let size = |n: u32| i32::try_from(n).map_err(|_| corrupt("image dimensions"));
+        let dims = image
+            .map(|i| Ok::<_, StoreError>((size(i.width)?, size(i.height)?)))
+            .transpose()?;
         let changed = self
             .observed(operation, async {
-                match &self.inner {
-                    Inner::Postgres(s) => {
-                        let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                        if let (Some(i), Some((w, h))) = (image, dims) {
-                            sqlx::query(UPSERT)
-                                .bind(&i.reference.sha256.0[..])
-                                .bind(i.reference.format.as_str())
-                                .bind(w)
-                                .bind(h)
-                                .bind(&i.bytes)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(|e| codec::pg_err(op, e))?;
-                        }
-                        let query = match &target {
-                            Target::Avatar(user) => sqlx::query(SET_AVATAR)
-                                .bind(user.as_uuid())
-                                .bind(&sha)
-                                .bind(now),
-                            Target::Logo { owner, client_id } => sqlx::query(SET_LOGO)
-                                .bind(*client_id)
-                                .bind(owner.as_uuid())
-                                .bind(&sha)
-                                .bind(now),
-                        };
-                        let changed = query
+                on_backend!(self, |db| {
+                    let map = db.err(operation);
+                    let mut tx = db.begin(operation).await?;
+                    if let (Some(i), Some((width, height))) = (image, dims) {
+                        sqlx::query(UPSERT)
+                            .bind(&i.reference.sha256.0[..])
+                            .bind(i.reference.format.as_str())
+                            .bind(width)
+                            .bind(height)
+                            .bind(&i.bytes)
+                            .bind(now)
                             .execute(&mut *tx)
                             .await
-                            .map_err(|e| codec::pg_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if !changed {
-                            // Nothing points at a new row: leave nothing behind.
-                            tx.rollback().await.map_err(|e| codec::pg_err(op, e))?;
-                            return Ok(false);
-                        }
-                        insert_pg(&mut tx, event).await?;
-                        tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                        Ok(true)
+                            .map_err(map)?;
                     }
-                    Inner::Sqlite(s) => {
-                        let mut tx = s.begin_write(op).await?;
-                        if let (Some(i), Some((w, h))) = (image, dims) {
-                            sqlx::query(UPSERT)
-                                .bind(&i.reference.sha256.0[..])
-                                .bind(i.reference.format.as_str())
-                                .bind(w)
-                                .bind(h)
-                                .bind(&i.bytes)
-                                .bind(codec::ts(now))
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(|e| codec::sqlite_err(op, e))?;
-                        }
-                        let query = match &target {
-                            Target::Avatar(user) => sqlx::query(SET_AVATAR)
-                                .bind(user.as_uuid())
-                                .bind(&sha)
-                                .bind(codec::ts(now)),
-                            Target::Logo { owner, client_id } => sqlx::query(SET_LOGO)
-                                .bind(*client_id)
-                                .bind(owner.as_uuid())
-                                .bind(&sha)
-                                .bind(codec::ts(now)),
-                        };
-                        let changed = query
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| codec::sqlite_err(op, e))?
-                            .rows_affected()
-                            == 1;
-                        if !changed {
-                            tx.rollback().await.map_err(|e| codec::sqlite_err(op, e))?;
-                            return Ok(false);
-                        }
-                        insert_sqlite(&mut tx, event).await?;
-                        tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                        Ok(true)
+                    let query = match &target {
+                        Target::Avatar(user) => sqlx::query(SET_AVATAR)
+                            .bind(user.as_uuid())
+                            .bind(&sha)
+                            .bind(now),
+                        Target::Logo { owner, client_id } => sqlx::query(SET_LOGO)
+                            .bind(*client_id)
+                            .bind(owner.as_uuid())
+                            .bind(&sha)
+                            .bind(now),
+                    };
+                    let changed = query.execute(&mut *tx).await.map_err(map)?.rows_affected();
+                    if changed != 1 {
+                        // Nothing would point at a new row: leave nothing behind.
+                        tx.rollback().await.map_err(map)?;
+                        return Ok(false);
                     }
-                }
+                    tx.insert_audit(event).await?;
+                    tx.commit().await.map_err(map)?;
+                    Ok(true)
+                })
             })
             .await?;
         if changed {
@@ -258,49 +210,29 @@ impl MediaStore for Store {
 
     async fn find_media(&self, sha256: &MediaHash) -> Result<Option<MediaFile>, StoreError> {
         self.observed("find_media", async {
-            let op = "find media";
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(FIND)
+            on_backend!(self, |db| {
+                sqlx::query(FIND)
                     .bind(&sha256.0[..])
-                    .fetch_optional(&s.pool)
+                    .fetch_optional(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?
+                    .map_err(db.err("find media"))?
                     .map(|row| file_from(&row))
-                    .transpose(),
-                Inner::Sqlite(s) => sqlx::query(FIND)
-                    .bind(&sha256.0[..])
-                    .fetch_optional(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .map(|row| file_from(&row))
-                    .transpose(),
-            }
+                    .transpose()
+            })
         })
         .await
     }
 
     async fn purge_orphaned_media(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.observed("purge_orphaned_media", async {
-            let op = "purge orphaned media";
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(PURGE)
-                    .bind(cutoff)
-                    .execute(&s.pool)
+            on_backend!(self, |db| {
+                sqlx::query(PURGE)
+                    .bind(Ts(truncate_to_micros(cutoff)))
+                    .execute(db.writer())
                     .await
                     .map(|r| r.rows_affected())
-                    .map_err(|e| codec::pg_err(op, e)),
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let n = sqlx::query(PURGE)
-                        .bind(codec::ts(cutoff))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected();
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    Ok(n)
-                }
-            }
+                    .map_err(db.err("purge orphaned media"))
+            })
         })
         .await
     }

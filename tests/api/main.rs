@@ -22,6 +22,8 @@ mod mfa;
 mod oauth_applications;
 mod oauth_authorize;
 mod oauth_grant_refresh;
+#[path = "../support/oauth_grants.rs"]
+mod oauth_grants;
 mod oauth_separation;
 mod oauth_token;
 mod oidc;

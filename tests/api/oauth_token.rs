@@ -15,11 +15,11 @@ use sessiond::auth::oauth::port::ApplicationStore;
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
 use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
 use sessiond::store::audit::AuditEvent;
-use sessiond_actors::model::{Grant, NewSession};
 use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::oauth_grants::grant_session;
 
 const ADA: &str = "ada@example.com";
 
@@ -398,19 +398,7 @@ async fn resource_servers_and_grants(backend: Backend) {
     let ada_id = app.stored_session(&ada.session_id).await.user_id;
     let (grant, _) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: svc.id.clone(),
-                scope: "openid".into(),
-            }),
-        })
+        .create(grant_session(ada_id, &svc.id, "openid"))
         .await
         .unwrap();
     let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();

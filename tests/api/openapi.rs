@@ -53,6 +53,10 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("post", "/oauth2/token"),
     ("post", "/oauth2/introspect"),
     ("post", "/oauth2/revoke"),
+    ("get", "/oauth2/userinfo"),
+    ("post", "/oauth2/userinfo"),
+    ("get", "/.well-known/openid-configuration"),
+    ("get", "/.well-known/oauth-authorization-server"),
     ("delete", "/v1/auth/grants/{id}"),
     ("post", "/v1/auth/browser/sessions"),
     ("post", "/v1/auth/browser/mfa"),
@@ -123,7 +127,8 @@ async fn existing_application(app: &crate::helpers::TestApp) -> (String, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_documented_and_every_documented_route_is_served() {
-    let app = spawn_app(Backend::Sqlite).await;
+    // OpenID Connect on, so `/.well-known/openid-configuration` is served (404 without it).
+    let (app, _id_token_key) = crate::oidc::oidc_app(Backend::Sqlite).await;
     let response = app
         .client
         .get(app.url("/docs/openapi.json"))

@@ -113,9 +113,9 @@ mod tests {
             status: UserStatus::Active,
             password_hash: None,
             email_verified_at: verified.then_some(now),
-            avatar: None,
             created_at: now,
             updated_at: now,
+            avatar: None,
         }
     }
 

@@ -20,7 +20,8 @@ use utoipa::ToSchema;
 
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
 use crate::auth::oauth::codes::{self, CodeExchange};
-use crate::auth::oauth::token::{self, OAuthError};
+use crate::auth::oauth::discovery;
+use crate::auth::oauth::token::{self, ActiveToken, OAuthError, TokenTypeHint};
 use crate::auth::oauth::userinfo;
 use crate::http::error::BearerMissing;
 use crate::http::state::AppState;
@@ -57,7 +58,8 @@ pub struct TokenForm {
 pub struct IntrospectForm {
     /// The token to introspect.
     token: String,
-    /// `access_token` (a hint; ignored).
+    /// `access_token` or `refresh_token`: which check runs first (the two formats are
+    /// self-describing, so a wrong or unknown hint never changes the answer).
     token_type_hint: Option<String>,
     /// `client_secret_post`: the caller's client id (or use HTTP Basic).
     client_id: Option<String>,
@@ -95,7 +97,8 @@ pub struct OAuthTokenResponse {
     /// the presented one is spent).
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
-    /// An OpenID Connect ID token (`authorization_code` with `openid` in scope).
+    /// An OpenID Connect ID token (RS256): for `authorization_code` with `openid` in scope; on
+    /// a refresh only when the request's `scope` names `openid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
 }
@@ -112,7 +115,7 @@ pub struct IntrospectionResponse {
     /// The client it was issued to.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
-    /// `Bearer`.
+    /// `Bearer` for an access token, `refresh_token` for a refresh token.
     #[serde(skip_serializing_if = "Option::is_none")]
     token_type: Option<&'static str>,
     /// Expiry (seconds).
@@ -130,9 +133,30 @@ pub struct IntrospectionResponse {
     /// Issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
-    /// Token id.
+    /// Token id (access tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    /// The grant's session id (a user's grant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+}
+
+impl IntrospectionResponse {
+    fn inactive() -> Self {
+        Self {
+            active: false,
+            scope: None,
+            client_id: None,
+            token_type: None,
+            exp: None,
+            iat: None,
+            sub: None,
+            aud: None,
+            iss: None,
+            jti: None,
+            sid: None,
+        }
+    }
 }
 
 /// Parses a form body: `application/x-www-form-urlencoded`, each parameter at most once
@@ -249,7 +273,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: refreshed.access.expires_in,
                     scope: refreshed.access.scope,
                     refresh_token: Some(refreshed.refresh_token),
-                    id_token: None,
+                    id_token: refreshed.id_token,
                 })
             }
             Some("authorization_code") => {
@@ -286,9 +310,11 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 /// Token introspection (RFC 7662): a protocol endpoint (form-encoded request, RFC 6749
-/// errors). The caller authenticates as a client and sees only tokens issued to it, unless it
-/// is listed in `SESSIOND_INTROSPECTION_CLIENTS`. `active` comes from the live state: a revoked
-/// grant or a deleted client is inactive at once, on every instance.
+/// errors). The caller authenticates as a confidential client (a public client is
+/// `invalid_client`) and sees only tokens issued to it, unless it is listed in
+/// `SESSIOND_INTROSPECTION_CLIENTS`. Access and refresh tokens: `active` comes from the live
+/// state — a revoked grant or a deleted client is inactive at once, on every instance; a spent
+/// refresh token and a first-party one are never active.
 #[utoipa::path(
     post,
     path = "/oauth2/introspect",
@@ -317,39 +343,40 @@ pub async fn introspect(
             &state.oauth_tokens,
             &client,
             token,
+            TokenTypeHint::parse(form.get("token_type_hint").map(String::as_str)),
             &state.introspection_clients,
         )
         .await
     }
     .await;
     let body = match result {
-        Ok(Some(active)) => {
-            let c = active.claims;
-            IntrospectionResponse {
-                active: true,
-                scope: Some(c.scope),
-                client_id: Some(c.client_id),
-                token_type: Some("Bearer"),
-                exp: Some(c.exp),
-                iat: Some(c.iat),
-                sub: Some(c.sub),
-                aud: Some(c.aud),
-                iss: Some(c.iss),
-                jti: Some(c.jti),
-            }
-        }
-        Ok(None) => IntrospectionResponse {
-            active: false,
-            scope: None,
-            client_id: None,
-            token_type: None,
-            exp: None,
-            iat: None,
-            sub: None,
-            aud: None,
-            iss: None,
-            jti: None,
+        Ok(Some(ActiveToken::Access(c))) => IntrospectionResponse {
+            active: true,
+            scope: Some(c.scope),
+            client_id: Some(c.client_id),
+            token_type: Some("Bearer"),
+            exp: Some(c.exp),
+            iat: Some(c.iat),
+            sub: Some(c.sub),
+            aud: Some(c.aud),
+            iss: Some(c.iss),
+            jti: Some(c.jti),
+            sid: c.sid,
         },
+        Ok(Some(ActiveToken::Refresh(r))) => IntrospectionResponse {
+            active: true,
+            scope: Some(r.scope),
+            client_id: Some(r.client_id),
+            token_type: Some("refresh_token"),
+            exp: Some(r.exp.timestamp()),
+            iat: Some(r.iat.timestamp()),
+            sub: Some(r.sub),
+            aud: None,
+            iss: Some(state.oauth_tokens.issuer().to_owned()),
+            jti: None,
+            sid: Some(r.sid),
+        },
+        Ok(None) => IntrospectionResponse::inactive(),
         Err(e) => return e.into_response(),
     };
     no_store(Json(body).into_response())
@@ -519,4 +546,44 @@ pub async fn userinfo_post(
         }
     };
     userinfo_answer(&state, bearer(&headers, form_token)).await
+}
+
+/// OpenID Connect Discovery 1.0 §3: the provider's metadata. 404 when OpenID Connect is off
+/// (HS256 access tokens: no ID-token key).
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "oauth2",
+    responses(
+        (status = 200, description = "OpenID provider metadata", body = Object),
+        (status = 404, description = "OpenID Connect is off (HS256 access tokens)"),
+    )
+)]
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    if !state.keys.oidc_enabled() {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    metadata_response(&state)
+}
+
+/// RFC 8414: the authorization server's metadata (the OpenID fields only when OpenID Connect is
+/// on).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth2",
+    responses((status = 200, description = "Authorization server metadata (RFC 8414)", body = Object))
+)]
+pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
+    metadata_response(&state)
+}
+
+fn metadata_response(state: &AppState) -> Response {
+    let metadata = discovery::metadata(state.oauth_tokens.issuer(), state.keys.oidc_enabled());
+    let mut response = Json(metadata).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
 }
