@@ -3,6 +3,7 @@
 
 /// Correlation ids live outside `http` (telemetry uses them too); re-exported for handlers.
 pub use crate::correlation;
+pub mod authorize_steps;
 pub mod browser;
 pub mod demo;
 pub mod error;

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use self::port::{FlowKind, FlowRecord, Identity, OidcStore, Unlinked};
 use self::providers::{AuthorizationParams, OidcProviders};
 use super::login::LoginOutcome;
+use super::oauth::authorize::{self, AuthorizeError, Authorizer, LoginStep, SSO_DEVICE_NAME};
 use super::oauth::pkce::CodeChallenge;
 use super::{Auth, AuthError};
 use crate::store::audit::{AuditClient, AuditEvent};
@@ -146,6 +147,8 @@ pub struct OidcFlows<'a> {
     pub providers: &'a OidcProviders,
     /// `SESSIOND_REGISTER_CONFLICT=conceal`: refusals tell nothing about existing accounts.
     pub conceal: bool,
+    /// The authorization endpoint's flows: a login started from its login page ends there.
+    pub authorizer: Authorizer<'a>,
 }
 
 /// A browser or native app starting a login.
@@ -159,6 +162,9 @@ pub struct StartLogin<'r> {
     pub return_to: &'r str,
     /// Passed on to the provider.
     pub login_hint: Option<&'r str>,
+    /// The pending authorization request whose login page started this login (its
+    /// "Continue with …" button): the callback signs in to single sign-on and goes on with it.
+    pub authorize_request: Option<&'r str>,
     /// A native app's parameters; None for a browser login.
     pub native: Option<NativeStart<'r>>,
 }
@@ -210,6 +216,10 @@ pub enum CallbackOutcome {
         /// The full redirect.
         redirect: String,
     },
+    /// A login from the authorization endpoint's login page: the same step its password login
+    /// leads to (single sign-on and the consent page or the client, or the mfa page), or the
+    /// error page when the request expired meanwhile.
+    Authorize(Result<LoginStep, AuthorizeError>),
 }
 
 /// How a callback ended badly: where to send the browser, and why.
@@ -253,28 +263,44 @@ impl OidcFlows<'_> {
     /// Starts a login: stores the flow and answers the provider's authorization URL.
     pub async fn start(&self, request: &StartLogin<'_>) -> Result<String, AuthError> {
         let provider = self.providers.get(request.provider)?;
-        let (kind, return_to, app_challenge, app_state) = match &request.native {
-            None => (FlowKind::Login, request.return_to.to_owned(), None, None),
-            Some(native) => {
-                if !self.providers.native_redirect_allowed(native.redirect_uri) {
-                    return Err(OidcFailure::ReturnUrlNotAllowed.into());
+        let (kind, return_to, app_challenge, app_state) =
+            match (&request.native, request.authorize_request) {
+                (None, None) => (FlowKind::Login, request.return_to.to_owned(), None, None),
+                (None, Some(id)) => {
+                    let id: uuid::Uuid = id.parse().map_err(|_| {
+                        AuthError::Invalid(vec![crate::domain::FieldError {
+                            field: "request",
+                            message: "not an authorization request id".into(),
+                        }])
+                    })?;
+                    // Failures at the callback show the request's page again.
+                    (
+                        FlowKind::Authorize,
+                        authorize::consent_path(id),
+                        None,
+                        Some(id.to_string()),
+                    )
                 }
-                let challenge =
-                    CodeChallenge::parse(native.code_challenge, native.code_challenge_method)
-                        .map_err(|e| {
+                (Some(native), _) => {
+                    if !self.providers.native_redirect_allowed(native.redirect_uri) {
+                        return Err(OidcFailure::ReturnUrlNotAllowed.into());
+                    }
+                    let challenge =
+                        CodeChallenge::parse(native.code_challenge, native.code_challenge_method)
+                            .map_err(|e| {
                             AuthError::Invalid(vec![crate::domain::FieldError {
                                 field: "code_challenge",
                                 message: e.to_string(),
                             }])
                         })?;
-                (
-                    FlowKind::Native,
-                    native.redirect_uri.to_owned(),
-                    Some(challenge.as_str().to_owned()),
-                    native.state.map(str::to_owned),
-                )
-            }
-        };
+                    (
+                        FlowKind::Native,
+                        native.redirect_uri.to_owned(),
+                        Some(challenge.as_str().to_owned()),
+                        native.state.map(str::to_owned),
+                    )
+                }
+            };
         self.begin(
             provider,
             kind,
@@ -459,10 +485,32 @@ impl OidcFlows<'_> {
         match flow.kind {
             FlowKind::Login => {
                 let user = accounts::resolve(self, settings, &login, client).await?;
-                let outcome =
-                    accounts::finish_login(&self.auth, &user, login.trusted_second_factor, client)
-                        .await?;
+                let outcome = accounts::finish_login(
+                    &self.auth,
+                    &user,
+                    login.trusted_second_factor,
+                    None,
+                    client,
+                )
+                .await?;
                 Ok(CallbackOutcome::Login { outcome, return_to })
+            }
+            FlowKind::Authorize => {
+                let user = accounts::resolve(self, settings, &login, client).await?;
+                let device = crate::domain::DeviceName::parse(SSO_DEVICE_NAME).ok();
+                let outcome = accounts::finish_login(
+                    &self.auth,
+                    &user,
+                    login.trusted_second_factor,
+                    device.as_ref(),
+                    client,
+                )
+                .await?;
+                let request = flow.app_state.as_deref().unwrap_or_default();
+                match authorize::login_external(&self.authorizer, request, outcome).await {
+                    Err(AuthorizeError::Server(e)) => Err(e),
+                    step => Ok(CallbackOutcome::Authorize(step)),
+                }
             }
             FlowKind::Native => {
                 let user = accounts::resolve(self, settings, &login, client).await?;
@@ -536,7 +584,7 @@ impl OidcFlows<'_> {
             .get_user(user_id)
             .await?
             .ok_or(OidcFailure::LoginFailed)?;
-        accounts::finish_login(&self.auth, &user, false, client).await
+        accounts::finish_login(&self.auth, &user, false, None, client).await
     }
 
     /// The signed-in user's links.

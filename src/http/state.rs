@@ -130,6 +130,17 @@ impl Services {
             auth: self.auth(),
             providers: &self.oidc,
             conceal: self.register_conflict == crate::config::RegisterConflict::Conceal,
+            authorizer: self.authorizer(),
+        }
+    }
+
+    /// The authorization endpoint's flows (`crate::auth::oauth::authorize`), over these
+    /// services.
+    pub fn authorizer(&self) -> crate::auth::oauth::authorize::Authorizer<'_> {
+        crate::auth::oauth::authorize::Authorizer {
+            auth: self.auth(),
+            issuer: self.oauth_tokens.issuer(),
+            code_ttl: self.oauth_code_ttl,
         }
     }
 

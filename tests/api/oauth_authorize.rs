@@ -14,26 +14,39 @@ use crate::jwt_attacks::claims_of;
 
 const ADA: &str = "ada@example.com";
 const PASSWORD: &str = "correct horse battery";
-const REDIRECT: &str = "https://dash.example/cb";
+pub(crate) const REDIRECT: &str = "https://dash.example/cb";
 /// RFC 7636 Appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-/// A browser: no redirects followed, the single sign-on cookie kept by hand.
-struct Browser {
+/// A browser: no redirects followed, the single sign-on cookie (and a provider login's binding
+/// cookie) kept by hand.
+pub(crate) struct Browser {
     http: reqwest::Client,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
+    binding: Option<String>,
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
             cookie: None,
+            binding: None,
         }
+    }
+
+    /// The cookies this browser sends.
+    fn cookies(&self) -> Option<String> {
+        let both: Vec<&str> = [&self.cookie, &self.binding]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!both.is_empty()).then(|| both.join("; "))
     }
 
     fn keep_cookie(&mut self, response: &reqwest::Response) {
@@ -45,12 +58,15 @@ impl Browser {
                 );
                 self.cookie = Some(v.split(';').next().unwrap().to_owned());
             }
+            if v.contains("sessiond_oidc=") {
+                self.binding = Some(v.split(';').next().unwrap().to_owned());
+            }
         }
     }
 
-    async fn get(&mut self, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, url: &str) -> reqwest::Response {
         let mut req = self.http.get(url);
-        if let Some(c) = &self.cookie {
+        if let Some(c) = self.cookies() {
             req = req.header("cookie", c);
         }
         let response = req.send().await.unwrap();
@@ -58,7 +74,7 @@ impl Browser {
         response
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &mut self,
         url: &str,
         form: &[(&str, &str)],
@@ -70,7 +86,7 @@ impl Browser {
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(c) = &self.cookie {
+        if let Some(c) = self.cookies() {
             req = req.header("cookie", c);
         }
         if let Some(o) = origin {
@@ -90,7 +106,7 @@ fn encode(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The value of the hidden (or other) input `name` in a page.
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -99,7 +115,7 @@ fn field(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-fn location(response: &reqwest::Response) -> url::Url {
+pub(crate) fn location(response: &reqwest::Response) -> url::Url {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let l = response.headers()["location"].to_str().unwrap();
     url::Url::parse(l).unwrap_or_else(|_| url::Url::parse(&format!("http://self{l}")).unwrap())
@@ -111,8 +127,8 @@ fn param(url: &url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-struct Setup {
-    app: TestApp,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
     /// Holds the ID-token key file.
     _keys: tempfile::TempDir,
     access: String,
@@ -133,16 +149,19 @@ fn id_token_key(dir: &std::path::Path) -> String {
 
 /// Ada (signed in through the API) with a confidential application "Dash"; OpenID Connect on.
 async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, &[]).await
+}
+
+/// [`setup`] with more environment.
+pub(crate) async fn setup_with(backend: Backend, extra: &[(&str, &str)]) -> Setup {
     let keys = tempfile::tempdir().unwrap();
     let id_key = id_token_key(keys.path());
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_ID_TOKEN_KEY_FILE", &id_key),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("SESSIOND_APP_CREATORS", ADA),
+        ("SESSIOND_ID_TOKEN_KEY_FILE", id_key.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(backend, &env).await;
     let ada = app.signed_in_user(ADA).await;
     let (client_id, secret) = application(&app, &ada.access, "confidential", &[REDIRECT]).await;
     Setup {
@@ -186,7 +205,7 @@ async fn application(
     )
 }
 
-fn authorize_url(s: &Setup, extra: &str) -> String {
+pub(crate) fn authorize_url(s: &Setup, extra: &str) -> String {
     s.app.url(&format!(
         "/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid%20email\
          &state=st4te&nonce=n0nce&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
@@ -226,7 +245,17 @@ async fn sign_in_and_consent(s: &Setup, b: &mut Browser, extra: &str) -> String 
         "{html}"
     );
     let logged_in = submit_login(s, b, &html, ADA, PASSWORD).await;
-    let next = location(&logged_in);
+    consent_after_login(s, b, &logged_in).await
+}
+
+/// From a login's redirect to the consent page (single sign-on cookie set) to the redirect
+/// with a code; the code.
+pub(crate) async fn consent_after_login(
+    s: &Setup,
+    b: &mut Browser,
+    logged_in: &reqwest::Response,
+) -> String {
+    let next = location(logged_in);
     assert_eq!(next.path(), "/oauth2/consent");
     assert!(b.cookie.is_some());
     let consent = b
@@ -261,7 +290,7 @@ async fn sign_in_and_consent(s: &Setup, b: &mut Browser, extra: &str) -> String 
 }
 
 /// The code of a success redirect (checking `state` and `iss`).
-fn code_of(response: &reqwest::Response) -> String {
+pub(crate) fn code_of(response: &reqwest::Response) -> String {
     let to = location(response);
     assert_eq!(
         format!("{}://{}{}", to.scheme(), to.host_str().unwrap(), to.path()),
@@ -272,7 +301,12 @@ fn code_of(response: &reqwest::Response) -> String {
     param(&to, "code").unwrap_or_else(|| panic!("no code in {to}"))
 }
 
-async fn exchange(s: &Setup, code: &str, redirect: &str, verifier: &str) -> reqwest::Response {
+pub(crate) async fn exchange(
+    s: &Setup,
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> reqwest::Response {
     s.app
         .client
         .post(s.app.url("/oauth2/token"))

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::jwt_attacks::claims_of;
+use crate::oauth_authorize;
 use crate::oidc_provider::{CLIENT_ID, CLIENT_SECRET, TestProvider, free_port};
 
 const PASSWORD: &str = "correct horse battery";
@@ -21,7 +23,14 @@ const NATIVE_REDIRECT: &str = "com.example.app:/oauth";
 
 /// sessiond with two providers at `issuer`: `test` (trusted for emails) and `plain` (not).
 async fn app_for(backend: Backend, issuer: &str, extra: &[(&str, &str)]) -> TestApp {
-    let mut env: Vec<(&str, &str)> = vec![
+    let mut env = provider_env(issuer);
+    env.extend_from_slice(extra);
+    spawn_app_with(backend, &env).await
+}
+
+/// The environment of [`app_for`]'s two providers.
+fn provider_env(issuer: &str) -> Vec<(&'static str, &str)> {
+    vec![
         ("SESSIOND_OIDC_TEST_ISSUER", issuer),
         ("SESSIOND_OIDC_TEST_CLIENT_ID", CLIENT_ID),
         ("SESSIOND_OIDC_TEST_CLIENT_SECRET", CLIENT_SECRET),
@@ -30,9 +39,7 @@ async fn app_for(backend: Backend, issuer: &str, extra: &[(&str, &str)]) -> Test
         ("SESSIOND_OIDC_PLAIN_CLIENT_ID", CLIENT_ID),
         ("SESSIOND_OIDC_PLAIN_CLIENT_SECRET", CLIENT_SECRET),
         ("SESSIOND_OIDC_NATIVE_REDIRECT_URIS", NATIVE_REDIRECT),
-    ];
-    env.extend_from_slice(extra);
-    spawn_app_with(backend, &env).await
+    ]
 }
 
 /// A browser: no automatic redirects, and sessiond's binding cookie kept between requests.
@@ -248,7 +255,123 @@ async fn an_untrusted_or_unverified_email_is_not_linked(backend: Backend) {
     app.stop().await;
 }
 
+/// The authorization endpoint's login page, its "Continue with Test" button, the provider's
+/// login: `request` (`?request=<id>`) and the start URL of the button.
+async fn provider_button(
+    s: &oauth_authorize::Setup,
+    b: &mut oauth_authorize::Browser,
+    provider: &TestProvider,
+    email: &str,
+) -> Response {
+    let page = b.get(&oauth_authorize::authorize_url(s, "")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let start = format!(
+        "/v1/auth/oidc/test/start?request={}",
+        oauth_authorize::field(&html, "request")
+    );
+    assert!(
+        html.contains(&start) && html.contains("Continue with Test"),
+        "{html}"
+    );
+    let to_provider = b.get(&s.app.url(&format!("{start}&{}", hint(email)))).await;
+    assert_eq!(to_provider.status(), StatusCode::SEE_OTHER);
+    let callback = provider.authorize(&location(&to_provider)).await;
+    assert!(callback.starts_with(&s.app.base), "{callback}");
+    b.get(&callback).await
+}
+
+/// The login page's provider button finishes the pending authorization as the password form
+/// does: single sign-on (no browser-session cookie), the consent page, the client's redirect
+/// with a code, and the code's grant is for the account linked to the provider identity.
+async fn the_login_page_provider_button_completes_the_authorization(backend: Backend) {
+    let provider = TestProvider::start().await;
+    let s = oauth_authorize::setup_with(backend, &provider_env(&provider.issuer)).await;
+    let email = "pia@example.com";
+    let mut b = oauth_authorize::Browser::new();
+    let signed_in = provider_button(&s, &mut b, &provider, email).await;
+    assert!(
+        !signed_in
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("sessiond_rt=")),
+        "single sign-on, not a browser session"
+    );
+    let code = oauth_authorize::consent_after_login(&s, &mut b, &signed_in).await;
+    let tokens = oauth_authorize::exchange(
+        &s,
+        &code,
+        oauth_authorize::REDIRECT,
+        oauth_authorize::VERIFIER,
+    )
+    .await;
+    assert_eq!(tokens.status(), StatusCode::OK);
+    let body: Value = tokens.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    let user = s
+        .app
+        .store
+        .find_user_by_email(email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claims_of(access)["sub"], user.id.to_string());
+    let links = s.app.store.list_identities(user.id).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].provider, "test");
+    s.app.stop().await;
+}
+
+/// An account with a second factor gets the login page's mfa step after the provider login;
+/// its code signs in and goes on to the consent page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_button_still_asks_for_the_second_factor() {
+    let provider = TestProvider::start().await;
+    let s = oauth_authorize::setup_with(Backend::Postgres, &provider_env(&provider.issuer)).await;
+    let email = "lou@example.com";
+    let tokens = s.app.signed_in_user(email).await;
+    let step = crate::mfa::safe_step().await;
+    let (authenticator, _) = crate::mfa::enrol(&s.app, &tokens.access, email, step).await;
+    let user = s
+        .app
+        .store
+        .find_user_by_email(email)
+        .await
+        .unwrap()
+        .unwrap();
+    s.app
+        .store
+        .mark_email_verified(user.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut b = oauth_authorize::Browser::new();
+    let mfa_page = provider_button(&s, &mut b, &provider, email).await;
+    assert_eq!(mfa_page.status(), StatusCode::OK);
+    assert!(
+        b.cookie.is_none(),
+        "no single sign-on before the second factor"
+    );
+    let html = mfa_page.text().await.unwrap();
+    let code = authenticator.code(step + 1);
+    let finished = b
+        .post(
+            &s.app.url("/oauth2/login/mfa"),
+            &[
+                ("request", &oauth_authorize::field(&html, "request")),
+                ("csrf", &oauth_authorize::field(&html, "csrf")),
+                ("challenge", &oauth_authorize::field(&html, "challenge")),
+                ("code", &code),
+            ],
+            Some(&s.app.base),
+        )
+        .await;
+    oauth_authorize::consent_after_login(&s, &mut b, &finished).await;
+    s.app.stop().await;
+}
+
 both_backends!(
+    the_login_page_provider_button_completes_the_authorization,
     first_login_creates_an_account_and_the_next_finds_it,
     an_untrusted_provider_creates_an_unverified_account,
     a_trusted_verified_email_links_the_existing_account,

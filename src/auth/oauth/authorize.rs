@@ -367,6 +367,11 @@ pub async fn start(
     decide(az, pending, session, false).await
 }
 
+/// The consent page of request `id`: where a login on the pages leads.
+pub fn consent_path(id: Uuid) -> String {
+    format!("/oauth2/consent?request={id}")
+}
+
 /// The pending request `id` with its client; unknown or expired is an error page.
 pub async fn load(az: &Authorizer<'_>, id: &str) -> Result<Pending, AuthorizeError> {
     let gone = || {
@@ -551,12 +556,36 @@ pub async fn login_password(
     )
     .await;
     match outcome {
-        Ok(LoginOutcome::Session(issued)) => signed_in(az, pending, *issued).await,
-        Ok(LoginOutcome::MfaRequired(challenge)) => Ok(LoginStep::SecondFactor {
+        Ok(outcome) => logged_in(az, pending, outcome).await,
+        Err(e) => refused(pending, e),
+    }
+}
+
+/// A provider login (issue #14) started from request `request`'s login page: it ends as the
+/// page's password login does — single sign-on for its session, or the mfa page for its
+/// challenge. The request id comes from the provider flow (bound to this browser), not from a
+/// form, so there is no `csrf` value to check.
+pub async fn login_external(
+    az: &Authorizer<'_>,
+    request: &str,
+    outcome: LoginOutcome,
+) -> Result<LoginStep, AuthorizeError> {
+    let pending = load(az, request).await?;
+    logged_in(az, pending, outcome).await
+}
+
+/// A first factor accepted: signed in, or the second factor still owed.
+async fn logged_in(
+    az: &Authorizer<'_>,
+    pending: Pending,
+    outcome: LoginOutcome,
+) -> Result<LoginStep, AuthorizeError> {
+    match outcome {
+        LoginOutcome::Session(issued) => signed_in(az, pending, *issued).await,
+        LoginOutcome::MfaRequired(challenge) => Ok(LoginStep::SecondFactor {
             pending: Box::new(pending),
             challenge: challenge.challenge_id,
         }),
-        Err(e) => refused(pending, e),
     }
 }
 

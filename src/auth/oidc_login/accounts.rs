@@ -28,7 +28,7 @@ use crate::auth::passkeys::port::PasskeyStore;
 use crate::auth::sessions;
 use crate::auth::{Auth, AuthError};
 use crate::config::OidcProviderSettings;
-use crate::domain::Email;
+use crate::domain::{DeviceName, Email};
 use crate::store::audit::{AuditClient, AuditEvent};
 use crate::store::{CreateUserError, NewUser, User, UserProfile, UserStatus};
 
@@ -186,6 +186,7 @@ pub async fn finish_login(
     auth: &Auth<'_>,
     user: &User,
     trusted_second_factor: bool,
+    device_name: Option<&DeviceName>,
     client: &AuditClient,
 ) -> Result<LoginOutcome, AuthError> {
     if user.status != UserStatus::Active {
@@ -201,7 +202,7 @@ pub async fn finish_login(
     let second_factor = status.enabled_at.is_some() || has_passkey;
     if second_factor && !trusted_second_factor {
         let challenge =
-            login::open_challenge(auth, user, &status, has_passkey, None, client).await?;
+            login::open_challenge(auth, user, &status, has_passkey, device_name, client).await?;
         return Ok(LoginOutcome::MfaRequired(challenge));
     }
     let mut amr = vec![AMR_FEDERATED.to_owned()];
@@ -216,7 +217,7 @@ pub async fn finish_login(
             auth_time: auth.clock.now(),
             aal: if trusted_second_factor { 2 } else { 1 },
             amr,
-            device_name: None,
+            device_name: device_name.map(|d| d.as_str().to_owned()),
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
             grant: None,

@@ -17,6 +17,9 @@ pub enum FlowKind {
     Link,
     /// A native app's login: the callback hands the app a one-time code.
     Native,
+    /// A login from the authorization endpoint's login page: the callback signs the browser
+    /// in to single sign-on and goes on with the pending request (`app_state` holds its id).
+    Authorize,
     /// The one-time code of a finished native login, until the app exchanges it.
     NativeCode,
 }
@@ -28,6 +31,7 @@ impl FlowKind {
             Self::Login => "login",
             Self::Link => "link",
             Self::Native => "native",
+            Self::Authorize => "authorize",
             Self::NativeCode => "native_code",
         }
     }
@@ -38,6 +42,7 @@ impl FlowKind {
             "login" => Self::Login,
             "link" => Self::Link,
             "native" => Self::Native,
+            "authorize" => Self::Authorize,
             "native_code" => Self::NativeCode,
             _ => return None,
         })
@@ -66,7 +71,8 @@ pub struct FlowRecord {
     pub user_id: Option<UserId>,
     /// The native app's PKCE challenge (S256).
     pub app_challenge: Option<String>,
-    /// The native app's own `state`, handed back with the code.
+    /// The native app's own `state`, handed back with the code; or the pending authorization
+    /// request's id (`authorize`).
     pub app_state: Option<String>,
     /// When it was started.
     pub created_at: DateTime<Utc>,

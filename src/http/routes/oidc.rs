@@ -39,6 +39,10 @@ pub struct StartQuery {
     return_to: Option<String>,
     /// Passed on to the provider (e.g. the email the user typed).
     login_hint: Option<String>,
+    /// The pending authorization request whose login page has the button (`/oauth2/authorize`):
+    /// the callback then signs in to single sign-on as that page's password login does and
+    /// goes on to its consent page or the client (the mfa page when a second factor is owed).
+    request: Option<String>,
     /// Native apps: a redirect URI from `SESSIOND_OIDC_NATIVE_REDIRECT_URIS`.
     redirect_uri: Option<String>,
     /// Native apps: their PKCE challenge (S256).
@@ -194,6 +198,7 @@ pub async fn start(
             browser_secret: &secret,
             return_to: &return_to,
             login_hint: query.login_hint.as_deref(),
+            authorize_request: query.request.as_deref(),
             native,
         })
         .await?;
@@ -214,7 +219,9 @@ pub async fn start(
     tag = "oidc",
     params(("provider" = String, Path, description = "The provider's configured name"), CallbackQuery),
     responses(
-        (status = 303, description = "To the return URL: with `Set-Cookie` of the browser session's refresh token (`__Secure-sessiond_rt`), or `#mfa_required=<challenge_id>`, `#linked=<provider>`, or `#error=<code>` (`oidc_state_invalid`, `access_denied`, `oidc_provider_error`, `oidc_issuer_mismatch`, `oidc_token_exchange_failed`, `oidc_id_token_invalid`, `account_exists_link_required`, `provider_email_missing`, `oidc_login_failed`, `identity_in_use`, `oidc_provider_unavailable`, `unavailable`); native apps: to their redirect URI with `code` and `state`"),
+        (status = 200, description = "Started with `request` and a second factor is owed: the authorization endpoint's mfa page", content_type = "text/html"),
+        (status = 400, description = "Started with `request` that expired meanwhile: the authorization endpoint's error page", content_type = "text/html"),
+        (status = 303, description = "To the return URL: with `Set-Cookie` of the browser session's refresh token (`__Secure-sessiond_rt`), or `#mfa_required=<challenge_id>`, `#linked=<provider>`, or `#error=<code>`; started with `request`: `Set-Cookie: __Host-sessiond_sso` and on to the consent page or the client's redirect URI (as `POST /oauth2/login`), or the mfa page (200) (`oidc_state_invalid`, `access_denied`, `oidc_provider_error`, `oidc_issuer_mismatch`, `oidc_token_exchange_failed`, `oidc_id_token_invalid`, `account_exists_link_required`, `provider_email_missing`, `oidc_login_failed`, `identity_in_use`, `oidc_provider_unavailable`, `unavailable`); native apps: to their redirect URI with `code` and `state`"),
     )
 )]
 #[tracing::instrument(name = "oidc_callback", skip_all, fields(provider = %provider))]
@@ -253,6 +260,9 @@ pub async fn callback(
             see_other(&with_fragment(&return_to, &format!("linked={provider}")))
         }
         Ok(CallbackOutcome::Native { redirect }) => see_other(&redirect),
+        Ok(CallbackOutcome::Authorize(step)) => Ok(crate::http::authorize_steps::login_response(
+            &state, step, None, None,
+        )),
         Err(CallbackFailure {
             return_to,
             native,
