@@ -151,6 +151,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             crate::http::routes::oidc::link,
             crate::http::routes::oidc::unlink
         ))
+        .routes(routes!(crate::http::routes::oidc::reauth))
         .routes(routes!(crate::http::routes::oidc::identities))
         .routes(routes!(events::list))
         .routes(routes!(health::jwks))

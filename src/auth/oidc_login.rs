@@ -38,6 +38,9 @@ use crate::store::audit::{AuditClient, AuditEvent};
 
 /// How long a started flow waits for its callback.
 const FLOW_TTL: Duration = Duration::minutes(10);
+/// How far before the flow's start a reauthentication's `auth_time` may be (clocks of the
+/// provider and sessiond differ a little).
+const AUTH_TIME_LEEWAY: Duration = Duration::seconds(60);
 /// How long a native app's one-time code lives.
 const NATIVE_CODE_TTL: Duration = Duration::seconds(60);
 /// Where a browser is sent when the flow (and so its return URL) is unknown.
@@ -106,6 +109,10 @@ pub enum OidcFailure {
     /// A native exchange with an unknown, used or expired code, or a wrong verifier.
     #[error("invalid or expired code, or wrong code_verifier")]
     InvalidExchange,
+    /// A reauthentication whose provider login is not fresh (`auth_time` missing or before
+    /// the flow started), or by a provider account not linked to this user.
+    #[error("the provider did not confirm a fresh login of this account")]
+    ReauthenticationFailed,
 }
 
 impl OidcFailure {
@@ -128,6 +135,7 @@ impl OidcFailure {
             Self::LastLoginMethod => "last_login_method",
             Self::IdentityNotLinked => "identity_not_linked",
             Self::InvalidExchange => "invalid_exchange",
+            Self::ReauthenticationFailed => "reauthentication_failed",
         }
     }
 }
@@ -202,6 +210,11 @@ pub enum CallbackOutcome {
     Login {
         /// What the login led to (a session, or a second factor to ask for).
         outcome: LoginOutcome,
+        /// Where to send the browser.
+        return_to: String,
+    },
+    /// The session's authentication was renewed by a fresh login at the provider.
+    Reauthenticated {
         /// Where to send the browser.
         return_to: String,
     },
@@ -337,6 +350,30 @@ impl OidcFlows<'_> {
         .await
     }
 
+    /// Starts a reauthentication of `session` at `provider` (issue #14: how an account
+    /// without a password proves itself again): the provider is asked for a fresh login
+    /// (`max_age=0`); the callback records it on the session when `auth_time` is fresh and
+    /// the provider account is the user's.
+    pub async fn start_reauth(
+        &self,
+        session: &SessionRecord,
+        provider: &str,
+        browser_secret: &str,
+        return_to: &str,
+    ) -> Result<String, AuthError> {
+        let provider = self.providers.get(provider)?;
+        self.begin(
+            provider,
+            FlowKind::Reauth,
+            browser_secret,
+            return_to.to_owned(),
+            Some(session.user_id),
+            (None, Some(session.id.to_string())),
+            None,
+        )
+        .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn begin(
         &self,
@@ -357,7 +394,7 @@ impl OidcFlows<'_> {
                     nonce: &nonce,
                     pkce_verifier: &verifier,
                     login_hint,
-                    fresh_login: kind == FlowKind::Link,
+                    fresh_login: matches!(kind, FlowKind::Link | FlowKind::Reauth),
                 },
             )
             .await?;
@@ -544,6 +581,28 @@ impl OidcFlows<'_> {
                 let user = flow.user_id.ok_or(OidcFailure::StateInvalid)?;
                 accounts::link_explicitly(self, settings, user, &login, client).await?;
                 Ok(CallbackOutcome::Linked { return_to })
+            }
+            FlowKind::Reauth => {
+                let user = flow.user_id.ok_or(OidcFailure::StateInvalid)?;
+                let session = flow
+                    .app_state
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(OidcFailure::StateInvalid)?;
+                let linked = self
+                    .auth
+                    .store
+                    .find_identity(&settings.name, &login.subject)
+                    .await?
+                    .is_some_and(|i| i.user_id == user);
+                let fresh = login
+                    .auth_time
+                    .is_some_and(|t| t >= flow.created_at - AUTH_TIME_LEEWAY);
+                if !(linked && fresh) {
+                    return Err(OidcFailure::ReauthenticationFailed.into());
+                }
+                super::reauth::record(&self.auth, session, accounts::AMR_FEDERATED).await?;
+                Ok(CallbackOutcome::Reauthenticated { return_to })
             }
             FlowKind::NativeCode => Err(OidcFailure::StateInvalid.into()),
         }

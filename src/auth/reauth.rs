@@ -41,6 +41,9 @@ pub mod method {
     pub const RECOVERY_CODE: &str = "recovery_code";
     /// A passkey, through the passkey step-up.
     pub const PASSKEY: &str = "passkey";
+    /// A fresh login at a linked OpenID Connect provider
+    /// (`POST /v1/auth/oidc/{provider}/reauth`).
+    pub const OIDC: &str = "oidc";
 }
 
 /// Whether `session` was authenticated within `max_age` of `now`. An `auth_time` in the future
@@ -263,6 +266,13 @@ pub async fn methods_for(auth: &Auth<'_>, user: UserId) -> Result<Vec<&'static s
     {
         methods.push(method::PASSKEY);
     }
+    // Accounts without a password prove themselves again at their provider (issue #14).
+    if !super::oidc_login::port::OidcStore::list_identities(auth.store, user)
+        .await?
+        .is_empty()
+    {
+        methods.push(method::OIDC);
+    }
     Ok(methods)
 }
 
@@ -356,8 +366,19 @@ pub async fn reauthenticate(
             Proof::Code(_) => AuthError::InvalidMfaCode,
         });
     };
+    record(auth, session, amr).await
+}
+
+/// Records that the user of `session` just proved themselves (method `amr`), committed and
+/// published before this returns: a fenced `SessionChange::Authenticate` with `auth_time`
+/// now. Shared with the provider reauthentication (`oidc_login`, `amr` `fed`).
+pub async fn record(
+    auth: &Auth<'_>,
+    session: SessionId,
+    amr: &str,
+) -> Result<SessionRecord, AuthError> {
     // Microseconds, as stored: memory and the database then agree to the digit.
-    let auth_time = crate::store::truncate_to_micros(now);
+    let auth_time = crate::store::truncate_to_micros(auth.clock.now());
     let record = auth
         .sessions
         .authenticate(

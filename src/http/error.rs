@@ -563,6 +563,7 @@ fn oidc_code(f: crate::auth::oidc_login::OidcFailure) -> &'static str {
         F::LastLoginMethod => "last_login_method",
         F::IdentityNotLinked => "identity_not_linked",
         F::InvalidExchange => "invalid_grant",
+        F::ReauthenticationFailed => "oidc_reauthentication_failed",
     }
 }
 
@@ -577,7 +578,9 @@ fn oidc_status(f: crate::auth::oidc_login::OidcFailure) -> StatusCode {
         | F::IssuerMismatch
         | F::ProviderEmailMissing
         | F::InvalidExchange => StatusCode::BAD_REQUEST,
-        F::AccessDenied | F::IdTokenInvalid | F::LoginFailed => StatusCode::UNAUTHORIZED,
+        F::AccessDenied | F::IdTokenInvalid | F::LoginFailed | F::ReauthenticationFailed => {
+            StatusCode::UNAUTHORIZED
+        }
         F::ProviderError | F::TokenExchangeFailed => StatusCode::BAD_GATEWAY,
         F::AccountExistsLinkRequired | F::IdentityInUse | F::LastLoginMethod => {
             StatusCode::CONFLICT

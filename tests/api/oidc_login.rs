@@ -491,6 +491,108 @@ async fn linking_needs_a_recent_authentication() {
     app.stop().await;
 }
 
+/// A sensitive action (starting a link) with `access`: its response.
+async fn sensitive_action(app: &TestApp, access: &str) -> Response {
+    app.client
+        .post(app.url("/v1/auth/oidc/plain/link"))
+        .bearer_auth(access)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A passwordless account (created by a provider login) proves itself again at its provider
+/// (`max_age=0`): refused before (its methods name `oidc`), allowed after, and the session's
+/// `auth_time` renewed through its actor; another account's provider login is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passwordless_account_reauthenticates_at_its_provider() {
+    let provider = TestProvider::start().await;
+    let app = app_for(
+        Backend::Postgres,
+        &provider.issuer,
+        &[("SESSIOND_REAUTH_MAX_AGE", "1s")],
+    )
+    .await;
+    let email = "noa@example.com";
+    let response = login(&app, &provider, "test", email).await;
+    let access = access_from_callback(&app, &response).await;
+    let sid = claims_of(&access)["sid"].as_str().unwrap().to_owned();
+    // Polled (30 s at most) until the one-second window has passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let response = sensitive_action(&app, &access).await;
+        if response.status() != StatusCode::OK {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never got old");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let body = assert_error(
+        refused,
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+    )
+    .await;
+    assert_eq!(
+        body["error"]["details"]["methods"],
+        json!(["oidc"]),
+        "{body}"
+    );
+
+    let reauth = |hint_email: &'static str| {
+        let (app, provider, access) = (&app, &provider, &access);
+        async move {
+            let mut browser = Browser::new();
+            let started = browser
+                .http
+                .post(app.url("/v1/auth/oidc/test/reauth"))
+                .bearer_auth(access)
+                .json(&json!({"return_to": "/settings"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(started.status(), StatusCode::OK);
+            browser.keep_binding(&started);
+            let body: Value = started.json().await.unwrap();
+            let url = body["authorization_url"].as_str().unwrap().to_owned();
+            assert!(
+                url.contains("max_age=0") && url.contains("prompt=login"),
+                "{url}"
+            );
+            let url = format!("{url}&{}", hint(hint_email));
+            let callback = provider.authorize(&url).await;
+            browser.get(&callback).await
+        }
+    };
+    // Someone else's provider account does not reauthenticate this session.
+    let before = app.stored_session(&sid).await.auth_time;
+    assert_eq!(
+        fragment_error(&reauth("eve@example.com").await),
+        "oidc_reauthentication_failed"
+    );
+    assert_eq!(app.stored_session(&sid).await.auth_time, before);
+    // The account's own: renewed; the action is allowed again (retried should the one-second
+    // window pass between the two requests on a slow machine).
+    let mut allowed = false;
+    for _ in 0..5 {
+        let done = reauth(email).await;
+        assert_eq!(location(&done), "/settings#reauthenticated=test");
+        let session = app.stored_session(&sid).await;
+        assert!(session.auth_time > before);
+        assert!(session.amr.contains(&"fed".to_owned()), "{:?}", session.amr);
+        if sensitive_action(&app, &access).await.status() == StatusCode::OK {
+            allowed = true;
+            break;
+        }
+    }
+    assert!(
+        allowed,
+        "the sensitive action after the provider reauthentication"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mfa_is_still_required_after_the_provider_login() {
     let provider = TestProvider::start().await;

@@ -20,6 +20,9 @@ pub enum FlowKind {
     /// A login from the authorization endpoint's login page: the callback signs the browser
     /// in to single sign-on and goes on with the pending request (`app_state` holds its id).
     Authorize,
+    /// A signed-in user proves themselves again at the provider (`max_age=0`); `app_state`
+    /// holds the session to record it on.
+    Reauth,
     /// The one-time code of a finished native login, until the app exchanges it.
     NativeCode,
 }
@@ -32,6 +35,7 @@ impl FlowKind {
             Self::Link => "link",
             Self::Native => "native",
             Self::Authorize => "authorize",
+            Self::Reauth => "reauth",
             Self::NativeCode => "native_code",
         }
     }
@@ -43,6 +47,7 @@ impl FlowKind {
             "link" => Self::Link,
             "native" => Self::Native,
             "authorize" => Self::Authorize,
+            "reauth" => Self::Reauth,
             "native_code" => Self::NativeCode,
             _ => return None,
         })
@@ -72,7 +77,7 @@ pub struct FlowRecord {
     /// The native app's PKCE challenge (S256).
     pub app_challenge: Option<String>,
     /// The native app's own `state`, handed back with the code; or the pending authorization
-    /// request's id (`authorize`).
+    /// request's id (`authorize`), or the session to reauthenticate (`reauth`).
     pub app_state: Option<String>,
     /// When it was started.
     pub created_at: DateTime<Utc>,

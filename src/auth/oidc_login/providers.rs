@@ -125,6 +125,9 @@ pub struct VerifiedLogin {
     pub name: Option<String>,
     /// Whether `acr` or `amr` asserted a method the operator trusts as a second factor.
     pub trusted_second_factor: bool,
+    /// `auth_time`: when the user last logged in at the provider (a reauthentication asks
+    /// for `max_age=0` and checks it is fresh).
+    pub auth_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl OidcProviders {
@@ -469,6 +472,7 @@ impl Provider {
             email_verified,
             name: text(&self.settings.name_claim),
             trusted_second_factor: acr_trusted || amr_trusted,
+            auth_time: claims.auth_time(),
         })
     }
 }

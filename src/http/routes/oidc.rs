@@ -83,16 +83,16 @@ impl std::fmt::Debug for ExchangeRequest {
     }
 }
 
-/// `POST /v1/auth/oidc/{provider}/link` body.
+/// `POST /v1/auth/oidc/{provider}/link` and `…/reauth` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
-    /// Where the browser goes once linked (same rule as the login's `return_to`).
+    /// Where the browser goes at the end (same rule as the login's `return_to`).
     #[serde(default)]
     return_to: Option<String>,
 }
 
-/// `POST /v1/auth/oidc/{provider}/link` answer.
+/// `POST /v1/auth/oidc/{provider}/link` and `…/reauth` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkStarted {
     /// Send the browser here (a login at the provider).
@@ -221,7 +221,7 @@ pub async fn start(
     responses(
         (status = 200, description = "Started with `request` and a second factor is owed: the authorization endpoint's mfa page", content_type = "text/html"),
         (status = 400, description = "Started with `request` that expired meanwhile: the authorization endpoint's error page", content_type = "text/html"),
-        (status = 303, description = "To the return URL: with `Set-Cookie` of the browser session's refresh token (`__Secure-sessiond_rt`), or `#mfa_required=<challenge_id>`, `#linked=<provider>`, or `#error=<code>`; started with `request`: `Set-Cookie: __Host-sessiond_sso` and on to the consent page or the client's redirect URI (as `POST /oauth2/login`), or the mfa page (200) (`oidc_state_invalid`, `access_denied`, `oidc_provider_error`, `oidc_issuer_mismatch`, `oidc_token_exchange_failed`, `oidc_id_token_invalid`, `account_exists_link_required`, `provider_email_missing`, `oidc_login_failed`, `identity_in_use`, `oidc_provider_unavailable`, `unavailable`); native apps: to their redirect URI with `code` and `state`"),
+        (status = 303, description = "To the return URL: with `Set-Cookie` of the browser session's refresh token (`__Secure-sessiond_rt`), or `#mfa_required=<challenge_id>`, `#linked=<provider>`, `#reauthenticated=<provider>`, or `#error=<code>`; started with `request`: `Set-Cookie: __Host-sessiond_sso` and on to the consent page or the client's redirect URI (as `POST /oauth2/login`), or the mfa page (200) (`oidc_state_invalid`, `access_denied`, `oidc_provider_error`, `oidc_issuer_mismatch`, `oidc_token_exchange_failed`, `oidc_id_token_invalid`, `account_exists_link_required`, `provider_email_missing`, `oidc_login_failed`, `identity_in_use`, `oidc_provider_unavailable`, `oidc_reauthentication_failed`, `unavailable`); native apps: to their redirect URI with `code` and `state`"),
     )
 )]
 #[tracing::instrument(name = "oidc_callback", skip_all, fields(provider = %provider))]
@@ -256,6 +256,10 @@ pub async fn callback(
                 &format!("mfa_required={}", challenge.challenge_id),
             )),
         },
+        Ok(CallbackOutcome::Reauthenticated { return_to }) => see_other(&with_fragment(
+            &return_to,
+            &format!("reauthenticated={provider}"),
+        )),
         Ok(CallbackOutcome::Linked { return_to }) => {
             see_other(&with_fragment(&return_to, &format!("linked={provider}")))
         }
@@ -358,11 +362,57 @@ pub async fn link(
         .oidc_flows()
         .start_link(&current.session, &provider, &secret, &return_to)
         .await?;
+    Ok(provider_login_started(authorization_url, cookie))
+}
+
+/// The answer of a provider login started from a signed-in session: the URL to send the
+/// browser to, and the binding cookie when the browser has none yet.
+fn provider_login_started(authorization_url: String, cookie: Option<HeaderValue>) -> Response {
     let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    Ok(response)
+    response
+}
+
+/// Starts a reauthentication at the provider (issue #14): how an account without a password
+/// proves itself again before a sensitive action. The provider is asked for a fresh login
+/// (`prompt=login`, `max_age=0`); the callback checks its `auth_time` is fresh and that the
+/// provider account is linked to this user, records the authentication on this session (as a
+/// password reauthentication does) and ends on the return URL with
+/// `#reauthenticated=<provider>` (else `#error=oidc_reauthentication_failed`).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/oidc/{provider}/reauth",
+    tag = "oidc",
+    params(("provider" = String, Path, description = "The provider's configured name")),
+    request_body = LinkRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
+        MalformedJson,
+        BodyRejected,
+        (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
+        BearerRejected,
+        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
+    )
+)]
+#[tracing::instrument(name = "oidc_reauth", skip_all, fields(provider = %provider))]
+pub async fn reauth(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<LinkRequest>,
+) -> Result<Response, ApiError> {
+    let return_to = checked_return(&state, body.return_to.as_deref())?;
+    let (secret, cookie) = binding(&state, &headers);
+    let authorization_url = state
+        .oidc_flows()
+        .start_reauth(&current.session, &provider, &secret, &return_to)
+        .await?;
+    Ok(provider_login_started(authorization_url, cookie))
 }
 
 /// Unlinks the provider from the signed-in account (a sensitive action), unless it is the
