@@ -14,8 +14,9 @@
 //! * Native apps start with their own PKCE challenge and an allow-listed redirect URI; the
 //!   callback hands them a one-time code (60 s) that [`OidcFlows::exchange`] turns into the
 //!   usual token response against their verifier.
-//! * Linking from a signed-in session ([`OidcFlows::start_link`]) and unlinking
-//!   ([`OidcFlows::unlink`]) are sensitive actions (recent authentication).
+//! * Linking from a signed-in session ([`OidcFlows::start_for_session`]) and unlinking
+//!   ([`OidcFlows::unlink`]) are sensitive actions (recent authentication); the same start
+//!   with `max_age=0` is how an account without a password reauthenticates.
 
 pub mod accounts;
 pub mod port;
@@ -203,6 +204,15 @@ pub struct CallbackParams {
     pub error: Option<String>,
 }
 
+/// What a provider login from a signed-in session is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionPurpose {
+    /// Link the provider account to the user.
+    Link,
+    /// Prove the user again (renew the session's authentication).
+    Reauth,
+}
+
 /// How a callback ended well.
 #[derive(Debug)]
 pub enum CallbackOutcome {
@@ -326,49 +336,38 @@ impl OidcFlows<'_> {
         .await
     }
 
-    /// Starts linking a provider account to the signed-in user of `session` (a sensitive
-    /// action: the session's authentication must be recent). The provider is asked for a
-    /// fresh login.
-    pub async fn start_link(
+    /// Starts a provider login for the signed-in user of `session`; the provider is asked for
+    /// a fresh login (`prompt=login`, `max_age=0`).
+    ///
+    /// * [`SessionPurpose::Link`]: links the provider account to the user — a sensitive
+    ///   action, so the session's authentication must be recent.
+    /// * [`SessionPurpose::Reauth`] (issue #14: how an account without a password proves
+    ///   itself again): the callback records the authentication on `session` when the ID
+    ///   token's `auth_time` is fresh and the provider account is the user's.
+    pub async fn start_for_session(
         &self,
         session: &SessionRecord,
+        purpose: SessionPurpose,
         provider: &str,
         browser_secret: &str,
         return_to: &str,
     ) -> Result<String, AuthError> {
         let provider = self.providers.get(provider)?;
-        super::reauth::require_recent(&self.auth, session, self.auth.reauth.max_age).await?;
+        let (kind, session_ref) = match purpose {
+            SessionPurpose::Link => {
+                super::reauth::require_recent(&self.auth, session, self.auth.reauth.max_age)
+                    .await?;
+                (FlowKind::Link, None)
+            }
+            SessionPurpose::Reauth => (FlowKind::Reauth, Some(session.id.to_string())),
+        };
         self.begin(
             provider,
-            FlowKind::Link,
+            kind,
             browser_secret,
             return_to.to_owned(),
             Some(session.user_id),
-            (None, None),
-            None,
-        )
-        .await
-    }
-
-    /// Starts a reauthentication of `session` at `provider` (issue #14: how an account
-    /// without a password proves itself again): the provider is asked for a fresh login
-    /// (`max_age=0`); the callback records it on the session when `auth_time` is fresh and
-    /// the provider account is the user's.
-    pub async fn start_reauth(
-        &self,
-        session: &SessionRecord,
-        provider: &str,
-        browser_secret: &str,
-        return_to: &str,
-    ) -> Result<String, AuthError> {
-        let provider = self.providers.get(provider)?;
-        self.begin(
-            provider,
-            FlowKind::Reauth,
-            browser_secret,
-            return_to.to_owned(),
-            Some(session.user_id),
-            (None, Some(session.id.to_string())),
+            (None, session_ref),
             None,
         )
         .await

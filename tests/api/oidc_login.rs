@@ -465,25 +465,8 @@ async fn linking_needs_a_recent_authentication() {
     )
     .await;
     let tokens = app.signed_in_user("kai@example.com").await;
-    // Polled (30 s at most) until the one-second window has passed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let response = loop {
-        let response = app
-            .client
-            .post(app.url("/v1/auth/oidc/plain/link"))
-            .bearer_auth(&tokens.access)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        if response.status() != StatusCode::OK {
-            break response;
-        }
-        assert!(std::time::Instant::now() < deadline, "never got old");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    };
     assert_error(
-        response,
+        refused_once_old(&app, &tokens.access).await,
         StatusCode::UNAUTHORIZED,
         "insufficient_user_authentication",
     )
@@ -502,6 +485,20 @@ async fn sensitive_action(app: &TestApp, access: &str) -> Response {
         .unwrap()
 }
 
+/// [`sensitive_action`], polled (30 s at most) until the session's one-second reauthentication
+/// window has passed: the refusal.
+async fn refused_once_old(app: &TestApp, access: &str) -> Response {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = sensitive_action(app, access).await;
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never got old");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// A passwordless account (created by a provider login) proves itself again at its provider
 /// (`max_age=0`): refused before (its methods name `oidc`), allowed after, and the session's
 /// `auth_time` renewed through its actor; another account's provider login is refused.
@@ -518,18 +515,8 @@ async fn a_passwordless_account_reauthenticates_at_its_provider() {
     let response = login(&app, &provider, "test", email).await;
     let access = access_from_callback(&app, &response).await;
     let sid = claims_of(&access)["sid"].as_str().unwrap().to_owned();
-    // Polled (30 s at most) until the one-second window has passed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let refused = loop {
-        let response = sensitive_action(&app, &access).await;
-        if response.status() != StatusCode::OK {
-            break response;
-        }
-        assert!(std::time::Instant::now() < deadline, "never got old");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    };
     let body = assert_error(
-        refused,
+        refused_once_old(&app, &access).await,
         StatusCode::UNAUTHORIZED,
         "insufficient_user_authentication",
     )

@@ -15,7 +15,7 @@ use crate::auth::login::LoginOutcome;
 use crate::auth::oidc_login::port::Identity;
 use crate::auth::oidc_login::{
     CallbackFailure, CallbackOutcome, CallbackParams, DEFAULT_RETURN, NativeStart, OidcFailure,
-    StartLogin, new_secret, return_url_allowed,
+    SessionPurpose, StartLogin, new_secret, return_url_allowed,
 };
 use crate::http::browser::{see_other, session_cookie_redirect};
 use crate::http::error::ApiError;
@@ -356,23 +356,38 @@ pub async fn link(
     headers: HeaderMap,
     AppJson(body): AppJson<LinkRequest>,
 ) -> Result<Response, ApiError> {
-    let return_to = checked_return(&state, body.return_to.as_deref())?;
-    let (secret, cookie) = binding(&state, &headers);
-    let authorization_url = state
-        .oidc_flows()
-        .start_link(&current.session, &provider, &secret, &return_to)
-        .await?;
-    Ok(provider_login_started(authorization_url, cookie))
+    start_for_session(
+        &state,
+        &current,
+        &provider,
+        &headers,
+        &body,
+        SessionPurpose::Link,
+    )
+    .await
 }
 
-/// The answer of a provider login started from a signed-in session: the URL to send the
-/// browser to, and the binding cookie when the browser has none yet.
-fn provider_login_started(authorization_url: String, cookie: Option<HeaderValue>) -> Response {
+/// A provider login started from a signed-in session: the URL to send the browser to, and
+/// the binding cookie when the browser has none yet.
+async fn start_for_session(
+    state: &AppState,
+    current: &CurrentSession,
+    provider: &str,
+    headers: &HeaderMap,
+    body: &LinkRequest,
+    purpose: SessionPurpose,
+) -> Result<Response, ApiError> {
+    let return_to = checked_return(state, body.return_to.as_deref())?;
+    let (secret, cookie) = binding(state, headers);
+    let authorization_url = state
+        .oidc_flows()
+        .start_for_session(&current.session, purpose, provider, &secret, &return_to)
+        .await?;
     let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    response
+    Ok(response)
 }
 
 /// Starts a reauthentication at the provider (issue #14): how an account without a password
@@ -406,13 +421,15 @@ pub async fn reauth(
     headers: HeaderMap,
     AppJson(body): AppJson<LinkRequest>,
 ) -> Result<Response, ApiError> {
-    let return_to = checked_return(&state, body.return_to.as_deref())?;
-    let (secret, cookie) = binding(&state, &headers);
-    let authorization_url = state
-        .oidc_flows()
-        .start_reauth(&current.session, &provider, &secret, &return_to)
-        .await?;
-    Ok(provider_login_started(authorization_url, cookie))
+    start_for_session(
+        &state,
+        &current,
+        &provider,
+        &headers,
+        &body,
+        SessionPurpose::Reauth,
+    )
+    .await
 }
 
 /// Unlinks the provider from the signed-in account (a sensitive action), unless it is the
