@@ -544,7 +544,85 @@ async fn a_refresh_asking_for_openid_gets_a_verifiable_id_token(backend: crate::
     app.stop().await;
 }
 
+async fn grants_are_listed_with_their_application_and_end_with_the_users_sessions(
+    backend: crate::helpers::Backend,
+) {
+    let (app, _key) = oidc_app(backend).await;
+    let (ada, user, client) = ada_and_client(&app).await;
+    let first = grant(&app, user, &client, "openid offline_access", &[]).await;
+    let sid = {
+        let active = introspect_as(&app, &client, &first.refresh, None).await;
+        active["sid"].as_str().unwrap().to_owned()
+    };
+    let list: Value = app
+        .client
+        .get(app.url("/v1/auth/sessions"))
+        .bearer_auth(&ada.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    let marked = sessions
+        .iter()
+        .find(|s| s["id"] == sid.as_str())
+        .expect("the grant is listed");
+    assert_eq!(marked["application"]["client_id"], client.id);
+    assert_eq!(marked["application"]["name"], "Svc");
+    let own = sessions.iter().find(|s| s["current"] == true).unwrap();
+    assert!(
+        own.get("application").is_none(),
+        "a login is not a grant: {own}"
+    );
+
+    // "Sign out everywhere else" ends the user's grants too: an application the user let in is
+    // a credential like any device (decided in issue #12; README "Grants are sessions").
+    let response = app
+        .client
+        .delete(app.url("/v1/auth/sessions"))
+        .bearer_auth(&ada.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        introspect_as(&app, &client, &first.refresh, None).await["active"],
+        false
+    );
+    assert_eq!(
+        userinfo(&app, &first.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A password change ends them as well.
+    let second = grant(&app, user, &client, "openid offline_access", &[]).await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/password"))
+        .bearer_auth(&ada.access)
+        .json(
+            &serde_json::json!({"current_password": "correct horse battery",
+                                  "new_password": "a brand new passphrase"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        introspect_as(&app, &client, &second.refresh, None).await["active"],
+        false
+    );
+    assert_eq!(
+        userinfo(&app, &second.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.stop().await;
+}
+
 both_backends!(
+    grants_are_listed_with_their_application_and_end_with_the_users_sessions,
     userinfo_reads_claims_by_scope_for_live_grants_only,
     discovery_documents_describe_what_is_served,
     refresh_tokens_introspect_from_the_live_grant,
