@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
 use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
-use sessiond_actors::model::{Grant, NewSession, ReuseClass, SessionStatus};
+use sessiond_actors::model::{ReuseClass, SessionStatus};
 use sessiond_actors::refresh_token::{RefreshKey, RefreshToken};
 use sessiond_actors::sessions::SessionError;
 
@@ -48,22 +48,7 @@ async fn open_grant(
     user: sessiond_actors::ids::UserId,
     client_id: &str,
 ) -> (sessiond_actors::model::SessionRecord, RefreshToken) {
-    app.sessions
-        .create(NewSession {
-            user_id: user,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: client_id.to_owned(),
-                scope: "openid offline_access".into(),
-            }),
-        })
-        .await
-        .unwrap()
+    crate::oidc::open_grant(app, user, client_id, "openid offline_access").await
 }
 
 async fn concurrent_grant_refreshes_rotate_once(backend: Backend) {

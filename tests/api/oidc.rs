@@ -38,17 +38,18 @@ pub(crate) async fn ada_and_client(app: &TestApp) -> (crate::helpers::Tokens, Us
     (ada, user, client)
 }
 
-/// Opens a grant of `client` for `user` with `scope` through the session engine and redeems its
-/// first refresh token at `/oauth2/token` with `form` extras (e.g. a narrower `scope`).
-pub(crate) async fn grant(
+/// Opens a grant of `client_id` for `user` with `scope` through the session engine, as the
+/// authorization-code exchange does (aal 1, password).
+pub(crate) async fn open_grant(
     app: &TestApp,
     user: UserId,
-    client: &Client,
+    client_id: &str,
     scope: &str,
-    extra: &[(&str, &str)],
-) -> GrantTokens {
-    let (_, refresh) = app
-        .sessions
+) -> (
+    sessiond_actors::model::SessionRecord,
+    sessiond_actors::refresh_token::RefreshToken,
+) {
+    app.sessions
         .create(NewSession {
             user_id: user,
             auth_time: chrono::Utc::now(),
@@ -58,12 +59,24 @@ pub(crate) async fn grant(
             user_agent: None,
             ip: None,
             grant: Some(Grant {
-                client_id: client.id.clone(),
+                client_id: client_id.to_owned(),
                 scope: scope.to_owned(),
             }),
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Opens a grant of `client` for `user` with `scope` through the session engine and redeems its
+/// first refresh token at `/oauth2/token` with `form` extras (e.g. a narrower `scope`).
+pub(crate) async fn grant(
+    app: &TestApp,
+    user: UserId,
+    client: &Client,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> GrantTokens {
+    let (_, refresh) = open_grant(app, user, &client.id, scope).await;
     let refresh = refresh.encode();
     let mut form = vec![
         ("grant_type", "refresh_token"),
@@ -544,6 +557,14 @@ async fn a_refresh_asking_for_openid_gets_a_verifiable_id_token(backend: crate::
     app.stop().await;
 }
 
+/// The grant's refresh token is inactive and its access token reads no profile.
+async fn assert_grant_ended(app: &TestApp, client: &Client, tokens: &GrantTokens) {
+    let refresh = introspect_as(app, client, &tokens.refresh, None).await;
+    assert_eq!(refresh["active"], false);
+    let response = userinfo(app, &tokens.access).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
 async fn grants_are_listed_with_their_application_and_end_with_the_users_sessions(
     backend: crate::helpers::Backend,
 ) {
@@ -587,14 +608,7 @@ async fn grants_are_listed_with_their_application_and_end_with_the_users_session
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
-    assert_eq!(
-        introspect_as(&app, &client, &first.refresh, None).await["active"],
-        false
-    );
-    assert_eq!(
-        userinfo(&app, &first.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_grant_ended(&app, &client, &first).await;
 
     // A password change ends them as well.
     let second = grant(&app, user, &client, "openid offline_access", &[]).await;
@@ -610,14 +624,7 @@ async fn grants_are_listed_with_their_application_and_end_with_the_users_session
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
-    assert_eq!(
-        introspect_as(&app, &client, &second.refresh, None).await["active"],
-        false
-    );
-    assert_eq!(
-        userinfo(&app, &second.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_grant_ended(&app, &client, &second).await;
     app.stop().await;
 }
 
