@@ -36,6 +36,7 @@ mod dialect;
 pub mod group_commit;
 pub mod media;
 pub mod mfa;
+mod oauth_origins;
 pub mod oidc;
 pub mod passkeys;
 mod postgres;

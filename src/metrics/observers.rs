@@ -35,6 +35,7 @@ const READS: &[&str] = &[
     "list_passkeys",
     "passkey_by_credential_id",
     "find_media",
+    "allowed_origins",
     "find_authorization_request",
     "find_spent_authorization_code",
     "find_sso_session",

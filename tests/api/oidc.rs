@@ -615,7 +615,77 @@ async fn grants_are_listed_with_their_application_and_end_with_the_users_session
     app.stop().await;
 }
 
+/// The OAuth endpoints a browser application calls answer CORS for the origins registered
+/// applications allow, preflight included, and for no other origin; other paths do not take
+/// the applications' origins.
+async fn oauth_endpoints_allow_the_applications_origins_only(backend: crate::helpers::Backend) {
+    let (app, _key) = oidc_app(backend).await;
+    let ada = app.signed_in_user(ADA).await;
+    let created = app
+        .client
+        .post(app.url("/v1/applications"))
+        .bearer_auth(&ada.access)
+        .json(&serde_json::json!({"name": "Spa", "client_type": "public",
+            "redirect_uris": ["https://spa.example/cb"], "allowed_origins": ["https://spa.example"],
+            "allowed_scopes": ["openid"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let preflight = |path: &'static str, origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = |r: &Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for path in [
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+    ] {
+        let ok = preflight(path, "https://spa.example").await.unwrap();
+        assert_eq!(
+            allowed(&ok).as_deref(),
+            Some("https://spa.example"),
+            "{path}"
+        );
+        assert!(
+            ok.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+        let foreign = preflight(path, "https://evil.example").await.unwrap();
+        assert_eq!(allowed(&foreign), None, "{path}");
+    }
+    // The first-party API does not take an application's origin.
+    let me = preflight("/v1/auth/me", "https://spa.example")
+        .await
+        .unwrap();
+    assert_eq!(allowed(&me), None);
+    // An actual request: the answer (an RFC 6749 error here) carries the header.
+    let token = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .header("origin", "https://spa.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&refresh_token=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed(&token).as_deref(), Some("https://spa.example"));
+    app.stop().await;
+}
+
 both_backends!(
+    oauth_endpoints_allow_the_applications_origins_only,
     grants_are_listed_with_their_application_and_end_with_the_users_sessions,
     userinfo_reads_claims_by_scope_for_live_grants_only,
     discovery_documents_describe_what_is_served,
