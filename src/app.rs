@@ -319,9 +319,14 @@ impl Application {
                 },
                 oauth_tokens,
                 introspection_clients: config.oauth.introspection_clients.clone(),
+                oauth_code_ttl: config.oauth.code_ttl,
                 passkeys,
                 require_aal2_for: config.require_aal2_for,
-                browser: crate::http::browser::BrowserPolicy::new(&config.abuse.http, address),
+                browser: crate::http::browser::BrowserPolicy::new(
+                    &config.abuse.http,
+                    address,
+                    &config.issuer,
+                ),
             }),
             config: Arc::new(config),
         })

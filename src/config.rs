@@ -191,6 +191,7 @@ const ALL_KEYS: &[Key] = &[
     oauth::ID_TOKEN_KEY_FILE,
     oauth::OAUTH_AUDIENCE,
     oauth::INTROSPECTION_CLIENTS,
+    oauth::OAUTH_CODE_TTL,
     DEMO,
     webauthn::RP_ID,
     webauthn::ORIGINS,
@@ -1285,6 +1286,21 @@ mod tests {
             e.iter()
                 .any(|m| m.starts_with("SESSIOND_APP_SECRET_OVERLAP"))
         );
+    }
+
+    #[test]
+    fn authorization_code_lifetime_is_one_to_sixty_seconds() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.oauth.code_ttl, Duration::from_secs(60));
+        let c = Config::from_sources(None, &env(&[("SESSIOND_OAUTH_CODE_TTL", "1s")])).unwrap();
+        assert_eq!(c.oauth.code_ttl, Duration::from_secs(1));
+        for bad in ["0", "61s", "soon"] {
+            let e = errors(None, &[("SESSIOND_OAUTH_CODE_TTL", bad)]);
+            assert!(
+                e.iter().any(|m| m.starts_with("SESSIOND_OAUTH_CODE_TTL")),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod hardening;
 pub mod metrics_layer;
+pub mod oauth_pages;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -99,6 +100,16 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::http::routes::oauth2::token))
         .routes(routes!(crate::http::routes::oauth2::introspect))
         .routes(routes!(crate::http::routes::oauth2::revoke))
+        .routes(routes!(crate::http::routes::authorize::authorize))
+        .routes(routes!(crate::http::routes::authorize::login))
+        .routes(routes!(crate::http::routes::authorize::login_mfa))
+        .routes(routes!(crate::http::routes::authorize::login_passkey))
+        .routes(routes!(
+            crate::http::routes::authorize::consent_page,
+            crate::http::routes::authorize::consent_answer
+        ))
+        .routes(routes!(crate::http::routes::authorize::list_consents))
+        .routes(routes!(crate::http::routes::authorize::withdraw_consent))
         .routes(routes!(crate::http::routes::grants::list))
         .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
@@ -176,7 +187,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             hardening::limit_requests,
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
-    let mut api = api;
+    let mut api = api.merge(crate::http::routes::authorize::assets());
     if let Some(pages) = demo_pages {
         api = api.merge(pages);
     }

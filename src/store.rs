@@ -28,6 +28,7 @@ pub use sessiond_actors::store::StoreError;
 pub mod api_keys;
 pub mod applications;
 pub mod audit;
+pub mod authorize;
 pub mod breaker;
 pub mod change_feed;
 mod codec;

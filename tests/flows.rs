@@ -255,6 +255,7 @@ both_backends!(
     the_first_second_factor_may_be_enrolled_at_aal1,
     refresh_flow_rotates_and_detects_a_replay_after_the_grace_window,
     ending_by_refresh_token_needs_the_sessions_own_token,
+    id_tokens_verify_with_the_published_jwks_and_carry_claims_by_scope,
 );
 
 /// Logs `email` in with the password (no MFA): the aal 1 session.
@@ -697,5 +698,133 @@ async fn parallel_wrong_codes_over_many_challenges_cannot_pass_the_second_factor
     assert!(matches!(
         second_factor::check_allowed(&ctx.auth(), user.id).await,
         Err(AuthError::Limited(_))
+    ));
+}
+
+/// An ID token from `id_token::issue` (the function the code exchange calls) verifies with an
+/// independent verifier — jsonwebtoken given only the JWKS document sessiond publishes — and
+/// carries the contract's claims, the profile/email claims only as the scope allows.
+async fn id_tokens_verify_with_the_published_jwks_and_carry_claims_by_scope(backend: TestBackend) {
+    use sessiond::auth::oauth::id_token::{IdTokenRequest, issue};
+    use sessiond::auth::oauth::scope::Scopes;
+    use sessiond::crypto::keys::{KeyRing, KeySources, SigningAlg};
+    use sessiond::crypto::oauth_tokens::{OAuthTokens, at_hash};
+
+    let ctx = Ctx::new(backend).await;
+    let keys = Arc::new(
+        KeyRing::load(&KeySources {
+            alg: SigningAlg::EdDsa,
+            signing_key_files: Vec::new(),
+            refresh_key: None,
+            keys_file: Some(ctx._dir.path().join("dev.keys")),
+            development: true,
+            id_token_key_file: None,
+        })
+        .unwrap(),
+    );
+    let issuer = "http://127.0.0.1:8080";
+    let tokens = OAuthTokens::new(
+        keys.clone(),
+        issuer,
+        "sessiond-oauth",
+        Duration::from_secs(300),
+    );
+    let user = ctx
+        .store
+        .create_user(&NewUser {
+            email: "oidc@example.com".into(),
+            name: Some("Ada Lovelace".into()),
+            password_hash: None,
+        })
+        .await
+        .unwrap();
+    let auth_time = ctx.clock.now() - chrono::Duration::seconds(30);
+    let amr = vec!["pwd".to_owned(), "otp".to_owned()];
+    let scope = Scopes::parse(Some("openid profile email")).unwrap();
+    let request = IdTokenRequest {
+        user: user.id,
+        client_id: "client-1",
+        nonce: Some("n-0S6_WzA2Mj"),
+        auth_time,
+        aal: 2,
+        amr: &amr,
+        access_token: Some("an.access.token"),
+        scope: &scope,
+    };
+    let token = issue(&ctx.auth(), &tokens, &request).await.unwrap();
+
+    // The verifier knows only the published JWKS: the key named by the token's kid.
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let kid = header.kid.expect("kid");
+    assert_eq!(Some(kid.as_str()), keys.id_token_kid());
+    let jwk = jwks.find(&kid).expect("the ID-token key is in the JWKS");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&["client-1"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let claims: serde_json::Value = jsonwebtoken::decode(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    let now = ctx.clock.now().timestamp();
+    assert_eq!(claims["sub"], user.id.to_string());
+    assert_eq!(claims["iat"], now);
+    assert_eq!(claims["exp"], now + 300);
+    assert_eq!(claims["auth_time"], auth_time.timestamp());
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["at_hash"], at_hash("an.access.token"));
+    assert_eq!(claims["acr"], "aal2");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
+    assert_eq!(claims["email"], "oidc@example.com");
+    assert_eq!(claims["email_verified"], false);
+    assert_eq!(claims["name"], "Ada Lovelace");
+
+    // `openid` alone: no profile or email claims; no nonce or access token: neither claim.
+    let bare = Scopes::parse(Some("openid")).unwrap();
+    let token = issue(
+        &ctx.auth(),
+        &tokens,
+        &IdTokenRequest {
+            nonce: None,
+            access_token: None,
+            aal: 1,
+            scope: &bare,
+            ..request.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let claims: serde_json::Value = jsonwebtoken::decode(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["acr"], "aal1");
+    for absent in [
+        "nonce",
+        "at_hash",
+        "email",
+        "email_verified",
+        "name",
+        "picture",
+    ] {
+        assert!(claims.get(absent).is_none(), "{absent} in {claims}");
+    }
+
+    // A user that no longer exists gets no ID token.
+    let gone = IdTokenRequest {
+        user: sessiond_actors::ids::UserId::new(),
+        ..request
+    };
+    assert!(matches!(
+        issue(&ctx.auth(), &tokens, &gone).await,
+        Err(sessiond::auth::oauth::token::OAuthError::InvalidGrant(_))
     ));
 }

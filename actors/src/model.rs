@@ -61,11 +61,16 @@ pub enum RevokeReason {
     AccountDisabled,
     /// The OAuth application the session was granted to was deleted by its owner.
     ApplicationDeleted,
+    /// The authorization code this grant was issued from was presented again: someone else
+    /// may hold it, so the grant is ended (RFC 6749 §4.1.2).
+    CodeReplayed,
+    /// The user withdrew their consent to the application.
+    ConsentWithdrawn,
 }
 
 impl RevokeReason {
     /// Every reason, for initialising labelled metrics.
-    pub const ALL: [RevokeReason; 7] = [
+    pub const ALL: [RevokeReason; 9] = [
         Self::Logout,
         Self::UserRevoked,
         Self::RevokeOthers,
@@ -73,6 +78,8 @@ impl RevokeReason {
         Self::Admin,
         Self::AccountDisabled,
         Self::ApplicationDeleted,
+        Self::CodeReplayed,
+        Self::ConsentWithdrawn,
     ];
 
     /// The stored spelling (also a metric label value).
@@ -85,6 +92,8 @@ impl RevokeReason {
             Self::Admin => "admin",
             Self::AccountDisabled => "account_disabled",
             Self::ApplicationDeleted => "application_deleted",
+            Self::CodeReplayed => "code_replayed",
+            Self::ConsentWithdrawn => "consent_withdrawn",
         }
     }
 

@@ -18,16 +18,24 @@
 //!   parameter and the OpenID Connect scopes; [`client_auth`] — reading
 //!   `client_secret_basic` / `client_secret_post` / `none` credentials. Building blocks of the authorization and token
 //!   endpoints (not served yet).
+//! - [`id_token`] — ID tokens (RS256, the dedicated key): [`id_token::issue`] is what the
+//!   authorization-code exchange (and a refresh asking for `openid`) calls; its
+//!   [`id_token::profile_claims`] are the user's claims by scope, shared with userinfo.
 //! - [`token`] — the token endpoint's `client_credentials` grant and introspection (RFC 7662).
 //! - [`port`] — the storage port [`port::ApplicationStore`], which `crate::store` implements on
 //!   both databases.
 
 pub mod applications;
+pub mod authorize;
 pub mod client_auth;
+pub mod codes;
+pub mod consent;
 pub mod grants;
+pub mod id_token;
 pub mod pkce;
 pub mod port;
 pub mod scope;
+pub mod sso;
 pub mod token;
 
 use sessiond_actors::model::SessionRecord;

@@ -13,6 +13,7 @@ pub(super) const APP_SECRET_OVERLAP: Key = key("SESSIOND_APP_SECRET_OVERLAP", "a
 pub(super) const ID_TOKEN_KEY_FILE: Key = key("SESSIOND_ID_TOKEN_KEY_FILE", "id_token_key_file");
 pub(super) const INTROSPECTION_CLIENTS: Key =
     key("SESSIOND_INTROSPECTION_CLIENTS", "introspection_clients");
+pub(super) const OAUTH_CODE_TTL: Key = key("SESSIOND_OAUTH_CODE_TTL", "oauth_code_ttl");
 pub(super) const OAUTH_AUDIENCE: Key = key("SESSIOND_OAUTH_AUDIENCE", "oauth_audience");
 
 /// Longest overlap of an old and a new client secret: a rollover, not a second credential.
@@ -40,6 +41,10 @@ pub struct OAuthConfig {
     /// (`SESSIOND_INTROSPECTION_CLIENTS`, a comma list; default none: a client introspects only
     /// its own tokens).
     pub introspection_clients: Vec<String>,
+    /// How long an authorization code lives (`SESSIOND_OAUTH_CODE_TTL`, default and at most
+    /// 60s, at least 1s): a code is carried by one redirect and redeemed at once, so a short
+    /// life only narrows the window of a stolen one.
+    pub code_ttl: Duration,
 }
 
 /// `SESSIOND_APP_CREATORS`: account emails, normalised as logins normalise them.
@@ -89,6 +94,14 @@ pub(super) fn parse(
         "sessiond-oauth".into()
     });
     let introspection_clients = field(s, p, &INTROSPECTION_CLIENTS, sources::list, Vec::new);
+    let code_ttl = duration(s, p, &OAUTH_CODE_TTL, Duration::from_secs(60), false).and_then(|d| {
+        if (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&d) {
+            Some(d)
+        } else {
+            p.key(&OAUTH_CODE_TTL, "must be between 1s and 60s");
+            None
+        }
+    });
     // ID tokens are RS256, published in the JWKS beside the access-token key; with HS256
     // access tokens the JWKS is empty, so OpenID Connect is refused outright.
     if matches!(id_token_key_file, Some(Some(_))) && signing_alg == Some(SigningAlg::Hs256) {
@@ -111,5 +124,6 @@ pub(super) fn parse(
         id_token_key_file: id_token_key_file?,
         audience: audience?,
         introspection_clients: introspection_clients?,
+        code_ttl: code_ttl?,
     })
 }

@@ -97,9 +97,21 @@ pub struct IdTokenClaims {
     pub acr: String,
     /// Methods used (RFC 8176).
     pub amr: Vec<String>,
-    /// `profile` scope.
+    /// Profile and email claims, by scope.
+    #[serde(flatten)]
+    pub profile: ProfileClaims,
+}
+
+/// The user's claims a client sees by scope (OIDC Core §5.4), in ID tokens and at userinfo.
+/// A claim the account does not have is left out rather than sent empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileClaims {
+    /// `profile` scope: the display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `profile` scope: the avatar's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
     /// `email` scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -237,6 +249,18 @@ impl OAuthTokens {
             return Err(E::Expired);
         }
         Ok(claims)
+    }
+
+    /// How long the tokens issued here live: access tokens, and ID tokens (a statement about
+    /// one sign-in that the client checks once, right away; it need not outlive the access
+    /// token issued with it).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The issuer (`iss` of every token, and of every authorization response, RFC 9207).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// Signs an ID token (RS256, the ID-token key). `claims.iss` is set here.
@@ -384,8 +408,11 @@ mod tests {
                 at_hash: Some(at_hash(&access)),
                 acr: "aal1".into(),
                 amr: vec!["pwd".into()],
-                email: Some("ada@example.com".into()),
-                email_verified: Some(true),
+                profile: ProfileClaims {
+                    email: Some("ada@example.com".into()),
+                    email_verified: Some(true),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .unwrap();
@@ -405,7 +432,7 @@ mod tests {
         .claims;
         assert_eq!(claims.nonce.as_deref(), Some("n-0S6_WzA2Mj"));
         assert_eq!(claims.at_hash, Some(at_hash(&access)));
-        assert!(claims.name.is_none());
+        assert!(claims.profile.name.is_none());
         // at_hash: left half of SHA-256, base64url, 22 characters.
         assert_eq!(at_hash("abc").len(), 22);
         assert_eq!(

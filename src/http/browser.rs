@@ -47,6 +47,10 @@ pub const CSRF_HEADER: &str = "x-sessiond-csrf";
 pub const SECURE_COOKIE_NAME: &str = "__Secure-sessiond_rt";
 /// The cookie's name without `Secure` (`SESSIOND_SECURE_COOKIES` off on a loopback bind).
 pub const DEV_COOKIE_NAME: &str = "sessiond_rt";
+/// The single sign-on cookie of the authorization pages (`crate::auth::oauth::sso`).
+pub const SSO_COOKIE_NAME: &str = "__Host-sessiond_sso";
+/// Its name without `Secure` (`SESSIOND_SECURE_COOKIES` off on a loopback bind).
+pub const DEV_SSO_COOKIE_NAME: &str = "sessiond_sso";
 /// The cookie's `Path`: it is sent to the browser routes and nowhere else.
 pub const COOKIE_PATH: &str = "/v1/auth/browser";
 
@@ -72,6 +76,9 @@ pub struct BrowserPolicy {
     origins: Vec<String>,
     /// Cookies are `Secure` (and named with the `__Secure-` prefix).
     secure: bool,
+    /// sessiond's own origins: the issuer's, and on a loopback bind that address's. The
+    /// authorization pages' forms accept no other `Origin`.
+    own: Vec<String>,
 }
 
 impl BrowserPolicy {
@@ -80,11 +87,14 @@ impl BrowserPolicy {
     /// `http://127.0.0.1:PORT`, or `http://[::1]:PORT`) are sessiond's own too: nothing else
     /// can serve a page there, so its own pages (the demo) pass the CSRF rule whatever port
     /// the operating system gave. They need no CORS (same origin).
-    pub fn new(settings: &HardeningSettings, bound: SocketAddr) -> Self {
+    pub fn new(settings: &HardeningSettings, bound: SocketAddr, issuer: &str) -> Self {
         let mut origins = settings.browser_origins.clone();
+        let mut own: Vec<String> = url::Url::parse(issuer)
+            .map(|u| vec![u.origin().ascii_serialization()])
+            .unwrap_or_default();
         if bound.ip().is_loopback() {
             let port = bound.port();
-            let own = match bound.ip() {
+            let loopback = match bound.ip() {
                 IpAddr::V4(ip) => [
                     format!("http://localhost:{port}"),
                     format!("http://{ip}:{port}"),
@@ -94,16 +104,56 @@ impl BrowserPolicy {
                     format!("http://[{ip}]:{port}"),
                 ],
             };
-            for origin in own {
+            for origin in loopback {
                 if !origins.contains(&origin) {
-                    origins.push(origin);
+                    origins.push(origin.clone());
                 }
+                own.push(origin);
             }
         }
         Self {
             origins,
             secure: !settings.insecure_cookies,
+            own,
         }
+    }
+
+    /// Whether a form post comes from one of sessiond's own pages: no `Origin` (older
+    /// browsers, non-browser clients) or exactly one, of sessiond's own origins.
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        match (origins.next(), origins.next()) {
+            (None, _) => true,
+            (Some(o), None) => o.to_str().is_ok_and(|o| self.own.iter().any(|a| a == o)),
+            _ => false,
+        }
+    }
+
+    /// The single sign-on cookie's name: [`SSO_COOKIE_NAME`], or [`DEV_SSO_COOKIE_NAME`]
+    /// without `Secure` (browsers refuse a `__Host-` cookie that is not `Secure`).
+    pub fn sso_cookie_name(&self) -> &'static str {
+        if self.secure {
+            SSO_COOKIE_NAME
+        } else {
+            DEV_SSO_COOKIE_NAME
+        }
+    }
+
+    /// The single sign-on cookie the request carries, if any.
+    pub fn presented_sso(&self, headers: &HeaderMap) -> Option<String> {
+        read_cookie(headers, self.sso_cookie_name())
+    }
+
+    /// `Set-Cookie` for the single sign-on cookie: `HttpOnly`, `SameSite=Lax` (it must reach
+    /// `/oauth2/authorize` when a client's page sends the user there), `Path=/`, `Secure`.
+    pub fn set_sso_cookie(&self, value: &str, max_age: Duration) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let text = format!(
+            "{}={value}; Max-Age={}; Path=/; HttpOnly{secure}; SameSite=Lax",
+            self.sso_cookie_name(),
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&text).expect("a cookie of base64url and fixed text")
     }
 
     /// The cookie's name: [`SECURE_COOKIE_NAME`], or [`DEV_COOKIE_NAME`] without `Secure`.
@@ -143,15 +193,7 @@ impl BrowserPolicy {
 
     /// The refresh token the request's cookie carries, if any (the first cookie of our name).
     pub fn presented_token(&self, headers: &HeaderMap) -> Option<String> {
-        let name = self.cookie_name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, value)| value.trim_matches('"').to_owned())
+        read_cookie(headers, self.cookie_name())
     }
 
     /// `Set-Cookie` carrying `token` for `max_age`.
@@ -173,6 +215,18 @@ impl BrowserPolicy {
         // The token is base64url and the rest is fixed text: always a valid header value.
         HeaderValue::from_str(&text).expect("a cookie of base64url and fixed text")
     }
+}
+
+/// The first cookie named `name` the request carries.
+fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
 /// The CSRF rule against the application's policy, for a handler that decides on its own
@@ -306,6 +360,7 @@ mod tests {
         BrowserPolicy {
             origins: vec!["https://app.example".into(), "http://localhost:8080".into()],
             secure,
+            own: vec!["http://localhost:8080".into()],
         }
     }
 
@@ -377,7 +432,11 @@ mod tests {
             insecure_cookies: true,
             browser_origins: vec!["http://localhost:8080".into()],
         };
-        let v4 = BrowserPolicy::new(&settings, "127.0.0.1:4321".parse().unwrap());
+        let v4 = BrowserPolicy::new(
+            &settings,
+            "127.0.0.1:4321".parse().unwrap(),
+            "https://id.example",
+        );
         assert_eq!(
             v4.origins(),
             [
@@ -387,9 +446,17 @@ mod tests {
             ]
         );
         assert_eq!(v4.cookie_name(), DEV_COOKIE_NAME);
-        let v6 = BrowserPolicy::new(&settings, "[::1]:8080".parse().unwrap());
+        let v6 = BrowserPolicy::new(
+            &settings,
+            "[::1]:8080".parse().unwrap(),
+            "https://id.example",
+        );
         assert_eq!(v6.origins(), ["http://localhost:8080", "http://[::1]:8080"]);
-        let public = BrowserPolicy::new(&settings, "0.0.0.0:8080".parse().unwrap());
+        let public = BrowserPolicy::new(
+            &settings,
+            "0.0.0.0:8080".parse().unwrap(),
+            "https://id.example",
+        );
         assert_eq!(public.origins(), ["http://localhost:8080"]);
     }
 

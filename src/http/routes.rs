@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod applications;
 pub mod auth;
+pub mod authorize;
 pub mod browser;
 pub mod email;
 pub mod events;

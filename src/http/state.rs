@@ -80,6 +80,8 @@ pub struct Services {
     pub applications: crate::auth::oauth::applications::ApplicationPolicy,
     /// OAuth access tokens and ID tokens (`SESSIOND_OAUTH_AUDIENCE`).
     pub oauth_tokens: Arc<crate::crypto::oauth_tokens::OAuthTokens>,
+    /// How long an authorization code lives (`SESSIOND_OAUTH_CODE_TTL`).
+    pub oauth_code_ttl: std::time::Duration,
     /// Resource servers that may introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`).
     pub introspection_clients: Vec<String>,
     /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).

@@ -182,3 +182,41 @@ mod tests {
         assert_eq!(ts(nanos), "2026-01-02T03:04:05.000000Z");
     }
 }
+
+/// A timestamp bound the way its backend stores it: `timestamptz` (truncated to microseconds)
+/// on PostgreSQL, [`ts`] text on SQLite — so one query text and one bind chain serve both.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ts(pub DateTime<Utc>);
+
+impl sqlx::Type<sqlx::Postgres> for Ts {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Postgres as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <DateTime<Utc> as sqlx::Encode<'q, sqlx::Postgres>>::encode_by_ref(
+            &super::truncate_to_micros(self.0),
+            buf,
+        )
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for Ts {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(ts(self.0), buf)
+    }
+}

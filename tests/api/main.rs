@@ -19,6 +19,7 @@ mod mail_sink;
 mod metrics;
 mod mfa;
 mod oauth_applications;
+mod oauth_authorize;
 mod oauth_grant_refresh;
 mod oauth_separation;
 mod oauth_token;

@@ -11,36 +11,24 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
 use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
-use sessiond_actors::model::{Grant, NewSession, ReuseClass, SessionStatus};
+use sessiond_actors::model::{ReuseClass, SessionStatus};
 use sessiond_actors::refresh_token::{RefreshKey, RefreshToken};
 use sessiond_actors::sessions::SessionError;
+
+#[path = "../support/oauth_grants.rs"]
+mod oauth_grants;
+use oauth_grants::{
+    Client, GRANT_SCOPE, grant_session, is_active, oauth_post, refresh_grant, register_application,
+};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 const ADA: &str = "ada@example.com";
 
-/// Registers a confidential application; returns (client_id, secret).
 async fn application(app: &TestApp, access: &str) -> (String, String) {
-    let response = app
-        .client
-        .post(app.url("/v1/applications"))
-        .bearer_auth(access)
-        .json(&json!({"name": "Dash", "client_type": "confidential",
-                      "redirect_uris": ["https://dash.example/cb"],
-                      "allowed_scopes": ["openid", "offline_access"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    (
-        body["application"]["client_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        body["client_secret"].as_str().unwrap().to_owned(),
-    )
+    let client = register_application(&app.client, &app.base, access).await;
+    (client.id, client.secret)
 }
 
 async fn open_grant(
@@ -49,19 +37,7 @@ async fn open_grant(
     client_id: &str,
 ) -> (sessiond_actors::model::SessionRecord, RefreshToken) {
     app.sessions
-        .create(NewSession {
-            user_id: user,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: client_id.to_owned(),
-                scope: "openid offline_access".into(),
-            }),
-        })
+        .create(grant_session(user, client_id))
         .await
         .unwrap()
 }
@@ -137,7 +113,7 @@ async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(back
             &AccessGrant {
                 subject: &sub,
                 client_id: &client_id,
-                scope: "openid offline_access",
+                scope: GRANT_SCOPE,
                 session: Some(&sid),
                 secret_fingerprint: None,
                 not_after: None,
@@ -145,23 +121,11 @@ async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(back
             chrono::Utc::now(),
         )
         .unwrap();
-    let introspect = |token: String| {
-        let (app, client_id, secret) = (&app, client_id.clone(), secret.clone());
-        async move {
-            let response = app
-                .client
-                .post(app.url("/oauth2/introspect"))
-                .basic_auth(client_id, Some(secret))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("token={token}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            response.json::<Value>().await.unwrap()
-        }
+    let client = Client {
+        id: client_id.clone(),
+        secret,
     };
-    assert_eq!(introspect(access.clone()).await["active"], true);
+    assert!(is_active(&app.client, &app.base, &client, &access).await);
 
     // The parent after the grace window: reuse, the grant is compromised.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -179,7 +143,17 @@ async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(back
         app.sessions.refresh(&child).await.is_err(),
         "the child dies too"
     );
-    assert_eq!(introspect(access).await, json!({"active": false}));
+    assert_eq!(
+        oauth_post(
+            &app.client,
+            &app.base,
+            "/oauth2/introspect",
+            &client,
+            &[("token", &access)]
+        )
+        .await,
+        (StatusCode::OK, json!({"active": false}))
+    );
     // The owner's first-party session is untouched.
     assert_eq!(
         app.stored_session(&ada.session_id).await.status,
@@ -197,16 +171,11 @@ async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
     let revoke = |id: String, secret: String, token: String| {
         let app = &app;
         async move {
-            let response = app
-                .client
-                .post(app.url("/oauth2/revoke"))
-                .basic_auth(id, Some(secret))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("token={token}"))
-                .send()
+            let client = Client { id, secret };
+            let fields = [("token", token.as_str())];
+            oauth_post(&app.client, &app.base, "/oauth2/revoke", &client, &fields)
                 .await
-                .unwrap();
-            response.status()
+                .0
         }
     };
 
@@ -376,18 +345,18 @@ async fn token_endpoint_refreshes_grants_and_refuses_first_party_tokens(backend:
         1
     );
     let access = body["access_token"].as_str().unwrap().to_owned();
-    let introspected: Value = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&client_id, Some(&secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={access}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = Client {
+        id: client_id.clone(),
+        secret: secret.clone(),
+    };
+    let (_, introspected) = oauth_post(
+        &app.client,
+        &app.base,
+        "/oauth2/introspect",
+        &client,
+        &[("token", &access)],
+    )
+    .await;
     assert_eq!(introspected["active"], true, "{introspected}");
     assert_eq!(introspected["sub"], user.to_string());
     // The OAuth access token never acts on the first-party API.
@@ -398,10 +367,9 @@ async fn token_endpoint_refreshes_grants_and_refuses_first_party_tokens(backend:
     // A grant's refresh token still never works at the first-party refresh.
     assert_eq!(app.refresh(&child).await.status(), StatusCode::UNAUTHORIZED);
     // And the next rotation works from the child (default scope = the whole grant).
-    let response = token(client_id, secret, child, None).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["scope"], "openid offline_access");
+    let (status, body) = refresh_grant(&app.client, &app.base, &client, &child).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], GRANT_SCOPE);
     assert_eq!(
         app.stored_session(&grant.id.to_string()).await.generation,
         2

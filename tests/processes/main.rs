@@ -7,6 +7,9 @@
 //!   other, and the step-up it makes is seen through both.
 //! - `two_instances`: two processes on one database agree on every rotation and see each
 //!   other's revocations within the staleness bound.
+//! - `oauth_two_instances`: OAuth grants across two processes: concurrent refreshes rotate once,
+//!   a replay after the grace window compromises the grant for both, a revocation through one
+//!   is seen by the other's introspection through the change feed.
 //! - `crash`: `kill -9` mid-traffic loses no committed rotation and compromises no session.
 //! - `shutdown`: SIGTERM with refreshes in flight: `/ready` turns 503 at once, the listener
 //!   closes, every in-flight request is answered in full, the process exits 0, and every
@@ -18,6 +21,9 @@
 //! - `startup`: the first log line says where it listens, which store and which keys.
 
 mod crash;
+#[path = "../support/oauth_grants.rs"]
+mod oauth_grants;
+mod oauth_two_instances;
 mod outage;
 mod passkeys_two_instances;
 mod reauth_two_instances;

@@ -645,6 +645,51 @@ pub async fn revoke_session(
         .unwrap_or_else(|e| panic!("{}: DELETE session body: {e}", at.name))
 }
 
+/// Opens an OAuth grant of `client_id` for the user of `session_id` (any of the user's
+/// sessions) through the session engine, as the code exchange does: an in-process instance on
+/// `db` with `keys`, stopped (its actors with it) before this returns, so only the processes
+/// hold the grant afterwards. Returns the grant's id and refresh token.
+pub async fn open_grant(
+    db: &TestDb,
+    keys: &Keys,
+    session_id: &str,
+    client_id: &str,
+) -> (String, String) {
+    let user: String = sqlx::query_scalar("SELECT user_id::text FROM sessions WHERE id = $1::uuid")
+        .bind(session_id)
+        .fetch_one(&db.pool().await)
+        .await
+        .unwrap_or_else(|e| panic!("reading the user of session {session_id}: {e}"));
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("SESSIOND_BIND", "127.0.0.1:0".into()),
+        (
+            "SESSIOND_SIGNING_KEY_FILE",
+            keys.signing_key_file.display().to_string(),
+        ),
+        ("SESSIOND_REFRESH_KEY", keys.refresh_key.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = sessiond::config::Config::from_sources(None, &env)
+        .unwrap_or_else(|e| panic!("the engine's configuration: {e:?}"));
+    let engine = sessiond::app::Application::build(config)
+        .await
+        .unwrap_or_else(|e| panic!("the in-process engine: {e:?}"));
+    let new = crate::oauth_grants::grant_session(user.parse().expect("a user id"), client_id);
+    let (grant, refresh) = engine
+        .sessions()
+        .create(new)
+        .await
+        .unwrap_or_else(|e| panic!("opening a grant: {e:?}"));
+    engine
+        .run_until_stopped(std::future::ready(()))
+        .await
+        .unwrap_or_else(|e| panic!("stopping the in-process engine: {e:?}"));
+    (grant.id.to_string(), refresh.encode())
+}
+
 #[test]
 fn the_listening_line_gives_the_address() {
     assert_eq!(

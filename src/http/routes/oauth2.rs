@@ -2,8 +2,10 @@
 //! conventions: form-encoded requests, RFC 6749 error bodies `{"error", "error_description"}`
 //! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
 //!
-//! Served so far: `POST /oauth2/token` with `grant_type=client_credentials`,
-//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009). The rules are in `crate::auth::oauth::token`.
+//! Here: `POST /oauth2/token` (`authorization_code`, `refresh_token`, `client_credentials`),
+//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009); the rules are in
+//! `crate::auth::oauth::token` and `crate::auth::oauth::codes`. The authorization endpoint and
+//! its pages are in `super::authorize`.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
+use crate::auth::oauth::codes::{self, CodeExchange};
 use crate::auth::oauth::token::{self, OAuthError};
 use crate::http::state::AppState;
 
@@ -25,9 +28,15 @@ use crate::http::state::AppState;
 #[allow(dead_code)]
 #[derive(Debug, ToSchema)]
 pub struct TokenForm {
-    /// `client_credentials` or `refresh_token` (`authorization_code` comes with the
-    /// authorization endpoint).
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
     grant_type: String,
+    /// `authorization_code` grant: the code from the authorization response (single use,
+    /// 60 seconds; a replay revokes the grant issued from it).
+    code: Option<String>,
+    /// `authorization_code` grant: the same redirect URI as in the authorization request.
+    redirect_uri: Option<String>,
+    /// `authorization_code` grant: the PKCE verifier of the request's `code_challenge`.
+    code_verifier: Option<String>,
     /// `refresh_token` grant: the grant's refresh token (a first-party one is `invalid_grant`).
     refresh_token: Option<String>,
     /// Space-separated scopes, each allowed for the client; absent = all its allowed scopes.
@@ -79,9 +88,13 @@ pub struct OAuthTokenResponse {
     expires_in: u64,
     /// Granted scopes.
     scope: String,
-    /// The next refresh token (`refresh_token` grant only): the presented one is spent.
+    /// The grant's refresh token (`authorization_code`), or the next one (`refresh_token`:
+    /// the presented one is spent).
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    /// An OpenID Connect ID token (`authorization_code` with `openid` in scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 /// An introspection response (RFC 7662 §2.2): `{"active": false}` for any token that is not
@@ -177,8 +190,10 @@ fn no_store(mut response: Response) -> Response {
 
 /// The token endpoint (RFC 6749 §3.2): a protocol endpoint (form-encoded request, RFC 6749
 /// errors). Client authentication: `client_secret_basic`, `client_secret_post`, or `none` for
-/// public clients. Grant types served now: `client_credentials`, and `refresh_token` for a
-/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`).
+/// public clients. Grant types: `authorization_code` (PKCE verifier and the same
+/// `redirect_uri` required; creates the grant; `id_token` with `openid`), `refresh_token` for a
+/// grant (rotated through its session actor; a first-party refresh token is `invalid_grant`),
+/// and `client_credentials`.
 #[utoipa::path(
     post,
     path = "/oauth2/token",
@@ -210,6 +225,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: issued.expires_in,
                     scope: issued.scope,
                     refresh_token: None,
+                    id_token: None,
                 })
             }
             Some("refresh_token") => {
@@ -230,6 +246,29 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: refreshed.access.expires_in,
                     scope: refreshed.access.scope,
                     refresh_token: Some(refreshed.refresh_token),
+                    id_token: None,
+                })
+            }
+            Some("authorization_code") => {
+                let get = |k: &str| form.get(k).map(String::as_str);
+                let issued = codes::exchange(
+                    &state.auth(),
+                    &state.oauth_tokens,
+                    &client,
+                    CodeExchange {
+                        code: get("code"),
+                        redirect_uri: get("redirect_uri"),
+                        code_verifier: get("code_verifier"),
+                    },
+                )
+                .await?;
+                Ok(OAuthTokenResponse {
+                    access_token: issued.access.access_token,
+                    token_type: "Bearer",
+                    expires_in: issued.access.expires_in,
+                    scope: issued.access.scope,
+                    refresh_token: Some(issued.refresh_token),
+                    id_token: issued.id_token,
                 })
             }
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
