@@ -8,11 +8,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{AuditConnection, AuditEvent};
-use super::codec::{TimeRow, corrupt, get};
+use super::codec::{StoreRow, corrupt, get};
 use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
 use crate::api_keys::{ApiKeyId, ApiKeyStore, SecretHash};
@@ -348,27 +347,19 @@ fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
 }
 
 /// One key row, of either backend.
-fn key_row<R>(row: &R) -> Result<ApiKeyRecord, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> TextList: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let hash: Vec<u8> = get(row, "secret_hash")?;
+fn key_row(row: &impl StoreRow) -> Result<ApiKeyRecord, StoreError> {
+    let hash: Vec<u8> = row.col("secret_hash")?;
     Ok(ApiKeyRecord {
-        id: ApiKeyId(get(row, "id")?),
-        public_id: get(row, "public_id")?,
-        user_id: UserId(get(row, "user_id")?),
-        name: get(row, "name")?,
+        id: ApiKeyId(row.col("id")?),
+        public_id: row.col("public_id")?,
+        user_id: UserId(row.col("user_id")?),
+        name: row.col("name")?,
         secret_hash: secret_hash(&hash)?,
-        scopes: get::<_, TextList>(row, "scopes")?.0,
-        created_at: row.ts("created_at")?,
-        expires_at: row.opt_ts("expires_at")?,
-        revoked_at: row.opt_ts("revoked_at")?,
-        last_used_at: row.opt_ts("last_used_at")?,
+        scopes: row.col::<TextList>("scopes")?.0,
+        created_at: row.col("created_at")?,
+        expires_at: row.col("expires_at")?,
+        revoked_at: row.col("revoked_at")?,
+        last_used_at: row.col("last_used_at")?,
     })
 }
 

@@ -8,11 +8,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{AuditConnection, AuditEvent};
-use super::codec::{TimeRow, corrupt, get};
+use super::codec::{StoreRow, corrupt};
 use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::{Store, StoreError, truncate_to_micros};
 use crate::auth::oauth::applications::{Application, ClientType, SecretHash};
@@ -48,33 +47,24 @@ fn previous(
 }
 
 /// One application row, of either backend.
-fn app_row<R>(row: &R) -> Result<Application, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> TextList: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn app_row(row: &impl StoreRow) -> Result<Application, StoreError> {
     Ok(Application {
-        id: get(row, "id")?,
-        client_id: get(row, "client_id")?,
-        owner_id: UserId(get(row, "owner_id")?),
-        name: get(row, "name")?,
-        description: get(row, "description")?,
-        client_type: client_type(&get::<_, String>(row, "client_type")?)?,
-        redirect_uris: get::<_, TextList>(row, "redirect_uris")?.0,
-        allowed_origins: get::<_, TextList>(row, "allowed_origins")?.0,
-        allowed_scopes: get::<_, TextList>(row, "allowed_scopes")?.0,
-        secret_hash: secret(get(row, "secret_hash")?)?,
+        id: row.col("id")?,
+        client_id: row.col("client_id")?,
+        owner_id: UserId(row.col("owner_id")?),
+        name: row.col("name")?,
+        description: row.col("description")?,
+        client_type: client_type(&row.col::<String>("client_type")?)?,
+        redirect_uris: row.col::<TextList>("redirect_uris")?.0,
+        allowed_origins: row.col::<TextList>("allowed_origins")?.0,
+        allowed_scopes: row.col::<TextList>("allowed_scopes")?.0,
+        secret_hash: secret(row.col("secret_hash")?)?,
         previous_secret: previous(
-            get(row, "previous_secret_hash")?,
-            row.opt_ts("previous_secret_expires_at")?,
+            row.col("previous_secret_hash")?,
+            row.col("previous_secret_expires_at")?,
         )?,
-        created_at: row.ts("created_at")?,
-        updated_at: row.ts("updated_at")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
     })
 }
 
@@ -291,13 +281,13 @@ impl ApplicationStore for Store {
                     .iter()
                     .map(|r| {
                         Ok(GrantSummary {
-                            session_id: SessionId(get(r, "id")?),
-                            client_id: get(r, "client_id")?,
-                            application_name: get(r, "name")?,
-                            scope: get(r, "scope")?,
-                            created_at: r.ts("created_at")?,
-                            last_seen_at: r.ts("last_seen_at")?,
-                            expires_at: r.ts("expires_at")?,
+                            session_id: SessionId(r.col("id")?),
+                            client_id: r.col("client_id")?,
+                            application_name: r.col("name")?,
+                            scope: r.col("scope")?,
+                            created_at: r.col("created_at")?,
+                            last_seen_at: r.col("last_seen_at")?,
+                            expires_at: r.col("expires_at")?,
                         })
                     })
                     .collect()

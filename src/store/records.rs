@@ -8,10 +8,9 @@ use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
 use sessiond_actors::refresh_token::TokenHash;
 use sessiond_actors::store::StoreError;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::codec::{TimeRow, corrupt, get, grant_from};
+use super::codec::{StoreRow, corrupt, grant_from};
 use super::dialect::{Dialect, TextList, Ts, for_each_store};
 use super::{User, UserStatus, generation_from_db};
 
@@ -132,68 +131,49 @@ fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
 }
 
 /// One account row, of either backend.
-pub(super) fn user_row<R>(row: &R) -> Result<User, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
+pub(super) fn user_row(row: &impl StoreRow) -> Result<User, StoreError> {
+    let status: String = row.col("status")?;
     Ok(User {
-        id: UserId(get(row, "id")?),
-        email: get(row, "email")?,
-        name: get(row, "name")?,
+        id: UserId(row.col("id")?),
+        email: row.col("email")?,
+        name: row.col("name")?,
         status: UserStatus::parse(&status).ok_or_else(|| corrupt("unknown user status"))?,
-        password_hash: get(row, "password_hash")?,
-        email_verified_at: row.opt_ts("email_verified_at")?,
-        created_at: row.ts("created_at")?,
-        updated_at: row.ts("updated_at")?,
+        password_hash: row.col("password_hash")?,
+        email_verified_at: row.col("email_verified_at")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
     })
 }
 
 /// One session row, of either backend.
-pub(super) fn session_row<R>(row: &R) -> Result<SessionRecord, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> TextList: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let status: String = get(row, "status")?;
-    let current_hash: Vec<u8> = get(row, "current_hash")?;
-    let previous_hash: Option<Vec<u8>> = get(row, "previous_hash")?;
+pub(super) fn session_row(row: &impl StoreRow) -> Result<SessionRecord, StoreError> {
+    let status: String = row.col("status")?;
+    let current_hash: Vec<u8> = row.col("current_hash")?;
+    let previous_hash: Option<Vec<u8>> = row.col("previous_hash")?;
     // `smallint` on PostgreSQL; SQLite reads any integer.
-    let aal: i16 = get(row, "aal")?;
-    let revoked_at = row.opt_ts("revoked_at")?;
-    let revoked_reason: Option<String> = get(row, "revoked_reason")?;
-    let compromised_at = row.opt_ts("compromised_at")?;
-    let compromise_class: Option<String> = get(row, "compromise_class")?;
+    let aal: i16 = row.col("aal")?;
+    let revoked_at = row.col("revoked_at")?;
+    let revoked_reason: Option<String> = row.col("revoked_reason")?;
+    let compromised_at = row.col("compromised_at")?;
+    let compromise_class: Option<String> = row.col("compromise_class")?;
     Ok(SessionRecord {
-        id: SessionId(get(row, "id")?),
-        user_id: UserId(get(row, "user_id")?),
+        id: SessionId(row.col("id")?),
+        user_id: UserId(row.col("user_id")?),
         status: SessionStatus::parse(&status).ok_or_else(|| corrupt("unknown session status"))?,
-        generation: generation_from_db(get(row, "generation")?)?,
+        generation: generation_from_db(row.col("generation")?)?,
         current_hash: hash(&current_hash)?,
         previous_hash: previous_hash.as_deref().map(hash).transpose()?,
-        rotated_at: row.opt_ts("rotated_at")?,
-        created_at: row.ts("created_at")?,
-        last_seen_at: row.ts("last_seen_at")?,
-        expires_at: row.ts("expires_at")?,
-        auth_time: row.ts("auth_time")?,
+        rotated_at: row.col("rotated_at")?,
+        created_at: row.col("created_at")?,
+        last_seen_at: row.col("last_seen_at")?,
+        expires_at: row.col("expires_at")?,
+        auth_time: row.col("auth_time")?,
         aal: u8::try_from(aal).map_err(|_| corrupt("aal out of range"))?,
-        amr: get::<_, TextList>(row, "amr")?.0,
-        device_name: get(row, "device_name")?,
-        user_agent: get(row, "user_agent")?,
-        ip: get(row, "ip")?,
-        grant: grant_from(get(row, "client_id")?, get(row, "scope")?)?,
+        amr: row.col::<TextList>("amr")?.0,
+        device_name: row.col("device_name")?,
+        user_agent: row.col("user_agent")?,
+        ip: row.col("ip")?,
+        grant: grant_from(row.col("client_id")?, row.col("scope")?)?,
         revoked: match (revoked_at, revoked_reason) {
             (Some(at), Some(reason)) => Some((
                 at,
@@ -210,6 +190,6 @@ where
             (None, None) => None,
             _ => return Err(corrupt("compromised_at and compromise_class disagree")),
         },
-        version: get(row, "version")?,
+        version: row.col("version")?,
     })
 }

@@ -22,10 +22,8 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use sqlx::Row;
-
 use super::audit::{AuditConnection, AuditEvent};
-use super::codec::{TimeRow, corrupt, get};
+use super::codec::{StoreRow, corrupt, get};
 use super::dialect::{Dialect, Ts, on_backend};
 use super::{Store, StoreError};
 use crate::codes::{
@@ -367,25 +365,16 @@ impl Store {
 }
 
 /// One code row, of either backend.
-fn code_row<R>(row: &R) -> Result<VerificationCode, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<Uuid>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn code_row(row: &impl StoreRow) -> Result<VerificationCode, StoreError> {
     Ok(VerificationCode {
-        id: get(row, "id")?,
-        user_id: get::<_, Option<Uuid>>(row, "user_id")?.map(UserId),
-        purpose: purpose_from(&get::<_, String>(row, "purpose")?)?,
-        code_hash: hash_from(&get::<_, Vec<u8>>(row, "code_hash")?)?,
-        expires_at: row.ts("expires_at")?,
+        id: row.col("id")?,
+        user_id: row.col::<Option<Uuid>>("user_id")?.map(UserId),
+        purpose: purpose_from(&row.col::<String>("purpose")?)?,
+        code_hash: hash_from(&row.col::<Vec<u8>>("code_hash")?)?,
+        expires_at: row.col("expires_at")?,
         // `int4` on PostgreSQL; SQLite reads any integer.
-        attempts: attempts_from(get::<_, i32>(row, "attempts")?.into())?,
-        consumed_at: row.opt_ts("consumed_at")?,
-        created_at: row.ts("created_at")?,
+        attempts: attempts_from(row.col::<i32>("attempts")?.into())?,
+        consumed_at: row.col("consumed_at")?,
+        created_at: row.col("created_at")?,
     })
 }
