@@ -25,6 +25,19 @@
 #                        idle window, PASSIVATE_AFTER_1M (default 8m), must outlast activation)
 #      MEMORY_ONLY=1     only the memory figures (skips the limits and throughput runs)
 #      PASSIVATE_AFTER   idle window for the passivation figure (default 30s)
+#      MEMORY=0          skip the memory figures (the second round's run does not need them)
+#      HASH_VARIANTS     hashing settings measured for logins/s and the login flood, each
+#                        label:concurrency:priority ("-" = sessiond's default); default
+#                        "default:-:- cores:<nproc>:19 idle:<nproc>:idle"
+#      FIXED_RATE=0      skip the fixed-rate latency runs (bench_load and oha at 25/50/75 %
+#                        of the measured maximum; FIXED_SECONDS each, default 20)
+#      FIXED_CONNECTIONS connections of the fixed-rate runs (default 64)
+#      PIN_LOAD          CPU list the fixed-rate and two-instance generators are pinned to with
+#                        taskset (default: the last CPU; "none" to leave them unpinned)
+#      TWO_INSTANCES=0   skip the two-instance run (one vs two sessiond on one database)
+#      RECORD=1          make this run the limits run of record (LIMITS_RECORD_FILE, default
+#                        docs/benchmarks/limits-record.json); every run prints its change
+#                        against the record
 #      PG_ADMIN_URL      admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
 #      SESSIOND_BIN      prebuilt release binary (default: cargo build --release)
 set -euo pipefail
@@ -36,12 +49,19 @@ QUICK="${QUICK:-0}"
 if [ "$QUICK" = 1 ]; then
   DURATION="${DURATION:-2}"; SEED_SESSIONS="${SEED_SESSIONS:-200}"
   MEMORY_SESSIONS="${MEMORY_SESSIONS:-2000}"; PASSIVATE_AFTER="${PASSIVATE_AFTER:-4s}"
-  ARGON2_SECONDS=2; K6_SECONDS=3
+  ARGON2_SECONDS=2; K6_SECONDS=3; FIXED_SECONDS="${FIXED_SECONDS:-2}"
 else
   DURATION="${DURATION:-30}"; SEED_SESSIONS="${SEED_SESSIONS:-20000}"
   MEMORY_SESSIONS="${MEMORY_SESSIONS:-100000}"; PASSIVATE_AFTER="${PASSIVATE_AFTER:-30s}"
-  ARGON2_SECONDS=15; K6_SECONDS=30
+  ARGON2_SECONDS=15; K6_SECONDS=30; FIXED_SECONDS="${FIXED_SECONDS:-20}"
 fi
+NCPU="$(nproc)"
+HASH_VARIANTS="${HASH_VARIANTS:-default:-:- cores:$NCPU:19 idle:$NCPU:idle}"
+FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-64}"
+PIN_LOAD="${PIN_LOAD:-$(( NCPU - 1 ))}"
+if [ "$PIN_LOAD" = none ] || ! command -v taskset >/dev/null; then PIN=(); else PIN=(taskset -c "$PIN_LOAD"); fi
+LIMITS_RECORD_FILE="${LIMITS_RECORD_FILE:-$ROOT/docs/benchmarks/limits-record.json}"
+[ "$QUICK" = 1 ] && [ "${RECORD:-0}" = 1 ] && { echo "limits: RECORD=1 with QUICK=1 refused: a validation run is never a record" >&2; exit 2; }
 CONNECTIONS="${CONNECTIONS:-16}"
 WRK_THREADS="${WRK_THREADS:-2}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -50,6 +70,7 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 RAW="$OUT/raw"
 mkdir -p "$RAW" "$OUT/limits-k6"   # k6 does not create its summary's directory
+[ "${#PIN[@]}" -gt 0 ] && echo "$PIN_LOAD" >"$RAW/pin-load.txt"
 export BENCH_LIB="$ROOT/benches/lib" WRK_THREADS
 
 say() { printf '\n==> %s\n' "$*" >&2; }
@@ -62,12 +83,13 @@ command -v pgbench >/dev/null || die "pgbench not found (Debian: postgresql-cont
 command -v psql >/dev/null || die "psql not found"
 command -v openssl >/dev/null || die "openssl not found (for the signing key)"
 . "$ROOT/k6/ensure-k6.sh"
+. "$ROOT/benches/lib/ensure-oha.sh"
 pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0.1:5432"
 
 if [ -z "${SESSIOND_BIN:-}" ]; then
   say "release build"
   cargo build --release --locked --bin sessiond --example bench_hello --example bench_argon2 \
-    --example bench_actor_rss >&2
+    --example bench_actor_rss --example bench_load >&2
   SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
 fi
 EXAMPLES="$(dirname "$SESSIOND_BIN")/examples"
@@ -93,11 +115,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+# new_db label -> sets DB_URL. Not called in $(...): the name must reach DBS in this shell, or
+# the cleanup would not drop the database.
 new_db() {
   local name="sessiond_limits_$1_$(date +%s)_$RANDOM"
   psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$name\"" >/dev/null
   DBS+=("$name")
-  python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$name"
+  DB_URL="$(python3 -c 'import sys, urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$PG_ADMIN_URL" "$name")"
 }
 kill_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
@@ -132,7 +156,7 @@ run_wrk() {
 if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 # (a) pgbench: one single-row UPDATE per transaction, default durability
 say "limit (a): pgbench single-row UPDATE, $CONNECTIONS clients, ${DURATION}s"
-PGB_URL="$(new_db pgbench)"
+new_db pgbench; PGB_URL="$DB_URL"
 psql -q "$PGB_URL" >/dev/null <<'SQL'
 CREATE TABLE rotation (id int PRIMARY KEY, generation bigint NOT NULL DEFAULT 0, at timestamptz);
 INSERT INTO rotation (id) SELECT g FROM generate_series(1, 100000) g;
@@ -212,7 +236,7 @@ seed() {
 
 if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 say "sessiond: startup to ready on an empty database"
-SVC_DB="$(new_db svc)"
+new_db svc; SVC_DB="$DB_URL"
 start_sessiond main "$SVC_DB"
 cat "$RAW/startup-main.json" >&2
 MAIN_PID="$SVC_PID"; MAIN_URL="$SVC_URL"
@@ -221,14 +245,12 @@ PER_USER=10
 USERS=$(( (SEED_SESSIONS + PER_USER - 1) / PER_USER ))
 seed refresh "$SVC_DB" "$USERS" "$PER_USER" 0
 seed read "$SVC_DB" "$USERS" "$PER_USER" 1000000
-seed flood "$SVC_DB" 200 10 2000000
 
 SERVER_PID="$MAIN_PID"
 run_wrk refresh refresh.lua "$MAIN_URL" SEED_FILE="$WORK/seed-refresh.jsonl"
 # Group commit's batch sizes during that run (sessiond_store_commit_batch_size_{sum,count}).
 curl -fsS "$MAIN_URL/metrics" >"$RAW/metrics-after-refresh.txt" 2>/dev/null || true
 run_wrk me me.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl"
-run_wrk login login.lua "$MAIN_URL" SEED_FILE="$WORK/seed-read.jsonl" SEED_PASSWORD="$SEED_PASSWORD"
 SERVER_PID=""
 
 HELLO_RPS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_per_s"])' "$RAW/wrk-hello.json")"
@@ -242,13 +264,104 @@ say "k6: /me at half the hello-world rate ($HALF_HELLO/s, ${K6_SECONDS}s)"
   -e SESSIONS="$(cat "$RAW/seed-read.count")" -e MAX_VUS=400 -e P99_MS=5 \
   "$ROOT/k6/me_read.js" >"$RAW/k6-me_read.txt" 2>&1 || echo "me_read: a threshold failed (recorded)" >&2
 
-say "k6: refresh p99 under a login flood at $FLOOD_RATE logins/s (${K6_SECONDS}s)"
-FLOOD_SESSIONS=$(( $(cat "$RAW/seed-flood.count") - 100 ))
-"$K6" run --quiet --no-usage-report -e BASE_URL="$MAIN_URL" -e PROFILE=full -e RESULTS_DIR="$OUT/limits-k6" \
-  -e SEED_FILE="$WORK/seed-flood.jsonl" -e LOGIN_RATE="$FLOOD_RATE" -e REFRESH_RATE=100 \
-  -e DURATION="${K6_SECONDS}s" -e SESSIONS="$FLOOD_SESSIONS" -e LOGIN_USERS=100 -e MAX_VUS=300 \
-  -e P99_MS=20 "$ROOT/k6/login_flood.js" >"$RAW/k6-login_flood.txt" 2>&1 || echo "login_flood: a threshold failed (recorded)" >&2
+# Fixed-rate latency (issue #15, target 5): /me and durable refresh at 25, 50 and 75 % of the
+# maximum wrk measured above, open loop, coordinated omission corrected. bench_load for both
+# (refresh needs each answer's child token, which no general tool carries over); oha for /me
+# beside it, as an independent generator (one access token: oha's headers are fixed).
+if [ "${FIXED_RATE:-1}" != 0 ]; then
+  # Refresh tokens are single-use: every refresh run gets sessions of its own (a token spent by
+  # an earlier run would be a replay, and compromise its session).
+  for pct in 25 50 75; do
+    seed "fixed-$pct" "$SVC_DB" "$(( (FIXED_CONNECTIONS * 20 + PER_USER - 1) / PER_USER ))" "$PER_USER" "$(( 3000000 + pct * 1000 ))"
+  done
+  for kind in me refresh; do
+    MAX="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_per_s"])' "$RAW/wrk-$kind.json")"
+    for pct in 25 50 75; do
+      RATE="$(python3 -c 'import sys; print(max(1.0, round(float(sys.argv[1]) * int(sys.argv[2]) / 100, 1)))' "$MAX" "$pct")"
+      if [ "$kind" = me ]; then SEED_FILE="$WORK/seed-read.jsonl"; else SEED_FILE="$WORK/seed-fixed-$pct.jsonl"; fi
+      say "fixed rate: $kind at $pct % of $MAX/s = $RATE/s (${FIXED_SECONDS}s, bench_load${PIN:+, pinned to CPU $PIN_LOAD})"
+      c0="$(cpu_ticks "$MAIN_PID")"
+      "${PIN[@]}" "$EXAMPLES/bench_load" --kind "$kind" --seed "$SEED_FILE" --target "${MAIN_URL#http://}" \
+        --connections "$FIXED_CONNECTIONS" --duration "$FIXED_SECONDS" --rate "$RATE" \
+        --out "$RAW/fixed-$kind-$pct.json" >&2 || die "bench_load fixed $kind $pct"
+      printf '{"server_cpu_ticks": %s, "ticks_per_s": %s}\n' "$(( $(cpu_ticks "$MAIN_PID") - c0 ))" \
+        "$(getconf CLK_TCK)" >"$RAW/cpu-fixed-$kind-$pct.json"
+      if [ "$kind" = me ]; then
+        TOKEN="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["access_token"])' "$WORK/seed-read.jsonl")"
+        say "fixed rate: /me at $RATE/s with oha $OHA_VERSION (-q, --latency-correction)"
+        echo "$RATE" >"$RAW/oha-me-$pct.rate"
+        # -w: requests still in flight at the deadline are awaited, not counted as errors.
+        "${PIN[@]}" "$OHA" --no-tui --output-format json -o "$RAW/oha-me-$pct.json" -z "${FIXED_SECONDS}s" -w \
+          -q "$RATE" --latency-correction -c "$FIXED_CONNECTIONS" \
+          -H "Authorization: Bearer $TOKEN" "$MAIN_URL/v1/auth/me" >&2 || die "oha /me $pct"
+      fi
+    done
+  done
+fi
 kill_pid "$MAIN_PID"
+
+# Logins/s against the argon2id limit and refresh p99 under a login flood at twice that limit
+# (issue #15, target 3), once per hashing setting: one slot fewer than cores at nice 10 (the
+# default) against as many slots as cores at nice 19 and at SCHED_IDLE. Each variant is its own
+# sessiond process on the same database, with its own flood sessions.
+i=0
+for variant in $HASH_VARIANTS; do
+  IFS=: read -r label slots prio <<<"$variant"
+  venv=()
+  [ "$slots" != - ] && venv+=(SESSIOND_HASH_CONCURRENCY="$slots")
+  [ "$prio" != - ] && venv+=(SESSIOND_HASH_PRIORITY="$prio")
+  if [ "$label" = default ]; then suffix=""; k6dir="$OUT/limits-k6"; else suffix="-$label"; k6dir="$OUT/limits-k6/hash-$label"; fi
+  mkdir -p "$k6dir"
+  say "hashing variant $label (concurrency ${slots/-/default}, priority ${prio/-/default})"
+  seed "flood$suffix" "$SVC_DB" 200 10 "$(( 2000000 + i * 10000 ))"
+  start_sessiond "hash$suffix" "$SVC_DB" "${venv[@]}"
+  SERVER_PID="$SVC_PID"
+  run_wrk "login$suffix" login.lua "$SVC_URL" SEED_FILE="$WORK/seed-read.jsonl" SEED_PASSWORD="$SEED_PASSWORD"
+  SERVER_PID=""
+  say "k6: refresh p99 under a login flood at $FLOOD_RATE logins/s (${K6_SECONDS}s, variant $label)"
+  FLOOD_SESSIONS=$(( $(cat "$RAW/seed-flood$suffix.count") - 100 ))
+  "$K6" run --quiet --no-usage-report -e BASE_URL="$SVC_URL" -e PROFILE=full -e RESULTS_DIR="$k6dir" \
+    -e SEED_FILE="$WORK/seed-flood$suffix.jsonl" -e LOGIN_RATE="$FLOOD_RATE" -e REFRESH_RATE=100 \
+    -e DURATION="${K6_SECONDS}s" -e SESSIONS="$FLOOD_SESSIONS" -e LOGIN_USERS=100 -e MAX_VUS=300 \
+    -e P99_MS=20 "$ROOT/k6/login_flood.js" >"$RAW/k6-login_flood$suffix.txt" 2>&1 || echo "login_flood ($label): a threshold failed (recorded)" >&2
+  printf '{"label": "%s", "concurrency": "%s", "priority": "%s"}\n' "$label" "$slots" "$prio" >"$RAW/hash-variant-$label.json"
+  kill_pid "$SVC_PID"
+  i=$(( i + 1 ))
+done
+
+# Two instances on one PostgreSQL (issue #15, target 4): the same closed-loop generator
+# (bench_load, CONNECTIONS connections) against one instance, then with every request sent to
+# one of two instances at random, so a session's refreshes hop between them and fencing and
+# the change feed do real work. Server CPU is summed over both; each instance's /metrics is
+# read before and after for fence conflicts and store reads.
+if [ "${TWO_INSTANCES:-1}" != 0 ]; then
+  TWO_SESSIONS=$(( SEED_SESSIONS / 4 > CONNECTIONS * 20 ? SEED_SESSIONS / 4 : CONNECTIONS * 20 ))
+  seed two-one "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 4000000
+  seed two-two "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 5000000
+  start_sessiond two-a "$SVC_DB"; A_PID="$SVC_PID"; A_URL="$SVC_URL"
+  start_sessiond two-b "$SVC_DB"; B_PID="$SVC_PID"; B_URL="$SVC_URL"
+  two_run() { # name kind seed targets...
+    local name="$1" kind="$2" seedf="$3"; shift 3
+    local targets=() pids=() t
+    for t in "$@"; do targets+=(--target "${t#http://}"); done
+    [ "$#" = 2 ] && pids=("$A_PID" "$B_PID") || pids=("$A_PID")
+    say "two instances: $name (${DURATION}s, $CONNECTIONS connections, $# instance(s))"
+    curl -fsS "$A_URL/metrics" >"$RAW/metrics-$name-a-before.txt" 2>/dev/null || true
+    curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-before.txt" 2>/dev/null || true
+    local c0=0 p; for p in "${pids[@]}"; do c0=$(( c0 + $(cpu_ticks "$p") )); done
+    "${PIN[@]}" "$EXAMPLES/bench_load" --kind "$kind" --seed "$seedf" "${targets[@]}" \
+      --connections "$CONNECTIONS" --duration "$DURATION" --out "$RAW/two-$name.json" >&2 || die "bench_load $name"
+    local c1=0; for p in "${pids[@]}"; do c1=$(( c1 + $(cpu_ticks "$p") )); done
+    printf '{"server_cpu_ticks": %s, "ticks_per_s": %s}\n' "$(( c1 - c0 ))" "$(getconf CLK_TCK)" >"$RAW/cpu-two-$name.json"
+    curl -fsS "$A_URL/metrics" >"$RAW/metrics-$name-a-after.txt" 2>/dev/null || true
+    curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-after.txt" 2>/dev/null || true
+  }
+  two_run one-refresh refresh "$WORK/seed-two-one.jsonl" "$A_URL"
+  two_run one-me me "$WORK/seed-read.jsonl" "$A_URL"
+  two_run two-refresh refresh "$WORK/seed-two-two.jsonl" "$A_URL" "$B_URL"
+  two_run two-me me "$WORK/seed-read.jsonl" "$A_URL" "$B_URL"
+  kill_pid "$A_PID"; kill_pid "$B_PID"
+fi
 
 # Reference (not a limit of the issue): sessiond's own rotation statement, one session per
 # transaction, under the same pgbench load as (a), on the seeded sessions: the database's cost
@@ -282,6 +395,7 @@ fi # MEMORY_ONLY
 
 # ---------------------------------------------------------------------------------------------
 # Memory: bare ractor actors vs session actors in one process, then sessiond itself.
+if [ "${MEMORY:-1}" != 0 ]; then
 PASSIVATE_SECS="$(python3 -c 'import sys,re; m=re.fullmatch(r"(\d+)(ms|s|m)?", sys.argv[1]); v=int(m.group(1)); u=m.group(2) or "s"; print(max(1, v//1000 if u=="ms" else v*60 if u=="m" else v))' "$PASSIVATE_AFTER")"
 say "memory: bare actor vs session actor, in process ($MEMORY_SESSIONS each)"
 "$EXAMPLES/bench_actor_rss" "$MEMORY_SESSIONS" "$PASSIVATE_SECS" >"$RAW/actor_rss-$MEMORY_SESSIONS.json" || die "actor_rss"
@@ -294,7 +408,7 @@ resident_now() { # url -> sessiond_session_actors_resident
 memory_run() { # n window
   local n="$1" window="$2" window_secs; window_secs="$(secs_of "$2")"
   say "memory: sessiond with $n resident sessions, passivation after $window"
-  local db; db="$(new_db mem$n)"
+  local db; new_db "mem$n"; db="$DB_URL"
   local per=100 users=$(( (n + 99) / 100 ))
   if [ "$HAVE_SEED" != 1 ]; then
     echo '{"skipped": "needs sessiond seed"}' >"$RAW/memory-$n.json"; return
@@ -352,9 +466,16 @@ memory_run "$MEMORY_SESSIONS" "$PASSIVATE_AFTER"
 # 1 M sessions take minutes to activate: the window must outlast the activation, or actors
 # passivate before the reading (the run records resident_at_measure and refuses the figure).
 [ "${MEMORY_1M:-0}" = 1 ] && memory_run 1000000 "${PASSIVATE_AFTER_1M:-8m}"
+fi # MEMORY
 
 # ---------------------------------------------------------------------------------------------
 say "summary"
 python3 "$ROOT/benches/lib/summarise.py" "$OUT" "$QUICK" "$CONNECTIONS" "$DURATION" >"$OUT/limits.json"
 python3 "$ROOT/benches/lib/summarise.py" --table "$OUT/limits.json"
+# The regression guard: every figure against the run of record.
+python3 "$ROOT/benches/lib/summarise.py" --against "$OUT/limits.json" "$LIMITS_RECORD_FILE" | tee "$OUT/limits-vs-record.txt"
+if [ "${RECORD:-0}" = 1 ]; then
+  cp "$OUT/limits.json" "$LIMITS_RECORD_FILE"
+  echo "limits: recorded as the run of record in $LIMITS_RECORD_FILE" >&2
+fi
 echo "limits: results in $OUT/limits.json" >&2

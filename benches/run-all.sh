@@ -14,15 +14,25 @@
 # 6. the tables for docs/benchmarks.md                                  → OUT/benchmarks-tables.md.
 #
 # A failed k6 threshold is recorded (OUT/k6-status.txt) and the run goes on; a broken tool stops
-# it. Env: passed on to limits.sh (DURATION, CONNECTIONS, MEMORY_1M, ...); QUICK=1 for a
-# validation run of the whole pipeline in a few minutes (figures meaningless; plots go to
-# OUT/plots instead of docs/plots); CRITERION=0 skips the criterion benches (a cold release
-# build of them takes a while).
+# it. Env: passed on to limits.sh (DURATION, CONNECTIONS, MEMORY_1M, HASH_VARIANTS, PIN_LOAD,
+# RECORD, ...) and callgrind.sh (RECORD); QUICK=1 for a validation run of the whole pipeline in
+# a few minutes (figures meaningless; plots go to OUT/plots instead of docs/plots); CRITERION=0
+# skips the criterion benches (a cold release build of them takes a while); SCENARIOS=0 skips
+# the k6 scenarios.
+#
+# ROUND2=1: the second round's measurement (issue #15) in about 20 minutes: the limits harness
+# with its second-round steps (hashing variants, fixed-rate latency, two instances) but without
+# the memory figures, and callgrind; no k6 scenarios, no criterion (MEMORY=0 SCENARIOS=0
+# CRITERION=0 unless set); plots into OUT/plots. Every step's start and end time goes to
+# OUT/run.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sessiond-target}"
 QUICK="${QUICK:-0}"
+if [ "${ROUND2:-0}" = 1 ]; then
+  export MEMORY="${MEMORY:-0}"; SCENARIOS="${SCENARIOS:-0}"; CRITERION="${CRITERION:-0}"
+fi
 OUT="${1:-$ROOT/benches/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -34,16 +44,19 @@ die() { printf '\nrun-all: FAILED: %s\n' "$*" >&2; exit 1; }
 if [ -z "${SESSIOND_BIN:-}" ]; then
   say "release build"
   cargo build --release --locked --bin sessiond --example bench_hello --example bench_argon2 \
-    --example bench_actor_rss >&2
+    --example bench_actor_rss --example bench_load >&2
   SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
 fi
 export SESSIOND_BIN
+step() { echo "step $1: $(date -u +%H:%M:%S)" >>"$OUT/run.txt"; }
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
   echo "command: benches/run-all.sh $*"
   echo "quick: $QUICK"
+  echo "round2: ${ROUND2:-0} (memory ${MEMORY:-1}, scenarios ${SCENARIOS:-1}, criterion ${CRITERION:-1})"
+  echo "binary: $SESSIOND_BIN"
   uname -a
   nproc
   grep -m1 'model name' /proc/cpuinfo || true
@@ -52,16 +65,25 @@ export SESSIOND_BIN
 } >"$OUT/run.txt"
 
 say "limits harness"
+step "limits start"
 QUICK="$QUICK" "$ROOT/benches/limits.sh" "$OUT"
+step "limits end"
 
 say "instructions per request (callgrind)"
 if [ "$QUICK" = 1 ]; then CG_REQUESTS=200; else CG_REQUESTS=2000; fi
-REQUESTS="$CG_REQUESTS" "$ROOT/benches/callgrind.sh" "$OUT/callgrind" \
-  | tee "$OUT/callgrind-summary.txt" >&2
+step "callgrind start"
+# A validation run never becomes the callgrind record either.
+RECORD="$([ "$QUICK" = 1 ] && echo 0 || echo "${RECORD:-0}")" REQUESTS="$CG_REQUESTS" \
+  "$ROOT/benches/callgrind.sh" "$OUT/callgrind" | tee "$OUT/callgrind-summary.txt" >&2
+step "callgrind end"
 
 # ---------------------------------------------------------------------------------------------
-say "k6 full profiles"
 mkdir -p "$OUT/k6" "$OUT/raw"   # k6 does not create its summary's directory
+if [ "${SCENARIOS:-1}" = 0 ]; then
+  echo "SCENARIOS=0: k6 scenarios skipped" >&2
+else
+step "k6 scenarios start"
+say "k6 full profiles"
 WORK="$(mktemp -d -t sessiond-runall.XXXXXX)"
 SVC_PID=""; DB=""
 cleanup() {
@@ -113,6 +135,8 @@ for item in $PLAN; do
   fi
 done
 kill -TERM "$SVC_PID"; wait "$SVC_PID" 2>/dev/null || true; SVC_PID=""
+step "k6 scenarios end"
+fi # SCENARIOS
 
 # ---------------------------------------------------------------------------------------------
 say "criterion benches"
@@ -129,9 +153,20 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 say "plots and tables"
-if [ "$QUICK" = 1 ]; then PLOTS="$OUT/plots"; else PLOTS="$ROOT/docs/plots"; fi
+if [ "$QUICK" = 1 ] || [ "${ROUND2:-0}" = 1 ]; then PLOTS="$OUT/plots"; else PLOTS="$ROOT/docs/plots"; fi
 python3 "$ROOT/benches/plot.py" "$OUT" "$PLOTS" >&2
 python3 "$ROOT/benches/lib/summarise.py" --markdown "$OUT/limits.json" "$OUT/criterion.json" \
   "$OUT/k6" >"$OUT/benchmarks-tables.md"
+{
+  echo
+  echo '**Instructions per request (callgrind), against the run of record**'
+  echo
+  echo '```text'
+  cat "$OUT/callgrind-summary.txt"
+  echo
+  cat "$OUT/limits-vs-record.txt"
+  echo '```'
+} >>"$OUT/benchmarks-tables.md"
 python3 "$ROOT/benches/lib/summarise.py" --table "$OUT/limits.json"
+step "done"
 echo "run-all: results in $OUT; plots in $PLOTS; tables for docs/benchmarks.md in $OUT/benchmarks-tables.md" >&2

@@ -198,6 +198,22 @@ impl Application {
             )),
             None => None,
         };
+        let oidc = if config.oidc.providers.is_empty() {
+            crate::auth::oidc_login::providers::OidcProviders::empty()
+        } else {
+            // Providers redirect back to the public base: configured, else the bound address on
+            // a loopback bind (development and tests: the port is only known now), else the
+            // issuer.
+            let redirect_base = config.oidc.redirect_base.clone().unwrap_or_else(|| {
+                if address.ip().is_loopback() {
+                    format!("http://{address}")
+                } else {
+                    config.issuer.clone()
+                }
+            });
+            crate::auth::oidc_login::providers::OidcProviders::start(&config.oidc, &redirect_base)
+                .await
+        };
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -321,11 +337,16 @@ impl Application {
                 introspection_clients: config.oauth.introspection_clients.clone(),
                 oauth_code_ttl: config.oauth.code_ttl,
                 passkeys,
+                oidc,
                 require_aal2_for: config.require_aal2_for,
                 browser: crate::http::browser::BrowserPolicy::new(
                     &config.abuse.http,
                     address,
                     &config.issuer,
+                ),
+                media: crate::media::Media::new(
+                    &config.issuer,
+                    crate::media::DecodeSlots::for_this_machine(),
                 ),
             }),
             config: Arc::new(config),

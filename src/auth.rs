@@ -20,6 +20,7 @@ pub mod error;
 pub mod login;
 pub mod mfa_login;
 pub mod oauth;
+pub mod oidc_login;
 pub mod passkeys;
 pub mod password_change;
 pub mod reauth;

@@ -27,6 +27,7 @@
 mod abuse;
 mod mail;
 mod oauth;
+mod oidc;
 mod sources;
 mod webauthn;
 
@@ -42,6 +43,7 @@ use sessiond_actors::refresh_token::RefreshKey;
 pub use abuse::{AbuseConfig, HardeningSettings, RegisterConflict};
 pub use mail::MailConfig;
 pub use oauth::OAuthConfig;
+pub use oidc::{GOOGLE_ISSUER, OidcConfig, OidcProviderSettings};
 use sources::{Key, Problems, Raw, Sources};
 pub use webauthn::{RelyingParty, WebauthnSetting};
 
@@ -84,6 +86,7 @@ const ARGON2_ITERATIONS: Key = key("SESSIOND_ARGON2_ITERATIONS", "argon2_iterati
 const ARGON2_PARALLELISM: Key = key("SESSIOND_ARGON2_PARALLELISM", "argon2_parallelism");
 const HASH_CONCURRENCY: Key = key("SESSIOND_HASH_CONCURRENCY", "hash_concurrency");
 const HASH_QUEUE: Key = key("SESSIOND_HASH_QUEUE", "hash_queue");
+const HASH_PRIORITY: Key = key("SESSIOND_HASH_PRIORITY", "hash_priority");
 const PURGE_INTERVAL: Key = key("SESSIOND_PURGE_INTERVAL", "purge_interval");
 const PURGE_RETENTION: Key = key("SESSIOND_PURGE_RETENTION", "purge_retention");
 const API_KEY_USAGE_FLUSH: Key = key("SESSIOND_API_KEY_USAGE_FLUSH", "api_key_usage_flush");
@@ -104,6 +107,8 @@ const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
 const DEMO: Key = key("SESSIOND_DEMO", "demo");
 const REQUIRE_AAL2_FOR: Key = key("SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
+/// The `[oidc]` table; its variables (`SESSIOND_OIDC_*`) are read by `config/oidc.rs`.
+const OIDC: Key = key("SESSIOND_OIDC", oidc::TOML_TABLE);
 
 /// Every setting, for unknown-key detection.
 const ALL_KEYS: &[Key] = &[
@@ -129,6 +134,7 @@ const ALL_KEYS: &[Key] = &[
     ARGON2_PARALLELISM,
     HASH_CONCURRENCY,
     HASH_QUEUE,
+    HASH_PRIORITY,
     PURGE_INTERVAL,
     PURGE_RETENTION,
     API_KEY_USAGE_FLUSH,
@@ -197,6 +203,7 @@ const ALL_KEYS: &[Key] = &[
     webauthn::ORIGINS,
     webauthn::RP_NAME,
     REQUIRE_AAL2_FOR,
+    OIDC,
 ];
 
 /// `SESSIOND_*` variables that are not settings of [`Config`] but are read elsewhere (the file
@@ -281,6 +288,10 @@ pub struct Config {
     /// Logins allowed to wait for a hashing slot (`SESSIOND_HASH_QUEUE`, default 64); beyond
     /// it logins are refused at once with 503 instead of piling up.
     pub hash_queue: usize,
+    /// CPU priority of the hashing threads (`SESSIOND_HASH_PRIORITY`: a nice value 0–19,
+    /// default 10, or `idle` for Linux `SCHED_IDLE`), below request handling so that a login
+    /// flood does not delay refreshes and reads.
+    pub hash_priority: crate::crypto::password::HashPriority,
     /// Period of the expired-session purge (`SESSIOND_PURGE_INTERVAL`, default 1h).
     pub purge_interval: Duration,
     /// Ended sessions are kept this long for audit before purging
@@ -341,6 +352,9 @@ pub struct Config {
     pub api_key_scopes: Vec<String>,
     /// OAuth applications and grants (`SESSIOND_APP_*`; see `config/oauth.rs`).
     pub oauth: OAuthConfig,
+    /// Log in with external OpenID Connect providers (`[oidc.providers.<name>]`,
+    /// `SESSIOND_OIDC_<NAME>_*`; see `config/oidc.rs`).
+    pub oidc: OidcConfig,
     /// Serve the demo web app at `/demo` (`SESSIOND_DEMO`, `on` or `off`). None = unset: on
     /// exactly when sessiond runs on its generated development keys (decided once the keys are
     /// loaded, see [`crate::http::demo::DemoSettings`]), so a production deployment never shows
@@ -436,6 +450,7 @@ impl Config {
             parallelism: self.argon2_parallelism,
             concurrency: self.hash_concurrency,
             queue: self.hash_queue,
+            priority: self.hash_priority,
         }
     }
 
@@ -827,7 +842,11 @@ fn build(
             .unwrap_or_default();
         p.other(format!("{label}: unknown key {unknown:?}{hint}"));
     }
-    for unknown in src.unknown_env_keys(ALL_KEYS, &OTHER_ENV) {
+    // `SESSIOND_OIDC_*` names carry a provider name: `config/oidc.rs` checks them itself.
+    for unknown in src
+        .unknown_env_keys(ALL_KEYS, &OTHER_ENV)
+        .filter(|k| !k.starts_with(oidc::ENV_PREFIX))
+    {
         let hint = sources::suggestion(unknown, ALL_KEYS.iter().map(|k| k.env))
             .map(|s| format!(" (did you mean {s}?)"))
             .unwrap_or_default();
@@ -934,6 +953,22 @@ fn build(
         1024,
     );
     let hash_queue = bounded::<u64>(s, &mut p, &HASH_QUEUE, 64, 0, 1_000_000);
+    let hash_priority = field(
+        s,
+        &mut p,
+        &HASH_PRIORITY,
+        |k, raw| {
+            match raw {
+                // A bare TOML number is a nice value.
+                Raw::Toml(figment::value::Value::Num(..)) => {
+                    sources::integer::<u32>(k, raw).map(|n| n.to_string())
+                }
+                raw => sources::text(k, raw),
+            }
+            .and_then(|t| crate::crypto::password::HashPriority::parse(&t))
+        },
+        || crate::crypto::password::HashPriority::DEFAULT,
+    );
     let max_body_bytes = field(s, &mut p, &MAX_BODY_BYTES, sources::byte_size, || 64 * 1024)
         .and_then(|n| {
             if (1024..=16 * 1024 * 1024).contains(&n) {
@@ -979,6 +1014,7 @@ fn build(
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
     let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
+    let oidc = oidc::parse(s, &mut p);
     let demo = optional(s, &mut p, &DEMO, on_off);
     let require_aal2_for = field(
         s,
@@ -1122,6 +1158,7 @@ fn build(
         argon2_parallelism: argon2_parallelism.expect(CHECKED),
         hash_concurrency: hash_concurrency.expect(CHECKED) as usize,
         hash_queue: hash_queue.expect(CHECKED) as usize,
+        hash_priority: hash_priority.expect(CHECKED),
         purge_interval: purge_interval.expect(CHECKED),
         purge_retention: purge_retention.expect(CHECKED),
         api_key_usage_flush: api_key_usage_flush.expect(CHECKED),
@@ -1143,6 +1180,7 @@ fn build(
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         oauth: oauth.expect(CHECKED),
+        oidc: oidc.expect(CHECKED),
         demo: demo.expect(CHECKED),
         webauthn: webauthn.expect(CHECKED),
         require_aal2_for: require_aal2_for.expect(CHECKED),
@@ -1688,6 +1726,19 @@ mod tests {
         assert!(!errors(None, &[("SESSIOND_MAX_BODY_BYTES", "12")]).is_empty());
         let c = Config::from_sources(None, &env(&[("SESSIOND_HASH_QUEUE", "0")])).unwrap();
         assert_eq!(c.hash_queue, 0);
+        assert!(!errors(None, &[("SESSIOND_HASH_PRIORITY", "20")]).is_empty());
+        assert!(!errors(None, &[("SESSIOND_HASH_PRIORITY", "batch")]).is_empty());
+    }
+
+    #[test]
+    fn hashing_priority_is_a_nice_value_or_idle() {
+        use crate::crypto::password::HashPriority;
+        let c = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(c.hash_priority, HashPriority::Nice(10));
+        let c = Config::from_sources(None, &env(&[("SESSIOND_HASH_PRIORITY", "idle")])).unwrap();
+        assert_eq!(c.hashing().priority, HashPriority::Idle);
+        let c = Config::from_sources(Some("hash_priority = 19"), &env(&[])).unwrap();
+        assert_eq!(c.hash_priority, HashPriority::Nice(19));
     }
 
     #[test]

@@ -97,6 +97,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::applications::rotate_secret))
         .routes(routes!(crate::http::routes::applications::public))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_logo,
+            crate::http::routes::media::remove_logo
+        )))
+        .routes(upload_limit(routes!(
+            crate::http::routes::media::set_avatar,
+            crate::http::routes::media::remove_avatar
+        )))
+        .routes(routes!(crate::http::routes::media::serve))
         .routes(routes!(crate::http::routes::oauth2::token))
         .routes(routes!(crate::http::routes::oauth2::introspect))
         .routes(routes!(crate::http::routes::oauth2::revoke))
@@ -110,6 +119,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::http::routes::authorize::list_consents))
         .routes(routes!(crate::http::routes::authorize::withdraw_consent))
+        .routes(routes!(crate::http::routes::oauth2::openid_configuration))
+        .routes(routes!(
+            crate::http::routes::oauth2::authorization_server_metadata
+        ))
+        .routes(routes!(
+            crate::http::routes::oauth2::userinfo_get,
+            crate::http::routes::oauth2::userinfo_post
+        ))
         .routes(routes!(crate::http::routes::grants::list))
         .routes(routes!(crate::http::routes::grants::revoke))
         .routes(routes!(crate::http::routes::verify::verify))
@@ -126,10 +143,32 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::http::routes::passkeys::login_finish))
         .routes(routes!(crate::http::routes::passkeys::mfa_start))
         .routes(routes!(crate::http::routes::passkeys::mfa_finish))
+        .routes(routes!(crate::http::routes::oidc::start))
+        .routes(routes!(crate::http::routes::oidc::callback))
+        .routes(routes!(crate::http::routes::oidc::exchange))
+        .routes(routes!(
+            crate::http::routes::oidc::link,
+            crate::http::routes::oidc::unlink
+        ))
+        .routes(routes!(crate::http::routes::oidc::identities))
         .routes(routes!(events::list))
         .routes(routes!(health::jwks))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+}
+
+/// Gives upload routes their own body limit, `media::MAX_UPLOAD_BYTES` (256 KiB), in place of
+/// the general one (`SESSIOND_MAX_BODY_BYTES`, 64 KiB by default): the inner
+/// `DefaultBodyLimit` overrides the outer one for these routes only. A per-route layer, not a
+/// `Router::layer`: no other route pays for it.
+fn upload_limit(
+    (schemas, paths, route): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        route.layer(DefaultBodyLimit::max(crate::media::MAX_UPLOAD_BYTES)),
+    )
 }
 
 /// The OpenAPI document of [`api_routes`].

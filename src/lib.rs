@@ -17,6 +17,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod mail;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod mfa;

@@ -34,7 +34,9 @@ pub mod change_feed;
 mod codec;
 mod dialect;
 pub mod group_commit;
+pub mod media;
 pub mod mfa;
+pub mod oidc;
 pub mod passkeys;
 mod postgres;
 pub mod purge;
@@ -112,6 +114,8 @@ pub struct UserProfile {
     pub email_verified_at: Option<DateTime<Utc>>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// The uploaded avatar (`crate::media`), if any.
+    pub avatar: Option<crate::media::MediaRef>,
 }
 
 impl From<&User> for UserProfile {
@@ -123,6 +127,7 @@ impl From<&User> for UserProfile {
             status: u.status,
             email_verified_at: u.email_verified_at,
             created_at: u.created_at,
+            avatar: u.avatar,
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the account row last changed.
     pub updated_at: DateTime<Utc>,
+    /// The uploaded avatar (`crate::media`), if any.
+    pub avatar: Option<crate::media::MediaRef>,
 }
 
 impl fmt::Debug for User {
@@ -164,6 +171,7 @@ impl fmt::Debug for User {
             .field("email_verified_at", &self.email_verified_at)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("avatar", &self.avatar)
             .finish()
     }
 }
@@ -506,6 +514,7 @@ impl Store {
             email_verified_at: None,
             created_at: now,
             updated_at: now,
+            avatar: None,
         };
         let event = audit::AuditEvent::new(audit::kind::REGISTER, now)
             .user(user.id)

@@ -171,6 +171,25 @@ fn flows_and_stores_use_no_axum() {
     );
 }
 
+/// Architecture invariant: the media component (`src/media`: upload rules, decoding,
+/// re-encoding) speaks neither HTTP nor SQL: it talks to its port (`media/port.rs`), which
+/// `store/media.rs` implements, and takes only the audit trail's value types from
+/// `crate::store`.
+#[test]
+fn media_rules_use_their_port_not_http_or_sql() {
+    let mut files = rust_files(&src("src/media"));
+    files.push(src("src/media.rs"));
+    let hits: Vec<String> = offending(&files, &["axum::", "crate::http", "sqlx::", "crate::store"])
+        .into_iter()
+        .filter(|hit| !hit.contains("use crate::store::audit::"))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "src/media must use its port, not http or the sqlx store:\n{}",
+        hits.join("\n")
+    );
+}
+
 /// Architecture invariant: no type from `ractor` or `sqlx` appears in `src/http`; handlers use
 /// the `Sessions` handle, the flows and the `Store` facade.
 #[test]

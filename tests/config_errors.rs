@@ -497,3 +497,19 @@ fn binary_exits_2_for_an_ip_address_as_rp_id() {
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
 }
+
+/// OpenID Connect needs the RS256 ID-token key published in the JWKS; with HS256 access tokens
+/// the JWKS is empty, so configuring an ID-token key then stops the service.
+#[test]
+fn binary_exits_2_for_openid_connect_with_hs256_access_tokens() {
+    let (code, stderr) = run_binary(&[
+        ("SESSIOND_SIGNING_ALG", "HS256"),
+        ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+    ]);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SESSIOND_ID_TOKEN_KEY_FILE (toml: id_token_key_file)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HS256"), "{stderr}");
+}

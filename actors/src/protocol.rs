@@ -18,6 +18,19 @@ pub enum RefreshOutcome {
     GraceRetry,
 }
 
+/// Who presents a refresh token: lets the actor refuse a token that belongs to another API
+/// before spending it, in the same message as the refresh (one actor round trip, not two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presenter {
+    /// The first-party API: an OAuth grant's token is refused as invalid while its session is
+    /// usable, and the token stays valid at its own endpoint (issue #12). A grant stays a
+    /// grant for its session's whole life, so deciding in the actor is race-free.
+    FirstParty,
+    /// A caller that checked the session's kind itself (the OAuth token endpoint reads the
+    /// grant's client and scopes before refreshing).
+    Checked,
+}
+
 /// A successful refresh.
 #[derive(Clone, Debug)]
 pub struct Refreshed {
@@ -45,7 +58,11 @@ pub struct Authentication {
 /// the answer, which is only sent once the store has committed whatever the request changed.
 pub enum SessionMsg {
     /// Refresh with this secret: rotate, grace-retry, or detect reuse.
-    Refresh(RefreshSecret, RpcReplyPort<Result<Refreshed, SessionError>>),
+    Refresh(
+        RefreshSecret,
+        Presenter,
+        RpcReplyPort<Result<Refreshed, SessionError>>,
+    ),
     /// May the session be used (access-token check)? Answers the record if so.
     Check(RpcReplyPort<Result<SessionRecord, SessionError>>),
     /// End the session.

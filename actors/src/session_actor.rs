@@ -21,7 +21,7 @@ use crate::error::{SessionError, store_error};
 use crate::ids::SessionId;
 use crate::model::{RevokeReason, SessionRecord, SessionStatus};
 use crate::observe::MessageKind;
-use crate::protocol::{Authentication, RefreshOutcome, Refreshed, SessionMsg};
+use crate::protocol::{Authentication, Presenter, RefreshOutcome, Refreshed, SessionMsg};
 use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
 use crate::registry::Registry;
 use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
@@ -153,9 +153,9 @@ impl Actor for SessionActor {
             panic!("injected panic in session actor (test hook)");
         }
         match message {
-            SessionMsg::Refresh(secret, reply) => {
+            SessionMsg::Refresh(secret, presenter, reply) => {
                 state.last_active = Instant::now();
-                let result = state.refresh(&secret).await;
+                let result = state.refresh_as(&secret, presenter).await;
                 state.handled(MessageKind::Refresh);
                 // The caller may have timed out and gone; the work is committed either way.
                 let _ = reply.send(result);
@@ -296,6 +296,29 @@ impl SessionState {
         }
     }
 
+    /// Whether memory was read or written within `staleness` (and not invalidated since).
+    fn trusted(&self) -> bool {
+        self.synced_at
+            .is_some_and(|at| at.elapsed() < self.env.config.staleness)
+    }
+
+    /// A refresh by `presenter`: a first-party presenter's token of a usable OAuth grant is
+    /// refused before anything is spent (the answer the grant check before the refresh gave
+    /// when it was a separate actor call); everything else goes to [`Self::refresh`].
+    async fn refresh_as(
+        &mut self,
+        secret: &RefreshSecret,
+        presenter: Presenter,
+    ) -> Result<Refreshed, SessionError> {
+        if presenter == Presenter::FirstParty
+            && self.record.grant.is_some()
+            && self.check().await.is_ok()
+        {
+            return Err(Rejection::InvalidToken.into());
+        }
+        self.refresh(secret).await
+    }
+
     /// The refresh flow: classify, decide, commit, then update memory and answer.
     async fn refresh(&mut self, secret: &RefreshSecret) -> Result<Refreshed, SessionError> {
         let presented_hash = secret.hash();
@@ -304,6 +327,14 @@ impl SessionState {
         // (invalid, expired, reuse) is only given from such memory: another instance may have
         // rotated the session since we last looked.
         let mut fresh = false;
+        // Memory known to be behind (invalidated by the change feed after another instance
+        // wrote, or older than `staleness`) is re-read first: one read, then the rotation,
+        // instead of a history look-up that finds the token newer than memory, a read and the
+        // rotation.
+        if !self.trusted() {
+            self.reload().await?;
+            fresh = true;
+        }
         loop {
             let now = self.env.clock.now();
             let Some(presented) = self.locate(&presented_hash, now).await? else {
@@ -409,10 +440,7 @@ impl SessionState {
     /// Access-token check: memory if recent enough, else the store; then the usability rules.
     async fn check(&mut self) -> Result<SessionRecord, SessionError> {
         let mut fresh = false;
-        let trusted = self
-            .synced_at
-            .is_some_and(|at| at.elapsed() < self.env.config.staleness);
-        if !trusted {
+        if !self.trusted() {
             self.reload().await?;
             fresh = true;
         }

@@ -25,7 +25,7 @@ use crate::supervisor::{self, ShardArgs, ShardSupervisor, SupervisorMsg};
 // The types callers of the handle name, at the paths they have always used.
 pub use crate::config::SessionsConfig;
 pub use crate::error::SessionError;
-pub use crate::protocol::{Authentication, RefreshOutcome, Refreshed};
+pub use crate::protocol::{Authentication, Presenter, RefreshOutcome, Refreshed};
 pub use crate::stats::SessionStats;
 
 /// The handle. Cheap to clone.
@@ -135,10 +135,30 @@ impl Sessions {
         Ok((record, token))
     }
 
-    /// Refreshes: rotation, grace retry, reuse detection — see [`crate::rotation`].
+    /// Refreshes: rotation, grace retry, reuse detection — see [`crate::rotation`]. For a
+    /// caller that checked the session's kind itself; the first-party API uses
+    /// [`Self::refresh_first_party`].
     pub async fn refresh(&self, token: &RefreshToken) -> Result<Refreshed, SessionError> {
+        self.refresh_as(token, Presenter::Checked).await
+    }
+
+    /// [`Self::refresh`] for the first-party API: a token of an OAuth grant whose session is
+    /// usable is refused ([`Rejection::InvalidToken`](crate::rotation::Rejection)) without
+    /// being spent; see [`Presenter::FirstParty`].
+    pub async fn refresh_first_party(
+        &self,
+        token: &RefreshToken,
+    ) -> Result<Refreshed, SessionError> {
+        self.refresh_as(token, Presenter::FirstParty).await
+    }
+
+    async fn refresh_as(
+        &self,
+        token: &RefreshToken,
+        presenter: Presenter,
+    ) -> Result<Refreshed, SessionError> {
         self.call(token.session_id, |reply| {
-            SessionMsg::Refresh(token.secret.clone(), reply)
+            SessionMsg::Refresh(token.secret.clone(), presenter, reply)
         })
         .await?
     }

@@ -172,7 +172,9 @@ def summarise(out, quick, connections, duration):
             targets.append(target(f"RSS after passivation within 10 % of warm idle ({n})",
                                   mem["over_warm_idle_after_passivation"], "<=", 0.10, "× warm idle",
                                   "idle after 1 000 sessions came and went"))
+    round2 = second_round(out, raw, figures, limits, references, cpu_us_per_request)
     return {
+        "round2": round2,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick_validation_run": quick == "1",
         "valid_figures": quick != "1",
@@ -193,6 +195,193 @@ def summarise(out, quick, connections, duration):
     }
 
 
+def prom(text, name, labels=None):
+    """The value of one Prometheus sample in a /metrics text (0 when absent)."""
+    total = 0.0
+    for line in (text or "").splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+\deE.]+|NaN)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if labels and any(got.get(k) != v for k, v in labels.items()):
+            continue
+        total += float(m.group(3))
+    return total
+
+
+def second_round(out, raw, figures, limits, references, cpu_us_per_request):
+    """Issue #15's targets, from the same run: CPU per request, refresh against the pgbench
+    limit, logins per hashing variant, two instances against one, fixed-rate latency."""
+    variants = []
+    for f in sorted(os.listdir(raw)):
+        if not (f.startswith("hash-variant-") and f.endswith(".json")):
+            continue
+        v = load(os.path.join(raw, f)) or {}
+        label = v.get("label")
+        suffix = "" if label == "default" else f"-{label}"
+        login = load(os.path.join(raw, f"wrk-login{suffix}.json")) or {}
+        k6dir = os.path.join(out, "limits-k6") if label == "default" else os.path.join(out, "limits-k6", f"hash-{label}")
+        flood = load(os.path.join(k6dir, "login_flood.json"))
+        logins = login.get("ok_per_s")
+        variants.append({
+            "label": label, "concurrency": v.get("concurrency"), "priority": v.get("priority"),
+            "logins_per_s": logins,
+            "logins_to_argon2id": ratio(logins, limits["argon2id_hashes_per_s"]),
+            "login_p50_ms": (login.get("latency_ms") or {}).get("p50"),
+            "sessiond_cpu_us_per_login": cpu_us_per_request(f"login{suffix}", login),
+            "refresh_p99_ms_under_login_flood": k6_metric(flood, "http_req_duration{scenario:refreshes}", "p(99)"),
+            "logins_accepted_under_flood": k6_metric(flood, "logins_accepted", "count"),
+            "logins_shed_under_flood": k6_metric(flood, "logins_shed", "count"),
+        })
+
+    def two(name):
+        d = load(os.path.join(raw, f"two-{name}.json"))
+        if not d:
+            return None
+        cpu = load(os.path.join(raw, f"cpu-two-{name}.json"))
+        res = {k: d.get(k) for k in ("ok_per_s", "ok", "requests", "errors", "latency_ms")}
+        res["sessiond_cpu_us_per_request"] = (
+            cpu["server_cpu_ticks"] / cpu["ticks_per_s"] * 1e6 / d["requests"]
+            if cpu and d.get("requests") else None)
+        counts = {}
+        for inst in ("a", "b"):
+            before = read(os.path.join(raw, f"metrics-{name}-{inst}-before.txt"))
+            after = read(os.path.join(raw, f"metrics-{name}-{inst}-after.txt"))
+            if before is None or after is None:
+                continue
+            for key, metric, labels in (
+                ("fence_conflicts", "sessiond_session_fence_conflicts_total", None),
+                ("load_session", "sessiond_store_operation_duration_seconds_count", {"operation": "load_session"}),
+                ("find_generation", "sessiond_store_operation_duration_seconds_count", {"operation": "find_generation"}),
+                ("activations_from_store", "sessiond_session_activations_total", {"source": "store"}),
+            ):
+                counts[key] = counts.get(key, 0) + prom(after, metric, labels) - prom(before, metric, labels)
+        if counts:
+            n = d.get("ok") or 0
+            # A stale-actor re-read: the session's row read again by an actor that was already
+            # resident (its memory was behind the store), i.e. every load_session that did
+            # not activate an actor.
+            counts["stale_rereads"] = counts["load_session"] - counts["activations_from_store"]
+            res["store_counts"] = counts
+            res["per_request"] = {k: (v / n if n else None) for k, v in counts.items()}
+        errs = d.get("errors") or {}
+        res["error_count"] = sum(errs.get(k, 0) for k in ("status", "io"))
+        return res
+
+    two_instances = {name: two(name) for name in ("one-refresh", "one-me", "two-refresh", "two-me")}
+
+    fixed = []
+    for kind in ("me", "refresh"):
+        for pct in (25, 50, 75):
+            d = load(os.path.join(raw, f"fixed-{kind}-{pct}.json"))
+            if d:
+                cpu = load(os.path.join(raw, f"cpu-fixed-{kind}-{pct}.json"))
+                fixed.append({
+                    "tool": "bench_load", "kind": kind, "percent_of_max": pct,
+                    "rate_offered": d.get("rate_offered"), "ok_per_s": d.get("ok_per_s"),
+                    "errors": d.get("errors"), "sent_late_over_1ms": d.get("sent_late_over_1ms"),
+                    "latency_ms": d.get("latency_ms"), "service_ms": d.get("service_ms"),
+                    "sessiond_cpu_us_per_request": (
+                        cpu["server_cpu_ticks"] / cpu["ticks_per_s"] * 1e6 / d["requests"]
+                        if cpu and d.get("requests") else None),
+                })
+            o = load(os.path.join(raw, f"oha-{kind}-{pct}.json"))
+            if o:
+                lp = {k: v * 1000 for k, v in (o.get("latencyPercentiles") or {}).items() if v is not None}
+                codes = o.get("statusCodeDistribution") or {}
+                fixed.append({
+                    "tool": "oha", "kind": kind, "percent_of_max": pct,
+                    "rate_offered": float(read(os.path.join(raw, f"oha-{kind}-{pct}.rate")) or "nan"), "ok_per_s": (o.get("summary") or {}).get("requestsPerSec"),
+                    "errors": {"status": sum(v for k, v in codes.items() if k != "200"),
+                               "io": sum((o.get("errorDistribution") or {}).values())},
+                    "latency_ms": {"p50": lp.get("p50"), "p90": lp.get("p90"), "p99": lp.get("p99"),
+                                   "p99_9": lp.get("p99.9"), "max": (o.get("summary") or {}).get("slowest", 0) * 1000},
+                })
+    pins = read(os.path.join(raw, "pin-load.txt"))
+
+    refresh_p99 = (figures.get("refresh_latency_ms") or {}).get("p99")
+    refresh_ratio = ratio(figures.get("refreshes_per_s"), limits["pgbench_single_update_tps"])
+    targets = [
+        target("sessiond CPU per durable refresh", references.get("sessiond_cpu_us_per_refresh"), "<=", 90, "µs"),
+        target("sessiond CPU per GET /me", references.get("sessiond_cpu_us_per_me"), "<=", 25, "µs"),
+        target("durable refreshes/s ≥ 0.6 × pgbench single-row UPDATE", refresh_ratio, ">=", 0.6, "×"),
+        target("refresh p99 at that rate (wrk, closed loop)", refresh_p99, "<=", 10, "ms"),
+    ]
+    for v in variants:
+        shown = {k: ("sessiond's default" if v[k] in (None, "-") else v[k]) for k in ("concurrency", "priority")}
+        note = f"hashing {v['label']}: concurrency {shown['concurrency']}, priority {shown['priority']}"
+        targets.append(target(f"logins/s ≥ 0.85 × argon2id ({v['label']})", v["logins_to_argon2id"], ">=", 0.85, "×", note))
+        targets.append(target(f"refresh p99 under a login flood at 2 × argon2id ({v['label']})",
+                              v["refresh_p99_ms_under_login_flood"], "<", 20, "ms", note))
+    for kind in ("refresh", "me"):
+        one, both = two_instances.get(f"one-{kind}"), two_instances.get(f"two-{kind}")
+        r = ratio((both or {}).get("ok_per_s"), (one or {}).get("ok_per_s"))
+        targets.append(target(f"two instances ÷ one, {kind}/s (round-robin)", r, ">=", 0.85, "×"))
+        errs = None if both is None or one is None else both["error_count"] + one["error_count"]
+        targets.append(target(f"two-instance run errors, {kind}", errs, "<=", 0, "errors"))
+    return {
+        "targets": targets,
+        "hashing_variants": variants,
+        "two_instances": two_instances,
+        "fixed_rate": fixed,
+        "load_pinned_to_cpus": pins,
+    }
+
+
+# Figures the regression guard compares with the run of record: (path, better when).
+GUARDED = [
+    (("limits", "pgbench_single_update_tps"), "higher"),
+    (("limits", "hello_world_rps"), "higher"),
+    (("limits", "argon2id_hashes_per_s"), "higher"),
+    (("figures", "refreshes_per_s"), "higher"),
+    (("figures", "refresh_latency_ms", "p99"), "lower"),
+    (("figures", "me_per_s"), "higher"),
+    (("figures", "me_latency_ms", "p99"), "lower"),
+    (("figures", "logins_per_s"), "higher"),
+    (("figures", "refresh_p99_ms_under_login_flood"), "lower"),
+    (("figures", "startup_to_ready_ms"), "lower"),
+    (("references", "sessiond_cpu_us_per_refresh"), "lower"),
+    (("references", "sessiond_cpu_us_per_me"), "lower"),
+    (("references", "sessiond_cpu_us_per_login"), "lower"),
+    (("references", "pgbench_rotation_statement_tps"), "higher"),
+    (("references", "refresh_run_mean_commit_batch"), None),
+    (("ratios", "refreshes_to_pgbench"), "higher"),
+    (("ratios", "me_to_hello"), "higher"),
+    (("ratios", "logins_to_argon2id"), "higher"),
+]
+
+
+def dig(doc, path):
+    for k in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(k)
+    return doc if isinstance(doc, (int, float)) else None
+
+
+def against(doc, record, record_path):
+    """Prints every guarded figure beside the run of record's, with the change."""
+    print(f"change against the limits run of record ({record_path}: "
+          f"{record.get('date')}, {record.get('record_of', 'commit unknown')}):")
+    if doc.get("quick_validation_run"):
+        print("  (QUICK validation run: the changes below mean nothing)")
+    for path, better in GUARDED:
+        now, then = dig(doc, path), dig(record, path)
+        name = ".".join(path)
+        if now is None:
+            print(f"  {name:48} not measured in this run")
+            continue
+        if then in (None, 0):
+            print(f"  {name:48} {fmt(now):>12}   (not in the record)")
+            continue
+        change = (now - then) / then * 100
+        worse = (better == "higher" and change < 0) or (better == "lower" and change > 0)
+        flag = " (worse)" if worse and abs(change) >= 5 else ""
+        print(f"  {name:48} {fmt(now):>12}   record {fmt(then):>12}   change {change:+.1f} %{flag}")
+
+
 def fmt(v):
     if v is None:
         return "not measured"
@@ -210,10 +399,74 @@ def table(doc):
     print("references:")
     for k, v in doc.get("references", {}).items():
         print(f"  {k:40} {fmt(v)}")
-    print("targets:")
+    print("targets (first round):")
     for t in doc["targets"]:
         state = {True: "met", False: "MISSED", None: "-"}[t["met"]]
         print(f"  {t['target']:60} {fmt(t['value']):>14} {t['unit']:6} ({t['op']} {t['bound']}) {state}")
+    r2 = doc.get("round2")
+    if r2:
+        print("targets (second round, issue #15):")
+        for t in r2["targets"]:
+            state = {True: "met", False: "MISSED", None: "-"}[t["met"]]
+            print(f"  {t['target']:66} {fmt(t['value']):>10} {t['unit']:6} ({t['op']} {t['bound']}) {state}")
+        for name, d in (r2.get("two_instances") or {}).items():
+            if d and d.get("per_request"):
+                pr = d["per_request"]
+                print(f"  {name:14} {fmt(d['ok_per_s'])}/s; per request: fence conflicts {fmt(pr['fence_conflicts'])}, "
+                      f"stale re-reads {fmt(pr['stale_rereads'])}, find_generation {fmt(pr['find_generation'])}")
+        for f in r2.get("fixed_rate") or []:
+            lat = f.get("latency_ms") or {}
+            print(f"  fixed rate {f['tool']:10} {f['kind']:7} {f['percent_of_max']:>3} %: {fmt(f['ok_per_s'])}/s "
+                  f"p50 {fmt(lat.get('p50'))} p99 {fmt(lat.get('p99'))} p99.9 {fmt(lat.get('p99_9'))} ms")
+
+
+def round2_markdown(doc):
+    """The second round's tables (issue #15): targets, hashing variants, two instances and the
+    fixed-rate latencies, ready for docs/benchmarks.md."""
+    r2 = doc.get("round2")
+    if not r2:
+        return []
+    lines = ["", "**Second round (issue #15) targets**", "",
+             "| target | measured | bound | met | note |", "|---|---|---|---|---|"]
+    for t in r2["targets"]:
+        state = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {fmt(t['value'])} {t['unit'] if t['value'] is not None else ''} "
+                     f"| {t['op']} {t['bound']} | {state} | {t.get('note', '')} |")
+    if r2.get("hashing_variants"):
+        lines += ["", "| hashing (concurrency, priority) | logins/s | ÷ argon2id | login p50 ms | CPU per login | "
+                      "refresh p99 under flood | logins accepted / shed |", "|---|---|---|---|---|---|---|"]
+        for v in r2["hashing_variants"]:
+            cpu = v["sessiond_cpu_us_per_login"]
+            lines.append(f"| {v['label']} ({v['concurrency']}, {v['priority']}) | {fmt(v['logins_per_s'])} "
+                         f"| {fmt(v['logins_to_argon2id'])} × | {fmt(v['login_p50_ms'])} "
+                         f"| {fmt(cpu / 1000 if cpu else None)} ms | {fmt(v['refresh_p99_ms_under_login_flood'])} ms "
+                         f"| {fmt(v['logins_accepted_under_flood'])} / {fmt(v['logins_shed_under_flood'])} |")
+    ti = r2.get("two_instances") or {}
+    if any(ti.values()):
+        lines += ["", "| instances, load | answers/s | p50 ms | p99 ms | CPU per request (all instances) | errors "
+                      "| fence conflicts per request | stale re-reads per request | history look-ups per request |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, d in ti.items():
+            if not d:
+                continue
+            pr = d.get("per_request") or {}
+            lat = d.get("latency_ms") or {}
+            lines.append(f"| {name} | {fmt(d['ok_per_s'])} | {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} "
+                         f"| {fmt(d['sessiond_cpu_us_per_request'])} µs | {d['error_count']} "
+                         f"| {fmt(pr.get('fence_conflicts'))} | {fmt(pr.get('stale_rereads'))} "
+                         f"| {fmt(pr.get('find_generation'))} |")
+    if r2.get("fixed_rate"):
+        lines += ["", "| fixed rate (corrected) | tool | % of max | offered /s | answered /s | p50 ms | p99 ms "
+                      "| p99.9 ms | max ms | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for f in r2["fixed_rate"]:
+            lat = f.get("latency_ms") or {}
+            errs = f.get("errors") or {}
+            lines.append(f"| {f['kind']} | {f['tool']} | {f['percent_of_max']} % | {fmt(f.get('rate_offered'))} "
+                         f"| {fmt(f.get('ok_per_s'))} | {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} "
+                         f"| {fmt(lat.get('p99_9'))} | {fmt(lat.get('max'))} | {sum(v for v in errs.values() if v)} |")
+        if r2.get("load_pinned_to_cpus"):
+            lines.append(f"\nThe fixed-rate and two-instance generators ran pinned to CPU {r2['load_pinned_to_cpus']} (taskset).")
+    return lines
 
 
 def markdown(doc, criterion, k6_dir):
@@ -240,6 +493,7 @@ def markdown(doc, criterion, k6_dir):
         state = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         lines.append(f"| {t['target']} | {fmt(t['value'])} {t['unit'] if t['value'] is not None else ''} "
                      f"| {t['op']} {t['bound']} | {state} |")
+    lines += round2_markdown(doc)
     if criterion:
         lines += ["", "| criterion bench | mean | median |", "|---|---|---|"]
         for k, v in criterion.items():
@@ -264,6 +518,12 @@ def markdown(doc, criterion, k6_dir):
 if __name__ == "__main__":
     if sys.argv[1] == "--table":
         table(load(sys.argv[2]))
+    elif sys.argv[1] == "--against":
+        record = load(sys.argv[3])
+        if record is None:
+            print(f"no limits run of record at {sys.argv[3]}: nothing to compare with")
+        else:
+            against(load(sys.argv[2]), record, sys.argv[3])
     elif sys.argv[1] == "--markdown":
         print(markdown(load(sys.argv[2]), load(sys.argv[3]) if len(sys.argv) > 3 else None,
                        sys.argv[4] if len(sys.argv) > 4 else None), end="")

@@ -88,6 +88,10 @@ pub enum AuthError {
     /// Removing the account's last second factor needs an explicit confirmation.
     #[error("this is the account's last second factor")]
     LastSecondFactor,
+    /// A login with an external OpenID Connect provider (or a link, unlink or native
+    /// exchange) failed; the variant says why.
+    #[error(transparent)]
+    Oidc(crate::auth::oidc_login::OidcFailure),
     /// A mailed code (email verification, password reset) was not accepted.
     #[error(transparent)]
     Code(CodeError),

@@ -175,8 +175,8 @@ pub async fn password_login(
 }
 
 /// Stores a second-factor challenge for `user` (with the device name, user agent and ip the
-/// session will get).
-async fn open_challenge(
+/// session will get). Shared with provider logins (`oidc_login::accounts`).
+pub(crate) async fn open_challenge(
     auth: &Auth<'_>,
     user: &User,
     status: &MfaStatus,

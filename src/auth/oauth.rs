@@ -30,6 +30,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod codes;
 pub mod consent;
+pub mod discovery;
 pub mod grants;
 pub mod id_token;
 pub mod pkce;
@@ -37,6 +38,7 @@ pub mod port;
 pub mod scope;
 pub mod sso;
 pub mod token;
+pub mod userinfo;
 
 use sessiond_actors::model::SessionRecord;
 

@@ -58,20 +58,11 @@ pub async fn refresh(
     // exists when the calling handler's span declares it.
     tracing::Span::current().record("session_id", tracing::field::display(token.session_id));
     // Token separation (issue #12): an OAuth grant's refresh token belongs to `/oauth2/token`
-    // and is refused here *before* the actor sees it (refusing afterwards would spend it). A
-    // grant stays a grant for its whole life, so checking first is race-free. A session that
-    // is ended or unknown is left to the refresh itself, which gives the precise answer (and
-    // detects replays).
-    if let Ok(session) = auth.sessions.check(token.session_id).await
-        && super::oauth::is_grant(&session)
-    {
-        let refused = Err(SessionError::Rejected(Rejection::InvalidToken));
-        observe(&refused);
-        return Err(AuthError::Refresh(SessionError::Rejected(
-            Rejection::InvalidToken,
-        )));
-    }
-    let refreshed = auth.sessions.refresh(&token).await;
+    // and is refused as invalid *before* it is spent while its session is usable. The actor
+    // decides it in the refresh message itself (`Presenter::FirstParty`): a separate check
+    // call cost every refresh a second actor round trip. A session that is ended or unknown is
+    // left to the refresh itself, which gives the precise answer (and detects replays).
+    let refreshed = auth.sessions.refresh_first_party(&token).await;
     observe(&refreshed);
     // A reuse was committed together with its `session_compromised` audit event (and logged)
     // by the store.

@@ -99,6 +99,22 @@ impl Sources {
         self.toml.get(key.toml).map(Raw::Toml)
     }
 
+    /// A top-level value of the TOML file (for groups with their own tables, e.g. `[oidc]`).
+    pub fn toml_value(&self, key: &str) -> Option<&Value> {
+        self.toml.get(key)
+    }
+
+    /// The non-empty environment variables whose names start with `prefix`, by name order.
+    pub fn env_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.env
+            .iter()
+            .filter(move |(k, v)| k.starts_with(prefix) && !v.trim().is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Keys of the TOML file that no setting uses.
     pub fn unknown_toml_keys<'a>(&'a self, known: &'a [Key]) -> impl Iterator<Item = &'a str> {
         self.toml

@@ -258,6 +258,11 @@ impl OAuthTokens {
         self.ttl
     }
 
+    /// Whether ID tokens can be signed (OpenID Connect is on: an RS256 ID-token key is loaded).
+    pub fn oidc_enabled(&self) -> bool {
+        self.keys.oidc_enabled()
+    }
+
     /// The issuer (`iss` of every token, and of every authorization response, RFC 9207).
     pub fn issuer(&self) -> &str {
         &self.issuer

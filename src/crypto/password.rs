@@ -73,6 +73,8 @@ struct Inner {
     memory: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
     /// How many buffers `memory` may keep: the number of hashing slots.
     memory_keep: usize,
+    /// The hashing threads' CPU priority.
+    priority: HashPriority,
 }
 
 /// Told what the hashing pool does, for metrics. Implemented outside this module so no metrics
@@ -188,29 +190,83 @@ impl Inner {
     }
 }
 
-/// Lowers the calling blocking thread's CPU priority (nice 10), once per thread, before it
-/// hashes. A hash is bulk work that may wait; a refresh or `/me` answered on the async
-/// workers must not wait behind it when every core is busy (a login flood). The thread stays
-/// niced afterwards: it belongs to the blocking pool, where nothing latency-sensitive runs.
-/// On Linux a thread has its own nice value; elsewhere this does nothing.
-fn yield_to_request_handling() {
+/// How far below request handling the hashing threads run (`SESSIOND_HASH_PRIORITY`).
+///
+/// A hash is bulk work that may wait; a refresh or `/me` answered on the async workers must not
+/// wait behind it when every core is busy (a login flood). The lower the priority, the more
+/// hashing slots the machine can afford without hurting request latency: with [`Self::Idle`]
+/// hashing runs only on CPU time no request wants, so there can be as many slots as cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashPriority {
+    /// A nice value (0–19; 19 is the lowest): hashing still gets a share of a busy CPU.
+    Nice(u8),
+    /// Linux `SCHED_IDLE`: hashing runs only when no normal thread wants the CPU.
+    Idle,
+}
+
+impl HashPriority {
+    /// The default: nice 10, as before the setting existed.
+    pub const DEFAULT: Self = Self::Nice(10);
+
+    /// Parses `idle` or a nice value `0`–`19`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("idle") {
+            return Ok(Self::Idle);
+        }
+        match s.parse::<u8>() {
+            Ok(n) if n <= 19 => Ok(Self::Nice(n)),
+            _ => Err(format!(
+                "{s:?} is not a hashing priority (use idle or a nice value 0-19)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HashPriority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nice(n) => write!(f, "{n}"),
+            Self::Idle => f.write_str("idle"),
+        }
+    }
+}
+
+/// Lowers the calling blocking thread's CPU priority to `priority`, once per thread, before it
+/// hashes (see [`HashPriority`]). The thread stays lowered afterwards: it belongs to the
+/// blocking pool, where nothing latency-sensitive runs, and an unprivileged process could not
+/// raise it again. On Linux a thread has its own nice value and scheduling policy; elsewhere
+/// this does nothing. If `SCHED_IDLE` is refused, the thread gets nice 19 instead.
+fn yield_to_request_handling(priority: HashPriority) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         thread_local! {
             static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
         LOWERED.with(|lowered| {
-            if !lowered.get() {
-                // SAFETY: gettid has no preconditions; setpriority on our own thread id only
-                // changes that thread's nice value, and a failure changes nothing.
-                unsafe {
-                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                    libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-                }
-                lowered.set(true);
+            if lowered.get() {
+                return;
             }
+            // SAFETY: gettid has no preconditions; setpriority and sched_setscheduler on our
+            // own thread id only change this thread's priority, and a failure changes nothing.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+                let nice = match priority {
+                    HashPriority::Nice(n) => Some(libc::c_int::from(n)),
+                    HashPriority::Idle => {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        (libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0).then_some(19)
+                    }
+                };
+                if let Some(nice) = nice {
+                    libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+                }
+            }
+            lowered.set(true);
         });
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = priority;
 }
 
 /// Decrements a counter when dropped, so cancelled or panicking callers are still counted out.
@@ -265,12 +321,24 @@ pub struct HashingSettings {
     pub concurrency: usize,
     /// Callers allowed to wait for a slot; beyond it they are refused at once.
     pub queue: usize,
+    /// The hashing threads' CPU priority, below request handling.
+    pub priority: HashPriority,
 }
 
 impl PasswordHasher {
     /// A hasher with `params`, running at most `concurrency` (at least 1) hashes at once and
-    /// letting at most `queue` callers wait.
+    /// letting at most `queue` callers wait, at the default priority.
     pub fn new(params: Params, concurrency: usize, queue: usize) -> Self {
+        Self::with_priority(params, concurrency, queue, HashPriority::DEFAULT)
+    }
+
+    /// [`Self::new`] with the hashing threads at `priority`.
+    pub fn with_priority(
+        params: Params,
+        concurrency: usize,
+        queue: usize,
+        priority: HashPriority,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 params,
@@ -284,6 +352,7 @@ impl PasswordHasher {
                 observer: OnceLock::new(),
                 memory: std::sync::Mutex::new(Vec::new()),
                 memory_keep: concurrency.max(1),
+                priority,
             }),
         }
     }
@@ -297,7 +366,12 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Params(e.to_string()))?;
-        Ok(Self::new(params, settings.concurrency, settings.queue))
+        Ok(Self::with_priority(
+            params,
+            settings.concurrency,
+            settings.queue,
+            settings.priority,
+        ))
     }
 
     /// Hashes `password` with a fresh random salt; returns the PHC string to store
@@ -440,7 +514,7 @@ impl PasswordHasher {
         };
         tokio::task::spawn_blocking(move || {
             let running = running;
-            yield_to_request_handling();
+            yield_to_request_handling(running.inner.priority);
             let started = Instant::now();
             let result = job(&running.inner);
             if let Some(o) = &observer {
@@ -483,15 +557,66 @@ mod tests {
                 libc::syscall(libc::SYS_gettid) as libc::id_t,
             )
         };
+        let policy_of_this_thread = || unsafe { libc::sched_getscheduler(0) };
+        let before = nice_of_this_thread();
         std::thread::spawn(move || {
-            yield_to_request_handling();
-            yield_to_request_handling();
+            yield_to_request_handling(HashPriority::DEFAULT);
+            yield_to_request_handling(HashPriority::DEFAULT);
             assert_eq!(nice_of_this_thread(), 10);
         })
         .join()
         .unwrap();
+        std::thread::spawn(move || {
+            yield_to_request_handling(HashPriority::Nice(19));
+            assert_eq!(nice_of_this_thread(), 19);
+            assert_eq!(policy_of_this_thread(), libc::SCHED_OTHER);
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(move || {
+            yield_to_request_handling(HashPriority::Idle);
+            // Once lowered, a thread keeps its priority (it could not be raised again).
+            yield_to_request_handling(HashPriority::Nice(5));
+            assert_eq!(policy_of_this_thread(), libc::SCHED_IDLE);
+        })
+        .join()
+        .unwrap();
         // Other threads keep their priority.
-        assert_ne!(nice_of_this_thread(), 10);
+        assert_eq!(nice_of_this_thread(), before);
+        assert_eq!(policy_of_this_thread(), libc::SCHED_OTHER);
+    }
+
+    #[test]
+    fn hashing_priority_parses_idle_or_a_nice_value() {
+        assert_eq!(HashPriority::parse("idle"), Ok(HashPriority::Idle));
+        assert_eq!(HashPriority::parse(" IDLE "), Ok(HashPriority::Idle));
+        assert_eq!(HashPriority::parse("19"), Ok(HashPriority::Nice(19)));
+        assert_eq!(HashPriority::parse("0"), Ok(HashPriority::Nice(0)));
+        for bad in ["20", "-1", "batch", ""] {
+            assert!(HashPriority::parse(bad).is_err(), "{bad:?}");
+        }
+        for p in [HashPriority::Idle, HashPriority::Nice(7)] {
+            assert_eq!(HashPriority::parse(&p.to_string()), Ok(p));
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[tokio::test]
+    async fn hashing_runs_on_threads_at_the_configured_priority() {
+        let h = PasswordHasher::with_priority(
+            Params::new(256, 1, 1, None).unwrap(),
+            1,
+            1,
+            HashPriority::Idle,
+        );
+        // The job runs where a hash would, after the pool lowered its thread.
+        let policy = h
+            .run("hash", |_| unsafe { libc::sched_getscheduler(0) })
+            .await
+            .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        let stored = h.hash(&pw("correct horse")).await.unwrap();
+        assert!(h.verify(&pw("correct horse"), Some(&stored)).await.unwrap());
     }
 
     #[tokio::test]
@@ -678,10 +803,12 @@ mod tests {
                 ("SESSIOND_ARGON2_MEMORY_KIB".into(), "1024".into()),
                 ("SESSIOND_ARGON2_ITERATIONS".into(), "3".into()),
                 ("SESSIOND_HASH_CONCURRENCY".into(), "2".into()),
+                ("SESSIOND_HASH_PRIORITY".into(), "idle".into()),
             ],
         )
         .unwrap();
         let h = PasswordHasher::from_settings(&config.hashing()).unwrap();
+        assert_eq!(h.inner.priority, HashPriority::Idle);
         assert_eq!(h.inner.params.m_cost(), 1024);
         assert_eq!(h.inner.params.t_cost(), 3);
         assert_eq!(h.inner.slots.available_permits(), 2);

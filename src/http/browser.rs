@@ -53,6 +53,12 @@ pub const SSO_COOKIE_NAME: &str = "__Host-sessiond_sso";
 pub const DEV_SSO_COOKIE_NAME: &str = "sessiond_sso";
 /// The cookie's `Path`: it is sent to the browser routes and nowhere else.
 pub const COOKIE_PATH: &str = "/v1/auth/browser";
+/// The provider-login binding cookie's name when `Secure` (see [`BrowserPolicy::binding_cookie`]).
+pub const SECURE_BINDING_COOKIE_NAME: &str = "__Secure-sessiond_oidc";
+/// Its name without `Secure`.
+pub const DEV_BINDING_COOKIE_NAME: &str = "sessiond_oidc";
+/// Its `Path`: the provider-login routes only.
+pub const BINDING_COOKIE_PATH: &str = "/v1/auth/oidc";
 
 /// Path prefixes answered with the browser CORS policy (credentials and [`CSRF_HEADER`]
 /// allowed): the browser routes, and the passkey login and second-factor ceremonies, whose
@@ -196,6 +202,38 @@ impl BrowserPolicy {
         read_cookie(headers, self.cookie_name())
     }
 
+    /// The provider-login binding cookie's name.
+    pub fn binding_cookie_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_BINDING_COOKIE_NAME
+        } else {
+            DEV_BINDING_COOKIE_NAME
+        }
+    }
+
+    /// The binding cookie's value, if the browser sent one that looks like ours (43
+    /// base64url characters: 256 random bits).
+    pub fn presented_binding(&self, headers: &HeaderMap) -> Option<String> {
+        read_cookie(headers, self.binding_cookie_name()).filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+
+    /// `Set-Cookie` binding a provider login to this browser: a random value whose hash the
+    /// flow keeps. `SameSite=Lax`, not `Strict`: the provider's redirect back is a cross-site
+    /// top-level navigation, on which browsers do not send `Strict` cookies.
+    pub fn binding_cookie(&self, value: &str, max_age: Duration) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let text = format!(
+            "{}={value}; Max-Age={}; Path={BINDING_COOKIE_PATH}; HttpOnly{secure}; SameSite=Lax",
+            self.binding_cookie_name(),
+            max_age.as_secs()
+        );
+        HeaderValue::from_str(&text).expect("a cookie of base64url and fixed text")
+    }
+
     /// `Set-Cookie` carrying `token` for `max_age`.
     pub fn set_cookie(&self, token: &RefreshToken, max_age: Duration) -> HeaderValue {
         self.cookie(&token.encode(), max_age.as_secs())
@@ -291,7 +329,7 @@ pub fn browser_token_response(
         access_token: issued.token,
         token_type: "Bearer",
         expires_in: issued.expires_in,
-        user: UserView::from(user),
+        user: UserView::new(user, &state.media),
         session: SessionView::new(session, &state.policy, true),
     };
     let cookie = state
@@ -299,6 +337,33 @@ pub fn browser_token_response(
         .set_cookie(refresh_token, remaining_life(state, session, now));
     let mut response = crate::http::views::no_store(status, body);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// A redirect (`303`) to `location` that also sets the session's refresh-token cookie: how a
+/// provider login, which ends with a navigation rather than a fetch, hands the browser its
+/// session (the page then calls `POST /v1/auth/browser/refresh` for an access token).
+pub fn session_cookie_redirect(
+    state: &AppState,
+    issued: &IssuedSession,
+    location: &str,
+) -> Result<Response, ApiError> {
+    let cookie = state.browser.set_cookie(
+        &issued.refresh_token,
+        remaining_life(state, &issued.session, state.clock.now()),
+    );
+    let mut response = see_other(location)?;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// `303 See Other` to `location`, not cached.
+pub fn see_other(location: &str) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(location).map_err(ApiError::internal)?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

@@ -33,6 +33,19 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 415 `unsupported_media_type` for an upload: not a PNG, JPEG or WebP image by its
+    /// content, or one that does not decode (truncated, corrupt).
+    #[error("expected a PNG, JPEG or WebP image (recognised by its content)")]
+    UnsupportedImage,
+    /// 413 `image_too_large`: the image's dimensions (or decoded size) exceed the maximum;
+    /// `details: {max_width, max_height}`.
+    #[error("the image is too large; at most {max_width}x{max_height} pixels")]
+    ImageTooLarge {
+        /// Widest image accepted.
+        max_width: u32,
+        /// Tallest image accepted.
+        max_height: u32,
+    },
     /// 401 `invalid_credentials`: unknown email or wrong password (deliberately the same).
     #[error("invalid email or password")]
     InvalidCredentials,
@@ -163,6 +176,14 @@ pub enum ApiError {
     /// `confirm=true`.
     #[error("this is the account's last second factor; confirm to remove it")]
     LastSecondFactor,
+    /// A login with an external OpenID Connect provider failed; one code per reason (see `oidc_code`): `oidc_provider_unknown` 404, `oidc_provider_unavailable`
+    /// 503, `return_url_not_allowed` 400, `oidc_state_invalid` 400, `access_denied` 401,
+    /// `oidc_provider_error` 502, `oidc_issuer_mismatch` 400, `oidc_token_exchange_failed`
+    /// 502, `oidc_id_token_invalid` 401, `account_exists_link_required` 409,
+    /// `provider_email_missing` 400, `oidc_login_failed` 401, `identity_in_use` 409,
+    /// `last_login_method` 409, `identity_not_linked` 404, `invalid_grant` 400.
+    #[error("{0}")]
+    Oidc(crate::auth::oidc_login::OidcFailure),
     /// 431 `headers_too_large`: too many request header fields, or too many bytes of them.
     #[error("request headers too large")]
     HeadersTooLarge,
@@ -202,6 +223,8 @@ impl ApiError {
             Self::ValidationFailed(_) => "validation_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedImage => "unsupported_media_type",
+            Self::ImageTooLarge { .. } => "image_too_large",
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidToken => "invalid_token",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -236,6 +259,7 @@ impl ApiError {
             Self::PasskeyCounterRegressed => "passkey_counter_regressed",
             Self::NoPasskeys => "no_passkeys",
             Self::LastSecondFactor => "last_second_factor",
+            Self::Oidc(f) => oidc_code(*f),
             Self::HeadersTooLarge => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -249,7 +273,8 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::ImageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials
             | Self::InvalidToken
             | Self::InvalidRefreshToken
@@ -282,6 +307,7 @@ impl ApiError {
             Self::InvalidCeremony => StatusCode::BAD_REQUEST,
             Self::PasskeyRejected | Self::PasskeyCounterRegressed => StatusCode::UNAUTHORIZED,
             Self::NoPasskeys | Self::LastSecondFactor => StatusCode::CONFLICT,
+            Self::Oidc(f) => oidc_status(*f),
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -323,6 +349,10 @@ impl IntoResponse for ApiError {
                     .map(|f| serde_json::json!({"field": f.field, "message": f.message}))
                     .collect::<Vec<_>>()
             })),
+            Self::ImageTooLarge {
+                max_width,
+                max_height,
+            } => Some(serde_json::json!({"max_width": max_width, "max_height": max_height})),
             Self::MfaRequired {
                 challenge_id,
                 expires_at,
@@ -477,6 +507,7 @@ impl From<AuthError> for ApiError {
             AuthError::PasskeyNotFound => Self::NotFound,
             AuthError::NoPasskeys => Self::NoPasskeys,
             AuthError::LastSecondFactor => Self::LastSecondFactor,
+            AuthError::Oidc(f) => Self::Oidc(f),
             AuthError::Code(e) => e.into(),
             AuthError::Store(e) => e.into(),
             AuthError::Hash(e) => e.into(),
@@ -512,6 +543,48 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// The code of a provider-login failure.
+fn oidc_code(f: crate::auth::oidc_login::OidcFailure) -> &'static str {
+    use crate::auth::oidc_login::OidcFailure as F;
+    match f {
+        F::ProviderUnknown => "oidc_provider_unknown",
+        F::ProviderUnavailable => "oidc_provider_unavailable",
+        F::ReturnUrlNotAllowed => "return_url_not_allowed",
+        F::StateInvalid => "oidc_state_invalid",
+        F::AccessDenied => "access_denied",
+        F::ProviderError => "oidc_provider_error",
+        F::IssuerMismatch => "oidc_issuer_mismatch",
+        F::TokenExchangeFailed => "oidc_token_exchange_failed",
+        F::IdTokenInvalid => "oidc_id_token_invalid",
+        F::AccountExistsLinkRequired => "account_exists_link_required",
+        F::ProviderEmailMissing => "provider_email_missing",
+        F::LoginFailed => "oidc_login_failed",
+        F::IdentityInUse => "identity_in_use",
+        F::LastLoginMethod => "last_login_method",
+        F::IdentityNotLinked => "identity_not_linked",
+        F::InvalidExchange => "invalid_grant",
+    }
+}
+
+/// The status of a provider-login failure.
+fn oidc_status(f: crate::auth::oidc_login::OidcFailure) -> StatusCode {
+    use crate::auth::oidc_login::OidcFailure as F;
+    match f {
+        F::ProviderUnknown | F::IdentityNotLinked => StatusCode::NOT_FOUND,
+        F::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        F::ReturnUrlNotAllowed
+        | F::StateInvalid
+        | F::IssuerMismatch
+        | F::ProviderEmailMissing
+        | F::InvalidExchange => StatusCode::BAD_REQUEST,
+        F::AccessDenied | F::IdTokenInvalid | F::LoginFailed => StatusCode::UNAUTHORIZED,
+        F::ProviderError | F::TokenExchangeFailed => StatusCode::BAD_GATEWAY,
+        F::AccountExistsLinkRequired | F::IdentityInUse | F::LastLoginMethod => {
+            StatusCode::CONFLICT
+        }
+    }
+}
+
 impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
     /// A right password on an account with a second factor: 401 `mfa_required` with the
     /// challenge to finish (the JSON and the browser login routes answer it alike).
@@ -522,6 +595,25 @@ impl From<crate::auth::login::MfaChallengeIssued> for ApiError {
                 .expires_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             methods: challenge.methods,
+        }
+    }
+}
+
+impl From<crate::media::MediaError> for ApiError {
+    /// An upload or an image lookup that did not succeed.
+    fn from(e: crate::media::MediaError) -> Self {
+        use crate::media::MediaError;
+        match e {
+            MediaError::Unsupported => Self::UnsupportedImage,
+            MediaError::UploadTooLarge => Self::PayloadTooLarge,
+            MediaError::TooLarge => Self::ImageTooLarge {
+                max_width: crate::media::MAX_WIDTH,
+                max_height: crate::media::MAX_HEIGHT,
+            },
+            MediaError::Busy => Self::Unavailable("image decoding slots are full".into()),
+            MediaError::NotFound => Self::NotFound,
+            MediaError::Store(e) => e.into(),
+            MediaError::Internal(detail) => Self::Internal(detail),
         }
     }
 }
@@ -596,6 +688,79 @@ impl IntoResponse for crate::auth::oauth::token::OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sessiond\""),
             );
+        }
+        response
+    }
+}
+
+/// RFC 6750 §3: a refused bearer token at a protocol endpoint (`/oauth2/userinfo`). The error
+/// is in `WWW-Authenticate` (what OpenID Connect clients read) and, for scripts, in an RFC 6749
+/// shaped body too.
+impl IntoResponse for crate::auth::oauth::userinfo::BearerError {
+    fn into_response(self) -> Response {
+        use crate::auth::oauth::userinfo::BearerError as E;
+        let description = self.to_string();
+        let (status, code, scope) = match self {
+            E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", ""),
+            E::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                ", scope=\"openid\"",
+            ),
+            E::Server(e) => {
+                return crate::auth::oauth::token::OAuthError::Server(e).into_response();
+            }
+        };
+        let challenge = format!(
+            "Bearer realm=\"sessiond\", error=\"{code}\"{scope}, error_description=\"{description}\""
+        );
+        let mut response = (
+            status,
+            Json(serde_json::json!({"error": code, "error_description": description})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// RFC 6750 §3.1: a request to a bearer-protected protocol endpoint without credentials, or
+/// with malformed ones: 401 `WWW-Authenticate: Bearer realm="sessiond"` without an error code
+/// when nothing was presented; `invalid_request` (400) when it was malformed.
+#[derive(Debug)]
+pub enum BearerMissing {
+    /// No token at all.
+    Absent,
+    /// Two ways at once, or a malformed `Authorization` header.
+    Malformed(&'static str),
+}
+
+impl IntoResponse for BearerMissing {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match self {
+            Self::Absent => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"sessiond\"".to_owned(),
+                serde_json::json!({"error": "invalid_token",
+                                   "error_description": "a bearer access token is required"}),
+            ),
+            Self::Malformed(d) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Bearer realm=\"sessiond\", error=\"invalid_request\", error_description=\"{d}\""
+                ),
+                serde_json::json!({"error": "invalid_request", "error_description": d}),
+            ),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -58,6 +58,29 @@ where
     }
 }
 
+/// The raw bytes of an image upload. The body limit is the route's own (`http::router` gives
+/// the upload routes `media::MAX_UPLOAD_BYTES`, above the general limit): beyond it, 413
+/// `payload_too_large`. `Content-Type` is deliberately not read: the media flow recognises the
+/// format by content alone.
+pub struct ImageUpload(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for ImageUpload {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(|bytes| ImageUpload(bytes.to_vec()))
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidRequest("could not read the request body".into())
+                }
+            })
+    }
+}
+
 /// Parses a JSON body, classifying failures without echoing input values. The body must be
 /// exactly one JSON value: anything but white space after it is malformed (400).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -69,7 +69,10 @@ pub fn csp(redirect_uri: Option<&str>) -> HeaderValue {
     ))
 }
 
-/// A page as a response: `status`, HTML, its CSP, never cached.
+/// A page as a response: `status`, HTML, its CSP, never cached. `Referrer-Policy:
+/// same-origin` instead of the API's `no-referrer`: under `no-referrer` browsers send
+/// `Origin: null` with the page's form posts, and the forms' check needs the real origin; a
+/// navigation to another origin still carries no referrer.
 pub fn page(status: StatusCode, csp: HeaderValue, html: String) -> Response {
     (
         status,
@@ -80,6 +83,10 @@ pub fn page(status: StatusCode, csp: HeaderValue, html: String) -> Response {
             ),
             (header::CONTENT_SECURITY_POLICY, csp),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ),
         ],
         html,
     )

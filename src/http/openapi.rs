@@ -90,7 +90,9 @@ pub struct Unavailable(pub ErrorResponse);
         (name = "oauth2", description = "OAuth 2.1 protocol endpoints: form-encoded requests and RFC 6749 error bodies `{error, error_description}`, not the API's JSON conventions"),
         (name = "applications", description = "OAuth applications the caller registered, and public application pages"),
         (name = "passkeys", description = "Passkeys (WebAuthn): registration, step-up, passwordless login, second factor"),
+        (name = "oidc", description = "Log in with Google or any OpenID Connect provider: browser and native flows, linking, identities"),
         (name = "browser", description = "Browser sessions: the refresh token in an HttpOnly cookie, every request under the CSRF rule (`x-sessiond-csrf: 1` and an allowed `Origin`)"),
+        (name = "media", description = "Uploaded avatars and application logos, re-encoded and served under their SHA-256 as immutable files"),
     )
 )]
 pub struct ApiDoc;

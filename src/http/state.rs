@@ -86,11 +86,15 @@ pub struct Services {
     pub introspection_clients: Vec<String>,
     /// The WebAuthn relying party; None = passkeys off (`SESSIOND_WEBAUTHN_*`).
     pub passkeys: Option<Arc<crate::auth::passkeys::Passkeys>>,
+    /// External OpenID Connect providers to log in with (`[oidc.providers.*]`).
+    pub oidc: Arc<crate::auth::oidc_login::providers::OidcProviders>,
     /// Action classes that need `aal` 2 (`SESSIOND_REQUIRE_AAL2_FOR`; see
     /// `crate::auth::reauth::require_action`).
     pub require_aal2_for: crate::auth::reauth::ActionClasses,
     /// Browser sessions: the cookie's name and attributes, and the CSRF rule's origins.
     pub browser: crate::http::browser::BrowserPolicy,
+    /// Logo and avatar uploads: the decoding slots and the public URL of `/media`.
+    pub media: crate::media::Media,
 }
 
 impl Services {
@@ -117,6 +121,15 @@ impl Services {
             auth: self.auth(),
             passkeys: self.passkeys.as_deref(),
             mailer: &self.mailer,
+        }
+    }
+
+    /// The provider-login flows (`crate::auth::oidc_login`), over these services.
+    pub fn oidc_flows(&self) -> crate::auth::oidc_login::OidcFlows<'_> {
+        crate::auth::oidc_login::OidcFlows {
+            auth: self.auth(),
+            providers: &self.oidc,
+            conceal: self.register_conflict == crate::config::RegisterConflict::Conceal,
         }
     }
 

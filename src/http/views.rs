@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::auth::sessions::IssuedSession;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::media::Media;
 use crate::store::{User, UserProfile, UserStatus};
 
 /// A timestamp as the API writes it: RFC 3339, UTC, milliseconds.
@@ -57,14 +58,19 @@ pub struct UserView {
     #[serde(serialize_with = "rfc3339_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub email_verified_at: Option<DateTime<Utc>>,
+    /// The uploaded avatar's absolute URL (`POST /v1/auth/me/avatar`), under sessiond's public
+    /// URL (`SESSIOND_ISSUER`); null when there is none.
+    #[schema(example = "https://id.example.com/media/3f2a…9c.png")]
+    pub avatar_url: Option<String>,
     /// Registration time.
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&UserProfile> for UserView {
-    fn from(u: &UserProfile) -> Self {
+impl UserView {
+    /// The view of `u`; `media` makes the avatar's URL absolute.
+    pub fn new(u: &UserProfile, media: &Media) -> Self {
         Self {
             id: u.id.to_string(),
             email: u.email.clone(),
@@ -74,14 +80,14 @@ impl From<&UserProfile> for UserView {
                 UserStatus::Disabled => "disabled",
             },
             email_verified_at: u.email_verified_at,
+            avatar_url: u.avatar.as_ref().map(|a| media.url(a)),
             created_at: u.created_at,
         }
     }
-}
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
-        Self::from(&UserProfile::from(u))
+    /// [`UserView::new`] of a stored account.
+    pub fn of_user(u: &User, media: &Media) -> Self {
+        Self::new(&UserProfile::from(u), media)
     }
 }
 
@@ -197,7 +203,7 @@ pub fn token_response(
         refresh_token: refresh_token.encode(),
         token_type: "Bearer",
         expires_in: issued.expires_in,
-        user: UserView::from(user),
+        user: UserView::new(user, &state.media),
         session: SessionView::new(session, &state.policy, true),
     };
     Ok(no_store(status, body))

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::audit::{AuditConnection, AuditEvent};
 use super::codec::{StoreRow, corrupt};
 use super::dialect::{Dialect, TextList, Ts, on_backend};
+use super::media::{logo_columns, media_ref_of};
 use super::{Store, StoreError, truncate_to_micros};
 use crate::auth::oauth::applications::{Application, ClientType, SecretHash};
 use crate::auth::oauth::port::{ApplicationStore, GrantSummary};
@@ -65,6 +66,7 @@ fn app_row(row: &impl StoreRow) -> Result<Application, StoreError> {
         )?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+        logo: media_ref_of(row, "logo")?,
     })
 }
 
@@ -125,6 +127,7 @@ impl ApplicationStore for Store {
             const SQL: &str = concat!(
                 "SELECT ",
                 app_columns!(),
+                logo_columns!(),
                 " FROM oauth_applications WHERE client_id = $1"
             );
             on_backend!(self, |db| {
@@ -154,6 +157,7 @@ impl ApplicationStore for Store {
             const SQL: &str = concat!(
                 "SELECT ",
                 app_columns!(),
+                logo_columns!(),
                 " FROM oauth_applications WHERE owner_id = $1 AND id < $2 \
                  ORDER BY id DESC LIMIT $3"
             );

@@ -1,9 +1,9 @@
 //! The authorization endpoint's state on both backends (see
 //! `migrations/*/20261205100000_oauth_authorize.sql`): the [`AuthorizeStore`] port.
 //!
-//! Every query text serves both databases: timestamps are bound through [`Ts`], the one place
-//! where the backends differ, and [`on_backend!`] runs the same bind chain on either pool. The
-//! single-use decision on a code is one `UPDATE ... RETURNING`.
+//! Every query text serves both databases (`super::dialect`): timestamps are bound through
+//! [`Ts`], and [`query_on!`] runs the same bind chain on either pool. The single-use decision
+//! on a code is one `UPDATE ... RETURNING`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,36 +11,24 @@ use sessiond_actors::ids::{SessionId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::codec::{self, TimeRow, Ts, get};
-use super::{Inner, Store, StoreError};
+use super::codec::{TimeRow, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError};
 use crate::auth::oauth::port::{
     AuthorizeStore, ConsentSummary, PendingRequest, Redemption, StoredCode,
 };
 
-/// Runs `$build` (a `sqlx::query*` with its binds, the same text on both backends) with
-/// `$call` against the backend's pool (`$pool` = `writer` or `reader` on SQLite), mapping
-/// errors under the name `$op`; `$body` makes the answer from the result `$r`, whichever row
-/// type it holds.
-macro_rules! on_backend {
+/// Runs `$build` (a `sqlx::query*` with its binds) with `$call` on the backend's `$pool`
+/// (`writer` or `reader`, see [`super::dialect::Dialect`]), errors named `$op`; `$body` makes
+/// the answer from the result `$r`, whichever row type it holds.
+macro_rules! query_on {
     ($self:ident, $op:expr, $pool:ident, $build:expr, $call:ident, |$r:ident| $body:expr) => {
         $self
             .observed($op, async {
-                match &$self.inner {
-                    Inner::Postgres(s) => {
-                        let $r = $build
-                            .$call(&s.pool)
-                            .await
-                            .map_err(|e| codec::pg_err($op, e))?;
-                        $body
-                    }
-                    Inner::Sqlite(s) => {
-                        let $r = $build
-                            .$call(&s.$pool)
-                            .await
-                            .map_err(|e| codec::sqlite_err($op, e))?;
-                        $body
-                    }
-                }
+                on_backend!($self, |db| {
+                    let $r = $build.$call(db.$pool()).await.map_err(db.err($op))?;
+                    $body
+                })
             })
             .await
     };
@@ -84,17 +72,17 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM oauth_authorization_requests WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO oauth_authorization_requests \
              (id, client_id, csrf, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-        on_backend!(
+        query_on!(
             self,
-            "purge authorization requests",
+            "purge_authorization_requests",
             writer,
             sqlx::query(PURGE).bind(Ts(r.created_at)),
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
-            "insert authorization request",
+            "insert_authorization_request",
             writer,
             sqlx::query(INSERT)
                 .bind(r.id)
@@ -115,9 +103,9 @@ impl AuthorizeStore for Store {
     ) -> Result<Option<PendingRequest>, StoreError> {
         const SQL: &str = "SELECT id, client_id, csrf, params, created_at, expires_at \
              FROM oauth_authorization_requests WHERE id = $1 AND expires_at > $2";
-        on_backend!(
+        query_on!(
             self,
-            "find authorization request",
+            "find_authorization_request",
             reader,
             sqlx::query(SQL).bind(id).bind(Ts(now)),
             fetch_optional,
@@ -127,9 +115,9 @@ impl AuthorizeStore for Store {
 
     async fn delete_authorization_request(&self, id: Uuid) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM oauth_authorization_requests WHERE id = $1";
-        on_backend!(
+        query_on!(
             self,
-            "delete authorization request",
+            "delete_authorization_request",
             writer,
             sqlx::query(SQL).bind(id),
             execute,
@@ -141,17 +129,17 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM oauth_codes WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO oauth_codes \
              (code_hash, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
-        on_backend!(
+        query_on!(
             self,
-            "purge authorization codes",
+            "purge_authorization_codes",
             writer,
             sqlx::query(PURGE).bind(Ts(code.created_at - chrono::Duration::days(1))),
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
-            "insert authorization code",
+            "insert_authorization_code",
             writer,
             sqlx::query(INSERT)
                 .bind(code.hash.to_vec())
@@ -174,9 +162,9 @@ impl AuthorizeStore for Store {
              RETURNING client_id, params";
         const SPENT: &str = "SELECT grant_session_id FROM oauth_codes \
              WHERE code_hash = $1 AND redeemed_at IS NOT NULL";
-        let fresh: Option<(String, String)> = on_backend!(
+        let fresh: Option<(String, String)> = query_on!(
             self,
-            "redeem authorization code",
+            "redeem_authorization_code",
             writer,
             sqlx::query_as(SPEND).bind(hash.to_vec()).bind(Ts(now)),
             fetch_optional,
@@ -185,9 +173,9 @@ impl AuthorizeStore for Store {
         if let Some((client_id, params)) = fresh {
             return Ok(Redemption::Fresh(client_id, params));
         }
-        let spent: Option<(Option<Uuid>,)> = on_backend!(
+        let spent: Option<(Option<Uuid>,)> = query_on!(
             self,
-            "find spent authorization code",
+            "find_spent_authorization_code",
             writer,
             sqlx::query_as(SPENT).bind(hash.to_vec()),
             fetch_optional,
@@ -201,9 +189,9 @@ impl AuthorizeStore for Store {
 
     async fn attach_code_grant(&self, hash: &[u8; 32], grant: SessionId) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE oauth_codes SET grant_session_id = $2 WHERE code_hash = $1";
-        on_backend!(
+        query_on!(
             self,
-            "attach code grant",
+            "attach_code_grant",
             writer,
             sqlx::query(SQL).bind(hash.to_vec()).bind(grant.as_uuid()),
             execute,
@@ -221,17 +209,17 @@ impl AuthorizeStore for Store {
         const PURGE: &str = "DELETE FROM sso_sessions WHERE expires_at < $1";
         const INSERT: &str = "INSERT INTO sso_sessions (secret_hash, session_id, created_at, \
              expires_at) VALUES ($1, $2, $3, $4)";
-        on_backend!(
+        query_on!(
             self,
-            "purge sso sessions",
+            "purge_sso_sessions",
             writer,
             sqlx::query(PURGE).bind(Ts(now)),
             execute,
             |_done| Ok(())
         )?;
-        on_backend!(
+        query_on!(
             self,
-            "insert sso session",
+            "insert_sso_session",
             writer,
             sqlx::query(INSERT)
                 .bind(hash.to_vec())
@@ -250,9 +238,9 @@ impl AuthorizeStore for Store {
     ) -> Result<Option<SessionId>, StoreError> {
         const SQL: &str =
             "SELECT session_id FROM sso_sessions WHERE secret_hash = $1 AND expires_at > $2";
-        let id: Option<Uuid> = on_backend!(
+        let id: Option<Uuid> = query_on!(
             self,
-            "find sso session",
+            "find_sso_session",
             reader,
             sqlx::query_scalar(SQL).bind(hash.to_vec()).bind(Ts(now)),
             fetch_optional,
@@ -270,9 +258,9 @@ impl AuthorizeStore for Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO oauth_consents (user_id, client_id, scope, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id, scope) DO NOTHING";
-        on_backend!(
+        query_on!(
             self,
-            "remember consent",
+            "remember_consent",
             writer,
             sqlx::query(SQL)
                 .bind(user.as_uuid())
@@ -290,9 +278,9 @@ impl AuthorizeStore for Store {
         client_id: &str,
     ) -> Result<Vec<String>, StoreError> {
         const SQL: &str = "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
-        on_backend!(
+        query_on!(
             self,
-            "consented scopes",
+            "consented_scopes",
             reader,
             sqlx::query_scalar(SQL).bind(user.as_uuid()).bind(client_id),
             fetch_all,
@@ -304,9 +292,9 @@ impl AuthorizeStore for Store {
         const SQL: &str = "SELECT c.client_id, a.name, c.scope, c.created_at \
              FROM oauth_consents c LEFT JOIN oauth_applications a ON a.client_id = c.client_id \
              WHERE c.user_id = $1 ORDER BY c.created_at DESC, c.client_id";
-        on_backend!(
+        query_on!(
             self,
-            "list consents",
+            "list_consents",
             reader,
             sqlx::query(SQL).bind(user.as_uuid()),
             fetch_all,
@@ -316,9 +304,9 @@ impl AuthorizeStore for Store {
 
     async fn withdraw_consents(&self, user: UserId, client_id: &str) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
-        on_backend!(
+        query_on!(
             self,
-            "withdraw consents",
+            "withdraw_consents",
             writer,
             sqlx::query(SQL).bind(user.as_uuid()).bind(client_id),
             execute,
@@ -334,9 +322,9 @@ impl AuthorizeStore for Store {
     ) -> Result<Vec<SessionId>, StoreError> {
         const SQL: &str = "SELECT id FROM sessions WHERE user_id = $1 AND client_id = $2 \
              AND status = 'active' AND expires_at > $3 ORDER BY id";
-        let ids: Vec<Uuid> = on_backend!(
+        let ids: Vec<Uuid> = query_on!(
             self,
-            "user grant ids",
+            "user_grant_ids",
             reader,
             sqlx::query_scalar(SQL)
                 .bind(user.as_uuid())

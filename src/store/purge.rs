@@ -1,4 +1,4 @@
-//! Background deletion of ended sessions (and of expired mailed codes).
+//! Background deletion of ended sessions (and of expired mailed codes and orphaned images).
 //!
 //! Ended sessions (revoked, compromised or past their absolute expiry) are kept for a retention
 //! period so support and audit can still see them, then deleted with their token history so the
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::Store;
+use crate::media::MediaStore;
 
 /// Spawns the purge loop: every `every` (starting immediately), deletes sessions that ended
 /// more than `retention` ago, and logs how many.
@@ -69,6 +70,17 @@ pub fn spawn_purge(
                         Err(error) => tracing::warn!(
                             %error,
                             "purge of expired codes failed; will retry"
+                        ),
+                    }
+                    // Uploaded images nothing points at any more (crate::media), once their
+                    // grace period has passed.
+                    let media_cutoff = Utc::now() - crate::media::ORPHAN_GRACE;
+                    match store.purge_orphaned_media(media_cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(images = n, "purged orphaned images"),
+                        Err(error) => tracing::warn!(
+                            %error,
+                            "purge of orphaned images failed; will retry"
                         ),
                     }
                 }

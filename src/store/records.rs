@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::codec::{StoreRow, corrupt, grant_from};
 use super::dialect::{Dialect, TextList, Ts, for_each_store};
+use super::media::{avatar_columns, media_ref_of};
 use super::{User, UserStatus, generation_from_db};
 
 /// The columns of a session row, in every query that reads or inserts one.
@@ -34,7 +35,12 @@ pub(super) use user_columns;
 
 for_each_store! {
     pub(crate) async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            avatar_columns!(),
+            " FROM users WHERE email = $1"
+        ))
             .bind(email)
             .fetch_optional(self.reader())
             .await
@@ -44,7 +50,12 @@ for_each_store! {
     }
 
     pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            avatar_columns!(),
+            " FROM users WHERE id = $1"
+        ))
             .bind(id.as_uuid())
             .fetch_optional(self.reader())
             .await
@@ -142,6 +153,7 @@ pub(super) fn user_row(row: &impl StoreRow) -> Result<User, StoreError> {
         email_verified_at: row.col("email_verified_at")?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+        avatar: media_ref_of(row, "avatar")?,
     })
 }
 

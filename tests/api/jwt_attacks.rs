@@ -44,7 +44,7 @@ fn sign(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> St
     sign_raw(&header.to_string(), &claims.to_string(), key, alg)
 }
 
-fn claims_of(token: &str) -> Value {
+pub(crate) fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }

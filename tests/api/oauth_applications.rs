@@ -10,11 +10,12 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sessiond::auth::oauth::applications::{ClientAuthentication, authenticate_client};
 use sessiond::auth::oauth::port::ApplicationStore;
-use sessiond_actors::model::{Grant, NewSession, RevokeReason, SessionStatus};
+use sessiond_actors::model::{Grant, RevokeReason, SessionStatus};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
 use crate::mail_sink::{MailSink, as_overrides};
+use crate::oauth_grants::grant_session;
 
 const ADA: &str = "ada@example.com";
 const BOB: &str = "bob@example.com";
@@ -375,7 +376,8 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
     assert_eq!(
         public,
         json!({"client_id": client_id, "name": "Acme Dash 2", "description": null,
-               "allowed_scopes": ["openid", "profile", "email", "offline_access"]})
+               "allowed_scopes": ["openid", "profile", "email", "offline_access"],
+               "logo_url": null})
     );
     let response = app
         .client
@@ -555,19 +557,7 @@ async fn grants_are_sessions_marked_with_the_client_and_deleting_the_application
     // A grant, as the token endpoint opens it: the same engine, marked with client and scope.
     let (grant, _refresh) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: client_id.clone(),
-                scope: "openid profile".into(),
-            }),
-        })
+        .create(grant_session(ada_id, &client_id, "openid profile"))
         .await
         .unwrap();
     let stored = app.stored_session(&grant.id.to_string()).await;
@@ -627,19 +617,7 @@ async fn open_grant(
     client_id: &str,
 ) -> sessiond_actors::model::SessionRecord {
     app.sessions
-        .create(NewSession {
-            user_id: user,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: client_id.to_owned(),
-                scope: "openid email".into(),
-            }),
-        })
+        .create(grant_session(user, client_id, "openid email"))
         .await
         .unwrap()
         .0

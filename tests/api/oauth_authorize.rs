@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::jwt_attacks::claims_of;
 
 const ADA: &str = "ada@example.com";
 const PASSWORD: &str = "correct horse battery";
@@ -112,18 +113,41 @@ fn param(url: &url::Url, name: &str) -> Option<String> {
 
 struct Setup {
     app: TestApp,
+    /// Holds the ID-token key file.
+    _keys: tempfile::TempDir,
     access: String,
     client_id: String,
     secret: String,
 }
 
-/// Ada (signed in through the API) with a confidential application "Dash".
+/// A fresh RSA ID-token key (PKCS#8 PEM) in `dir`: OpenID Connect on.
+fn id_token_key(dir: &std::path::Path) -> String {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der: Pkcs8V1Der<'static> = key.as_der().unwrap();
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+    let path = dir.join("id.pem");
+    std::fs::write(&path, pem).unwrap();
+    path.display().to_string()
+}
+
+/// Ada (signed in through the API) with a confidential application "Dash"; OpenID Connect on.
 async fn setup(backend: Backend) -> Setup {
-    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let id_key = id_token_key(keys.path());
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("SESSIOND_APP_CREATORS", ADA),
+            ("SESSIOND_ID_TOKEN_KEY_FILE", &id_key),
+        ],
+    )
+    .await;
     let ada = app.signed_in_user(ADA).await;
     let (client_id, secret) = application(&app, &ada.access, "confidential", &[REDIRECT]).await;
     Setup {
         app,
+        _keys: keys,
         access: ada.access,
         client_id,
         secret,
@@ -272,15 +296,7 @@ async fn oauth_error(response: reqwest::Response, status: StatusCode, error: &st
 }
 
 fn session_id_of(access_token: &str) -> String {
-    use base64::Engine;
-    let payload = access_token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["sid"].as_str().unwrap().to_owned()
+    claims_of(access_token)["sid"].as_str().unwrap().to_owned()
 }
 
 /// Login → consent → code → tokens; the code replayed revokes the grant; single sign-on and
@@ -302,6 +318,12 @@ async fn code_flow_end_to_end(backend: Backend) {
             .is_some_and(|t| !t.is_empty())
     );
     let grant = session_id_of(body["access_token"].as_str().unwrap());
+    // The ID token (openid in scope): the request's nonce, the client as audience, the login.
+    let id = claims_of(body["id_token"].as_str().expect("an id_token with openid"));
+    assert_eq!(id["nonce"], "n0nce");
+    assert_eq!(id["aud"], s.client_id.as_str());
+    assert_eq!(id["acr"], "aal1");
+    assert_eq!(id["email"], ADA);
     let stored = s.app.stored_session(&grant).await;
     assert_eq!(stored.grant.as_ref().unwrap().client_id, s.client_id);
     assert_eq!(stored.status, SessionStatus::Active);

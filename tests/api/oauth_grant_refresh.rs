@@ -15,9 +15,7 @@ use sessiond_actors::model::{ReuseClass, SessionStatus};
 use sessiond_actors::refresh_token::{RefreshKey, RefreshToken};
 use sessiond_actors::sessions::SessionError;
 
-#[path = "../support/oauth_grants.rs"]
-mod oauth_grants;
-use oauth_grants::{
+use crate::oauth_grants::{
     Client, GRANT_SCOPE, grant_session, is_active, oauth_post, refresh_grant, register_application,
 };
 
@@ -37,7 +35,7 @@ async fn open_grant(
     client_id: &str,
 ) -> (sessiond_actors::model::SessionRecord, RefreshToken) {
     app.sessions
-        .create(grant_session(user, client_id))
+        .create(grant_session(user, client_id, GRANT_SCOPE))
         .await
         .unwrap()
 }

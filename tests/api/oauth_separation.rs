@@ -12,11 +12,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond::crypto::access_token::AccessTokens;
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
-use sessiond_actors::model::{Grant, NewSession, SessionStatus};
+use sessiond_actors::model::SessionStatus;
 use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
 use crate::helpers::{Backend, assert_error, spawn_app};
+use crate::oauth_grants::grant_session;
 
 async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -25,19 +26,7 @@ async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
 
     let (grant, refresh) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: "0123456789abcdef01234567".into(),
-                scope: "openid".into(),
-            }),
-        })
+        .create(grant_session(ada_id, "0123456789abcdef01234567", "openid"))
         .await
         .unwrap();
 
@@ -125,19 +114,7 @@ async fn a_grants_refresh_token_is_refused_by_the_browser_routes(backend: Backen
     let ada_id = app.stored_session(&ada.session_id).await.user_id;
     let (grant, refresh) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: "0123456789abcdef01234567".into(),
-                scope: "openid".into(),
-            }),
-        })
+        .create(grant_session(ada_id, "0123456789abcdef01234567", "openid"))
         .await
         .unwrap();
     let browser = |path: &str, token: &str| {

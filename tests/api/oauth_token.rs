@@ -15,20 +15,25 @@ use sessiond::auth::oauth::port::ApplicationStore;
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
 use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
 use sessiond::store::audit::AuditEvent;
-use sessiond_actors::model::{Grant, NewSession};
 use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::oauth_grants::grant_session;
 
 const ADA: &str = "ada@example.com";
 
-struct Client {
-    id: String,
-    secret: String,
+pub(crate) struct Client {
+    pub id: String,
+    pub secret: String,
 }
 
-async fn register(app: &TestApp, access: &str, client_type: &str, scopes: &[&str]) -> Client {
+pub(crate) async fn register(
+    app: &TestApp,
+    access: &str,
+    client_type: &str,
+    scopes: &[&str],
+) -> Client {
     let response = app
         .client
         .post(app.url("/v1/applications"))
@@ -52,7 +57,7 @@ async fn register(app: &TestApp, access: &str, client_type: &str, scopes: &[&str
     }
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     basic: Option<(&str, &str)>,
@@ -74,7 +79,7 @@ async fn post_form(
         .unwrap()
 }
 
-async fn oauth_error(response: Response, status: StatusCode, error: &str) -> Value {
+pub(crate) async fn oauth_error(response: Response, status: StatusCode, error: &str) -> Value {
     assert_eq!(response.status(), status, "for {error}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
@@ -99,7 +104,7 @@ async fn client_token(app: &TestApp, c: &Client, scope: Option<&str>) -> Value {
     response.json().await.unwrap()
 }
 
-async fn introspect(app: &TestApp, caller: &Client, token: &str) -> Value {
+pub(crate) async fn introspect(app: &TestApp, caller: &Client, token: &str) -> Value {
     let response = post_form(
         app,
         "/oauth2/introspect",
@@ -378,6 +383,7 @@ async fn resource_servers_and_grants(backend: Backend) {
                 previous_secret: None,
                 created_at: now,
                 updated_at: now,
+                logo: None,
             },
             AuditEvent::new("application_created", now),
         )
@@ -392,19 +398,7 @@ async fn resource_servers_and_grants(backend: Backend) {
     let ada_id = app.stored_session(&ada.session_id).await.user_id;
     let (grant, _) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: svc.id.clone(),
-                scope: "openid".into(),
-            }),
-        })
+        .create(grant_session(ada_id, &svc.id, "openid"))
         .await
         .unwrap();
     let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo page end to end in real Chromium (tests/browser/*.test.mjs), as scripts/test runs it.
+# The demo page and the OAuth sign-in pages end to end in real Chromium (tests/browser/*.test.mjs),
+# as scripts/test runs it.
 #
 # Needs Node.js with npm, Debian's chromium (installed with apt-get when missing) and
 # playwright-core (npm ci from the committed lockfile when node_modules is missing). Fails

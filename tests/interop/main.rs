@@ -5,7 +5,10 @@
 //!   sessiond behind `auth_request`;
 //! - `verifiers`: Node's `jose` and Python's PyJWT (pinned in `tests/interop/node` and
 //!   `tests/interop/python`) verifying sessiond's real tokens against its live JWKS, for EdDSA
-//!   and RS256, and refusing tampered ones.
+//!   and RS256, and refusing tampered ones;
+//! - `oidc`: openid-client (pinned in `tests/interop/oidc`), an OpenID-certified relying party,
+//!   signing in to sessiond through the whole authorization code flow and meeting every
+//!   negative path with the error the specifications name.
 //!
 //! `scripts/test` installs nginx, the npm packages and the Python packages when they are
 //! missing; a test here fails (never skips) when one is still absent.
@@ -16,5 +19,6 @@
 mod helpers;
 
 mod gateway;
+mod oidc;
 mod support;
 mod verifiers;

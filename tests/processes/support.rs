@@ -677,7 +677,11 @@ pub async fn open_grant(
     let engine = sessiond::app::Application::build(config)
         .await
         .unwrap_or_else(|e| panic!("the in-process engine: {e:?}"));
-    let new = crate::oauth_grants::grant_session(user.parse().expect("a user id"), client_id);
+    let new = crate::oauth_grants::grant_session(
+        user.parse().expect("a user id"),
+        client_id,
+        crate::oauth_grants::GRANT_SCOPE,
+    );
     let (grant, refresh) = engine
         .sessions()
         .create(new)

@@ -1,5 +1,5 @@
-//! OAuth grant helpers shared by the in-process grant tests (`tests/api/oauth_grant_refresh.rs`,
-//! both stores) and the two-process ones (`tests/processes/oauth_two_instances.rs`), so the
+//! OAuth grant helpers shared by the in-process grant tests (`tests/api/oauth_*.rs`, both
+//! stores) and the two-process ones (`tests/processes/oauth_two_instances.rs`), so the
 //! race and replay rules are exercised the same way in both: an application registered over
 //! HTTP, a grant opened through the session engine (as the code exchange does), and the
 //! `/oauth2/*` endpoints spoken in their own protocol (form bodies, client authentication,
@@ -51,8 +51,8 @@ pub async fn register_application(http: &reqwest::Client, base: &str, access: &s
 }
 
 /// What the code exchange hands the session engine: a grant of `client_id` for `user` with
-/// [`GRANT_SCOPE`], authenticated by password now.
-pub fn grant_session(user: UserId, client_id: &str) -> NewSession {
+/// `scope`, authenticated by password now.
+pub fn grant_session(user: UserId, client_id: &str, scope: &str) -> NewSession {
     NewSession {
         user_id: user,
         auth_time: chrono::Utc::now(),
@@ -63,7 +63,7 @@ pub fn grant_session(user: UserId, client_id: &str) -> NewSession {
         ip: None,
         grant: Some(Grant {
             client_id: client_id.to_owned(),
-            scope: GRANT_SCOPE.into(),
+            scope: scope.to_owned(),
         }),
     }
 }

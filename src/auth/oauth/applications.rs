@@ -180,6 +180,9 @@ pub struct Application {
     pub created_at: DateTime<Utc>,
     /// Last change (also the fence of concurrent edits).
     pub updated_at: DateTime<Utc>,
+    /// The uploaded logo (`crate::media`), if any. Set and removed only through
+    /// `crate::media::set_logo`, never by an edit of the other fields.
+    pub logo: Option<crate::media::MediaRef>,
 }
 
 impl Application {
@@ -475,6 +478,7 @@ pub async fn register(
         previous_secret: None,
         created_at: now,
         updated_at: now,
+        logo: None,
     };
     let event = event(APPLICATION_CREATED, session.user_id, client, now)
         .session(session.id)

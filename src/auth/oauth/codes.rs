@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::applications::authenticate_client;
 use super::authorize::Pending;
 use super::client_auth::PresentedClient;
+use super::id_token::IdTokenRequest;
 use super::pkce::CodeChallenge;
 use super::port::{AuthorizeStore, Redemption, StoredCode};
 use super::scope::{OPENID, Scopes};
@@ -210,7 +211,8 @@ pub async fn exchange(
         .map_err(|e| OAuthError::Server(AuthError::internal(e)))?;
     let scope = Scopes::parse(Some(&params.scope))
         .map_err(|e| OAuthError::Server(AuthError::internal(e)))?;
-    let id_token = if scope.contains(OPENID) {
+    // With OpenID Connect off (no ID-token key) `openid` is a scope like any other.
+    let id_token = if scope.contains(OPENID) && tokens.oidc_enabled() {
         id_token(
             auth,
             tokens,
@@ -235,16 +237,31 @@ pub async fn exchange(
     })
 }
 
-/// The ID token of the exchange (`openid` in scope).
+/// The ID token of the exchange (`openid` in scope): the login's `auth_time`, `aal` and
+/// `amr`, the request's nonce, and `at_hash` of the access token issued with it.
 async fn id_token(
-    _auth: &Auth<'_>,
-    _tokens: &OAuthTokens,
-    _client_id: &str,
-    _params: &CodeParams,
-    _session: &SessionRecord,
-    _access_token: &str,
-    _scope: &Scopes,
+    auth: &Auth<'_>,
+    tokens: &OAuthTokens,
+    client_id: &str,
+    params: &CodeParams,
+    session: &SessionRecord,
+    access_token: &str,
+    scope: &Scopes,
 ) -> Result<Option<String>, OAuthError> {
-    // Placeholder until `super::id_token::issue` (the oidc branch) lands on main.
-    Ok(None)
+    super::id_token::issue(
+        auth,
+        tokens,
+        &IdTokenRequest {
+            user: session.user_id,
+            client_id,
+            nonce: params.nonce.as_deref(),
+            auth_time: params.auth_time,
+            aal: params.aal,
+            amr: &params.amr,
+            access_token: Some(access_token),
+            scope,
+        },
+    )
+    .await
+    .map(Some)
 }

@@ -115,6 +115,7 @@ mod tests {
             email_verified_at: verified.then_some(now),
             created_at: now,
             updated_at: now,
+            avatar: None,
         }
     }
 

@@ -17,7 +17,7 @@
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::SessionId;
 
-use super::applications::{Application, ClientType, authenticate_client};
+use super::applications::{Application, ClientAuthentication, ClientType, authenticate_client};
 use super::client_auth::PresentedClient;
 use super::scope::Scopes;
 use crate::auth::{Auth, AuthError};
@@ -122,12 +122,18 @@ pub struct RefreshedGrant {
     pub access: IssuedToken,
     /// The next refresh token (the presented one is spent, except for a grace retry).
     pub refresh_token: String,
+    /// An ID token, only when the request's `scope` parameter names `openid` (RSA signing costs
+    /// ~0.6 ms, and most refreshes only want a fresh access token; OIDC Core §12.2 makes it
+    /// optional). It describes the grant's original authentication (`auth_time`, `acr`, `amr`)
+    /// and has no `nonce`.
+    pub id_token: Option<String>,
 }
 
 /// The `refresh_token` grant: rotates the grant's refresh token through its session actor —
 /// the same rules, grace window and replay detection as a first-party refresh. **Token
 /// separation:** a first-party refresh token, or another client's grant, is `invalid_grant`
-/// and is not rotated. `scope` may narrow the granted scopes, never widen them.
+/// and is not rotated. `scope` may narrow the granted scopes, never widen them; when it names
+/// `openid`, an ID token comes too (see [`RefreshedGrant::id_token`]).
 pub async fn refresh_grant(
     auth: &Auth<'_>,
     tokens: &OAuthTokens,
@@ -161,12 +167,14 @@ pub async fn refresh_grant(
             "a refresh may narrow the granted scopes, never widen them".into(),
         ));
     }
-    let scope = if requested.is_empty() {
+    // With OpenID Connect off there is no ID-token key, and never an ID token.
+    let wants_id_token = requested.contains(super::scope::OPENID) && tokens.oidc_enabled();
+    let scopes = if requested.is_empty() {
         granted
     } else {
         requested
-    }
-    .to_string();
+    };
+    let scope = scopes.to_string();
     let refreshed = auth.sessions.refresh(&token).await.map_err(|e| match e {
         sessiond_actors::sessions::SessionError::Unavailable(_)
         | sessiond_actors::sessions::SessionError::Timeout
@@ -190,6 +198,28 @@ pub async fn refresh_grant(
             now,
         )
         .map_err(|e| OAuthError::Server(AuthError::internal(e)))?;
+    let id_token = if wants_id_token {
+        let session = &refreshed.session;
+        Some(
+            super::id_token::issue(
+                auth,
+                tokens,
+                &super::id_token::IdTokenRequest {
+                    user: session.user_id,
+                    client_id: &app.client_id,
+                    nonce: None,
+                    auth_time: session.auth_time,
+                    aal: session.aal,
+                    amr: &session.amr,
+                    access_token: Some(&access_token),
+                    scope: &scopes,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     Ok(RefreshedGrant {
         access: IssuedToken {
             access_token,
@@ -197,38 +227,138 @@ pub async fn refresh_grant(
             scope,
         },
         refresh_token: refreshed.refresh_token.encode(),
+        id_token,
     })
 }
 
 /// What introspection answers about an active token.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ActiveToken {
-    /// The token's claims.
-    pub claims: OAuthAccessClaims,
+pub enum ActiveToken {
+    /// An OAuth access token: its claims.
+    Access(OAuthAccessClaims),
+    /// A grant's current refresh token.
+    Refresh(ActiveRefresh),
 }
 
-/// Introspects `token` for `caller` (authenticated here). `resource_servers` are the client
-/// ids the operator allows to introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`). None =
-/// `{"active": false}`.
+/// An active refresh token: its grant's state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ActiveRefresh {
+    /// The client the grant belongs to.
+    pub client_id: String,
+    /// The granted scopes.
+    pub scope: String,
+    /// The user.
+    pub sub: String,
+    /// When the grant ends at the latest (its absolute end).
+    pub exp: DateTime<Utc>,
+    /// When this refresh token was issued (the last rotation, or the grant's start).
+    pub iat: DateTime<Utc>,
+    /// The grant's session id.
+    pub sid: String,
+}
+
+/// Which kind of token `token_type_hint` names (RFC 7662 §2.1, RFC 7009 §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenTypeHint {
+    /// `access_token`.
+    AccessToken,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+impl TokenTypeHint {
+    /// Reads a hint. An unknown value is no hint (RFC 7662 §2.1 lets the server extend its
+    /// search past a wrong hint; both formats are self-describing here, so a hint only orders
+    /// the two checks and never changes an answer).
+    pub fn parse(raw: Option<&str>) -> Option<Self> {
+        match raw {
+            Some("access_token") => Some(Self::AccessToken),
+            Some("refresh_token") => Some(Self::RefreshToken),
+            _ => None,
+        }
+    }
+}
+
+/// Introspects `token` for `caller`, which must authenticate with a secret (a public client may
+/// not introspect: `invalid_client`). `resource_servers` are the client ids the operator allows
+/// to introspect any token (`SESSIOND_INTROSPECTION_CLIENTS`). None = `{"active": false}`.
+///
+/// An access token is active while valid and its grant (or client secret) alive. A refresh
+/// token is active while it is its grant's **current** token (a spent parent, even inside the
+/// grace window, is not) and the grant is live — asked of the grant's actor, so a revoked grant
+/// is inactive at once. A first-party session's refresh token is never active for any client,
+/// resource servers included (token separation).
 pub async fn introspect(
     auth: &Auth<'_>,
     tokens: &OAuthTokens,
     caller: &PresentedClient,
     token: &str,
+    hint: Option<TokenTypeHint>,
     resource_servers: &[String],
 ) -> Result<Option<ActiveToken>, OAuthError> {
     let now = auth.clock.now();
-    let (caller_app, _) =
+    let (caller_app, how) =
         authenticate_client(auth.store, &caller.client_id, caller.secret.as_deref(), now).await?;
-    let Ok(claims) = tokens.verify_access(token, now) else {
+    if how == ClientAuthentication::None {
+        return Err(OAuthError::InvalidClient);
+    }
+    let may_see = |client_id: &str| {
+        client_id == caller_app.client_id || resource_servers.contains(&caller_app.client_id)
+    };
+    let refresh_first = hint == Some(TokenTypeHint::RefreshToken);
+    if refresh_first && let Some(active) = introspect_refresh(auth, token).await? {
+        return Ok(may_see(refresh_client(&active)).then_some(active));
+    }
+    if let Ok(claims) = tokens.verify_access(token, now) {
+        if !may_see(&claims.client_id) || !is_live(auth, &claims, now).await? {
+            return Ok(None);
+        }
+        return Ok(Some(ActiveToken::Access(claims)));
+    }
+    if !refresh_first && let Some(active) = introspect_refresh(auth, token).await? {
+        return Ok(may_see(refresh_client(&active)).then_some(active));
+    }
+    Ok(None)
+}
+
+fn refresh_client(active: &ActiveToken) -> &str {
+    match active {
+        ActiveToken::Access(c) => &c.client_id,
+        ActiveToken::Refresh(r) => &r.client_id,
+    }
+}
+
+/// A refresh token's state, if it is the current token of a live grant.
+async fn introspect_refresh(
+    auth: &Auth<'_>,
+    token: &str,
+) -> Result<Option<ActiveToken>, OAuthError> {
+    use sessiond_actors::refresh_token::RefreshToken;
+    let Ok(refresh) = RefreshToken::parse(token) else {
         return Ok(None);
     };
-    let may_see = claims.client_id == caller_app.client_id
-        || resource_servers.contains(&caller_app.client_id);
-    if !may_see || !is_live(auth, &claims, now).await? {
+    let session = match auth.sessions.check(refresh.session_id).await {
+        Ok(session) => session,
+        Err(sessiond_actors::sessions::SessionError::Unavailable(e)) => {
+            return Err(OAuthError::Server(AuthError::internal(e)));
+        }
+        Err(_) => return Ok(None),
+    };
+    let Some(grant) = &session.grant else {
+        return Ok(None);
+    };
+    let presented = refresh.secret.hash();
+    if !crate::crypto::constant_time_eq(&session.current_hash.0, &presented.0) {
         return Ok(None);
     }
-    Ok(Some(ActiveToken { claims }))
+    Ok(Some(ActiveToken::Refresh(ActiveRefresh {
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.clone(),
+        sub: session.user_id.to_string(),
+        exp: session.expires_at,
+        iat: session.rotated_at.unwrap_or(session.created_at),
+        sid: session.id.to_string(),
+    })))
 }
 
 /// Whether the token's grant (or, for client credentials, its client and secret) is alive now.
@@ -239,22 +369,7 @@ async fn is_live(
 ) -> Result<bool, OAuthError> {
     use super::port::ApplicationStore;
     match (&claims.sid, &claims.csh) {
-        (Some(sid), _) => {
-            let Ok(id) = sid.parse::<SessionId>() else {
-                return Ok(false);
-            };
-            // The actor answers from the committed state; ended, unknown or expired = not live.
-            Ok(match auth.sessions.check(id).await {
-                Ok(session) => session
-                    .grant
-                    .as_ref()
-                    .is_some_and(|g| g.client_id == claims.client_id),
-                Err(sessiond_actors::sessions::SessionError::Unavailable(e)) => {
-                    return Err(OAuthError::Server(AuthError::internal(e)));
-                }
-                Err(_) => false,
-            })
-        }
+        (Some(_), _) => grant_is_live(auth, claims).await,
         (None, Some(fingerprint)) => {
             let app: Option<Application> = auth
                 .store
@@ -272,6 +387,32 @@ async fn is_live(
         }
         (None, None) => Ok(false),
     }
+}
+
+/// Whether the grant an access token names (`sid`) is alive now and still the token's client's.
+/// The session's actor answers from the committed state, so a revoked grant is dead at once on
+/// every instance; ended, unknown or expired = not live; no `sid` = not a grant's token.
+pub(super) async fn grant_is_live(
+    auth: &Auth<'_>,
+    claims: &OAuthAccessClaims,
+) -> Result<bool, OAuthError> {
+    let Some(id) = claims
+        .sid
+        .as_deref()
+        .and_then(|s| s.parse::<SessionId>().ok())
+    else {
+        return Ok(false);
+    };
+    Ok(match auth.sessions.check(id).await {
+        Ok(session) => session
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.client_id == claims.client_id),
+        Err(sessiond_actors::sessions::SessionError::Unavailable(e)) => {
+            return Err(OAuthError::Server(AuthError::internal(e)));
+        }
+        Err(_) => false,
+    })
 }
 
 /// Token revocation (RFC 7009): `caller` (authenticated here) revokes a token issued to it.

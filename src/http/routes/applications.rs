@@ -21,6 +21,7 @@ use crate::http::openapi::{
 };
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
+use crate::media::Media;
 use crate::store::audit::AuditClient;
 
 /// `POST /v1/applications` body.
@@ -114,10 +115,13 @@ pub struct ApplicationView {
     /// Last change.
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// The uploaded logo's absolute URL (`POST /v1/applications/{client_id}/logo`); null when
+    /// there is none.
+    pub logo_url: Option<String>,
 }
 
 impl ApplicationView {
-    fn new(app: &Application, now: DateTime<Utc>) -> Self {
+    fn new(app: &Application, now: DateTime<Utc>, media: &Media) -> Self {
         Self {
             client_id: app.client_id.clone(),
             name: app.name.clone(),
@@ -132,6 +136,7 @@ impl ApplicationView {
                 .map(|(_, until)| rfc3339(until)),
             created_at: rfc3339(app.created_at),
             updated_at: rfc3339(app.updated_at),
+            logo_url: app.logo.as_ref().map(|l| media.url(l)),
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct PublicApplicationView {
     pub description: Option<String>,
     /// Scopes the application may ask for.
     pub allowed_scopes: Vec<String>,
+    /// The application's logo (absolute URL); null when it has none.
+    pub logo_url: Option<String>,
 }
 
 /// The answer that shows a secret: creation of a confidential client, or a rotation.
@@ -236,7 +243,7 @@ pub async fn create(
         StatusCode::CREATED,
         ApplicationWithSecret {
             client_secret: registered.secret.map(|s| s.expose_secret().to_owned()),
-            application: ApplicationView::new(&registered.application, now),
+            application: ApplicationView::new(&registered.application, now, &state.media),
         },
     ))
 }
@@ -268,7 +275,10 @@ pub async fn list(
     let next_cursor = page.finish(&mut rows, |a| a.id);
     let now = state.clock.now();
     Ok(Json(ApplicationPage {
-        applications: rows.iter().map(|a| ApplicationView::new(a, now)).collect(),
+        applications: rows
+            .iter()
+            .map(|a| ApplicationView::new(a, now, &state.media))
+            .collect(),
         next_cursor,
     }))
 }
@@ -293,7 +303,11 @@ pub async fn read(
     Path(client_id): Path<String>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let app = applications::owned(&state.store, me.user_id, &client_id).await?;
-    Ok(Json(ApplicationView::new(&app, state.clock.now())))
+    Ok(Json(ApplicationView::new(
+        &app,
+        state.clock.now(),
+        &state.media,
+    )))
 }
 
 /// Edits one of the caller's applications; absent fields stay. The client type cannot change.
@@ -336,7 +350,11 @@ pub async fn update(
         &audit_client(&client),
     )
     .await?;
-    Ok(Json(ApplicationView::new(&app, state.clock.now())))
+    Ok(Json(ApplicationView::new(
+        &app,
+        state.clock.now(),
+        &state.media,
+    )))
 }
 
 /// Deletes one of the caller's applications and revokes every grant users gave it: its
@@ -405,12 +423,12 @@ pub async fn rotate_secret(
         StatusCode::OK,
         ApplicationWithSecret {
             client_secret: Some(secret.expose_secret().to_owned()),
-            application: ApplicationView::new(&app, state.clock.now()),
+            application: ApplicationView::new(&app, state.clock.now(), &state.media),
         },
     ))
 }
 
-/// An application's public page: name, description and scopes; no secret, no redirect URI, no
+/// An application's public page: name, description, scopes and logo; no secret, no redirect URI, no
 /// owner. No authentication.
 #[utoipa::path(
     get,
@@ -437,5 +455,6 @@ pub async fn public(
         name: app.name,
         description: app.description,
         allowed_scopes: app.allowed_scopes,
+        logo_url: app.logo.as_ref().map(|l| state.media.url(l)),
     }))
 }

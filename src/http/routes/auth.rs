@@ -170,7 +170,7 @@ pub async fn register(
     Ok((
         StatusCode::CREATED,
         Json(RegisterResponse {
-            user: UserView::from(&user),
+            user: UserView::of_user(&user, &state.media),
             verification_id: verification.id.to_string(),
         }),
     )

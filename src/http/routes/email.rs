@@ -74,7 +74,7 @@ pub async fn verify(
     Ok((
         StatusCode::OK,
         Json(UserResponse {
-            user: UserView::from(&user),
+            user: UserView::of_user(&user, &state.media),
         }),
     )
         .into_response())

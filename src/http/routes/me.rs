@@ -27,7 +27,7 @@ pub async fn me(
 ) -> Result<Json<MeResponse>, ApiError> {
     // The profile the extractor already read from the cache for its account-status check.
     Ok(Json(MeResponse {
-        user: UserView::from(me.profile.as_ref()),
+        user: UserView::new(me.profile.as_ref(), &state.media),
         session: SessionView::new(&me.session, &state.policy, true),
     }))
 }

@@ -3,9 +3,10 @@
 //! (`impl IntoResponse for OAuthError` in `http/error.rs`), `Cache-Control: no-store`.
 //!
 //! Here: `POST /oauth2/token` (`authorization_code`, `refresh_token`, `client_credentials`),
-//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009); the rules are in
-//! `crate::auth::oauth::token` and `crate::auth::oauth::codes`. The authorization endpoint and
-//! its pages are in `super::authorize`.
+//! `POST /oauth2/introspect` (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and
+//! `GET|POST /oauth2/userinfo` (OpenID Connect Core §5.3, whose bearer errors follow RFC 6750);
+//! the rules are in `crate::auth::oauth::{token, codes, userinfo}`. The authorization endpoint
+//! and its pages are in `super::authorize`.
 
 use std::collections::HashMap;
 
@@ -19,7 +20,10 @@ use utoipa::ToSchema;
 
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
 use crate::auth::oauth::codes::{self, CodeExchange};
-use crate::auth::oauth::token::{self, OAuthError};
+use crate::auth::oauth::discovery;
+use crate::auth::oauth::token::{self, ActiveToken, OAuthError, TokenTypeHint};
+use crate::auth::oauth::userinfo;
+use crate::http::error::BearerMissing;
 use crate::http::state::AppState;
 
 /// `POST /oauth2/token` form (`application/x-www-form-urlencoded`). For the OpenAPI document
@@ -54,7 +58,8 @@ pub struct TokenForm {
 pub struct IntrospectForm {
     /// The token to introspect.
     token: String,
-    /// `access_token` (a hint; ignored).
+    /// `access_token` or `refresh_token`: which check runs first (the two formats are
+    /// self-describing, so a wrong or unknown hint never changes the answer).
     token_type_hint: Option<String>,
     /// `client_secret_post`: the caller's client id (or use HTTP Basic).
     client_id: Option<String>,
@@ -92,7 +97,8 @@ pub struct OAuthTokenResponse {
     /// the presented one is spent).
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
-    /// An OpenID Connect ID token (`authorization_code` with `openid` in scope).
+    /// An OpenID Connect ID token (RS256): for `authorization_code` with `openid` in scope; on
+    /// a refresh only when the request's `scope` names `openid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
 }
@@ -109,7 +115,7 @@ pub struct IntrospectionResponse {
     /// The client it was issued to.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
-    /// `Bearer`.
+    /// `Bearer` for an access token, `refresh_token` for a refresh token.
     #[serde(skip_serializing_if = "Option::is_none")]
     token_type: Option<&'static str>,
     /// Expiry (seconds).
@@ -127,9 +133,30 @@ pub struct IntrospectionResponse {
     /// Issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
-    /// Token id.
+    /// Token id (access tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    /// The grant's session id (a user's grant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+}
+
+impl IntrospectionResponse {
+    fn inactive() -> Self {
+        Self {
+            active: false,
+            scope: None,
+            client_id: None,
+            token_type: None,
+            exp: None,
+            iat: None,
+            sub: None,
+            aud: None,
+            iss: None,
+            jti: None,
+            sid: None,
+        }
+    }
 }
 
 /// Parses a form body: `application/x-www-form-urlencoded`, each parameter at most once
@@ -246,7 +273,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     expires_in: refreshed.access.expires_in,
                     scope: refreshed.access.scope,
                     refresh_token: Some(refreshed.refresh_token),
-                    id_token: None,
+                    id_token: refreshed.id_token,
                 })
             }
             Some("authorization_code") => {
@@ -283,9 +310,11 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 /// Token introspection (RFC 7662): a protocol endpoint (form-encoded request, RFC 6749
-/// errors). The caller authenticates as a client and sees only tokens issued to it, unless it
-/// is listed in `SESSIOND_INTROSPECTION_CLIENTS`. `active` comes from the live state: a revoked
-/// grant or a deleted client is inactive at once, on every instance.
+/// errors). The caller authenticates as a confidential client (a public client is
+/// `invalid_client`) and sees only tokens issued to it, unless it is listed in
+/// `SESSIOND_INTROSPECTION_CLIENTS`. Access and refresh tokens: `active` comes from the live
+/// state — a revoked grant or a deleted client is inactive at once, on every instance; a spent
+/// refresh token and a first-party one are never active.
 #[utoipa::path(
     post,
     path = "/oauth2/introspect",
@@ -314,39 +343,40 @@ pub async fn introspect(
             &state.oauth_tokens,
             &client,
             token,
+            TokenTypeHint::parse(form.get("token_type_hint").map(String::as_str)),
             &state.introspection_clients,
         )
         .await
     }
     .await;
     let body = match result {
-        Ok(Some(active)) => {
-            let c = active.claims;
-            IntrospectionResponse {
-                active: true,
-                scope: Some(c.scope),
-                client_id: Some(c.client_id),
-                token_type: Some("Bearer"),
-                exp: Some(c.exp),
-                iat: Some(c.iat),
-                sub: Some(c.sub),
-                aud: Some(c.aud),
-                iss: Some(c.iss),
-                jti: Some(c.jti),
-            }
-        }
-        Ok(None) => IntrospectionResponse {
-            active: false,
-            scope: None,
-            client_id: None,
-            token_type: None,
-            exp: None,
-            iat: None,
-            sub: None,
-            aud: None,
-            iss: None,
-            jti: None,
+        Ok(Some(ActiveToken::Access(c))) => IntrospectionResponse {
+            active: true,
+            scope: Some(c.scope),
+            client_id: Some(c.client_id),
+            token_type: Some("Bearer"),
+            exp: Some(c.exp),
+            iat: Some(c.iat),
+            sub: Some(c.sub),
+            aud: Some(c.aud),
+            iss: Some(c.iss),
+            jti: Some(c.jti),
+            sid: c.sid,
         },
+        Ok(Some(ActiveToken::Refresh(r))) => IntrospectionResponse {
+            active: true,
+            scope: Some(r.scope),
+            client_id: Some(r.client_id),
+            token_type: Some("refresh_token"),
+            exp: Some(r.exp.timestamp()),
+            iat: Some(r.iat.timestamp()),
+            sub: Some(r.sub),
+            aud: None,
+            iss: Some(state.oauth_tokens.issuer().to_owned()),
+            jti: None,
+            sid: Some(r.sid),
+        },
+        Ok(None) => IntrospectionResponse::inactive(),
         Err(e) => return e.into_response(),
     };
     no_store(Json(body).into_response())
@@ -382,4 +412,178 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
+}
+
+/// The UserInfo answer (OpenID Connect Core §5.3.2): `sub` and the claims the token's scope
+/// allows; a claim the account does not have is absent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfoResponse {
+    /// The user's id (the ID token's `sub`).
+    sub: String,
+    /// `profile` scope, when the account has a display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `profile` scope, when the account has an avatar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+}
+
+/// The bearer token of a UserInfo request (RFC 6750 §2.1 header, or §2.2 form field on POST;
+/// both at once is `invalid_request`).
+fn bearer(headers: &HeaderMap, form_token: Option<String>) -> Result<String, BearerMissing> {
+    let header_token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| BearerMissing::Malformed("malformed Authorization header"))?;
+            match value.split_once(' ') {
+                Some((scheme, token))
+                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+                {
+                    Some(token.trim().to_owned())
+                }
+                _ => return Err(BearerMissing::Malformed("expected Authorization: Bearer")),
+            }
+        }
+    };
+    match (header_token, form_token) {
+        (Some(_), Some(_)) => Err(BearerMissing::Malformed(
+            "the access token must be sent one way only",
+        )),
+        (Some(token), None) | (None, Some(token)) => Ok(token),
+        (None, None) => Err(BearerMissing::Absent),
+    }
+}
+
+async fn userinfo_answer(state: &AppState, token: Result<String, BearerMissing>) -> Response {
+    let token = match token {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    match userinfo::userinfo(&state.auth(), &state.oauth_tokens, &token).await {
+        Ok(info) => no_store(
+            Json(UserInfoResponse {
+                sub: info.sub.to_string(),
+                name: info.profile.name,
+                picture: info.profile.picture,
+                email: info.profile.email,
+                email_verified: info.profile.email_verified,
+            })
+            .into_response(),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// UserInfo (OpenID Connect Core §5.3): a protocol endpoint. Bearer: an OAuth access token of a
+/// live grant with the `openid` scope (a first-party or client-credentials token is
+/// `invalid_token`); errors in `WWW-Authenticate` (RFC 6750 §3).
+#[utoipa::path(
+    get,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: a malformed `Authorization` header"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    userinfo_answer(&state, bearer(&headers, None)).await
+}
+
+/// `POST /oauth2/userinfo` form (`application/x-www-form-urlencoded`, optional). For the
+/// OpenAPI document only, like [`TokenForm`].
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct UserInfoForm {
+    /// The access token (RFC 6750 §2.2), instead of `Authorization: Bearer`.
+    access_token: Option<String>,
+}
+
+/// UserInfo by POST (OpenID Connect Core §5.3.1): the same as GET; the token may also come as
+/// the form field `access_token` (RFC 6750 §2.2), not both ways at once.
+#[utoipa::path(
+    post,
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    request_body(content = UserInfoForm, content_type = "application/x-www-form-urlencoded"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
+        (status = 400, description = "RFC 6750 `invalid_request`: malformed, or the token sent two ways"),
+        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
+        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
+        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+    )
+)]
+pub async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form_token = if body.is_empty() {
+        None
+    } else {
+        match form(&headers, &body) {
+            Ok(mut form) => form.remove("access_token"),
+            Err(_) => {
+                return BearerMissing::Malformed(
+                    "the body must be application/x-www-form-urlencoded",
+                )
+                .into_response();
+            }
+        }
+    };
+    userinfo_answer(&state, bearer(&headers, form_token)).await
+}
+
+/// OpenID Connect Discovery 1.0 §3: the provider's metadata. 404 when OpenID Connect is off
+/// (HS256 access tokens: no ID-token key).
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "oauth2",
+    responses(
+        (status = 200, description = "OpenID provider metadata", body = Object),
+        (status = 404, description = "OpenID Connect is off (HS256 access tokens)"),
+    )
+)]
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    if !state.keys.oidc_enabled() {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    metadata_response(&state)
+}
+
+/// RFC 8414: the authorization server's metadata (the OpenID fields only when OpenID Connect is
+/// on).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth2",
+    responses((status = 200, description = "Authorization server metadata (RFC 8414)", body = Object))
+)]
+pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
+    metadata_response(&state)
+}
+
+fn metadata_response(state: &AppState) -> Response {
+    let metadata = discovery::metadata(state.oauth_tokens.issuer(), state.keys.oidc_enabled());
+    let mut response = Json(metadata).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
 }

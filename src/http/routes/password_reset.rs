@@ -128,7 +128,7 @@ pub async fn confirm(
     Ok((
         StatusCode::OK,
         Json(UserResponse {
-            user: UserView::from(&user),
+            user: UserView::of_user(&user, &state.media),
         }),
     )
         .into_response())

@@ -98,7 +98,7 @@ pub async fn update_me(
         .await?
         .ok_or(ApiError::InvalidToken)?;
     Ok(Json(UserResponse {
-        user: UserView::from(&user),
+        user: UserView::of_user(&user, &state.media),
     }))
 }
 
