@@ -41,6 +41,7 @@ pub mod oidc;
 pub mod passkeys;
 mod postgres;
 pub mod purge;
+mod records;
 pub mod second_factor;
 pub mod seed;
 mod sqlite;
