@@ -183,6 +183,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Builds the application's router.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let timeout = limits.request_timeout;
+    let origins = Arc::new(crate::auth::oauth::origins::AllowedOrigins::new(Arc::new(
+        state.store.clone(),
+    )));
     let mut routes = api_routes();
     if state.metrics.on_main_listener() {
         // Documented only where it is served (not with `SESSIOND_METRICS_ADDR`).
@@ -238,7 +241,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(stack)
         .with_state(state);
-    hardening::outer(router, &limits.hardening)
+    hardening::outer(router, &limits.hardening, origins)
 }
 
 /// Answers 503 `unavailable` when a request outlives the configured timeout.

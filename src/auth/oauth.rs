@@ -33,6 +33,7 @@ pub mod consent;
 pub mod discovery;
 pub mod grants;
 pub mod id_token;
+pub mod origins;
 pub mod pkce;
 pub mod port;
 pub mod scope;

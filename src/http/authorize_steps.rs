@@ -103,11 +103,14 @@ pub(crate) fn step_response(state: &AppState, step: Result<Step, AuthorizeError>
         Ok(Step::Login { pending, notice }) => {
             login_page(state, StatusCode::OK, &pending, None, None, notice)
         }
-        Ok(Step::Consent { pending }) => oauth_pages::page(
-            StatusCode::OK,
-            oauth_pages::csp(Some(&pending.params.redirect_uri)),
-            oauth_pages::consent(&pending, None),
-        ),
+        Ok(Step::Consent { pending }) => {
+            let logo = pending.client.logo.as_ref().map(|l| state.media.url(l));
+            oauth_pages::page(
+                StatusCode::OK,
+                oauth_pages::csp(Some(&pending.params.redirect_uri)),
+                oauth_pages::consent(&pending, logo.as_deref()),
+            )
+        }
         Err(e) => refused(e),
     }
 }

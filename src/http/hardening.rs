@@ -17,6 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::oauth::origins::AllowedOrigins;
+
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
 use crate::ratelimit::client_ip::{ClientIpHeader, client_ip};
@@ -150,6 +152,9 @@ pub const EXPOSED_HEADERS: [&str; 6] = [
 #[derive(Clone)]
 struct CorsPolicies {
     browser: CorsLayer,
+    /// The OAuth endpoints browser applications call (token, userinfo, revocation,
+    /// introspection): the origins the registered applications allow.
+    oauth: CorsLayer,
     general: Option<CorsLayer>,
     /// Clients use HTTPS: send HSTS.
     secure: bool,
@@ -160,8 +165,11 @@ struct CorsPolicies {
 /// security headers too.
 async fn cors_by_path(policies: &CorsPolicies, req: Request, next: Next) -> Response {
     use tower::{Layer, ServiceExt};
-    let cors = if crate::http::browser::uses_browser_cors(req.uri().path()) {
+    let path = req.uri().path();
+    let cors = if crate::http::browser::uses_browser_cors(path) {
         Some(&policies.browser)
+    } else if OAUTH_CORS_PATHS.contains(&path) {
+        Some(&policies.oauth)
     } else {
         policies.general.as_ref()
     };
@@ -174,11 +182,43 @@ async fn cors_by_path(policies: &CorsPolicies, req: Request, next: Next) -> Resp
     }
 }
 
-/// Wraps the finished router: CORS (the browser policy on browser paths; the general one,
-/// only when origins are configured, elsewhere) and, outermost, the security headers.
-pub fn outer(router: Router, settings: &HardeningSettings) -> Router {
+/// The OAuth endpoints a browser application calls itself, with CORS from the applications'
+/// allowed origins (`auth::oauth::origins`). `/oauth2/authorize` and the pages are navigations,
+/// not fetches: no CORS there.
+const OAUTH_CORS_PATHS: [&str; 4] = [
+    "/oauth2/token",
+    "/oauth2/userinfo",
+    "/oauth2/revoke",
+    "/oauth2/introspect",
+];
+
+/// CORS of [`OAUTH_CORS_PATHS`]: an origin some application allows, no credentials (the
+/// client authenticates in the request, the user's token is a bearer token), the methods
+/// and headers those endpoints take.
+fn oauth_cors(origins: Arc<AllowedOrigins>) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::async_predicate(move |origin, _| {
+            let origins = origins.clone();
+            async move {
+                match origin.to_str() {
+                    Ok(origin) => origins.allows(origin).await,
+                    Err(_) => false,
+                }
+            }
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Wraps the finished router: CORS (the browser policy on browser paths, the applications'
+/// origins on the OAuth endpoints, the general one — only when origins are configured —
+/// elsewhere) and, outermost, the security headers.
+pub fn outer(router: Router, settings: &HardeningSettings, origins: Arc<AllowedOrigins>) -> Router {
     let policies = Arc::new(CorsPolicies {
         browser: crate::http::browser::cors_layer(settings),
+        oauth: oauth_cors(origins),
         general: cors(settings),
         secure: settings.secure,
     });

@@ -117,6 +117,18 @@ pub struct SessionView {
     pub ip: Option<String>,
     /// Whether this is the session making the request.
     pub current: bool,
+    /// For an OAuth grant: the application it lets act for the user (absent for a login).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<SessionApplication>,
+}
+
+/// The application an OAuth grant belongs to, as the sessions list shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionApplication {
+    /// The application's client id.
+    pub client_id: String,
+    /// Its name (absent if it was deleted meanwhile).
+    pub name: Option<String>,
 }
 
 impl SessionView {
@@ -131,7 +143,21 @@ impl SessionView {
             user_agent: s.user_agent.clone(),
             ip: s.ip.clone(),
             current,
+            application: None,
         }
+    }
+
+    /// Marks a grant with its application (`names`: client id → application name).
+    pub fn with_application(
+        mut self,
+        s: &SessionRecord,
+        names: &std::collections::HashMap<String, String>,
+    ) -> Self {
+        self.application = s.grant.as_ref().map(|g| SessionApplication {
+            client_id: g.client_id.clone(),
+            name: names.get(&g.client_id).cloned(),
+        });
+        self
     }
 }
 

@@ -35,6 +35,15 @@ const READS: &[&str] = &[
     "list_passkeys",
     "passkey_by_credential_id",
     "find_media",
+    "allowed_origins",
+    "find_authorization_request",
+    "find_spent_authorization_code",
+    "find_sso_session",
+    "consented_scopes",
+    "list_consents",
+    "user_grant_ids",
+    "find_identity",
+    "list_identities",
 ];
 
 /// Store operations that write.
@@ -79,6 +88,22 @@ const WRITES: &[&str] = &[
     "set_avatar",
     "set_application_logo",
     "purge_orphaned_media",
+    "purge_authorization_requests",
+    "insert_authorization_request",
+    "delete_authorization_request",
+    "purge_authorization_codes",
+    "insert_authorization_code",
+    "redeem_authorization_code",
+    "attach_code_grant",
+    "purge_sso_sessions",
+    "insert_sso_session",
+    "remember_consent",
+    "withdraw_consents",
+    "insert_oidc_flow",
+    "take_oidc_flow",
+    "insert_identity",
+    "unlink_identity",
+    "mark_email_verified",
 ];
 
 /// `read`, `write`, or `other` for an operation added later and not listed here.
@@ -234,9 +259,15 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            // Names given to `observed` directly or through `users`' update helper.
-            for marker in ["observed(\"", "update_user_with_event(\""] {
+            // Names given to `observed` directly, through `users`' update helper, or as the
+            // second argument of `authorize`'s `query_on!` (the first quoted string after it).
+            for marker in ["observed(\"", "update_user_with_event(\"", "query_on!(\n"] {
                 for part in text.split(marker).skip(1) {
+                    let part = if marker.starts_with("query_on") {
+                        &part[part.find('"').unwrap() + 1..]
+                    } else {
+                        part
+                    };
                     let name = &part[..part.find('"').unwrap()];
                     assert_ne!(kind_of(name), "other", "{name} in {}", path.display());
                     seen += 1;

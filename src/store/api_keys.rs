@@ -8,12 +8,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::codec::{self, corrupt, get};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{StoreRow, corrupt, get};
+use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
 use crate::api_keys::{ApiKeyId, ApiKeyStore, SecretHash};
 pub use crate::api_keys::{ApiKeyLookup, ApiKeyRecord};
@@ -85,44 +84,23 @@ impl Store {
             };
             let event = event.detail("api_key_id", key.id.to_string());
             let op = "create api key";
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    sqlx::query(INSERT_API_KEYS)
-                        .bind(key.id.as_uuid())
-                        .bind(&key.public_id)
-                        .bind(key.user_id.as_uuid())
-                        .bind(&key.name)
-                        .bind(key.secret_hash.as_bytes().as_slice())
-                        .bind(&key.scopes)
-                        .bind(key.created_at)
-                        .bind(key.expires_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?;
-                    insert_pg(&mut tx, &event).await?;
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                }
-                Inner::Sqlite(s) => {
-                    let scopes = serde_json::to_string(&key.scopes)
-                        .map_err(|e| StoreError::Other(format!("encode scopes: {e}")))?;
-                    let mut tx = s.begin_write(op).await?;
-                    sqlx::query(INSERT_API_KEYS)
-                        .bind(key.id.as_uuid())
-                        .bind(&key.public_id)
-                        .bind(key.user_id.as_uuid())
-                        .bind(&key.name)
-                        .bind(key.secret_hash.as_bytes().as_slice())
-                        .bind(scopes)
-                        .bind(codec::ts(key.created_at))
-                        .bind(key.expires_at.map(codec::ts))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?;
-                    insert_sqlite(&mut tx, &event).await?;
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                }
-            }
+            on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                sqlx::query(INSERT_API_KEYS)
+                    .bind(key.id.as_uuid())
+                    .bind(&key.public_id)
+                    .bind(key.user_id.as_uuid())
+                    .bind(&key.name)
+                    .bind(key.secret_hash.as_bytes().as_slice())
+                    .bind(TextList(key.scopes.clone()))
+                    .bind(Ts(key.created_at))
+                    .bind(key.expires_at.map(Ts))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?;
+                tx.insert_audit(&event).await?;
+                tx.commit().await.map_err(db.err(op))?;
+            });
             event.log();
             Ok(key)
         })
@@ -138,56 +116,45 @@ impl Store {
     }
 
     async fn query_api_key(&self, public_id: &str) -> Result<Option<ApiKeyLookup>, StoreError> {
-        let op = "find api key";
         const SQL: &str = concat!(
             "SELECT ",
             key_columns!(),
             ", u.status AS owner_status FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.public_id = $1"
         );
-        match &self.inner {
-            Inner::Postgres(s) => sqlx::query(SQL)
+        on_backend!(self, |db| {
+            sqlx::query(SQL)
                 .bind(public_id)
-                .fetch_optional(&s.pool)
+                .fetch_optional(db.reader())
                 .await
-                .map_err(|e| codec::pg_err(op, e))?
-                .map(|row| lookup_from_pg(&row))
-                .transpose(),
-            Inner::Sqlite(s) => sqlx::query(SQL)
-                .bind(public_id)
-                .fetch_optional(&s.reader)
-                .await
-                .map_err(|e| codec::sqlite_err(op, e))?
-                .map(|row| lookup_from_sqlite(&row))
-                .transpose(),
-        }
+                .map_err(db.err("find api key"))?
+                .map(|row| {
+                    Ok(ApiKeyLookup {
+                        key: key_row(&row)?,
+                        owner_status: owner_status(&get::<_, String>(&row, "owner_status")?)?,
+                    })
+                })
+                .transpose()
+        })
     }
 
     /// The key with this id, whatever its state and owner.
     pub async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.observed("get_api_key", async {
-            let op = "get api key";
             const SQL: &str = concat!(
                 "SELECT ",
                 key_columns!(),
                 " FROM api_keys k WHERE k.id = $1"
             );
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(id.as_uuid())
-                    .fetch_optional(&s.pool)
+                    .fetch_optional(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?
-                    .map(|row| key_from_pg(&row))
-                    .transpose(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(id.as_uuid())
-                    .fetch_optional(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .map(|row| key_from_sqlite(&row))
-                    .transpose(),
-            }
+                    .map_err(db.err("get api key"))?
+                    .map(|row| key_row(&row))
+                    .transpose()
+            })
         })
         .await
     }
@@ -205,7 +172,6 @@ impl Store {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let op = "list api keys";
             // No cursor = start above every possible id (a v7 id is never all ones).
             let before = before.map_or(Uuid::max(), |b| b.as_uuid());
             const SQL: &str = concat!(
@@ -214,28 +180,18 @@ impl Store {
                 " FROM api_keys k WHERE k.user_id = $1 AND k.revoked_at IS NULL AND k.id < $2 \
                  ORDER BY k.id DESC LIMIT $3"
             );
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let rows = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .bind(before)
-                        .bind(i64::from(limit))
-                        .fetch_all(&s.pool)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?;
-                    rows.iter().map(key_from_pg).collect()
-                }
-                Inner::Sqlite(s) => {
-                    let rows = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .bind(before)
-                        .bind(i64::from(limit))
-                        .fetch_all(&s.reader)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?;
-                    rows.iter().map(key_from_sqlite).collect()
-                }
-            }
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(db.reader())
+                    .await
+                    .map_err(db.err("list api keys"))?
+                    .iter()
+                    .map(key_row)
+                    .collect()
+            })
         })
         .await
     }
@@ -256,70 +212,38 @@ impl Store {
         const SELECT_API_KEYS: &str = "SELECT 1 FROM api_keys WHERE id = $1 AND user_id = $2";
         self.observed("revoke_api_key", async {
             let op = "revoke api key";
-            let now = truncate_to_micros(now);
+            let now = Ts(truncate_to_micros(now));
             let event = event.detail("api_key_id", id.to_string());
-            let outcome = match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let revoked = sqlx::query(UPDATE_API_KEYS)
+            let outcome = on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let revoked = sqlx::query(UPDATE_API_KEYS)
+                    .bind(id.as_uuid())
+                    .bind(user.as_uuid())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected()
+                    == 1;
+                let outcome = if revoked {
+                    tx.insert_audit(&event).await?;
+                    RevokeOutcome::Revoked
+                } else {
+                    let exists: Option<i32> = sqlx::query_scalar(SELECT_API_KEYS)
                         .bind(id.as_uuid())
                         .bind(user.as_uuid())
-                        .bind(now)
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await
-                        .map_err(|e| codec::pg_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    let outcome = if revoked {
-                        insert_pg(&mut tx, &event).await?;
-                        RevokeOutcome::Revoked
+                        .map_err(db.err(op))?;
+                    if exists.is_some() {
+                        RevokeOutcome::AlreadyRevoked
                     } else {
-                        let exists: Option<i32> = sqlx::query_scalar(SELECT_API_KEYS)
-                            .bind(id.as_uuid())
-                            .bind(user.as_uuid())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(|e| codec::pg_err(op, e))?;
-                        if exists.is_some() {
-                            RevokeOutcome::AlreadyRevoked
-                        } else {
-                            RevokeOutcome::NotFound
-                        }
-                    };
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                    outcome
-                }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let revoked = sqlx::query(UPDATE_API_KEYS)
-                        .bind(id.as_uuid())
-                        .bind(user.as_uuid())
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    let outcome = if revoked {
-                        insert_sqlite(&mut tx, &event).await?;
-                        RevokeOutcome::Revoked
-                    } else {
-                        let exists: Option<i64> = sqlx::query_scalar(SELECT_API_KEYS)
-                            .bind(id.as_uuid())
-                            .bind(user.as_uuid())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(|e| codec::sqlite_err(op, e))?;
-                        if exists.is_some() {
-                            RevokeOutcome::AlreadyRevoked
-                        } else {
-                            RevokeOutcome::NotFound
-                        }
-                    };
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    outcome
-                }
-            };
+                        RevokeOutcome::NotFound
+                    }
+                };
+                tx.commit().await.map_err(db.err(op))?;
+                outcome
+            });
             if outcome == RevokeOutcome::Revoked {
                 event.log();
             }
@@ -341,39 +265,22 @@ impl Store {
                      WHERE user_id = $1 AND revoked_at IS NULL RETURNING name";
         self.observed("revoke_all_api_keys", async {
             let op = "revoke all api keys";
-            let now = truncate_to_micros(now);
-            let (names, event) = match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
-                        .bind(user.as_uuid())
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?;
-                    let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
-                    if let Some(event) = &event {
-                        insert_pg(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                    (names, event)
+            let now = Ts(truncate_to_micros(now));
+            let (names, event) = on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
+                    .bind(user.as_uuid())
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?;
+                let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
+                if let Some(event) = &event {
+                    tx.insert_audit(event).await?;
                 }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let names: Vec<String> = sqlx::query_scalar(UPDATE_API_KEYS)
-                        .bind(user.as_uuid())
-                        .bind(codec::ts(now))
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?;
-                    let event = (!names.is_empty()).then(|| event.detail("count", names.len()));
-                    if let Some(event) = &event {
-                        insert_sqlite(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    (names, event)
-                }
-            };
+                tx.commit().await.map_err(db.err(op))?;
+                (names, event)
+            });
             if let Some(event) = event {
                 event.log();
             }
@@ -394,6 +301,8 @@ impl Store {
                 return Ok(());
             }
             let op = "record api key use";
+            // The dialects differ: PostgreSQL takes the whole batch as arrays in one statement;
+            // SQLite has no arrays, so one statement per key in one write transaction.
             match &self.inner {
                 Inner::Postgres(s) => {
                     let ids: Vec<Uuid> = uses.iter().map(|(id, _)| id.as_uuid()).collect();
@@ -408,23 +317,23 @@ impl Store {
                     .bind(&times)
                     .execute(&s.pool)
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?;
+                    .map_err(s.err(op))?;
                 }
                 Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
+                    let mut tx = s.begin(op).await?;
                     for (id, at) in uses {
                         // Fixed-width text timestamps: max() of the text is the later time.
                         sqlx::query(
-                        "UPDATE api_keys SET last_used_at = max(COALESCE(last_used_at, ?2), ?2) \
-                         WHERE id = ?1",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(codec::ts(*at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?;
+                            "UPDATE api_keys SET last_used_at = max(COALESCE(last_used_at, $2), $2) \
+                             WHERE id = $1",
+                        )
+                        .bind(id.as_uuid())
+                        .bind(Ts(*at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(s.err(op))?;
                     }
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
+                    tx.commit().await.map_err(s.err(op))?;
                 }
             }
             Ok(())
@@ -437,57 +346,25 @@ fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
     SecretHash::from_slice(bytes).ok_or_else(|| corrupt("api key hash is not 32 bytes"))
 }
 
-fn key_from_pg(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
-    let hash: Vec<u8> = get(row, "secret_hash")?;
+/// One key row, of either backend.
+fn key_row(row: &impl StoreRow) -> Result<ApiKeyRecord, StoreError> {
+    let hash: Vec<u8> = row.col("secret_hash")?;
     Ok(ApiKeyRecord {
-        id: ApiKeyId(get(row, "id")?),
-        public_id: get(row, "public_id")?,
-        user_id: UserId(get(row, "user_id")?),
-        name: get(row, "name")?,
+        id: ApiKeyId(row.col("id")?),
+        public_id: row.col("public_id")?,
+        user_id: UserId(row.col("user_id")?),
+        name: row.col("name")?,
         secret_hash: secret_hash(&hash)?,
-        scopes: get(row, "scopes")?,
-        created_at: get(row, "created_at")?,
-        expires_at: get(row, "expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
-        last_used_at: get(row, "last_used_at")?,
-    })
-}
-
-fn key_from_sqlite(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
-    let hash: Vec<u8> = get(row, "secret_hash")?;
-    let scopes: String = get(row, "scopes")?;
-    let ts = |column| codec::get_opt_ts(row, column);
-    Ok(ApiKeyRecord {
-        id: ApiKeyId(get(row, "id")?),
-        public_id: get(row, "public_id")?,
-        user_id: UserId(get(row, "user_id")?),
-        name: get(row, "name")?,
-        secret_hash: secret_hash(&hash)?,
-        scopes: serde_json::from_str(&scopes)
-            .map_err(|_| corrupt("api key scopes are not a JSON string array"))?,
-        created_at: ts("created_at")?.ok_or_else(|| corrupt("api key without created_at"))?,
-        expires_at: ts("expires_at")?,
-        revoked_at: ts("revoked_at")?,
-        last_used_at: ts("last_used_at")?,
+        scopes: row.col::<TextList>("scopes")?.0,
+        created_at: row.col("created_at")?,
+        expires_at: row.col("expires_at")?,
+        revoked_at: row.col("revoked_at")?,
+        last_used_at: row.col("last_used_at")?,
     })
 }
 
 fn owner_status(status: &str) -> Result<UserStatus, StoreError> {
     UserStatus::parse(status).ok_or_else(|| corrupt("unknown user status"))
-}
-
-fn lookup_from_pg(row: &PgRow) -> Result<ApiKeyLookup, StoreError> {
-    Ok(ApiKeyLookup {
-        key: key_from_pg(row)?,
-        owner_status: owner_status(&get::<_, String>(row, "owner_status")?)?,
-    })
-}
-
-fn lookup_from_sqlite(row: &SqliteRow) -> Result<ApiKeyLookup, StoreError> {
-    Ok(ApiKeyLookup {
-        key: key_from_sqlite(row)?,
-        owner_status: owner_status(&get::<_, String>(row, "owner_status")?)?,
-    })
 }
 
 #[async_trait]

@@ -8,14 +8,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::codec::{self, corrupt, get};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{StoreRow, corrupt};
+use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::media::{logo_columns, media_ref_of};
-use super::{Inner, Store, StoreError, truncate_to_micros};
+use super::{Store, StoreError, truncate_to_micros};
 use crate::auth::oauth::applications::{Application, ClientType, SecretHash};
 use crate::auth::oauth::port::{ApplicationStore, GrantSummary};
 
@@ -25,15 +24,6 @@ macro_rules! app_columns {
          allowed_origins, allowed_scopes, secret_hash, previous_secret_hash, \
          previous_secret_expires_at, created_at, updated_at"
     };
-}
-
-fn json(list: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(list).map_err(|e| StoreError::Other(format!("encode list: {e}")))
-}
-
-fn json_list(row: &SqliteRow, column: &str) -> Result<Vec<String>, StoreError> {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|_| corrupt("application list is not a JSON string array"))
 }
 
 fn secret(bytes: Option<Vec<u8>>) -> Result<Option<SecretHash>, StoreError> {
@@ -57,46 +47,25 @@ fn previous(
     }
 }
 
-fn app_from_pg(row: &PgRow) -> Result<Application, StoreError> {
+/// One application row, of either backend.
+fn app_row(row: &impl StoreRow) -> Result<Application, StoreError> {
     Ok(Application {
-        id: get(row, "id")?,
-        client_id: get(row, "client_id")?,
-        owner_id: UserId(get(row, "owner_id")?),
-        name: get(row, "name")?,
-        description: get(row, "description")?,
-        client_type: client_type(&get::<_, String>(row, "client_type")?)?,
-        redirect_uris: get(row, "redirect_uris")?,
-        allowed_origins: get(row, "allowed_origins")?,
-        allowed_scopes: get(row, "allowed_scopes")?,
-        secret_hash: secret(get(row, "secret_hash")?)?,
+        id: row.col("id")?,
+        client_id: row.col("client_id")?,
+        owner_id: UserId(row.col("owner_id")?),
+        name: row.col("name")?,
+        description: row.col("description")?,
+        client_type: client_type(&row.col::<String>("client_type")?)?,
+        redirect_uris: row.col::<TextList>("redirect_uris")?.0,
+        allowed_origins: row.col::<TextList>("allowed_origins")?.0,
+        allowed_scopes: row.col::<TextList>("allowed_scopes")?.0,
+        secret_hash: secret(row.col("secret_hash")?)?,
         previous_secret: previous(
-            get(row, "previous_secret_hash")?,
-            get(row, "previous_secret_expires_at")?,
+            row.col("previous_secret_hash")?,
+            row.col("previous_secret_expires_at")?,
         )?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        logo: media_ref_of(row, "logo")?,
-    })
-}
-
-fn app_from_sqlite(row: &SqliteRow) -> Result<Application, StoreError> {
-    Ok(Application {
-        id: get(row, "id")?,
-        client_id: get(row, "client_id")?,
-        owner_id: UserId(get(row, "owner_id")?),
-        name: get(row, "name")?,
-        description: get(row, "description")?,
-        client_type: client_type(&get::<_, String>(row, "client_type")?)?,
-        redirect_uris: json_list(row, "redirect_uris")?,
-        allowed_origins: json_list(row, "allowed_origins")?,
-        allowed_scopes: json_list(row, "allowed_scopes")?,
-        secret_hash: secret(get(row, "secret_hash")?)?,
-        previous_secret: previous(
-            get(row, "previous_secret_hash")?,
-            codec::get_opt_ts(row, "previous_secret_expires_at")?,
-        )?,
-        created_at: codec::get_ts(row, "created_at")?,
-        updated_at: codec::get_ts(row, "updated_at")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
         logo: media_ref_of(row, "logo")?,
     })
 }
@@ -123,55 +92,30 @@ impl ApplicationStore for Store {
             let op = "insert application";
             let hash = app.secret_hash.map(|h| h.0.to_vec());
             let prev_hash = app.previous_secret.map(|(h, _)| h.0.to_vec());
-            let prev_until = app.previous_secret.map(|(_, t)| truncate_to_micros(t));
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    sqlx::query(INSERT)
-                        .bind(app.id)
-                        .bind(&app.client_id)
-                        .bind(app.owner_id.as_uuid())
-                        .bind(&app.name)
-                        .bind(&app.description)
-                        .bind(app.client_type.as_str())
-                        .bind(&app.redirect_uris)
-                        .bind(&app.allowed_origins)
-                        .bind(&app.allowed_scopes)
-                        .bind(hash)
-                        .bind(prev_hash)
-                        .bind(prev_until)
-                        .bind(truncate_to_micros(app.created_at))
-                        .bind(truncate_to_micros(app.updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?;
-                    insert_pg(&mut tx, &event).await?;
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    sqlx::query(INSERT)
-                        .bind(app.id)
-                        .bind(&app.client_id)
-                        .bind(app.owner_id.as_uuid())
-                        .bind(&app.name)
-                        .bind(&app.description)
-                        .bind(app.client_type.as_str())
-                        .bind(json(&app.redirect_uris)?)
-                        .bind(json(&app.allowed_origins)?)
-                        .bind(json(&app.allowed_scopes)?)
-                        .bind(hash)
-                        .bind(prev_hash)
-                        .bind(prev_until.map(codec::ts))
-                        .bind(codec::ts(app.created_at))
-                        .bind(codec::ts(app.updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?;
-                    insert_sqlite(&mut tx, &event).await?;
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                }
-            }
+            let prev_until = app.previous_secret.map(|(_, t)| Ts(truncate_to_micros(t)));
+            on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                sqlx::query(INSERT)
+                    .bind(app.id)
+                    .bind(&app.client_id)
+                    .bind(app.owner_id.as_uuid())
+                    .bind(&app.name)
+                    .bind(&app.description)
+                    .bind(app.client_type.as_str())
+                    .bind(TextList(app.redirect_uris.clone()))
+                    .bind(TextList(app.allowed_origins.clone()))
+                    .bind(TextList(app.allowed_scopes.clone()))
+                    .bind(hash)
+                    .bind(prev_hash)
+                    .bind(prev_until)
+                    .bind(Ts(truncate_to_micros(app.created_at)))
+                    .bind(Ts(truncate_to_micros(app.updated_at)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?;
+                tx.insert_audit(&event).await?;
+                tx.commit().await.map_err(db.err(op))?;
+            });
             event.log();
             Ok(())
         })
@@ -180,29 +124,21 @@ impl ApplicationStore for Store {
 
     async fn find_application(&self, client_id: &str) -> Result<Option<Application>, StoreError> {
         self.observed("find_application", async {
-            let op = "find application";
             const SQL: &str = concat!(
                 "SELECT ",
                 app_columns!(),
                 logo_columns!(),
                 " FROM oauth_applications WHERE client_id = $1"
             );
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(client_id)
-                    .fetch_optional(&s.pool)
+                    .fetch_optional(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?
-                    .map(|r| app_from_pg(&r))
-                    .transpose(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(client_id)
-                    .fetch_optional(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .map(|r| app_from_sqlite(&r))
-                    .transpose(),
-            }
+                    .map_err(db.err("find application"))?
+                    .map(|r| app_row(&r))
+                    .transpose()
+            })
         })
         .await
     }
@@ -217,7 +153,6 @@ impl ApplicationStore for Store {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let op = "list applications";
             let before = before.unwrap_or(Uuid::max());
             const SQL: &str = concat!(
                 "SELECT ",
@@ -226,28 +161,18 @@ impl ApplicationStore for Store {
                 " FROM oauth_applications WHERE owner_id = $1 AND id < $2 \
                  ORDER BY id DESC LIMIT $3"
             );
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(owner.as_uuid())
                     .bind(before)
                     .bind(i64::from(limit))
-                    .fetch_all(&s.pool)
+                    .fetch_all(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?
+                    .map_err(db.err("list applications"))?
                     .iter()
-                    .map(app_from_pg)
-                    .collect(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(owner.as_uuid())
-                    .bind(before)
-                    .bind(i64::from(limit))
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .iter()
-                    .map(app_from_sqlite)
-                    .collect(),
-            }
+                    .map(app_row)
+                    .collect()
+            })
         })
         .await
     }
@@ -262,61 +187,33 @@ impl ApplicationStore for Store {
             let op = "update application";
             let hash = app.secret_hash.map(|h| h.0.to_vec());
             let prev_hash = app.previous_secret.map(|(h, _)| h.0.to_vec());
-            let prev_until = app.previous_secret.map(|(_, t)| truncate_to_micros(t));
-            let updated = match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let updated = sqlx::query(UPDATE)
-                        .bind(&app.client_id)
-                        .bind(app.owner_id.as_uuid())
-                        .bind(&app.name)
-                        .bind(&app.description)
-                        .bind(&app.redirect_uris)
-                        .bind(&app.allowed_origins)
-                        .bind(&app.allowed_scopes)
-                        .bind(hash)
-                        .bind(prev_hash)
-                        .bind(prev_until)
-                        .bind(truncate_to_micros(app.updated_at))
-                        .bind(truncate_to_micros(expected_updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if updated {
-                        insert_pg(&mut tx, &event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                    updated
+            let prev_until = app.previous_secret.map(|(_, t)| Ts(truncate_to_micros(t)));
+            let updated = on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let updated = sqlx::query(UPDATE)
+                    .bind(&app.client_id)
+                    .bind(app.owner_id.as_uuid())
+                    .bind(&app.name)
+                    .bind(&app.description)
+                    .bind(TextList(app.redirect_uris.clone()))
+                    .bind(TextList(app.allowed_origins.clone()))
+                    .bind(TextList(app.allowed_scopes.clone()))
+                    .bind(hash)
+                    .bind(prev_hash)
+                    .bind(prev_until)
+                    .bind(Ts(truncate_to_micros(app.updated_at)))
+                    .bind(Ts(truncate_to_micros(expected_updated_at)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected()
+                    == 1;
+                if updated {
+                    tx.insert_audit(&event).await?;
                 }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let updated = sqlx::query(UPDATE)
-                        .bind(&app.client_id)
-                        .bind(app.owner_id.as_uuid())
-                        .bind(&app.name)
-                        .bind(&app.description)
-                        .bind(json(&app.redirect_uris)?)
-                        .bind(json(&app.allowed_origins)?)
-                        .bind(json(&app.allowed_scopes)?)
-                        .bind(hash)
-                        .bind(prev_hash)
-                        .bind(prev_until.map(codec::ts))
-                        .bind(codec::ts(app.updated_at))
-                        .bind(codec::ts(expected_updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if updated {
-                        insert_sqlite(&mut tx, &event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    updated
-                }
-            };
+                tx.commit().await.map_err(db.err(op))?;
+                updated
+            });
             if updated {
                 event.log();
             }
@@ -334,40 +231,22 @@ impl ApplicationStore for Store {
         const SQL: &str = "DELETE FROM oauth_applications WHERE client_id = $1 AND owner_id = $2";
         self.observed("delete_application", async {
             let op = "delete application";
-            let deleted = match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let deleted = sqlx::query(SQL)
-                        .bind(client_id)
-                        .bind(owner.as_uuid())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if deleted {
-                        insert_pg(&mut tx, &event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                    deleted
+            let deleted = on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let deleted = sqlx::query(SQL)
+                    .bind(client_id)
+                    .bind(owner.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected()
+                    == 1;
+                if deleted {
+                    tx.insert_audit(&event).await?;
                 }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let deleted = sqlx::query(SQL)
-                        .bind(client_id)
-                        .bind(owner.as_uuid())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if deleted {
-                        insert_sqlite(&mut tx, &event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    deleted
-                }
-            };
+                tx.commit().await.map_err(db.err(op))?;
+                deleted
+            });
             if deleted {
                 event.log();
             }
@@ -392,53 +271,31 @@ impl ApplicationStore for Store {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let op = "list grants";
-            let now = truncate_to_micros(now);
+            let now = Ts(truncate_to_micros(now));
             let before = before.unwrap_or(Uuid::max());
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(user.as_uuid())
                     .bind(now)
                     .bind(before)
                     .bind(i64::from(limit))
-                    .fetch_all(&s.pool)
+                    .fetch_all(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?
+                    .map_err(db.err("list grants"))?
                     .iter()
                     .map(|r| {
                         Ok(GrantSummary {
-                            session_id: SessionId(get(r, "id")?),
-                            client_id: get(r, "client_id")?,
-                            application_name: get(r, "name")?,
-                            scope: get(r, "scope")?,
-                            created_at: get(r, "created_at")?,
-                            last_seen_at: get(r, "last_seen_at")?,
-                            expires_at: get(r, "expires_at")?,
+                            session_id: SessionId(r.col("id")?),
+                            client_id: r.col("client_id")?,
+                            application_name: r.col("name")?,
+                            scope: r.col("scope")?,
+                            created_at: r.col("created_at")?,
+                            last_seen_at: r.col("last_seen_at")?,
+                            expires_at: r.col("expires_at")?,
                         })
                     })
-                    .collect(),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .bind(codec::ts(now))
-                    .bind(before)
-                    .bind(i64::from(limit))
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?
-                    .iter()
-                    .map(|r| {
-                        Ok(GrantSummary {
-                            session_id: SessionId(get(r, "id")?),
-                            client_id: get(r, "client_id")?,
-                            application_name: get(r, "name")?,
-                            scope: get(r, "scope")?,
-                            created_at: codec::get_ts(r, "created_at")?,
-                            last_seen_at: codec::get_ts(r, "last_seen_at")?,
-                            expires_at: codec::get_ts(r, "expires_at")?,
-                        })
-                    })
-                    .collect(),
-            }
+                    .collect()
+            })
         })
         .await
     }
@@ -451,22 +308,15 @@ impl ApplicationStore for Store {
         const SQL: &str = "SELECT id FROM sessions WHERE client_id = $1 AND status = 'active' \
                            AND expires_at > $2 ORDER BY id";
         self.observed("active_grant_ids", async {
-            let op = "active grant ids";
-            let now = truncate_to_micros(now);
-            let ids: Vec<Uuid> = match &self.inner {
-                Inner::Postgres(s) => sqlx::query_scalar(SQL)
+            let now = Ts(truncate_to_micros(now));
+            let ids: Vec<Uuid> = on_backend!(self, |db| {
+                sqlx::query_scalar(SQL)
                     .bind(client_id)
                     .bind(now)
-                    .fetch_all(&s.pool)
+                    .fetch_all(db.reader())
                     .await
-                    .map_err(|e| codec::pg_err(op, e))?,
-                Inner::Sqlite(s) => sqlx::query_scalar(SQL)
-                    .bind(client_id)
-                    .bind(codec::ts(now))
-                    .fetch_all(&s.reader)
-                    .await
-                    .map_err(|e| codec::sqlite_err(op, e))?,
-            };
+                    .map_err(db.err("active grant ids"))?
+            });
             Ok(ids.into_iter().map(SessionId).collect())
         })
         .await

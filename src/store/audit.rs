@@ -25,13 +25,13 @@ use serde_json::{Map, Value};
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord};
 use sessiond_actors::store::StoreError;
-use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
 use uuid::Uuid;
 
-use super::dialect::{DialectConnection, Ts, for_each_connection};
+use super::dialect::{Dialect, DialectConnection, Ts, for_each_connection, on_backend};
 
-use super::codec::{self, get};
+use super::codec::{self, StoreRow};
 use super::{Inner, Store, truncate_to_micros};
 
 /// The event kinds sessiond itself writes. The column is free text: later features add their
@@ -347,80 +347,19 @@ pub(super) fn log_all<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) {
     }
 }
 
-async fn list_pg(
-    pool: &PgPool,
-    user: Option<UserId>,
-    before: Uuid,
-    limit: u32,
-) -> Result<Vec<AuditEvent>, StoreError> {
-    // Two statements rather than `$1 IS NULL OR ...`, so the per-user one always uses its index.
-    let sql = if user.is_some() {
-        "SELECT id, user_id, session_id, kind, at, ip, user_agent, details::text AS details \
-         FROM audit_events WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-    } else {
-        "SELECT id, user_id, session_id, kind, at, ip, user_agent, details::text AS details \
-         FROM audit_events WHERE $1::uuid IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
-    };
-    let rows = sqlx::query(sql)
-        .bind(user.map(|u| u.as_uuid()))
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(|e| codec::pg_err("list audit events", e))?;
-    rows.iter()
-        .map(|row| {
-            let details: String = get(row, "details")?;
-            Ok(AuditEvent {
-                id: get(row, "id")?,
-                user_id: get::<_, Option<Uuid>>(row, "user_id")?.map(UserId),
-                session_id: get::<_, Option<Uuid>>(row, "session_id")?.map(SessionId),
-                kind: get(row, "kind")?,
-                at: get(row, "at")?,
-                ip: get(row, "ip")?,
-                user_agent: get(row, "user_agent")?,
-                details: decode_details(&details)?,
-            })
-        })
-        .collect()
-}
-
-async fn list_sqlite(
-    pool: &SqlitePool,
-    user: Option<UserId>,
-    before: Uuid,
-    limit: u32,
-) -> Result<Vec<AuditEvent>, StoreError> {
-    let sql = if user.is_some() {
-        "SELECT id, user_id, session_id, kind, at, ip, user_agent, details FROM audit_events \
-         WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
-    } else {
-        "SELECT id, user_id, session_id, kind, at, ip, user_agent, details FROM audit_events \
-         WHERE ?1 IS NULL AND id < ?2 ORDER BY id DESC LIMIT ?3"
-    };
-    let rows = sqlx::query(sql)
-        .bind(user.map(|u| u.as_uuid()))
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(|e| codec::sqlite_err("list audit events", e))?;
-    rows.iter()
-        .map(|row| {
-            let at: String = get(row, "at")?;
-            let details: String = get(row, "details")?;
-            Ok(AuditEvent {
-                id: get(row, "id")?,
-                user_id: get::<_, Option<Uuid>>(row, "user_id")?.map(UserId),
-                session_id: get::<_, Option<Uuid>>(row, "session_id")?.map(SessionId),
-                kind: get(row, "kind")?,
-                at: codec::parse_ts(&at)?,
-                ip: get(row, "ip")?,
-                user_agent: get(row, "user_agent")?,
-                details: decode_details(&details)?,
-            })
-        })
-        .collect()
+/// One audit row, of either backend (`details` read as text).
+fn event_row(row: &impl StoreRow) -> Result<AuditEvent, StoreError> {
+    let details: String = row.col("details")?;
+    Ok(AuditEvent {
+        id: row.col("id")?,
+        user_id: row.col::<Option<Uuid>>("user_id")?.map(UserId),
+        session_id: row.col::<Option<Uuid>>("session_id")?.map(SessionId),
+        kind: row.col("kind")?,
+        at: row.col("at")?,
+        ip: row.col("ip")?,
+        user_agent: row.col("user_agent")?,
+        details: decode_details(&details)?,
+    })
 }
 
 impl Store {
@@ -487,10 +426,29 @@ impl Store {
             }
             // No cursor = start above every possible id (a v7 id is never all ones).
             let before = before.unwrap_or(Uuid::max());
-            match &self.inner {
-                Inner::Postgres(s) => list_pg(&s.pool, user, before, limit).await,
-                Inner::Sqlite(s) => list_sqlite(&s.reader, user, before, limit).await,
-            }
+            // Two statements rather than `$1 IS NULL OR ...`, so the per-user one always uses
+            // its index; the CAST gives PostgreSQL the parameter's type.
+            let sql = if user.is_some() {
+                "SELECT id, user_id, session_id, kind, at, ip, user_agent, \
+                 CAST(details AS TEXT) AS details FROM audit_events \
+                 WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            } else {
+                "SELECT id, user_id, session_id, kind, at, ip, user_agent, \
+                 CAST(details AS TEXT) AS details FROM audit_events \
+                 WHERE CAST($1 AS uuid) IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
+            };
+            on_backend!(self, |db| {
+                sqlx::query(sql)
+                    .bind(user.map(|u| u.as_uuid()))
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(db.reader())
+                    .await
+                    .map_err(db.err("list audit events"))?
+                    .iter()
+                    .map(event_row)
+                    .collect()
+            })
         })
         .await
     }

@@ -74,7 +74,7 @@ impl AuthorizeStore for Store {
              (id, client_id, csrf, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
         query_on!(
             self,
-            "purge authorization requests",
+            "purge_authorization_requests",
             writer,
             sqlx::query(PURGE).bind(Ts(r.created_at)),
             execute,
@@ -82,7 +82,7 @@ impl AuthorizeStore for Store {
         )?;
         query_on!(
             self,
-            "insert authorization request",
+            "insert_authorization_request",
             writer,
             sqlx::query(INSERT)
                 .bind(r.id)
@@ -105,7 +105,7 @@ impl AuthorizeStore for Store {
              FROM oauth_authorization_requests WHERE id = $1 AND expires_at > $2";
         query_on!(
             self,
-            "find authorization request",
+            "find_authorization_request",
             reader,
             sqlx::query(SQL).bind(id).bind(Ts(now)),
             fetch_optional,
@@ -117,7 +117,7 @@ impl AuthorizeStore for Store {
         const SQL: &str = "DELETE FROM oauth_authorization_requests WHERE id = $1";
         query_on!(
             self,
-            "delete authorization request",
+            "delete_authorization_request",
             writer,
             sqlx::query(SQL).bind(id),
             execute,
@@ -131,7 +131,7 @@ impl AuthorizeStore for Store {
              (code_hash, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
         query_on!(
             self,
-            "purge authorization codes",
+            "purge_authorization_codes",
             writer,
             sqlx::query(PURGE).bind(Ts(code.created_at - chrono::Duration::days(1))),
             execute,
@@ -139,7 +139,7 @@ impl AuthorizeStore for Store {
         )?;
         query_on!(
             self,
-            "insert authorization code",
+            "insert_authorization_code",
             writer,
             sqlx::query(INSERT)
                 .bind(code.hash.to_vec())
@@ -164,7 +164,7 @@ impl AuthorizeStore for Store {
              WHERE code_hash = $1 AND redeemed_at IS NOT NULL";
         let fresh: Option<(String, String)> = query_on!(
             self,
-            "redeem authorization code",
+            "redeem_authorization_code",
             writer,
             sqlx::query_as(SPEND).bind(hash.to_vec()).bind(Ts(now)),
             fetch_optional,
@@ -175,7 +175,7 @@ impl AuthorizeStore for Store {
         }
         let spent: Option<(Option<Uuid>,)> = query_on!(
             self,
-            "find spent authorization code",
+            "find_spent_authorization_code",
             writer,
             sqlx::query_as(SPENT).bind(hash.to_vec()),
             fetch_optional,
@@ -191,7 +191,7 @@ impl AuthorizeStore for Store {
         const SQL: &str = "UPDATE oauth_codes SET grant_session_id = $2 WHERE code_hash = $1";
         query_on!(
             self,
-            "attach code grant",
+            "attach_code_grant",
             writer,
             sqlx::query(SQL).bind(hash.to_vec()).bind(grant.as_uuid()),
             execute,
@@ -211,7 +211,7 @@ impl AuthorizeStore for Store {
              expires_at) VALUES ($1, $2, $3, $4)";
         query_on!(
             self,
-            "purge sso sessions",
+            "purge_sso_sessions",
             writer,
             sqlx::query(PURGE).bind(Ts(now)),
             execute,
@@ -219,7 +219,7 @@ impl AuthorizeStore for Store {
         )?;
         query_on!(
             self,
-            "insert sso session",
+            "insert_sso_session",
             writer,
             sqlx::query(INSERT)
                 .bind(hash.to_vec())
@@ -240,7 +240,7 @@ impl AuthorizeStore for Store {
             "SELECT session_id FROM sso_sessions WHERE secret_hash = $1 AND expires_at > $2";
         let id: Option<Uuid> = query_on!(
             self,
-            "find sso session",
+            "find_sso_session",
             reader,
             sqlx::query_scalar(SQL).bind(hash.to_vec()).bind(Ts(now)),
             fetch_optional,
@@ -260,7 +260,7 @@ impl AuthorizeStore for Store {
              VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id, scope) DO NOTHING";
         query_on!(
             self,
-            "remember consent",
+            "remember_consent",
             writer,
             sqlx::query(SQL)
                 .bind(user.as_uuid())
@@ -280,7 +280,7 @@ impl AuthorizeStore for Store {
         const SQL: &str = "SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
         query_on!(
             self,
-            "consented scopes",
+            "consented_scopes",
             reader,
             sqlx::query_scalar(SQL).bind(user.as_uuid()).bind(client_id),
             fetch_all,
@@ -294,7 +294,7 @@ impl AuthorizeStore for Store {
              WHERE c.user_id = $1 ORDER BY c.created_at DESC, c.client_id";
         query_on!(
             self,
-            "list consents",
+            "list_consents",
             reader,
             sqlx::query(SQL).bind(user.as_uuid()),
             fetch_all,
@@ -306,7 +306,7 @@ impl AuthorizeStore for Store {
         const SQL: &str = "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
         query_on!(
             self,
-            "withdraw consents",
+            "withdraw_consents",
             writer,
             sqlx::query(SQL).bind(user.as_uuid()).bind(client_id),
             execute,
@@ -324,7 +324,7 @@ impl AuthorizeStore for Store {
              AND status = 'active' AND expires_at > $3 ORDER BY id";
         let ids: Vec<Uuid> = query_on!(
             self,
-            "user grant ids",
+            "user_grant_ids",
             reader,
             sqlx::query_scalar(SQL)
                 .bind(user.as_uuid())

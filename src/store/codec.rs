@@ -9,7 +9,11 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sessiond_actors::store::StoreError;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::dialect::TextList;
 
 use super::breaker;
 
@@ -99,6 +103,82 @@ impl TimeRow for SqliteRow {
     }
     fn opt_ts(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         get_opt_ts(self, column)
+    }
+}
+
+/// A value a row reader takes from a column of either backend's row: what [`StoreRow::col`]
+/// can read. Timestamps (`DateTime<Utc>`, nullable or not) are read as their backend stores
+/// them; every other type as sqlx decodes it on both.
+pub(super) trait Column: Sized {
+    /// From a PostgreSQL row.
+    fn from_pg(row: &PgRow, column: &str) -> Result<Self, StoreError>;
+    /// From a SQLite row.
+    fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, StoreError>;
+}
+
+/// The types both backends decode alike.
+macro_rules! same_on_both {
+    ($($t:ty),* $(,)?) => {
+        $(impl Column for $t {
+            fn from_pg(row: &PgRow, column: &str) -> Result<Self, StoreError> {
+                get(row, column)
+            }
+            fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, StoreError> {
+                get(row, column)
+            }
+        })*
+    };
+}
+
+same_on_both!(
+    Uuid,
+    Option<Uuid>,
+    String,
+    Option<String>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    i16,
+    i32,
+    i64,
+    Option<i64>,
+    bool,
+    TextList,
+);
+
+impl Column for DateTime<Utc> {
+    fn from_pg(row: &PgRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+    fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, StoreError> {
+        get_ts(row, column)
+    }
+}
+
+impl Column for Option<DateTime<Utc>> {
+    fn from_pg(row: &PgRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+    fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, StoreError> {
+        get_opt_ts(row, column)
+    }
+}
+
+/// A row of either backend, read column by column with one text: a row reader written as
+/// `fn thing_row(r: &impl StoreRow)` with `r.col("name")?` serves both.
+pub(super) trait StoreRow {
+    /// One column; a decoding failure names the column only.
+    fn col<T: Column>(&self, column: &str) -> Result<T, StoreError>;
+}
+
+impl StoreRow for PgRow {
+    fn col<T: Column>(&self, column: &str) -> Result<T, StoreError> {
+        T::from_pg(self, column)
+    }
+}
+
+impl StoreRow for SqliteRow {
+    fn col<T: Column>(&self, column: &str) -> Result<T, StoreError> {
+        T::from_sqlite(self, column)
     }
 }
 

@@ -40,7 +40,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Pool, Postgres, Sqlite, Transaction, Type};
 
-use super::codec::{self, parse_ts, pg_err, sqlite_err};
+use super::codec::{self, corrupt, parse_ts, pg_err, sqlite_err};
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 
@@ -66,6 +66,16 @@ pub(super) trait Dialect {
 
     /// Classifies a sqlx error of this backend (retryable, unreachable, ...) for operation `op`.
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy + Send + 'static;
+
+    /// Makes the write transactions that hold the same `key` run one after the other, until
+    /// `tx` ends: a transaction-scoped advisory lock on PostgreSQL; nothing on SQLite, whose one
+    /// writer already runs write transactions one at a time.
+    fn hold_key(
+        &self,
+        tx: &mut Transaction<'static, Self::Db>,
+        key: i64,
+        op: &'static str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl Dialect for PgStore {
@@ -85,6 +95,20 @@ impl Dialect for PgStore {
 
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy + Send + 'static {
         move |e| pg_err(op, e)
+    }
+
+    async fn hold_key(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        key: i64,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(drop)
+            .map_err(|e| pg_err(op, e))
     }
 }
 
@@ -106,6 +130,15 @@ impl Dialect for SqliteStore {
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy + Send + 'static {
         move |e| sqlite_err(op, e)
     }
+
+    async fn hold_key(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+        _key: i64,
+        _op: &'static str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Runs `$body` against whichever backend is behind the store `$store`, with `$db` bound to
@@ -120,6 +153,21 @@ macro_rules! on_backend {
     };
 }
 pub(super) use on_backend;
+
+/// Implements the same inherent methods on both backends from one body (`self` is the
+/// backend, a [`Dialect`]), for the calls [`super::Store`] dispatches by name to `PgStore` and
+/// `SqliteStore` whose SQL is the same on both.
+macro_rules! for_each_store {
+    ($($body:tt)*) => {
+        impl $crate::store::postgres::PgStore {
+            $($body)*
+        }
+        impl $crate::store::sqlite::SqliteStore {
+            $($body)*
+        }
+    };
+}
+pub(super) use for_each_store;
 
 /// A connection of either backend, as a transaction body sees it (`&mut *tx`): how its errors
 /// are classified. Lets helpers that run inside a caller's transaction be written once with
@@ -205,5 +253,55 @@ impl<'r> Decode<'r, Sqlite> for Ts {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
         let text = <&str as Decode<Sqlite>>::decode(value)?;
         Ok(Ts(parse_ts(text)?))
+    }
+}
+
+/// A list of strings (scopes, redirect URIs) bound or read as each backend stores it: `text[]`
+/// on PostgreSQL, a JSON array in TEXT on SQLite.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct TextList(pub Vec<String>);
+
+impl Type<Postgres> for TextList {
+    fn type_info() -> PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Vec<String> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for TextList {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <Vec<String> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for TextList {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        <Vec<String> as Decode<Postgres>>::decode(value).map(TextList)
+    }
+}
+
+impl Type<Sqlite> for TextList {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Sqlite> for TextList {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        <String as Encode<Sqlite>>::encode(serde_json::to_string(&self.0)?, buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for TextList {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<Sqlite>>::decode(value)?;
+        serde_json::from_str(text)
+            .map(TextList)
+            .map_err(|_| corrupt("a list column is not a JSON string array").into())
     }
 }

@@ -14,7 +14,7 @@ use sessiond_actors::ids::UserId;
 use sqlx::Row;
 
 use super::audit::{AuditConnection, AuditEvent};
-use super::codec::{corrupt, get};
+use super::codec::{StoreRow, corrupt, get};
 use super::dialect::{Dialect, Ts, on_backend};
 use super::{Store, StoreError, truncate_to_micros};
 use crate::media::{ImageFormat, MediaFile, MediaHash, MediaRef, MediaStore};
@@ -69,15 +69,14 @@ pub(super) fn media_ref(
 }
 
 /// [`media_ref`] of `{prefix}_sha256` / `{prefix}_format` in a row of either backend.
-pub(super) fn media_ref_of<R: Row>(row: &R, prefix: &str) -> Result<Option<MediaRef>, StoreError>
-where
-    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-{
-    let sha = format!("{prefix}_sha256");
-    let format = format!("{prefix}_format");
-    media_ref(get(row, &sha)?, get(row, &format)?)
+pub(super) fn media_ref_of(
+    row: &impl StoreRow,
+    prefix: &str,
+) -> Result<Option<MediaRef>, StoreError> {
+    media_ref(
+        row.col(&format!("{prefix}_sha256"))?,
+        row.col(&format!("{prefix}_format"))?,
+    )
 }
 
 fn file_from<R: Row>(row: &R) -> Result<MediaFile, StoreError>

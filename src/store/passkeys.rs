@@ -11,14 +11,13 @@ use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
 use super::audit::{AuditConnection, AuditEvent};
-use super::codec::{TimeRow, corrupt, get};
+use super::codec::{StoreRow, corrupt};
 use super::dialect::{Dialect, Ts, on_backend};
 use super::mfa::RecoveryCodeConnection;
 use super::{Store, StoreError, truncate_to_micros};
 use crate::auth::passkeys::port::{
     Ceremony, CeremonyKind, PasskeyStore, PasskeyUse, StoredPasskey,
 };
-use sqlx::Row;
 
 /// The columns of a passkey row, in every query that reads one.
 macro_rules! columns {
@@ -51,49 +50,33 @@ fn kind_from_db(kind: &str) -> Result<CeremonyKind, StoreError> {
 }
 
 /// One passkey row, of either backend.
-fn passkey_row<R>(r: &R) -> Result<StoredPasskey, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn passkey_row(r: &impl StoreRow) -> Result<StoredPasskey, StoreError> {
     Ok(StoredPasskey {
-        id: get(r, "id")?,
-        user_id: UserId(get(r, "user_id")?),
-        credential_id: get(r, "credential_id")?,
-        passkey_json: get(r, "passkey")?,
-        sign_count: count_from_db(get(r, "sign_count")?)?,
-        backup_eligible: get(r, "backup_eligible")?,
-        backup_state: get(r, "backup_state")?,
-        transports: transports_from_db(&get::<_, String>(r, "transports")?)?,
-        aaguid: get(r, "aaguid")?,
-        name: get(r, "name")?,
-        created_at: r.ts("created_at")?,
-        last_used_at: r.opt_ts("last_used_at")?,
+        id: r.col("id")?,
+        user_id: UserId(r.col("user_id")?),
+        credential_id: r.col("credential_id")?,
+        passkey_json: r.col("passkey")?,
+        sign_count: count_from_db(r.col("sign_count")?)?,
+        backup_eligible: r.col("backup_eligible")?,
+        backup_state: r.col("backup_state")?,
+        transports: transports_from_db(&r.col::<String>("transports")?)?,
+        aaguid: r.col("aaguid")?,
+        name: r.col("name")?,
+        created_at: r.col("created_at")?,
+        last_used_at: r.col("last_used_at")?,
     })
 }
 
 /// One ceremony row, of either backend.
-fn ceremony_row<R>(r: &R) -> Result<Ceremony, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn ceremony_row(r: &impl StoreRow) -> Result<Ceremony, StoreError> {
     Ok(Ceremony {
-        id: get(r, "id")?,
-        kind: kind_from_db(&get::<_, String>(r, "kind")?)?,
-        bound_to: get(r, "bound_to")?,
-        state: get(r, "state")?,
-        name: get(r, "name")?,
-        created_at: r.ts("created_at")?,
-        expires_at: r.ts("expires_at")?,
+        id: r.col("id")?,
+        kind: kind_from_db(&r.col::<String>("kind")?)?,
+        bound_to: r.col("bound_to")?,
+        state: r.col("state")?,
+        name: r.col("name")?,
+        created_at: r.col("created_at")?,
+        expires_at: r.col("expires_at")?,
     })
 }
 

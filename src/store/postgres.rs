@@ -10,41 +10,24 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
-use sessiond_actors::refresh_token::TokenHash;
+use sessiond_actors::ids::UserId;
+use sessiond_actors::model::SessionRecord;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
-use super::codec::{corrupt, get, grant_from, pg_err};
-use super::media::{avatar_columns, media_ref_of};
-use super::{
-    CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
-};
+use super::codec::pg_err;
+use super::records::{session_columns, user_columns};
+use super::{CreateUserError, PURGE_BATCH, User, ended_at, generation_to_db};
 
 /// Default pool size; a handful of connections per core is plenty for short transactions.
 const MAX_CONNECTIONS: u32 = 16;
 
 /// Name of the unique constraint on `users.email` (see the migration).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
-
-macro_rules! session_columns {
-    () => {
-        "id, user_id, status, generation, current_hash, previous_hash, rotated_at, created_at, \
-         last_seen_at, expires_at, auth_time, aal, amr, device_name, user_agent, ip, revoked_at, \
-         revoked_reason, compromised_at, compromise_class, version, client_id, scope"
-    };
-}
-
-macro_rules! user_columns {
-    () => {
-        "id, email, name, status, password_hash, email_verified_at, created_at, updated_at"
-    };
-}
 
 /// The PostgreSQL implementation behind [`super::Store`].
 #[derive(Clone)]
@@ -132,36 +115,6 @@ impl PgStore {
         }
     }
 
-    pub(crate) async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            avatar_columns!(),
-            " FROM users WHERE email = $1"
-        ))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| pg_err("find user by email", e))?
-        .map(|row| user_from_row(&row))
-        .transpose()
-    }
-
-    pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            avatar_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| pg_err("get user", e))?
-        .map(|row| user_from_row(&row))
-        .transpose()
-    }
-
     pub(crate) async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let generation = generation_to_db(s.generation)?;
         let mut tx = self
@@ -220,40 +173,6 @@ impl PgStore {
             .map_err(|e| pg_err("insert session commit", e))?;
         event.log();
         Ok(())
-    }
-
-    pub(crate) async fn load_session(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = $1"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| pg_err("load session", e))?
-        .map(|row| session_from_row(&row))
-        .transpose()
-    }
-
-    pub(crate) async fn find_generation(
-        &self,
-        id: SessionId,
-        hash: &TokenHash,
-    ) -> Result<Option<u64>, StoreError> {
-        let generation: Option<i64> = sqlx::query_scalar(
-            "SELECT generation FROM refresh_tokens WHERE session_id = $1 AND token_hash = $2 \
-             ORDER BY generation DESC LIMIT 1",
-        )
-        .bind(id.as_uuid())
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| pg_err("find generation", e))?;
-        generation.map(generation_from_db).transpose()
     }
 
     pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
@@ -328,48 +247,6 @@ impl PgStore {
             tx.rollback().await.map_err(|e| pg_err(op, e))?;
         }
         Ok(outcomes)
-    }
-
-    pub(crate) async fn list_active_sessions(
-        &self,
-        user: UserId,
-        now: DateTime<Utc>,
-        before: Option<SessionId>,
-        limit: u32,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        // No cursor = start above every possible id (a v7 id is never all ones).
-        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = $1 AND status = 'active' AND expires_at > $2 \
-             AND id < $3 ORDER BY id DESC LIMIT $4"
-        ))
-        .bind(user.as_uuid())
-        .bind(now)
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| pg_err("list sessions", e))?;
-        rows.iter().map(session_from_row).collect()
-    }
-
-    pub(crate) async fn active_session_ids(
-        &self,
-        user: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = $1 AND status = 'active' AND expires_at > $2 \
-             ORDER BY id DESC",
-        )
-        .bind(user.as_uuid())
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| pg_err("active session ids", e))?;
-        Ok(ids.into_iter().map(SessionId).collect())
     }
 
     pub(crate) async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -601,70 +478,4 @@ async fn apply_in(
             })
         }
     }
-}
-
-fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
-}
-
-fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
-    let status: String = get(row, "status")?;
-    Ok(User {
-        id: UserId(get(row, "id")?),
-        email: get(row, "email")?,
-        name: get(row, "name")?,
-        status: UserStatus::parse(&status).ok_or_else(|| corrupt("unknown user status"))?,
-        password_hash: get(row, "password_hash")?,
-        email_verified_at: get(row, "email_verified_at")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        avatar: media_ref_of(row, "avatar")?,
-    })
-}
-
-fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
-    let status: String = get(row, "status")?;
-    let current_hash: Vec<u8> = get(row, "current_hash")?;
-    let previous_hash: Option<Vec<u8>> = get(row, "previous_hash")?;
-    let aal: i16 = get(row, "aal")?;
-    let revoked_at: Option<DateTime<Utc>> = get(row, "revoked_at")?;
-    let revoked_reason: Option<String> = get(row, "revoked_reason")?;
-    let compromised_at: Option<DateTime<Utc>> = get(row, "compromised_at")?;
-    let compromise_class: Option<String> = get(row, "compromise_class")?;
-    Ok(SessionRecord {
-        id: SessionId(get(row, "id")?),
-        user_id: UserId(get(row, "user_id")?),
-        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("unknown session status"))?,
-        generation: generation_from_db(get(row, "generation")?)?,
-        current_hash: hash(&current_hash)?,
-        previous_hash: previous_hash.as_deref().map(hash).transpose()?,
-        rotated_at: get(row, "rotated_at")?,
-        created_at: get(row, "created_at")?,
-        last_seen_at: get(row, "last_seen_at")?,
-        expires_at: get(row, "expires_at")?,
-        auth_time: get(row, "auth_time")?,
-        aal: u8::try_from(aal).map_err(|_| corrupt("aal out of range"))?,
-        amr: get(row, "amr")?,
-        device_name: get(row, "device_name")?,
-        user_agent: get(row, "user_agent")?,
-        ip: get(row, "ip")?,
-        grant: grant_from(get(row, "client_id")?, get(row, "scope")?)?,
-        revoked: match (revoked_at, revoked_reason) {
-            (Some(at), Some(reason)) => Some((
-                at,
-                RevokeReason::parse(&reason).ok_or_else(|| corrupt("unknown revoke reason"))?,
-            )),
-            (None, None) => None,
-            _ => return Err(corrupt("revoked_at and revoked_reason disagree")),
-        },
-        compromised: match (compromised_at, compromise_class) {
-            (Some(at), Some(class)) => Some((
-                at,
-                ReuseClass::parse(&class).ok_or_else(|| corrupt("unknown compromise class"))?,
-            )),
-            (None, None) => None,
-            _ => return Err(corrupt("compromised_at and compromise_class disagree")),
-        },
-        version: get(row, "version")?,
-    })
 }

@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
-use super::codec::{self, corrupt, get};
-use super::{Inner, Store, StoreError, truncate_to_micros};
+use super::codec::{TimeRow, corrupt, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError, truncate_to_micros};
 
 /// One account's second-factor failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,11 @@ fn failures_from_db(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt("second-factor failures out of range"))
 }
 
+/// The `failures` column is an `int4` on PostgreSQL; SQLite reads and writes any integer.
+fn failures_to_db(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
 impl Store {
     /// The account's second-factor lock row, if any failure is on record.
     pub async fn second_factor_lock(
@@ -42,44 +48,25 @@ impl Store {
         self.observed("second_factor_lock", async {
             const SQL: &str = "SELECT failures, last_failure_at, locked_until, version \
                            FROM second_factor_locks WHERE user_id = $1";
-            match &self.inner {
-                Inner::Postgres(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_optional(&s.pool)
-                        .await
-                        .map_err(|e| codec::pg_err("load second-factor lock", e))?;
-                    row.map(|r| {
-                        Ok(VersionedLockRow {
-                            row: SecondFactorLockRow {
-                                failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
-                                last_failure_at: get(&r, "last_failure_at")?,
-                                locked_until: get(&r, "locked_until")?,
-                            },
-                            version: get(&r, "version")?,
-                        })
+            on_backend!(self, |db| {
+                // The writer: the compare-and-set that follows must start from the newest row.
+                let row = sqlx::query(SQL)
+                    .bind(user.as_uuid())
+                    .fetch_optional(db.writer())
+                    .await
+                    .map_err(db.err("load second-factor lock"))?;
+                row.map(|r| {
+                    Ok(VersionedLockRow {
+                        row: SecondFactorLockRow {
+                            failures: failures_from_db(get::<_, i32>(&r, "failures")?.into())?,
+                            last_failure_at: r.ts("last_failure_at")?,
+                            locked_until: r.opt_ts("locked_until")?,
+                        },
+                        version: get(&r, "version")?,
                     })
-                    .transpose()
-                }
-                Inner::Sqlite(s) => {
-                    let row = sqlx::query(SQL)
-                        .bind(user.as_uuid())
-                        .fetch_optional(&s.writer)
-                        .await
-                        .map_err(|e| codec::sqlite_err("load second-factor lock", e))?;
-                    row.map(|r| {
-                        Ok(VersionedLockRow {
-                            row: SecondFactorLockRow {
-                                failures: failures_from_db(get(&r, "failures")?)?,
-                                last_failure_at: codec::get_ts(&r, "last_failure_at")?,
-                                locked_until: codec::get_opt_ts(&r, "locked_until")?,
-                            },
-                            version: get(&r, "version")?,
-                        })
-                    })
-                    .transpose()
-                }
-            }
+                })
+                .transpose()
+            })
         })
         .await
     }
@@ -97,49 +84,29 @@ impl Store {
         const UPDATE_SECOND_FACTOR_LOCKS: &str = "UPDATE second_factor_locks SET failures = $2, last_failure_at = $3, \
                  locked_until = $4, version = version + 1 WHERE user_id = $1 AND version = $5";
         self.observed("put_second_factor_lock", async {
-            let last = truncate_to_micros(row.last_failure_at);
-            let until = row.locked_until.map(truncate_to_micros);
-            let failures = i64::from(row.failures);
-            let written = match (&self.inner, expected) {
-                (Inner::Postgres(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
-                    .bind(user.as_uuid())
-                    .bind(failures as i32)
-                    .bind(last)
-                    .bind(until)
-                    .execute(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("insert second-factor lock", e))?
-                    .rows_affected(),
-                (Inner::Postgres(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
-                    .bind(user.as_uuid())
-                    .bind(failures as i32)
-                    .bind(last)
-                    .bind(until)
-                    .bind(version)
-                    .execute(&s.pool)
-                    .await
-                    .map_err(|e| codec::pg_err("update second-factor lock", e))?
-                    .rows_affected(),
-                (Inner::Sqlite(s), None) => sqlx::query(INSERT_SECOND_FACTOR_LOCKS)
-                    .bind(user.as_uuid())
-                    .bind(failures)
-                    .bind(codec::ts(last))
-                    .bind(until.map(codec::ts))
-                    .execute(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("insert second-factor lock", e))?
-                    .rows_affected(),
-                (Inner::Sqlite(s), Some(version)) => sqlx::query(UPDATE_SECOND_FACTOR_LOCKS)
-                    .bind(user.as_uuid())
-                    .bind(failures)
-                    .bind(codec::ts(last))
-                    .bind(until.map(codec::ts))
-                    .bind(version)
-                    .execute(&s.writer)
-                    .await
-                    .map_err(|e| codec::sqlite_err("update second-factor lock", e))?
-                    .rows_affected(),
+            let last = Ts(truncate_to_micros(row.last_failure_at));
+            let until = row.locked_until.map(|t| Ts(truncate_to_micros(t)));
+            let failures = failures_to_db(row.failures);
+            let (sql, op) = match expected {
+                None => (INSERT_SECOND_FACTOR_LOCKS, "insert second-factor lock"),
+                Some(_) => (UPDATE_SECOND_FACTOR_LOCKS, "update second-factor lock"),
             };
+            let written = on_backend!(self, |db| {
+                let query = sqlx::query(sql)
+                    .bind(user.as_uuid())
+                    .bind(failures)
+                    .bind(last)
+                    .bind(until);
+                let query = match expected {
+                    Some(version) => query.bind(version),
+                    None => query,
+                };
+                query
+                    .execute(db.writer())
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected()
+            });
             Ok(written == 1)
         })
         .await
@@ -149,20 +116,14 @@ impl Store {
     pub async fn clear_second_factor_lock(&self, user: UserId) -> Result<(), StoreError> {
         self.observed("clear_second_factor_lock", async {
             const SQL: &str = "DELETE FROM second_factor_locks WHERE user_id = $1";
-            match &self.inner {
-                Inner::Postgres(s) => sqlx::query(SQL)
+            on_backend!(self, |db| {
+                sqlx::query(SQL)
                     .bind(user.as_uuid())
-                    .execute(&s.pool)
+                    .execute(db.writer())
                     .await
                     .map(drop)
-                    .map_err(|e| codec::pg_err("clear second-factor lock", e)),
-                Inner::Sqlite(s) => sqlx::query(SQL)
-                    .bind(user.as_uuid())
-                    .execute(&s.writer)
-                    .await
-                    .map(drop)
-                    .map_err(|e| codec::sqlite_err("clear second-factor lock", e)),
-            }
+                    .map_err(db.err("clear second-factor lock"))
+            })
         })
         .await
     }

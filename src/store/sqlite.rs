@@ -21,24 +21,21 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
-use sessiond_actors::refresh_token::TokenHash;
+use sessiond_actors::ids::UserId;
+use sessiond_actors::model::SessionRecord;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
 use uuid::Uuid;
 
 use super::audit::{
     self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
 };
-use super::codec::{corrupt, get, get_opt_ts, get_ts, grant_from, sqlite_err, ts};
-use super::media::{avatar_columns, media_ref_of};
-use super::{
-    CreateUserError, PURGE_BATCH, User, UserStatus, ended_at, generation_from_db, generation_to_db,
-};
+use super::codec::{sqlite_err, ts};
+use super::records::{session_columns, user_columns};
+use super::{CreateUserError, PURGE_BATCH, User, ended_at, generation_to_db};
 
 /// Readers; WAL lets them run alongside the writer.
 const MAX_READERS: u32 = 8;
@@ -48,20 +45,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statement that opens every write transaction: take the write lock now, not on the first
 /// write, so a transaction never has to upgrade a read lock.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-macro_rules! session_columns {
-    () => {
-        "id, user_id, status, generation, current_hash, previous_hash, rotated_at, created_at, \
-         last_seen_at, expires_at, auth_time, aal, amr, device_name, user_agent, ip, revoked_at, \
-         revoked_reason, compromised_at, compromise_class, version, client_id, scope"
-    };
-}
-
-macro_rules! user_columns {
-    () => {
-        "id, email, name, status, password_hash, email_verified_at, created_at, updated_at"
-    };
-}
 
 /// The SQLite implementation behind [`super::Store`].
 #[derive(Clone)]
@@ -195,36 +178,6 @@ impl SqliteStore {
         }
     }
 
-    pub(crate) async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            avatar_columns!(),
-            " FROM users WHERE email = ?1"
-        ))
-        .bind(email)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("find user by email", e))?
-        .map(|row| user_from_row(&row))
-        .transpose()
-    }
-
-    pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            avatar_columns!(),
-            " FROM users WHERE id = ?1"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("get user", e))?
-        .map(|row| user_from_row(&row))
-        .transpose()
-    }
-
     pub(crate) async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let generation = generation_to_db(s.generation)?;
         let amr = serde_json::to_string(&s.amr)
@@ -283,40 +236,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn load_session(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE id = ?1"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("load session", e))?
-        .map(|row| session_from_row(&row))
-        .transpose()
-    }
-
-    pub(crate) async fn find_generation(
-        &self,
-        id: SessionId,
-        hash: &TokenHash,
-    ) -> Result<Option<u64>, StoreError> {
-        let generation: Option<i64> = sqlx::query_scalar(
-            "SELECT generation FROM refresh_tokens WHERE session_id = ?1 AND token_hash = ?2 \
-             ORDER BY generation DESC LIMIT 1",
-        )
-        .bind(id.as_uuid())
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("find generation", e))?;
-        generation.map(generation_from_db).transpose()
-    }
-
     pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
         let mut outcomes = self.apply_batch(std::slice::from_ref(change)).await?;
         outcomes
@@ -358,48 +277,6 @@ impl SqliteStore {
             tx.rollback().await.map_err(|e| sqlite_err(op, e))?;
         }
         Ok(outcomes)
-    }
-
-    pub(crate) async fn list_active_sessions(
-        &self,
-        user: UserId,
-        now: DateTime<Utc>,
-        before: Option<SessionId>,
-        limit: u32,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        // No cursor = start above every possible id (a v7 id is never all ones).
-        let before = before.map_or(Uuid::max(), |b| b.as_uuid());
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            session_columns!(),
-            " FROM sessions WHERE user_id = ?1 AND status = 'active' AND expires_at > ?2 \
-             AND id < ?3 ORDER BY id DESC LIMIT ?4"
-        ))
-        .bind(user.as_uuid())
-        .bind(ts(now))
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("list sessions", e))?;
-        rows.iter().map(session_from_row).collect()
-    }
-
-    pub(crate) async fn active_session_ids(
-        &self,
-        user: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE user_id = ?1 AND status = 'active' AND expires_at > ?2 \
-             ORDER BY id DESC",
-        )
-        .bind(user.as_uuid())
-        .bind(ts(now))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| sqlite_err("active session ids", e))?;
-        Ok(ids.into_iter().map(SessionId).collect())
     }
 
     pub(crate) async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -611,71 +488,4 @@ fn prepare_private_file(url: &str, path: &std::path::Path) -> Result<(), StoreEr
 
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
-}
-
-fn hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let status: String = get(row, "status")?;
-    Ok(User {
-        id: UserId(get(row, "id")?),
-        email: get(row, "email")?,
-        name: get(row, "name")?,
-        status: UserStatus::parse(&status).ok_or_else(|| corrupt("unknown user status"))?,
-        password_hash: get(row, "password_hash")?,
-        email_verified_at: get_opt_ts(row, "email_verified_at")?,
-        created_at: get_ts(row, "created_at")?,
-        updated_at: get_ts(row, "updated_at")?,
-        avatar: media_ref_of(row, "avatar")?,
-    })
-}
-
-fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let status: String = get(row, "status")?;
-    let current_hash: Vec<u8> = get(row, "current_hash")?;
-    let previous_hash: Option<Vec<u8>> = get(row, "previous_hash")?;
-    let aal: i64 = get(row, "aal")?;
-    let amr: String = get(row, "amr")?;
-    let revoked_at = get_opt_ts(row, "revoked_at")?;
-    let revoked_reason: Option<String> = get(row, "revoked_reason")?;
-    let compromised_at = get_opt_ts(row, "compromised_at")?;
-    let compromise_class: Option<String> = get(row, "compromise_class")?;
-    Ok(SessionRecord {
-        id: SessionId(get(row, "id")?),
-        user_id: UserId(get(row, "user_id")?),
-        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("unknown session status"))?,
-        generation: generation_from_db(get(row, "generation")?)?,
-        current_hash: hash(&current_hash)?,
-        previous_hash: previous_hash.as_deref().map(hash).transpose()?,
-        rotated_at: get_opt_ts(row, "rotated_at")?,
-        created_at: get_ts(row, "created_at")?,
-        last_seen_at: get_ts(row, "last_seen_at")?,
-        expires_at: get_ts(row, "expires_at")?,
-        auth_time: get_ts(row, "auth_time")?,
-        aal: u8::try_from(aal).map_err(|_| corrupt("aal out of range"))?,
-        amr: serde_json::from_str(&amr).map_err(|_| corrupt("amr is not a JSON string array"))?,
-        device_name: get(row, "device_name")?,
-        user_agent: get(row, "user_agent")?,
-        ip: get(row, "ip")?,
-        grant: grant_from(get(row, "client_id")?, get(row, "scope")?)?,
-        revoked: match (revoked_at, revoked_reason) {
-            (Some(at), Some(reason)) => Some((
-                at,
-                RevokeReason::parse(&reason).ok_or_else(|| corrupt("unknown revoke reason"))?,
-            )),
-            (None, None) => None,
-            _ => return Err(corrupt("revoked_at and revoked_reason disagree")),
-        },
-        compromised: match (compromised_at, compromise_class) {
-            (Some(at), Some(class)) => Some((
-                at,
-                ReuseClass::parse(&class).ok_or_else(|| corrupt("unknown compromise class"))?,
-            )),
-            (None, None) => None,
-            _ => return Err(corrupt("compromised_at and compromise_class disagree")),
-        },
-        version: get(row, "version")?,
-    })
 }

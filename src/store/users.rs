@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 
-use super::audit::{AuditEvent, insert_pg, insert_sqlite};
-use super::codec;
-use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
+use super::audit::{AuditConnection, AuditEvent};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError, UserStatus, truncate_to_micros};
 
 /// Audit kind of a password change by the user (the session that made it, the client).
 pub const PASSWORD_CHANGED: &str = "password_changed";
@@ -22,27 +22,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1";
-        let now = truncate_to_micros(now);
+        let now = Ts(truncate_to_micros(now));
         let updated = self
             .observed("set_user_name", async {
-                Ok(match &self.inner {
-                    Inner::Postgres(s) => sqlx::query(SQL)
+                Ok(on_backend!(self, |db| {
+                    sqlx::query(SQL)
                         .bind(id.as_uuid())
                         .bind(name)
                         .bind(now)
-                        .execute(&s.pool)
+                        .execute(db.writer())
                         .await
-                        .map_err(|e| codec::pg_err("set user name", e))?
-                        .rows_affected(),
-                    Inner::Sqlite(s) => sqlx::query(SQL)
-                        .bind(id.as_uuid())
-                        .bind(name)
-                        .bind(codec::ts(now))
-                        .execute(&s.writer)
-                        .await
-                        .map_err(|e| codec::sqlite_err("set user name", e))?
-                        .rows_affected(),
-                })
+                        .map_err(db.err("set user name"))?
+                        .rows_affected()
+                }))
             })
             .await?;
         if updated == 1 {
@@ -63,7 +55,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
         let updated = self
-            .update_user_with_event("set_password_hash", SQL, id, password_hash, now, event)
+            .update_user_with_event(
+                ("set_password_hash", "set password hash"),
+                SQL,
+                id,
+                password_hash,
+                now,
+                event,
+            )
             .await?;
         if updated {
             event.log();
@@ -87,7 +86,14 @@ impl Store {
         const SQL: &str =
             "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2";
         let changed = self
-            .update_user_with_event("set_user_status", SQL, id, status.as_str(), now, event)
+            .update_user_with_event(
+                ("set_user_status", "set user status"),
+                SQL,
+                id,
+                status.as_str(),
+                now,
+                event,
+            )
             .await?;
         if changed {
             event.log();
@@ -98,56 +104,35 @@ impl Store {
 
     /// Runs `sql` ($1 = the account, $2 = `value`, $3 = `now`) and, when it changed the row,
     /// writes `event` in the same transaction. Returns whether it changed the row; the caller
-    /// logs the event. Reported as `operation`.
+    /// logs the event. Reported as `operation` (the metric name), errors name `op`.
     async fn update_user_with_event(
         &self,
-        operation: &'static str,
+        (operation, op): (&'static str, &'static str),
         sql: &'static str,
         id: UserId,
         value: &str,
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let op = operation.replace('_', " ");
-        let op = op.as_str();
-        let now = truncate_to_micros(now);
+        let now = Ts(truncate_to_micros(now));
         self.observed(operation, async {
-            Ok(match &self.inner {
-                Inner::Postgres(s) => {
-                    let mut tx = s.pool.begin().await.map_err(|e| codec::pg_err(op, e))?;
-                    let changed = sqlx::query(sql)
-                        .bind(id.as_uuid())
-                        .bind(value)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::pg_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if changed {
-                        insert_pg(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::pg_err(op, e))?;
-                    changed
+            Ok(on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let changed = sqlx::query(sql)
+                    .bind(id.as_uuid())
+                    .bind(value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected()
+                    == 1;
+                if changed {
+                    tx.insert_audit(event).await?;
                 }
-                Inner::Sqlite(s) => {
-                    let mut tx = s.begin_write(op).await?;
-                    let changed = sqlx::query(sql)
-                        .bind(id.as_uuid())
-                        .bind(value)
-                        .bind(codec::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| codec::sqlite_err(op, e))?
-                        .rows_affected()
-                        == 1;
-                    if changed {
-                        insert_sqlite(&mut tx, event).await?;
-                    }
-                    tx.commit().await.map_err(|e| codec::sqlite_err(op, e))?;
-                    changed
-                }
-            })
+                tx.commit().await.map_err(db.err(op))?;
+                changed
+            }))
         })
         .await
     }

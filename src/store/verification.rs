@@ -22,9 +22,10 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
-use super::codec::corrupt;
-use super::{Inner, Store, StoreError};
+use super::audit::{AuditConnection, AuditEvent};
+use super::codec::{StoreRow, corrupt, get};
+use super::dialect::{Dialect, Ts, on_backend};
+use super::{Store, StoreError};
 use crate::codes::{
     AttemptOutcome, CodeHash, CodeStore, Decide, Issue, IssueHistory, IssueRequest, Purpose,
     Refusal, VerificationCode, refusal,
@@ -149,14 +150,70 @@ fn count_from(n: i64) -> Result<u32, StoreError> {
 impl CodeStore for Store {
     async fn issue_code(
         &self,
-        request: &IssueRequest<'_>,
+        r: &IssueRequest<'_>,
         decide: &Decide<'_>,
     ) -> Result<Issue, StoreError> {
         self.observed("issue_code", async {
-            match &self.inner {
-                Inner::Postgres(s) => pg::issue(s, request, decide).await,
-                Inner::Sqlite(s) => lite::issue(s, request, decide).await,
-            }
+            let op = "issue verification code";
+            // One step per address: a concurrent request for it waits (PostgreSQL's advisory
+            // lock, SQLite's single writer) until this commits, so two requests never both
+            // insert on the strength of the same history.
+            let lock =
+                i64::from_be_bytes(r.subject.as_bytes()[..8].try_into().expect("8 of 32 bytes"));
+            let user = r.user_id.map(|u| u.as_uuid());
+            on_backend!(self, |db| {
+                let err = db.err(op);
+                let mut tx = db.begin(op).await?;
+                db.hold_key(&mut tx, lock, op).await?;
+                let newest = sqlx::query(NEWEST_OF_REQUESTER)
+                    .bind(r.subject.as_bytes().as_slice())
+                    .bind(r.purpose.as_str())
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .map(|row| code_row(&row))
+                    .transpose()?;
+                let counts = sqlx::query(ISSUED_SINCE)
+                    .bind(r.subject.as_bytes().as_slice())
+                    .bind(r.purpose.as_str())
+                    .bind(user)
+                    .bind(Ts(r.counted_since))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let history = IssueHistory {
+                    newest,
+                    issued_to_address: count_from(get(&counts, "address")?)?,
+                    issued_to_account: count_from(get(&counts, "account")?)?,
+                };
+                let issue = decide(&history);
+                let Issue::New(c) = &issue else {
+                    tx.rollback().await.map_err(err)?;
+                    return Ok(issue);
+                };
+                sqlx::query(SUPERSEDE)
+                    .bind(c.subject.as_bytes().as_slice())
+                    .bind(c.purpose.as_str())
+                    .bind(c.user_id.map(|u| u.as_uuid()))
+                    .bind(Ts(c.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query(INSERT)
+                    .bind(c.id)
+                    .bind(c.user_id.map(|u| u.as_uuid()))
+                    .bind(c.subject.as_bytes().as_slice())
+                    .bind(c.purpose.as_str())
+                    .bind(c.code_hash.as_bytes().as_slice())
+                    .bind(Ts(c.expires_at))
+                    .bind(Ts(c.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                Ok(issue)
+            })
         })
         .await
     }
@@ -169,10 +226,49 @@ impl CodeStore for Store {
         now: DateTime<Utc>,
     ) -> Result<AttemptOutcome, StoreError> {
         self.observed("take_verification_attempt", async {
-            match &self.inner {
-                Inner::Postgres(s) => pg::take_attempt(s, id, purpose, max_attempts, now).await,
-                Inner::Sqlite(s) => lite::take_attempt(s, id, purpose, max_attempts, now).await,
-            }
+            let op = "take verification attempt";
+            let max_db = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+            on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let taken = sqlx::query(TAKE_ATTEMPT)
+                    .bind(id)
+                    .bind(purpose.as_str())
+                    .bind(max_db)
+                    .bind(Ts(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?;
+                let outcome = match taken {
+                    Some(row) => AttemptOutcome::Taken {
+                        user_id: get::<_, Option<Uuid>>(&row, "user_id")?.map(UserId),
+                        code_hash: hash_from(&get::<_, Vec<u8>>(&row, "code_hash")?)?,
+                        attempts: attempts_from(get::<_, i32>(&row, "attempts")?.into())?,
+                    },
+                    None => {
+                        let row = sqlx::query(BY_ID)
+                            .bind(id)
+                            .bind(purpose.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db.err(op))?;
+                        AttemptOutcome::Refused(match row {
+                            None => Refusal::NotFound,
+                            Some(row) => {
+                                let c = code_row(&row)?;
+                                refusal(
+                                    c.consumed_at.is_some(),
+                                    c.attempts,
+                                    max_attempts,
+                                    c.expires_at,
+                                    now,
+                                )
+                            }
+                        })
+                    }
+                };
+                tx.commit().await.map_err(db.err(op))?;
+                Ok(outcome)
+            })
         })
         .await
     }
@@ -186,10 +282,16 @@ impl Store {
         purpose: Purpose,
     ) -> Result<Option<VerificationCode>, StoreError> {
         self.observed("newest_verification_code", async {
-            match &self.inner {
-                Inner::Postgres(s) => pg::newest(s, user, purpose).await,
-                Inner::Sqlite(s) => lite::newest(s, user, purpose).await,
-            }
+            on_backend!(self, |db| {
+                sqlx::query(NEWEST_OF_USER)
+                    .bind(user.as_uuid())
+                    .bind(purpose.as_str())
+                    .fetch_optional(db.reader())
+                    .await
+                    .map_err(db.err("newest verification code"))?
+                    .map(|row| code_row(&row))
+                    .transpose()
+            })
         })
         .await
     }
@@ -205,12 +307,34 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         event.validate()?;
+        let op = "redeem verification code";
         let redeemed = self
             .observed("redeem_verification_code", async {
-                match &self.inner {
-                    Inner::Postgres(s) => pg::redeem(s, id, now, &effect, event).await,
-                    Inner::Sqlite(s) => lite::redeem(s, id, now, &effect, event).await,
-                }
+                on_backend!(self, |db| {
+                    let mut tx = db.begin(op).await?;
+                    let consumed = sqlx::query(CONSUME)
+                        .bind(id)
+                        .bind(Ts(now))
+                        .bind(effect.user().as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db.err(op))?
+                        .rows_affected();
+                    if consumed != 1 {
+                        tx.rollback().await.map_err(db.err(op))?;
+                        return Ok(false);
+                    }
+                    sqlx::query(REDEEM_EFFECT)
+                        .bind(effect.user().as_uuid())
+                        .bind(effect.password_hash())
+                        .bind(Ts(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db.err(op))?;
+                    tx.insert_audit(event).await?;
+                    tx.commit().await.map_err(db.err(op))?;
+                    Ok(true)
+                })
             })
             .await?;
         if redeemed {
@@ -223,409 +347,34 @@ impl Store {
     /// Deletes codes that expired before `cutoff`; returns how many.
     pub async fn purge_verification_codes(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.observed("purge_verification_codes", async {
-            match &self.inner {
-                Inner::Postgres(s) => pg::purge(s, cutoff).await,
-                Inner::Sqlite(s) => lite::purge(s, cutoff).await,
-            }
+            let op = "purge verification codes";
+            on_backend!(self, |db| {
+                let mut tx = db.begin(op).await?;
+                let n = sqlx::query(PURGE)
+                    .bind(Ts(cutoff))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db.err(op))?
+                    .rows_affected();
+                tx.commit().await.map_err(db.err(op))?;
+                Ok(n)
+            })
         })
         .await
     }
 }
 
-mod pg {
-    use sqlx::Row;
-    use sqlx::postgres::PgRow;
-
-    use super::*;
-    use crate::store::codec::pg_err as map_err;
-    use crate::store::postgres::PgStore;
-
-    fn from_row(row: &PgRow) -> Result<VerificationCode, StoreError> {
-        let get = |e: sqlx::Error| map_err("read verification code", e);
-        let purpose: String = row.try_get("purpose").map_err(get)?;
-        let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
-        let attempts: i32 = row.try_get("attempts").map_err(get)?;
-        Ok(VerificationCode {
-            id: row.try_get("id").map_err(get)?,
-            user_id: row
-                .try_get::<Option<Uuid>, _>("user_id")
-                .map_err(get)?
-                .map(UserId),
-            purpose: purpose_from(&purpose)?,
-            code_hash: hash_from(&hash)?,
-            expires_at: row.try_get("expires_at").map_err(get)?,
-            attempts: attempts_from(attempts.into())?,
-            consumed_at: row.try_get("consumed_at").map_err(get)?,
-            created_at: row.try_get("created_at").map_err(get)?,
-        })
-    }
-
-    pub(super) async fn newest(
-        s: &PgStore,
-        user: UserId,
-        purpose: Purpose,
-    ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(NEWEST_OF_USER)
-            .bind(user.as_uuid())
-            .bind(purpose.as_str())
-            .fetch_optional(&s.pool)
-            .await
-            .map_err(|e| map_err("newest verification code", e))?
-            .map(|row| from_row(&row))
-            .transpose()
-    }
-
-    pub(super) async fn issue(
-        s: &PgStore,
-        r: &IssueRequest<'_>,
-        decide: &Decide<'_>,
-    ) -> Result<Issue, StoreError> {
-        let op = "issue verification code";
-        let err = |e: sqlx::Error| map_err(op, e);
-        let mut tx = s.pool.begin().await.map_err(err)?;
-        // One step per address: a concurrent request for it waits here until this commits, so
-        // two requests never both insert on the strength of the same history.
-        let lock = i64::from_be_bytes(r.subject.as_bytes()[..8].try_into().expect("8 of 32 bytes"));
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let user = r.user_id.map(|u| u.as_uuid());
-        let newest = sqlx::query(NEWEST_OF_REQUESTER)
-            .bind(r.subject.as_bytes().as_slice())
-            .bind(r.purpose.as_str())
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?
-            .map(|row| from_row(&row))
-            .transpose()?;
-        let counts = sqlx::query(ISSUED_SINCE)
-            .bind(r.subject.as_bytes().as_slice())
-            .bind(r.purpose.as_str())
-            .bind(user)
-            .bind(r.counted_since)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        let history = IssueHistory {
-            newest,
-            issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
-            issued_to_account: count_from(counts.try_get("account").map_err(err)?)?,
-        };
-        let issue = decide(&history);
-        let Issue::New(c) = &issue else {
-            return Ok(issue);
-        };
-        sqlx::query(SUPERSEDE)
-            .bind(c.subject.as_bytes().as_slice())
-            .bind(c.purpose.as_str())
-            .bind(c.user_id.map(|u| u.as_uuid()))
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        sqlx::query(INSERT)
-            .bind(c.id)
-            .bind(c.user_id.map(|u| u.as_uuid()))
-            .bind(c.subject.as_bytes().as_slice())
-            .bind(c.purpose.as_str())
-            .bind(c.code_hash.as_bytes().as_slice())
-            .bind(c.expires_at)
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(issue)
-    }
-
-    pub(super) async fn take_attempt(
-        s: &PgStore,
-        id: Uuid,
-        purpose: Purpose,
-        max: u32,
-        now: DateTime<Utc>,
-    ) -> Result<AttemptOutcome, StoreError> {
-        let op = "take verification attempt";
-        let max_db = i32::try_from(max).unwrap_or(i32::MAX);
-        let taken = sqlx::query(TAKE_ATTEMPT)
-            .bind(id)
-            .bind(purpose.as_str())
-            .bind(max_db)
-            .bind(now)
-            .fetch_optional(&s.pool)
-            .await
-            .map_err(|e| map_err(op, e))?;
-        if let Some(row) = taken {
-            let get = |e: sqlx::Error| map_err(op, e);
-            let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
-            let attempts: i32 = row.try_get("attempts").map_err(get)?;
-            return Ok(AttemptOutcome::Taken {
-                user_id: row
-                    .try_get::<Option<Uuid>, _>("user_id")
-                    .map_err(get)?
-                    .map(UserId),
-                code_hash: hash_from(&hash)?,
-                attempts: attempts_from(attempts.into())?,
-            });
-        }
-        let row = sqlx::query(BY_ID)
-            .bind(id)
-            .bind(purpose.as_str())
-            .fetch_optional(&s.pool)
-            .await
-            .map_err(|e| map_err(op, e))?;
-        Ok(AttemptOutcome::Refused(match row {
-            None => Refusal::NotFound,
-            Some(row) => {
-                let c = from_row(&row)?;
-                refusal(c.consumed_at.is_some(), c.attempts, max, c.expires_at, now)
-            }
-        }))
-    }
-
-    pub(super) async fn redeem(
-        s: &PgStore,
-        id: Uuid,
-        now: DateTime<Utc>,
-        effect: &Redemption<'_>,
-        event: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let op = "redeem verification code";
-        let mut tx = s.pool.begin().await.map_err(|e| map_err(op, e))?;
-        let consumed = sqlx::query(CONSUME)
-            .bind(id)
-            .bind(now)
-            .bind(effect.user().as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?
-            .rows_affected();
-        if consumed != 1 {
-            return Ok(false);
-        }
-        sqlx::query(REDEEM_EFFECT)
-            .bind(effect.user().as_uuid())
-            .bind(effect.password_hash())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?;
-        audit::insert_pg(&mut tx, event).await?;
-        tx.commit().await.map_err(|e| map_err(op, e))?;
-        Ok(true)
-    }
-
-    pub(super) async fn purge(s: &PgStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        sqlx::query(PURGE)
-            .bind(cutoff)
-            .execute(&s.pool)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| map_err("purge verification codes", e))
-    }
-}
-
-mod lite {
-    use sqlx::Row;
-    use sqlx::sqlite::SqliteRow;
-
-    use super::*;
-    use crate::store::codec::{parse_ts, sqlite_err as map_err, ts};
-    use crate::store::sqlite::SqliteStore;
-
-    fn from_row(row: &SqliteRow) -> Result<VerificationCode, StoreError> {
-        let get = |e: sqlx::Error| map_err("read verification code", e);
-        let purpose: String = row.try_get("purpose").map_err(get)?;
-        let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
-        let attempts: i64 = row.try_get("attempts").map_err(get)?;
-        let expires_at: String = row.try_get("expires_at").map_err(get)?;
-        let consumed_at: Option<String> = row.try_get("consumed_at").map_err(get)?;
-        let created_at: String = row.try_get("created_at").map_err(get)?;
-        Ok(VerificationCode {
-            id: row.try_get("id").map_err(get)?,
-            user_id: row
-                .try_get::<Option<Uuid>, _>("user_id")
-                .map_err(get)?
-                .map(UserId),
-            purpose: purpose_from(&purpose)?,
-            code_hash: hash_from(&hash)?,
-            expires_at: parse_ts(&expires_at)?,
-            attempts: attempts_from(attempts)?,
-            consumed_at: consumed_at.as_deref().map(parse_ts).transpose()?,
-            created_at: parse_ts(&created_at)?,
-        })
-    }
-
-    pub(super) async fn newest(
-        s: &SqliteStore,
-        user: UserId,
-        purpose: Purpose,
-    ) -> Result<Option<VerificationCode>, StoreError> {
-        sqlx::query(NEWEST_OF_USER)
-            .bind(user.as_uuid())
-            .bind(purpose.as_str())
-            .fetch_optional(&s.reader)
-            .await
-            .map_err(|e| map_err("newest verification code", e))?
-            .map(|row| from_row(&row))
-            .transpose()
-    }
-
-    pub(super) async fn issue(
-        s: &SqliteStore,
-        r: &IssueRequest<'_>,
-        decide: &Decide<'_>,
-    ) -> Result<Issue, StoreError> {
-        let op = "issue verification code";
-        let err = |e: sqlx::Error| map_err(op, e);
-        // The single writer makes this one step: no other request reads the history meanwhile.
-        let mut tx = s.begin_write(op).await?;
-        let user = r.user_id.map(|u| u.as_uuid());
-        let newest = sqlx::query(NEWEST_OF_REQUESTER)
-            .bind(r.subject.as_bytes().as_slice())
-            .bind(r.purpose.as_str())
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?
-            .map(|row| from_row(&row))
-            .transpose()?;
-        let counts = sqlx::query(ISSUED_SINCE)
-            .bind(r.subject.as_bytes().as_slice())
-            .bind(r.purpose.as_str())
-            .bind(user)
-            .bind(ts(r.counted_since))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        let history = IssueHistory {
-            newest,
-            issued_to_address: count_from(counts.try_get("address").map_err(err)?)?,
-            issued_to_account: count_from(counts.try_get("account").map_err(err)?)?,
-        };
-        let issue = decide(&history);
-        let Issue::New(c) = &issue else {
-            return Ok(issue);
-        };
-        sqlx::query(SUPERSEDE)
-            .bind(c.subject.as_bytes().as_slice())
-            .bind(c.purpose.as_str())
-            .bind(c.user_id.map(|u| u.as_uuid()))
-            .bind(ts(c.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        sqlx::query(INSERT)
-            .bind(c.id)
-            .bind(c.user_id.map(|u| u.as_uuid()))
-            .bind(c.subject.as_bytes().as_slice())
-            .bind(c.purpose.as_str())
-            .bind(c.code_hash.as_bytes().as_slice())
-            .bind(ts(c.expires_at))
-            .bind(ts(c.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(issue)
-    }
-
-    pub(super) async fn take_attempt(
-        s: &SqliteStore,
-        id: Uuid,
-        purpose: Purpose,
-        max: u32,
-        now: DateTime<Utc>,
-    ) -> Result<AttemptOutcome, StoreError> {
-        let op = "take verification attempt";
-        let mut tx = s.begin_write(op).await?;
-        let taken = sqlx::query(TAKE_ATTEMPT)
-            .bind(id)
-            .bind(purpose.as_str())
-            .bind(i64::from(max))
-            .bind(ts(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?;
-        let outcome = match taken {
-            Some(row) => {
-                let get = |e: sqlx::Error| map_err(op, e);
-                let hash: Vec<u8> = row.try_get("code_hash").map_err(get)?;
-                let attempts: i64 = row.try_get("attempts").map_err(get)?;
-                AttemptOutcome::Taken {
-                    user_id: row
-                        .try_get::<Option<Uuid>, _>("user_id")
-                        .map_err(get)?
-                        .map(UserId),
-                    code_hash: hash_from(&hash)?,
-                    attempts: attempts_from(attempts)?,
-                }
-            }
-            None => {
-                let row = sqlx::query(BY_ID)
-                    .bind(id)
-                    .bind(purpose.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| map_err(op, e))?;
-                AttemptOutcome::Refused(match row {
-                    None => Refusal::NotFound,
-                    Some(row) => {
-                        let c = from_row(&row)?;
-                        refusal(c.consumed_at.is_some(), c.attempts, max, c.expires_at, now)
-                    }
-                })
-            }
-        };
-        tx.commit().await.map_err(|e| map_err(op, e))?;
-        Ok(outcome)
-    }
-
-    pub(super) async fn redeem(
-        s: &SqliteStore,
-        id: Uuid,
-        now: DateTime<Utc>,
-        effect: &Redemption<'_>,
-        event: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let op = "redeem verification code";
-        let mut tx = s.begin_write(op).await?;
-        let consumed = sqlx::query(CONSUME)
-            .bind(id)
-            .bind(ts(now))
-            .bind(effect.user().as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?
-            .rows_affected();
-        if consumed != 1 {
-            return Ok(false);
-        }
-        sqlx::query(REDEEM_EFFECT)
-            .bind(effect.user().as_uuid())
-            .bind(effect.password_hash())
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?;
-        audit::insert_sqlite(&mut tx, event).await?;
-        tx.commit().await.map_err(|e| map_err(op, e))?;
-        Ok(true)
-    }
-
-    pub(super) async fn purge(s: &SqliteStore, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let op = "purge verification codes";
-        let mut tx = s.begin_write(op).await?;
-        let n = sqlx::query(PURGE)
-            .bind(ts(cutoff))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err(op, e))?
-            .rows_affected();
-        tx.commit().await.map_err(|e| map_err(op, e))?;
-        Ok(n)
-    }
+/// One code row, of either backend.
+fn code_row(row: &impl StoreRow) -> Result<VerificationCode, StoreError> {
+    Ok(VerificationCode {
+        id: row.col("id")?,
+        user_id: row.col::<Option<Uuid>>("user_id")?.map(UserId),
+        purpose: purpose_from(&row.col::<String>("purpose")?)?,
+        code_hash: hash_from(&row.col::<Vec<u8>>("code_hash")?)?,
+        expires_at: row.col("expires_at")?,
+        // `int4` on PostgreSQL; SQLite reads any integer.
+        attempts: attempts_from(row.col::<i32>("attempts")?.into())?,
+        consumed_at: row.col("consumed_at")?,
+        created_at: row.col("created_at")?,
+    })
 }

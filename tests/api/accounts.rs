@@ -18,12 +18,7 @@ use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app};
 const PASSWORD: &str = "correct horse battery";
 
 async fn user_id(app: &TestApp, access: &str) -> UserId {
-    let body: Value = app
-        .get_authed("/v1/auth/me", access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.me(access).await;
     body["user"]["id"].as_str().unwrap().parse().unwrap()
 }
 

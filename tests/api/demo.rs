@@ -130,12 +130,7 @@ async fn the_dev_endpoint_shows_the_mailed_code_that_verifies_the_email(backend:
     assert_eq!(response.status(), StatusCode::OK);
 
     // A later mail to the address replaces it (a password reset here).
-    let response = app
-        .post_json(
-            "/v1/auth/password/reset",
-            &json!({"email": "ada@example.com"}),
-        )
-        .await;
+    let response = app.request_password_reset("ada@example.com").await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let mail: Value = last_code(&app, "ada@example.com")
         .await

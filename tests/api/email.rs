@@ -438,12 +438,7 @@ async fn an_unreachable_mail_server_changes_no_answer(backend: Backend) {
     .await;
     let body = register(&app, "ada@example.com").await;
     assert!(body["verification_id"].is_string());
-    let response = app
-        .post_json(
-            "/v1/auth/password/reset",
-            &json!({"email": "ada@example.com"}),
-        )
-        .await;
+    let response = app.request_password_reset("ada@example.com").await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_code_sent_shape(&response.json().await.unwrap());
     app.stop().await;

@@ -214,6 +214,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /v1/auth/me` with `access`, its body as JSON (whatever the status).
+    pub async fn me(&self, access: &str) -> Value {
+        self.get_authed("/v1/auth/me", access)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/auth/password/reset` for `email`.
+    pub async fn request_password_reset(&self, email: &str) -> Response {
+        self.post_json("/v1/auth/password/reset", &json!({ "email": email }))
+            .await
+    }
+
     pub async fn delete_authed(&self, path: &str, access: &str) -> Response {
         self.client
             .delete(self.url(path))

@@ -35,7 +35,7 @@ fn pixels(width: u32, height: u32) -> image::RgbImage {
     })
 }
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(
@@ -141,7 +141,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     path: &str,
     access: &str,

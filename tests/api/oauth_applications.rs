@@ -546,12 +546,7 @@ async fn grants_are_sessions_marked_with_the_client_and_deleting_the_application
     let app = app(backend).await;
     let ada = app.signed_in_user(ADA).await;
     let (client_id, _, _) = created(&app, &ada.access, confidential()).await;
-    let me: Value = app
-        .get_authed("/v1/auth/me", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.me(&ada.access).await;
     let ada_id = me["user"]["id"]
         .as_str()
         .or(me["id"].as_str())

@@ -134,6 +134,8 @@ pub(crate) struct Setup {
     access: String,
     client_id: String,
     secret: String,
+    /// The application's logo URL, once the test uploaded one: the consent page shows it.
+    logo_url: Option<String>,
 }
 
 /// A fresh RSA ID-token key (PKCS#8 PEM) in `dir`: OpenID Connect on.
@@ -170,6 +172,7 @@ pub(crate) async fn setup_with(backend: Backend, extra: &[(&str, &str)]) -> Setu
         access: ada.access,
         client_id,
         secret,
+        logo_url: None,
     }
 }
 
@@ -275,6 +278,13 @@ pub(crate) async fn consent_after_login(
     );
     let html = consent.text().await.unwrap();
     assert!(html.contains("See your email address") && html.contains("id=\"consent-allow\""));
+    match &s.logo_url {
+        Some(url) => assert!(
+            html.contains(&format!("<img class=\"logo\" src=\"{url}\"")),
+            "{html}"
+        ),
+        None => assert!(!html.contains("class=\"logo\""), "{html}"),
+    }
     let allowed = b
         .post(
             &s.app.url("/oauth2/consent"),
@@ -337,7 +347,19 @@ fn session_id_of(access_token: &str) -> String {
 /// the remembered consent skip both pages next time; withdrawing the consent revokes the
 /// grant and brings the consent page back.
 async fn code_flow_end_to_end(backend: Backend) {
-    let s = setup(backend).await;
+    let mut s = setup(backend).await;
+    // The application's logo, uploaded by its owner, is on the consent page.
+    let logo = crate::media::upload(
+        &s.app,
+        &format!("/v1/applications/{}/logo", s.client_id),
+        &s.access,
+        crate::media::png(16, 16),
+        "image/png",
+    )
+    .await;
+    assert_eq!(logo.status(), StatusCode::OK);
+    let logo: Value = logo.json().await.unwrap();
+    s.logo_url = Some(logo["url"].as_str().unwrap().to_owned());
     let mut b = Browser::new();
     let code = sign_in_and_consent(&s, &mut b, "").await;
     let tokens = exchange(&s, &code, REDIRECT, VERIFIER).await;

@@ -98,12 +98,7 @@ async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
     assert_eq!(rotated.session.generation, 1);
 
     // Ada's own tokens are unaffected.
-    let me: Value = app
-        .get_authed("/v1/auth/me", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.me(&ada.access).await;
     assert_eq!(me["user"]["email"], "ada@example.com", "{me}");
     assert_eq!(app.refresh(&ada.refresh).await.status(), StatusCode::OK);
     app.stop().await;

@@ -12,7 +12,6 @@ use serde_json::Value;
 use sessiond::crypto::keys::{KeyRing, SigningAlg};
 use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
 use sessiond_actors::ids::UserId;
-use sessiond_actors::model::{Grant, NewSession};
 use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
@@ -38,6 +37,23 @@ pub(crate) async fn ada_and_client(app: &TestApp) -> (crate::helpers::Tokens, Us
     (ada, user, client)
 }
 
+/// Opens a grant of `client_id` for `user` with `scope` through the session engine, as the
+/// authorization-code exchange does (aal 1, password).
+pub(crate) async fn open_grant(
+    app: &TestApp,
+    user: UserId,
+    client_id: &str,
+    scope: &str,
+) -> (
+    sessiond_actors::model::SessionRecord,
+    sessiond_actors::refresh_token::RefreshToken,
+) {
+    app.sessions
+        .create(crate::oauth_grants::grant_session(user, client_id, scope))
+        .await
+        .unwrap()
+}
+
 /// Opens a grant of `client` for `user` with `scope` through the session engine and redeems its
 /// first refresh token at `/oauth2/token` with `form` extras (e.g. a narrower `scope`).
 pub(crate) async fn grant(
@@ -47,23 +63,7 @@ pub(crate) async fn grant(
     scope: &str,
     extra: &[(&str, &str)],
 ) -> GrantTokens {
-    let (_, refresh) = app
-        .sessions
-        .create(NewSession {
-            user_id: user,
-            auth_time: chrono::Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: Some(Grant {
-                client_id: client.id.clone(),
-                scope: scope.to_owned(),
-            }),
-        })
-        .await
-        .unwrap();
+    let (_, refresh) = open_grant(app, user, &client.id, scope).await;
     let refresh = refresh.encode();
     let mut form = vec![
         ("grant_type", "refresh_token"),
@@ -544,7 +544,149 @@ async fn a_refresh_asking_for_openid_gets_a_verifiable_id_token(backend: crate::
     app.stop().await;
 }
 
+/// The grant's refresh token is inactive and its access token reads no profile.
+async fn assert_grant_ended(app: &TestApp, client: &Client, tokens: &GrantTokens) {
+    let refresh = introspect_as(app, client, &tokens.refresh, None).await;
+    assert_eq!(refresh["active"], false);
+    let response = userinfo(app, &tokens.access).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn grants_are_listed_with_their_application_and_end_with_the_users_sessions(
+    backend: crate::helpers::Backend,
+) {
+    let (app, _key) = oidc_app(backend).await;
+    let (ada, user, client) = ada_and_client(&app).await;
+    let first = grant(&app, user, &client, "openid offline_access", &[]).await;
+    let sid = {
+        let active = introspect_as(&app, &client, &first.refresh, None).await;
+        active["sid"].as_str().unwrap().to_owned()
+    };
+    let list: Value = app
+        .client
+        .get(app.url("/v1/auth/sessions"))
+        .bearer_auth(&ada.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    let marked = sessions
+        .iter()
+        .find(|s| s["id"] == sid.as_str())
+        .expect("the grant is listed");
+    assert_eq!(marked["application"]["client_id"], client.id);
+    assert_eq!(marked["application"]["name"], "Svc");
+    let own = sessions.iter().find(|s| s["current"] == true).unwrap();
+    assert!(
+        own.get("application").is_none(),
+        "a login is not a grant: {own}"
+    );
+
+    // "Sign out everywhere else" ends the user's grants too: an application the user let in is
+    // a credential like any device (decided in issue #12; README "Grants are sessions").
+    let response = app
+        .client
+        .delete(app.url("/v1/auth/sessions"))
+        .bearer_auth(&ada.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_grant_ended(&app, &client, &first).await;
+
+    // A password change ends them as well.
+    let second = grant(&app, user, &client, "openid offline_access", &[]).await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/password"))
+        .bearer_auth(&ada.access)
+        .json(
+            &serde_json::json!({"current_password": "correct horse battery",
+                                  "new_password": "a brand new passphrase"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_grant_ended(&app, &client, &second).await;
+    app.stop().await;
+}
+
+/// The OAuth endpoints a browser application calls answer CORS for the origins registered
+/// applications allow, preflight included, and for no other origin; other paths do not take
+/// the applications' origins.
+async fn oauth_endpoints_allow_the_applications_origins_only(backend: crate::helpers::Backend) {
+    let (app, _key) = oidc_app(backend).await;
+    let ada = app.signed_in_user(ADA).await;
+    let created = app
+        .client
+        .post(app.url("/v1/applications"))
+        .bearer_auth(&ada.access)
+        .json(&serde_json::json!({"name": "Spa", "client_type": "public",
+            "redirect_uris": ["https://spa.example/cb"], "allowed_origins": ["https://spa.example"],
+            "allowed_scopes": ["openid"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let preflight = |path: &'static str, origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = |r: &Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for path in [
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+    ] {
+        let ok = preflight(path, "https://spa.example").await.unwrap();
+        assert_eq!(
+            allowed(&ok).as_deref(),
+            Some("https://spa.example"),
+            "{path}"
+        );
+        assert!(
+            ok.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+        let foreign = preflight(path, "https://evil.example").await.unwrap();
+        assert_eq!(allowed(&foreign), None, "{path}");
+    }
+    // The first-party API does not take an application's origin.
+    let me = preflight("/v1/auth/me", "https://spa.example")
+        .await
+        .unwrap();
+    assert_eq!(allowed(&me), None);
+    // An actual request: the answer (an RFC 6749 error here) carries the header.
+    let token = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .header("origin", "https://spa.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&refresh_token=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed(&token).as_deref(), Some("https://spa.example"));
+    app.stop().await;
+}
+
 both_backends!(
+    oauth_endpoints_allow_the_applications_origins_only,
+    grants_are_listed_with_their_application_and_end_with_the_users_sessions,
     userinfo_reads_claims_by_scope_for_live_grants_only,
     discovery_documents_describe_what_is_served,
     refresh_tokens_introspect_from_the_live_grant,

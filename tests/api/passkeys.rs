@@ -850,11 +850,7 @@ async fn a_password_reset_takes_back_a_passkey_added_in_the_last_day(backend: Ba
     let app = passkey_app_with(backend, &sink.settings()).await;
     let (_, mut authenticator, _) = user_with_passkey(&app, "pk-reset@example.com").await;
     let reset = ok_json(
-        app.post_json(
-            "/v1/auth/password/reset",
-            &json!({"email": "pk-reset@example.com"}),
-        )
-        .await,
+        app.request_password_reset("pk-reset@example.com").await,
         StatusCode::ACCEPTED,
     )
     .await;

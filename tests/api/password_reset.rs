@@ -15,9 +15,7 @@ const OLD: &str = "correct horse battery";
 const NEW: &str = "a brand new passphrase";
 
 async fn request_reset(app: &TestApp, email: &str) -> Value {
-    let response = app
-        .post_json("/v1/auth/password/reset", &json!({"email": email}))
-        .await;
+    let response = app.request_password_reset(email).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let body: Value = response.json().await.unwrap();
     assert_code_sent_shape(&body);

@@ -389,12 +389,7 @@ async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: B
     assert_eq!(verify(key.clone()).await, StatusCode::OK);
 
     // The owner resets the password.
-    let response = app
-        .post_json(
-            "/v1/auth/password/reset",
-            &json!({"email": "ada@example.com"}),
-        )
-        .await;
+    let response = app.request_password_reset("ada@example.com").await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let body: Value = response.json().await.unwrap();
     let code = sink.nth(2).await.code();
@@ -510,12 +505,7 @@ async fn api_key_scopes_come_from_the_operator_allow_list(backend: Backend) {
     assert_eq!(created.status(), StatusCode::CREATED);
 
     // A key stored before the list lost a scope keeps working, without that scope.
-    let me: Value = app
-        .get_authed("/v1/auth/me", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.me(&ada.access).await;
     let owner: sessiond_actors::ids::UserId = me["user"]["id"].as_str().unwrap().parse().unwrap();
     let issued = sessiond::api_keys::IssuedKey::generate();
     let now = chrono::Utc::now();

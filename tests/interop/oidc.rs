@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app_with};
-use crate::support::{repo_root, require_tool};
+use crate::support::{repo_root, require_tool, rsa_private_pem};
 
 /// The pinned version (tests/interop/oidc/package.json).
 const OPENID_CLIENT_VERSION: &str = "6.9.1";
@@ -105,14 +105,20 @@ fn free_port() -> u16 {
 }
 
 /// sessiond as an OpenID provider on `http://127.0.0.1:PORT`, issuer included, with `extra`
-/// settings.
-async fn provider(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+/// settings. Its RSA ID-token key lives in the returned directory (OpenID Connect is on only
+/// with one, and the test server's keys are configured, not generated).
+async fn provider(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let issuer = format!("http://{bind}");
+    let keys = tempfile::tempdir().unwrap();
+    let id_token_key = keys.path().join("id-token.pem");
+    std::fs::write(&id_token_key, rsa_private_pem()).unwrap();
+    let id_token_key = id_token_key.display().to_string();
     let mut settings = vec![
         ("SESSIOND_BIND", bind.as_str()),
         ("SESSIOND_ISSUER", issuer.as_str()),
+        ("SESSIOND_ID_TOKEN_KEY_FILE", id_token_key.as_str()),
         ("SESSIOND_APP_CREATORS", EMAIL),
         // Plain http on loopback: the SSO cookie is `sessiond_sso` without `Secure`.
         ("SESSIOND_SECURE_COOKIES", "false"),
@@ -120,7 +126,7 @@ async fn provider(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     settings.extend_from_slice(extra);
     let app = spawn_app_with(backend, &settings).await;
     assert_eq!(app.base, issuer, "the server bound the issuer's port");
-    app
+    (app, keys)
 }
 
 /// Runs the script against `app` (and `short_code` for the expired code): one parsed line per
@@ -160,8 +166,9 @@ async fn run_script(app: &TestApp, short_code: &TestApp) -> (Option<i32>, Vec<Va
 }
 
 async fn openid_client_signs_in_and_every_negative_path_fails_as_specified(backend: Backend) {
-    let app = provider(backend, &[]).await;
-    let short_code = provider(backend, &[("SESSIOND_OAUTH_CODE_TTL", SHORT_CODE_TTL)]).await;
+    let (app, _keys) = provider(backend, &[]).await;
+    let (short_code, _short_code_keys) =
+        provider(backend, &[("SESSIOND_OAUTH_CODE_TTL", SHORT_CODE_TTL)]).await;
     let (code, lines, stderr) = run_script(&app, &short_code).await;
 
     let mut failures = Vec::new();

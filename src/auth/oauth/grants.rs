@@ -2,8 +2,11 @@
 //! withdrawing one (which revokes the grant's session through its actor, so the application's
 //! refresh and access tokens stop working at once on every instance).
 
+use std::collections::HashMap;
+
 use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::RevokeReason;
+use sessiond_actors::model::SessionRecord;
 use sessiond_actors::sessions::SessionError;
 use sessiond_actors::store::SessionStore;
 
@@ -37,4 +40,24 @@ pub async fn revoke(auth: &Auth<'_>, user: UserId, id: SessionId) -> Result<(), 
         Err(SessionError::Rejected(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The names of the applications behind the grants among `sessions` (client id → name), so a
+/// user's sessions list can say which application each grant belongs to. One lookup per
+/// distinct application on the page (at most a page's worth); an application deleted meanwhile
+/// has no name (its grants are being revoked).
+pub async fn application_names(
+    auth: &Auth<'_>,
+    sessions: &[SessionRecord],
+) -> Result<HashMap<String, String>, AuthError> {
+    let mut names = HashMap::new();
+    for grant in sessions.iter().filter_map(|s| s.grant.as_ref()) {
+        if names.contains_key(&grant.client_id) {
+            continue;
+        }
+        if let Some(app) = auth.store.find_application(&grant.client_id).await? {
+            names.insert(grant.client_id.clone(), app.name);
+        }
+    }
+    Ok(names)
 }

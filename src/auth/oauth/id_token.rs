@@ -13,7 +13,7 @@
 //! `acr` (`aal1` / `aal2`, NIST SP 800-63B's assurance levels, which is what the session's `aal`
 //! counts), `amr` (RFC 8176 method names as the session recorded them), and by scope, read from
 //! the user's record at issue time ([`profile_claims`], shared with userinfo): `email` →
-//! `email`, `email_verified`; `profile` → `name` and `picture` when the account has them.
+//! `email`, `email_verified`; `profile` → `name` and `picture` (the avatar URL) when the account has them.
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
@@ -52,9 +52,10 @@ pub fn acr(aal: u8) -> &'static str {
 }
 
 /// The user's claims `scope` lets a client see (OIDC Core §5.4): `email` → `email` and
-/// `email_verified`; `profile` → `name` when the account has one (and `picture` once accounts
-/// carry an avatar). Nothing else about the account leaves sessiond.
-pub fn profile_claims(user: &User, scope: &Scopes) -> ProfileClaims {
+/// `email_verified`; `profile` → `name` and `picture` (the avatar's URL under `media_base`,
+/// sessiond's public URL) when the account has them. Nothing else about the account leaves
+/// sessiond.
+pub fn profile_claims(user: &User, scope: &Scopes, media_base: &str) -> ProfileClaims {
     let mut claims = ProfileClaims::default();
     if scope.contains(EMAIL) {
         claims.email = Some(user.email.clone());
@@ -62,6 +63,7 @@ pub fn profile_claims(user: &User, scope: &Scopes) -> ProfileClaims {
     }
     if scope.contains(PROFILE) {
         claims.name = user.name.clone().filter(|n| !n.is_empty());
+        claims.picture = user.avatar.as_ref().map(|a| a.url(media_base));
     }
     claims
 }
@@ -94,7 +96,7 @@ pub async fn issue(
             at_hash: req.access_token.map(at_hash),
             acr: acr(req.aal).to_owned(),
             amr: req.amr.to_vec(),
-            profile: profile_claims(&user, req.scope),
+            profile: profile_claims(&user, req.scope, tokens.issuer()),
         })
         .map_err(|e| OAuthError::Server(AuthError::internal(e)))
 }
@@ -119,28 +121,45 @@ mod tests {
         }
     }
 
+    const BASE: &str = "https://id.example";
+
     #[test]
     fn claims_follow_the_scope_and_what_the_account_has() {
         let scope = |s: &str| Scopes::parse(Some(s)).unwrap();
         let ada = user(Some("Ada"), true);
         assert_eq!(
-            profile_claims(&ada, &scope("openid")),
+            profile_claims(&ada, &scope("openid"), BASE),
             ProfileClaims::default()
         );
-        let email = profile_claims(&ada, &scope("openid email"));
+        let email = profile_claims(&ada, &scope("openid email"), BASE);
         assert_eq!(email.email.as_deref(), Some("ada@example.com"));
         assert_eq!(email.email_verified, Some(true));
         assert_eq!(email.name, None);
-        let profile = profile_claims(&ada, &scope("openid profile"));
+        let profile = profile_claims(&ada, &scope("openid profile"), BASE);
         assert_eq!(profile.name.as_deref(), Some("Ada"));
         assert_eq!(profile.email, None);
         // No name on the account: no `name` claim (not an empty one).
         let anon = user(None, false);
-        let both = profile_claims(&anon, &scope("openid profile email"));
+        let both = profile_claims(&anon, &scope("openid profile email"), BASE);
         assert_eq!(both.name, None);
         assert_eq!(both.email_verified, Some(false));
         let json = serde_json::to_value(&both).unwrap();
         assert!(json.get("name").is_none() && json.get("picture").is_none());
+        // An avatar: `picture` with `profile`, its URL under sessiond's public URL.
+        let mut pictured = user(Some("Ada"), true);
+        pictured.avatar = Some(crate::media::MediaRef {
+            sha256: crate::media::MediaHash([7; 32]),
+            format: crate::media::ImageFormat::Png,
+        });
+        let claims = profile_claims(&pictured, &scope("openid profile"), BASE);
+        assert_eq!(
+            claims.picture.as_deref(),
+            Some(format!("{BASE}/media/{}.png", "07".repeat(32)).as_str())
+        );
+        assert_eq!(
+            profile_claims(&pictured, &scope("openid email"), BASE).picture,
+            None
+        );
         assert_eq!(acr(1), "aal1");
         assert_eq!(acr(2), "aal2");
         assert_eq!(acr(0), "aal1");

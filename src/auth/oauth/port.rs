@@ -211,3 +211,11 @@ pub trait AuthorizeStore: Send + Sync {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<SessionId>, StoreError>;
 }
+
+/// What the CORS policy of the OAuth endpoints needs: every origin some application allows
+/// (`super::origins::AllowedOrigins` caches it).
+#[async_trait]
+pub trait OriginStore: Send + Sync {
+    /// The union of all applications' `allowed_origins`, each once.
+    async fn allowed_origins(&self) -> Result<Vec<String>, StoreError>;
+}

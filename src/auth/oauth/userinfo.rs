@@ -81,6 +81,6 @@ pub async fn userinfo(
         .ok_or(BearerError::InvalidToken(NOT_A_GRANT))?;
     Ok(UserInfo {
         sub,
-        profile: profile_claims(&user, &scope),
+        profile: profile_claims(&user, &scope, tokens.issuer()),
     })
 }

@@ -19,7 +19,8 @@ use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::http::views::{SessionPage, SessionView};
 
-/// Lists the caller's live sessions, newest first; the current one has `current: true`.
+/// Lists the caller's live sessions, newest first; the current one has `current: true`. The
+/// user's OAuth grants are among them (they are sessions), each marked with its `application`.
 #[utoipa::path(
     get,
     path = "/v1/auth/sessions",
@@ -49,9 +50,12 @@ pub async fn list(
         )
         .await?;
     let next_cursor = page.finish(&mut rows, |s| s.id.as_uuid());
+    let names = crate::auth::oauth::grants::application_names(&state.auth(), &rows).await?;
     let sessions: Vec<SessionView> = rows
         .iter()
-        .map(|s| SessionView::new(s, &state.policy, s.id == me.session_id))
+        .map(|s| {
+            SessionView::new(s, &state.policy, s.id == me.session_id).with_application(s, &names)
+        })
         .collect();
     Ok(Json(SessionPage {
         sessions,
