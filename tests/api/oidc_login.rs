@@ -395,10 +395,22 @@ async fn conceal_mode_answers_the_generic_failure() {
 
 /// Starts an explicit link from a signed-in session and completes it at the provider.
 async fn link(app: &TestApp, provider: &TestProvider, access: &str, email: &str) -> Response {
+    from_session(app, provider, "/v1/auth/oidc/plain/link", access, email).await
+}
+
+/// A provider login started from a signed-in session (`route`: link or reauth) and completed
+/// at the provider as `email`: the callback's answer.
+async fn from_session(
+    app: &TestApp,
+    provider: &TestProvider,
+    route: &str,
+    access: &str,
+    email: &str,
+) -> Response {
     let mut browser = Browser::new();
     let response = browser
         .http
-        .post(app.url("/v1/auth/oidc/plain/link"))
+        .post(app.url(route))
         .bearer_auth(access)
         .json(&json!({"return_to": "/settings"}))
         .send()
@@ -408,7 +420,10 @@ async fn link(app: &TestApp, provider: &TestProvider, access: &str, email: &str)
     browser.keep_binding(&response);
     let body: Value = response.json().await.unwrap();
     let url = body["authorization_url"].as_str().unwrap();
-    assert!(url.contains("prompt=login"), "a fresh login: {url}");
+    assert!(
+        url.contains("prompt=login") && url.contains("max_age=0"),
+        "a fresh login: {url}"
+    );
     let url = format!("{url}&{}", hint(email));
     let callback = provider.authorize(&url).await;
     browser.get(&callback).await
@@ -527,30 +542,8 @@ async fn a_passwordless_account_reauthenticates_at_its_provider() {
         "{body}"
     );
 
-    let reauth = |hint_email: &'static str| {
-        let (app, provider, access) = (&app, &provider, &access);
-        async move {
-            let mut browser = Browser::new();
-            let started = browser
-                .http
-                .post(app.url("/v1/auth/oidc/test/reauth"))
-                .bearer_auth(access)
-                .json(&json!({"return_to": "/settings"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(started.status(), StatusCode::OK);
-            browser.keep_binding(&started);
-            let body: Value = started.json().await.unwrap();
-            let url = body["authorization_url"].as_str().unwrap().to_owned();
-            assert!(
-                url.contains("max_age=0") && url.contains("prompt=login"),
-                "{url}"
-            );
-            let url = format!("{url}&{}", hint(hint_email));
-            let callback = provider.authorize(&url).await;
-            browser.get(&callback).await
-        }
+    let reauth = |email: &'static str| {
+        from_session(&app, &provider, "/v1/auth/oidc/test/reauth", &access, email)
     };
     // Someone else's provider account does not reauthenticate this session.
     let before = app.stored_session(&sid).await.auth_time;
