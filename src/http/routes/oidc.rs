@@ -302,6 +302,7 @@ pub async fn callback(
         (status = 400, description = "`invalid_grant`: unknown, used or expired code, or a wrong `code_verifier`", body = ErrorResponse),
         (status = 401, description = "`mfa_required` (`details: {challenge_id, expires_at, methods}`; finish with `POST /v1/auth/sessions/mfa`) or `oidc_login_failed`", body = ErrorResponse),
         (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -345,6 +346,7 @@ pub async fn exchange(
         (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
         BearerRejected,
         (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
@@ -410,6 +412,7 @@ async fn start_for_session(
         (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
         BearerRejected,
         (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
         (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
