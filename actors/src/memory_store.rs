@@ -42,6 +42,11 @@ pub struct MemoryStore {
     commits: AtomicU64,
     /// Number of `apply` calls that lost their fence, so tests can see conflicts happen.
     conflicts: AtomicU64,
+    /// Number of `load_session` and `find_generation` calls: the reads on a session's serial
+    /// path, so tests can pin down how many round trips a flow costs.
+    loads: AtomicU64,
+    /// See `loads`.
+    history_lookups: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -86,6 +91,16 @@ impl MemoryStore {
     /// How many `apply` calls lost their fence, over all sessions.
     pub fn conflicts(&self) -> u64 {
         self.conflicts.load(Ordering::SeqCst)
+    }
+
+    /// How many times `load_session` was called (outages included), over all sessions.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    /// How many times `find_generation` was called (outages included), over all sessions.
+    pub fn history_lookups(&self) -> u64 {
+        self.history_lookups.load(Ordering::SeqCst)
     }
 
     /// Number of stored sessions.
@@ -144,6 +159,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         self.check_available()?;
         Ok(self.snapshot(id))
     }
@@ -153,6 +169,7 @@ impl SessionStore for MemoryStore {
         id: SessionId,
         hash: &TokenHash,
     ) -> Result<Option<u64>, StoreError> {
+        self.history_lookups.fetch_add(1, Ordering::SeqCst);
         self.check_available()?;
         let rows = self.lock();
         Ok(rows.get(&id).and_then(|row| {

@@ -264,11 +264,19 @@ impl SessionState {
     }
 
     /// Where the presented hash stands, asking the token history only when memory cannot tell.
-    /// `None` means memory is behind the store (a generation it does not know was issued).
+    /// `None` means memory may be behind the store: re-read it, then ask again.
+    ///
+    /// A secret that is neither current nor previous in memory that was not re-read during this
+    /// request is first taken as a sign that memory is behind (the usual cause: another
+    /// instance rotated the session, since rotations are fenced, not published). One re-read
+    /// then usually finds it current, and the rotation follows: two round trips. Asking the
+    /// history first would cost three (look-up, re-read, write), and every other answer
+    /// (ancestor, unknown) needs re-read memory anyway before it is given.
     async fn locate(
         &self,
         presented: &TokenHash,
         now: chrono::DateTime<chrono::Utc>,
+        fresh: bool,
     ) -> Result<Option<Presented>, SessionError> {
         match rotation::classify(&self.record, presented) {
             SecretMatch::Current => Ok(Some(Presented::Current)),
@@ -277,6 +285,9 @@ impl SessionState {
                 if rotation::usable(&self.record, now, &self.env.config.policy).is_err() {
                     // Status and expiry are decided before the secret: no history look-up.
                     return Ok(Some(Presented::Unknown));
+                }
+                if !fresh {
+                    return Ok(None);
                 }
                 let found = self
                     .env
@@ -337,7 +348,7 @@ impl SessionState {
         }
         loop {
             let now = self.env.clock.now();
-            let Some(presented) = self.locate(&presented_hash, now).await? else {
+            let Some(presented) = self.locate(&presented_hash, now, fresh).await? else {
                 Self::spend(&mut budget)?;
                 self.reload().await?;
                 fresh = true;

@@ -100,6 +100,53 @@ async fn a_stale_engine_one_rotation_behind_still_detects_the_ancestor() {
     );
 }
 
+/// The hop a round-robin load balancer causes on every refresh: B's memory is one rotation
+/// behind (A rotated since), and the client presents A's child to B. B re-reads the row once
+/// and rotates: one read and one write on the session's path, no token-history look-up (the
+/// look-up is only for secrets that re-read memory still does not know). Each answer given
+/// after the hop is the one a single engine gives.
+#[tokio::test]
+async fn a_hop_to_a_stale_engine_costs_one_read_and_one_write() {
+    let p = pair().await;
+    let (created, g0) = p.a.create(new_session()).await.unwrap();
+    let g1 = token(&p.b.refresh(&g0).await.unwrap());
+    let g2 = token(&p.a.refresh(&g1).await.unwrap());
+    let (loads, lookups, commits) = (
+        p.store.loads(),
+        p.store.history_lookups(),
+        p.store.commits(),
+    );
+
+    let hopped = p.b.refresh(&g2).await.unwrap();
+    assert_eq!(
+        (hopped.outcome, hopped.session.generation),
+        (RefreshOutcome::Rotated, 3)
+    );
+    assert_eq!(p.store.loads() - loads, 1, "one re-read of the row");
+    assert_eq!(p.store.history_lookups() - lookups, 0, "no history look-up");
+    assert_eq!(p.store.commits() - commits, 1, "one rotation");
+
+    // The replayed ancestor and a secret never issued are still told apart through B's memory
+    // (trusted again since its rotation), from re-read memory and the history.
+    let never_issued = RefreshToken {
+        session_id: created.id,
+        secret: sessiond_actors::refresh_token::RefreshSecret::random(),
+    };
+    assert!(matches!(
+        p.b.refresh(&never_issued).await,
+        Err(SessionError::Rejected(Rejection::InvalidToken))
+    ));
+    assert_eq!(
+        p.store.snapshot(created.id).unwrap().status,
+        SessionStatus::Active,
+        "a secret never issued compromises nothing"
+    );
+    assert!(matches!(
+        p.b.refresh(&g1).await,
+        Err(SessionError::Reused(ReuseClass::Ancestor))
+    ));
+}
+
 /// A genuine retry still works across engines: the parent retried through either engine, in
 /// either order, gets the same child, and nothing is written or compromised.
 #[tokio::test]
