@@ -87,8 +87,12 @@ impl fmt::Debug for TokenHash {
 }
 
 /// The key refresh secrets are derived with (`SESSIOND_REFRESH_KEY`). Never logged.
+///
+/// Held as the keyed HMAC state, not the key bytes: keying HMAC-SHA256 hashes the inner and
+/// outer pads (two of the five SHA-256 blocks of a derivation), and every refresh derives a
+/// child, so the pads are hashed once here and each derivation starts from a copy.
 #[derive(Clone)]
-pub struct RefreshKey(Vec<u8>);
+pub struct RefreshKey(Hmac<Sha256>);
 
 impl fmt::Debug for RefreshKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,7 +103,11 @@ impl fmt::Debug for RefreshKey {
 impl RefreshKey {
     /// Wraps key material; HMAC accepts any length, config enforces at least 32 bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
+        let bytes: Vec<u8> = bytes.into();
+        Self(
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes)
+                .expect("HMAC accepts keys of any length"),
+        )
     }
 
     /// The secret of generation `child_generation`, derived from its parent's secret.
@@ -109,8 +117,7 @@ impl RefreshKey {
         child_generation: u64,
         parent: &RefreshSecret,
     ) -> RefreshSecret {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.0.clone();
         mac.update(session.as_uuid().as_bytes());
         mac.update(&child_generation.to_be_bytes());
         mac.update(&parent.0);
@@ -254,6 +261,25 @@ mod tests {
             child,
             RefreshKey::new(vec![8u8; 32]).derive_child(sid, 1, &parent)
         );
+    }
+
+    /// The kept HMAC state gives exactly HMAC-SHA256(key, session ‖ generation ‖ parent), as
+    /// documented at the top of this file: tokens issued before the change stay valid.
+    #[test]
+    fn derivation_is_hmac_sha256_of_the_documented_message() {
+        let key_bytes = b"a refresh key of thirty-two bytes or more".to_vec();
+        let sid = SessionId::new();
+        let parent = RefreshSecret::random();
+        let mut message = sid.as_uuid().as_bytes().to_vec();
+        message.extend_from_slice(&9u64.to_be_bytes());
+        message.extend_from_slice(parent.as_bytes());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key_bytes).unwrap();
+        mac.update(&message);
+        let expected: [u8; 32] = mac.finalize().into_bytes().into();
+        let key = RefreshKey::new(key_bytes);
+        assert_eq!(key.derive_child(sid, 9, &parent).as_bytes(), &expected);
+        // The state is copied per derivation, never advanced: the same inputs again agree.
+        assert_eq!(key.derive_child(sid, 9, &parent).as_bytes(), &expected);
     }
 
     #[test]

@@ -8,10 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::codec::{TimeRow, get};
+use super::codec::StoreRow;
 use super::dialect::{Dialect, Ts, on_backend};
 use super::{Store, StoreError};
 use crate::auth::oauth::port::{
@@ -34,35 +33,25 @@ macro_rules! query_on {
     };
 }
 
-fn request_row<R>(r: &R) -> Result<PendingRequest, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+/// One pending authorization request, of either backend.
+fn request_row(r: &impl StoreRow) -> Result<PendingRequest, StoreError> {
     Ok(PendingRequest {
-        id: get(r, "id")?,
-        client_id: get(r, "client_id")?,
-        csrf: get(r, "csrf")?,
-        params: get(r, "params")?,
-        created_at: r.ts("created_at")?,
-        expires_at: r.ts("expires_at")?,
+        id: r.col("id")?,
+        client_id: r.col("client_id")?,
+        csrf: r.col("csrf")?,
+        params: r.col("params")?,
+        created_at: r.col("created_at")?,
+        expires_at: r.col("expires_at")?,
     })
 }
 
-fn consent_row<R>(r: &R) -> Result<ConsentSummary, StoreError>
-where
-    R: TimeRow + Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+/// One remembered consent with its application's name, of either backend.
+fn consent_row(r: &impl StoreRow) -> Result<ConsentSummary, StoreError> {
     Ok(ConsentSummary {
-        client_id: get(r, "client_id")?,
-        application_name: get(r, "name")?,
-        scope: get(r, "scope")?,
-        created_at: r.ts("created_at")?,
+        client_id: r.col("client_id")?,
+        application_name: r.col("name")?,
+        scope: r.col("scope")?,
+        created_at: r.col("created_at")?,
     })
 }
 
