@@ -214,8 +214,10 @@ pub(super) fn sqlite_err(op: &str, err: sqlx::Error) -> StoreError {
 /// The part of sqlx error classification both backends share. `retryable` is the backend's
 /// verdict on a database error (lock contention, server shutting down, ...); `unreachable` says
 /// which database error codes mean the connection or server is gone. Those, socket and TLS
-/// errors and pool acquire timeouts carry [`breaker::UNREACHABLE`] and open the circuit
-/// breaker. The message names the operation and sqlx's error, which never includes bound
+/// errors, protocol errors and pool acquire timeouts carry [`breaker::UNREACHABLE`] and open
+/// the circuit breaker. A protocol error is what sqlx reports when a server that is going away
+/// answers a new connection with something other than the protocol (seen while PostgreSQL shut
+/// down: "unexpected response from SSLRequest"): the request may be retried, it is not a bug. The message names the operation and sqlx's error, which never includes bound
 /// values (tokens, hashes).
 fn map_sqlx_error(
     op: &str,
@@ -225,7 +227,7 @@ fn map_sqlx_error(
 ) -> StoreError {
     use sqlx::Error as E;
     match &err {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut => {
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut => {
             StoreError::Unavailable(format!("{op}: {}: {err}", breaker::UNREACHABLE))
         }
         E::Database(db) if db.code().is_some_and(|c| unreachable(&c)) => {
@@ -242,6 +244,32 @@ fn map_sqlx_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a dying or restarting server makes sqlx report is an outage (503, retryable, opens
+    /// the breaker), never an internal error: a refresh that reloads a session while
+    /// PostgreSQL shuts down once answered 500 from this.
+    #[test]
+    fn connection_failures_are_unavailable_and_unreachable() {
+        let cases = [
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x32".into()),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::PoolTimedOut,
+        ];
+        for err in cases {
+            let shown = err.to_string();
+            match pg_err("load session", err) {
+                StoreError::Unavailable(m) => assert!(
+                    m.contains(breaker::UNREACHABLE) && m.starts_with("load session"),
+                    "{shown}: {m}"
+                ),
+                other => panic!("{shown}: expected unavailable, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            pg_err("x", sqlx::Error::RowNotFound),
+            StoreError::Other(_)
+        ));
+    }
 
     #[test]
     fn timestamps_are_fixed_width_and_sort_as_text() {
