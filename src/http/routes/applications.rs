@@ -17,7 +17,7 @@ use crate::auth::oauth::port::ApplicationStore;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PageRejected, Unavailable,
 };
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
@@ -257,9 +257,8 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of applications", body = ApplicationPage),
-        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -268,11 +267,12 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<ApplicationPage>, ApiError> {
-    let mut rows = state
-        .store
-        .list_applications(me.user_id, page.before, page.fetch_limit())
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| state.store.list_applications(me.user_id, before, limit),
+            |a| a.id,
+        )
         .await?;
-    let next_cursor = page.finish(&mut rows, |a| a.id);
     let now = state.clock.now();
     Ok(Json(ApplicationPage {
         applications: rows

@@ -17,7 +17,7 @@ use crate::http::browser::{
 };
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
+use crate::http::openapi::{BodyRejected, CsrfRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::store::audit::AuditClient;
 
@@ -128,7 +128,7 @@ pub async fn login(
         (status = 201, description = "Logged in at `aal` 2; the refresh token in `Set-Cookie` only; `Cache-Control: no-store`", body = BrowserTokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
         (status = 401, description = "`invalid_mfa_code`, `mfa_challenge_invalid` (log in again) or `mfa_attempts_exceeded`", body = ErrorResponse),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the per-IP limit or the account's second-factor lock (`Retry-After`)", body = ErrorResponse),
@@ -173,7 +173,7 @@ pub async fn complete_mfa(
     responses(
         (status = 200, description = "Rotated (or a grace retry); the new refresh token in `Set-Cookie`; `Cache-Control: no-store`", body = BrowserTokenResponse),
         (status = 401, description = "`invalid_refresh_token` (no cookie, or not a live token), `refresh_token_reused`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         Unavailable,
     )
 )]
@@ -210,7 +210,7 @@ pub async fn refresh(
     security(("refresh_cookie" = [])),
     responses(
         (status = 204, description = "Logged out (or nothing to log out); `Set-Cookie` with `Max-Age=0` clears the cookie"),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         Unavailable,
     )
 )]

@@ -21,7 +21,8 @@ use crate::http::browser::{see_other, session_cookie_redirect};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, OidcProviderUnknown, Unavailable,
+    ValidationFailed,
 };
 use crate::http::state::AppState;
 use crate::http::views::{TokenResponse, issued_session_response, no_store, rfc3339_text};
@@ -165,7 +166,7 @@ fn with_fragment(url: &str, fragment: &str) -> String {
     responses(
         (status = 303, description = "To the provider's authorization endpoint (PKCE S256, `state`, `nonce`); `Set-Cookie: __Secure-sessiond_oidc=…; Path=/v1/auth/oidc; HttpOnly; Secure; SameSite=Lax`"),
         (status = 400, description = "`return_url_not_allowed` (return URL or native redirect URI not on the allow-list)", body = ErrorResponse),
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        OidcProviderUnknown,
         (status = 422, description = "`validation_failed`: a native app's `code_challenge` (S256 only)", body = ErrorResponse),
         (status = 503, description = "`oidc_provider_unavailable` (its discovery cannot be fetched now; retried) or `unavailable`", body = ErrorResponse),
     )
@@ -301,8 +302,8 @@ pub async fn callback(
         BodyRejected,
         (status = 400, description = "`invalid_grant`: unknown, used or expired code, or a wrong `code_verifier`", body = ErrorResponse),
         (status = 401, description = "`mfa_required` (`details: {challenge_id, expires_at, methods}`; finish with `POST /v1/auth/sessions/mfa`) or `oidc_login_failed`", body = ErrorResponse),
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -345,8 +346,8 @@ pub async fn exchange(
         BodyRejected,
         (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
         BearerRejected,
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
         (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
@@ -411,8 +412,8 @@ async fn start_for_session(
         BodyRejected,
         (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
         BearerRejected,
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
         (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
