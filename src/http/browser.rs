@@ -28,17 +28,18 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use utoipa::ToSchema;
 
+use crate::auth::login::LoginOutcome;
 use crate::auth::sessions::IssuedSession;
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, UserView};
+use crate::http::views::{SessionView, UserView, issued_session_response};
 use crate::store::UserProfile;
 
 /// The header every browser route requires, with the value `1`.
@@ -381,6 +382,61 @@ pub fn browser_session_response(
         &issued.session,
         &issued.refresh_token,
     )
+}
+
+// The `transport` of the passkey logins; the JSON login routes answer `Body`, the browser
+// ones `Cookie`. (The doc comment is the schema's description.)
+/// How the login's tokens travel.
+#[derive(Debug, Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The usual token response, refresh token in the body.
+    #[default]
+    Body,
+    /// The browser answer: refresh token only in a cookie (CSRF rules apply).
+    Cookie,
+}
+
+impl Transport {
+    /// The cookie transport is a browser route: the CSRF rule applies, checked before anything
+    /// (a ceremony included) is consumed.
+    pub fn check(self, state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self {
+            Self::Body => Ok(()),
+            Self::Cookie => check_csrf(state, headers),
+        }
+    }
+
+    /// The 201 answer to a login: the token response, or the browser answer (refresh token
+    /// only in the cookie).
+    pub fn session_response(
+        self,
+        state: &AppState,
+        issued: &IssuedSession,
+    ) -> Result<Response, ApiError> {
+        match self {
+            Self::Body => issued_session_response(state, issued),
+            Self::Cookie => browser_session_response(state, issued, StatusCode::CREATED),
+        }
+    }
+}
+
+/// The answer to a login that may owe a second factor: the session by `transport` (its user
+/// and session ids recorded on the current span), or 401 `mfa_required`.
+pub fn login_outcome_response(
+    state: &AppState,
+    outcome: LoginOutcome,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    match outcome {
+        LoginOutcome::Session(issued) => {
+            tracing::Span::current()
+                .record("user_id", tracing::field::display(issued.user.id))
+                .record("session_id", tracing::field::display(issued.session.id));
+            transport.session_response(state, &issued)
+        }
+        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
+    }
 }
 
 /// 204 with the cookie removed.
