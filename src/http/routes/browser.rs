@@ -7,13 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
+use crate::auth::login::{PasswordLogin, password_login};
 use crate::auth::mfa_login::{self, Proof};
 use crate::http::browser::{
-    BrowserTokenResponse, CsrfChecked, browser_session_response, browser_token_response,
-    cleared_response,
+    BrowserTokenResponse, CsrfChecked, Transport, browser_session_response, browser_token_response,
+    cleared_response, login_outcome_response,
 };
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
@@ -102,15 +101,8 @@ pub async fn login(
         device_name,
         client: AuditClient::from(&client),
     };
-    match password_login(&state.auth(), request).await? {
-        LoginOutcome::Session(issued) => {
-            tracing::Span::current()
-                .record("user_id", tracing::field::display(issued.user.id))
-                .record("session_id", tracing::field::display(issued.session.id));
-            browser_session_response(&state, &issued, StatusCode::CREATED)
-        }
-        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
-    }
+    let outcome = password_login(&state.auth(), request).await?;
+    login_outcome_response(&state, outcome, Transport::Cookie)
 }
 
 /// Completes an `mfa_required` browser login with a TOTP code or a recovery code, like
@@ -142,8 +134,7 @@ pub async fn complete_mfa(
     client: ClientInfo,
     AppJson(body): AppJson<BrowserMfaRequest>,
 ) -> Result<Response, ApiError> {
-    let challenge_id = Uuid::parse_str(body.challenge_id.trim())
-        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = Proof::from_code(body.code);
     let issued = mfa_login::complete(
         &state.auth(),

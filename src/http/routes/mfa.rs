@@ -23,7 +23,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::auth::mfa_login::{self, Proof};
 use crate::auth::reauth::ActionClass;
@@ -284,8 +283,7 @@ pub async fn complete_login(
     client: ClientInfo,
     AppJson(body): AppJson<MfaLoginRequest>,
 ) -> Result<Response, ApiError> {
-    let challenge_id = Uuid::parse_str(body.challenge_id.trim())
-        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = one_proof(body.code, body.recovery_code)?;
     let issued = mfa_login::complete(
         &state.auth(),

@@ -17,7 +17,7 @@ use crate::auth::oidc_login::{
     CallbackFailure, CallbackOutcome, CallbackParams, DEFAULT_RETURN, NativeStart, OidcFailure,
     SessionPurpose, StartLogin, new_secret, return_url_allowed,
 };
-use crate::http::browser::{see_other, session_cookie_redirect};
+use crate::http::browser::{Transport, login_outcome_response, see_other, session_cookie_redirect};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
@@ -25,7 +25,7 @@ use crate::http::openapi::{
     ValidationFailed,
 };
 use crate::http::state::AppState;
-use crate::http::views::{TokenResponse, issued_session_response, no_store, rfc3339_text};
+use crate::http::views::{TokenResponse, no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
 /// How long the binding cookie lives: as long as a flow.
@@ -323,10 +323,7 @@ pub async fn exchange(
             &AuditClient::from(&client),
         )
         .await?;
-    match outcome {
-        LoginOutcome::Session(issued) => issued_session_response(&state, &issued),
-        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
-    }
+    login_outcome_response(&state, outcome, Transport::Body)
 }
 
 /// Starts linking a provider account to the signed-in account (a sensitive action: the

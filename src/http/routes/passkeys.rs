@@ -629,7 +629,7 @@ pub async fn mfa_start(
     State(state): State<AppState>,
     AppJson(body): AppJson<MfaStartRequest>,
 ) -> Result<Json<CeremonyResponse>, ApiError> {
-    let challenge_id = parse_id(&body.challenge_id, "challenge_id")?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let started = state.passkey_flows().mfa_start(challenge_id).await?;
     Ok(Json(CeremonyResponse::from_started(started)?))
 }
@@ -661,7 +661,7 @@ pub async fn mfa_finish(
     AppJson(body): AppJson<MfaFinishRequest>,
 ) -> Result<Response, ApiError> {
     body.transport.check(&state, &headers)?;
-    let challenge_id = parse_id(&body.challenge_id, "challenge_id")?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let issued = state
         .passkey_flows()
         .mfa_finish(
