@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::auth::login::LoginOutcome;
 use crate::auth::oidc_login::port::Identity;
@@ -341,53 +341,91 @@ pub async fn exchange(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
         MalformedJson,
         BodyRejected,
-        (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
+        SessionStartRefused,
         BearerRejected,
         OidcProviderUnknown,
         ValidationFailed,
-        (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
-#[tracing::instrument(name = "oidc_link", skip_all, fields(provider = %provider))]
+#[tracing::instrument(name = "oidc_link", skip_all, fields(provider = %start.provider))]
 pub async fn link(
     State(state): State<AppState>,
-    current: CurrentSession,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    AppJson(body): AppJson<LinkRequest>,
+    start: SessionStart,
 ) -> Result<Response, ApiError> {
-    start_for_session(
-        &state,
-        &current,
-        &provider,
-        &headers,
-        &body,
-        SessionPurpose::Link,
-    )
-    .await
+    start.run(&state, SessionPurpose::Link).await
 }
 
-/// A provider login started from a signed-in session: the URL to send the browser to, and
-/// the binding cookie when the browser has none yet.
-async fn start_for_session(
-    state: &AppState,
-    current: &CurrentSession,
-    provider: &str,
-    headers: &HeaderMap,
-    body: &LinkRequest,
-    purpose: SessionPurpose,
-) -> Result<Response, ApiError> {
-    let return_to = checked_return(state, body.return_to.as_deref())?;
-    let (secret, cookie) = binding(state, headers);
-    let authorization_url = state
-        .oidc_flows()
-        .start_for_session(&current.session, purpose, provider, &secret, &return_to)
-        .await?;
-    let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+/// The refusals a provider login started from a signed-in session (link, reauth) has of its
+/// own.
+#[derive(IntoResponses)]
+pub enum SessionStartRefused {
+    /// The return URL is not on the allow-list.
+    #[response(status = 400, description = "`return_url_not_allowed`")]
+    ReturnUrlNotAllowed(ErrorResponse),
+    /// The provider's discovery cannot be fetched now, or the store is busy.
+    #[response(
+        status = 503,
+        description = "`oidc_provider_unavailable` or `unavailable`"
+    )]
+    ProviderUnavailable(ErrorResponse),
+}
+
+/// A provider login started from a signed-in session (`POST …/link`, `POST …/reauth`): the
+/// session, the provider, the browser's headers (its binding cookie) and the body, extracted
+/// in that order.
+pub struct SessionStart {
+    current: CurrentSession,
+    provider: String,
+    headers: HeaderMap,
+    body: LinkRequest,
+}
+
+impl FromRequest<AppState> for SessionStart {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let current = CurrentSession::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(provider) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let AppJson(body) =
+            AppJson::<LinkRequest>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            current,
+            provider,
+            headers,
+            body,
+        })
     }
-    Ok(response)
+}
+
+impl SessionStart {
+    /// The URL to send the browser to, and the binding cookie when the browser has none yet.
+    async fn run(self, state: &AppState, purpose: SessionPurpose) -> Result<Response, ApiError> {
+        let return_to = checked_return(state, self.body.return_to.as_deref())?;
+        let (secret, cookie) = binding(state, &self.headers);
+        let authorization_url = state
+            .oidc_flows()
+            .start_for_session(
+                &self.current.session,
+                purpose,
+                &self.provider,
+                &secret,
+                &return_to,
+            )
+            .await?;
+        let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(response)
+    }
 }
 
 /// Starts a reauthentication at the provider (issue #14): how an account without a password
@@ -407,30 +445,18 @@ async fn start_for_session(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
         MalformedJson,
         BodyRejected,
-        (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
+        SessionStartRefused,
         BearerRejected,
         OidcProviderUnknown,
         ValidationFailed,
-        (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
     )
 )]
-#[tracing::instrument(name = "oidc_reauth", skip_all, fields(provider = %provider))]
+#[tracing::instrument(name = "oidc_reauth", skip_all, fields(provider = %start.provider))]
 pub async fn reauth(
     State(state): State<AppState>,
-    current: CurrentSession,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    AppJson(body): AppJson<LinkRequest>,
+    start: SessionStart,
 ) -> Result<Response, ApiError> {
-    start_for_session(
-        &state,
-        &current,
-        &provider,
-        &headers,
-        &body,
-        SessionPurpose::Reauth,
-    )
-    .await
+    start.run(&state, SessionPurpose::Reauth).await
 }
 
 /// Unlinks the provider from the signed-in account (a sensitive action), unless it is the
