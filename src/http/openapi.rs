@@ -107,6 +107,15 @@ pub struct PasskeysDisabled(pub ErrorResponse);
 #[response(status = 404, description = "`oidc_provider_unknown`")]
 pub struct OidcProviderUnknown(pub ErrorResponse);
 
+/// `404 not_found` for an application id that is not one of the caller's (another user's
+/// answers the same as one that does not exist).
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 404,
+    description = "`not_found`: no such application of the caller"
+)]
+pub struct ApplicationNotFound(pub ErrorResponse);
+
 /// The document's fixed parts; paths and schemas are added by the router.
 #[derive(OpenApi)]
 #[openapi(

@@ -17,7 +17,8 @@ use crate::auth::oauth::port::ApplicationStore;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PageRejected, Unavailable,
+    ApplicationNotFound, BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PageRejected,
+    Unavailable,
 };
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
@@ -293,7 +294,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The application", body = ApplicationView),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         Unavailable,
     )
 )]
@@ -322,7 +323,7 @@ pub async fn read(
         (status = 200, description = "The application as it is now", body = ApplicationView),
         MalformedJson,
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         BodyRejected,
         (status = 422, description = "`validation_failed`: the fields named", body = ErrorResponse),
         Unavailable,
@@ -368,7 +369,7 @@ pub async fn update(
     responses(
         (status = 204, description = "Deleted; its grants are revoked"),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         Unavailable,
     )
 )]
@@ -400,7 +401,7 @@ pub async fn delete(
     responses(
         (status = 200, description = "The new secret, shown this once", body = ApplicationWithSecret),
         (status = 401, description = "`insufficient_user_authentication`, `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         (status = 422, description = "`validation_failed`: `client_type` (a public client has no secret)", body = ErrorResponse),
         Unavailable,
     )
