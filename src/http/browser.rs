@@ -32,15 +32,17 @@ use serde::{Deserialize, Serialize};
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::login::LoginOutcome;
+use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use crate::auth::sessions::IssuedSession;
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
+use crate::http::extract::ClientInfo;
 use crate::http::state::AppState;
 use crate::http::views::{SessionView, UserView, issued_session_response};
 use crate::store::UserProfile;
+use crate::store::audit::AuditClient;
 
 /// The header every browser route requires, with the value `1`.
 pub const CSRF_HEADER: &str = "x-sessiond-csrf";
@@ -274,6 +276,20 @@ pub fn check_csrf(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
     state.browser.check_csrf(headers)
 }
 
+/// The CSRF rule's headers, for the OpenAPI document of the browser routes
+/// (`params(CsrfHeaders)`); [`CsrfChecked`] checks them.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CsrfHeaders {
+    /// Must be `1` (CSRF rule)
+    #[param(rename = "x-sessiond-csrf")]
+    csrf: String,
+    /// Must be an allowed origin (CSRF rule)
+    #[param(rename = "Origin")]
+    origin: String,
+}
+
 /// Extractor: the request passed the CSRF rule. Put it before the body extractor, so a
 /// refused request is answered before its body is read.
 #[derive(Debug, Clone, Copy)]
@@ -437,6 +453,25 @@ pub fn login_outcome_response(
         }
         LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
     }
+}
+
+/// A password login (the JSON or the browser route) answered by `transport`.
+pub async fn password_login_response(
+    state: &AppState,
+    client: &ClientInfo,
+    email: String,
+    password: String,
+    device_name: Option<&str>,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    let request = PasswordLogin {
+        email,
+        password,
+        device_name: crate::http::extract::device_name(device_name)?,
+        client: AuditClient::from(client),
+    };
+    let outcome = password_login(&state.auth(), request).await?;
+    login_outcome_response(state, outcome, transport)
 }
 
 /// 204 with the cookie removed.

@@ -7,11 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::login::{PasswordLogin, password_login};
 use crate::codes::Purpose;
 use crate::config::RegisterConflict;
 use crate::domain::{DisplayName, Email, Password};
-use crate::http::browser::{Transport, login_outcome_response};
+use crate::http::browser::{Transport, password_login_response};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
@@ -203,15 +202,15 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
-    let request = PasswordLogin {
-        email: body.email,
-        password: body.password,
-        device_name,
-        client: AuditClient::from(&client),
-    };
-    let outcome = password_login(&state.auth(), request).await?;
-    login_outcome_response(&state, outcome, Transport::Body)
+    password_login_response(
+        &state,
+        &client,
+        body.email,
+        body.password,
+        body.device_name.as_deref(),
+        Transport::Body,
+    )
+    .await
 }
 
 /// Exchanges a refresh token for a new access token and its child refresh token.

@@ -8,11 +8,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::login::{PasswordLogin, password_login};
 use crate::auth::mfa_login::{self, Proof};
 use crate::http::browser::{
-    BrowserTokenResponse, CsrfChecked, Transport, browser_session_response, browser_token_response,
-    cleared_response, login_outcome_response,
+    BrowserTokenResponse, CsrfChecked, CsrfHeaders, Transport, browser_session_response,
+    browser_token_response, cleared_response, password_login_response,
 };
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
@@ -69,10 +68,7 @@ impl std::fmt::Debug for BrowserMfaRequest {
     path = "/v1/auth/browser/sessions",
     tag = "browser",
     request_body = BrowserLoginRequest,
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     responses(
         (status = 201, description = "Logged in; `Set-Cookie: __Secure-sessiond_rt=…; Max-Age=…; Path=/v1/auth/browser; HttpOnly; Secure; SameSite=Strict`; `Cache-Control: no-store`", body = BrowserTokenResponse),
         MalformedJson,
@@ -94,15 +90,15 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<BrowserLoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
-    let request = PasswordLogin {
-        email: body.email,
-        password: body.password,
-        device_name,
-        client: AuditClient::from(&client),
-    };
-    let outcome = password_login(&state.auth(), request).await?;
-    login_outcome_response(&state, outcome, Transport::Cookie)
+    password_login_response(
+        &state,
+        &client,
+        body.email,
+        body.password,
+        body.device_name.as_deref(),
+        Transport::Cookie,
+    )
+    .await
 }
 
 /// Completes an `mfa_required` browser login with a TOTP code or a recovery code, like
@@ -112,10 +108,7 @@ pub async fn login(
     path = "/v1/auth/browser/mfa",
     tag = "browser",
     request_body = BrowserMfaRequest,
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     responses(
         (status = 201, description = "Logged in at `aal` 2; the refresh token in `Set-Cookie` only; `Cache-Control: no-store`", body = BrowserTokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
@@ -156,10 +149,7 @@ pub async fn complete_mfa(
     post,
     path = "/v1/auth/browser/refresh",
     tag = "browser",
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     security(("refresh_cookie" = [])),
     responses(
         (status = 200, description = "Rotated (or a grace retry); the new refresh token in `Set-Cookie`; `Cache-Control: no-store`", body = BrowserTokenResponse),
@@ -194,10 +184,7 @@ pub async fn refresh(
     post,
     path = "/v1/auth/browser/logout",
     tag = "browser",
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     security(("refresh_cookie" = [])),
     responses(
         (status = 204, description = "Logged out (or nothing to log out); `Set-Cookie` with `Max-Age=0` clears the cookie"),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -253,6 +253,27 @@ fn client(
     })
 }
 
+/// A client's protocol request (token, introspection, revocation): its form and the client it
+/// presents; a malformed one gets its RFC 6749 error.
+pub struct ClientForm {
+    form: HashMap<String, String>,
+    client: PresentedClient,
+}
+
+impl FromRequest<AppState> for ClientForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = form(&headers, &body).map_err(IntoResponse::into_response)?;
+        let client = client(&headers, &form).map_err(IntoResponse::into_response)?;
+        Ok(Self { form, client })
+    }
+}
+
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -278,10 +299,11 @@ fn no_store(mut response: Response) -> Response {
         TemporarilyUnavailable,
     )
 )]
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    ClientForm { form, client }: ClientForm,
+) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
         match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {
                 let issued = token::client_credentials(
@@ -361,12 +383,9 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 )]
 pub async fn introspect(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    ClientForm { form, client }: ClientForm,
 ) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
         let token = form
             .get("token")
             .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
@@ -430,10 +449,11 @@ pub async fn introspect(
         TemporarilyUnavailable,
     )
 )]
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(state): State<AppState>,
+    ClientForm { form, client }: ClientForm,
+) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
         let token = form
             .get("token")
             .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
