@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 use webauthn_rs::prelude::PublicKeyCredential;
 
@@ -123,6 +123,25 @@ impl Proven {
     }
 }
 
+/// What the error page answers to a page's form that [`PageForm`] or the flow refuses.
+#[derive(IntoResponses)]
+pub enum PageFormRejected {
+    /// Unknown or expired request, or a malformed form.
+    #[response(
+        status = 400,
+        description = "Unknown or expired request, or a malformed form: the error page",
+        content_type = "text/html"
+    )]
+    Invalid,
+    /// Not this request's form.
+    #[response(
+        status = 403,
+        description = "`csrf` or `Origin` not this request's: the error page",
+        content_type = "text/html"
+    )]
+    Forged,
+}
+
 /// A page's form (`application/x-www-form-urlencoded`) and its proof; a form that does not
 /// parse gets the error page (400).
 pub struct PageForm<T> {
@@ -189,9 +208,8 @@ pub struct LoginForm {
     responses(
         (status = 200, description = "The mfa page (a second factor is owed)", content_type = "text/html"),
         (status = 303, description = "Signed in (`Set-Cookie: __Host-sessiond_sso`): to the consent page or the client"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
+        PageFormRejected,
         (status = 401, description = "Wrong credentials: the login page with `#error-message`", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
     )
 )]
 pub async fn login(
@@ -233,9 +251,8 @@ pub struct MfaForm {
     request_body(content = MfaForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Signed in (`Set-Cookie`): to the consent page or the client"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
+        PageFormRejected,
         (status = 401, description = "Wrong code: the mfa page with `#error-message`", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
     )
 )]
 pub async fn login_mfa(
@@ -391,8 +408,7 @@ pub struct ConsentForm {
     responses(
         (status = 303, description = "To the redirect URI with `code` or `error=access_denied`, `state` and `iss`"),
         (status = 200, description = "The login page (signed out meanwhile)", content_type = "text/html"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
+        PageFormRejected,
     )
 )]
 pub async fn consent_answer(
