@@ -199,6 +199,12 @@ impl From<&ClientInfo> for AuditClient {
     }
 }
 
+/// The `{id}` of a path, parsed: 400 `invalid_request` ("invalid `what`") when it is not one.
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::InvalidRequest(format!("invalid {what}")))
+}
+
 /// The `challenge_id` of a second-factor body (from an `mfa_required` answer): 400
 /// `invalid_request` when it is not a UUID.
 pub fn challenge_id(raw: &str) -> Result<uuid::Uuid, ApiError> {

@@ -308,9 +308,7 @@ pub async fn revoke(
     client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: ApiKeyId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid API key id".into()))?;
+    let id: ApiKeyId = crate::http::extract::path_id(&id, "API key id")?;
     let now = state.clock.now();
     let event = audit_event(API_KEY_REVOKED, &me, &client, now);
     match state

@@ -120,9 +120,7 @@ pub async fn revoke(
     me: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: SessionId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid grant id".into()))?;
+    let id: SessionId = crate::http::extract::path_id(&id, "grant id")?;
     grants::revoke(&state.auth(), me.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -85,9 +85,7 @@ pub async fn revoke_one(
     me: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: SessionId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid session id".into()))?;
+    let id: SessionId = crate::http::extract::path_id(&id, "session id")?;
     let owned = state
         .store
         .load_session(id)
