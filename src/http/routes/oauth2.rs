@@ -274,6 +274,12 @@ impl FromRequest<AppState> for ClientForm {
     }
 }
 
+/// A form field the request must carry: `invalid_request` without it.
+fn required<'a>(form: &'a HashMap<String, String>, field: &str) -> Result<&'a String, OAuthError> {
+    form.get(field)
+        .ok_or_else(|| OAuthError::InvalidRequest(format!("{field} is required")))
+}
+
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -316,9 +322,7 @@ pub async fn token(
                 Ok(OAuthTokenResponse::new(issued, None, None))
             }
             Some("refresh_token") => {
-                let presented = form.get("refresh_token").ok_or_else(|| {
-                    OAuthError::InvalidRequest("refresh_token is required".into())
-                })?;
+                let presented = required(&form, "refresh_token")?;
                 let refreshed = token::refresh_grant(
                     &state.auth(),
                     &state.oauth_tokens,
@@ -386,9 +390,7 @@ pub async fn introspect(
     ClientForm { form, client }: ClientForm,
 ) -> Response {
     let result = async {
-        let token = form
-            .get("token")
-            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        let token = required(&form, "token")?;
         token::introspect(
             &state.auth(),
             &state.oauth_tokens,
@@ -454,9 +456,7 @@ pub async fn revoke(
     ClientForm { form, client }: ClientForm,
 ) -> Response {
     let result = async {
-        let token = form
-            .get("token")
-            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        let token = required(&form, "token")?;
         token::revoke(&state.auth(), &state.oauth_tokens, &client, token).await
     }
     .await;
