@@ -35,6 +35,7 @@ use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
+use crate::auth::mfa_login::{self, Proof};
 use crate::auth::sessions::IssuedSession;
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
@@ -472,6 +473,26 @@ pub async fn password_login_response(
     };
     let outcome = password_login(&state.auth(), request).await?;
     login_outcome_response(state, outcome, transport)
+}
+
+/// The second factor of a password login (a TOTP or recovery code) answered by `transport`,
+/// the session id recorded on the current span.
+pub async fn second_factor_response(
+    state: &AppState,
+    client: &ClientInfo,
+    challenge_id: uuid::Uuid,
+    proof: &Proof,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    let issued = mfa_login::complete(
+        &state.auth(),
+        challenge_id,
+        proof,
+        &AuditClient::from(client),
+    )
+    .await?;
+    tracing::Span::current().record("session_id", tracing::field::display(issued.session.id));
+    transport.session_response(state, &issued)
 }
 
 /// 204 with the cookie removed.

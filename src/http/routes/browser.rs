@@ -8,16 +8,15 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::mfa_login::{self, Proof};
+use crate::auth::mfa_login::Proof;
 use crate::http::browser::{
-    BrowserTokenResponse, CsrfChecked, CsrfHeaders, Transport, browser_session_response,
-    browser_token_response, cleared_response, password_login_response,
+    BrowserTokenResponse, CsrfChecked, CsrfHeaders, Transport, browser_token_response,
+    cleared_response, password_login_response, second_factor_response,
 };
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::{BodyRejected, CsrfRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
-use crate::store::audit::AuditClient;
 
 /// `POST /v1/auth/browser/sessions` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
@@ -129,15 +128,7 @@ pub async fn complete_mfa(
 ) -> Result<Response, ApiError> {
     let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = Proof::from_code(body.code);
-    let issued = mfa_login::complete(
-        &state.auth(),
-        challenge_id,
-        &proof,
-        &AuditClient::from(&client),
-    )
-    .await?;
-    tracing::Span::current().record("session_id", tracing::field::display(issued.session.id));
-    browser_session_response(&state, &issued, StatusCode::CREATED)
+    second_factor_response(&state, &client, challenge_id, &proof, Transport::Cookie).await
 }
 
 /// Exchanges the cookie's refresh token for a new access token and sets the child refresh

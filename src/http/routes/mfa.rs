@@ -24,16 +24,17 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::mfa_login::{self, Proof};
+use crate::auth::mfa_login::Proof;
 use crate::auth::reauth::ActionClass;
 use crate::auth::totp;
+use crate::http::browser::{Transport, second_factor_response};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
     BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
 };
 use crate::http::state::AppState;
-use crate::http::views::{RecoveryCodesResponse, TokenResponse, issued_session_response};
+use crate::http::views::{RecoveryCodesResponse, TokenResponse};
 use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
@@ -285,12 +286,5 @@ pub async fn complete_login(
 ) -> Result<Response, ApiError> {
     let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let issued = mfa_login::complete(
-        &state.auth(),
-        challenge_id,
-        &proof,
-        &AuditClient::from(&client),
-    )
-    .await?;
-    issued_session_response(&state, &issued)
+    second_factor_response(&state, &client, challenge_id, &proof, Transport::Body).await
 }
