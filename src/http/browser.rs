@@ -41,7 +41,7 @@ use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
 use crate::http::extract::ClientInfo;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, UserView, issued_session_response};
+use crate::http::views::{SessionView, UserView, access_token, issued_session_response};
 use crate::store::UserProfile;
 use crate::store::audit::AuditClient;
 
@@ -339,10 +339,7 @@ pub fn browser_token_response(
     refresh_token: &RefreshToken,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let issued = state
-        .tokens
-        .issue(user.id, session, now)
-        .map_err(ApiError::internal)?;
+    let issued = access_token(state, user.id, session, now)?;
     let body = BrowserTokenResponse {
         access_token: issued.token,
         token_type: "Bearer",

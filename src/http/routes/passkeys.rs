@@ -28,7 +28,7 @@ use crate::http::openapi::{
     ValidationFailed,
 };
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, TokenResponse};
+use crate::http::views::{SessionView, TokenResponse, access_token};
 use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
@@ -528,10 +528,7 @@ pub async fn step_up_finish(
             &AuditClient::from(&client),
         )
         .await?;
-    let issued = state
-        .tokens
-        .issue(me.user_id, &record, state.clock.now())
-        .map_err(ApiError::internal)?;
+    let issued = access_token(&state, me.user_id, &record, state.clock.now())?;
     Ok(no_store(
         StatusCode::OK,
         StepUpResponse {
