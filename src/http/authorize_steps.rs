@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::auth::oauth::authorize::{self, AuthorizeError, LoginStep, Pending, Step};
 use crate::http::error::ApiError;
@@ -125,6 +125,22 @@ fn refused_status(error: &crate::auth::AuthError) -> StatusCode {
     }
 }
 
+/// `response` with `Set-Cookie` of the single sign-on cookie, which lives as long as its
+/// first-party session (`expires_at`).
+pub(crate) fn with_sso_cookie(
+    state: &AppState,
+    mut response: Response,
+    cookie: &str,
+    expires_at: DateTime<Utc>,
+) -> Response {
+    let max_age = (expires_at - Utc::now()).to_std().unwrap_or_default();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.browser.set_sso_cookie(cookie, max_age),
+    );
+    response
+}
+
 /// A login step as the browser gets it; `email` refills the login page after a failure,
 /// `challenge` marks a failure on the mfa page. Also the end of a provider login started from
 /// the login page (`routes::oidc::callback`).
@@ -140,16 +156,11 @@ pub(crate) fn login_response(
             expires_at,
             next,
         }) => {
-            let mut response = match next {
+            let response = match next {
                 Step::Consent { pending } => see_other(&consent_url(&pending)),
                 other => step_response(state, Ok(other)),
             };
-            let max_age = (expires_at - Utc::now()).to_std().unwrap_or_default();
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                state.browser.set_sso_cookie(&cookie, max_age),
-            );
-            response
+            with_sso_cookie(state, response, &cookie, expires_at)
         }
         Ok(LoginStep::SecondFactor { pending, challenge }) => oauth_pages::page(
             StatusCode::OK,

@@ -28,18 +28,22 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
+use crate::auth::mfa_login::{self, Proof};
 use crate::auth::sessions::IssuedSession;
 use crate::config::HardeningSettings;
 use crate::http::error::ApiError;
+use crate::http::extract::ClientInfo;
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, UserView};
+use crate::http::views::{SessionView, UserView, access_token, issued_session_response};
 use crate::store::UserProfile;
+use crate::store::audit::AuditClient;
 
 /// The header every browser route requires, with the value `1`.
 pub const CSRF_HEADER: &str = "x-sessiond-csrf";
@@ -273,6 +277,20 @@ pub fn check_csrf(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
     state.browser.check_csrf(headers)
 }
 
+/// The CSRF rule's headers, for the OpenAPI document of the browser routes
+/// (`params(CsrfHeaders)`); [`CsrfChecked`] checks them.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CsrfHeaders {
+    /// Must be `1` (CSRF rule)
+    #[param(rename = "x-sessiond-csrf")]
+    csrf: String,
+    /// Must be an allowed origin (CSRF rule)
+    #[param(rename = "Origin")]
+    origin: String,
+}
+
 /// Extractor: the request passed the CSRF rule. Put it before the body extractor, so a
 /// refused request is answered before its body is read.
 #[derive(Debug, Clone, Copy)]
@@ -321,10 +339,7 @@ pub fn browser_token_response(
     refresh_token: &RefreshToken,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let issued = state
-        .tokens
-        .issue(user.id, session, now)
-        .map_err(ApiError::internal)?;
+    let issued = access_token(state, user.id, session, now)?;
     let body = BrowserTokenResponse {
         access_token: issued.token,
         token_type: "Bearer",
@@ -381,6 +396,100 @@ pub fn browser_session_response(
         &issued.session,
         &issued.refresh_token,
     )
+}
+
+// The `transport` of the passkey logins; the JSON login routes answer `Body`, the browser
+// ones `Cookie`. (The doc comment is the schema's description.)
+/// How the login's tokens travel.
+#[derive(Debug, Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The usual token response, refresh token in the body.
+    #[default]
+    Body,
+    /// The browser answer: refresh token only in a cookie (CSRF rules apply).
+    Cookie,
+}
+
+impl Transport {
+    /// The cookie transport is a browser route: the CSRF rule applies, checked before anything
+    /// (a ceremony included) is consumed.
+    pub fn check(self, state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self {
+            Self::Body => Ok(()),
+            Self::Cookie => check_csrf(state, headers),
+        }
+    }
+
+    /// The 201 answer to a login: the token response, or the browser answer (refresh token
+    /// only in the cookie).
+    pub fn session_response(
+        self,
+        state: &AppState,
+        issued: &IssuedSession,
+    ) -> Result<Response, ApiError> {
+        match self {
+            Self::Body => issued_session_response(state, issued),
+            Self::Cookie => browser_session_response(state, issued, StatusCode::CREATED),
+        }
+    }
+}
+
+/// The answer to a login that may owe a second factor: the session by `transport` (its user
+/// and session ids recorded on the current span), or 401 `mfa_required`.
+pub fn login_outcome_response(
+    state: &AppState,
+    outcome: LoginOutcome,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    match outcome {
+        LoginOutcome::Session(issued) => {
+            tracing::Span::current()
+                .record("user_id", tracing::field::display(issued.user.id))
+                .record("session_id", tracing::field::display(issued.session.id));
+            transport.session_response(state, &issued)
+        }
+        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
+    }
+}
+
+/// A password login (the JSON or the browser route) answered by `transport`.
+pub async fn password_login_response(
+    state: &AppState,
+    client: &ClientInfo,
+    email: String,
+    password: String,
+    device_name: Option<&str>,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    let request = PasswordLogin {
+        email,
+        password,
+        device_name: crate::http::extract::device_name(device_name)?,
+        client: AuditClient::from(client),
+    };
+    let outcome = password_login(&state.auth(), request).await?;
+    login_outcome_response(state, outcome, transport)
+}
+
+/// The second factor of a password login (a TOTP or recovery code) answered by `transport`,
+/// the session id recorded on the current span.
+pub async fn second_factor_response(
+    state: &AppState,
+    client: &ClientInfo,
+    challenge_id: uuid::Uuid,
+    proof: &Proof,
+    transport: Transport,
+) -> Result<Response, ApiError> {
+    let issued = mfa_login::complete(
+        &state.auth(),
+        challenge_id,
+        proof,
+        &AuditClient::from(client),
+    )
+    .await?;
+    tracing::Span::current().record("session_id", tracing::field::display(issued.session.id));
+    transport.session_response(state, &issued)
 }
 
 /// 204 with the cookie removed.

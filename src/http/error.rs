@@ -634,6 +634,27 @@ impl From<crate::codes::CodeError> for ApiError {
     }
 }
 
+/// An RFC 6749 §5.2 body, `{"error", "error_description"}`, with `Cache-Control: no-store`
+/// and, when given, the `WWW-Authenticate` challenge (dropped if it is not a header value).
+fn protocol_error(
+    status: StatusCode,
+    code: &str,
+    description: &str,
+    challenge: Option<&str>,
+) -> Response {
+    let mut response = (
+        status,
+        Json(serde_json::json!({"error": code, "error_description": description})),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 /// The OAuth protocol endpoints (`/oauth2/*`) answer RFC 6749 §5.2 bodies,
 /// `{"error", "error_description"}`, not the API's error shape: 400, or 401 for
 /// `invalid_client` (with a `Basic` challenge). Internal failures are logged and answered
@@ -678,13 +699,8 @@ impl IntoResponse for crate::auth::oauth::token::OAuthError {
                 }
             }
         };
-        let mut response = (
-            status,
-            Json(serde_json::json!({"error": code, "error_description": description})),
-        )
-            .into_response();
+        let mut response = protocol_error(status, code, &description, None);
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -717,17 +733,7 @@ impl IntoResponse for crate::auth::oauth::userinfo::BearerError {
         let challenge = format!(
             "Bearer realm=\"sessiond\", error=\"{code}\"{scope}, error_description=\"{description}\""
         );
-        let mut response = (
-            status,
-            Json(serde_json::json!({"error": code, "error_description": description})),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
+        protocol_error(status, code, &description, Some(&challenge))
     }
 }
 
@@ -744,27 +750,22 @@ pub enum BearerMissing {
 
 impl IntoResponse for BearerMissing {
     fn into_response(self) -> Response {
-        let (status, challenge, body) = match self {
+        let (status, challenge, code, description) = match self {
             Self::Absent => (
                 StatusCode::UNAUTHORIZED,
                 "Bearer realm=\"sessiond\"".to_owned(),
-                serde_json::json!({"error": "invalid_token",
-                                   "error_description": "a bearer access token is required"}),
+                "invalid_token",
+                "a bearer access token is required",
             ),
             Self::Malformed(d) => (
                 StatusCode::BAD_REQUEST,
                 format!(
                     "Bearer realm=\"sessiond\", error=\"invalid_request\", error_description=\"{d}\""
                 ),
-                serde_json::json!({"error": "invalid_request", "error_description": d}),
+                "invalid_request",
+                d,
             ),
         };
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
+        protocol_error(status, code, description, Some(&challenge))
     }
 }

@@ -199,6 +199,19 @@ impl From<&ClientInfo> for AuditClient {
     }
 }
 
+/// The `{id}` of a path, parsed: 400 `invalid_request` ("invalid `what`") when it is not one.
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::InvalidRequest(format!("invalid {what}")))
+}
+
+/// The `challenge_id` of a second-factor body (from an `mfa_required` answer): 400
+/// `invalid_request` when it is not a UUID.
+pub fn challenge_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))
+}
+
 /// The optional `device_name` of a login body, checked: 422 `validation_failed` when present
 /// and not a valid name.
 pub fn device_name(raw: Option<&str>) -> Result<Option<DeviceName>, ApiError> {

@@ -70,6 +70,52 @@ pub struct BearerRejected(pub ErrorResponse);
 #[response(status = 503, description = "`unavailable`")]
 pub struct Unavailable(pub ErrorResponse);
 
+/// `422 validation_failed` for a JSON body whose fields are missing, mistyped or unknown.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 422,
+    description = "`validation_failed`: a field of the body is missing, mistyped or unknown"
+)]
+pub struct ValidationFailed(pub ErrorResponse);
+
+/// The refusals of the `Page` extractor, which every list endpoint shares.
+#[derive(Debug, IntoResponses)]
+pub enum PageRejected {
+    /// The cursor (or the query string) is not one this service gave out.
+    #[response(
+        status = 400,
+        description = "`invalid_request`: bad cursor or query string"
+    )]
+    BadCursor(ErrorResponse),
+    /// The limit is not an integer from 1 to 100.
+    #[response(status = 422, description = "`validation_failed`: bad limit")]
+    BadLimit(ErrorResponse),
+}
+
+/// `403 csrf_rejected`: a browser route without `x-sessiond-csrf: 1` and an allowed `Origin`.
+#[derive(Debug, IntoResponses)]
+#[response(status = 403, description = "`csrf_rejected`")]
+pub struct CsrfRejected(pub ErrorResponse);
+
+/// `404 passkeys_disabled`: no WebAuthn relying party is configured.
+#[derive(Debug, IntoResponses)]
+#[response(status = 404, description = "`passkeys_disabled`")]
+pub struct PasskeysDisabled(pub ErrorResponse);
+
+/// `404 oidc_provider_unknown`: no provider of that name is configured.
+#[derive(Debug, IntoResponses)]
+#[response(status = 404, description = "`oidc_provider_unknown`")]
+pub struct OidcProviderUnknown(pub ErrorResponse);
+
+/// `404 not_found` for an application id that is not one of the caller's (another user's
+/// answers the same as one that does not exist).
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 404,
+    description = "`not_found`: no such application of the caller"
+)]
+pub struct ApplicationNotFound(pub ErrorResponse);
+
 /// The document's fixed parts; paths and schemas are added by the router.
 #[derive(OpenApi)]
 #[openapi(

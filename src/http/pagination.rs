@@ -71,6 +71,21 @@ impl Page {
         self.limit + 1
     }
 
+    /// Loads one page: `fetch` gets the cursor's id and how many rows to ask for (one more
+    /// than the page); the answer is the page's rows and the next page's cursor.
+    pub async fn load<T, E, F>(
+        &self,
+        fetch: impl FnOnce(Option<Uuid>, u32) -> F,
+        id: impl Fn(&T) -> Uuid,
+    ) -> Result<(Vec<T>, Option<String>), E>
+    where
+        F: Future<Output = Result<Vec<T>, E>>,
+    {
+        let mut rows = fetch(self.before, self.fetch_limit()).await?;
+        let next_cursor = self.finish(&mut rows, id);
+        Ok((rows, next_cursor))
+    }
+
     /// Cuts rows fetched with [`Page::fetch_limit`] down to the page and returns the cursor of
     /// the next page (None on the last page).
     pub fn finish<T>(&self, rows: &mut Vec<T>, id: impl Fn(&T) -> Uuid) -> Option<String> {

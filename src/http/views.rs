@@ -5,12 +5,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use sessiond_actors::ids::UserId;
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::rotation::RotationPolicy;
 use utoipa::ToSchema;
 
 use crate::auth::sessions::IssuedSession;
+use crate::crypto::access_token::IssuedAccessToken;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::media::Media;
@@ -212,6 +214,19 @@ pub struct StatusResponse {
     pub status: &'static str,
 }
 
+/// A new access token for `session` (of `user`) at `now`.
+pub fn access_token(
+    state: &AppState,
+    user: UserId,
+    session: &SessionRecord,
+    now: DateTime<Utc>,
+) -> Result<IssuedAccessToken, ApiError> {
+    state
+        .tokens
+        .issue(user, session, now)
+        .map_err(ApiError::internal)
+}
+
 /// Builds the token response with `Cache-Control: no-store` (RFC 6749 §5.1).
 pub fn token_response(
     state: &AppState,
@@ -220,10 +235,7 @@ pub fn token_response(
     session: &SessionRecord,
     refresh_token: &RefreshToken,
 ) -> Result<Response, ApiError> {
-    let issued = state
-        .tokens
-        .issue(user.id, session, state.clock.now())
-        .map_err(ApiError::internal)?;
+    let issued = access_token(state, user.id, session, state.clock.now())?;
     let body = TokenResponse {
         access_token: issued.token,
         refresh_token: refresh_token.encode(),

@@ -18,7 +18,7 @@ use crate::domain::{DisplayName, FieldError};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PageRejected, Unavailable,
 };
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
@@ -258,9 +258,8 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of keys", body = ApiKeyPage),
-        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -269,11 +268,16 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<ApiKeyPage>, ApiError> {
-    let mut rows = state
-        .store
-        .list_api_keys(me.user_id, page.before.map(ApiKeyId), page.fetch_limit())
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| {
+                state
+                    .store
+                    .list_api_keys(me.user_id, before.map(ApiKeyId), limit)
+            },
+            |k| k.id.0,
+        )
         .await?;
-    let next_cursor = page.finish(&mut rows, |k| k.id.0);
     let now = state.clock.now();
     Ok(Json(ApiKeyPage {
         api_keys: rows.iter().map(|k| ApiKeyView::new(k, now)).collect(),
@@ -304,9 +308,7 @@ pub async fn revoke(
     client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: ApiKeyId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid API key id".into()))?;
+    let id: ApiKeyId = crate::http::extract::path_id(&id, "API key id")?;
     let now = state.clock.now();
     let event = audit_event(API_KEY_REVOKED, &me, &client, now);
     match state

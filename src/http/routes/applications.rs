@@ -17,7 +17,8 @@ use crate::auth::oauth::port::ApplicationStore;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    ApplicationNotFound, BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PageRejected,
+    Unavailable,
 };
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
@@ -257,9 +258,8 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of applications", body = ApplicationPage),
-        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -268,11 +268,12 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<ApplicationPage>, ApiError> {
-    let mut rows = state
-        .store
-        .list_applications(me.user_id, page.before, page.fetch_limit())
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| state.store.list_applications(me.user_id, before, limit),
+            |a| a.id,
+        )
         .await?;
-    let next_cursor = page.finish(&mut rows, |a| a.id);
     let now = state.clock.now();
     Ok(Json(ApplicationPage {
         applications: rows
@@ -293,7 +294,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The application", body = ApplicationView),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         Unavailable,
     )
 )]
@@ -322,7 +323,7 @@ pub async fn read(
         (status = 200, description = "The application as it is now", body = ApplicationView),
         MalformedJson,
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         BodyRejected,
         (status = 422, description = "`validation_failed`: the fields named", body = ErrorResponse),
         Unavailable,
@@ -368,7 +369,7 @@ pub async fn update(
     responses(
         (status = 204, description = "Deleted; its grants are revoked"),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         Unavailable,
     )
 )]
@@ -400,7 +401,7 @@ pub async fn delete(
     responses(
         (status = 200, description = "The new secret, shown this once", body = ApplicationWithSecret),
         (status = 401, description = "`insufficient_user_authentication`, `invalid_token`, `session_revoked`, `session_expired` or `session_compromised`", body = ErrorResponse),
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         (status = 422, description = "`validation_failed`: `client_type` (a public client has no secret)", body = ErrorResponse),
         Unavailable,
     )

@@ -7,17 +7,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
 use crate::codes::Purpose;
 use crate::config::RegisterConflict;
 use crate::domain::{DisplayName, Email, Password};
+use crate::http::browser::{Transport, password_login_response};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
 use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
 use crate::http::views::{
-    CodeSentResponse, RegisterResponse, TokenResponse, UserView, issued_session_response,
-    token_response,
+    CodeSentResponse, RegisterResponse, TokenResponse, UserView, token_response,
 };
 use crate::ratelimit::LimitClass;
 use crate::store::audit::AuditClient;
@@ -137,10 +136,7 @@ pub async fn register(
                 name: name.map(|n| n.as_str().to_owned()),
                 password_hash: Some(password_hash),
             },
-            &AuditClient {
-                ip: client.ip,
-                user_agent: client.user_agent,
-            },
+            &AuditClient::from(&client),
         )
         .await;
     let user = match user {
@@ -206,25 +202,15 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
-    let request = PasswordLogin {
-        email: body.email,
-        password: body.password,
-        device_name,
-        client: AuditClient {
-            ip: client.ip,
-            user_agent: client.user_agent,
-        },
-    };
-    match password_login(&state.auth(), request).await? {
-        LoginOutcome::Session(issued) => {
-            tracing::Span::current()
-                .record("user_id", tracing::field::display(issued.user.id))
-                .record("session_id", tracing::field::display(issued.session.id));
-            issued_session_response(&state, &issued)
-        }
-        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
-    }
+    password_login_response(
+        &state,
+        &client,
+        body.email,
+        body.password,
+        body.device_name.as_deref(),
+        Transport::Body,
+    )
+    .await
 }
 
 /// Exchanges a refresh token for a new access token and its child refresh token.

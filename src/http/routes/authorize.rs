@@ -5,19 +5,21 @@
 //! (`crate::http::oauth_pages`).
 
 use axum::Json;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, RawQuery, State};
+use axum::extract::{Form, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use crate::auth::oauth::authorize::{self, AuthorizeError, Authorizer, FormProof, LoginStep, Step};
 use crate::auth::oauth::consent;
-use crate::http::authorize_steps::{consent_url, error_page, login_response, step_response};
+use crate::http::authorize_steps::{
+    consent_url, error_page, login_response, step_response, with_sso_cookie,
+};
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession};
 use crate::http::oauth_pages;
@@ -95,6 +97,92 @@ pub async fn authorize(
     step_response(&state, step)
 }
 
+/// A form posted by one of the pages: it names its pending request and carries its CSRF value.
+pub trait PageFields {
+    /// The pending request's id.
+    fn request(&self) -> &str;
+    /// The request's CSRF value.
+    fn csrf(&self) -> &str;
+}
+
+/// What proves a page's form is its pending request's own: `request`, `csrf`, and whether the
+/// browser's `Origin` is absent or sessiond's own.
+pub struct Proven {
+    request: String,
+    csrf: String,
+    same_origin: bool,
+}
+
+impl Proven {
+    fn get(&self) -> FormProof<'_> {
+        FormProof {
+            request: &self.request,
+            csrf: &self.csrf,
+            same_origin: self.same_origin,
+        }
+    }
+}
+
+/// What the error page answers to a page's form that [`PageForm`] or the flow refuses.
+#[derive(IntoResponses)]
+pub enum PageFormRejected {
+    /// Unknown or expired request, or a malformed form.
+    #[response(
+        status = 400,
+        description = "Unknown or expired request, or a malformed form: the error page",
+        content_type = "text/html"
+    )]
+    Invalid,
+    /// Not this request's form.
+    #[response(
+        status = 403,
+        description = "`csrf` or `Origin` not this request's: the error page",
+        content_type = "text/html"
+    )]
+    Forged,
+}
+
+/// A page's form (`application/x-www-form-urlencoded`) and its proof; a form that does not
+/// parse gets the error page (400).
+pub struct PageForm<T> {
+    form: T,
+    proven: Proven,
+}
+
+impl<T: DeserializeOwned + PageFields + Send> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let same_origin = state.browser.same_origin(req.headers());
+        let Ok(Form(form)) = Form::<T>::from_request(req, state).await else {
+            return Err(error_page(
+                StatusCode::BAD_REQUEST,
+                "The form is incomplete.",
+            ));
+        };
+        let proven = Proven {
+            request: form.request().to_owned(),
+            csrf: form.csrf().to_owned(),
+            same_origin,
+        };
+        Ok(Self { form, proven })
+    }
+}
+
+macro_rules! page_fields {
+    ($($form:ty),*) => {$(
+        impl PageFields for $form {
+            fn request(&self) -> &str {
+                &self.request
+            }
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
+}
+page_fields!(LoginForm, MfaForm, ConsentForm);
+
 /// The login form (`application/x-www-form-urlencoded`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginForm {
@@ -120,28 +208,18 @@ pub struct LoginForm {
     responses(
         (status = 200, description = "The mfa page (a second factor is owed)", content_type = "text/html"),
         (status = 303, description = "Signed in (`Set-Cookie: __Host-sessiond_sso`): to the consent page or the client"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
+        PageFormRejected,
         (status = 401, description = "Wrong credentials: the login page with `#error-message`", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
-    headers: HeaderMap,
     client: ClientInfo,
-    form: Result<Form<LoginForm>, FormRejection>,
+    PageForm { form, proven }: PageForm<LoginForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form is incomplete.");
-    };
-    let proof = FormProof {
-        request: &form.request,
-        csrf: &form.csrf,
-        same_origin: state.browser.same_origin(&headers),
-    };
     let step = authorize::login_password(
         &authorizer(&state),
-        proof,
+        proven.get(),
         form.email.clone(),
         form.password,
         (&client).into(),
@@ -173,28 +251,18 @@ pub struct MfaForm {
     request_body(content = MfaForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Signed in (`Set-Cookie`): to the consent page or the client"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
+        PageFormRejected,
         (status = 401, description = "Wrong code: the mfa page with `#error-message`", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
     )
 )]
 pub async fn login_mfa(
     State(state): State<AppState>,
-    headers: HeaderMap,
     client: ClientInfo,
-    form: Result<Form<MfaForm>, FormRejection>,
+    PageForm { form, proven }: PageForm<MfaForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form is incomplete.");
-    };
-    let proof = FormProof {
-        request: &form.request,
-        csrf: &form.csrf,
-        same_origin: state.browser.same_origin(&headers),
-    };
     let step = authorize::login_second_factor(
         &authorizer(&state),
-        proof,
+        proven.get(),
         &form.challenge,
         form.code,
         (&client).into(),
@@ -272,13 +340,8 @@ pub async fn login_passkey(
                 Step::Redirect(url) => url,
                 Step::Login { pending, .. } | Step::Consent { pending } => consent_url(&pending),
             };
-            let max_age = (expires_at - Utc::now()).to_std().unwrap_or_default();
-            let mut response = Json(PasskeyLoginAnswer { redirect }).into_response();
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                state.browser.set_sso_cookie(&cookie, max_age),
-            );
-            response
+            let response = Json(PasskeyLoginAnswer { redirect }).into_response();
+            with_sso_cookie(&state, response, &cookie, expires_at)
         }
         Ok(LoginStep::Refused { error, .. }) => ApiError::from(error).into_response(),
         Ok(LoginStep::SecondFactor { .. }) => {
@@ -345,18 +408,14 @@ pub struct ConsentForm {
     responses(
         (status = 303, description = "To the redirect URI with `code` or `error=access_denied`, `state` and `iss`"),
         (status = 200, description = "The login page (signed out meanwhile)", content_type = "text/html"),
-        (status = 400, description = "Unknown or expired request, or a malformed form: the error page", content_type = "text/html"),
-        (status = 403, description = "`csrf` or `Origin` not this request's: the error page", content_type = "text/html"),
+        PageFormRejected,
     )
 )]
 pub async fn consent_answer(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<ConsentForm>, FormRejection>,
+    PageForm { form, proven }: PageForm<ConsentForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "The form is incomplete.");
-    };
     let allow = match form.decision.as_str() {
         "allow" => true,
         "deny" => false,
@@ -367,14 +426,10 @@ pub async fn consent_answer(
             );
         }
     };
-    let proof = FormProof {
-        request: &form.request,
-        csrf: &form.csrf,
-        same_origin: state.browser.same_origin(&headers),
-    };
     let cookie = state.browser.presented_sso(&headers);
     let step =
-        authorize::answer_consent(&authorizer(&state), proof, cookie.as_deref(), allow).await;
+        authorize::answer_consent(&authorizer(&state), proven.get(), cookie.as_deref(), allow)
+            .await;
     step_response(&state, step)
 }
 

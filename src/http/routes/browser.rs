@@ -7,19 +7,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::auth::login::{LoginOutcome, PasswordLogin, password_login};
-use crate::auth::mfa_login::{self, Proof};
+use crate::auth::mfa_login::Proof;
 use crate::http::browser::{
-    BrowserTokenResponse, CsrfChecked, browser_session_response, browser_token_response,
-    cleared_response,
+    BrowserTokenResponse, CsrfChecked, CsrfHeaders, Transport, browser_token_response,
+    cleared_response, password_login_response, second_factor_response,
 };
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo};
-use crate::http::openapi::{BodyRejected, ErrorResponse, MalformedJson, Unavailable};
+use crate::http::openapi::{BodyRejected, CsrfRejected, ErrorResponse, MalformedJson, Unavailable};
 use crate::http::state::AppState;
-use crate::store::audit::AuditClient;
 
 /// `POST /v1/auth/browser/sessions` body. `Debug` leaves the password out.
 #[derive(Deserialize, ToSchema)]
@@ -70,10 +67,7 @@ impl std::fmt::Debug for BrowserMfaRequest {
     path = "/v1/auth/browser/sessions",
     tag = "browser",
     request_body = BrowserLoginRequest,
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     responses(
         (status = 201, description = "Logged in; `Set-Cookie: __Secure-sessiond_rt=…; Max-Age=…; Path=/v1/auth/browser; HttpOnly; Secure; SameSite=Strict`; `Cache-Control: no-store`", body = BrowserTokenResponse),
         MalformedJson,
@@ -95,22 +89,15 @@ pub async fn login(
     client: ClientInfo,
     AppJson(body): AppJson<BrowserLoginRequest>,
 ) -> Result<Response, ApiError> {
-    let device_name = crate::http::extract::device_name(body.device_name.as_deref())?;
-    let request = PasswordLogin {
-        email: body.email,
-        password: body.password,
-        device_name,
-        client: AuditClient::from(&client),
-    };
-    match password_login(&state.auth(), request).await? {
-        LoginOutcome::Session(issued) => {
-            tracing::Span::current()
-                .record("user_id", tracing::field::display(issued.user.id))
-                .record("session_id", tracing::field::display(issued.session.id));
-            browser_session_response(&state, &issued, StatusCode::CREATED)
-        }
-        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
-    }
+    password_login_response(
+        &state,
+        &client,
+        body.email,
+        body.password,
+        body.device_name.as_deref(),
+        Transport::Cookie,
+    )
+    .await
 }
 
 /// Completes an `mfa_required` browser login with a TOTP code or a recovery code, like
@@ -120,15 +107,12 @@ pub async fn login(
     path = "/v1/auth/browser/mfa",
     tag = "browser",
     request_body = BrowserMfaRequest,
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     responses(
         (status = 201, description = "Logged in at `aal` 2; the refresh token in `Set-Cookie` only; `Cache-Control: no-store`", body = BrowserTokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or challenge id", body = ErrorResponse),
         (status = 401, description = "`invalid_mfa_code`, `mfa_challenge_invalid` (log in again) or `mfa_attempts_exceeded`", body = ErrorResponse),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         BodyRejected,
         (status = 422, description = "`validation_failed`", body = ErrorResponse),
         (status = 429, description = "`rate_limited`: the per-IP limit or the account's second-factor lock (`Retry-After`)", body = ErrorResponse),
@@ -142,18 +126,9 @@ pub async fn complete_mfa(
     client: ClientInfo,
     AppJson(body): AppJson<BrowserMfaRequest>,
 ) -> Result<Response, ApiError> {
-    let challenge_id = Uuid::parse_str(body.challenge_id.trim())
-        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = Proof::from_code(body.code);
-    let issued = mfa_login::complete(
-        &state.auth(),
-        challenge_id,
-        &proof,
-        &AuditClient::from(&client),
-    )
-    .await?;
-    tracing::Span::current().record("session_id", tracing::field::display(issued.session.id));
-    browser_session_response(&state, &issued, StatusCode::CREATED)
+    second_factor_response(&state, &client, challenge_id, &proof, Transport::Cookie).await
 }
 
 /// Exchanges the cookie's refresh token for a new access token and sets the child refresh
@@ -165,15 +140,12 @@ pub async fn complete_mfa(
     post,
     path = "/v1/auth/browser/refresh",
     tag = "browser",
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     security(("refresh_cookie" = [])),
     responses(
         (status = 200, description = "Rotated (or a grace retry); the new refresh token in `Set-Cookie`; `Cache-Control: no-store`", body = BrowserTokenResponse),
         (status = 401, description = "`invalid_refresh_token` (no cookie, or not a live token), `refresh_token_reused`, `session_revoked`, `session_expired`, `session_compromised` or `account_disabled`", body = ErrorResponse),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         Unavailable,
     )
 )]
@@ -203,14 +175,11 @@ pub async fn refresh(
     post,
     path = "/v1/auth/browser/logout",
     tag = "browser",
-    params(
-        ("x-sessiond-csrf" = String, Header, description = "Must be `1` (CSRF rule)"),
-        ("Origin" = String, Header, description = "Must be an allowed origin (CSRF rule)"),
-    ),
+    params(CsrfHeaders),
     security(("refresh_cookie" = [])),
     responses(
         (status = 204, description = "Logged out (or nothing to log out); `Set-Cookie` with `Max-Age=0` clears the cookie"),
-        (status = 403, description = "`csrf_rejected`", body = ErrorResponse),
+        CsrfRejected,
         Unavailable,
     )
 )]

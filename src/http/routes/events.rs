@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
+use crate::http::openapi::{BearerRejected, PageRejected, Unavailable};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::store::audit::AuditEvent;
@@ -74,9 +74,8 @@ pub struct AuditEventPage {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of the caller's security events", body = AuditEventPage),
-        (status = 400, description = "`invalid_request`: bad cursor or query string", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -85,11 +84,12 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<AuditEventPage>, ApiError> {
-    let mut rows = state
-        .store
-        .list_user_events(me.user_id, page.before, page.fetch_limit())
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| state.store.list_user_events(me.user_id, before, limit),
+            |e| e.id,
+        )
         .await?;
-    let next_cursor = page.finish(&mut rows, |e| e.id);
     Ok(Json(AuditEventPage {
         events: rows.into_iter().map(AuditEventView::from).collect(),
         next_cursor,

@@ -13,7 +13,7 @@ use crate::auth::oauth::grants;
 use crate::auth::oauth::port::GrantSummary;
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
+use crate::http::openapi::{BearerRejected, ErrorResponse, PageRejected, Unavailable};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 
@@ -76,9 +76,8 @@ pub struct GrantPage {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of grants", body = GrantPage),
-        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -87,8 +86,13 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<GrantPage>, ApiError> {
-    let mut rows = grants::list(&state.auth(), me.user_id, page.before, page.fetch_limit()).await?;
-    let next_cursor = page.finish(&mut rows, |g| g.session_id.as_uuid());
+    let auth = state.auth();
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| grants::list(&auth, me.user_id, before, limit),
+            |g| g.session_id.as_uuid(),
+        )
+        .await?;
     Ok(Json(GrantPage {
         grants: rows.iter().map(GrantView::from).collect(),
         next_cursor,
@@ -116,9 +120,7 @@ pub async fn revoke(
     me: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: SessionId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid grant id".into()))?;
+    let id: SessionId = crate::http::extract::path_id(&id, "grant id")?;
     grants::revoke(&state.auth(), me.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientInfo, CurrentSession, ImageUpload};
-use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
+use crate::http::openapi::{ApplicationNotFound, BearerRejected, ErrorResponse, Unavailable};
 use crate::http::state::AppState;
 use crate::media::{self, MediaFile};
 use crate::store::audit::AuditClient;
@@ -44,6 +44,12 @@ fn view(state: &AppState, file: &MediaFile) -> Json<MediaView> {
         width: file.width,
         height: file.height,
     })
+}
+
+/// The answer to an upload: the stored image (a flow that stored none is a bug).
+fn uploaded(state: &AppState, file: Option<MediaFile>) -> Result<Json<MediaView>, ApiError> {
+    let file = file.ok_or_else(|| ApiError::internal("an upload stored no image"))?;
+    Ok(view(state, &file))
 }
 
 /// What every upload refuses: the body (413, 415) and the image (413 `image_too_large`).
@@ -102,9 +108,8 @@ pub async fn set_avatar(
         state.clock.now(),
         &AuditClient::from(&client),
     )
-    .await?
-    .ok_or_else(|| ApiError::internal("an upload stored no image"))?;
-    Ok(view(&state, &file))
+    .await?;
+    uploaded(&state, file)
 }
 
 /// Removes the caller's avatar (`avatar_url` becomes null). Removing none is not an error.
@@ -153,7 +158,7 @@ pub async fn remove_avatar(
     responses(
         (status = 200, description = "The stored logo", body = MediaView),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         UploadRejected,
         Unavailable,
     )
@@ -174,9 +179,8 @@ pub async fn set_logo(
         state.clock.now(),
         &AuditClient::from(&client),
     )
-    .await?
-    .ok_or_else(|| ApiError::internal("an upload stored no image"))?;
-    Ok(view(&state, &file))
+    .await?;
+    uploaded(&state, file)
 }
 
 /// Removes the logo of one of the caller's applications.
@@ -189,7 +193,7 @@ pub async fn set_logo(
     responses(
         (status = 204, description = "No logo any more"),
         BearerRejected,
-        (status = 404, description = "`not_found`: no such application of the caller", body = ErrorResponse),
+        ApplicationNotFound,
         Unavailable,
     )
 )]

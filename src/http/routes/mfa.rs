@@ -23,18 +23,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::auth::mfa_login::{self, Proof};
+use crate::auth::mfa_login::Proof;
 use crate::auth::reauth::ActionClass;
 use crate::auth::totp;
+use crate::http::browser::{Transport, second_factor_response};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
     BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
 };
 use crate::http::state::AppState;
-use crate::http::views::{RecoveryCodesResponse, TokenResponse, issued_session_response};
+use crate::http::views::{RecoveryCodesResponse, TokenResponse};
 use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
@@ -284,15 +284,7 @@ pub async fn complete_login(
     client: ClientInfo,
     AppJson(body): AppJson<MfaLoginRequest>,
 ) -> Result<Response, ApiError> {
-    let challenge_id = Uuid::parse_str(body.challenge_id.trim())
-        .map_err(|_| ApiError::InvalidRequest("invalid challenge_id".into()))?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let proof = one_proof(body.code, body.recovery_code)?;
-    let issued = mfa_login::complete(
-        &state.auth(),
-        challenge_id,
-        &proof,
-        &AuditClient::from(&client),
-    )
-    .await?;
-    issued_session_response(&state, &issued)
+    second_factor_response(&state, &client, challenge_id, &proof, Transport::Body).await
 }

@@ -12,16 +12,16 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::auth::oauth::client_auth::{self, ClientAuthError, PresentedClient};
 use crate::auth::oauth::codes::{self, CodeExchange};
 use crate::auth::oauth::discovery;
-use crate::auth::oauth::token::{self, ActiveToken, OAuthError, TokenTypeHint};
+use crate::auth::oauth::token::{self, ActiveToken, IssuedToken, OAuthError, TokenTypeHint};
 use crate::auth::oauth::userinfo;
 use crate::http::error::BearerMissing;
 use crate::http::state::AppState;
@@ -101,6 +101,51 @@ pub struct OAuthTokenResponse {
     /// a refresh only when the request's `scope` names `openid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+}
+
+impl OAuthTokenResponse {
+    fn new(access: IssuedToken, refresh_token: Option<String>, id_token: Option<String>) -> Self {
+        Self {
+            access_token: access.access_token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            scope: access.scope,
+            refresh_token,
+            id_token,
+        }
+    }
+}
+
+// Responses several protocol endpoints share (no body of ours: RFC 6749 / RFC 6750 errors).
+
+/// `401 invalid_client`.
+#[derive(IntoResponses)]
+#[response(status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`")]
+pub struct InvalidClient;
+
+/// `503 temporarily_unavailable`.
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"
+)]
+pub struct TemporarilyUnavailable;
+
+/// UserInfo's refusals of a token (in `WWW-Authenticate`).
+#[derive(IntoResponses)]
+pub enum UserInfoRefused {
+    /// Not a live grant's access token.
+    #[response(
+        status = 401,
+        description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"
+    )]
+    InvalidToken,
+    /// No `openid` in the token's scope.
+    #[response(
+        status = 403,
+        description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"
+    )]
+    InsufficientScope,
 }
 
 /// An introspection response (RFC 7662 §2.2): `{"active": false}` for any token that is not
@@ -208,6 +253,33 @@ fn client(
     })
 }
 
+/// A client's protocol request (token, introspection, revocation): its form and the client it
+/// presents; a malformed one gets its RFC 6749 error.
+pub struct ClientForm {
+    form: HashMap<String, String>,
+    client: PresentedClient,
+}
+
+impl FromRequest<AppState> for ClientForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = form(&headers, &body).map_err(IntoResponse::into_response)?;
+        let client = client(&headers, &form).map_err(IntoResponse::into_response)?;
+        Ok(Self { form, client })
+    }
+}
+
+/// A form field the request must carry: `invalid_request` without it.
+fn required<'a>(form: &'a HashMap<String, String>, field: &str) -> Result<&'a String, OAuthError> {
+    form.get(field)
+        .ok_or_else(|| OAuthError::InvalidRequest(format!("{field} is required")))
+}
+
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -229,14 +301,15 @@ fn no_store(mut response: Response) -> Response {
     responses(
         (status = 200, description = "An access token", body = OAuthTokenResponse),
         (status = 400, description = "RFC 6749 `{error, error_description}`: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `unauthorized_client`, `invalid_scope`"),
-        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
-        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+        InvalidClient,
+        TemporarilyUnavailable,
     )
 )]
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    ClientForm { form, client }: ClientForm,
+) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
         match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {
                 let issued = token::client_credentials(
@@ -246,19 +319,10 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     form.get("scope").map(String::as_str),
                 )
                 .await?;
-                Ok(OAuthTokenResponse {
-                    access_token: issued.access_token,
-                    token_type: "Bearer",
-                    expires_in: issued.expires_in,
-                    scope: issued.scope,
-                    refresh_token: None,
-                    id_token: None,
-                })
+                Ok(OAuthTokenResponse::new(issued, None, None))
             }
             Some("refresh_token") => {
-                let presented = form.get("refresh_token").ok_or_else(|| {
-                    OAuthError::InvalidRequest("refresh_token is required".into())
-                })?;
+                let presented = required(&form, "refresh_token")?;
                 let refreshed = token::refresh_grant(
                     &state.auth(),
                     &state.oauth_tokens,
@@ -267,14 +331,11 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     form.get("scope").map(String::as_str),
                 )
                 .await?;
-                Ok(OAuthTokenResponse {
-                    access_token: refreshed.access.access_token,
-                    token_type: "Bearer",
-                    expires_in: refreshed.access.expires_in,
-                    scope: refreshed.access.scope,
-                    refresh_token: Some(refreshed.refresh_token),
-                    id_token: refreshed.id_token,
-                })
+                Ok(OAuthTokenResponse::new(
+                    refreshed.access,
+                    Some(refreshed.refresh_token),
+                    refreshed.id_token,
+                ))
             }
             Some("authorization_code") => {
                 let get = |k: &str| form.get(k).map(String::as_str);
@@ -289,14 +350,11 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     },
                 )
                 .await?;
-                Ok(OAuthTokenResponse {
-                    access_token: issued.access.access_token,
-                    token_type: "Bearer",
-                    expires_in: issued.access.expires_in,
-                    scope: issued.access.scope,
-                    refresh_token: Some(issued.refresh_token),
-                    id_token: issued.id_token,
-                })
+                Ok(OAuthTokenResponse::new(
+                    issued.access,
+                    Some(issued.refresh_token),
+                    issued.id_token,
+                ))
             }
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
             Some(_) => Err(OAuthError::UnsupportedGrantType),
@@ -323,21 +381,16 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     responses(
         (status = 200, description = "The token's state", body = IntrospectionResponse),
         (status = 400, description = "RFC 6749 `{error: \"invalid_request\"}`"),
-        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
-        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+        InvalidClient,
+        TemporarilyUnavailable,
     )
 )]
 pub async fn introspect(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    ClientForm { form, client }: ClientForm,
 ) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
-        let token = form
-            .get("token")
-            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        let token = required(&form, "token")?;
         token::introspect(
             &state.auth(),
             &state.oauth_tokens,
@@ -394,17 +447,16 @@ pub async fn introspect(
     responses(
         (status = 200, description = "Revoked, or nothing to revoke (empty body)"),
         (status = 400, description = "RFC 6749 `{error: \"invalid_request\"}`"),
-        (status = 401, description = "RFC 6749 `{error: \"invalid_client\"}`"),
-        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+        InvalidClient,
+        TemporarilyUnavailable,
     )
 )]
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(state): State<AppState>,
+    ClientForm { form, client }: ClientForm,
+) -> Response {
     let result = async {
-        let form = form(&headers, &body)?;
-        let client = client(&headers, &form)?;
-        let token = form
-            .get("token")
-            .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        let token = required(&form, "token")?;
         token::revoke(&state.auth(), &state.oauth_tokens, &client, token).await
     }
     .await;
@@ -493,9 +545,8 @@ async fn userinfo_answer(state: &AppState, token: Result<String, BearerMissing>)
     responses(
         (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
         (status = 400, description = "RFC 6750 `invalid_request`: a malformed `Authorization` header"),
-        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
-        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
-        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+        UserInfoRefused,
+        TemporarilyUnavailable,
     )
 )]
 pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -522,9 +573,8 @@ pub struct UserInfoForm {
     responses(
         (status = 200, description = "The user's claims by scope", body = UserInfoResponse),
         (status = 400, description = "RFC 6750 `invalid_request`: malformed, or the token sent two ways"),
-        (status = 401, description = "RFC 6750 `invalid_token` (or no token): `WWW-Authenticate: Bearer ...`"),
-        (status = 403, description = "RFC 6750 `insufficient_scope`: the token lacks `openid`"),
-        (status = 503, description = "RFC 6749 `{error: \"temporarily_unavailable\"}`"),
+        UserInfoRefused,
+        TemporarilyUnavailable,
     )
 )]
 pub async fn userinfo_post(

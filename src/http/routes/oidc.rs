@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::auth::login::LoginOutcome;
 use crate::auth::oidc_login::port::Identity;
@@ -17,14 +17,15 @@ use crate::auth::oidc_login::{
     CallbackFailure, CallbackOutcome, CallbackParams, DEFAULT_RETURN, NativeStart, OidcFailure,
     SessionPurpose, StartLogin, new_secret, return_url_allowed,
 };
-use crate::http::browser::{see_other, session_cookie_redirect};
+use crate::http::browser::{Transport, login_outcome_response, see_other, session_cookie_redirect};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, OidcProviderUnknown, Unavailable,
+    ValidationFailed,
 };
 use crate::http::state::AppState;
-use crate::http::views::{TokenResponse, issued_session_response, no_store, rfc3339_text};
+use crate::http::views::{TokenResponse, no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
 /// How long the binding cookie lives: as long as a flow.
@@ -165,7 +166,7 @@ fn with_fragment(url: &str, fragment: &str) -> String {
     responses(
         (status = 303, description = "To the provider's authorization endpoint (PKCE S256, `state`, `nonce`); `Set-Cookie: __Secure-sessiond_oidc=…; Path=/v1/auth/oidc; HttpOnly; Secure; SameSite=Lax`"),
         (status = 400, description = "`return_url_not_allowed` (return URL or native redirect URI not on the allow-list)", body = ErrorResponse),
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
+        OidcProviderUnknown,
         (status = 422, description = "`validation_failed`: a native app's `code_challenge` (S256 only)", body = ErrorResponse),
         (status = 503, description = "`oidc_provider_unavailable` (its discovery cannot be fetched now; retried) or `unavailable`", body = ErrorResponse),
     )
@@ -301,8 +302,8 @@ pub async fn callback(
         BodyRejected,
         (status = 400, description = "`invalid_grant`: unknown, used or expired code, or a wrong `code_verifier`", body = ErrorResponse),
         (status = 401, description = "`mfa_required` (`details: {challenge_id, expires_at, methods}`; finish with `POST /v1/auth/sessions/mfa`) or `oidc_login_failed`", body = ErrorResponse),
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -322,10 +323,7 @@ pub async fn exchange(
             &AuditClient::from(&client),
         )
         .await?;
-    match outcome {
-        LoginOutcome::Session(issued) => issued_session_response(&state, &issued),
-        LoginOutcome::MfaRequired(challenge) => Err(challenge.into()),
-    }
+    login_outcome_response(&state, outcome, Transport::Body)
 }
 
 /// Starts linking a provider account to the signed-in account (a sensitive action: the
@@ -343,53 +341,91 @@ pub async fn exchange(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
         MalformedJson,
         BodyRejected,
-        (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
+        SessionStartRefused,
         BearerRejected,
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
-        (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
     )
 )]
-#[tracing::instrument(name = "oidc_link", skip_all, fields(provider = %provider))]
+#[tracing::instrument(name = "oidc_link", skip_all, fields(provider = %start.provider))]
 pub async fn link(
     State(state): State<AppState>,
-    current: CurrentSession,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    AppJson(body): AppJson<LinkRequest>,
+    start: SessionStart,
 ) -> Result<Response, ApiError> {
-    start_for_session(
-        &state,
-        &current,
-        &provider,
-        &headers,
-        &body,
-        SessionPurpose::Link,
-    )
-    .await
+    start.run(&state, SessionPurpose::Link).await
 }
 
-/// A provider login started from a signed-in session: the URL to send the browser to, and
-/// the binding cookie when the browser has none yet.
-async fn start_for_session(
-    state: &AppState,
-    current: &CurrentSession,
-    provider: &str,
-    headers: &HeaderMap,
-    body: &LinkRequest,
-    purpose: SessionPurpose,
-) -> Result<Response, ApiError> {
-    let return_to = checked_return(state, body.return_to.as_deref())?;
-    let (secret, cookie) = binding(state, headers);
-    let authorization_url = state
-        .oidc_flows()
-        .start_for_session(&current.session, purpose, provider, &secret, &return_to)
-        .await?;
-    let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+/// The refusals a provider login started from a signed-in session (link, reauth) has of its
+/// own.
+#[derive(IntoResponses)]
+pub enum SessionStartRefused {
+    /// The return URL is not on the allow-list.
+    #[response(status = 400, description = "`return_url_not_allowed`")]
+    ReturnUrlNotAllowed(ErrorResponse),
+    /// The provider's discovery cannot be fetched now, or the store is busy.
+    #[response(
+        status = 503,
+        description = "`oidc_provider_unavailable` or `unavailable`"
+    )]
+    ProviderUnavailable(ErrorResponse),
+}
+
+/// A provider login started from a signed-in session (`POST …/link`, `POST …/reauth`): the
+/// session, the provider, the browser's headers (its binding cookie) and the body, extracted
+/// in that order.
+pub struct SessionStart {
+    current: CurrentSession,
+    provider: String,
+    headers: HeaderMap,
+    body: LinkRequest,
+}
+
+impl FromRequest<AppState> for SessionStart {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let current = CurrentSession::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(provider) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let AppJson(body) =
+            AppJson::<LinkRequest>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            current,
+            provider,
+            headers,
+            body,
+        })
     }
-    Ok(response)
+}
+
+impl SessionStart {
+    /// The URL to send the browser to, and the binding cookie when the browser has none yet.
+    async fn run(self, state: &AppState, purpose: SessionPurpose) -> Result<Response, ApiError> {
+        let return_to = checked_return(state, self.body.return_to.as_deref())?;
+        let (secret, cookie) = binding(state, &self.headers);
+        let authorization_url = state
+            .oidc_flows()
+            .start_for_session(
+                &self.current.session,
+                purpose,
+                &self.provider,
+                &secret,
+                &return_to,
+            )
+            .await?;
+        let mut response = no_store(StatusCode::OK, LinkStarted { authorization_url });
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(response)
+    }
 }
 
 /// Starts a reauthentication at the provider (issue #14): how an account without a password
@@ -409,30 +445,18 @@ async fn start_for_session(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
         MalformedJson,
         BodyRejected,
-        (status = 400, description = "`return_url_not_allowed`", body = ErrorResponse),
+        SessionStartRefused,
         BearerRejected,
-        (status = 404, description = "`oidc_provider_unknown`", body = ErrorResponse),
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
-        (status = 503, description = "`oidc_provider_unavailable` or `unavailable`", body = ErrorResponse),
+        OidcProviderUnknown,
+        ValidationFailed,
     )
 )]
-#[tracing::instrument(name = "oidc_reauth", skip_all, fields(provider = %provider))]
+#[tracing::instrument(name = "oidc_reauth", skip_all, fields(provider = %start.provider))]
 pub async fn reauth(
     State(state): State<AppState>,
-    current: CurrentSession,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    AppJson(body): AppJson<LinkRequest>,
+    start: SessionStart,
 ) -> Result<Response, ApiError> {
-    start_for_session(
-        &state,
-        &current,
-        &provider,
-        &headers,
-        &body,
-        SessionPurpose::Reauth,
-    )
-    .await
+    start.run(&state, SessionPurpose::Reauth).await
 }
 
 /// Unlinks the provider from the signed-in account (a sensitive action), unless it is the

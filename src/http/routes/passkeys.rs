@@ -13,21 +13,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use crate::auth::passkeys::Started;
 use crate::auth::passkeys::port::StoredPasskey;
+use crate::auth::passkeys::{PasskeyFlows, Started};
 use crate::auth::reauth::ActionClass;
-use crate::http::browser;
+use crate::http::browser::Transport;
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, Unavailable,
+    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, PasskeysDisabled, Unavailable,
+    ValidationFailed,
 };
 use crate::http::state::AppState;
-use crate::http::views::{SessionView, TokenResponse, issued_session_response};
+use crate::http::views::{SessionView, TokenResponse, access_token};
 use crate::http::views::{no_store, rfc3339_text};
 use crate::store::audit::AuditClient;
 
@@ -104,6 +105,27 @@ impl CeremonyResponse {
         })
     }
 }
+
+/// `200` with the options of an assertion (the step-up, login and second-factor starts).
+#[derive(IntoResponses)]
+#[response(
+    status = 200,
+    description = "Options for `navigator.credentials.get()`"
+)]
+pub struct AssertionOptions(pub CeremonyResponse);
+
+/// `400` for a finish whose ceremony is unknown, used, expired or another's, or a bad body.
+#[derive(IntoResponses)]
+#[response(status = 400, description = "`invalid_ceremony` or `invalid_request`")]
+pub struct CeremonyRejected(pub ErrorResponse);
+
+/// `201` of a passkey login (passwordless or second factor), answered by its `transport`.
+#[derive(IntoResponses)]
+#[response(
+    status = 201,
+    description = "Logged in; `Cache-Control: no-store`. With `transport: \"cookie\"` the body is a `BrowserTokenResponse` (no refresh token) and the refresh token is in `Set-Cookie`"
+)]
+pub struct PasskeyLoggedIn(pub TokenResponse);
 
 /// `POST /register/finish` body.
 #[derive(Deserialize, ToSchema)]
@@ -192,17 +214,6 @@ pub struct LoginStartRequest {
     conditional: bool,
 }
 
-/// How the login's tokens travel.
-#[derive(Deserialize, ToSchema, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// The usual token response, refresh token in the body.
-    #[default]
-    Body,
-    /// The browser answer: refresh token only in a cookie (CSRF rules apply).
-    Cookie,
-}
-
 /// `POST /login/finish` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -264,30 +275,16 @@ fn passkey_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-/// The cookie transport is a browser route: the CSRF rule applies, checked before anything
-/// (the ceremony included) is consumed.
-fn check_transport(
-    state: &AppState,
-    headers: &HeaderMap,
-    transport: Transport,
-) -> Result<(), ApiError> {
-    match transport {
-        Transport::Body => Ok(()),
-        Transport::Cookie => browser::check_csrf(state, headers),
-    }
-}
-
-/// The answer to a login: the token response, or the browser answer (refresh token only in
-/// the cookie).
-fn login_response(
-    state: &AppState,
-    issued: &crate::auth::sessions::IssuedSession,
-    transport: Transport,
-) -> Result<Response, ApiError> {
-    match transport {
-        Transport::Body => issued_session_response(state, issued),
-        Transport::Cookie => browser::browser_session_response(state, issued, StatusCode::CREATED),
-    }
+/// The flows for a sensitive action (registering or deleting a passkey): 404
+/// `passkeys_disabled` first, then the reauthentication rule.
+async fn sensitive_action<'a>(
+    state: &'a AppState,
+    me: &CurrentSession,
+) -> Result<PasskeyFlows<'a>, ApiError> {
+    let flows = state.passkey_flows();
+    flows.ensure_enabled()?;
+    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
+    Ok(flows)
 }
 
 /// Starts registering a passkey for the caller. A sensitive action: needs a recent
@@ -302,7 +299,7 @@ fn login_response(
         (status = 200, description = "Options for `navigator.credentials.create()`", body = CeremonyResponse),
         MalformedJson,
         (status = 401, description = "`insufficient_user_authentication` (reauthenticate or step up first), or `invalid_token` / `session_*` for the bearer token", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
         (status = 422, description = "`validation_failed`: the name", body = ErrorResponse),
         Unavailable,
@@ -313,9 +310,7 @@ pub async fn register_start(
     me: CurrentSession,
     AppJson(body): AppJson<RegisterStartRequest>,
 ) -> Result<Json<CeremonyResponse>, ApiError> {
-    let flows = state.passkey_flows();
-    flows.ensure_enabled()?; // 404 passkeys_disabled before the reauthentication rule
-    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
+    let flows = sensitive_action(&state, &me).await?;
     let name = passkey_name(&body.name)?;
     let started = flows
         .register_start(me.user_id, me.session_id, name)
@@ -335,9 +330,9 @@ pub async fn register_start(
         (status = 201, description = "Registered (`Cache-Control: no-store`)", body = RegisteredResponse),
         (status = 400, description = "`invalid_ceremony` (unknown, used, expired or another session's ceremony) or `invalid_request`", body = ErrorResponse),
         (status = 401, description = "`passkey_rejected` (origin, RP id, user verification, signature), or `invalid_token` / `session_*`", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -377,7 +372,7 @@ pub async fn register_finish(
     responses(
         (status = 200, description = "The caller's passkeys", body = PasskeyList),
         BearerRejected,
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         Unavailable,
     )
 )]
@@ -456,9 +451,7 @@ pub async fn delete(
         .unwrap_or_default()
         .split('&')
         .any(|pair| pair == "confirm=true");
-    let flows = state.passkey_flows();
-    flows.ensure_enabled()?; // 404 passkeys_disabled before the reauthentication rule
-    crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::Passkeys).await?;
+    let flows = sensitive_action(&state, &me).await?;
     flows
         .delete(
             me.user_id,
@@ -479,13 +472,13 @@ pub async fn delete(
     security(("bearer" = [])),
     request_body = EmptyRequest,
     responses(
-        (status = 200, description = "Options for `navigator.credentials.get()`", body = CeremonyResponse),
+        AssertionOptions,
         MalformedJson,
         BearerRejected,
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         (status = 409, description = "`no_passkeys`: register one first", body = ErrorResponse),
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -511,11 +504,11 @@ pub async fn step_up_start(
     request_body = AssertionRequest,
     responses(
         (status = 200, description = "Stepped up (`Cache-Control: no-store`)", body = StepUpResponse),
-        (status = 400, description = "`invalid_ceremony` or `invalid_request`", body = ErrorResponse),
+        CeremonyRejected,
         (status = 401, description = "`passkey_rejected`, `passkey_counter_regressed`, or `invalid_token` / `session_*` (a revoked session cannot step up)", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -535,10 +528,7 @@ pub async fn step_up_finish(
             &AuditClient::from(&client),
         )
         .await?;
-    let issued = state
-        .tokens
-        .issue(me.user_id, &record, state.clock.now())
-        .map_err(ApiError::internal)?;
+    let issued = access_token(&state, me.user_id, &record, state.clock.now())?;
     Ok(no_store(
         StatusCode::OK,
         StepUpResponse {
@@ -560,11 +550,11 @@ pub async fn step_up_finish(
     tag = "passkeys",
     request_body = LoginStartRequest,
     responses(
-        (status = 200, description = "Options for `navigator.credentials.get()`", body = CeremonyResponse),
+        AssertionOptions,
         MalformedJson,
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -583,11 +573,11 @@ pub async fn login_start(
     tag = "passkeys",
     request_body = LoginFinishRequest,
     responses(
-        (status = 201, description = "Logged in; `Cache-Control: no-store`. With `transport: \"cookie\"` the body is a `BrowserTokenResponse` (no refresh token) and the refresh token is in `Set-Cookie`", body = TokenResponse),
-        (status = 400, description = "`invalid_ceremony` or `invalid_request`", body = ErrorResponse),
+        PasskeyLoggedIn,
+        CeremonyRejected,
         (status = 401, description = "`passkey_rejected` or `passkey_counter_regressed`", body = ErrorResponse),
         (status = 403, description = "`email_not_verified`, or `csrf_rejected` (transport `cookie` without `x-sessiond-csrf: 1` and an allowed `Origin`)", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
         (status = 422, description = "`validation_failed`: `device_name`", body = ErrorResponse),
         Unavailable,
@@ -599,7 +589,7 @@ pub async fn login_finish(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginFinishRequest>,
 ) -> Result<Response, ApiError> {
-    check_transport(&state, &headers, body.transport)?;
+    body.transport.check(&state, &headers)?;
     let device_name = crate::http::extract::device_name(body.device_name.as_deref())?
         .map(|d| d.as_str().to_owned());
     let issued = state
@@ -611,7 +601,7 @@ pub async fn login_finish(
             &AuditClient::from(&client),
         )
         .await?;
-    login_response(&state, &issued, body.transport)
+    body.transport.session_response(&state, &issued)
 }
 
 /// Starts the passkey second factor of an `mfa_required` login (one of the challenge's
@@ -622,13 +612,13 @@ pub async fn login_finish(
     tag = "passkeys",
     request_body = MfaStartRequest,
     responses(
-        (status = 200, description = "Options for `navigator.credentials.get()`", body = CeremonyResponse),
+        AssertionOptions,
         (status = 400, description = "`invalid_request`", body = ErrorResponse),
         (status = 401, description = "`mfa_challenge_invalid` or `mfa_attempts_exceeded`", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         (status = 409, description = "`no_passkeys`", body = ErrorResponse),
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         Unavailable,
     )
 )]
@@ -636,7 +626,7 @@ pub async fn mfa_start(
     State(state): State<AppState>,
     AppJson(body): AppJson<MfaStartRequest>,
 ) -> Result<Json<CeremonyResponse>, ApiError> {
-    let challenge_id = parse_id(&body.challenge_id, "challenge_id")?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let started = state.passkey_flows().mfa_start(challenge_id).await?;
     Ok(Json(CeremonyResponse::from_started(started)?))
 }
@@ -650,13 +640,13 @@ pub async fn mfa_start(
     tag = "passkeys",
     request_body = MfaFinishRequest,
     responses(
-        (status = 201, description = "Logged in; `Cache-Control: no-store`. With `transport: \"cookie\"` the body is a `BrowserTokenResponse` (no refresh token) and the refresh token is in `Set-Cookie`", body = TokenResponse),
-        (status = 400, description = "`invalid_ceremony` or `invalid_request`", body = ErrorResponse),
+        PasskeyLoggedIn,
+        CeremonyRejected,
         (status = 401, description = "`passkey_rejected`, `passkey_counter_regressed`, `mfa_challenge_invalid`", body = ErrorResponse),
         (status = 403, description = "`csrf_rejected` (transport `cookie` without `x-sessiond-csrf: 1` and an allowed `Origin`)", body = ErrorResponse),
-        (status = 404, description = "`passkeys_disabled`", body = ErrorResponse),
+        PasskeysDisabled,
         BodyRejected,
-        (status = 422, description = "`validation_failed`: a field of the body is missing, mistyped or unknown", body = ErrorResponse),
+        ValidationFailed,
         (status = 429, description = "`rate_limited`: the account's second-factor lock", body = ErrorResponse),
         Unavailable,
     )
@@ -667,8 +657,8 @@ pub async fn mfa_finish(
     headers: HeaderMap,
     AppJson(body): AppJson<MfaFinishRequest>,
 ) -> Result<Response, ApiError> {
-    check_transport(&state, &headers, body.transport)?;
-    let challenge_id = parse_id(&body.challenge_id, "challenge_id")?;
+    body.transport.check(&state, &headers)?;
+    let challenge_id = crate::http::extract::challenge_id(&body.challenge_id)?;
     let issued = state
         .passkey_flows()
         .mfa_finish(
@@ -678,5 +668,5 @@ pub async fn mfa_finish(
             &AuditClient::from(&client),
         )
         .await?;
-    login_response(&state, &issued, body.transport)
+    body.transport.session_response(&state, &issued)
 }

@@ -14,7 +14,7 @@ use crate::auth::reauth::{ActionClass, require_action};
 use crate::auth::sessions::revoke_all;
 use crate::http::error::ApiError;
 use crate::http::extract::CurrentSession;
-use crate::http::openapi::{BearerRejected, ErrorResponse, Unavailable};
+use crate::http::openapi::{BearerRejected, ErrorResponse, PageRejected, Unavailable};
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::state::AppState;
 use crate::http::views::{SessionPage, SessionView};
@@ -29,9 +29,8 @@ use crate::http::views::{SessionPage, SessionView};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of sessions", body = SessionPage),
-        (status = 400, description = "`invalid_request`: bad cursor", body = ErrorResponse),
+        PageRejected,
         BearerRejected,
-        (status = 422, description = "`validation_failed`: bad limit", body = ErrorResponse),
         Unavailable,
     )
 )]
@@ -40,16 +39,18 @@ pub async fn list(
     me: CurrentSession,
     page: Page,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let mut rows = state
-        .store
-        .list_active_sessions(
-            me.user_id,
-            state.clock.now(),
-            page.before.map(SessionId),
-            page.fetch_limit(),
+    let now = state.clock.now();
+    let (rows, next_cursor) = page
+        .load(
+            |before, limit| {
+                let before = before.map(SessionId);
+                state
+                    .store
+                    .list_active_sessions(me.user_id, now, before, limit)
+            },
+            |s| s.id.as_uuid(),
         )
         .await?;
-    let next_cursor = page.finish(&mut rows, |s| s.id.as_uuid());
     let names = crate::auth::oauth::grants::application_names(&state.auth(), &rows).await?;
     let sessions: Vec<SessionView> = rows
         .iter()
@@ -84,9 +85,7 @@ pub async fn revoke_one(
     me: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: SessionId = id
-        .parse()
-        .map_err(|_| ApiError::InvalidRequest("invalid session id".into()))?;
+    let id: SessionId = crate::http::extract::path_id(&id, "session id")?;
     let owned = state
         .store
         .load_session(id)
