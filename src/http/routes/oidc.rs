@@ -21,8 +21,7 @@ use crate::http::browser::{Transport, login_outcome_response, see_other, session
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, ClientInfo, CurrentSession};
 use crate::http::openapi::{
-    BearerRejected, BodyRejected, ErrorResponse, MalformedJson, OidcProviderUnknown, Unavailable,
-    ValidationFailed,
+    BearerRejected, BodyRejected, ErrorResponse, OidcProviderUnknown, Unavailable, ValidationFailed,
 };
 use crate::http::state::AppState;
 use crate::http::views::{TokenResponse, no_store, rfc3339_text};
@@ -298,9 +297,8 @@ pub async fn callback(
     request_body = ExchangeRequest,
     responses(
         (status = 201, description = "Logged in; `Cache-Control: no-store`", body = TokenResponse),
-        MalformedJson,
         BodyRejected,
-        (status = 400, description = "`invalid_grant`: unknown, used or expired code, or a wrong `code_verifier`", body = ErrorResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON; `invalid_grant`: unknown, used or expired code, or a wrong `code_verifier`", body = ErrorResponse),
         (status = 401, description = "`mfa_required` (`details: {challenge_id, expires_at, methods}`; finish with `POST /v1/auth/sessions/mfa`) or `oidc_login_failed`", body = ErrorResponse),
         OidcProviderUnknown,
         ValidationFailed,
@@ -339,7 +337,6 @@ pub async fn exchange(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
-        MalformedJson,
         BodyRejected,
         SessionStartRefused,
         BearerRejected,
@@ -359,8 +356,12 @@ pub async fn link(
 /// own.
 #[derive(IntoResponses)]
 pub enum SessionStartRefused {
-    /// The return URL is not on the allow-list.
-    #[response(status = 400, description = "`return_url_not_allowed`")]
+    /// The body is not well-formed JSON, or the return URL is not on the allow-list (one 400
+    /// entry: an OpenAPI operation has one response per status).
+    #[response(
+        status = 400,
+        description = "`invalid_request` (malformed JSON) or `return_url_not_allowed`"
+    )]
     ReturnUrlNotAllowed(ErrorResponse),
     /// The provider's discovery cannot be fetched now, or the store is busy.
     #[response(
@@ -443,7 +444,6 @@ impl SessionStart {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Send the browser to `authorization_url`; `Set-Cookie` of the binding cookie", body = LinkStarted),
-        MalformedJson,
         BodyRejected,
         SessionStartRefused,
         BearerRejected,
