@@ -7,9 +7,19 @@
 # The spread between the runs of one binary is the run-to-run noise the difference is judged
 # against. Rate limits off, like the limits harness.
 #
+# HOPS=1 adds a third path, "hop": a second instance of the same binary on the same database,
+# and durable refreshes from bench_load (the limits harness's generator, CONNECTIONS
+# connections) sent to one of the two instances at random for every request, as a round-robin
+# load balancer does: a session's refreshes hop between instances (issue #15, target 4). Its
+# server CPU is summed over both instances. And "sticky": the same two instances, with each
+# session's refreshes always sent to the same one (bench_load --spread session), as a load
+# balancer with affinity on the session does. And "single": bench_load against the first
+# instance alone, the one-instance figure the two-instance ones are divided by.
+#
 # Usage: benches/compare.sh BIN_A BIN_B [OUT_DIR]
 # Env:   ROUNDS (default 3), DURATION seconds per wrk run (default 15), CONNECTIONS (16),
-#        SEED_SESSIONS (default 20000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)
+#        SEED_SESSIONS (default 20000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres),
+#        HOPS=1 (see above), BENCH_LOAD (default: the release build's examples/bench_load)
 # Every server it starts is stopped and every database it creates is dropped on exit; each wrk
 # run ends by itself after DURATION seconds. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -26,6 +36,9 @@ export BENCH_LIB="$ROOT/benches/lib" WRK_THREADS
 
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "wrk missing" >&2; exit 1; }; }
 command -v openssl >/dev/null || { echo "openssl missing" >&2; exit 1; }
+HOPS="${HOPS:-0}"
+BENCH_LOAD="${BENCH_LOAD:-${CARGO_TARGET_DIR:-$HOME/.cache/sessiond-target}/release/examples/bench_load}"
+[ "$HOPS" != 1 ] || [ -x "$BENCH_LOAD" ] || { echo "HOPS=1 needs bench_load ($BENCH_LOAD): cargo build --release --example bench_load" >&2; exit 1; }
 
 PIDS=(); DBS=()
 WORK="$(mktemp -d -t sessiond-compare.XXXXXX)"
@@ -59,18 +72,44 @@ one_run() {
     --out "$WORK/seed-refresh.jsonl" >"$OUT/seed-$label-$round.log" 2>&1
   DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 --first 1000000 \
     --out "$WORK/seed-read.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+  if [ "$HOPS" = 1 ]; then
+    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
+      --first 2000000 --out "$WORK/seed-hop.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
+      --first 3000000 --out "$WORK/seed-sticky.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
+      --first 4000000 --out "$WORK/seed-single.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+  fi
   local port; port="$(free_port)"
   DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port" "$bin" serve >"$OUT/server-$label-$round.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && break; sleep 0.1; done
   local line="{\"label\": \"$label\", \"round\": $round"
-  for path in refresh me; do
-    local c0; c0="$(cpu_ticks "$pid")"
-    SEED_FILE="$WORK/seed-$( [ "$path" = refresh ] && echo refresh || echo read ).jsonl" \
-      WRK_JSON="$OUT/wrk-$label-$round-$path.json" \
-      wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
-      -s "$BENCH_LIB/$path.lua" "http://127.0.0.1:$port" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
-    local c1; c1="$(cpu_ticks "$pid")"
+  local paths="refresh me" pid2="" port2=""
+  if [ "$HOPS" = 1 ]; then
+    paths="refresh me single hop sticky"; port2="$(free_port)"
+    DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port2" "$bin" serve >"$OUT/server-$label-$round-b.log" 2>&1 &
+    pid2=$!; PIDS+=("$pid2")
+    for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$port2/ready" 2>/dev/null && break; sleep 0.1; done
+  fi
+  for path in $paths; do
+    local c0; c0="$(cpu_ticks "$pid")"; [ -n "$pid2" ] && c0=$(( c0 + $(cpu_ticks "$pid2") ))
+    if [ "$path" = single ]; then
+      "$BENCH_LOAD" --kind refresh --seed "$WORK/seed-single.jsonl" --target "127.0.0.1:$port" \
+        --connections "$CONNECTIONS" --duration "$DURATION" \
+        --out "$OUT/wrk-$label-$round-$path.json" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
+    elif [ "$path" = hop ] || [ "$path" = sticky ]; then
+      "$BENCH_LOAD" --kind refresh --seed "$WORK/seed-$path.jsonl" --target "127.0.0.1:$port" \
+        --target "127.0.0.1:$port2" --connections "$CONNECTIONS" --duration "$DURATION" \
+        --spread "$( [ "$path" = hop ] && echo random || echo session )" \
+        --out "$OUT/wrk-$label-$round-$path.json" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
+    else
+      SEED_FILE="$WORK/seed-$( [ "$path" = refresh ] && echo refresh || echo read ).jsonl" \
+        WRK_JSON="$OUT/wrk-$label-$round-$path.json" \
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
+        -s "$BENCH_LIB/$path.lua" "http://127.0.0.1:$port" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
+    fi
+    local c1; c1="$(cpu_ticks "$pid")"; [ -n "$pid2" ] && c1=$(( c1 + $(cpu_ticks "$pid2") ))
     line="$line, \"$path\": $(python3 - "$OUT/wrk-$label-$round-$path.json" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 w = json.load(open(sys.argv[1])); ticks = int(sys.argv[3]) - int(sys.argv[2]); hz = int(sys.argv[4])
@@ -82,6 +121,7 @@ PY
 )"
   done
   echo "$line}" | tee -a "$OUT/runs.jsonl"
+  if [ -n "$pid2" ]; then kill -TERM "$pid2" 2>/dev/null || true; wait "$pid2" 2>/dev/null || true; fi
   kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
@@ -94,12 +134,24 @@ done
 python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/summary.txt"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-for path in ("refresh", "me"):
+for path in ("refresh", "me", "single", "hop", "sticky"):
+    if not any(path in r for r in runs):
+        continue
     for metric in ("ok_per_s", "server_cpu_us_per_ok", "p99_ms"):
         row = []
         for label in ("A", "B"):
-            v = [r[path][metric] for r in runs if r["label"] == label and r[path].get(metric) is not None]
+            v = [r[path][metric] for r in runs if r["label"] == label and path in r and r[path].get(metric) is not None]
             if v:
                 row.append(f"{label}: median {statistics.median(v):,.1f} (min {min(v):,.1f}, max {max(v):,.1f}, n={len(v)})")
         print(f"{path:8s} {metric:22s} " + " | ".join(row))
+# Two instances against one, per round (the same generator and round for both), then the median.
+for two in ("hop", "sticky"):
+    row = []
+    for label in ("A", "B"):
+        v = [r[two]["ok_per_s"] / r["single"]["ok_per_s"] for r in runs
+             if r["label"] == label and two in r and r["single"]["ok_per_s"]]
+        if v:
+            row.append(f"{label}: median {statistics.median(v):.3f} (min {min(v):.3f}, max {max(v):.3f}, n={len(v)})")
+    if row:
+        print(f"{two + '/single':8s} {'ok_per_s ratio':22s} " + " | ".join(row))
 PY

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! bench_load --kind refresh|me --seed FILE --target HOST:PORT [--target HOST:PORT]
-//!            [--connections 16] [--duration 30] [--rate 0] [--out FILE]
+//!            [--connections 16] [--duration 30] [--rate 0] [--spread random|session]
+//!            [--out FILE]
 //! ```
 //!
 //! - `--rate 0` (default): closed loop, as wrk: each connection sends its next request when the
@@ -18,7 +19,10 @@
 //!   reported beside it.
 //! - Several `--target`s: every connection holds one connection to each and picks one at random
 //!   for every request, as a round-robin load balancer in front of many clients does: a
-//!   session's consecutive refreshes land on different instances half of the time.
+//!   session's consecutive refreshes land on different instances half of the time. With
+//!   `--spread session`, the target is picked by a hash of the session id in the refresh token
+//!   (of the whole token for `/me`) instead, as a load balancer with affinity on the session
+//!   does: a session's requests always reach the same instance.
 //!
 //! Each connection is an OS thread with a blocking socket, which sleeps with the kernel's
 //! high-resolution timers (an async runtime's 1 ms timer wheel would add up to 1 ms of
@@ -44,7 +48,17 @@ struct Options {
     connections: usize,
     duration: Duration,
     rate: f64,
+    spread: Spread,
     out: Option<String>,
+}
+
+/// How a request picks one of several targets.
+#[derive(Clone, Copy, PartialEq)]
+enum Spread {
+    /// At random, per request (round robin as many clients see it).
+    Random,
+    /// By the session: always the same target for one session (load-balancer affinity).
+    Session,
 }
 
 fn options() -> Options {
@@ -55,6 +69,7 @@ fn options() -> Options {
         connections: 16,
         duration: Duration::from_secs(30),
         rate: 0.0,
+        spread: Spread::Random,
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,6 +91,13 @@ fn options() -> Options {
                 o.duration = Duration::from_secs_f64(value.parse().expect("--duration"))
             }
             "--rate" => o.rate = value.parse().expect("--rate"),
+            "--spread" => {
+                o.spread = match value.as_str() {
+                    "random" => Spread::Random,
+                    "session" => Spread::Session,
+                    other => panic!("--spread {other:?}: use random or session"),
+                }
+            }
             "--out" => o.out = Some(value),
             other => panic!("unknown argument {other:?}"),
         }
@@ -216,10 +238,23 @@ fn next_random(state: &mut u64) -> u64 {
     *state
 }
 
+/// FNV-1a of the session id in a refresh token (`rt1_<session id>_<secret>`), or of the whole
+/// token when it is not one: the same value for every token of one session.
+fn session_hash(token: &str) -> u64 {
+    let key = token
+        .strip_prefix("rt1_")
+        .and_then(|rest| rest.split('_').next())
+        .unwrap_or(token);
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn connection(
     index: usize,
     kind: Kind,
+    spread: Spread,
     targets: &[String],
     mut tokens: VecDeque<String>,
     start: Instant,
@@ -263,10 +298,10 @@ fn connection(
             }
             continue;
         };
-        let target = if conns.len() == 1 {
-            0
-        } else {
-            (next_random(&mut random) % conns.len() as u64) as usize
+        let target = match spread {
+            _ if conns.len() == 1 => 0,
+            Spread::Random => (next_random(&mut random) % conns.len() as u64) as usize,
+            Spread::Session => (session_hash(&token) % conns.len() as u64) as usize,
         };
         let conn = &mut conns[target];
         let req = request(kind, &conn.addr, &token);
@@ -362,12 +397,15 @@ fn main() {
         .map(|(i, tokens)| {
             let targets = o.targets.clone();
             let kind = o.kind;
+            let spread = o.spread;
             // Connection i starts i/N of an interval late, so the total is evenly spread.
             let stagger = interval.map_or(Duration::ZERO, |every| {
                 every.mul_f64(i as f64 / o.connections as f64)
             });
             std::thread::spawn(move || {
-                connection(i, kind, &targets, tokens, start, end, interval, stagger)
+                connection(
+                    i, kind, spread, &targets, tokens, start, end, interval, stagger,
+                )
             })
         })
         .collect();
@@ -388,7 +426,7 @@ fn main() {
     all.service_us.sort_unstable();
     let answered = all.latency_us.len() as u64;
     let out = format!(
-        "{{\"kind\":\"{}\",\"targets\":{},\"connections\":{},\"mode\":\"{}\",\"rate_offered\":{},\
+        "{{\"kind\":\"{}\",\"targets\":{},\"spread\":\"{}\",\"connections\":{},\"mode\":\"{}\",\"rate_offered\":{},\
          \"seconds\":{seconds:.3},\"requests\":{},\"ok\":{},\"ok_per_s\":{:.2},\
          \"errors\":{{\"status\":{},\"io\":{},\"starved\":{}}},\"sent_late_over_1ms\":{},\
          \"latency_ms\":{},\"service_ms\":{}}}\n",
@@ -398,6 +436,11 @@ fn main() {
             "me"
         },
         o.targets.len(),
+        if o.spread == Spread::Session {
+            "session"
+        } else {
+            "random"
+        },
         o.connections,
         if interval.is_some() {
             "fixed_rate_corrected"
