@@ -15,7 +15,7 @@ use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
 mod soft_authenticator;
 use soft_authenticator::Authenticator;
 
-use crate::support::{Keys, Sessiond, TestDb, Tokens, http_client, refresh, signed_in};
+use crate::support::{Sessiond, Tokens, TwoProcesses, refresh, signed_in};
 
 const ORIGIN: &str = "http://localhost:8080";
 
@@ -44,16 +44,19 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_WEBAUTHN_RP_ID", "localhost"),
         ("SESSIOND_WEBAUTHN_ORIGINS", ORIGIN),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        ..
+    } = TwoProcesses::start(&settings).await;
     let origin = Url::parse(ORIGIN).unwrap();
     let s = signed_in(&client, &a, "passkey-two@example.com").await;
     let mut authenticator = Authenticator::new();

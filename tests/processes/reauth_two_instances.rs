@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Keys, PASSWORD, Reply, Sessiond, TestDb, http_client, signed_in};
+use crate::support::{PASSWORD, Reply, Sessiond, TwoProcesses, signed_in};
 
 /// Creates an API key through `at` (a sensitive action).
 async fn create_key(client: &reqwest::Client, at: &Sessiond, access: &str) -> Reply {
@@ -28,15 +28,18 @@ async fn create_key(client: &reqwest::Client, at: &Sessiond, access: &str) -> Re
 async fn a_reauthentication_through_one_process_is_seen_by_the_other_at_once() {
     // Generous for a loaded CI machine, and well below the staleness bound.
     const BOUND: Duration = Duration::from_secs(10);
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_REAUTH_MAX_AGE", "4s"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        ..
+    } = TwoProcesses::start(&settings).await;
     let s = signed_in(&client, &a, "reauth@example.com").await;
 
     // B's actor holds the session (loaded now) and, once the login is old enough, refuses.

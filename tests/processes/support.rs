@@ -67,6 +67,36 @@ impl Drop for TestDb {
     }
 }
 
+/// Two processes, "A" and "B", on one fresh database with the same keys and settings, a client
+/// and a pool for reading the database. Bind `db` first (`let TwoProcesses { db, keys, a, b,
+/// .. } = …`): bindings drop in reverse, so the processes are killed before it goes.
+pub struct TwoProcesses {
+    pub db: TestDb,
+    pub keys: Keys,
+    pub a: Sessiond,
+    pub b: Sessiond,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+}
+
+impl TwoProcesses {
+    pub async fn start(settings: &[(&str, &str)]) -> TwoProcesses {
+        let db = TestDb::fresh().await;
+        let keys = Keys::generate();
+        let a = Sessiond::start("A", &db, &keys, settings).await;
+        let b = Sessiond::start("B", &db, &keys, settings).await;
+        let pool = db.pool().await;
+        TwoProcesses {
+            db,
+            keys,
+            a,
+            b,
+            client: http_client(),
+            pool,
+        }
+    }
+}
+
 /// A session row, read straight from the `sessions` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSession {

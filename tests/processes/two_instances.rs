@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Keys, Reply, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me,
-    metric, refresh, revoke_session, run_command, signed_in, stored_session,
+    Reply, Sessiond, TwoProcesses, assert_one_row_per_generation, login, logout, me, metric,
+    refresh, revoke_session, run_command, signed_in, stored_session,
 };
 
 const ROUNDS: usize = 100;
@@ -22,13 +22,15 @@ const ROUNDS: usize = 100;
 /// (one rotation, one `refresh_tokens` row per generation) and the session stays active.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_through_two_processes_rotate_each_generation_once() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_GRACE_WINDOW", "30s")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        pool,
+    } = TwoProcesses::start(&settings).await;
 
     let tokens = signed_in(&client, &a, "twins@example.com").await;
     let id = tokens.session_id.clone();
@@ -113,16 +115,18 @@ async fn a_revoke_through_one_process_is_seen_by_the_other_through_the_change_fe
     // Generous for a loaded CI machine; the observed delay is printed (milliseconds).
     const BOUND: Duration = Duration::from_secs(10);
 
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "30s"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        pool,
+    } = TwoProcesses::start(&settings).await;
 
     // --- Logout through A, /me through B.
     let s1 = signed_in(&client, &a, "revoked@example.com").await;
@@ -217,12 +221,15 @@ async fn until_revoked_through(
 /// ten minutes here), and B's own change shows in A's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_change_through_one_process_is_seen_by_the_other() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        ..
+    } = TwoProcesses::start(&settings).await;
 
     let s = signed_in(&client, &a, "renamed@example.com").await;
     for (writer, reader, name) in [(&a, &b, "Ada"), (&b, &a, "Grace"), (&a, &b, "Ada L.")] {
@@ -261,13 +268,15 @@ async fn a_profile_change_through_one_process_is_seen_by_the_other() {
 /// around the cut is still seen by B, and B counts the reconnection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        pool,
+    } = TwoProcesses::start(&settings).await;
 
     let s = signed_in(&client, &a, "cut@example.com").await;
     let r = me(&client, &b, &s.access).await;
@@ -322,16 +331,18 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
 /// can explain the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "10m"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let TwoProcesses {
+        db: _db,
+        keys: _keys,
+        a,
+        b,
+        client,
+        pool,
+    } = TwoProcesses::start(&settings).await;
 
     let g0 = signed_in(&client, &a, "replayed@example.com").await;
     let id = g0.session_id.clone();
@@ -373,13 +384,15 @@ async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry(
 async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     const BOUND: Duration = Duration::from_secs(10);
     const EMAIL: &str = "disabled@example.com";
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let TwoProcesses {
+        db,
+        keys,
+        a,
+        b,
+        client,
+        pool,
+    } = TwoProcesses::start(&settings).await;
 
     let s1 = signed_in(&client, &a, EMAIL).await;
     let s2 = login(&client, &b, EMAIL).await;
