@@ -27,6 +27,10 @@ use sessiond_actors::rotation::RotationPolicy;
 use sessiond_actors::sessions::{Sessions, SessionsConfig};
 use sessiond_actors::store::SessionStore;
 
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+
 const PASSWORD: &str = "correct horse battery";
 
 /// A clock the test moves by hand.
@@ -219,27 +223,6 @@ fn wrong_code(ctx: &Ctx, secret: &TotpSecret) -> String {
         .map(|n| format!("{:06}", (n * 7919 + 123_456) % 1_000_000))
         .find(|c| !valid.contains(c))
         .unwrap()
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Postgres).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Sqlite).await;
-                }
-            )*
-        }
-    };
 }
 
 both_backends!(

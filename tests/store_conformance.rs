@@ -18,6 +18,10 @@ use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
 
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+
 // ---------------------------------------------------------------------------------------------
 // Harness
 
@@ -278,29 +282,7 @@ fn new_session(user: UserId, expires_at: DateTime<Utc>) -> SessionRecord {
     }
 }
 
-/// Instantiates every listed test once per backend: `postgres::<name>` and `sqlite::<name>`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Postgres).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Sqlite).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+both_backends!(
     migrate_twice_is_idempotent,
     backend_matches_url,
     users_create_find_get,
