@@ -20,8 +20,8 @@ use serde_json::Value;
 use crate::oauth_grants::{self, Client, GRANT_SCOPE, is_active, oauth_post, refresh_grant};
 
 use crate::support::{
-    Keys, Sessiond, TestDb, assert_one_row_per_generation, http_client, open_grant, signed_in,
-    stored_session,
+    Keys, Sessiond, TestDb, assert_one_row_per_generation, eventually, http_client, open_grant,
+    signed_in, stored_session,
 };
 
 const OWNER: &str = "grants@example.com";
@@ -276,13 +276,18 @@ async fn until_inactive(
     access: &str,
 ) -> Duration {
     let started = Instant::now();
-    while is_active(http, &process.base, client, access).await {
-        assert!(
-            started.elapsed() < FEED_BOUND,
-            "{}: the grant's access token is still active {FEED_BOUND:?} later",
-            process.name
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{}: the grant's access token is still active", process.name);
+    eventually(
+        &what,
+        FEED_BOUND,
+        Duration::from_millis(20),
+        || async move {
+            match is_active(http, &process.base, client, access).await {
+                true => Err("active".to_owned()),
+                false => Ok(()),
+            }
+        },
+    )
+    .await;
     started.elapsed()
 }

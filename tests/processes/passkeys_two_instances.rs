@@ -49,14 +49,8 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
         ("SESSIOND_WEBAUTHN_RP_ID", "localhost"),
         ("SESSIOND_WEBAUTHN_ORIGINS", ORIGIN),
     ];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        ..
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, _) = p.parts();
     let origin = Url::parse(ORIGIN).unwrap();
     let s = signed_in(&client, &a, "passkey-two@example.com").await;
     let mut authenticator = Authenticator::new();

@@ -68,18 +68,23 @@ impl Drop for TestDb {
 }
 
 /// Two processes, "A" and "B", on one fresh database with the same keys and settings, a client
-/// and a pool for reading the database. Bind `db` first (`let TwoProcesses { db, keys, a, b,
-/// .. } = …`): bindings drop in reverse, so the processes are killed before it goes.
+/// and a pool for reading the database. Dropping it kills the processes first (field order),
+/// then drops the database.
 pub struct TwoProcesses {
-    pub db: TestDb,
-    pub keys: Keys,
     pub a: Sessiond,
     pub b: Sessiond,
     pub client: reqwest::Client,
     pub pool: PgPool,
+    pub keys: Keys,
+    pub db: TestDb,
 }
 
 impl TwoProcesses {
+    /// The two processes, the client and the pool.
+    pub fn parts(&self) -> (&Sessiond, &Sessiond, &reqwest::Client, &PgPool) {
+        (&self.a, &self.b, &self.client, &self.pool)
+    }
+
     pub async fn start(settings: &[(&str, &str)]) -> TwoProcesses {
         let db = TestDb::fresh().await;
         let keys = Keys::generate();
@@ -476,6 +481,34 @@ fn strip_ansi(line: &str) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
+
+/// Calls `attempt` every `every` until it answers `Ok`, and returns that; fails naming `what`
+/// and the last `Err` (the state it saw) once `bound` has passed. A liveness bound for
+/// polling, not a timing assertion.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    bound: Duration,
+    every: Duration,
+    mut attempt: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        let last = match attempt().await {
+            Ok(done) => return done,
+            Err(last) => last,
+        };
+        assert!(
+            started.elapsed() < bound,
+            "{what} after {:?}: {last}",
+            started.elapsed()
+        );
+        tokio::time::sleep(every).await;
+    }
+}
 
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

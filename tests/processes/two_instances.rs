@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Reply, Sessiond, TwoProcesses, assert_one_row_per_generation, login, logout, me, metric,
-    refresh, revoke_session, run_command, signed_in, stored_session,
+    Reply, Sessiond, TwoProcesses, assert_one_row_per_generation, eventually, login, logout, me,
+    metric, refresh, revoke_session, run_command, signed_in, stored_session,
 };
 
 const ROUNDS: usize = 100;
@@ -23,14 +23,8 @@ const ROUNDS: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_through_two_processes_rotate_each_generation_once() {
     let settings = [("SESSIOND_GRACE_WINDOW", "30s")];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        pool,
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     let tokens = signed_in(&client, &a, "twins@example.com").await;
     let id = tokens.session_id.clone();
@@ -119,14 +113,8 @@ async fn a_revoke_through_one_process_is_seen_by_the_other_through_the_change_fe
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "30s"),
     ];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        pool,
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     // --- Logout through A, /me through B.
     let s1 = signed_in(&client, &a, "revoked@example.com").await;
@@ -198,23 +186,25 @@ async fn until_revoked_through(
     bound: Duration,
 ) -> Duration {
     let started = Instant::now();
-    loop {
-        let r = me(client, b, access).await;
-        match r.status {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED => {
-                r.assert_unauthorized("session_revoked", "B /me after the revoke");
-                return started.elapsed();
+    let every = Duration::from_millis(20);
+    eventually(
+        "B still accepted the revoked session",
+        bound,
+        every,
+        || async move {
+            let r = me(client, b, access).await;
+            match r.status {
+                StatusCode::OK => Err(format!("200 {}", r.body)),
+                StatusCode::UNAUTHORIZED => {
+                    r.assert_unauthorized("session_revoked", "B /me after the revoke");
+                    Ok(())
+                }
+                other => panic!("B /me after the revoke: unexpected {other} {}", r.body),
             }
-            other => panic!("B /me after the revoke: unexpected {other} {}", r.body),
-        }
-        assert!(
-            started.elapsed() < bound,
-            "B still accepted the revoked session after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        },
+    )
+    .await;
+    started.elapsed()
 }
 
 /// A display name changed through A shows in B's `/me` at once (B may cache profiles for
@@ -222,14 +212,8 @@ async fn until_revoked_through(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_change_through_one_process_is_seen_by_the_other() {
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        ..
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, _) = p.parts();
 
     let s = signed_in(&client, &a, "renamed@example.com").await;
     for (writer, reader, name) in [(&a, &b, "Ada"), (&b, &a, "Grace"), (&a, &b, "Ada L.")] {
@@ -244,22 +228,19 @@ async fn a_profile_change_through_one_process_is_seen_by_the_other() {
             .await
             .expect("PATCH /v1/auth/me");
         assert_eq!(r.status(), StatusCode::OK, "{} PATCH", writer.name);
-        let started = Instant::now();
-        loop {
-            let r = me(&client, reader, &s.access).await;
+        let what = format!("{} still shows another name than {name}", reader.name);
+        let (client, access) = (&client, s.access.as_str());
+        let (bound, every) = (Duration::from_secs(10), Duration::from_millis(20));
+        eventually(&what, bound, every, || async move {
+            let r = me(client, reader, access).await;
             assert_eq!(r.status, StatusCode::OK, "{} /me: {}", reader.name, r.body);
             if r.body["user"]["name"] == name {
-                break;
+                Ok(())
+            } else {
+                Err(format!("it shows {}", r.body["user"]["name"]))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{} still shows {} after {:?}",
-                reader.name,
-                r.body["user"]["name"],
-                started.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -269,14 +250,8 @@ async fn a_profile_change_through_one_process_is_seen_by_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        pool,
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     let s = signed_in(&client, &a, "cut@example.com").await;
     let r = me(&client, &b, &s.access).await;
@@ -286,7 +261,7 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .expect("terminating the LISTEN backends");
     assert_eq!(cut, [true, true], "one LISTEN connection per process");
@@ -302,25 +277,26 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
     let delay = until_revoked_through(&client, &b, &s.access, Duration::from_secs(10)).await;
     println!("revocation seen through B {delay:?} after the cut");
 
-    let started = Instant::now();
-    loop {
-        let (reconnects, metrics) =
-            metric(&client, &b, "sessiond_change_feed_reconnects_total").await;
-        let reconnects = reconnects.unwrap_or(0.0);
-        if reconnects >= 1.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "B never counted a reconnection:\n{}",
-            metrics
-                .lines()
-                .filter(|l| l.contains("change_feed"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (bound, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    eventually(
+        "B never counted a reconnection",
+        bound,
+        every,
+        || async move {
+            let (reconnects, metrics) =
+                metric(client, b, "sessiond_change_feed_reconnects_total").await;
+            if reconnects.unwrap_or(0.0) >= 1.0 {
+                Ok(())
+            } else {
+                Err(metrics
+                    .lines()
+                    .filter(|l| l.contains("change_feed"))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            }
+        },
+    )
+    .await;
 }
 
 /// The review's finding, with real processes: B rotates g0 → g1 and keeps g1 in memory; A then
@@ -335,14 +311,8 @@ async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry(
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "10m"),
     ];
-    let TwoProcesses {
-        db: _db,
-        keys: _keys,
-        a,
-        b,
-        client,
-        pool,
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     let g0 = signed_in(&client, &a, "replayed@example.com").await;
     let id = g0.session_id.clone();
@@ -385,14 +355,8 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     const BOUND: Duration = Duration::from_secs(10);
     const EMAIL: &str = "disabled@example.com";
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let TwoProcesses {
-        db,
-        keys,
-        a,
-        b,
-        client,
-        pool,
-    } = TwoProcesses::start(&settings).await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     let s1 = signed_in(&client, &a, EMAIL).await;
     let s2 = login(&client, &b, EMAIL).await;
@@ -428,7 +392,7 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
         }
     }
 
-    let out = run_command(&db, &keys, &["user", "disable", EMAIL]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "disable", EMAIL]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -475,7 +439,7 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     let r = me(&client, &a, &other.access).await;
     assert_eq!(r.status, StatusCode::OK, "other account: {}", r.body);
 
-    let out = run_command(&db, &keys, &["user", "enable", EMAIL]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "enable", EMAIL]).await;
     assert!(
         out.status.success(),
         "sessiond user enable failed: {}",
@@ -489,13 +453,13 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
         "SELECT kind FROM audit_events WHERE kind IN ('account_disabled', 'account_enabled') \
          ORDER BY id",
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .expect("reading audit_events");
     assert_eq!(kinds, ["account_disabled", "account_enabled"]);
 
     // An unknown account is an error, with a non-zero exit.
-    let out = run_command(&db, &keys, &["user", "disable", "nobody@example.com"]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "disable", "nobody@example.com"]).await;
     assert!(
         !out.status.success(),
         "disabling an unknown account must fail"
