@@ -11,7 +11,9 @@ use sessiond_actors::model::RevokeReason;
 use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, Tokens, assert_error, assert_validation_failed, spawn_app, spawn_app_with,
+};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -325,20 +327,14 @@ async fn me_events_paginates_the_callers_own_events(backend: Backend) {
     )
     .await;
     for limit in ["0", "101", "x"] {
-        assert_error(
+        assert_validation_failed(
             app.get_authed(&format!("/v1/auth/me/events?limit={limit}"), &ada.access)
                 .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
         )
         .await;
     }
     assert_error(
-        app.client
-            .get(app.url("/v1/auth/me/events"))
-            .send()
-            .await
-            .unwrap(),
+        app.get("/v1/auth/me/events").await,
         StatusCode::UNAUTHORIZED,
         "invalid_token",
     )

@@ -67,18 +67,8 @@ async fn parent_after_grace_window_compromises(backend: Backend) {
         stored.compromised.map(|(_, class)| class),
         Some(ReuseClass::PreviousAfterGrace)
     );
-    assert_error(
-        app.refresh(&child.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
-    assert_error(
-        app.get_authed("/v1/auth/me", &child.access).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
+    app.assert_session_refused(&child, "session_compromised")
+        .await;
     app.stop().await;
 }
 
@@ -109,18 +99,8 @@ async fn grandparent_inside_grace_window_compromises(backend: Backend) {
         stored.compromised.map(|(_, c)| c),
         Some(ReuseClass::Ancestor)
     );
-    assert_error(
-        app.refresh(&gen2.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
-    assert_error(
-        app.get_authed("/v1/auth/me", &gen2.access).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
+    app.assert_session_refused(&gen2, "session_compromised")
+        .await;
     app.stop().await;
 }
 
