@@ -30,4 +30,6 @@ mod reauth_two_instances;
 mod shutdown;
 mod startup;
 mod support;
+#[path = "../support/tokens.rs"]
+mod tokens;
 mod two_instances;

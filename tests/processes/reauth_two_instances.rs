@@ -34,7 +34,7 @@ async fn a_reauthentication_through_one_process_is_seen_by_the_other_at_once() {
     ];
     let p = TwoProcesses::start(&settings).await;
     let (a, b, client, _) = p.parts();
-    let s = signed_in(&client, &a, "reauth@example.com").await;
+    let s = signed_in(client, a, "reauth@example.com").await;
 
     // B's actor holds the session (loaded now) and, once the login is old enough, refuses.
     let access = s.access.as_str();
@@ -63,7 +63,7 @@ async fn a_reauthentication_through_one_process_is_seen_by_the_other_at_once() {
 
     // B allows the action without waiting for its staleness bound.
     loop {
-        let r = create_key(&client, &b, &s.access).await;
+        let r = create_key(client, b, &s.access).await;
         if r.status == StatusCode::CREATED {
             break;
         }

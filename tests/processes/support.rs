@@ -155,6 +155,49 @@ pub async fn token_history(pool: &PgPool, session_id: &str) -> TokenHistory {
     }
 }
 
+/// One round of two processes sent the same token at once: both answered the same child, and
+/// it is new (recorded in `seen`).
+pub fn assert_same_new_child(
+    round: usize,
+    (first, second): (&Sessiond, &Sessiond),
+    (child1, child2): (&str, &str),
+    seen: &mut std::collections::HashSet<String>,
+) {
+    assert_eq!(
+        child1, child2,
+        "round {round}: {} and {} must answer the same child for the same token",
+        first.name, second.name
+    );
+    assert!(
+        seen.insert(child1.to_owned()),
+        "round {round}: the child repeats an earlier token"
+    );
+}
+
+/// After a round: the stored `what` (session or grant) `id` rotated exactly once since
+/// `previous`, is still active, and has one history row per generation since `first`. Returns
+/// the row.
+pub async fn assert_rotated_once(
+    pool: &PgPool,
+    id: &str,
+    (round, what): (usize, &str),
+    previous: &StoredSession,
+    first: i64,
+) -> StoredSession {
+    let now = stored_session(pool, id).await;
+    assert_eq!(
+        now.generation,
+        previous.generation + 1,
+        "round {round}: one presented generation must rotate exactly once"
+    );
+    assert_eq!(
+        now.status, "active",
+        "round {round}: the {what} must never be compromised"
+    );
+    assert_one_row_per_generation(pool, id, first, now.generation).await;
+    now
+}
+
 /// Asserts that the history holds exactly one row (with its own hash) per generation from
 /// `first` to `last`, and nothing else.
 pub async fn assert_one_row_per_generation(pool: &PgPool, session_id: &str, first: i64, last: i64) {
@@ -563,28 +606,7 @@ async fn reply(response: reqwest::Response) -> reqwest::Result<Reply> {
     Ok(Reply { status, body })
 }
 
-/// What login and refresh answer, parsed.
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
-}
-
-impl Tokens {
-    pub fn from_body(body: &Value) -> Tokens {
-        let field = |v: &Value| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("incomplete token response: {body}"))
-                .to_owned()
-        };
-        Tokens {
-            access: field(&body["access_token"]),
-            refresh: field(&body["refresh_token"]),
-            session_id: field(&body["session"]["id"]),
-        }
-    }
-}
+pub use crate::tokens::Tokens;
 
 pub async fn post_json(
     client: &reqwest::Client,
@@ -626,7 +648,7 @@ pub async fn login(client: &reqwest::Client, at: &Sessiond, email: &str) -> Toke
         at.name,
         r.body
     );
-    Tokens::from_body(&r.body)
+    Tokens::from_body(r.body.clone())
 }
 
 /// Registers a new user and logs it in.
