@@ -130,7 +130,7 @@ fn every_problem_is_reported_at_once() {
     let p = err.problems();
     assert_eq!(p.len(), 5, "{p:#?}");
     assert_each_named(
-        &p,
+        p,
         &[
             ("DATABASE_URL", "database_url"),
             ("SESSIOND_ACCESS_TTL", "access_ttl"),

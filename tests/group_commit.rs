@@ -20,6 +20,9 @@ use tempfile::TempDir;
 #[macro_use]
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/token_rows.rs"]
+mod token_rows;
+use token_rows::pg_token_rows;
 
 /// Long enough that a batch always fills to `max_batch` first; never waited out in a passing
 /// test (a full batch is dispatched at once).
@@ -392,23 +395,6 @@ async fn the_batch_observer_sees_every_batch() {
         assert!(matches!(outcome, Ok(WriteOutcome::Committed { .. })));
     }
     assert_eq!(seen.load(Ordering::Relaxed), 5);
-}
-
-/// The token history of a session as stored: `(generation, token hash, issued at)`, read with
-/// raw SQL so the test sees exactly what is on disk.
-async fn pg_token_rows(url: &str, id: SessionId) -> Vec<(i64, Vec<u8>, chrono::DateTime<Utc>)> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let rows = sqlx::query_as(
-        "SELECT generation, token_hash, issued_at FROM refresh_tokens WHERE session_id = $1 \
-         ORDER BY generation",
-    )
-    .bind(id.as_uuid())
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    rows
 }
 
 /// PostgreSQL writes a batch's rotations with one statement: a committed rotation and a stale

@@ -21,6 +21,9 @@ use tokio::sync::Barrier;
 #[macro_use]
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/token_rows.rs"]
+mod token_rows;
+use token_rows::pg_token_rows;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -172,19 +175,11 @@ impl Ctx {
     /// store) so the test sees exactly what is on disk.
     async fn token_generations(&self, id: SessionId) -> Vec<i64> {
         match self.db.backend() {
-            TestBackend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(self.db.url()).await.unwrap();
-                let rows: Vec<i64> = sqlx::query_scalar(
-                    "SELECT generation FROM refresh_tokens WHERE session_id = $1 \
-                     ORDER BY generation",
-                )
-                .bind(id.as_uuid())
-                .fetch_all(&mut conn)
+            TestBackend::Postgres => pg_token_rows(self.db.url(), id)
                 .await
-                .unwrap();
-                conn.close().await.unwrap();
-                rows
-            }
+                .into_iter()
+                .map(|(generation, _, _)| generation)
+                .collect(),
             TestBackend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(self.db.url())
                     .await
