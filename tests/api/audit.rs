@@ -76,18 +76,9 @@ async fn each_security_action_leaves_its_event(backend: Backend) {
     assert_eq!(events[0].details["method"], "password");
 
     // Failed logins: wrong password (account known), unknown email (no account, no email).
-    assert_error(
-        app.login(email, "wrong password!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    assert_error(
-        app.login("nobody@example.com", PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused(email, "wrong password!").await;
+    app.assert_login_refused("nobody@example.com", PASSWORD)
+        .await;
     let events = all_events(&app).await;
     assert_eq!(
         kinds(&events),
@@ -119,12 +110,8 @@ async fn each_security_action_leaves_its_event(backend: Backend) {
     assert_eq!(all_events(&app).await.len(), count);
 
     // Replaying the consumed token: reuse detected, session compromised.
-    assert_error(
-        app.refresh(&first.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "refresh_token_reused",
-    )
-    .await;
+    app.assert_refresh_refused(&first.refresh, "refresh_token_reused")
+        .await;
     let events = all_events(&app).await;
     assert_eq!(events.len(), count + 1);
     assert_eq!(events[0].kind, kind::SESSION_COMPROMISED);

@@ -131,36 +131,20 @@ async fn credentials_and_tokens_fail_uniformly(backend: Backend) {
     app.signed_in_user("known@example.com").await;
 
     // Unknown user and wrong password: the same answer.
-    let unknown = assert_error(
-        app.login("nobody@example.com", "correct horse battery")
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    let wrong = assert_error(
-        app.login("known@example.com", "wrong password!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    let unknown = app
+        .assert_login_refused("nobody@example.com", "correct horse battery")
+        .await;
+    let wrong = app
+        .assert_login_refused("known@example.com", "wrong password!")
+        .await;
     assert_eq!(unknown["error"]["message"], wrong["error"]["message"]);
     // Malformed credentials are refused the same way (they can match no account).
-    assert_error(
-        app.login("not an email", "x").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("not an email", "x").await;
 
     // Refresh tokens that are not tokens.
     for bad in ["", "rt1_", "garbage", &"rt1_".repeat(1000)] {
-        assert_error(
-            app.refresh(bad).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_refresh_token",
-        )
-        .await;
+        app.assert_refresh_refused(bad, "invalid_refresh_token")
+            .await;
     }
 
     // Access tokens that are not tokens (or none at all).

@@ -339,12 +339,8 @@ async fn login_requires_a_verified_email_when_configured(backend: Backend) {
     )
     .await;
     // Without the password nothing is revealed.
-    assert_error(
-        app.login("ada@example.com", "not the password").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", "not the password")
+        .await;
 
     assert_eq!(verify(&app, &id, &code).await.status(), StatusCode::OK);
     assert_eq!(

@@ -192,6 +192,17 @@ impl TestApp {
         .await
     }
 
+    /// Asserts that a login as `email` with `password` is refused as `invalid_credentials`
+    /// (wrong password, unknown or disabled account alike); returns the error body.
+    pub async fn assert_login_refused(&self, email: &str, password: &str) -> Value {
+        assert_error(
+            self.login(email, password).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await
+    }
+
     /// Registers and logs in a new user; returns its tokens.
     pub async fn signed_in_user(&self, email: &str) -> Tokens {
         let password = "correct horse battery";
@@ -338,15 +349,21 @@ impl TestApp {
             .expect("session is stored")
     }
 
-    /// Asserts that the session of `tokens` is over: its refresh token and its access token
-    /// (on `/v1/auth/me`) are both refused with 401 and `code`.
-    pub async fn assert_session_refused(&self, tokens: &Tokens, code: &str) {
+    /// Asserts that a refresh with `refresh_token` is refused (401) with `code`; returns the
+    /// error body.
+    pub async fn assert_refresh_refused(&self, refresh_token: &str, code: &str) -> Value {
         assert_error(
-            self.refresh(&tokens.refresh).await,
+            self.refresh(refresh_token).await,
             StatusCode::UNAUTHORIZED,
             code,
         )
-        .await;
+        .await
+    }
+
+    /// Asserts that the session of `tokens` is over: its refresh token and its access token
+    /// (on `/v1/auth/me`) are both refused with 401 and `code`.
+    pub async fn assert_session_refused(&self, tokens: &Tokens, code: &str) {
+        self.assert_refresh_refused(&tokens.refresh, code).await;
         assert_error(
             self.get_authed("/v1/auth/me", &tokens.access).await,
             StatusCode::UNAUTHORIZED,

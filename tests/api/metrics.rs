@@ -222,12 +222,7 @@ async fn lifecycle_moves_the_counters(backend: Backend) {
     // The parent again inside the grace window: the same child, nothing written.
     let again = app.refresh(&tokens.refresh).await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert_error(
-        app.login(email, "wrong horse battery").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused(email, "wrong horse battery").await;
     assert_error(
         app.post_json(REFRESH, &json!({"refresh_token": "not-a-token"}))
             .await,
@@ -374,18 +369,10 @@ async fn reuse_is_counted_by_class(backend: Backend) {
     let app = spawn_app_with(backend, &[("SESSIOND_GRACE_WINDOW", "0s")]).await;
     let parent = app.signed_in_user("metrics.replay@example.com").await;
     let child = Tokens::from_body(app.refresh(&parent.refresh).await.json().await.unwrap());
-    assert_error(
-        app.refresh(&parent.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "refresh_token_reused",
-    )
-    .await;
-    assert_error(
-        app.refresh(&child.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
+    app.assert_refresh_refused(&parent.refresh, "refresh_token_reused")
+        .await;
+    app.assert_refresh_refused(&child.refresh, "session_compromised")
+        .await;
     let m = scrape(&app).await;
     let refresh = |outcome: &str| m.value("sessiond_refresh_total", &[("outcome", outcome)]);
     assert_eq!(refresh("rotated"), 1.0);

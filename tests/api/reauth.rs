@@ -278,12 +278,8 @@ async fn reauth_with_a_wrong_password_counts_on_the_login_lock(backend: Backend)
         )
         .await;
     }
-    assert_error(
-        app.login("ada@example.com", "wrong guess!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", "wrong guess!")
+        .await;
     // One lock: it now holds for reauthentication, even with the right password (a stolen
     // token gets no exemption for the IP the owner logged in from).
     let locked = app
@@ -393,12 +389,8 @@ async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: B
     let mfa: Value = app.get_authed_json("/v1/auth/mfa", &owner.access).await;
     assert_eq!(mfa["totp_enabled"], false);
     assert_eq!(mfa["recovery_codes_remaining"], 0);
-    assert_error(
-        app.refresh(&intruder.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
+    app.assert_refresh_refused(&intruder.refresh, "session_revoked")
+        .await;
 
     // The owner is told what was removed.
     let mail = sink.nth(3).await;
