@@ -3,7 +3,7 @@
 //! direct database inspection.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tempfile::TempDir;
+
+use crate::sessiond_command::{each_line, listening_address, sessiond_command};
 
 /// Every test user's password.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -284,36 +286,20 @@ impl Sessiond {
         keys: &Keys,
         settings: &[(&str, &str)],
     ) -> Sessiond {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-        cmd.env_clear();
-        for var in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
-        cmd.env("DATABASE_URL", database_url)
-            .env("SESSIOND_BIND", "127.0.0.1:0")
-            .env("SESSIOND_SIGNING_KEY_FILE", &keys.signing_key_file)
-            .env("SESSIOND_REFRESH_KEY", &keys.refresh_key)
-            .env("SESSIOND_ARGON2_MEMORY_KIB", "1024")
-            .env("SESSIOND_ARGON2_ITERATIONS", "1")
-            .env("SESSIOND_ARGON2_PARALLELISM", "1")
-            // Every client is 127.0.0.1: no rate limits unless a test sets them.
-            .env("SESSIOND_RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        for (key, value) in settings {
-            cmd.env(key, value);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "{name}: cannot start {}: {e}",
-                env!("CARGO_BIN_EXE_sessiond")
-            )
-        });
+        let signing_key_file = keys.signing_key_file.display().to_string();
+        let mut all = vec![
+            ("SESSIOND_SIGNING_KEY_FILE", signing_key_file.as_str()),
+            ("SESSIOND_REFRESH_KEY", keys.refresh_key.as_str()),
+        ];
+        all.extend_from_slice(settings);
+        let mut child = sessiond_command(database_url, &all)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: cannot start {}: {e}",
+                    env!("CARGO_BIN_EXE_sessiond")
+                )
+            });
         let stderr = child.stderr.take().expect("stderr is piped");
 
         let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
@@ -465,15 +451,8 @@ impl Drop for Sessiond {
 
 fn drain_stderr(stderr: impl Read, tail: Tail, address_tx: tokio::sync::oneshot::Sender<String>) {
     let mut address_tx = Some(address_tx);
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
+    each_line(stderr, |line| {
+        let line = strip_ansi(&line);
         if address_tx.is_some()
             && let Some(address) = listening_address(&line)
             && let Some(tx) = address_tx.take()
@@ -485,20 +464,7 @@ fn drain_stderr(stderr: impl Read, tail: Tail, address_tx: tokio::sync::oneshot:
             tail.pop_front();
         }
         tail.push_back(line);
-    }
-}
-
-/// `127.0.0.1:PORT` from a line containing `sessiond listening on http://127.0.0.1:PORT`.
-pub fn listening_address(line: &str) -> Option<String> {
-    const MARK: &str = "sessiond listening on http://";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let address: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']'))
-        .collect();
-    let (host, port) = address.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    (!host.is_empty() && port != 0).then(|| format!("{host}:{port}"))
+    });
 }
 
 /// Removes ANSI escape sequences (colours), in case the logger adds them.
