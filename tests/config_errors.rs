@@ -24,72 +24,73 @@ fn names_both(problem: &str, env_key: &str, toml_key: &str) -> bool {
     problem.contains(env_key) && problem.contains(&format!("toml: {toml_key}"))
 }
 
+/// The one problem the configuration has (asserted to be exactly one).
+fn only_problem(toml: Option<&str>, pairs: &[(&str, &str)]) -> String {
+    let p = problems(toml, pairs);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    p.into_iter().next().unwrap()
+}
+
+/// Asserts that `problem` names both `env_key` and its TOML key.
+fn assert_names_both(problem: &str, env_key: &str, toml_key: &str) {
+    assert!(names_both(problem, env_key, toml_key), "{problem}");
+}
+
+/// Asserts that each (environment variable, TOML key) pair is named by one of the problems.
+fn assert_each_named(problems: &[String], keys: &[(&str, &str)]) {
+    for (env_key, toml_key) in keys {
+        assert!(
+            problems.iter().any(|m| names_both(m, env_key, toml_key)),
+            "{env_key} missing from {problems:#?}"
+        );
+    }
+}
+
+/// Asserts that each of `needles` is in `text`.
+fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
 #[test]
 fn unsupported_database_scheme_is_rejected() {
-    let p = problems(
+    let p = only_problem(
         None,
         &[("DATABASE_URL", "mysql://root:pw@localhost/sessiond")],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        names_both(&p[0], "DATABASE_URL", "database_url"),
-        "{}",
-        p[0]
-    );
-    assert!(p[0].contains("postgres://"), "{}", p[0]);
-    assert!(
-        !p[0].contains("root:pw"),
-        "the URL may hold a password: {}",
-        p[0]
-    );
+    assert_names_both(&p, "DATABASE_URL", "database_url");
+    assert!(p.contains("postgres://"), "{p}");
+    assert!(!p.contains("root:pw"), "the URL may hold a password: {}", p);
 }
 
 #[test]
 fn negative_lifetime_is_rejected_clearly() {
-    let p = problems(None, &[("SESSIOND_ACCESS_TTL", "-5m")]);
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
-        "{}",
-        p[0]
-    );
-    assert!(p[0].contains("must be a positive duration"), "{}", p[0]);
+    let p = only_problem(None, &[("SESSIOND_ACCESS_TTL", "-5m")]);
+    assert_names_both(&p, "SESSIOND_ACCESS_TTL", "access_ttl");
+    assert!(p.contains("must be a positive duration"), "{p}");
 }
 
 #[test]
 fn access_ttl_longer_than_refresh_idle_ttl_is_rejected() {
-    let p = problems(
+    let p = only_problem(
         None,
         &[
             ("SESSIOND_ACCESS_TTL", "2h"),
             ("SESSIOND_REFRESH_IDLE_TTL", "1h"),
         ],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
-        "{}",
-        p[0]
-    );
-    assert!(
-        names_both(&p[0], "SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl"),
-        "{}",
-        p[0]
-    );
+    assert_names_both(&p, "SESSIOND_ACCESS_TTL", "access_ttl");
+    assert_names_both(&p, "SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl");
 }
 
 #[test]
 fn the_same_rules_apply_to_the_toml_file() {
-    let p = problems(
+    let p = only_problem(
         Some("access_ttl = \"2h\"\nrefresh_idle_ttl = \"1h\"\n"),
         &[],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        names_both(&p[0], "SESSIOND_ACCESS_TTL", "access_ttl"),
-        "{}",
-        p[0]
-    );
+    assert_names_both(&p, "SESSIOND_ACCESS_TTL", "access_ttl");
 }
 
 #[test]
@@ -128,17 +129,15 @@ fn every_problem_is_reported_at_once() {
     .unwrap_err();
     let p = err.problems();
     assert_eq!(p.len(), 5, "{p:#?}");
-    for (env_key, toml_key) in [
-        ("DATABASE_URL", "database_url"),
-        ("SESSIOND_ACCESS_TTL", "access_ttl"),
-        ("SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl"),
-        ("SESSIOND_ARGON2_ITERATIONS", "argon2_iterations"),
-    ] {
-        assert!(
-            p.iter().any(|m| names_both(m, env_key, toml_key)),
-            "{env_key} missing from {p:#?}"
-        );
-    }
+    assert_each_named(
+        p,
+        &[
+            ("DATABASE_URL", "database_url"),
+            ("SESSIOND_ACCESS_TTL", "access_ttl"),
+            ("SESSIOND_REFRESH_IDLE_TTL", "refresh_idle_ttl"),
+            ("SESSIOND_ARGON2_ITERATIONS", "argon2_iterations"),
+        ],
+    );
     assert!(p.iter().any(|m| m.contains("unknown_setting")), "{p:#?}");
     assert!(
         p.contains(
@@ -193,45 +192,51 @@ fn run_binary(vars: &[(&str, &str)]) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
-#[test]
-fn binary_exits_non_zero_naming_a_bad_database_scheme() {
-    let (code, stderr) = run_binary(&[("DATABASE_URL", "mysql://root:pw@localhost/sessiond")]);
+/// Runs the binary with `vars`; asserts it refuses to start with exit code 2 (configuration
+/// errors) and names each of `needles` on stderr, which it returns.
+fn binary_rejects(vars: &[(&str, &str)], needles: &[&str]) -> String {
+    let (code, stderr) = run_binary(vars);
     assert_ne!(code, Some(0), "stderr: {stderr}");
     assert_eq!(
         code,
         Some(2),
         "configuration errors exit with 2; stderr: {stderr}"
     );
-    assert!(
-        stderr.contains("DATABASE_URL (toml: database_url)"),
-        "{stderr}"
+    assert_contains_all(&stderr, needles);
+    stderr
+}
+
+#[test]
+fn binary_exits_non_zero_naming_a_bad_database_scheme() {
+    let stderr = binary_rejects(
+        &[("DATABASE_URL", "mysql://root:pw@localhost/sessiond")],
+        &["DATABASE_URL (toml: database_url)"],
     );
     assert!(!stderr.contains("root:pw"), "{stderr}");
 }
 
 #[test]
 fn binary_reports_every_problem_naming_each_key() {
-    let (code, stderr) = run_binary(&[
-        ("SESSIOND_ACCESS_TTL", "-5m"),
-        ("DATABASE_URL", "postgres://app@db.internal/sessiond"),
-    ]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    for needle in [
-        "SESSIOND_ACCESS_TTL (toml: access_ttl)",
-        "must be a positive duration",
-        "SESSIOND_SIGNING_KEY_FILE (toml: signing_key_file)",
-        "SESSIOND_REFRESH_KEY (toml: refresh_key)",
-    ] {
-        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
-    }
+    binary_rejects(
+        &[
+            ("SESSIOND_ACCESS_TTL", "-5m"),
+            ("DATABASE_URL", "postgres://app@db.internal/sessiond"),
+        ],
+        &[
+            "SESSIOND_ACCESS_TTL (toml: access_ttl)",
+            "must be a positive duration",
+            "SESSIOND_SIGNING_KEY_FILE (toml: signing_key_file)",
+            "SESSIOND_REFRESH_KEY (toml: refresh_key)",
+        ],
+    );
 }
 
 #[test]
 fn binary_rejects_an_unreadable_config_file() {
-    let (code, stderr) = run_binary(&[("SESSIOND_CONFIG", "/nonexistent/sessiond.toml")]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(stderr.contains("SESSIOND_CONFIG"), "{stderr}");
-    assert!(stderr.contains("/nonexistent/sessiond.toml"), "{stderr}");
+    binary_rejects(
+        &[("SESSIOND_CONFIG", "/nonexistent/sessiond.toml")],
+        &["SESSIOND_CONFIG", "/nonexistent/sessiond.toml"],
+    );
 }
 
 /// Trusting proxies while reading no forwarding header from them would give every client the
@@ -247,16 +252,14 @@ fn client_ip_header_none_with_trusted_proxies_is_rejected_with_the_others() {
         ],
     );
     assert_eq!(p.len(), 3, "{p:#?}");
-    for (env_key, toml_key) in [
-        ("SESSIOND_CLIENT_IP_HEADER", "client_ip_header"),
-        ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "rate_limit_ipv6_prefix"),
-        ("SESSIOND_ACCESS_TTL", "access_ttl"),
-    ] {
-        assert!(
-            p.iter().any(|m| names_both(m, env_key, toml_key)),
-            "{env_key} missing from {p:#?}"
-        );
-    }
+    assert_each_named(
+        &p,
+        &[
+            ("SESSIOND_CLIENT_IP_HEADER", "client_ip_header"),
+            ("SESSIOND_RATE_LIMIT_IPV6_PREFIX", "rate_limit_ipv6_prefix"),
+            ("SESSIOND_ACCESS_TTL", "access_ttl"),
+        ],
+    );
     assert!(
         p.iter()
             .any(|m| m.contains("none contradicts SESSIOND_TRUSTED_PROXIES")),
@@ -276,14 +279,12 @@ fn client_ip_header_none_with_trusted_proxies_is_rejected_with_the_others() {
 
 #[test]
 fn binary_exits_2_for_client_ip_header_none_with_trusted_proxies() {
-    let (code, stderr) = run_binary(&[
-        ("SESSIOND_CLIENT_IP_HEADER", "none"),
-        ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
-    ]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(
-        stderr.contains("SESSIOND_CLIENT_IP_HEADER (toml: client_ip_header)"),
-        "{stderr}"
+    binary_rejects(
+        &[
+            ("SESSIOND_CLIENT_IP_HEADER", "none"),
+            ("SESSIOND_TRUSTED_PROXIES", "10.0.0.0/8"),
+        ],
+        &["SESSIOND_CLIENT_IP_HEADER (toml: client_ip_header)"],
     );
 }
 
@@ -292,20 +293,15 @@ fn binary_exits_2_for_client_ip_header_none_with_trusted_proxies() {
 /// then `sessiond_rt`); the default (an `http://` issuer) keeps them `Secure` on any bind.
 #[test]
 fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
-    let p = problems(
+    let p = only_problem(
         None,
         &[
             ("SESSIOND_SECURE_COOKIES", "false"),
             ("SESSIOND_BIND", "0.0.0.0:8080"),
         ],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        names_both(&p[0], "SESSIOND_SECURE_COOKIES", "secure_cookies"),
-        "{}",
-        p[0]
-    );
-    assert!(p[0].contains("loopback"), "{}", p[0]);
+    assert_names_both(&p, "SESSIOND_SECURE_COOKIES", "secure_cookies");
+    assert!(p.contains("loopback"), "{p}");
     for bind in ["127.0.0.1:8080", "[::1]:8080"] {
         let c = Config::from_sources(
             None,
@@ -323,14 +319,12 @@ fn secure_cookies_off_is_accepted_only_on_a_loopback_bind() {
 
 #[test]
 fn binary_exits_2_for_secure_cookies_off_on_a_public_bind() {
-    let (code, stderr) = run_binary(&[
-        ("SESSIOND_SECURE_COOKIES", "false"),
-        ("SESSIOND_BIND", "0.0.0.0:0"),
-    ]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(
-        stderr.contains("SESSIOND_SECURE_COOKIES (toml: secure_cookies)"),
-        "{stderr}"
+    binary_rejects(
+        &[
+            ("SESSIOND_SECURE_COOKIES", "false"),
+            ("SESSIOND_BIND", "0.0.0.0:0"),
+        ],
+        &["SESSIOND_SECURE_COOKIES (toml: secure_cookies)"],
     );
 }
 
@@ -338,25 +332,19 @@ fn binary_exits_2_for_secure_cookies_off_on_a_public_bind() {
 /// with the known ones, in the environment and in the file alike.
 #[test]
 fn unknown_aal2_action_classes_are_named() {
-    let p = problems(
+    let p = only_problem(
         None,
         &[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys, bogus,sessions,Mfa")],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_names_both(&p, "SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for");
+    assert!(p.contains("\"bogus\", \"Mfa\""), "{p}");
     assert!(
-        names_both(&p[0], "SESSIOND_REQUIRE_AAL2_FOR", "require_aal2_for"),
+        p.contains("api_keys, password, mfa, passkeys, sessions"),
         "{}",
-        p[0]
+        p
     );
-    assert!(p[0].contains("\"bogus\", \"Mfa\""), "{}", p[0]);
-    assert!(
-        p[0].contains("api_keys, password, mfa, passkeys, sessions"),
-        "{}",
-        p[0]
-    );
-    let p = problems(Some("require_aal2_for = [\"applications\"]\n"), &[]);
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(p[0].contains("\"applications\""), "{}", p[0]);
+    let p = only_problem(Some("require_aal2_for = [\"applications\"]\n"), &[]);
+    assert!(p.contains("\"applications\""), "{p}");
 
     use sessiond::auth::reauth::ActionClass;
     let c = Config::from_sources(
@@ -379,13 +367,13 @@ fn unknown_aal2_action_classes_are_named() {
 
 #[test]
 fn binary_exits_2_for_an_unknown_aal2_action_class() {
-    let (code, stderr) = run_binary(&[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys,everything")]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(
-        stderr.contains("SESSIOND_REQUIRE_AAL2_FOR (toml: require_aal2_for)"),
-        "{stderr}"
+    binary_rejects(
+        &[("SESSIOND_REQUIRE_AAL2_FOR", "api_keys,everything")],
+        &[
+            "SESSIOND_REQUIRE_AAL2_FOR (toml: require_aal2_for)",
+            "\"everything\"",
+        ],
     );
-    assert!(stderr.contains("\"everything\""), "{stderr}");
 }
 
 #[test]
@@ -415,34 +403,28 @@ fn webauthn_settings_are_checked_together_with_the_others() {
         .iter()
         .find(|m| names_both(m, "SESSIOND_WEBAUTHN_ORIGINS", "webauthn_origins"))
         .expect("the origins are named");
-    for needle in ["must be https", "refuses IP addresses", "no path"] {
-        assert!(origins.contains(needle), "{needle:?} in {origins}");
-    }
+    assert_contains_all(
+        origins,
+        &["must be https", "refuses IP addresses", "no path"],
+    );
 }
 
 #[test]
 fn webauthn_origin_must_be_on_the_rp_id_and_both_are_needed() {
-    let p = problems(
+    let p = only_problem(
         None,
         &[
             ("SESSIOND_WEBAUTHN_RP_ID", "example.com"),
             ("SESSIOND_WEBAUTHN_ORIGINS", "https://login.example.org"),
         ],
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(
-        p[0].contains("is not on SESSIOND_WEBAUTHN_RP_ID"),
-        "{}",
-        p[0]
-    );
+    assert!(p.contains("is not on SESSIOND_WEBAUTHN_RP_ID"), "{}", p);
 
-    let p = problems(None, &[("SESSIOND_WEBAUTHN_RP_ID", "example.com")]);
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(p[0].contains("needs SESSIOND_WEBAUTHN_ORIGINS"), "{}", p[0]);
+    let p = only_problem(None, &[("SESSIOND_WEBAUTHN_RP_ID", "example.com")]);
+    assert!(p.contains("needs SESSIOND_WEBAUTHN_ORIGINS"), "{p}");
 
-    let p = problems(Some("webauthn_origins = [\"https://example.com\"]"), &[]);
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(p[0].contains("needs SESSIOND_WEBAUTHN_RP_ID"), "{}", p[0]);
+    let p = only_problem(Some("webauthn_origins = [\"https://example.com\"]"), &[]);
+    assert!(p.contains("needs SESSIOND_WEBAUTHN_RP_ID"), "{p}");
 }
 
 #[test]
@@ -485,31 +467,30 @@ fn webauthn_relying_party_is_accepted_and_defaults_on_development_keys() {
 
 #[test]
 fn binary_exits_2_for_an_ip_address_as_rp_id() {
-    let (code, stderr) = run_binary(&[
-        ("SESSIOND_WEBAUTHN_RP_ID", "192.168.1.10"),
-        ("SESSIOND_WEBAUTHN_ORIGINS", "https://192.168.1.10"),
-    ]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    for needle in [
-        "SESSIOND_WEBAUTHN_RP_ID (toml: webauthn_rp_id)",
-        "SESSIOND_WEBAUTHN_ORIGINS (toml: webauthn_origins)",
-    ] {
-        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
-    }
+    binary_rejects(
+        &[
+            ("SESSIOND_WEBAUTHN_RP_ID", "192.168.1.10"),
+            ("SESSIOND_WEBAUTHN_ORIGINS", "https://192.168.1.10"),
+        ],
+        &[
+            "SESSIOND_WEBAUTHN_RP_ID (toml: webauthn_rp_id)",
+            "SESSIOND_WEBAUTHN_ORIGINS (toml: webauthn_origins)",
+        ],
+    );
 }
 
 /// OpenID Connect needs the RS256 ID-token key published in the JWKS; with HS256 access tokens
 /// the JWKS is empty, so configuring an ID-token key then stops the service.
 #[test]
 fn binary_exits_2_for_openid_connect_with_hs256_access_tokens() {
-    let (code, stderr) = run_binary(&[
-        ("SESSIOND_SIGNING_ALG", "HS256"),
-        ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
-    ]);
-    assert_eq!(code, Some(2), "stderr: {stderr}");
-    assert!(
-        stderr.contains("SESSIOND_ID_TOKEN_KEY_FILE (toml: id_token_key_file)"),
-        "{stderr}"
+    binary_rejects(
+        &[
+            ("SESSIOND_SIGNING_ALG", "HS256"),
+            ("SESSIOND_ID_TOKEN_KEY_FILE", "/run/secrets/id.pem"),
+        ],
+        &[
+            "SESSIOND_ID_TOKEN_KEY_FILE (toml: id_token_key_file)",
+            "HS256",
+        ],
     );
-    assert!(stderr.contains("HS256"), "{stderr}");
 }

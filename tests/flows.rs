@@ -27,6 +27,10 @@ use sessiond_actors::rotation::RotationPolicy;
 use sessiond_actors::sessions::{Sessions, SessionsConfig};
 use sessiond_actors::store::SessionStore;
 
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+
 const PASSWORD: &str = "correct horse battery";
 
 /// A clock the test moves by hand.
@@ -221,27 +225,6 @@ fn wrong_code(ctx: &Ctx, secret: &TotpSecret) -> String {
         .unwrap()
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Postgres).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Sqlite).await;
-                }
-            )*
-        }
-    };
-}
-
 both_backends!(
     password_login_is_a_session_or_a_challenge_never_an_error,
     wrong_passwords_and_unknown_accounts_fail_alike,
@@ -266,13 +249,16 @@ async fn aal1_session(ctx: &Ctx, email: &str) -> sessiond::auth::sessions::Issue
     }
 }
 
-/// `Some((max_age, acr_values))` of an `insufficient_user_authentication` refusal, None if
-/// allowed; any other failure panics.
+/// `Some((max_age, acr_values))` of an `insufficient_user_authentication` refusal; `None`
+/// when the action is allowed.
+type Refusal = Option<(Option<u64>, Option<&'static str>)>;
+
+/// The [`Refusal`] of `class` for `session`; any other failure panics.
 async fn refusal(
     auth: &Auth<'_>,
     session: &sessiond_actors::model::SessionRecord,
     class: ActionClass,
-) -> Option<(Option<u64>, Option<&'static str>)> {
+) -> Refusal {
     match require_action(auth, session, class).await {
         Ok(()) => None,
         Err(AuthError::InsufficientUserAuthentication {
@@ -281,6 +267,17 @@ async fn refusal(
             ..
         }) => Some((max_age, acr_values)),
         Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Asserts [`refusal`] for each class: its expected answer, naming the class on failure.
+async fn assert_refusals(
+    auth: &Auth<'_>,
+    session: &sessiond_actors::model::SessionRecord,
+    expected: &[(ActionClass, Refusal)],
+) {
+    for (class, expected) in expected {
+        assert_eq!(refusal(auth, session, *class).await, *expected, "{class:?}");
     }
 }
 
@@ -294,34 +291,30 @@ async fn require_action_adds_the_level_only_for_listed_classes(backend: TestBack
     let strict = ctx.auth_requiring(listed);
     let lax = ctx.auth();
     // Fresh aal 1: listed classes need aal 2, the others pass.
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::ApiKeys).await,
-        Some((None, Some("aal2")))
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Sessions).await,
-        Some((None, Some("aal2")))
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Password).await,
-        None
-    );
+    assert_refusals(
+        &strict,
+        &session,
+        &[
+            (ActionClass::ApiKeys, Some((None, Some("aal2")))),
+            (ActionClass::Sessions, Some((None, Some("aal2")))),
+            (ActionClass::Password, None),
+        ],
+    )
+    .await;
     assert_eq!(refusal(&lax, &session, ActionClass::ApiKeys).await, None);
     // Six minutes later the recency rule adds `max_age` (one answer for both), except for
     // revoking other sessions, which needs only the level.
     ctx.manual.advance(chrono::Duration::minutes(6));
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::ApiKeys).await,
-        Some((Some(300), Some("aal2")))
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Password).await,
-        Some((Some(300), None))
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Sessions).await,
-        Some((None, Some("aal2")))
-    );
+    assert_refusals(
+        &strict,
+        &session,
+        &[
+            (ActionClass::ApiKeys, Some((Some(300), Some("aal2")))),
+            (ActionClass::Password, Some((Some(300), None))),
+            (ActionClass::Sessions, Some((None, Some("aal2")))),
+        ],
+    )
+    .await;
     assert_eq!(refusal(&lax, &session, ActionClass::Sessions).await, None);
 
     // A second-factor login is aal 2: listed classes pass while it is recent.
@@ -344,25 +337,27 @@ async fn the_first_second_factor_may_be_enrolled_at_aal1(backend: TestBackend) {
     let session = aal1_session(&ctx, "ada@example.com").await.session;
     let strict = ctx.auth_requiring(ActionClass::ALL.into_iter().collect());
     // No second factor yet: enrolling one is how the user reaches aal 2.
-    assert_eq!(refusal(&strict, &session, ActionClass::Mfa).await, None);
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Passkeys).await,
-        None
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::ApiKeys).await,
-        Some((None, Some("aal2")))
-    );
+    assert_refusals(
+        &strict,
+        &session,
+        &[
+            (ActionClass::Mfa, None),
+            (ActionClass::Passkeys, None),
+            (ActionClass::ApiKeys, Some((None, Some("aal2")))),
+        ],
+    )
+    .await;
     // With one, changing factors on the aal 1 session needs aal 2.
     ctx.enrol(&user).await;
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Mfa).await,
-        Some((None, Some("aal2")))
-    );
-    assert_eq!(
-        refusal(&strict, &session, ActionClass::Passkeys).await,
-        Some((None, Some("aal2")))
-    );
+    assert_refusals(
+        &strict,
+        &session,
+        &[
+            (ActionClass::Mfa, Some((None, Some("aal2")))),
+            (ActionClass::Passkeys, Some((None, Some("aal2")))),
+        ],
+    )
+    .await;
 }
 
 async fn refresh_flow_rotates_and_detects_a_replay_after_the_grace_window(backend: TestBackend) {
@@ -764,13 +759,17 @@ async fn id_tokens_verify_with_the_published_jwks_and_carry_claims_by_scope(back
     validation.set_issuer(&[issuer]);
     validation.set_audience(&["client-1"]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let claims: serde_json::Value = jsonwebtoken::decode(
-        &token,
-        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
-        &validation,
-    )
-    .unwrap()
-    .claims;
+    // Verified with nothing but the JWKS, the issuer and the audience.
+    let verified = |token: &str| -> serde_json::Value {
+        jsonwebtoken::decode(
+            token,
+            &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+            &validation,
+        )
+        .unwrap()
+        .claims
+    };
+    let claims = verified(&token);
     let now = ctx.clock.now().timestamp();
     assert_eq!(claims["sub"], user.id.to_string());
     assert_eq!(claims["iat"], now);
@@ -799,13 +798,7 @@ async fn id_tokens_verify_with_the_published_jwks_and_carry_claims_by_scope(back
     )
     .await
     .unwrap();
-    let claims: serde_json::Value = jsonwebtoken::decode(
-        &token,
-        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
-        &validation,
-    )
-    .unwrap()
-    .claims;
+    let claims = verified(&token);
     assert_eq!(claims["acr"], "aal1");
     for absent in [
         "nonce",

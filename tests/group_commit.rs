@@ -17,6 +17,13 @@ use sessiond_actors::refresh_token::RefreshSecret;
 use sessiond_actors::store::{SessionChange, SessionStore, StoreError, WriteOutcome};
 use tempfile::TempDir;
 
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+#[path = "support/token_rows.rs"]
+mod token_rows;
+use token_rows::pg_token_rows;
+
 /// Long enough that a batch always fills to `max_batch` first; never waited out in a passing
 /// test (a full batch is dispatched at once).
 const FILL_WAIT: Duration = Duration::from_secs(20);
@@ -26,6 +33,18 @@ struct Ctx {
     user: UserId,
     _db: TestDatabase,
     _dir: TempDir,
+}
+
+/// A context whose batches wait [`FILL_WAIT`] to fill up to `max_batch` changes.
+async fn filling_ctx(backend: TestBackend, max_batch: usize) -> Ctx {
+    ctx(
+        backend,
+        GroupCommitConfig {
+            max_batch,
+            max_wait: FILL_WAIT,
+        },
+    )
+    .await
 }
 
 async fn ctx(backend: TestBackend, config: GroupCommitConfig) -> Ctx {
@@ -171,14 +190,7 @@ async fn many_concurrent_writers_all_commit_in_shared_batches(backend: TestBacke
 }
 
 async fn a_conflict_in_a_batch_answers_only_its_writer(backend: TestBackend) {
-    let ctx = ctx(
-        backend,
-        GroupCommitConfig {
-            max_batch: 8,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(backend, 8).await;
     let sessions = ctx.sessions(8).await;
     let mut changes: Vec<_> = sessions.iter().map(|s| rotate(s, s.version, 1)).collect();
     // Writer 5 read a stale version.
@@ -205,14 +217,7 @@ async fn a_conflict_in_a_batch_answers_only_its_writer(backend: TestBackend) {
 }
 
 async fn a_failed_batch_fails_all_its_writers_and_commits_nothing(backend: TestBackend) {
-    let ctx = ctx(
-        backend,
-        GroupCommitConfig {
-            max_batch: 4,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(backend, 4).await;
     let sessions = ctx.sessions(4).await;
     let events_before = ctx.store.recent_events(None, 100).await.unwrap().len();
     let changes = vec![
@@ -258,14 +263,7 @@ async fn a_failed_batch_fails_all_its_writers_and_commits_nothing(backend: TestB
 }
 
 async fn a_stopped_database_fails_writers_and_acknowledges_nothing(backend: TestBackend) {
-    let ctx = ctx(
-        backend,
-        GroupCommitConfig {
-            max_batch: 3,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(backend, 3).await;
     let sessions = ctx.sessions(3).await;
     // A second handle on the same database, to look after this one's pools are closed.
     let url_store = ctx.store.clone();
@@ -286,14 +284,7 @@ async fn a_stopped_database_fails_writers_and_acknowledges_nothing(backend: Test
 }
 
 async fn fencing_holds_inside_and_across_batches(backend: TestBackend) {
-    let ctx = ctx(
-        backend,
-        GroupCommitConfig {
-            max_batch: 2,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(backend, 2).await;
     let s = ctx.sessions(1).await.remove(0);
     // Two writers fenced on the same version, in one batch: exactly one wins.
     let outcomes = submit_all(&ctx.store, vec![rotate(&s, 1, 1), rotate(&s, 1, 1)]).await;
@@ -388,14 +379,7 @@ async fn a_batch_size_of_one_turns_group_commit_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_observer_sees_every_batch() {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let ctx = ctx(
-        TestBackend::Sqlite,
-        GroupCommitConfig {
-            max_batch: 5,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(TestBackend::Sqlite, 5).await;
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
     assert!(
@@ -413,36 +397,12 @@ async fn the_batch_observer_sees_every_batch() {
     assert_eq!(seen.load(Ordering::Relaxed), 5);
 }
 
-/// The token history of a session as stored: `(generation, token hash, issued at)`, read with
-/// raw SQL so the test sees exactly what is on disk.
-async fn pg_token_rows(url: &str, id: SessionId) -> Vec<(i64, Vec<u8>, chrono::DateTime<Utc>)> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let rows = sqlx::query_as(
-        "SELECT generation, token_hash, issued_at FROM refresh_tokens WHERE session_id = $1 \
-         ORDER BY generation",
-    )
-    .bind(id.as_uuid())
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    rows
-}
-
 /// PostgreSQL writes a batch's rotations with one statement: a committed rotation and a stale
 /// one in one batch leave exactly the committed one's rows (session and token history), and
 /// the same holds when a revocation makes the batch a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batch_rotations_write_exactly_the_committed_rows() {
-    let ctx = ctx(
-        TestBackend::Postgres,
-        GroupCommitConfig {
-            max_batch: 2,
-            max_wait: FILL_WAIT,
-        },
-    )
-    .await;
+    let ctx = filling_ctx(TestBackend::Postgres, 2).await;
     let sessions = ctx.sessions(3).await;
     let (fresh, stale, revoked) = (&sessions[0], &sessions[1], &sessions[2]);
     // Microseconds: what PostgreSQL stores.
@@ -524,23 +484,6 @@ async fn postgres_batch_rotations_write_exactly_the_committed_rows() {
         .map(|(generation, _, _)| generation)
         .collect();
     assert_eq!(generations, [0, 1, 2]);
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::TestBackend::Postgres).await }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::TestBackend::Sqlite).await }
-            )*
-        }
-    };
 }
 
 both_backends!(

@@ -8,8 +8,7 @@
 //!   level, JSON or pretty — contains a password, an access or refresh token, a refresh secret,
 //!   a token hash or a password hash.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,10 @@ use prost::Message;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+
+#[path = "support/sessiond_command.rs"]
+mod sessiond_command;
+use sessiond_command::{each_line, listening_address, sessiond_command};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Bounds for a loaded 2-core CI machine.
@@ -139,53 +142,21 @@ struct Sessiond {
 impl Sessiond {
     async fn start(settings: &[(&str, &str)]) -> Sessiond {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-        cmd.env_clear();
-        for var in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
         let db = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("sessiond.db").display()
         );
-        cmd.env("DATABASE_URL", db)
-            .env("SESSIOND_BIND", "127.0.0.1:0")
-            .env(
-                "SESSIOND_KEYS_FILE",
-                dir.path().join("sessiond.keys").display().to_string(),
-            )
-            .env("SESSIOND_ARGON2_MEMORY_KIB", "1024")
-            .env("SESSIOND_ARGON2_ITERATIONS", "1")
-            .env("SESSIOND_ARGON2_PARALLELISM", "1")
-            .env("SESSIOND_RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        for (key, value) in settings {
-            cmd.env(key, value);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting sessiond");
+        let keys_file = dir.path().join("sessiond.keys").display().to_string();
+        let mut all = vec![("SESSIOND_KEYS_FILE", keys_file.as_str())];
+        all.extend_from_slice(settings);
+        let mut child = sessiond_command(&db, &all)
+            .spawn()
+            .expect("starting sessiond");
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         {
             let lines = lines.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-                    lines.lock().unwrap().push(line);
-                }
-            });
+            std::thread::spawn(move || each_line(stderr, |line| lines.lock().unwrap().push(line)));
         }
         let mut process = Sessiond {
             child,
@@ -250,17 +221,6 @@ impl Drop for Sessiond {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `127.0.0.1:PORT` from the start-up line, in either log format.
-fn listening_address(line: &str) -> Option<String> {
-    const MARK: &str = "sessiond listening on http://";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let address: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    (!address.is_empty()).then_some(address)
 }
 
 fn client() -> reqwest::Client {

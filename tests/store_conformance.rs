@@ -18,6 +18,13 @@ use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
 
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+#[path = "support/token_rows.rs"]
+mod token_rows;
+use token_rows::pg_token_rows;
+
 // ---------------------------------------------------------------------------------------------
 // Harness
 
@@ -83,8 +90,51 @@ impl Ctx {
             .expect("session exists")
     }
 
+    /// The session, or `None` when there is no such session (a store error fails the test).
+    async fn find(&self, id: SessionId) -> Option<SessionRecord> {
+        self.store.load_session(id).await.expect("load session")
+    }
+
+    /// The generation `hash` was issued at in session `id`, if it was.
+    async fn generation_of(&self, id: SessionId, hash: &TokenHash) -> Option<u64> {
+        self.store
+            .find_generation(id, hash)
+            .await
+            .expect("find generation")
+    }
+
+    async fn list(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Vec<SessionRecord> {
+        self.store
+            .list_active_sessions(user, now, before, limit)
+            .await
+            .expect("list active sessions")
+    }
+
     async fn apply(&self, change: SessionChange) -> WriteOutcome {
         self.store.apply(&change).await.expect("apply")
+    }
+
+    /// Applies `change`, asserts it commits as `version`, and that the session then reads back
+    /// as `expected`.
+    async fn assert_commits(&self, change: SessionChange, version: i64, expected: &SessionRecord) {
+        assert_eq!(
+            self.apply(change).await,
+            WriteOutcome::Committed { version }
+        );
+        assert_eq!(&self.load(expected.id).await, expected);
+    }
+
+    /// Applies `change`, asserts the fence refuses it, and that the session still reads back
+    /// as `unchanged`.
+    async fn assert_conflicts(&self, change: SessionChange, unchanged: &SessionRecord) {
+        assert_eq!(self.apply(change).await, WriteOutcome::Conflict);
+        assert_eq!(&self.load(unchanged.id).await, unchanged);
     }
 
     async fn rotate(&self, s: &SessionRecord, at: DateTime<Utc>) -> (TokenHash, WriteOutcome) {
@@ -125,19 +175,11 @@ impl Ctx {
     /// store) so the test sees exactly what is on disk.
     async fn token_generations(&self, id: SessionId) -> Vec<i64> {
         match self.db.backend() {
-            TestBackend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(self.db.url()).await.unwrap();
-                let rows: Vec<i64> = sqlx::query_scalar(
-                    "SELECT generation FROM refresh_tokens WHERE session_id = $1 \
-                     ORDER BY generation",
-                )
-                .bind(id.as_uuid())
-                .fetch_all(&mut conn)
+            TestBackend::Postgres => pg_token_rows(self.db.url(), id)
                 .await
-                .unwrap();
-                conn.close().await.unwrap();
-                rows
-            }
+                .into_iter()
+                .map(|(generation, _, _)| generation)
+                .collect(),
             TestBackend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(self.db.url())
                     .await
@@ -172,6 +214,37 @@ fn at(rfc3339: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// Applies every change at once (the tasks start together at a barrier), spread over `stores`
+/// in turn; returns each change with its result, in the order given.
+async fn race(
+    stores: &[Store],
+    changes: Vec<SessionChange>,
+) -> Vec<(SessionChange, Result<WriteOutcome, StoreError>)> {
+    let barrier = Arc::new(Barrier::new(changes.len()));
+    let mut tasks = Vec::new();
+    for (i, change) in changes.into_iter().enumerate() {
+        let store = stores[i % stores.len()].clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let result = store.apply(&change).await;
+            (change, result)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn assert_committed(outcome: WriteOutcome) {
+    assert!(
+        matches!(outcome, WriteOutcome::Committed { .. }),
+        "{outcome:?}"
+    );
+}
+
 fn random_hash() -> TokenHash {
     RefreshSecret::random().hash()
 }
@@ -204,29 +277,7 @@ fn new_session(user: UserId, expires_at: DateTime<Utc>) -> SessionRecord {
     }
 }
 
-/// Instantiates every listed test once per backend: `postgres::<name>` and `sqlite::<name>`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Postgres).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sessiond::testing::TestBackend::Sqlite).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+both_backends!(
     migrate_twice_is_idempotent,
     backend_matches_url,
     users_create_find_get,
@@ -544,10 +595,7 @@ async fn session_round_trips_every_field(backend: TestBackend) {
     // insert_session records the current generation in the history.
     assert_eq!(ctx.token_generations(fresh.id).await, vec![0]);
     assert_eq!(
-        ctx.store
-            .find_generation(full.id, &full.current_hash)
-            .await
-            .unwrap(),
+        ctx.generation_of(full.id, &full.current_hash).await,
         Some(41)
     );
 
@@ -560,7 +608,7 @@ async fn session_round_trips_every_field(backend: TestBackend) {
         ctx.store.insert_session(&orphan).await,
         Err(StoreError::Other(_))
     ));
-    assert_eq!(ctx.store.load_session(orphan.id).await.unwrap(), None);
+    assert_eq!(ctx.find(orphan.id).await, None);
     ctx.finish().await;
 }
 
@@ -579,26 +627,20 @@ async fn find_generation_follows_history(backend: TestBackend) {
     let s0 = ctx.session(user.id).await;
     let other = ctx.session(user.id).await;
 
-    assert_eq!(
-        ctx.store
-            .find_generation(s0.id, &s0.current_hash)
-            .await
-            .unwrap(),
-        Some(0)
-    );
+    assert_eq!(ctx.generation_of(s0.id, &s0.current_hash).await, Some(0));
 
     let mut s = s0.clone();
     let mut hashes = vec![s0.current_hash];
     for expected_generation in 1..=3u64 {
         let (hash, outcome) = ctx.rotate(&s, now()).await;
-        assert!(matches!(outcome, WriteOutcome::Committed { .. }));
+        assert_committed(outcome);
         s = ctx.load(s.id).await;
         assert_eq!(s.generation, expected_generation);
         hashes.push(hash);
     }
     for (generation, hash) in hashes.iter().enumerate() {
         assert_eq!(
-            ctx.store.find_generation(s.id, hash).await.unwrap(),
+            ctx.generation_of(s.id, hash).await,
             Some(generation as u64),
             "generation {generation}"
         );
@@ -613,34 +655,13 @@ async fn find_generation_follows_history(backend: TestBackend) {
             .unwrap(),
         None
     );
+    assert_eq!(ctx.generation_of(s.id, &other.current_hash).await, None);
+    assert_eq!(ctx.generation_of(other.id, &hashes[1]).await, None);
     assert_eq!(
-        ctx.store
-            .find_generation(s.id, &other.current_hash)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        ctx.store
-            .find_generation(other.id, &hashes[1])
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        ctx.store
-            .find_generation(other.id, &other.current_hash)
-            .await
-            .unwrap(),
+        ctx.generation_of(other.id, &other.current_hash).await,
         Some(0)
     );
-    assert_eq!(
-        ctx.store
-            .find_generation(SessionId::new(), &hashes[0])
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(ctx.generation_of(SessionId::new(), &hashes[0]).await, None);
     ctx.finish().await;
 }
 
@@ -664,32 +685,32 @@ async fn rotate_is_fenced(backend: TestBackend) {
 
     // The same change again, fenced on the stale version: nothing is written.
     let loser = random_hash();
-    let stale = ctx
-        .apply(SessionChange::Rotate {
+    ctx.assert_conflicts(
+        SessionChange::Rotate {
             id: s.id,
             expected_version: 1,
             new_generation: 1,
             new_hash: loser,
             at: when + Duration::seconds(1),
-        })
-        .await;
-    assert_eq!(stale, WriteOutcome::Conflict);
-    assert_eq!(ctx.load(s.id).await, expected);
-    assert_eq!(ctx.store.find_generation(s.id, &loser).await.unwrap(), None);
+        },
+        &expected,
+    )
+    .await;
+    assert_eq!(ctx.generation_of(s.id, &loser).await, None);
     assert_eq!(ctx.token_generations(s.id).await, vec![0, 1]);
 
     // A version from the future is stale too.
-    let future = ctx
-        .apply(SessionChange::Rotate {
+    ctx.assert_conflicts(
+        SessionChange::Rotate {
             id: s.id,
             expected_version: 3,
             new_generation: 2,
             new_hash: random_hash(),
             at: when,
-        })
-        .await;
-    assert_eq!(future, WriteOutcome::Conflict);
-    assert_eq!(ctx.load(s.id).await, expected);
+        },
+        &expected,
+    )
+    .await;
 
     // The fresh version works.
     let (_, outcome) = ctx.rotate(&expected, when + Duration::seconds(2)).await;
@@ -706,31 +727,21 @@ async fn revoke_is_fenced(backend: TestBackend) {
     let s = ctx.session(user.id).await;
     let when = at("2026-06-01T12:00:00.000123Z");
 
-    let outcome = ctx
-        .apply(SessionChange::Revoke {
-            id: s.id,
-            expected_version: 1,
-            reason: RevokeReason::UserRevoked,
-            at: when,
-        })
-        .await;
-    assert_eq!(outcome, WriteOutcome::Committed { version: 2 });
     let mut expected = s.clone();
     expected.status = SessionStatus::Revoked;
     expected.revoked = Some((when, RevokeReason::UserRevoked));
     expected.version = 2;
-    assert_eq!(ctx.load(s.id).await, expected);
-
-    let stale = ctx
-        .apply(SessionChange::Revoke {
-            id: s.id,
-            expected_version: 1,
-            reason: RevokeReason::Admin,
-            at: when + Duration::seconds(1),
-        })
+    let revoke = |expected_version, reason, at| SessionChange::Revoke {
+        id: s.id,
+        expected_version,
+        reason,
+        at,
+    };
+    ctx.assert_commits(revoke(1, RevokeReason::UserRevoked, when), 2, &expected)
         .await;
-    assert_eq!(stale, WriteOutcome::Conflict);
-    assert_eq!(ctx.load(s.id).await, expected);
+    let later = when + Duration::seconds(1);
+    ctx.assert_conflicts(revoke(1, RevokeReason::Admin, later), &expected)
+        .await;
     assert_eq!(ctx.token_generations(s.id).await, vec![0]);
     ctx.finish().await;
 }
@@ -744,20 +755,17 @@ async fn compromise_is_fenced(backend: TestBackend) {
     let s = ctx.load(s.id).await;
     let when = at("2026-06-01T12:00:00.999999Z");
 
-    let outcome = ctx
-        .apply(SessionChange::Compromise {
-            id: s.id,
-            expected_version: 2,
-            class: ReuseClass::PreviousAfterGrace,
-            at: when,
-        })
-        .await;
-    assert_eq!(outcome, WriteOutcome::Committed { version: 3 });
     let mut expected = s.clone();
     expected.status = SessionStatus::Compromised;
     expected.compromised = Some((when, ReuseClass::PreviousAfterGrace));
     expected.version = 3;
-    assert_eq!(ctx.load(s.id).await, expected);
+    let change = SessionChange::Compromise {
+        id: s.id,
+        expected_version: 2,
+        class: ReuseClass::PreviousAfterGrace,
+        at: when,
+    };
+    ctx.assert_commits(change, 3, &expected).await;
 
     let stale = ctx.compromise(&s, when + Duration::seconds(1)).await;
     assert_eq!(stale, WriteOutcome::Conflict);
@@ -771,34 +779,23 @@ async fn authenticate_is_fenced_and_audited(backend: TestBackend) {
     let s = ctx.session(user.id).await;
     let when = at("2026-06-01T12:00:00.000321Z");
 
-    let outcome = ctx
-        .apply(SessionChange::Authenticate {
-            id: s.id,
-            expected_version: 1,
-            auth_time: when,
-            aal: 2,
-            amr: vec!["otp".to_owned()],
-        })
-        .await;
-    assert_eq!(outcome, WriteOutcome::Committed { version: 2 });
     let mut expected = s.clone();
     expected.auth_time = when;
     expected.aal = 2;
     expected.amr = vec!["otp".to_owned()];
     expected.version = 2;
-    assert_eq!(ctx.load(s.id).await, expected);
-
-    let stale = ctx
-        .apply(SessionChange::Authenticate {
-            id: s.id,
-            expected_version: 1,
-            auth_time: when + Duration::seconds(1),
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
-        })
+    let authenticate = |auth_time, aal, amr: &str| SessionChange::Authenticate {
+        id: s.id,
+        expected_version: 1,
+        auth_time,
+        aal,
+        amr: vec![amr.to_owned()],
+    };
+    ctx.assert_commits(authenticate(when, 2, "otp"), 2, &expected)
         .await;
-    assert_eq!(stale, WriteOutcome::Conflict);
-    assert_eq!(ctx.load(s.id).await, expected);
+    let later = when + Duration::seconds(1);
+    ctx.assert_conflicts(authenticate(later, 1, "pwd"), &expected)
+        .await;
 
     // Recorded in the change's own transaction: exactly one event, for the committed change.
     let events = ctx.store.list_user_events(user.id, None, 10).await.unwrap();
@@ -842,11 +839,8 @@ async fn apply_to_unknown_session_conflicts(backend: TestBackend) {
     assert_eq!(rotated, WriteOutcome::Conflict);
     assert_eq!(ctx.revoke(&ghost, now()).await, WriteOutcome::Conflict);
     assert_eq!(ctx.compromise(&ghost, now()).await, WriteOutcome::Conflict);
-    assert_eq!(ctx.store.load_session(ghost.id).await.unwrap(), None);
-    assert_eq!(
-        ctx.store.find_generation(ghost.id, &hash).await.unwrap(),
-        None
-    );
+    assert_eq!(ctx.find(ghost.id).await, None);
+    assert_eq!(ctx.generation_of(ghost.id, &hash).await, None);
     assert!(ctx.token_generations(ghost.id).await.is_empty());
     ctx.finish().await;
 }
@@ -864,26 +858,17 @@ async fn concurrent_rotations_exactly_one_wins(backend: TestBackend) {
     for round in 0..ROUNDS {
         let read = ctx.load(s.id).await;
         assert_eq!(read.generation, round);
-        let barrier = Arc::new(Barrier::new(WRITERS));
-        let mut tasks = Vec::new();
-        for i in 0..WRITERS {
-            let store = stores[i % 2].clone();
-            let barrier = barrier.clone();
-            let change = SessionChange::Rotate {
+        let changes = (0..WRITERS)
+            .map(|_| SessionChange::Rotate {
                 id: read.id,
                 expected_version: read.version,
                 new_generation: read.generation + 1,
                 new_hash: random_hash(),
                 at: now(),
-            };
-            tasks.push(tokio::spawn(async move {
-                barrier.wait().await;
-                (change.clone(), store.apply(&change).await)
-            }));
-        }
+            })
+            .collect();
         let mut winners = Vec::new();
-        for task in tasks {
-            let (change, result) = task.await.unwrap();
+        for (change, result) in race(&stores, changes).await {
             match result {
                 Ok(WriteOutcome::Committed { version }) => winners.push((change, version)),
                 Ok(WriteOutcome::Conflict) => {}
@@ -908,10 +893,7 @@ async fn concurrent_rotations_exactly_one_wins(backend: TestBackend) {
         assert_eq!(after.previous_hash, Some(read.current_hash));
         assert_eq!(after.rotated_at, Some(winning_at));
         assert_eq!(
-            ctx.store
-                .find_generation(s.id, &winning_hash)
-                .await
-                .unwrap(),
+            ctx.generation_of(s.id, &winning_hash).await,
             Some(round + 1)
         );
     }
@@ -931,12 +913,8 @@ async fn concurrent_mixed_changes_exactly_one_wins(backend: TestBackend) {
     let stores = [ctx.store.clone(), ctx.second_store().await];
     let user = ctx.user().await;
     let s = ctx.session(user.id).await;
-    let barrier = Arc::new(Barrier::new(WRITERS));
-    let mut tasks = Vec::new();
-    for i in 0..WRITERS {
-        let store = stores[i % 2].clone();
-        let barrier = barrier.clone();
-        let change = match i % 3 {
+    let changes = (0..WRITERS)
+        .map(|i| match i % 3 {
             0 => SessionChange::Rotate {
                 id: s.id,
                 expected_version: 1,
@@ -956,15 +934,10 @@ async fn concurrent_mixed_changes_exactly_one_wins(backend: TestBackend) {
                 class: ReuseClass::Ancestor,
                 at: now(),
             },
-        };
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            (change.clone(), store.apply(&change).await)
-        }));
-    }
+        })
+        .collect();
     let mut winners = Vec::new();
-    for task in tasks {
-        let (change, result) = task.await.unwrap();
+    for (change, result) in race(&stores, changes).await {
         match result.expect("no store error under contention") {
             WriteOutcome::Committed { version } => {
                 assert_eq!(version, 2);
@@ -1015,19 +988,13 @@ async fn list_active_sessions_paginates_and_filters(backend: TestBackend) {
     }
     // A rotated session is still active and listed with its new state.
     let (_, rotated) = ctx.rotate(&active[2], t).await;
-    assert!(matches!(rotated, WriteOutcome::Committed { .. }));
+    assert_committed(rotated);
     active[2] = ctx.load(active[2].id).await;
 
     let revoked = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.revoke(&revoked, t).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&revoked, t).await);
     let compromised = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.compromise(&compromised, t).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.compromise(&compromised, t).await);
     let _expired = ctx
         .session_expiring(user.id, t - Duration::seconds(1))
         .await;
@@ -1041,11 +1008,7 @@ async fn list_active_sessions_paginates_and_filters(backend: TestBackend) {
     let mut pages = Vec::new();
     let mut before = None;
     loop {
-        let page = ctx
-            .store
-            .list_active_sessions(user.id, t, before, 2)
-            .await
-            .unwrap();
+        let page = ctx.list(user.id, t, before, 2).await;
         assert!(page.len() <= 2);
         if page.is_empty() {
             break;
@@ -1062,35 +1025,13 @@ async fn list_active_sessions_paginates_and_filters(backend: TestBackend) {
     assert_eq!(listed, expected);
 
     // One big page holds the same.
-    let all = ctx
-        .store
-        .list_active_sessions(user.id, t, None, 100)
-        .await
-        .unwrap();
+    let all = ctx.list(user.id, t, None, 100).await;
     assert_eq!(all, expected);
-    assert!(
-        ctx.store
-            .list_active_sessions(user.id, t, None, 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(ctx.list(user.id, t, None, 0).await.is_empty());
     // A cursor older than everything yields nothing; an unknown user has nothing.
     let oldest = expected.last().unwrap().id;
-    assert!(
-        ctx.store
-            .list_active_sessions(user.id, t, Some(oldest), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        ctx.store
-            .list_active_sessions(UserId::new(), t, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(ctx.list(user.id, t, Some(oldest), 10).await.is_empty());
+    assert!(ctx.list(UserId::new(), t, None, 10).await.is_empty());
     ctx.finish().await;
 }
 
@@ -1154,15 +1095,9 @@ async fn active_session_ids_lists_only_active_unexpired(backend: TestBackend) {
     let a = ctx.session(user.id).await;
     let b = ctx.session(user.id).await;
     let c = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.revoke(&b, t).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&b, t).await);
     let d = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.compromise(&d, t).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.compromise(&d, t).await);
     ctx.session_expiring(user.id, t - Duration::minutes(1))
         .await;
     ctx.session(stranger.id).await;
@@ -1194,51 +1129,33 @@ async fn purge_ended_removes_ended_sessions_and_tokens(backend: TestBackend) {
 
     let active = ctx.session(user.id).await;
     let (_, r) = ctx.rotate(&active, t).await;
-    assert!(matches!(r, WriteOutcome::Committed { .. }));
+    assert_committed(r);
 
     let revoked_old = ctx.session(user.id).await;
     let (_, r) = ctx.rotate(&revoked_old, long_ago).await;
-    assert!(matches!(r, WriteOutcome::Committed { .. }));
+    assert_committed(r);
     let revoked_old_now = ctx.load(revoked_old.id).await;
-    assert!(matches!(
-        ctx.revoke(&revoked_old_now, long_ago).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&revoked_old_now, long_ago).await);
     let compromised_old = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.compromise(&compromised_old, long_ago).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.compromise(&compromised_old, long_ago).await);
     let expired_old = ctx.session_expiring(user.id, long_ago).await;
 
     let revoked_recent = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.revoke(&revoked_recent, recently).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&revoked_recent, recently).await);
     let expired_recent = ctx.session_expiring(user.id, recently).await;
     let ended_at_cutoff = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.revoke(&ended_at_cutoff, cutoff).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&ended_at_cutoff, cutoff).await);
 
     assert_eq!(ctx.token_generations(revoked_old.id).await, vec![0, 1]);
     assert_eq!(ctx.store.purge_ended(cutoff).await.unwrap(), 3);
 
     for gone in [&revoked_old, &compromised_old, &expired_old] {
-        assert_eq!(ctx.store.load_session(gone.id).await.unwrap(), None);
+        assert_eq!(ctx.find(gone.id).await, None);
         assert!(ctx.token_generations(gone.id).await.is_empty());
-        assert_eq!(
-            ctx.store
-                .find_generation(gone.id, &gone.current_hash)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(ctx.generation_of(gone.id, &gone.current_hash).await, None);
     }
     for kept in [&revoked_recent, &expired_recent, &ended_at_cutoff] {
-        assert!(ctx.store.load_session(kept.id).await.unwrap().is_some());
+        assert!(ctx.find(kept.id).await.is_some());
         assert_eq!(ctx.token_generations(kept.id).await, vec![0]);
     }
     assert_eq!(ctx.load(active.id).await.status, SessionStatus::Active);
@@ -1278,10 +1195,7 @@ async fn purge_task_purges_and_stops(backend: TestBackend) {
     let ctx = Ctx::new(backend).await;
     let user = ctx.user().await;
     let old = ctx.session(user.id).await;
-    assert!(matches!(
-        ctx.revoke(&old, now() - Duration::days(3)).await,
-        WriteOutcome::Committed { .. }
-    ));
+    assert_committed(ctx.revoke(&old, now() - Duration::days(3)).await);
     let live = ctx.session(user.id).await;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -1294,12 +1208,12 @@ async fn purge_task_purges_and_stops(backend: TestBackend) {
     );
     // Wait for the first run to have happened (a liveness bound, not a timing assertion).
     let mut polls = 0;
-    while ctx.store.load_session(old.id).await.unwrap().is_some() {
+    while ctx.find(old.id).await.is_some() {
         polls += 1;
         assert!(polls < 3_000, "purge task never purged");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(ctx.store.load_session(live.id).await.unwrap().is_some());
+    assert!(ctx.find(live.id).await.is_some());
 
     stop.send(true).unwrap();
     task.await.expect("purge task stops cleanly");

@@ -87,20 +87,9 @@ async fn disabling_an_account_ends_everything_it_holds(backend: Backend) {
     assert_eq!(done.sessions_revoked, 2);
 
     for tokens in [&ada, &ada2] {
-        assert_error(
-            app.get_authed("/v1/auth/me", &tokens.access).await,
-            StatusCode::UNAUTHORIZED,
-            "account_disabled",
-        )
-        .await;
+        app.assert_session_refused(tokens, "account_disabled").await;
         assert_error(
             verify(&app, bearer(&tokens.access)).await,
-            StatusCode::UNAUTHORIZED,
-            "account_disabled",
-        )
-        .await;
-        assert_error(
-            app.refresh(&tokens.refresh).await,
             StatusCode::UNAUTHORIZED,
             "account_disabled",
         )
@@ -119,12 +108,7 @@ async fn disabling_an_account_ends_everything_it_holds(backend: Backend) {
     )
     .await;
     // A login is refused exactly like a wrong password: nothing tells the account's state.
-    assert_error(
-        app.login("ada@example.com", PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", PASSWORD).await;
     // Bob is untouched.
     assert_eq!(
         app.get_authed("/v1/auth/me", &bob.access).await.status(),
@@ -163,12 +147,8 @@ async fn disabling_an_account_ends_everything_it_holds(backend: Backend) {
     );
     assert_eq!(verify(&app, api_key(&key)).await.status(), StatusCode::OK);
     // The sessions the disable ended stay ended.
-    assert_error(
-        app.refresh(&ada.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "account_disabled",
-    )
-    .await;
+    app.assert_refresh_refused(&ada.refresh, "account_disabled")
+        .await;
     let events = app.store.list_user_events(ada_id, None, 100).await.unwrap();
     assert!(events.iter().any(|e| e.kind == "account_enabled"));
     app.stop().await;

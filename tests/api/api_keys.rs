@@ -12,7 +12,10 @@ use sessiond::store::api_keys::{API_KEY_CREATED, NewApiKey};
 use sessiond::store::audit::AuditEvent;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, assert_error, assert_validation_failed, invalid_fields, spawn_app,
+    spawn_app_with,
+};
 
 const API_KEY: &str = "x-api-key";
 
@@ -24,13 +27,8 @@ struct Created {
 }
 
 async fn create_key(app: &TestApp, access: &str, body: Value) -> Response {
-    app.client
-        .post(app.url("/v1/auth/api-keys"))
-        .bearer_auth(access)
-        .json(&body)
-        .send()
+    app.post_authed_json("/v1/auth/api-keys", access, body)
         .await
-        .unwrap()
 }
 
 async fn created(app: &TestApp, access: &str, body: Value) -> Created {
@@ -205,12 +203,7 @@ async fn create_list_and_revoke(backend: Backend) {
         let response = app
             .get_authed(&format!("/v1/auth/api-keys{bad}"), &ada.access)
             .await;
-        assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        assert_validation_failed(response).await;
     }
     let response = app
         .get_authed("/v1/auth/api-keys?cursor=!!", &ada.access)
@@ -239,7 +232,7 @@ async fn create_list_and_revoke(backend: Backend) {
     assert!(stored.revoked_at.is_some());
 
     // Audited: one creation per key, one revocation (the retry wrote none), with the key id.
-    let events = events_of(&app, &ada.access).await;
+    let events = app.events_of(&ada.access).await;
     let with_kind =
         |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["kind"] == kind).collect() };
     let created_events = with_kind("api_key_created");
@@ -258,14 +251,6 @@ async fn create_list_and_revoke(backend: Backend) {
         );
     }
     app.stop().await;
-}
-
-/// The caller's audit events (first page, newest first).
-async fn events_of(app: &TestApp, access: &str) -> Vec<Value> {
-    let response = app.get_authed("/v1/auth/me/events?limit=100", access).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["events"].as_array().unwrap().clone()
 }
 
 async fn a_key_authenticates_as_a_service_until_revoked(backend: Backend) {
@@ -541,20 +526,12 @@ async fn create_validates_its_input(backend: Backend) {
     ];
     for (body, field) in cases {
         let response = create_key(&app, &ada.access, body.clone()).await;
-        let error = assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
-        let fields: Vec<&str> = error["error"]["details"]["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["field"].as_str().unwrap())
-            .collect();
+        let error = assert_validation_failed(response).await;
         let expected = if field == "owner" { "body" } else { field };
-        assert!(fields.contains(&expected), "{body}: {error}");
+        assert!(
+            invalid_fields(&error).iter().any(|f| f == expected),
+            "{body}: {error}"
+        );
     }
     // Every bad field at once.
     let response = create_key(
@@ -563,19 +540,8 @@ async fn create_validates_its_input(backend: Backend) {
         json!({"name": "", "expires_at": "no", "scopes": [" "]}),
     )
     .await;
-    let error = assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    assert_eq!(
-        error["error"]["details"]["fields"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    let error = assert_validation_failed(response).await;
+    assert_eq!(invalid_fields(&error).len(), 3, "{error}");
 
     // No key was created by any of these.
     let (_, page) = list(&app, &ada.access, "").await;

@@ -11,7 +11,9 @@ use sessiond_actors::model::RevokeReason;
 use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, Tokens, assert_error, assert_validation_failed, spawn_app, spawn_app_with,
+};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -74,18 +76,9 @@ async fn each_security_action_leaves_its_event(backend: Backend) {
     assert_eq!(events[0].details["method"], "password");
 
     // Failed logins: wrong password (account known), unknown email (no account, no email).
-    assert_error(
-        app.login(email, "wrong password!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    assert_error(
-        app.login("nobody@example.com", PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused(email, "wrong password!").await;
+    app.assert_login_refused("nobody@example.com", PASSWORD)
+        .await;
     let events = all_events(&app).await;
     assert_eq!(
         kinds(&events),
@@ -117,12 +110,8 @@ async fn each_security_action_leaves_its_event(backend: Backend) {
     assert_eq!(all_events(&app).await.len(), count);
 
     // Replaying the consumed token: reuse detected, session compromised.
-    assert_error(
-        app.refresh(&first.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "refresh_token_reused",
-    )
-    .await;
+    app.assert_refresh_refused(&first.refresh, "refresh_token_reused")
+        .await;
     let events = all_events(&app).await;
     assert_eq!(events.len(), count + 1);
     assert_eq!(events[0].kind, kind::SESSION_COMPROMISED);
@@ -325,20 +314,14 @@ async fn me_events_paginates_the_callers_own_events(backend: Backend) {
     )
     .await;
     for limit in ["0", "101", "x"] {
-        assert_error(
+        assert_validation_failed(
             app.get_authed(&format!("/v1/auth/me/events?limit={limit}"), &ada.access)
                 .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
         )
         .await;
     }
     assert_error(
-        app.client
-            .get(app.url("/v1/auth/me/events"))
-            .send()
-            .await
-            .unwrap(),
+        app.get("/v1/auth/me/events").await,
         StatusCode::UNAUTHORIZED,
         "invalid_token",
     )

@@ -21,6 +21,18 @@ const NO_LOGIN_QUOTAS: [(&str, &str); 2] = [
     ("SESSIOND_RATE_LIMIT_LOGIN_ACCOUNT", "off"),
 ];
 const TRUST_LOOPBACK: (&str, &str) = ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1");
+/// Limits on with only the login lock in play (3 failures lock for 10 minutes), and `extra`.
+fn lock_after_three<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut settings = vec![ON, NO_GENERAL];
+    settings.extend_from_slice(extra);
+    settings.extend([
+        ("SESSIOND_LOGIN_LOCK_THRESHOLD", "3"),
+        ("SESSIOND_LOGIN_LOCK_BASE", "10m"),
+    ]);
+    settings.extend(NO_LOGIN_QUOTAS);
+    settings
+}
+
 /// An attacker's address, forwarded by the (trusted, loopback) proxy.
 const ATTACKER: &str = "203.0.113.9";
 
@@ -30,6 +42,17 @@ fn retry_after(r: &Response) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A login as `email` with `password` from client `ip` (behind the trusted proxy).
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Response {
+    post_from(
+        app,
+        ip,
+        "/v1/auth/sessions",
+        &json!({"email": email, "password": password}),
+    )
+    .await
 }
 
 async fn post_from(app: &TestApp, ip: &str, path: &str, body: &Value) -> Response {
@@ -87,9 +110,7 @@ fn assert_at_most_threshold_passed(statuses: &[u16], threshold: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_logins_cannot_pass_the_lock_in_memory() {
-    let mut settings = vec![ON, NO_GENERAL, ("SESSIOND_LOGIN_LOCK_THRESHOLD", "3")];
-    settings.extend(NO_LOGIN_QUOTAS);
-    settings.push(("SESSIOND_LOGIN_LOCK_BASE", "10m"));
+    let settings = lock_after_three(&[]);
     let app = std::sync::Arc::new(spawn_app_with(Backend::Sqlite, &settings).await);
     app.register("ada@example.com", PASSWORD).await;
     let statuses = parallel_wrong_logins(&app, "ada@example.com", 20).await;
@@ -99,15 +120,10 @@ async fn parallel_wrong_logins_cannot_pass_the_lock_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_logins_cannot_pass_the_lock_through_redis() {
     let prefix = format!("sessiond-test:reserve:{}", uuid::Uuid::now_v7().simple());
-    let mut settings = vec![
-        ON,
-        NO_GENERAL,
+    let settings = lock_after_three(&[
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         ("SESSIOND_RATE_LIMIT_PREFIX", prefix.as_str()),
-        ("SESSIOND_LOGIN_LOCK_THRESHOLD", "3"),
-        ("SESSIOND_LOGIN_LOCK_BASE", "10m"),
-    ];
-    settings.extend(NO_LOGIN_QUOTAS);
+    ]);
     let app = std::sync::Arc::new(spawn_app_with(Backend::Sqlite, &settings).await);
     app.register("ada@example.com", PASSWORD).await;
     let statuses = parallel_wrong_logins(&app, "ada@example.com", 20).await;
@@ -152,13 +168,12 @@ async fn mfa_user(app: &TestApp, email: &str) -> (String, Authenticator) {
     let totp = totp_rs::Totp::from_url(body["otpauth_uri"].as_str().unwrap()).unwrap();
     let auth = Authenticator(totp);
     let r = app
-        .client
-        .post(app.url("/v1/auth/mfa/totp/confirm"))
-        .bearer_auth(&access)
-        .json(&json!({"code": auth.code(0)}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json(
+            "/v1/auth/mfa/totp/confirm",
+            &access,
+            json!({"code": auth.code(0)}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     (access, auth)
 }
@@ -221,15 +236,7 @@ async fn five_wrong_codes_lock_the_second_factor_across_challenges(backend: Back
 }
 
 async fn a_right_password_awaiting_mfa_does_not_clear_the_login_lock(backend: Backend) {
-    let mut settings = vec![
-        ON,
-        NO_GENERAL,
-        TRUST_LOOPBACK,
-        ("SESSIOND_LOGIN_LOCK_THRESHOLD", "3"),
-        ("SESSIOND_LOGIN_LOCK_BASE", "10m"),
-    ];
-    settings.extend(NO_LOGIN_QUOTAS);
-    let app = spawn_app_with(backend, &settings).await;
+    let app = spawn_app_with(backend, &lock_after_three(&[TRUST_LOOPBACK])).await;
     let email = "mfa@example.com";
     mfa_user(&app, email).await;
     let wrong = json!({"email": email, "password": "not the password"});
@@ -241,27 +248,13 @@ async fn a_right_password_awaiting_mfa_does_not_clear_the_login_lock(backend: Ba
     challenge(&app, ATTACKER, email).await;
     let r = post_from(&app, ATTACKER, "/v1/auth/sessions", &wrong).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    let r = post_from(
-        &app,
-        ATTACKER,
-        "/v1/auth/sessions",
-        &json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
+    let r = login_from(&app, ATTACKER, email, PASSWORD).await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     app.stop().await;
 }
 
 async fn wrong_current_passwords_count_on_the_login_lock(backend: Backend) {
-    let mut settings = vec![
-        ON,
-        NO_GENERAL,
-        TRUST_LOOPBACK,
-        ("SESSIOND_LOGIN_LOCK_THRESHOLD", "3"),
-        ("SESSIOND_LOGIN_LOCK_BASE", "10m"),
-    ];
-    settings.extend(NO_LOGIN_QUOTAS);
-    let app = spawn_app_with(backend, &settings).await;
+    let app = spawn_app_with(backend, &lock_after_three(&[TRUST_LOOPBACK])).await;
     let email = "ada@example.com";
     let (access, auth) = mfa_user(&app, email).await;
     // A thief with the access token, from its own address: two guesses at the password change,
@@ -304,13 +297,7 @@ async fn wrong_current_passwords_count_on_the_login_lock(backend: Backend) {
     )
     .await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    let r = post_from(
-        &app,
-        ATTACKER,
-        "/v1/auth/sessions",
-        &json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
+    let r = login_from(&app, ATTACKER, email, PASSWORD).await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     app.stop().await;
 }
@@ -331,13 +318,12 @@ async fn totp_disable_checks_a_malformed_password_with_equal_work(backend: Backe
     let (access, auth) = mfa_user(&app, "ada@example.com").await;
     let before = verifications(&app).await;
     let r = app
-        .client
-        .post(app.url("/v1/auth/mfa/totp/disable"))
-        .bearer_auth(&access)
-        .json(&json!({"password": "short", "code": auth.code(1)}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json(
+            "/v1/auth/mfa/totp/disable",
+            &access,
+            json!({"password": "short", "code": auth.code(1)}),
+        )
+        .await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_eq!(
         verifications(&app).await - before,

@@ -5,32 +5,26 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, assert_error, spawn_app};
+use crate::helpers::{Backend, assert_error, assert_validation_failed, invalid_fields, spawn_app};
 
 async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
     let app = spawn_app(backend).await;
-    let register = app.url("/v1/auth/register");
+    let register = |content_type, body| {
+        app.send_raw(
+            reqwest::Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(content_type),
+            body,
+        )
+    };
 
     // Malformed JSON → 400.
-    let response = app
-        .client
-        .post(&register)
-        .header("content-type", "application/json")
-        .body("{\"email\": ")
-        .send()
-        .await
-        .unwrap();
+    let response = register("application/json", "{\"email\": ").await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
 
     // No JSON content type → 415.
-    let response = app
-        .client
-        .post(&register)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = register("text/plain", "{}").await;
     assert_error(
         response,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -52,39 +46,33 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
     // Wrong type → 422 naming the field, never echoing the value.
-    let body = assert_error(
+    let body = assert_validation_failed(
         app.post_json(
             "/v1/auth/register",
             &json!({"email": "typed@example.com", "password": 123456789}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "password");
     assert!(!body.to_string().contains("123456789"), "{body}");
 
     // Missing field → 422 naming it.
-    let body = assert_error(
+    let body = assert_validation_failed(
         app.post_json("/v1/auth/register", &json!({"email": "x@example.com"}))
             .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "password");
 
     // Unknown field → 422 naming it (unknown fields are refused, so typos are not silently
     // ignored).
-    let body = assert_error(
+    let body = assert_validation_failed(
         app.post_json(
             "/v1/auth/register",
             &json!({"email": "x@example.com", "password": "long enough pw", "admin": true}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(
@@ -93,46 +81,25 @@ async fn malformed_bodies_are_rejected_cleanly(backend: Backend) {
     );
 
     // A JSON array is not a body, even one serde could read positionally as the struct.
-    let body = assert_error(
+    let body = assert_validation_failed(
         app.post_json(
             "/v1/auth/register",
             &json!(["array@example.com", "long enough pw"]),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "body");
 
     // Field rules: every broken field reported at once.
-    let body = assert_error(
-        app.post_json(
-            "/v1/auth/register",
-            &json!({"email": "not-an-email", "password": "short"}),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    let fields: Vec<&str> = body["error"]["details"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let body = assert_validation_failed(app.register("not-an-email", "short").await).await;
+    let fields = invalid_fields(&body);
     assert!(
-        fields.contains(&"email") && fields.contains(&"password"),
+        fields.iter().any(|f| f == "email") && fields.iter().any(|f| f == "password"),
         "{body}"
     );
     let too_long = "p".repeat(129);
-    assert_error(
-        app.register("long@example.com", &too_long).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    assert_validation_failed(app.register("long@example.com", &too_long).await).await;
 
     // Control characters, SQL-looking text and Unicode are data, not a crash.
     for email in [
@@ -164,52 +131,35 @@ async fn credentials_and_tokens_fail_uniformly(backend: Backend) {
     app.signed_in_user("known@example.com").await;
 
     // Unknown user and wrong password: the same answer.
-    let unknown = assert_error(
-        app.login("nobody@example.com", "correct horse battery")
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    let wrong = assert_error(
-        app.login("known@example.com", "wrong password!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    let unknown = app
+        .assert_login_refused("nobody@example.com", "correct horse battery")
+        .await;
+    let wrong = app
+        .assert_login_refused("known@example.com", "wrong password!")
+        .await;
     assert_eq!(unknown["error"]["message"], wrong["error"]["message"]);
     // Malformed credentials are refused the same way (they can match no account).
-    assert_error(
-        app.login("not an email", "x").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("not an email", "x").await;
 
     // Refresh tokens that are not tokens.
     for bad in ["", "rt1_", "garbage", &"rt1_".repeat(1000)] {
-        assert_error(
-            app.refresh(bad).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_refresh_token",
-        )
-        .await;
+        app.assert_refresh_refused(bad, "invalid_refresh_token")
+            .await;
     }
 
-    // Access tokens that are not tokens.
-    assert_error(
-        app.client.get(app.url("/v1/auth/me")).send().await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-    for bad in ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
-        assert_error(
-            app.get_authed("/v1/auth/me", bad).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-        )
-        .await;
+    // Access tokens that are not tokens (or none at all).
+    for bad in [
+        None,
+        Some("garbage"),
+        Some("a.b.c"),
+        Some("eyJhbGciOiJub25lIn0.e30."),
+    ] {
+        let response = match bad {
+            None => app.get("/v1/auth/me").await,
+            Some(bad) => app.get_authed("/v1/auth/me", bad).await,
+        };
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     }
     app.stop().await;
 }
@@ -219,7 +169,7 @@ async fn routes_ids_and_queries_are_checked(backend: Backend) {
     let tokens = app.signed_in_user("paths@example.com").await;
 
     assert_error(
-        app.client.get(app.url("/v1/nope")).send().await.unwrap(),
+        app.get("/v1/nope").await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -251,48 +201,36 @@ async fn routes_ids_and_queries_are_checked(backend: Backend) {
         "not_found",
     )
     .await;
-    assert_error(
-        app.get_authed("/v1/auth/sessions?cursor=%%%", &tokens.access)
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
-    assert_error(
-        app.get_authed("/v1/auth/sessions?cursor=abc", &tokens.access)
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
-    for limit in ["0", "101", "-1", "ten", "99999999999999999999"] {
+    for cursor in ["%%%", "abc"] {
         assert_error(
+            app.get_authed(
+                &format!("/v1/auth/sessions?cursor={cursor}"),
+                &tokens.access,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+    }
+    for limit in ["0", "101", "-1", "ten", "99999999999999999999"] {
+        assert_validation_failed(
             app.get_authed(&format!("/v1/auth/sessions?limit={limit}"), &tokens.access)
                 .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
         )
         .await;
     }
 
     // A well-formed incoming correlation id is kept; a malformed one replaced.
     let response = app
-        .client
-        .get(app.url("/v1/nope"))
-        .header("x-request-id", "client-trace-42")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/v1/nope", "x-request-id", "client-trace-42")
+        .await;
     assert_eq!(response.headers()["x-request-id"], "client-trace-42");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["correlation_id"], "client-trace-42");
     let response = app
-        .client
-        .get(app.url("/v1/nope"))
-        .header("x-request-id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/v1/nope", "x-request-id", "bad id with spaces")
+        .await;
     assert_ne!(response.headers()["x-request-id"], "bad id with spaces");
     app.stop().await;
 }

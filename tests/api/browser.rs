@@ -80,6 +80,16 @@ impl<'a> BrowserRequest<'a> {
     }
 }
 
+/// `POST /v1/auth/browser/logout` with the `name` cookie: 204, and the cookie cleared.
+async fn logout_with_cookie(app: &TestApp, name: &str, value: &str, secure: bool) {
+    let response = BrowserRequest::new("/v1/auth/browser/logout")
+        .cookie(name, value)
+        .send(app)
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_cleared(&response, name, secure);
+}
+
 /// The one `Set-Cookie` of `response`, split into name, value and the attributes as sent.
 fn set_cookie(response: &Response) -> (String, String, String) {
     let all: Vec<&str> = response
@@ -287,12 +297,8 @@ async fn an_old_cookie_after_the_grace_window_compromises_the_session(backend: B
     // The newest cookie dies with the session, on the browser route and the JSON one alike.
     let after = refresh_with(&app, &second).await;
     assert_error(after, StatusCode::UNAUTHORIZED, "session_compromised").await;
-    assert_error(
-        app.refresh(&second).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
+    app.assert_refresh_refused(&second, "session_compromised")
+        .await;
 }
 
 async fn refresh_without_a_live_cookie_is_refused(backend: Backend) {
@@ -333,23 +339,13 @@ async fn logout_revokes_the_session_and_clears_the_cookie(backend: Backend) {
 
     // Another session's id with a made-up secret ends nothing.
     let forged = format!("{}{}", &token[..token.len() - 5], "AAAAA");
-    let response = BrowserRequest::new("/v1/auth/browser/logout")
-        .cookie(SECURE_NAME, &forged)
-        .send(&app)
-        .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_cleared(&response, SECURE_NAME, true);
+    logout_with_cookie(&app, SECURE_NAME, &forged, true).await;
     assert_eq!(
         app.stored_session(&session_id).await.status,
         SessionStatus::Active
     );
 
-    let response = BrowserRequest::new("/v1/auth/browser/logout")
-        .cookie(SECURE_NAME, &token)
-        .send(&app)
-        .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_cleared(&response, SECURE_NAME, true);
+    logout_with_cookie(&app, SECURE_NAME, &token, true).await;
     assert_eq!(
         app.stored_session(&session_id).await.status,
         SessionStatus::Revoked
@@ -404,13 +400,12 @@ async fn enable_totp(app: &TestApp, access: &str, step: u64) -> (totp_rs::Totp, 
     let started: Value = started.json().await.unwrap();
     let totp = totp_rs::Totp::from_url(started["otpauth_uri"].as_str().unwrap()).unwrap();
     let confirmed = app
-        .client
-        .post(app.url("/v1/auth/mfa/totp/confirm"))
-        .bearer_auth(access)
-        .json(&json!({"code": totp.generate(step * 30).to_string()}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json(
+            "/v1/auth/mfa/totp/confirm",
+            access,
+            json!({"code": totp.generate(step * 30).to_string()}),
+        )
+        .await;
     assert_eq!(confirmed.status(), StatusCode::OK);
     let body: Value = confirmed.json().await.unwrap();
     let codes = body["recovery_codes"]
@@ -516,12 +511,7 @@ async fn without_secure_cookies_on_loopback_the_cookie_is_sessiond_rt(backend: B
         .await;
     let second = assert_session_cookie(&refreshed, DEV_NAME, false, FOURTEEN_DAYS);
     browser_body(refreshed, StatusCode::OK).await;
-    let logout = BrowserRequest::new("/v1/auth/browser/logout")
-        .cookie(DEV_NAME, &second)
-        .send(&app)
-        .await;
-    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_cleared(&logout, DEV_NAME, false);
+    logout_with_cookie(&app, DEV_NAME, &second, false).await;
 }
 
 const BROWSER_ROUTES: [&str; 4] = [
@@ -701,26 +691,15 @@ async fn cors_allows_credentials_and_the_csrf_header_on_browser_routes_only(back
 }
 
 /// Sends `method path` with the bearer token and `body`.
-async fn authed(app: &TestApp, method: Method, path: &str, access: &str, body: Value) -> Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(access)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Asserts the level answer: 401 `insufficient_user_authentication`, `acr_values="aal2"` in
 /// the challenge and the body, no `max_age` (the session is fresh).
 /// `POST /v1/auth/api-keys` (an `api_keys` class action) with `access`.
 async fn new_api_key(app: &TestApp, access: &str) -> Response {
-    authed(
-        app,
+    app.send_authed(
         Method::POST,
         "/v1/auth/api-keys",
         access,
-        json!({"name": "ci"}),
+        Some(json!({"name": "ci"})),
     )
     .await
 }
@@ -759,19 +738,19 @@ async fn listed_action_classes_need_aal2(backend: Backend) {
     // aal 1, no second factor yet.
     assert_needs_aal2(new_api_key(&app, &weak).await, "api_keys").await;
     assert_needs_aal2(
-        authed(
-            &app,
+        app.send_authed(
             Method::POST,
             "/v1/auth/password",
             &weak,
-            password_change.clone(),
+            Some(password_change.clone()),
         )
         .await,
         "password",
     )
     .await;
     assert_needs_aal2(
-        authed(&app, Method::DELETE, "/v1/auth/sessions", &weak, json!({})).await,
+        app.send_authed(Method::DELETE, "/v1/auth/sessions", &weak, Some(json!({})))
+            .await,
         "sessions",
     )
     .await;
@@ -785,12 +764,11 @@ async fn listed_action_classes_need_aal2(backend: Backend) {
     )
     .await;
     assert_needs_aal2(
-        authed(
-            &app,
+        app.send_authed(
             Method::POST,
             "/v1/auth/mfa/totp/disable",
             &weak,
-            json!({"password": PASSWORD, "code": totp.generate(step * 30).to_string()}),
+            Some(json!({"password": PASSWORD, "code": totp.generate(step * 30).to_string()})),
         )
         .await,
         "mfa: disable",
@@ -824,24 +802,22 @@ async fn listed_action_classes_need_aal2(backend: Backend) {
         StatusCode::OK
     );
     assert_eq!(
-        authed(
-            &app,
+        app.send_authed(
             Method::DELETE,
             "/v1/auth/sessions",
             &strong,
-            json!({})
+            Some(json!({}))
         )
         .await
         .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        authed(
-            &app,
+        app.send_authed(
             Method::POST,
             "/v1/auth/password",
             &strong,
-            password_change
+            Some(password_change)
         )
         .await
         .status(),
@@ -855,7 +831,7 @@ async fn unlisted_action_classes_are_unaffected(backend: Backend) {
     let weak = json_login(&app, "ada@example.com").await;
     assert_needs_aal2(new_api_key(&app, &weak).await, "api_keys").await;
     assert_eq!(
-        authed(&app, Method::DELETE, "/v1/auth/sessions", &weak, json!({}))
+        app.send_authed(Method::DELETE, "/v1/auth/sessions", &weak, Some(json!({})))
             .await
             .status(),
         StatusCode::NO_CONTENT
@@ -869,12 +845,11 @@ async fn unlisted_action_classes_are_unaffected(backend: Backend) {
         StatusCode::OK
     );
     assert_eq!(
-        authed(
-            &app,
+        app.send_authed(
             Method::POST,
             "/v1/auth/password",
             &weak,
-            json!({"current_password": PASSWORD, "new_password": "another long passphrase"}),
+            Some(json!({"current_password": PASSWORD, "new_password": "another long passphrase"}))
         )
         .await
         .status(),

@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, assert_error, assert_validation_failed, invalid_fields, spawn_app_with,
+};
 use crate::mail_sink::{MailSink, SinkOptions, as_overrides};
 
 const PASSWORD: &str = "correct horse battery";
@@ -124,14 +126,11 @@ async fn register_mails_a_code_that_verifies_the_email_once(backend: Backend) {
         .unwrap();
     assert_eq!(login["user"]["email_verified_at"], verified_at);
     let events: Value = app
-        .get_authed(
+        .get_authed_json(
             "/v1/auth/me/events?limit=100",
             login["access_token"].as_str().unwrap(),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let verified: Vec<&Value> = events["events"]
         .as_array()
         .unwrap()
@@ -159,14 +158,19 @@ async fn register_mails_a_code_that_verifies_the_email_once(backend: Backend) {
     app.stop().await;
 }
 
-async fn a_wrong_code_is_refused_and_the_right_one_still_works(backend: Backend) {
-    let sink = MailSink::start();
-    let app = app_with_mail(backend, &sink, &[]).await;
-    let id = register(&app, "ada@example.com").await["verification_id"]
+/// Registers `email`; returns its verification id and the code of the `nth` mail sent.
+async fn registered(app: &TestApp, sink: &MailSink, email: &str, nth: usize) -> (String, String) {
+    let id = register(app, email).await["verification_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let code = sink.nth(1).await.code();
+    (id, sink.nth(nth).await.code())
+}
+
+async fn a_wrong_code_is_refused_and_the_right_one_still_works(backend: Backend) {
+    let sink = MailSink::start();
+    let app = app_with_mail(backend, &sink, &[]).await;
+    let (id, code) = registered(&app, &sink, "ada@example.com", 1).await;
 
     assert_error(
         verify(&app, &id, &wrong(&code)).await,
@@ -188,11 +192,7 @@ async fn a_wrong_code_is_refused_and_the_right_one_still_works(backend: Backend)
 async fn five_wrong_attempts_lock_the_code_until_a_new_one_is_sent(backend: Backend) {
     let sink = MailSink::start();
     let app = app_with_mail(backend, &sink, &[("SESSIOND_RESEND_COOLDOWN", "0s")]).await;
-    let id = register(&app, "ada@example.com").await["verification_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = sink.nth(1).await.code();
+    let (id, code) = registered(&app, &sink, "ada@example.com", 1).await;
     let bad = wrong(&code);
     for attempt in 1..=4 {
         let body = assert_error(
@@ -330,11 +330,7 @@ async fn login_requires_a_verified_email_when_configured(backend: Backend) {
         &[("SESSIOND_REQUIRE_VERIFIED_EMAIL", "true")],
     )
     .await;
-    let id = register(&app, "ada@example.com").await["verification_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = sink.nth(1).await.code();
+    let (id, code) = registered(&app, &sink, "ada@example.com", 1).await;
 
     assert_error(
         app.login("ada@example.com", PASSWORD).await,
@@ -343,12 +339,8 @@ async fn login_requires_a_verified_email_when_configured(backend: Backend) {
     )
     .await;
     // Without the password nothing is revealed.
-    assert_error(
-        app.login("ada@example.com", "not the password").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", "not the password")
+        .await;
 
     assert_eq!(verify(&app, &id, &code).await.status(), StatusCode::OK);
     assert_eq!(
@@ -361,40 +353,21 @@ async fn login_requires_a_verified_email_when_configured(backend: Backend) {
 async fn malformed_verification_requests_are_validation_errors(backend: Backend) {
     let sink = MailSink::start();
     let app = app_with_mail(backend, &sink, &[]).await;
-    let id = register(&app, "ada@example.com").await["verification_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = sink.nth(1).await.code();
+    let (id, code) = registered(&app, &sink, "ada@example.com", 1).await;
 
-    let body = assert_error(
-        verify(&app, "not-a-uuid", "12ab").await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    let fields: Vec<&str> = body["error"]["details"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["verification_id", "code"]);
-    assert_error(
+    let body = assert_validation_failed(verify(&app, "not-a-uuid", "12ab").await).await;
+    assert_eq!(invalid_fields(&body), ["verification_id", "code"]);
+    assert_validation_failed(
         app.post_json(
             "/v1/auth/email/verify",
             &json!({"verification_id": id, "code": code, "extra": 1}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
-    assert_error(
+    assert_validation_failed(
         app.post_json("/v1/auth/email/resend", &json!({"email": "not an email"}))
             .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     // None of that cost an attempt.
@@ -455,11 +428,7 @@ async fn expired_codes_are_purged_and_live_ones_kept(backend: Backend) {
         ],
     )
     .await;
-    let id = register(&app, "ada@example.com").await["verification_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = sink.nth(1).await.code();
+    let (id, code) = registered(&app, &sink, "ada@example.com", 1).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let live = resend(&app, "ada@example.com").await;
     let purged = app

@@ -18,8 +18,8 @@ async fn every_answer_carries_the_security_headers() {
     let app = spawn_app(Backend::Sqlite).await;
     let tokens = app.signed_in_user("ada@example.com").await;
     let ok = app.get_authed("/v1/auth/me", &tokens.access).await;
-    let not_found = app.client.get(app.url("/nope")).send().await.unwrap();
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let not_found = app.get("/nope").await;
+    let health = app.get("/health").await;
     for r in [&ok, &not_found, &health] {
         assert_eq!(
             header(r, "x-content-type-options").as_deref(),
@@ -37,7 +37,7 @@ async fn every_answer_carries_the_security_headers() {
     assert_eq!(ok.status(), StatusCode::OK);
     assert_eq!(header(&ok, "cache-control").as_deref(), Some("no-store"));
     // The docs page gets a policy that lets it load its own scripts.
-    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let docs = app.get("/docs/").await;
     assert_eq!(docs.status(), StatusCode::OK);
     let csp = header(&docs, "content-security-policy").unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
@@ -47,7 +47,7 @@ async fn every_answer_carries_the_security_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_mode_sends_hsts() {
     let app = spawn_app_with(Backend::Sqlite, &[("SESSIOND_SECURE_COOKIES", "on")]).await;
-    let r = app.client.get(app.url("/health")).send().await.unwrap();
+    let r = app.get("/health").await;
     assert_eq!(
         header(&r, "strict-transport-security").as_deref(),
         Some("max-age=31536000")
@@ -59,7 +59,7 @@ async fn secure_mode_sends_hsts() {
         &[("SESSIOND_ISSUER", "https://id.example.com")],
     )
     .await;
-    let r = app.client.get(app.url("/health")).send().await.unwrap();
+    let r = app.get("/health").await;
     assert!(header(&r, "strict-transport-security").is_some());
     app.stop().await;
 }
@@ -86,12 +86,8 @@ async fn too_many_or_too_large_headers_get_431() {
     )
     .await;
     let r = app
-        .client
-        .get(app.url("/health"))
-        .header("x-big", "a".repeat(9 * 1024))
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health", "x-big", "a".repeat(9 * 1024))
+        .await;
     assert_error(
         r,
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -100,12 +96,8 @@ async fn too_many_or_too_large_headers_get_431() {
     .await;
     // Within the limits: fine.
     let r = app
-        .client
-        .get(app.url("/health"))
-        .header("x-big", "a".repeat(4 * 1024))
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health", "x-big", "a".repeat(4 * 1024))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -137,13 +129,7 @@ async fn cors_only_for_listed_origins() {
     let r = preflight("https://evil.example.com").await.unwrap();
     assert!(header(&r, "access-control-allow-origin").is_none());
 
-    let r = app
-        .client
-        .get(app.url("/health"))
-        .header("origin", allowed)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with_header("/health", "origin", allowed).await;
     assert_eq!(
         header(&r, "access-control-allow-origin").as_deref(),
         Some(allowed)
@@ -157,13 +143,7 @@ async fn cors_only_for_listed_origins() {
 
     // Nothing configured: no CORS headers for anyone.
     let app = spawn_app(Backend::Sqlite).await;
-    let r = app
-        .client
-        .get(app.url("/health"))
-        .header("origin", allowed)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with_header("/health", "origin", allowed).await;
     assert!(header(&r, "access-control-allow-origin").is_none());
     app.stop().await;
 }

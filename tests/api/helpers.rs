@@ -7,8 +7,11 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sessiond::app::Application;
 use sessiond::config::Config;
+use sessiond::crypto::keys::{KeyRing, SigningAlg};
+use sessiond::crypto::oauth_tokens::OAuthTokens;
 use sessiond::store::Store;
 use sessiond::testing::TestDatabase;
+use sessiond_actors::refresh_token::RefreshKey;
 use sessiond_actors::sessions::Sessions;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -103,23 +106,21 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[]).await
 }
 
-/// What login and refresh answer, parsed.
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
+/// sessiond where `email` alone may register applications (`SESSIOND_APP_CREATORS`), with
+/// `extra` settings; and `email` signed in.
+pub async fn app_creator(
+    backend: Backend,
+    email: &str,
+    extra: &[(&str, &str)],
+) -> (TestApp, Tokens) {
+    let mut settings = vec![("SESSIOND_APP_CREATORS", email)];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(backend, &settings).await;
+    let tokens = app.signed_in_user(email).await;
+    (app, tokens)
 }
 
-impl Tokens {
-    pub fn from_body(body: Value) -> Self {
-        Self {
-            access: body["access_token"].as_str().unwrap().to_owned(),
-            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-            session_id: body["session"]["id"].as_str().unwrap().to_owned(),
-        }
-    }
-}
+pub use crate::tokens::Tokens;
 
 impl TestApp {
     /// The test's private directory (keys, and the SQLite database files).
@@ -136,28 +137,34 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    /// GETs `path` (no credentials) and reads the body as JSON, whatever the status.
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// GETs `path` with no credentials.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GETs `path` with one extra header (and no credentials).
+    pub async fn get_with_header(
+        &self,
+        path: &str,
+        name: &str,
+        value: impl AsRef<str>,
+    ) -> Response {
         self.client
             .get(self.url(path))
+            .header(name, value.as_ref())
             .send()
-            .await
-            .unwrap()
-            .json()
             .await
             .unwrap()
     }
 
+    /// GETs `path` (no credentials) and reads the body as JSON, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     /// GETs `path` (no credentials) and reads the body as text, whatever the status.
     pub async fn get_text(&self, path: &str) -> String {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get(path).await.text().await.unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -181,6 +188,17 @@ impl TestApp {
         self.post_json(
             "/v1/auth/sessions",
             &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Asserts that a login as `email` with `password` is refused as `invalid_credentials`
+    /// (wrong password, unknown or disabled account alike); returns the error body.
+    pub async fn assert_login_refused(&self, email: &str, password: &str) -> Value {
+        assert_error(
+            self.login(email, password).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
         )
         .await
     }
@@ -214,13 +232,24 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` with `access` and reads the body as JSON, whatever the status.
+    pub async fn get_authed_json(&self, path: &str, access: &str) -> Value {
+        self.get_authed(path, access).await.json().await.unwrap()
+    }
+
     /// `GET /v1/auth/me` with `access`, its body as JSON (whatever the status).
     pub async fn me(&self, access: &str) -> Value {
-        self.get_authed("/v1/auth/me", access)
-            .await
-            .json()
-            .await
-            .unwrap()
+        self.get_authed_json("/v1/auth/me", access).await
+    }
+
+    /// The caller's audit events (first page of 100, newest first).
+    pub async fn events_of(&self, access: &str) -> Vec<Value> {
+        let response = self
+            .get_authed("/v1/auth/me/events?limit=100", access)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["events"].as_array().unwrap().clone()
     }
 
     /// `POST /v1/auth/password/reset` for `email`.
@@ -238,6 +267,50 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Sends `method path` with `access` as the bearer token and `body`, if any, as JSON.
+    pub async fn send_authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(access);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sends `method path` with a raw `body`, its `content_type` (if any) and `access` as the
+    /// bearer token (if any): for bodies that are not what they claim to be.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access: Option<&str>,
+        content_type: Option<&str>,
+        body: &'static str,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(access) = access {
+            request = request.bearer_auth(access);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
+    /// `POST path` with `access` as the bearer token and `body` as JSON.
+    pub async fn post_authed_json(&self, path: &str, access: &str, body: Value) -> Response {
+        self.send_authed(reqwest::Method::POST, path, access, Some(body))
+            .await
+    }
+
     pub async fn post_authed(&self, path: &str, access: &str) -> Response {
         self.client
             .post(self.url(path))
@@ -245,6 +318,25 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The server's own signing key (its `signing.pem`), to mint tokens as it would.
+    pub fn key_ring(&self) -> std::sync::Arc<KeyRing> {
+        let pem = std::fs::read(self.dir().join("signing.pem")).unwrap();
+        let ring = KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32]))
+            .unwrap();
+        std::sync::Arc::new(ring)
+    }
+
+    /// OAuth access tokens as the token endpoint signs them (the server's key, issuer and
+    /// audience), living `ttl`.
+    pub fn oauth_tokens(&self, ttl: Duration) -> OAuthTokens {
+        OAuthTokens::new(
+            self.key_ring(),
+            "http://localhost:8080",
+            "sessiond-oauth",
+            ttl,
+        )
     }
 
     /// The stored session, read straight from the database.
@@ -255,6 +347,29 @@ impl TestApp {
             .await
             .unwrap()
             .expect("session is stored")
+    }
+
+    /// Asserts that a refresh with `refresh_token` is refused (401) with `code`; returns the
+    /// error body.
+    pub async fn assert_refresh_refused(&self, refresh_token: &str, code: &str) -> Value {
+        assert_error(
+            self.refresh(refresh_token).await,
+            StatusCode::UNAUTHORIZED,
+            code,
+        )
+        .await
+    }
+
+    /// Asserts that the session of `tokens` is over: its refresh token and its access token
+    /// (on `/v1/auth/me`) are both refused with 401 and `code`.
+    pub async fn assert_session_refused(&self, tokens: &Tokens, code: &str) {
+        self.assert_refresh_refused(&tokens.refresh, code).await;
+        assert_error(
+            self.get_authed("/v1/auth/me", &tokens.access).await,
+            StatusCode::UNAUTHORIZED,
+            code,
+        )
+        .await;
     }
 
     /// Stops the server gracefully and waits for it.
@@ -279,6 +394,13 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
         .unwrap()
         .to_owned();
     let body: Value = response.json().await.expect("error body is JSON");
+    assert_error_shape(&body, code);
+    assert_eq!(body["error"]["correlation_id"], correlation, "{body}");
+    body
+}
+
+/// Asserts that `body` is an error body with `code` and a message.
+pub fn assert_error_shape(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
         body["error"]["message"]
@@ -286,8 +408,26 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
             .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-    assert_eq!(body["error"]["correlation_id"], correlation, "{body}");
-    body
+}
+
+/// Asserts the documented 422 `validation_failed` error body and returns it.
+pub async fn assert_validation_failed(response: Response) -> Value {
+    assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await
+}
+
+/// The fields a `validation_failed` error body names, in its order.
+pub fn invalid_fields(error: &Value) -> Vec<String> {
+    error["error"]["details"]["fields"]
+        .as_array()
+        .expect("the error lists its fields")
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Generates one `#[tokio::test]` per backend from an `async fn(Backend)`.

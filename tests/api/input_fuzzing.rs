@@ -109,11 +109,8 @@ async fn user_exists(app: &TestApp, email: &str) -> bool {
 /// Number of active sessions of the signed-in user, through the API.
 async fn session_count(app: &TestApp, access: &str) -> usize {
     let body: Value = app
-        .get_authed("/v1/auth/sessions?limit=100", access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/sessions?limit=100", access)
+        .await;
     body["sessions"].as_array().unwrap().len()
 }
 
@@ -345,11 +342,7 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         // As the email: refused (not an email) or, when it forms a valid address, stored as is.
         let email = format!("{nasty}{i}@example.com");
         let status = check(
-            app.post_json(
-                "/v1/auth/register",
-                &json!({"email": email, "password": PASSWORD}),
-            )
-            .await,
+            app.register(&email, PASSWORD).await,
             &format!("register email {email:?}"),
             true,
         )
@@ -368,23 +361,14 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         let password = format!("{nasty}-padding-{i}");
         let email = format!("pw{i}@example.com");
         let status = check(
-            app.post_json(
-                "/v1/auth/register",
-                &json!({"email": email, "password": password}),
-            )
-            .await,
+            app.register(&email, &password).await,
             &format!("register password {password:?}"),
             true,
         )
         .await;
         if status == StatusCode::CREATED {
             // The exact password logs in: nothing was mangled on the way.
-            let response = app
-                .post_json(
-                    "/v1/auth/sessions",
-                    &json!({"email": email, "password": password}),
-                )
-                .await;
+            let response = app.login(&email, &password).await;
             assert_eq!(
                 response.status(),
                 StatusCode::CREATED,
@@ -432,11 +416,7 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         }
         for (email, password) in [(*nasty, PASSWORD), ("owner@example.com", *nasty)] {
             let status = check(
-                app.post_json(
-                    "/v1/auth/sessions",
-                    &json!({"email": email, "password": password}),
-                )
-                .await,
+                app.login(email, password).await,
                 &format!("login {email:?} / {password:?}"),
                 false,
             )
@@ -512,22 +492,14 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         ("пример@пример.рф", "ПРИМЕР@ПРИМЕР.РФ"),
     ] {
         let status = check(
-            app.post_json(
-                "/v1/auth/register",
-                &json!({"email": first, "password": PASSWORD}),
-            )
-            .await,
+            app.register(first, PASSWORD).await,
             &format!("register {first:?}"),
             true,
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{first:?}");
         let status = check(
-            app.post_json(
-                "/v1/auth/register",
-                &json!({"email": equivalent, "password": PASSWORD}),
-            )
-            .await,
+            app.register(equivalent, PASSWORD).await,
             &format!("register {equivalent:?} again"),
             false,
         )
@@ -537,12 +509,7 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
             StatusCode::CONFLICT,
             "{equivalent:?} is the same account as {first:?}"
         );
-        let response = app
-            .post_json(
-                "/v1/auth/sessions",
-                &json!({"email": equivalent, "password": PASSWORD}),
-            )
-            .await;
+        let response = app.login(equivalent, PASSWORD).await;
         assert_eq!(
             response.status(),
             StatusCode::CREATED,
@@ -561,11 +528,7 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         "ada@example.com\u{0}",
     ] {
         let status = check(
-            app.post_json(
-                "/v1/auth/register",
-                &json!({"email": bad, "password": PASSWORD}),
-            )
-            .await,
+            app.register(bad, PASSWORD).await,
             &format!("register {bad:?}"),
             false,
         )
@@ -585,12 +548,8 @@ async fn malformed_and_hostile_bodies_get_4xx_and_change_nothing(backend: Backen
         &format!("Bearer {} extra", owner.access),
     ] {
         let response = app
-            .client
-            .get(app.url("/v1/auth/me"))
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
+            .get_with_header("/v1/auth/me", "authorization", auth)
+            .await;
         assert_eq!(
             check(response, &format!("authorization {auth:?}"), false).await,
             StatusCode::UNAUTHORIZED

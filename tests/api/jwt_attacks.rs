@@ -137,12 +137,8 @@ async fn target(backend: Backend, alg: Algorithm) -> Target {
 /// Sends `token` to `/v1/auth/me` and expects the documented 401.
 async fn assert_refused(app: &TestApp, case: &str, token: &str) {
     let response = app
-        .client
-        .get(app.url("/v1/auth/me"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/v1/auth/me", "authorization", format!("Bearer {token}"))
+        .await;
     assert_eq!(
         response.status(),
         StatusCode::UNAUTHORIZED,
@@ -617,12 +613,8 @@ async fn rsa_algorithm_confusion_is_refused(backend: Backend) {
     // with the error body either way.
     let huge = format!("{}{}", victim.access, "A".repeat(100 * 1024));
     let response = app
-        .client
-        .get(app.url("/v1/auth/me"))
-        .header("authorization", format!("Bearer {huge}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/v1/auth/me", "authorization", format!("Bearer {huge}"))
+        .await;
     let status = response.status().as_u16();
     assert!(matches!(status, 401 | 431), "{status}");
     let code = if status == 401 {

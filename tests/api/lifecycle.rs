@@ -160,14 +160,11 @@ async fn full_lifecycle(backend: Backend) {
         .expect("a next page")
         .to_owned();
     let page2: Value = app
-        .get_authed(
+        .get_authed_json(
             &format!("/v1/auth/sessions?limit=5&cursor={cursor}"),
             &laptop.access,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(page2["sessions"].as_array().unwrap().len(), 2);
     assert_eq!(page2["next_cursor"], Value::Null);
 
@@ -179,24 +176,10 @@ async fn full_lifecycle(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_error(
-        app.refresh(&phone.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
-    assert_error(
-        app.get_authed("/v1/auth/me", &phone.access).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
+    app.assert_session_refused(&phone, "session_revoked").await;
     let list: Value = app
-        .get_authed("/v1/auth/sessions", &laptop.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/sessions", &laptop.access)
+        .await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
 
     // Another user's session id is not found, exactly like an unknown one.
@@ -219,18 +202,11 @@ async fn full_lifecycle(backend: Backend) {
     // Revoke every other session: the tablet goes, the laptop stays.
     let response = app.delete_authed("/v1/auth/sessions", &laptop.access).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_error(
-        app.refresh(&tablet.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
+    app.assert_refresh_refused(&tablet.refresh, "session_revoked")
+        .await;
     let list: Value = app
-        .get_authed("/v1/auth/sessions", &laptop.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/sessions", &laptop.access)
+        .await;
     let remaining = list["sessions"].as_array().unwrap();
     assert_eq!(remaining.len(), 1);
     assert_eq!(remaining[0]["id"], laptop.session_id.as_str());
@@ -240,18 +216,7 @@ async fn full_lifecycle(backend: Backend) {
         .post_authed("/v1/auth/sessions/current/revoke", &laptop.access)
         .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_error(
-        app.get_authed("/v1/auth/me", &laptop.access).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
-    assert_error(
-        app.refresh(&laptop.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
+    app.assert_session_refused(&laptop, "session_revoked").await;
     let stored = app.stored_session(&laptop.session_id).await;
     assert_eq!(
         stored.status,
@@ -263,9 +228,9 @@ async fn full_lifecycle(backend: Backend) {
 
 async fn service_endpoints(backend: Backend) {
     let app = spawn_app(backend).await;
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let health = app.get("/health").await;
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let keys = jwks["keys"].as_array().unwrap();

@@ -38,4 +38,6 @@ mod reauth;
 mod refresh;
 mod refresh_attacks;
 mod seed;
+#[path = "../support/tokens.rs"]
+mod tokens;
 mod verify_crate;

@@ -81,7 +81,7 @@ impl Exposition {
 }
 
 async fn scrape(app: &TestApp) -> Exposition {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -222,12 +222,7 @@ async fn lifecycle_moves_the_counters(backend: Backend) {
     // The parent again inside the grace window: the same child, nothing written.
     let again = app.refresh(&tokens.refresh).await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert_error(
-        app.login(email, "wrong horse battery").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused(email, "wrong horse battery").await;
     assert_error(
         app.post_json(REFRESH, &json!({"refresh_token": "not-a-token"}))
             .await,
@@ -236,11 +231,8 @@ async fn lifecycle_moves_the_counters(backend: Backend) {
     )
     .await;
     assert_error(
-        app.client
-            .get(app.url(&format!("/no/such/path/{}", tokens.session_id)))
-            .send()
-            .await
-            .unwrap(),
+        app.get(&format!("/no/such/path/{}", tokens.session_id))
+            .await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -377,18 +369,10 @@ async fn reuse_is_counted_by_class(backend: Backend) {
     let app = spawn_app_with(backend, &[("SESSIOND_GRACE_WINDOW", "0s")]).await;
     let parent = app.signed_in_user("metrics.replay@example.com").await;
     let child = Tokens::from_body(app.refresh(&parent.refresh).await.json().await.unwrap());
-    assert_error(
-        app.refresh(&parent.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "refresh_token_reused",
-    )
-    .await;
-    assert_error(
-        app.refresh(&child.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_compromised",
-    )
-    .await;
+    app.assert_refresh_refused(&parent.refresh, "refresh_token_reused")
+        .await;
+    app.assert_refresh_refused(&child.refresh, "session_compromised")
+        .await;
     let m = scrape(&app).await;
     let refresh = |outcome: &str| m.value("sessiond_refresh_total", &[("outcome", outcome)]);
     assert_eq!(refresh("rotated"), 1.0);
@@ -433,7 +417,7 @@ async fn actor_panics_are_counted(backend: Backend) {
 async fn store_errors_are_counted(backend: Backend) {
     let app = spawn_app(backend).await;
     app.store.close().await;
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app.get("/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let m = scrape(&app).await;
     assert_eq!(
@@ -453,6 +437,60 @@ both_backends!(
     actor_panics_are_counted,
     store_errors_are_counted,
 );
+
+/// The settings of a sessiond bound to `bind` on `database_url`, with keys written to `dir`,
+/// cheap argon2, and `extra`.
+fn listener_env(
+    dir: &std::path::Path,
+    bind: &str,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let (key_file, refresh_key) = write_keys(dir);
+    [
+        ("SESSIOND_BIND", bind),
+        ("DATABASE_URL", database_url),
+        ("SESSIOND_SIGNING_KEY_FILE", key_file.as_str()),
+        ("SESSIOND_REFRESH_KEY", refresh_key.as_str()),
+        ("SESSIOND_ARGON2_MEMORY_KIB", "1024"),
+        ("SESSIOND_ARGON2_ITERATIONS", "1"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+/// GETs `url` with `token` as the bearer token.
+async fn get_with_token(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    client.get(url).bearer_auth(token).send().await.unwrap()
+}
+
+/// Scrapes `url` with `token`: 200, with the request counter in the exposition.
+async fn scrape_with_token(client: &reqwest::Client, url: &str, token: &str) -> Exposition {
+    let response = get_with_token(client, url, token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let m = Exposition::parse(response.text().await.unwrap());
+    assert!(
+        m.text.contains("sessiond_http_requests_total"),
+        "{}",
+        m.text
+    );
+    m
+}
+
+/// The OpenAPI document served at `base` does not list `/metrics`.
+async fn assert_openapi_omits_metrics(client: &reqwest::Client, base: &str) {
+    let doc: Value = client
+        .get(format!("{base}/docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"].get("/metrics").is_none());
+}
 
 /// With `SESSIOND_METRICS_TOKEN`, `/metrics` needs `Authorization: Bearer <token>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,32 +520,9 @@ async fn the_metrics_token_is_required_when_set() {
             .unwrap();
         assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     }
-    let ok = app
-        .client
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
-    assert!(
-        ok.text()
-            .await
-            .unwrap()
-            .contains("sessiond_http_requests_total")
-    );
+    scrape_with_token(&app.client, &url, token).await;
     // Refused scrapes are still requests: counted under the route, with their status.
-    let m = Exposition::parse(
-        app.client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let m = scrape_with_token(&app.client, &url, token).await;
     assert_eq!(
         m.value(
             "sessiond_http_requests_total",
@@ -524,21 +539,16 @@ async fn the_metrics_token_is_required_when_set() {
 async fn metrics_can_have_their_own_listener() {
     let dir = tempfile::tempdir().unwrap();
     let db = Backend::Sqlite.fresh_database(dir.path()).await;
-    let (key_file, refresh_key) = write_keys(dir.path());
     let token = "separate-listener-token-42";
-    let env: Vec<(String, String)> = [
-        ("SESSIOND_BIND", "127.0.0.1:0"),
-        ("SESSIOND_METRICS_ADDR", "127.0.0.1:0"),
-        ("SESSIOND_METRICS_TOKEN", token),
-        ("DATABASE_URL", db.url()),
-        ("SESSIOND_SIGNING_KEY_FILE", key_file.as_str()),
-        ("SESSIOND_REFRESH_KEY", refresh_key.as_str()),
-        ("SESSIOND_ARGON2_MEMORY_KIB", "1024"),
-        ("SESSIOND_ARGON2_ITERATIONS", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let env = listener_env(
+        dir.path(),
+        "127.0.0.1:0",
+        db.url(),
+        &[
+            ("SESSIOND_METRICS_ADDR", "127.0.0.1:0"),
+            ("SESSIOND_METRICS_TOKEN", token),
+        ],
+    );
     let config = Config::from_sources(None, &env).unwrap();
     let app = Application::build(config).await.unwrap();
     let main = format!("http://{}", app.address());
@@ -566,36 +576,13 @@ async fn metrics_can_have_their_own_listener() {
             .status(),
         StatusCode::OK
     );
-    let main_metrics = client
-        .get(format!("{main}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let main_metrics = get_with_token(&client, &format!("{main}/metrics"), token).await;
     assert_error(main_metrics, StatusCode::NOT_FOUND, "not_found").await;
-    let doc: Value = client
-        .get(format!("{main}/docs/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["paths"].get("/metrics").is_none());
+    assert_openapi_omits_metrics(&client, &main).await;
 
     let refused = client.get(format!("{admin}/metrics")).send().await.unwrap();
     assert_error(refused, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let m = Exposition::parse(
-        client
-            .get(format!("{admin}/metrics"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let m = scrape_with_token(&client, &format!("{admin}/metrics"), token).await;
     assert_eq!(
         m.value(
             "sessiond_http_requests_total",
@@ -625,23 +612,7 @@ async fn serve_on_every_interface(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let db = sessiond::testing::fresh_sqlite_url(dir.path());
-    let (key_file, refresh_key) = write_keys(dir.path());
-    let mut env: Vec<(String, String)> = [
-        ("SESSIOND_BIND", "0.0.0.0:0"),
-        ("DATABASE_URL", db.as_str()),
-        ("SESSIOND_SIGNING_KEY_FILE", key_file.as_str()),
-        ("SESSIOND_REFRESH_KEY", refresh_key.as_str()),
-        ("SESSIOND_ARGON2_MEMORY_KIB", "1024"),
-        ("SESSIOND_ARGON2_ITERATIONS", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    let env = listener_env(dir.path(), "0.0.0.0:0", &db, extra);
     let config = Config::from_sources(None, &env).unwrap();
     let app = Application::build(config).await.unwrap();
     assert!(app.address().ip().is_unspecified());
@@ -667,15 +638,7 @@ async fn metrics_are_not_served_on_a_public_bind_without_a_token() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
-    let doc: Value = client
-        .get(format!("{base}/docs/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["paths"].get("/metrics").is_none());
+    assert_openapi_omits_metrics(&client, &base).await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 
@@ -684,19 +647,7 @@ async fn metrics_are_not_served_on_a_public_bind_without_a_token() {
         serve_on_every_interface(&[("SESSIOND_METRICS_TOKEN", token)]).await;
     let r = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let r = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("sessiond_http_requests_total")
-    );
+    scrape_with_token(&client, &format!("{base}/metrics"), token).await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

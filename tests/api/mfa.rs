@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use sessiond_actors::ids::UserId;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, Tokens, assert_error, assert_validation_failed, spawn_app, spawn_app_with,
+};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
 const STEP: u64 = 30;
@@ -69,16 +71,6 @@ fn claims(access_token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-async fn post_authed_json(app: &TestApp, path: &str, access: &str, body: Value) -> Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(access)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn status(app: &TestApp, access: &str) -> Value {
     let response = app.get_authed("/v1/auth/mfa", access).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -124,13 +116,13 @@ pub(crate) async fn enrol(
     step: u64,
 ) -> (Authenticator, Vec<String>) {
     let (auth, _) = start(app, access, email).await;
-    let response = post_authed_json(
-        app,
-        "/v1/auth/mfa/totp/confirm",
-        access,
-        json!({"code": auth.code(step)}),
-    )
-    .await;
+    let response = app
+        .post_authed_json(
+            "/v1/auth/mfa/totp/confirm",
+            access,
+            json!({"code": auth.code(step)}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
@@ -194,6 +186,11 @@ pub(crate) async fn assert_mfa_tokens(response: Response) -> Tokens {
     tokens
 }
 
+/// How many of `kinds` are `kind`.
+fn count_of(kinds: &[String], kind: &str) -> usize {
+    kinds.iter().filter(|k| *k == kind).count()
+}
+
 async fn event_kinds(app: &TestApp, user_id: &str) -> Vec<String> {
     let user: UserId = user_id.parse().unwrap();
     app.store
@@ -240,13 +237,13 @@ async fn enrol_confirm_then_login_needs_a_second_factor(backend: Backend) {
     );
     assert!(stored.enabled_at.is_none());
 
-    let response = post_authed_json(
-        &app,
-        "/v1/auth/mfa/totp/confirm",
-        &tokens.access,
-        json!({"code": auth.code(step)}),
-    )
-    .await;
+    let response = app
+        .post_authed_json(
+            "/v1/auth/mfa/totp/confirm",
+            &tokens.access,
+            json!({"code": auth.code(step)}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     let codes = body["recovery_codes"].as_array().unwrap();
@@ -277,12 +274,7 @@ async fn enrol_confirm_then_login_needs_a_second_factor(backend: Backend) {
         json!(["totp", "recovery_code"])
     );
     // A wrong password still says only invalid_credentials.
-    assert_error(
-        app.login(email, "wrong password!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused(email, "wrong password!").await;
 
     // A wrong code; then the code used for confirmation (same step): replay, refused.
     assert_error(
@@ -332,14 +324,7 @@ async fn enrol_confirm_then_login_needs_a_second_factor(backend: Backend) {
 
     let kinds = event_kinds(&app, &user_id).await;
     assert!(kinds.contains(&"mfa_enabled".to_owned()), "{kinds:?}");
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| *k == "mfa_challenge_failed")
-            .count(),
-        3,
-        "{kinds:?}"
-    );
+    assert_eq!(count_of(&kinds, "mfa_challenge_failed"), 3, "{kinds:?}");
     app.stop().await;
 }
 
@@ -380,7 +365,7 @@ async fn recovery_codes_work_once(backend: Backend) {
         body.as_object_mut()
             .unwrap()
             .extend(factor.as_object().unwrap().clone());
-        post_authed_json(&app, "/v1/auth/mfa/totp/disable", &tokens.access, body)
+        app.post_authed_json("/v1/auth/mfa/totp/disable", &tokens.access, body)
     };
     assert_error(
         disable(json!({"recovery_code": codes[1]})).await,
@@ -401,8 +386,7 @@ async fn confirm_with_a_wrong_code_leaves_mfa_off(backend: Backend) {
     let email = "wrong@example.com";
     let (tokens, _) = user(&app, email).await;
     let confirm = |code: String| {
-        post_authed_json(
-            &app,
+        app.post_authed_json(
             "/v1/auth/mfa/totp/confirm",
             &tokens.access,
             json!({"code": code}),
@@ -518,14 +502,7 @@ async fn attempts_are_limited(backend: Backend) {
     let id = challenge(&app, email).await;
     assert_mfa_tokens(complete(&app, &id, json!({"code": auth.code(step + 1)})).await).await;
     let kinds = event_kinds(&app, &user_id).await;
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| *k == "mfa_challenge_failed")
-            .count(),
-        5,
-        "{kinds:?}"
-    );
+    assert_eq!(count_of(&kinds, "mfa_challenge_failed"), 5, "{kinds:?}");
     app.stop().await;
 }
 
@@ -578,7 +555,7 @@ async fn disabling_needs_password_and_code(backend: Backend) {
     let email = "disable@example.com";
     let (tokens, user_id) = user(&app, email).await;
     let disable =
-        |body: Value| post_authed_json(&app, "/v1/auth/mfa/totp/disable", &tokens.access, body);
+        |body: Value| app.post_authed_json("/v1/auth/mfa/totp/disable", &tokens.access, body);
     let step = safe_step().await;
     assert_error(
         disable(json!({"password": PASSWORD, "code": "123456"})).await,
@@ -608,16 +585,9 @@ async fn disabling_needs_password_and_code(backend: Backend) {
         "invalid_mfa_code",
     )
     .await;
-    assert_error(
-        disable(json!({"password": PASSWORD})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    assert_error(
+    assert_validation_failed(disable(json!({"password": PASSWORD})).await).await;
+    assert_validation_failed(
         disable(json!({"password": PASSWORD, "code": next, "recovery_code": "x"})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     // Still on after all of that.
@@ -687,19 +657,9 @@ async fn bad_requests_get_documented_errors(backend: Backend) {
         json!({}),
         json!({"code": "123456", "recovery_code": "abcd"}),
     ] {
-        assert_error(
-            complete(&app, &id, factor).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        assert_validation_failed(complete(&app, &id, factor).await).await;
     }
-    let body = assert_error(
-        complete(&app, &id, json!({"code": 123456})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let body = assert_validation_failed(complete(&app, &id, json!({"code": 123456})).await).await;
     assert_eq!(
         body["error"]["details"]["fields"][0]["field"], "code",
         "{body}"
@@ -710,14 +670,12 @@ async fn bad_requests_get_documented_errors(backend: Backend) {
         "invalid_mfa_code",
     )
     .await;
-    assert_error(
+    assert_validation_failed(
         app.post_json(
             "/v1/auth/sessions/mfa",
             &json!({"challenge_id": id, "code": "123456", "extra": 1}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     app.stop().await;

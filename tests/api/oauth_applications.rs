@@ -13,7 +13,10 @@ use sessiond::auth::oauth::port::ApplicationStore;
 use sessiond_actors::model::{Grant, RevokeReason, SessionStatus};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, app_creator, assert_error, assert_validation_failed, invalid_fields,
+    spawn_app_with,
+};
 use crate::mail_sink::{MailSink, as_overrides};
 use crate::oauth_grants::grant_session;
 
@@ -39,30 +42,23 @@ fn confidential() -> Value {
     })
 }
 
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    access: &str,
-    body: Option<Value>,
-) -> Response {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(access);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
 async fn create(app: &TestApp, access: &str, body: Value) -> Response {
-    send(
-        app,
+    app.send_authed(
         reqwest::Method::POST,
         "/v1/applications",
         access,
         Some(body),
+    )
+    .await
+}
+
+/// `POST /v1/applications/{client_id}/secret`: rotates the application's secret.
+async fn rotate_secret(app: &TestApp, access: &str, client_id: &str) -> Response {
+    app.send_authed(
+        reqwest::Method::POST,
+        &format!("/v1/applications/{client_id}/secret"),
+        access,
+        None,
     )
     .await
 }
@@ -123,15 +119,7 @@ async fn registering_needs_the_creators_list_or_a_verified_email(backend: Backen
 }
 
 async fn registering_needs_a_recent_authentication(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_REAUTH_MAX_AGE", "1s"),
-        ],
-    )
-    .await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[("SESSIOND_REAUTH_MAX_AGE", "1s")]).await;
     // Once the authentication is older than the window (polling; no timed assertion).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let response = loop {
@@ -150,26 +138,9 @@ async fn registering_needs_a_recent_authentication(backend: Backend) {
     )
     .await;
     // Rotating a secret is sensitive too.
-    let apps: Value = send(
-        &app,
-        reqwest::Method::GET,
-        "/v1/applications",
-        &ada.access,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let apps: Value = app.get_authed_json("/v1/applications", &ada.access).await;
     let client_id = apps["applications"][0]["client_id"].as_str().unwrap();
-    let response = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/applications/{client_id}/secret"),
-        &ada.access,
-        None,
-    )
-    .await;
+    let response = rotate_secret(&app, &ada.access, client_id).await;
     assert_error(
         response,
         StatusCode::UNAUTHORIZED,
@@ -199,12 +170,7 @@ async fn fields_are_validated(backend: Backend) {
         let mut body = confidential();
         body[field] = value.clone();
         let response = create(&app, &ada.access, body).await;
-        let error = assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        let error = assert_validation_failed(response).await;
         assert_eq!(
             error["error"]["details"]["fields"][0]["field"], field,
             "{value}: {error}"
@@ -217,30 +183,13 @@ async fn fields_are_validated(backend: Backend) {
         json!({"name": "", "client_type": "x", "redirect_uris": ["ftp://x"], "allowed_scopes": []}),
     )
     .await;
-    let error = assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    assert_eq!(
-        error["error"]["details"]["fields"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4,
-        "{error}"
-    );
+    let error = assert_validation_failed(response).await;
+    assert_eq!(invalid_fields(&error).len(), 4, "{error}");
     // Unknown fields are the usual error.
     let mut body = confidential();
     body["logo"] = json!("x");
     let response = create(&app, &ada.access, body).await;
-    assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    assert_validation_failed(response).await;
     app.stop().await;
 }
 
@@ -268,72 +217,49 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
     assert_eq!(public_secret, None, "a public client has no secret");
 
     // The list: newest first, never a secret.
-    let list: Value = send(
-        &app,
-        reqwest::Method::GET,
-        "/v1/applications?limit=1",
-        &ada.access,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let list: Value = app
+        .get_authed_json("/v1/applications?limit=1", &ada.access)
+        .await;
     assert_eq!(list["applications"][0]["client_id"], public_id.as_str());
     let cursor = list["next_cursor"].as_str().unwrap();
-    let list: Value = send(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v1/applications?limit=1&cursor={cursor}"),
-        &ada.access,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let list: Value = app
+        .get_authed_json(
+            &format!("/v1/applications?limit=1&cursor={cursor}"),
+            &ada.access,
+        )
+        .await;
     assert_eq!(list["applications"][0]["client_id"], client_id.as_str());
     assert!(list["next_cursor"].is_null());
     assert!(!list.to_string().contains(&secret));
 
     // Bob sees none of it, and cannot touch it.
-    let bobs: Value = send(
-        &app,
-        reqwest::Method::GET,
-        "/v1/applications",
-        &bob.access,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let bobs: Value = app.get_authed_json("/v1/applications", &bob.access).await;
     assert_eq!(bobs["applications"].as_array().unwrap().len(), 0);
     let path = format!("/v1/applications/{client_id}");
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let response = send(&app, method, &path, &bob.access, None).await;
+        let response = app.send_authed(method, &path, &bob.access, None).await;
         assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
     }
-    let response = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        &bob.access,
-        Some(json!({"name": "Mine"})),
-    )
-    .await;
+    let response = app
+        .send_authed(
+            reqwest::Method::PATCH,
+            &path,
+            &bob.access,
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
 
     // Update: absent fields stay, null clears the description, bad values are refused.
-    let response = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        &ada.access,
-        Some(json!({"name": "Acme Dash 2", "description": null,
+    let response = app
+        .send_authed(
+            reqwest::Method::PATCH,
+            &path,
+            &ada.access,
+            Some(json!({"name": "Acme Dash 2", "description": null,
                     "redirect_uris": ["https://dash2.acme.example/cb"]})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["name"], "Acme Dash 2");
@@ -343,34 +269,22 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
         json!(["https://dash2.acme.example/cb"])
     );
     assert_eq!(updated["allowed_scopes"], view["allowed_scopes"]);
-    let response = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        &ada.access,
-        Some(json!({"redirect_uris": ["http://evil.example/cb"]})),
-    )
-    .await;
-    assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    let read: Value = send(&app, reqwest::Method::GET, &path, &ada.access, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let response = app
+        .send_authed(
+            reqwest::Method::PATCH,
+            &path,
+            &ada.access,
+            Some(json!({"redirect_uris": ["http://evil.example/cb"]})),
+        )
+        .await;
+    assert_validation_failed(response).await;
+    let read: Value = app.get_authed_json(&path, &ada.access).await;
     assert_eq!(read, updated);
 
     // The public page: no secret, no redirect URI, no owner; no authentication.
     let response = app
-        .client
-        .get(app.url(&format!("/v1/applications/public/{client_id}")))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v1/applications/public/{client_id}"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let public: Value = response.json().await.unwrap();
     assert_eq!(
@@ -380,24 +294,20 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
                "logo_url": null})
     );
     let response = app
-        .client
-        .get(app.url("/v1/applications/public/0123456789abcdef01234567"))
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/applications/public/0123456789abcdef01234567")
+        .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
 
     // Delete: gone for everyone; audited.
-    let response = send(&app, reqwest::Method::DELETE, &path, &ada.access, None).await;
+    let response = app
+        .send_authed(reqwest::Method::DELETE, &path, &ada.access, None)
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let response = send(&app, reqwest::Method::GET, &path, &ada.access, None).await;
+    let response = app
+        .send_authed(reqwest::Method::GET, &path, &ada.access, None)
+        .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
-    let events: Value = app
-        .get_authed("/v1/auth/me/events", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Value = app.get_authed_json("/v1/auth/me/events", &ada.access).await;
     let kinds: Vec<&str> = events["events"]
         .as_array()
         .unwrap()
@@ -416,15 +326,7 @@ async fn owner_lists_reads_updates_and_deletes(backend: Backend) {
 }
 
 async fn secret_rotation_keeps_the_old_secret_for_the_overlap_only(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_APP_SECRET_OVERLAP", "1h"),
-        ],
-    )
-    .await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[("SESSIOND_APP_SECRET_OVERLAP", "1h")]).await;
     let (client_id, first, _) = created(&app, &ada.access, confidential()).await;
     let first = first.unwrap();
     let now = chrono::Utc::now();
@@ -447,14 +349,7 @@ async fn secret_rotation_keeps_the_old_secret_for_the_overlap_only(backend: Back
         "a confidential client must authenticate"
     );
 
-    let response = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/applications/{client_id}/secret"),
-        &ada.access,
-        None,
-    )
-    .await;
+    let response = rotate_secret(&app, &ada.access, &client_id).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
@@ -486,14 +381,7 @@ async fn secret_rotation_keeps_the_old_secret_for_the_overlap_only(backend: Back
     );
 
     // A second rotation drops the first secret at once (only one previous is kept).
-    let response = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/applications/{client_id}/secret"),
-        &ada.access,
-        None,
-    )
-    .await;
+    let response = rotate_secret(&app, &ada.access, &client_id).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(check(Some(first), now).await.is_err());
     assert_eq!(
@@ -509,20 +397,8 @@ async fn secret_rotation_keeps_the_old_secret_for_the_overlap_only(backend: Back
                "redirect_uris": ["http://127.0.0.1:5173/cb"], "allowed_scopes": ["openid"]}),
     )
     .await;
-    let response = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/applications/{public_id}/secret"),
-        &ada.access,
-        None,
-    )
-    .await;
-    assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let response = rotate_secret(&app, &ada.access, &public_id).await;
+    assert_validation_failed(response).await;
     let (_, how) = authenticate_client(&app.store, &public_id, None, now)
         .await
         .unwrap();
@@ -579,14 +455,14 @@ async fn grants_are_sessions_marked_with_the_client_and_deleting_the_application
         vec![grant.id]
     );
 
-    let response = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/v1/applications/{client_id}"),
-        &ada.access,
-        None,
-    )
-    .await;
+    let response = app
+        .send_authed(
+            reqwest::Method::DELETE,
+            &format!("/v1/applications/{client_id}"),
+            &ada.access,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let stored = app.stored_session(&grant.id.to_string()).await;
     assert_eq!(stored.status, SessionStatus::Revoked);
@@ -635,24 +511,18 @@ async fn users_list_and_withdraw_their_grants(backend: Backend) {
     let bobs = open_grant(&app, bob_id, &client_id).await;
 
     let list: Value = app
-        .get_authed("/v1/auth/grants?limit=1", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/grants?limit=1", &ada.access)
+        .await;
     assert_eq!(list["grants"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["grants"][0]["id"], newer.id.to_string());
     assert!(list["grants"][0]["application_name"].is_null());
     let cursor = list["next_cursor"].as_str().unwrap();
     let list: Value = app
-        .get_authed(
+        .get_authed_json(
             &format!("/v1/auth/grants?limit=1&cursor={cursor}"),
             &ada.access,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let grant = &list["grants"][0];
     assert_eq!(grant["id"], older.id.to_string());
     assert_eq!(grant["client_id"], client_id.as_str());
@@ -692,12 +562,7 @@ async fn users_list_and_withdraw_their_grants(backend: Backend) {
         app.stored_session(&ada.session_id).await.status,
         SessionStatus::Active
     );
-    let list: Value = app
-        .get_authed("/v1/auth/grants", &ada.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_authed_json("/v1/auth/grants", &ada.access).await;
     let ids: Vec<&str> = list["grants"]
         .as_array()
         .unwrap()

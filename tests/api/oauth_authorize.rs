@@ -285,17 +285,7 @@ pub(crate) async fn consent_after_login(
         ),
         None => assert!(!html.contains("class=\"logo\""), "{html}"),
     }
-    let allowed = b
-        .post(
-            &s.app.url("/oauth2/consent"),
-            &[
-                ("request", &field(&html, "request")),
-                ("csrf", &field(&html, "csrf")),
-                ("decision", "allow"),
-            ],
-            None,
-        )
-        .await;
+    let allowed = post_consent(s, b, &html, "allow").await;
     code_of(&allowed)
 }
 
@@ -317,20 +307,59 @@ pub(crate) async fn exchange(
     redirect: &str,
     verifier: &str,
 ) -> reqwest::Response {
-    s.app
-        .client
-        .post(s.app.url("/oauth2/token"))
-        .basic_auth(&s.client_id, Some(&s.secret))
+    token_request(
+        &s.app,
+        Some((&s.client_id, &s.secret)),
+        &code_grant(code, redirect, Some(verifier)),
+    )
+    .await
+}
+
+/// The authorization-code grant's form for `code`, with `verifier` if any.
+fn code_grant<'a>(
+    code: &'a str,
+    redirect: &'a str,
+    verifier: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+    ];
+    form.extend(verifier.map(|v| ("code_verifier", v)));
+    form
+}
+
+/// `POST /oauth2/token` with the form `pairs`, as the client `basic` (HTTP Basic) if given.
+async fn token_request(
+    app: &TestApp,
+    basic: Option<(&str, &str)>,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/oauth2/token"));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    request
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier),
-        ]))
+        .body(encode(pairs))
         .send()
         .await
         .unwrap()
+}
+
+/// Posts the consent page `html` with `decision` (`allow` or `deny`).
+async fn post_consent(s: &Setup, b: &mut Browser, html: &str, decision: &str) -> reqwest::Response {
+    b.post(
+        &s.app.url("/oauth2/consent"),
+        &[
+            ("request", &field(html, "request")),
+            ("csrf", &field(html, "csrf")),
+            ("decision", decision),
+        ],
+        None,
+    )
+    .await
 }
 
 async fn oauth_error(response: reqwest::Response, status: StatusCode, error: &str) {
@@ -412,13 +441,7 @@ async fn code_flow_end_to_end(backend: Backend) {
     code_of(&b.get(&authorize_url(&s, "&prompt=none")).await);
 
     // The consent is listed, then withdrawn: the grant ends, the page comes back.
-    let list: Value = s
-        .app
-        .get_authed("/v1/auth/consents", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.app.get_authed_json("/v1/auth/consents", &s.access).await;
     assert_eq!(list["consents"][0]["client_id"], s.client_id.as_str());
     assert_eq!(list["consents"][0]["scope"], "email openid");
     let withdrawn = s
@@ -430,13 +453,7 @@ async fn code_flow_end_to_end(backend: Backend) {
         s.app.stored_session(&grant).await.status,
         SessionStatus::Active
     );
-    let list: Value = s
-        .app
-        .get_authed("/v1/auth/consents", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.app.get_authed_json("/v1/auth/consents", &s.access).await;
     assert_eq!(list["consents"].as_array().unwrap().len(), 0);
     let none = b.get(&authorize_url(&s, "&prompt=none")).await;
     assert_eq!(
@@ -601,54 +618,28 @@ async fn the_exchange_checks_every_binding(backend: Backend) {
     // A code presented by another client.
     let code = code_of(&b.get(&authorize_url(&s, "")).await);
     let (other, other_secret) = application(&s.app, &s.access, "confidential", &[REDIRECT]).await;
-    let stolen = s
-        .app
-        .client
-        .post(s.app.url("/oauth2/token"))
-        .basic_auth(&other, Some(&other_secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let stolen = token_request(
+        &s.app,
+        Some((&other, &other_secret)),
+        &code_grant(&code, REDIRECT, Some(VERIFIER)),
+    )
+    .await;
     oauth_error(stolen, StatusCode::BAD_REQUEST, "invalid_grant").await;
     // Wrong secret and a missing verifier.
     let code = code_of(&b.get(&authorize_url(&s, "")).await);
-    let bad_secret = s
-        .app
-        .client
-        .post(s.app.url("/oauth2/token"))
-        .basic_auth(&s.client_id, Some("wrong"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let bad_secret = token_request(
+        &s.app,
+        Some((&s.client_id, "wrong")),
+        &code_grant(&code, REDIRECT, Some(VERIFIER)),
+    )
+    .await;
     oauth_error(bad_secret, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    let no_verifier = s
-        .app
-        .client
-        .post(s.app.url("/oauth2/token"))
-        .basic_auth(&s.client_id, Some(&s.secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let no_verifier = token_request(
+        &s.app,
+        Some((&s.client_id, &s.secret)),
+        &code_grant(&code, REDIRECT, None),
+    )
+    .await;
     oauth_error(no_verifier, StatusCode::BAD_REQUEST, "invalid_grant").await;
 
     // Expiry, at the store: 61 seconds after issue the code is unknown.
@@ -681,21 +672,18 @@ async fn public_clients_exchange_without_a_secret(backend: Backend) {
     };
     let mut b = Browser::new();
     let code = sign_in_and_consent(&s, &mut b, "").await;
-    let response = s
-        .app
-        .client
-        .post(s.app.url("/oauth2/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode(&[
+    let response = token_request(
+        &s.app,
+        None,
+        &[
             ("grant_type", "authorization_code"),
             ("client_id", &s.client_id),
             ("code", &code),
             ("redirect_uri", REDIRECT),
             ("code_verifier", VERIFIER),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     s.app.stop().await;
 }
@@ -890,17 +878,7 @@ async fn single_sign_on_ends_with_its_session(backend: Backend) {
         .text()
         .await
         .unwrap();
-    let denied = b
-        .post(
-            &s.app.url("/oauth2/consent"),
-            &[
-                ("request", &field(&html, "request")),
-                ("csrf", &field(&html, "csrf")),
-                ("decision", "deny"),
-            ],
-            None,
-        )
-        .await;
+    let denied = post_consent(&s, &mut b, &html, "deny").await;
     assert_eq!(
         param(&location(&denied), "error").as_deref(),
         Some("access_denied")

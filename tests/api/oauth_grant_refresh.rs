@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sessiond::crypto::keys::{KeyRing, SigningAlg};
-use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
+use sessiond::crypto::oauth_tokens::AccessGrant;
 use sessiond_actors::model::{ReuseClass, SessionStatus};
-use sessiond_actors::refresh_token::{RefreshKey, RefreshToken};
+use sessiond_actors::refresh_token::RefreshToken;
 use sessiond_actors::sessions::SessionError;
 
 use crate::oauth_grants::{
@@ -20,7 +19,7 @@ use crate::oauth_grants::{
 };
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::helpers::{Backend, TestApp, app_creator, spawn_app_with};
 
 const ADA: &str = "ada@example.com";
 
@@ -81,30 +80,14 @@ async fn concurrent_grant_refreshes_rotate_once(backend: Backend) {
 }
 
 async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_GRACE_WINDOW", "300ms"),
-        ],
-    )
-    .await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[("SESSIOND_GRACE_WINDOW", "300ms")]).await;
     let (client_id, secret) = application(&app, &ada.access).await;
     let user = app.stored_session(&ada.session_id).await.user_id;
     let (grant, parent) = open_grant(&app, user, &client_id).await;
     let child = app.sessions.refresh(&parent).await.unwrap().refresh_token;
 
     // An access token of the grant, as the token endpoint signs it.
-    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
-    let ring =
-        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
-    let oauth = OAuthTokens::new(
-        Arc::new(ring),
-        "http://localhost:8080",
-        "sessiond-oauth",
-        Duration::from_secs(600),
-    );
+    let oauth = app.oauth_tokens(Duration::from_secs(600));
     let (sid, sub) = (grant.id.to_string(), user.to_string());
     let (access, _) = oauth
         .issue_access(
@@ -161,8 +144,7 @@ async fn replayed_grant_refresh_compromises_it_and_its_tokens_turn_inactive(back
 }
 
 async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
-    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[]).await;
     let (client_id, secret) = application(&app, &ada.access).await;
     let (other_id, other_secret) = application(&app, &ada.access).await;
     let user = app.stored_session(&ada.session_id).await.user_id;
@@ -227,15 +209,7 @@ async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
     // With an access token of the grant: another client's access token ends nothing, its own
     // client's ends the grant.
     let (grant, _) = open_grant(&app, user, &client_id).await;
-    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
-    let ring =
-        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
-    let oauth = OAuthTokens::new(
-        Arc::new(ring),
-        "http://localhost:8080",
-        "sessiond-oauth",
-        Duration::from_secs(600),
-    );
+    let oauth = app.oauth_tokens(Duration::from_secs(600));
     let (sid, sub) = (grant.id.to_string(), user.to_string());
     let access = oauth
         .issue_access(
@@ -265,8 +239,7 @@ async fn revocation_ends_the_grant_for_its_own_client_only(backend: Backend) {
 }
 
 async fn token_endpoint_refreshes_grants_and_refuses_first_party_tokens(backend: Backend) {
-    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[]).await;
     let (client_id, secret) = application(&app, &ada.access).await;
     let (other_id, other_secret) = application(&app, &ada.access).await;
     let user = app.stored_session(&ada.session_id).await.user_id;

@@ -5,38 +5,46 @@
 //! `/v1/auth/tokens/refresh` and `/v1/auth/browser/refresh` without being rotated (the grant
 //! keeps working).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond::crypto::access_token::AccessTokens;
-use sessiond::crypto::keys::{KeyRing, SigningAlg};
+use sessiond_actors::ids::UserId;
 use sessiond_actors::model::SessionStatus;
-use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
-use crate::helpers::{Backend, assert_error, spawn_app};
+use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app};
 use crate::oauth_grants::grant_session;
 
-async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// Ada signed in, her id, and a grant of hers (`openid`) opened through the session engine
+/// with its first refresh token.
+async fn ada_with_a_grant(
+    app: &TestApp,
+) -> (
+    Tokens,
+    UserId,
+    sessiond_actors::model::SessionRecord,
+    sessiond_actors::refresh_token::RefreshToken,
+) {
     let ada = app.signed_in_user("ada@example.com").await;
     let ada_id = app.stored_session(&ada.session_id).await.user_id;
-
     let (grant, refresh) = app
         .sessions
         .create(grant_session(ada_id, "0123456789abcdef01234567", "openid"))
         .await
         .unwrap();
+    (ada, ada_id, grant, refresh)
+}
+
+async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (ada, ada_id, grant, refresh) = ada_with_a_grant(&app).await;
 
     // The worst case: a first-party-shaped access token (the server's own key, issuer and
     // audience) for the grant's session.
-    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
-    let ring =
-        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
     let tokens = AccessTokens::new(
-        Arc::new(ring),
+        app.key_ring(),
         "http://localhost:8080",
         "sessiond",
         Duration::from_secs(600),
@@ -67,13 +75,8 @@ async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
         assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     }
     let response = app
-        .client
-        .post(app.url("/v1/auth/api-keys"))
-        .bearer_auth(&forged)
-        .json(&json!({"name": "stolen"}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json("/v1/auth/api-keys", &forged, json!({"name": "stolen"}))
+        .await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 
     // The grant's refresh token is refused at the first-party refresh, and not rotated.
@@ -110,13 +113,7 @@ async fn grant_tokens_never_act_on_the_first_party_api(backend: Backend) {
 /// end the grant (only its client or its user does).
 async fn a_grants_refresh_token_is_refused_by_the_browser_routes(backend: Backend) {
     let app = spawn_app(backend).await;
-    let ada = app.signed_in_user("ada@example.com").await;
-    let ada_id = app.stored_session(&ada.session_id).await.user_id;
-    let (grant, refresh) = app
-        .sessions
-        .create(grant_session(ada_id, "0123456789abcdef01234567", "openid"))
-        .await
-        .unwrap();
+    let (ada, _, grant, refresh) = ada_with_a_grant(&app).await;
     let browser = |path: &str, token: &str| {
         app.client
             .post(app.url(path))

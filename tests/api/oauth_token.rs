@@ -4,7 +4,6 @@
 //! whose `active` follows the live state (a deleted client, a rotated secret, a revoked grant),
 //! limited to the caller's own tokens unless it is a listed resource server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -12,13 +11,11 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sessiond::auth::oauth::applications::{Application, ClientType, SecretHash};
 use sessiond::auth::oauth::port::ApplicationStore;
-use sessiond::crypto::keys::{KeyRing, SigningAlg};
-use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
+use sessiond::crypto::oauth_tokens::AccessGrant;
 use sessiond::store::audit::AuditEvent;
-use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::helpers::{Backend, TestApp, app_creator, assert_error};
 use crate::oauth_grants::grant_session;
 
 const ADA: &str = "ada@example.com";
@@ -35,14 +32,13 @@ pub(crate) async fn register(
     scopes: &[&str],
 ) -> Client {
     let response = app
-        .client
-        .post(app.url("/v1/applications"))
-        .bearer_auth(access)
-        .json(&json!({"name": "Svc", "client_type": client_type,
-                      "redirect_uris": ["https://svc.example/cb"], "allowed_scopes": scopes}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json(
+            "/v1/applications",
+            access,
+            json!({"name": "Svc", "client_type": client_type,
+                      "redirect_uris": ["https://svc.example/cb"], "allowed_scopes": scopes}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     Client {
@@ -121,8 +117,7 @@ pub(crate) async fn introspect(app: &TestApp, caller: &Client, token: &str) -> V
 }
 
 async fn client_credentials_rules(backend: Backend) {
-    let app = spawn_app_with(backend, &[("SESSIOND_APP_CREATORS", ADA)]).await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[]).await;
     let svc = register(
         &app,
         &ada.access,
@@ -176,70 +171,64 @@ async fn client_credentials_rules(backend: Backend) {
             .starts_with("Basic")
     );
     oauth_error(wrong, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    let unknown = post_form(
-        &app,
-        "/oauth2/token",
-        Some(("nope", "x")),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
-    oauth_error(unknown, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    let anonymous = post_form(
-        &app,
-        "/oauth2/token",
-        None,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
-    oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    let beyond = post_form(
-        &app,
-        "/oauth2/token",
-        Some((&svc.id, &svc.secret)),
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "invoices:read admin"),
-        ],
-    )
-    .await;
-    oauth_error(beyond, StatusCode::BAD_REQUEST, "invalid_scope").await;
-    let unsupported = post_form(
-        &app,
-        "/oauth2/token",
-        Some((&svc.id, &svc.secret)),
-        &[("grant_type", "password")],
-    )
-    .await;
-    oauth_error(
-        unsupported,
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-    )
-    .await;
-    let missing = post_form(&app, "/oauth2/token", Some((&svc.id, &svc.secret)), &[]).await;
-    oauth_error(missing, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let twice = post_form(
-        &app,
-        "/oauth2/token",
-        Some((&svc.id, &svc.secret)),
-        &[
-            ("grant_type", "client_credentials"),
-            ("grant_type", "client_credentials"),
-        ],
-    )
-    .await;
-    oauth_error(twice, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let both = post_form(
-        &app,
-        "/oauth2/token",
-        Some((&svc.id, &svc.secret)),
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &svc.secret),
-        ],
-    )
-    .await;
-    oauth_error(both, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let svc_basic = Some((svc.id.as_str(), svc.secret.as_str()));
+    let client_credentials = ("grant_type", "client_credentials");
+    let cases = [
+        (
+            "an unknown client",
+            Some(("nope", "x")),
+            vec![client_credentials],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "no client authentication",
+            None,
+            vec![client_credentials],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "a scope beyond the allowed ones",
+            svc_basic,
+            vec![client_credentials, ("scope", "invoices:read admin")],
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+        (
+            "an unsupported grant type",
+            svc_basic,
+            vec![("grant_type", "password")],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            "no grant type",
+            svc_basic,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "the grant type twice",
+            svc_basic,
+            vec![client_credentials, client_credentials],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "Basic and a client_secret in the body",
+            svc_basic,
+            vec![client_credentials, ("client_secret", &svc.secret)],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (what, basic, form, status, error) in cases {
+        let response = post_form(&app, "/oauth2/token", basic, &form).await;
+        assert_eq!(response.status(), status, "{what}");
+        oauth_error(response, status, error).await;
+    }
     let json_body = app
         .client
         .post(app.url("/oauth2/token"))
@@ -262,15 +251,7 @@ async fn client_credentials_rules(backend: Backend) {
 }
 
 async fn introspection_follows_the_live_state(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_APP_SECRET_OVERLAP", "0"),
-        ],
-    )
-    .await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[("SESSIOND_APP_SECRET_OVERLAP", "0")]).await;
     let svc = register(&app, &ada.access, "confidential", &["invoices:read"]).await;
     let other = register(&app, &ada.access, "confidential", &["invoices:read"]).await;
     let token = client_token(&app, &svc, None).await["access_token"]
@@ -343,15 +324,7 @@ async fn introspection_follows_the_live_state(backend: Backend) {
 
 async fn resource_servers_and_grants(backend: Backend) {
     const RS: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("SESSIOND_APP_CREATORS", ADA),
-            ("SESSIOND_INTROSPECTION_CLIENTS", RS),
-        ],
-    )
-    .await;
-    let ada = app.signed_in_user(ADA).await;
+    let (app, ada) = app_creator(backend, ADA, &[("SESSIOND_INTROSPECTION_CLIENTS", RS)]).await;
     let svc = register(
         &app,
         &ada.access,
@@ -401,15 +374,7 @@ async fn resource_servers_and_grants(backend: Backend) {
         .create(grant_session(ada_id, &svc.id, "openid"))
         .await
         .unwrap();
-    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
-    let ring =
-        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
-    let oauth = OAuthTokens::new(
-        Arc::new(ring),
-        "http://localhost:8080",
-        "sessiond-oauth",
-        Duration::from_secs(600),
-    );
+    let oauth = app.oauth_tokens(Duration::from_secs(600));
     let grant_id = grant.id.to_string();
     let subject = ada_id.to_string();
     let (grant_token, _) = oauth

@@ -4,15 +4,12 @@
 //! sessions. Grants are opened through the session engine (as the authorization-code exchange
 //! does) and their tokens come from the real `/oauth2/token` refresh grant.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
-use sessiond::crypto::keys::{KeyRing, SigningAlg};
-use sessiond::crypto::oauth_tokens::{AccessGrant, OAuthTokens};
+use sessiond::crypto::oauth_tokens::AccessGrant;
 use sessiond_actors::ids::UserId;
-use sessiond_actors::refresh_token::RefreshKey;
 
 use crate::both_backends;
 use crate::helpers::{TestApp, spawn_app_with};
@@ -112,12 +109,7 @@ pub(crate) async fn oidc_app(backend: crate::helpers::Backend) -> (TestApp, temp
 }
 
 async fn userinfo(app: &TestApp, token: &str) -> Response {
-    app.client
-        .get(app.url("/oauth2/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.get_authed("/oauth2/userinfo", token).await
 }
 
 /// Asserts an RFC 6750 refusal: status, and the error code in `WWW-Authenticate`.
@@ -207,12 +199,7 @@ async fn userinfo_reads_claims_by_scope_for_live_grants_only(backend: crate::hel
     bearer_refusal(response, StatusCode::FORBIDDEN, "insufficient_scope").await;
 
     // No token: 401 with a bare challenge.
-    let response = app
-        .client
-        .get(app.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/oauth2/userinfo").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         response.headers()["www-authenticate"],
@@ -242,15 +229,7 @@ async fn userinfo_reads_claims_by_scope_for_live_grants_only(backend: crate::hel
         .await;
     }
     // An expired access token of a live grant, signed with the server's own key.
-    let pem = std::fs::read(app.dir().join("signing.pem")).unwrap();
-    let ring =
-        KeyRing::from_material(SigningAlg::EdDsa, &[&pem], RefreshKey::new(vec![7; 32])).unwrap();
-    let oauth = OAuthTokens::new(
-        Arc::new(ring),
-        "http://localhost:8080",
-        "sessiond-oauth",
-        Duration::from_secs(60),
-    );
+    let oauth = app.oauth_tokens(Duration::from_secs(60));
     let claims: Value = {
         let payload = full.access.split('.').nth(1).unwrap();
         use base64::Engine;
@@ -317,24 +296,10 @@ async fn introspect_as(app: &TestApp, caller: &Client, token: &str, hint: Option
 
 async fn discovery_documents_describe_what_is_served(backend: crate::helpers::Backend) {
     let (app, _key) = oidc_app(backend).await;
-    let oidc: Value = app
-        .client
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let oauth: Value = app
-        .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let oidc = app.get_json("/.well-known/openid-configuration").await;
+    let oauth = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(oidc, oauth, "one description of one server");
     // The issuer is the tokens' `iss`.
     let (_, user, client) = ada_and_client(&app).await;
@@ -490,23 +455,12 @@ async fn a_refresh_asking_for_openid_gets_a_verifiable_id_token(backend: crate::
         .to_owned();
     // Verified with nothing but the published JWKS and the discovery document's issuer.
     let jwks: jsonwebtoken::jwk::JwkSet = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
+        .get("/.well-known/jwks.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let issuer: Value = app
-        .client
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issuer = app.get_json("/.well-known/openid-configuration").await;
     let header = jsonwebtoken::decode_header(&id_token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
@@ -562,16 +516,7 @@ async fn grants_are_listed_with_their_application_and_end_with_the_users_session
         let active = introspect_as(&app, &client, &first.refresh, None).await;
         active["sid"].as_str().unwrap().to_owned()
     };
-    let list: Value = app
-        .client
-        .get(app.url("/v1/auth/sessions"))
-        .bearer_auth(&ada.access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_authed_json("/v1/auth/sessions", &ada.access).await;
     let sessions = list["sessions"].as_array().unwrap();
     let marked = sessions
         .iter()

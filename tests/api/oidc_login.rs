@@ -28,6 +28,13 @@ async fn app_for(backend: Backend, issuer: &str, extra: &[(&str, &str)]) -> Test
     spawn_app_with(backend, &env).await
 }
 
+/// A fresh test provider, and sessiond using it ([`app_for`]).
+async fn provider_and_app(backend: Backend, extra: &[(&str, &str)]) -> (TestProvider, TestApp) {
+    let provider = TestProvider::start().await;
+    let app = app_for(backend, &provider.issuer, extra).await;
+    (provider, app)
+}
+
 /// The environment of [`app_for`]'s two providers.
 fn provider_env(issuer: &str) -> Vec<(&'static str, &str)> {
     vec![
@@ -119,6 +126,12 @@ fn fragment_error(response: &Response) -> String {
 
 /// The access token of the session whose refresh cookie a callback set (through the browser
 /// refresh route, as a page would).
+/// A login through the `test` provider as `email`, completed: the session's access token.
+async fn test_login(app: &TestApp, provider: &TestProvider, email: &str) -> String {
+    let response = login(app, provider, "test", email).await;
+    access_from_callback(app, &response).await
+}
+
 async fn access_from_callback(app: &TestApp, response: &Response) -> String {
     assert_eq!(
         response.status(),
@@ -178,8 +191,7 @@ async fn verified_account(app: &TestApp, email: &str) {
 }
 
 async fn first_login_creates_an_account_and_the_next_finds_it(backend: Backend) {
-    let provider = TestProvider::start().await;
-    let app = app_for(backend, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(backend, &[]).await;
     let response = login(&app, &provider, "test", "ada@example.com").await;
     assert_eq!(location(&response), "/");
     let access = access_from_callback(&app, &response).await;
@@ -200,15 +212,13 @@ async fn first_login_creates_an_account_and_the_next_finds_it(backend: Backend) 
     assert_eq!(links.len(), 1);
     assert_eq!(links[0]["provider"], "test");
 
-    let again = login(&app, &provider, "test", "ada@example.com").await;
-    let access = access_from_callback(&app, &again).await;
+    let access = test_login(&app, &provider, "ada@example.com").await;
     assert_eq!(me(&app, &access).await["id"], profile["id"]);
     app.stop().await;
 }
 
 async fn an_untrusted_provider_creates_an_unverified_account(backend: Backend) {
-    let provider = TestProvider::start().await;
-    let app = app_for(backend, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(backend, &[]).await;
     let response = login(&app, &provider, "plain", "bea@example.com").await;
     let access = access_from_callback(&app, &response).await;
     assert!(me(&app, &access).await["email_verified_at"].is_null());
@@ -216,11 +226,9 @@ async fn an_untrusted_provider_creates_an_unverified_account(backend: Backend) {
 }
 
 async fn a_trusted_verified_email_links_the_existing_account(backend: Backend) {
-    let provider = TestProvider::start().await;
-    let app = app_for(backend, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(backend, &[]).await;
     verified_account(&app, "cy@example.com").await;
-    let response = login(&app, &provider, "test", "cy@example.com").await;
-    let access = access_from_callback(&app, &response).await;
+    let access = test_login(&app, &provider, "cy@example.com").await;
     let profile = me(&app, &access).await;
     assert_eq!(profile["email"], "cy@example.com");
     assert_eq!(identities(&app, &access).await.len(), 1);
@@ -233,8 +241,7 @@ async fn a_trusted_verified_email_links_the_existing_account(backend: Backend) {
 }
 
 async fn an_untrusted_or_unverified_email_is_not_linked(backend: Backend) {
-    let provider = TestProvider::start().await;
-    let app = app_for(backend, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(backend, &[]).await;
     verified_account(&app, "dee@example.com").await;
     // Provider not trusted for emails.
     let response = login(&app, &provider, "plain", "dee@example.com").await;
@@ -380,10 +387,8 @@ both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conceal_mode_answers_the_generic_failure() {
-    let provider = TestProvider::start().await;
-    let app = app_for(
+    let (provider, app) = provider_and_app(
         Backend::Postgres,
-        &provider.issuer,
         &[("SESSIOND_REGISTER_CONFLICT", "conceal")],
     )
     .await;
@@ -431,8 +436,7 @@ async fn from_session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_link_then_unlink_rules() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     // A password account whose email the untrusted provider may not link by itself.
     let tokens = app.signed_in_user("hal@example.com").await;
     let refused = login(&app, &provider, "plain", "hal@example.com").await;
@@ -463,8 +467,7 @@ async fn explicit_link_then_unlink_rules() {
     assert_error(response, StatusCode::NOT_FOUND, "identity_not_linked").await;
 
     // An account made by the provider has no other way in: its last link stays.
-    let created = login(&app, &provider, "test", "jo@example.com").await;
-    let access = access_from_callback(&app, &created).await;
+    let access = test_login(&app, &provider, "jo@example.com").await;
     let response = app.delete_authed("/v1/auth/oidc/test/link", &access).await;
     assert_error(response, StatusCode::CONFLICT, "last_login_method").await;
     app.stop().await;
@@ -472,13 +475,8 @@ async fn explicit_link_then_unlink_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linking_needs_a_recent_authentication() {
-    let provider = TestProvider::start().await;
-    let app = app_for(
-        Backend::Postgres,
-        &provider.issuer,
-        &[("SESSIOND_REAUTH_MAX_AGE", "1s")],
-    )
-    .await;
+    let (_provider, app) =
+        provider_and_app(Backend::Postgres, &[("SESSIOND_REAUTH_MAX_AGE", "1s")]).await;
     let tokens = app.signed_in_user("kai@example.com").await;
     assert_error(
         refused_once_old(&app, &tokens.access).await,
@@ -491,13 +489,8 @@ async fn linking_needs_a_recent_authentication() {
 
 /// A sensitive action (starting a link) with `access`: its response.
 async fn sensitive_action(app: &TestApp, access: &str) -> Response {
-    app.client
-        .post(app.url("/v1/auth/oidc/plain/link"))
-        .bearer_auth(access)
-        .json(&json!({}))
-        .send()
+    app.post_authed_json("/v1/auth/oidc/plain/link", access, json!({}))
         .await
-        .unwrap()
 }
 
 /// [`sensitive_action`], polled (30 s at most) until the session's one-second reauthentication
@@ -519,13 +512,8 @@ async fn refused_once_old(app: &TestApp, access: &str) -> Response {
 /// `auth_time` renewed through its actor; another account's provider login is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passwordless_account_reauthenticates_at_its_provider() {
-    let provider = TestProvider::start().await;
-    let app = app_for(
-        Backend::Postgres,
-        &provider.issuer,
-        &[("SESSIOND_REAUTH_MAX_AGE", "1s")],
-    )
-    .await;
+    let (provider, app) =
+        provider_and_app(Backend::Postgres, &[("SESSIOND_REAUTH_MAX_AGE", "1s")]).await;
     let email = "noa@example.com";
     let response = login(&app, &provider, "test", email).await;
     let access = access_from_callback(&app, &response).await;
@@ -575,8 +563,7 @@ async fn a_passwordless_account_reauthenticates_at_its_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mfa_is_still_required_after_the_provider_login() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     let email = "lee@example.com";
     let tokens = app.signed_in_user(email).await;
     let step = crate::mfa::safe_step().await;
@@ -614,8 +601,7 @@ async fn mfa_is_still_required_after_the_provider_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_or_replayed_state_is_refused() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     let mut browser = Browser::new();
     let authorize = browser.start(&app, "test", &hint("max@example.com")).await;
     let callback = provider.authorize(&authorize).await;
@@ -650,14 +636,12 @@ async fn a_wrong_or_replayed_state_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_nonce_or_audience_is_refused_and_audited() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
-    provider.hook("wrong-nonce").await;
-    let response = login(&app, &provider, "test", "ned@example.com").await;
-    assert_eq!(fragment_error(&response), "oidc_id_token_invalid");
-    provider.hook("other-audience").await;
-    let response = login(&app, &provider, "test", "ned@example.com").await;
-    assert_eq!(fragment_error(&response), "oidc_id_token_invalid");
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
+    for hook in ["wrong-nonce", "other-audience"] {
+        provider.hook(hook).await;
+        let response = login(&app, &provider, "test", "ned@example.com").await;
+        assert_eq!(fragment_error(&response), "oidc_id_token_invalid", "{hook}");
+    }
     assert!(
         app.store
             .find_user_by_email("ned@example.com")
@@ -677,27 +661,22 @@ async fn a_wrong_nonce_or_audience_is_refused_and_audited() {
     pool.close().await;
     assert_eq!(failures, 2);
     // The hooks were for one token each: the next login works.
-    let response = login(&app, &provider, "test", "ned@example.com").await;
-    access_from_callback(&app, &response).await;
+    test_login(&app, &provider, "ned@example.com").await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_key_rotation_is_followed() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
-    let response = login(&app, &provider, "test", "ona@example.com").await;
-    access_from_callback(&app, &response).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
+    test_login(&app, &provider, "ona@example.com").await;
     provider.hook("rotate").await;
-    let response = login(&app, &provider, "test", "ona@example.com").await;
-    access_from_callback(&app, &response).await;
+    test_login(&app, &provider, "ona@example.com").await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_at_the_provider_ends_on_the_return_url() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     let mut browser = Browser::new();
     let authorize = browser
         .start(
@@ -714,8 +693,7 @@ async fn access_denied_at_the_provider_ends_on_the_return_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn return_urls_and_providers_are_checked_at_the_start() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (_provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     let browser = Browser::new();
     let response = browser
         .get(&app.url("/v1/auth/oidc/test/start?return_to=https%3A%2F%2Fevil.example%2F"))
@@ -748,15 +726,13 @@ async fn a_provider_down_at_start_up_is_retried() {
     .await;
     // sessiond kept serving; once the provider is up, the next login discovers it.
     let provider = TestProvider::start_on(port).await;
-    let response = login(&app, &provider, "test", "quinn@example.com").await;
-    access_from_callback(&app, &response).await;
+    test_login(&app, &provider, "quinn@example.com").await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_app_exchanges_its_code_with_its_verifier() {
-    let provider = TestProvider::start().await;
-    let app = app_for(Backend::Postgres, &provider.issuer, &[]).await;
+    let (provider, app) = provider_and_app(Backend::Postgres, &[]).await;
     let verifier = URL_SAFE_NO_PAD.encode([7u8; 32]);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let mut browser = Browser::new();

@@ -129,12 +129,7 @@ async fn existing_application(app: &crate::helpers::TestApp) -> (String, String)
 async fn every_route_is_documented_and_every_documented_route_is_served() {
     // OpenID Connect on, so `/.well-known/openid-configuration` is served (404 without it).
     let (app, _id_token_key) = crate::oidc::oidc_app(Backend::Sqlite).await;
-    let response = app
-        .client
-        .get(app.url("/docs/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/docs/openapi.json").await;
     assert_eq!(response.status(), StatusCode::OK);
     let doc: Value = response.json().await.unwrap();
     assert!(
@@ -202,7 +197,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_ui_is_served_locally() {
     let app = spawn_app(Backend::Sqlite).await;
-    let response = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let response = app.get("/docs/").await;
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
@@ -213,12 +208,7 @@ async fn docs_ui_is_served_locally() {
         "swagger-initializer.js",
     ] {
         assert!(html.contains(asset), "page names {asset}");
-        let response = app
-            .client
-            .get(app.url(&format!("/docs/{asset}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/docs/{asset}")).await;
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
     }
     for cdn in ["unpkg.com", "jsdelivr", "cdnjs", "https://"] {

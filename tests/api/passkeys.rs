@@ -11,8 +11,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::prelude::{Url, WebauthnAuthenticator};
 use webauthn_rs_proto::{
-    CreationChallengeResponse, RegisterPublicKeyCredential, RequestChallengeResponse,
-    ResidentKeyRequirement, UserVerificationPolicy,
+    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, ResidentKeyRequirement, UserVerificationPolicy,
 };
 
 #[path = "../support/soft_authenticator.rs"]
@@ -148,8 +148,33 @@ async fn step_up_finish(app: &TestApp, access: &str, body: &Value) -> Response {
     post(app, "/v1/auth/passkeys/step-up/finish", Some(access), body).await
 }
 
+/// `DELETE /v1/auth/passkeys/{id}?confirm=true` with `access`.
+async fn delete_passkey(app: &TestApp, access: &str, id: &str) -> Response {
+    app.delete_authed(&format!("/v1/auth/passkeys/{id}?confirm=true"), access)
+        .await
+}
+
+/// Asserts a refused step-up (401 `code`) that left the session at aal 1.
+async fn assert_step_up_refused(app: &TestApp, tokens: &Tokens, response: Response, code: &str) {
+    assert_error(response, StatusCode::UNAUTHORIZED, code).await;
+    assert_eq!(app.stored_session(&tokens.session_id).await.aal, 1);
+}
+
 async fn login_finish(app: &TestApp, body: &Value) -> Response {
     post(app, "/v1/auth/passkeys/login/finish", None, body).await
+}
+
+/// Finishes the login ceremony `ceremony_id` with `credential`.
+async fn finish_login(
+    app: &TestApp,
+    ceremony_id: &str,
+    credential: &PublicKeyCredential,
+) -> Response {
+    login_finish(
+        app,
+        &json!({"ceremony_id": ceremony_id, "credential": credential}),
+    )
+    .await
 }
 
 async fn step_up(app: &TestApp, access: &str, authenticator: &mut Authenticator) -> Response {
@@ -268,13 +293,13 @@ async fn register_list_rename_delete(backend: Backend) {
 
     let id = second["passkey"]["id"].as_str().unwrap();
     let renamed = ok_json(
-        app.client
-            .patch(app.url(&format!("/v1/auth/passkeys/{id}")))
-            .bearer_auth(&tokens.access)
-            .json(&json!({"name": "Work phone"}))
-            .send()
-            .await
-            .unwrap(),
+        app.send_authed(
+            reqwest::Method::PATCH,
+            &format!("/v1/auth/passkeys/{id}"),
+            &tokens.access,
+            Some(json!({"name": "Work phone"})),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -489,24 +514,20 @@ async fn wrong_origin_and_wrong_rp_id_are_rejected(backend: Backend) {
         assertion_start(&app, "/v1/auth/passkeys/login/start", None, &json!({})).await;
     let credential = authenticator.do_authentication(evil, options).unwrap();
     assert_error(
-        login_finish(
-            &app,
-            &json!({"ceremony_id": ceremony, "credential": credential}),
-        )
-        .await,
+        finish_login(&app, &ceremony, &credential).await,
         StatusCode::UNAUTHORIZED,
         "passkey_rejected",
     )
     .await;
     // An assertion signed for another RP id.
     authenticator.rp_id_override = Some("example.com".into());
-    assert_error(
+    assert_step_up_refused(
+        &app,
+        &tokens,
         step_up(&app, &tokens.access, &mut authenticator).await,
-        StatusCode::UNAUTHORIZED,
         "passkey_rejected",
     )
     .await;
-    assert_eq!(app.stored_session(&tokens.session_id).await.aal, 1);
     app.stop().await;
 }
 
@@ -559,22 +580,14 @@ async fn replayed_expired_and_foreign_ceremonies_are_refused(backend: Backend) {
     )
     .await;
     assert_error(
-        login_finish(
-            &app,
-            &json!({"ceremony_id": ceremony, "credential": credential}),
-        )
-        .await,
+        finish_login(&app, &ceremony, &credential).await,
         StatusCode::BAD_REQUEST,
         "invalid_ceremony",
     )
     .await;
     // Not a UUID at all.
     assert_error(
-        login_finish(
-            &app,
-            &json!({"ceremony_id": "nope", "credential": credential}),
-        )
-        .await,
+        finish_login(&app, "nope", &credential).await,
         StatusCode::BAD_REQUEST,
         "invalid_ceremony",
     )
@@ -668,19 +681,10 @@ async fn deleted_and_foreign_credentials_and_missing_uv_are_rejected(backend: Ba
         assertion_start(&app, "/v1/auth/passkeys/login/start", None, &json!({})).await;
     let credential = alice_key.do_authentication(origin(), options).unwrap();
     let id = registered["passkey"]["id"].as_str().unwrap();
-    let deleted = app
-        .delete_authed(
-            &format!("/v1/auth/passkeys/{id}?confirm=true"),
-            &alice.access,
-        )
-        .await;
+    let deleted = delete_passkey(&app, &alice.access, id).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_error(
-        login_finish(
-            &app,
-            &json!({"ceremony_id": ceremony, "credential": credential}),
-        )
-        .await,
+        finish_login(&app, &ceremony, &credential).await,
         StatusCode::UNAUTHORIZED,
         "passkey_rejected",
     )
@@ -696,13 +700,13 @@ async fn step_up_of_a_revoked_session_fails(backend: Backend) {
         .post_authed("/v1/auth/sessions/current/revoke", &tokens.access)
         .await;
     assert!(logout.status().is_success(), "{}", logout.status());
-    assert_error(
+    assert_step_up_refused(
+        &app,
+        &tokens,
         step_up_finish(&app, &tokens.access, &finish).await,
-        StatusCode::UNAUTHORIZED,
         "session_revoked",
     )
     .await;
-    assert_eq!(app.stored_session(&tokens.session_id).await.aal, 1);
     app.stop().await;
 }
 
@@ -823,11 +827,7 @@ async fn a_stale_session_is_told_it_can_step_up_with_a_passkey(backend: Backend)
     let methods = body["error"]["details"]["methods"].as_array().unwrap();
     assert!(methods.contains(&json!("passkey")), "{body}");
     assert_error(
-        app.delete_authed(
-            &format!("/v1/auth/passkeys/{id}?confirm=true"),
-            &tokens.access,
-        )
-        .await,
+        delete_passkey(&app, &tokens.access, &id).await,
         StatusCode::UNAUTHORIZED,
         "insufficient_user_authentication",
     )
@@ -964,11 +964,7 @@ async fn require_aal2_for_passkeys_asks_for_a_step_up(backend: Backend) {
     assert_eq!(body["error"]["details"]["acr_values"], "aal2", "{body}");
     let id = registered["passkey"]["id"].as_str().unwrap();
     assert_error(
-        app.delete_authed(
-            &format!("/v1/auth/passkeys/{id}?confirm=true"),
-            &tokens.access,
-        )
-        .await,
+        delete_passkey(&app, &tokens.access, id).await,
         StatusCode::UNAUTHORIZED,
         "insufficient_user_authentication",
     )

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::email::{app_with_mail, assert_code_sent_shape, wrong};
-use crate::helpers::{Backend, TestApp, Tokens, assert_error};
+use crate::helpers::{Backend, TestApp, Tokens, assert_error, assert_validation_failed};
 use crate::mail_sink::MailSink;
 
 const OLD: &str = "correct horse battery";
@@ -65,34 +65,15 @@ async fn reset_sets_the_password_and_revokes_every_session(backend: Backend) {
 
     // Every session ended through its actor: refresh and access tokens both fail.
     for tokens in [&laptop, &phone] {
-        assert_error(
-            app.refresh(&tokens.refresh).await,
-            StatusCode::UNAUTHORIZED,
-            "session_revoked",
-        )
-        .await;
-        assert_error(
-            app.get_authed("/v1/auth/me", &tokens.access).await,
-            StatusCode::UNAUTHORIZED,
-            "session_revoked",
-        )
-        .await;
+        app.assert_session_refused(tokens, "session_revoked").await;
     }
-    assert_error(
-        app.login("ada@example.com", OLD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", OLD).await;
     let fresh = login_tokens(&app, "ada@example.com", NEW).await;
 
     // One `password_reset` audit event, naming the verification, never the code.
     let events: Value = app
-        .get_authed("/v1/auth/me/events?limit=100", &fresh.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/me/events?limit=100", &fresh.access)
+        .await;
     let resets: Vec<&Value> = events["events"]
         .as_array()
         .unwrap()
@@ -181,12 +162,7 @@ async fn wrong_and_exhausted_codes_leave_the_password_alone(backend: Backend) {
 
     // A field error costs no attempt: six of them, then still five real attempts.
     for _ in 0..6 {
-        let body = assert_error(
-            confirm(&app, &id, &code, "short").await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        let body = assert_validation_failed(confirm(&app, &id, &code, "short").await).await;
         assert_eq!(
             body["error"]["details"]["fields"][0]["field"],
             "new_password"

@@ -5,29 +5,30 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, Tokens, assert_error, assert_validation_failed, invalid_fields, spawn_app,
+};
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
 async fn patch_me(app: &TestApp, access: &str, body: &Value) -> Response {
-    app.client
-        .patch(app.url("/v1/auth/me"))
-        .bearer_auth(access)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    app.send_authed(
+        reqwest::Method::PATCH,
+        "/v1/auth/me",
+        access,
+        Some(body.clone()),
+    )
+    .await
 }
 
 async fn change_password(app: &TestApp, access: &str, current: &str, new: &str) -> Response {
-    app.client
-        .post(app.url("/v1/auth/password"))
-        .bearer_auth(access)
-        .json(&json!({"current_password": current, "new_password": new}))
-        .send()
-        .await
-        .unwrap()
+    app.post_authed_json(
+        "/v1/auth/password",
+        access,
+        json!({"current_password": current, "new_password": new}),
+    )
+    .await
 }
 
 async fn name_of(app: &TestApp, access: &str) -> Value {
@@ -35,15 +36,6 @@ async fn name_of(app: &TestApp, access: &str) -> Value {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     body["user"]["name"].clone()
-}
-
-fn fields(error: &Value) -> Vec<String> {
-    error["error"]["details"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn patch_me_sets_keeps_and_clears_the_name(backend: Backend) {
@@ -92,14 +84,9 @@ async fn patch_me_validates(backend: Backend) {
         (json!("Ada"), "body"),
     ] {
         let response = patch_me(&app, &ada.access, &body).await;
-        let error = assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        let error = assert_validation_failed(response).await;
         assert!(
-            fields(&error).contains(&field.to_owned()),
+            invalid_fields(&error).contains(&field.to_owned()),
             "{body}: {error}"
         );
     }
@@ -108,29 +95,23 @@ async fn patch_me_validates(backend: Backend) {
     let me: Value = app.me(&ada.access).await;
     assert_eq!(me["user"]["email"], "ada@example.com");
 
-    let response = app
-        .client
-        .patch(app.url("/v1/auth/me"))
-        .bearer_auth(&ada.access)
-        .body("name=Ada")
-        .send()
-        .await
-        .unwrap();
+    let patch_raw = |content_type, body| {
+        app.send_raw(
+            reqwest::Method::PATCH,
+            "/v1/auth/me",
+            Some(&ada.access),
+            content_type,
+            body,
+        )
+    };
+    let response = patch_raw(None, "name=Ada").await;
     assert_error(
         response,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     )
     .await;
-    let response = app
-        .client
-        .patch(app.url("/v1/auth/me"))
-        .bearer_auth(&ada.access)
-        .header("content-type", "application/json")
-        .body("{\"name\":")
-        .send()
-        .await
-        .unwrap();
+    let response = patch_raw(Some("application/json"), "{\"name\":").await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
     let response = app
         .client
@@ -164,13 +145,8 @@ async fn password_change_refuses_a_wrong_current_password_and_bad_new_ones(backe
         (PASSWORD, "new_password"),
     ] {
         let response = change_password(&app, &ada.access, PASSWORD, new).await;
-        let error = assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
-        assert_eq!(fields(&error), [field]);
+        let error = assert_validation_failed(response).await;
+        assert_eq!(invalid_fields(&error), [field]);
         let message = error["error"]["details"]["fields"][0]["message"]
             .as_str()
             .unwrap();
@@ -182,19 +158,9 @@ async fn password_change_refuses_a_wrong_current_password_and_bad_new_ones(backe
         json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD, "force": true}),
     ] {
         let response = app
-            .client
-            .post(app.url("/v1/auth/password"))
-            .bearer_auth(&ada.access)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_error(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+            .post_authed_json("/v1/auth/password", &ada.access, body)
+            .await;
+        assert_validation_failed(response).await;
     }
     let response = app
         .post_json(
@@ -211,18 +177,11 @@ async fn password_change_refuses_a_wrong_current_password_and_bad_new_ones(backe
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
     // The three wrong current passwords are audited; no change was.
-    let events = events_of(&app, &ada.access).await;
+    let events = app.events_of(&ada.access).await;
     let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
     assert_eq!(count("password_change_failed"), 3, "{events:?}");
     assert_eq!(count("password_changed"), 0, "{events:?}");
     app.stop().await;
-}
-
-async fn events_of(app: &TestApp, access: &str) -> Vec<Value> {
-    let response = app.get_authed("/v1/auth/me/events?limit=100", access).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["events"].as_array().unwrap().clone()
 }
 
 async fn password_change_revokes_every_other_session(backend: Backend) {
@@ -269,7 +228,7 @@ async fn password_change_revokes_every_other_session(backend: Backend) {
     );
 
     // Audited once, in the same transaction as the change, with the session that made it.
-    let events = events_of(&app, &fresh.access).await;
+    let events = app.events_of(&fresh.access).await;
     let changed: Vec<&Value> = events
         .iter()
         .filter(|e| e["kind"] == "password_changed")

@@ -28,6 +28,17 @@ async fn wrong_login(app: &TestApp, email: &str) -> reqwest::Response {
     app.login(email, "not the password at all").await
 }
 
+/// Limits on (no general limit) behind a trusted proxy on loopback, with `extra` settings.
+async fn behind_proxy(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let mut settings = vec![
+        ON,
+        NO_GENERAL,
+        ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
+    ];
+    settings.extend_from_slice(extra);
+    spawn_app_with(backend, &settings).await
+}
+
 /// A unique key prefix per test, so tests sharing the Redis server never see each other.
 fn prefix(test: &str) -> String {
     format!("sessiond-test:{test}:{}", uuid::Uuid::now_v7().simple())
@@ -250,12 +261,9 @@ async fn login_with_headers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_ip_still_logs_in_while_the_account_is_locked() {
-    let app = spawn_app_with(
+    let app = behind_proxy(
         Backend::Sqlite,
         &[
-            ON,
-            NO_GENERAL,
-            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
             ("SESSIOND_LOGIN_LOCK_THRESHOLD", "2"),
             ("SESSIOND_LOGIN_LOCK_BASE", "10m"),
             ("SESSIOND_LOGIN_LOCK_MAX", "15m"),
@@ -682,16 +690,7 @@ async fn login_behind_proxy(
 /// and the IP recorded on the session come from X-Forwarded-For, the one configured header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sent_forwarded_header_does_not_beat_the_proxys_x_forwarded_for() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ON,
-            NO_GENERAL,
-            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
-            ("SESSIOND_RATE_LIMIT_LOGIN", "2/1m"),
-        ],
-    )
-    .await;
+    let app = behind_proxy(Backend::Sqlite, &[("SESSIOND_RATE_LIMIT_LOGIN", "2/1m")]).await;
     let password = "correct horse battery";
     app.register("ada@example.com", password).await;
     let real = "198.51.100.20";
@@ -704,11 +703,8 @@ async fn a_client_sent_forwarded_header_does_not_beat_the_proxys_x_forwarded_for
     );
     let tokens = Tokens::from_body(body);
     let listed: Value = app
-        .get_authed("/v1/auth/sessions", &tokens.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_authed_json("/v1/auth/sessions", &tokens.access)
+        .await;
     assert_eq!(listed["sessions"][0]["ip"], real, "{listed}");
     // A new claimed address per request does not buy a new budget.
     let r = login_behind_proxy(
@@ -746,14 +742,9 @@ async fn a_client_sent_forwarded_header_does_not_beat_the_proxys_x_forwarded_for
 /// X-Forwarded-For is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forwarded_header_is_read_only_when_configured() {
-    let app = spawn_app_with(
+    let app = behind_proxy(
         Backend::Sqlite,
-        &[
-            ON,
-            NO_GENERAL,
-            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
-            ("SESSIOND_CLIENT_IP_HEADER", "forwarded"),
-        ],
+        &[("SESSIOND_CLIENT_IP_HEADER", "forwarded")],
     )
     .await;
     let password = "correct horse battery";
@@ -777,16 +768,7 @@ async fn the_forwarded_header_is_read_only_when_configured() {
 /// another client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_share_one_budget_per_64() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ON,
-            NO_GENERAL,
-            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
-            ("SESSIOND_RATE_LIMIT_LOGIN", "2/1m"),
-        ],
-    )
-    .await;
+    let app = behind_proxy(Backend::Sqlite, &[("SESSIOND_RATE_LIMIT_LOGIN", "2/1m")]).await;
     // A new account each time, so only the per-IP limit is in play (not the account lock).
     let wrong = "guess guess guess";
     for (n, ip) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"]
@@ -850,25 +832,11 @@ fn made_up_key(n: u8) -> String {
 /// every API key it presents is refused with 429 — without a lookup. Valid keys never spend
 /// that budget, and other IPs are unaffected.
 async fn unknown_api_key_ids_are_remembered_and_limited_per_ip(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ON,
-            NO_GENERAL,
-            ("SESSIOND_TRUSTED_PROXIES", "127.0.0.1/32, ::1"),
-            ("SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY", "3/10m"),
-        ],
-    )
-    .await;
+    let app = behind_proxy(backend, &[("SESSIOND_RATE_LIMIT_UNKNOWN_API_KEY", "3/10m")]).await;
     let ada = app.signed_in_user("ada@example.com").await;
     let created: Value = app
-        .client
-        .post(app.url("/v1/auth/api-keys"))
-        .bearer_auth(&ada.access)
-        .json(&json!({"name": "gateway"}))
-        .send()
+        .post_authed_json("/v1/auth/api-keys", &ada.access, json!({"name": "gateway"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::email::app_with_mail;
-use crate::helpers::{Backend, TestApp, Tokens, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, Tokens, assert_error, assert_validation_failed, spawn_app, spawn_app_with,
+};
 use crate::mail_sink::MailSink;
 
 const PASSWORD: &str = "correct horse battery";
@@ -19,16 +21,6 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 const REAUTH: &str = "/v1/auth/sessions/current/reauth";
 /// A small reauthentication window, so a test can wait for a session to become "old".
 const SHORT_MAX_AGE: (&str, &str) = ("SESSIOND_REAUTH_MAX_AGE", "3s");
-
-async fn post(app: &TestApp, path: &str, access: &str, body: Value) -> Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(access)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// A code of the TOTP whose otpauth URI the server returned, for the current time.
 fn totp_code(uri: &str) -> String {
@@ -46,13 +38,9 @@ async fn enable_totp(app: &TestApp, access: &str) -> Vec<String> {
     assert_eq!(started.status(), StatusCode::OK);
     let started: Value = started.json().await.unwrap();
     let code = totp_code(started["otpauth_uri"].as_str().unwrap());
-    let confirmed = post(
-        app,
-        "/v1/auth/mfa/totp/confirm",
-        access,
-        json!({"code": code}),
-    )
-    .await;
+    let confirmed = app
+        .post_authed_json("/v1/auth/mfa/totp/confirm", access, json!({"code": code}))
+        .await;
     assert_eq!(confirmed.status(), StatusCode::OK);
     let body: Value = confirmed.json().await.unwrap();
     recovery_codes(&body)
@@ -72,7 +60,9 @@ fn recovery_codes(body: &Value) -> Vec<String> {
 async fn wait_until_stale(app: &TestApp, access: &str) -> Response {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let response = post(app, "/v1/auth/api-keys", access, json!({"name": "probe"})).await;
+        let response = app
+            .post_authed_json("/v1/auth/api-keys", access, json!({"name": "probe"}))
+            .await;
         if response.status() == StatusCode::UNAUTHORIZED {
             return response;
         }
@@ -133,21 +123,17 @@ async fn a_fresh_login_can_do_every_sensitive_action(backend: Backend) {
     assert_eq!(regenerated.status(), StatusCode::OK);
     assert_eq!(regenerated.headers()["cache-control"], "no-store");
     assert_eq!(recovery_codes(&regenerated.json().await.unwrap()).len(), 10);
-    let created = post(
-        &app,
-        "/v1/auth/api-keys",
-        &ada.access,
-        json!({"name": "ci"}),
-    )
-    .await;
+    let created = app
+        .post_authed_json("/v1/auth/api-keys", &ada.access, json!({"name": "ci"}))
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
-    let changed = post(
-        &app,
-        "/v1/auth/password",
-        &ada.access,
-        json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
-    )
-    .await;
+    let changed = app
+        .post_authed_json(
+            "/v1/auth/password",
+            &ada.access,
+            json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
     app.stop().await;
 }
@@ -176,7 +162,7 @@ async fn an_old_authentication_needs_reauthentication_then_works(backend: Backen
         let response = if body.is_null() {
             app.post_authed(path, &ada.access).await
         } else {
-            post(&app, path, &ada.access, body).await
+            app.post_authed_json(path, &ada.access, body).await
         };
         assert_insufficient(response, 3, &["password"]).await;
     }
@@ -190,27 +176,19 @@ async fn an_old_authentication_needs_reauthentication_then_works(backend: Backen
 
     // Exactly one proof.
     for body in [json!({}), json!({"password": PASSWORD, "code": "123456"})] {
-        assert_error(
-            post(&app, REAUTH, &ada.access, body).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        assert_validation_failed(app.post_authed_json(REAUTH, &ada.access, body).await).await;
     }
     assert_error(
-        post(
-            &app,
-            REAUTH,
-            &ada.access,
-            json!({"password": "not the password"}),
-        )
-        .await,
+        app.post_authed_json(REAUTH, &ada.access, json!({"password": "not the password"}))
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     )
     .await;
 
-    let response = post(&app, REAUTH, &ada.access, json!({"password": PASSWORD})).await;
+    let response = app
+        .post_authed_json(REAUTH, &ada.access, json!({"password": PASSWORD}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["session_id"], ada.session_id.as_str());
@@ -218,24 +196,23 @@ async fn an_old_authentication_needs_reauthentication_then_works(backend: Backen
     assert_eq!(body["aal"], 1);
     // The same access token now may: enable TOTP and mint a key.
     let codes = enable_totp(&app, &ada.access).await;
-    let created = post(
-        &app,
-        "/v1/auth/api-keys",
-        &ada.access,
-        json!({"name": "ci"}),
-    )
-    .await;
+    let created = app
+        .post_authed_json("/v1/auth/api-keys", &ada.access, json!({"name": "ci"}))
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
 
     // With TOTP on, codes prove the user too; each recovery code once.
     let stale = wait_until_stale(&app, &ada.access).await;
     assert_insufficient(stale, 3, &["password", "totp", "recovery_code"]).await;
-    let response = post(&app, REAUTH, &ada.access, json!({"code": codes[0]})).await;
+    let response = app
+        .post_authed_json(REAUTH, &ada.access, json!({"code": codes[0]}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["amr"], json!(["otp"]));
     assert_error(
-        post(&app, REAUTH, &ada.access, json!({"code": codes[0]})).await,
+        app.post_authed_json(REAUTH, &ada.access, json!({"code": codes[0]}))
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_mfa_code",
     )
@@ -247,12 +224,15 @@ async fn an_old_authentication_needs_reauthentication_then_works(backend: Backen
     assert_eq!(regenerated.status(), StatusCode::OK);
     let new_codes = recovery_codes(&regenerated.json().await.unwrap());
     assert_error(
-        post(&app, REAUTH, &ada.access, json!({"code": codes[1]})).await,
+        app.post_authed_json(REAUTH, &ada.access, json!({"code": codes[1]}))
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_mfa_code",
     )
     .await;
-    let response = post(&app, REAUTH, &ada.access, json!({"code": new_codes[0]})).await;
+    let response = app
+        .post_authed_json(REAUTH, &ada.access, json!({"code": new_codes[0]}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 
     // Recorded on the session (committed) and in the audit trail.
@@ -291,27 +271,20 @@ async fn reauth_with_a_wrong_password_counts_on_the_login_lock(backend: Backend)
     // Two wrong reauthentications and one wrong login: three failures of one account.
     for _ in 0..2 {
         assert_error(
-            post(
-                &app,
-                REAUTH,
-                &ada.access,
-                json!({"password": "wrong guess!"}),
-            )
-            .await,
+            app.post_authed_json(REAUTH, &ada.access, json!({"password": "wrong guess!"}))
+                .await,
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
         )
         .await;
     }
-    assert_error(
-        app.login("ada@example.com", "wrong guess!").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_login_refused("ada@example.com", "wrong guess!")
+        .await;
     // One lock: it now holds for reauthentication, even with the right password (a stolen
     // token gets no exemption for the IP the owner logged in from).
-    let locked = post(&app, REAUTH, &ada.access, json!({"password": PASSWORD})).await;
+    let locked = app
+        .post_authed_json(REAUTH, &ada.access, json!({"password": PASSWORD}))
+        .await;
     assert!(locked.headers().contains_key("retry-after"));
     assert_error(locked, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     app.stop().await;
@@ -338,15 +311,21 @@ async fn reauth_with_wrong_codes_counts_on_the_second_factor_lock(backend: Backe
         "not a code",
         "123123",
     ] {
-        let r = post(&app, REAUTH, &ada.access, json!({"code": wrong})).await;
+        let r = app
+            .post_authed_json(REAUTH, &ada.access, json!({"code": wrong}))
+            .await;
         assert_error(r, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
     }
     // ...then the account's second factor is locked: even a right code waits.
-    let locked = post(&app, REAUTH, &ada.access, json!({"code": codes[0]})).await;
+    let locked = app
+        .post_authed_json(REAUTH, &ada.access, json!({"code": codes[0]}))
+        .await;
     assert!(locked.headers().contains_key("retry-after"));
     assert_error(locked, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // The password still works (another lock).
-    let r = post(&app, REAUTH, &ada.access, json!({"password": PASSWORD})).await;
+    let r = app
+        .post_authed_json(REAUTH, &ada.access, json!({"password": PASSWORD}))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -363,13 +342,13 @@ async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: B
     assert_eq!(response.status(), StatusCode::CREATED);
     let intruder = Tokens::from_body(response.json().await.unwrap());
     // What someone holding a stolen session would add: a key and their own authenticator.
-    let created = post(
-        &app,
-        "/v1/auth/api-keys",
-        &intruder.access,
-        json!({"name": "backdoor"}),
-    )
-    .await;
+    let created = app
+        .post_authed_json(
+            "/v1/auth/api-keys",
+            &intruder.access,
+            json!({"name": "backdoor"}),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let key: Value = created.json().await.unwrap();
     let key = key["key"].as_str().unwrap().to_owned();
@@ -377,12 +356,8 @@ async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: B
     let verify = |key: String| {
         let app = &app;
         async move {
-            app.client
-                .get(app.url("/v1/auth/verify"))
-                .header("x-api-key", key)
-                .send()
+            app.get_with_header("/v1/auth/verify", "x-api-key", key)
                 .await
-                .unwrap()
                 .status()
         }
     };
@@ -411,20 +386,11 @@ async fn password_reset_takes_back_api_keys_and_recent_second_factors(backend: B
     let response = app.login("ada@example.com", NEW_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let owner = Tokens::from_body(response.json().await.unwrap());
-    let mfa: Value = app
-        .get_authed("/v1/auth/mfa", &owner.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mfa: Value = app.get_authed_json("/v1/auth/mfa", &owner.access).await;
     assert_eq!(mfa["totp_enabled"], false);
     assert_eq!(mfa["recovery_codes_remaining"], 0);
-    assert_error(
-        app.refresh(&intruder.refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "session_revoked",
-    )
-    .await;
+    app.assert_refresh_refused(&intruder.refresh, "session_revoked")
+        .await;
 
     // The owner is told what was removed.
     let mail = sink.nth(3).await;
@@ -454,16 +420,13 @@ async fn api_key_scopes_come_from_the_operator_allow_list(backend: Backend) {
     // Default: no scopes may be requested.
     let app = spawn_app(backend).await;
     let ada = app.signed_in_user("ada@example.com").await;
-    let body = assert_error(
-        post(
-            &app,
+    let body = assert_validation_failed(
+        app.post_authed_json(
             "/v1/auth/api-keys",
             &ada.access,
             json!({"name": "x", "scopes": ["invoices:read"]}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "scopes");
@@ -475,16 +438,13 @@ async fn api_key_scopes_come_from_the_operator_allow_list(backend: Backend) {
     )
     .await;
     let ada = app.signed_in_user("ada@example.com").await;
-    let body = assert_error(
-        post(
-            &app,
+    let body = assert_validation_failed(
+        app.post_authed_json(
             "/v1/auth/api-keys",
             &ada.access,
             json!({"name": "x", "scopes": ["invoices:read", "admin"]}),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
     )
     .await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "scopes");
@@ -495,13 +455,13 @@ async fn api_key_scopes_come_from_the_operator_allow_list(backend: Backend) {
             .contains("admin"),
         "{body}"
     );
-    let created = post(
-        &app,
-        "/v1/auth/api-keys",
-        &ada.access,
-        json!({"name": "x", "scopes": ["invoices:read"]}),
-    )
-    .await;
+    let created = app
+        .post_authed_json(
+            "/v1/auth/api-keys",
+            &ada.access,
+            json!({"name": "x", "scopes": ["invoices:read"]}),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
 
     // A key stored before the list lost a scope keeps working, without that scope.
@@ -526,12 +486,8 @@ async fn api_key_scopes_come_from_the_operator_allow_list(backend: Backend) {
         .unwrap();
     for _ in 0..2 {
         let response = app
-            .client
-            .get(app.url("/v1/auth/verify"))
-            .header("x-api-key", issued.expose_secret())
-            .send()
-            .await
-            .unwrap();
+            .get_with_header("/v1/auth/verify", "x-api-key", issued.expose_secret())
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response

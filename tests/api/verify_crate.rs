@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sessiond_verify::{BuildError, Mode, Verifier, VerifierBuilder};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with, write_keys};
+use crate::helpers::{Backend, TestApp, assert_error_shape, spawn_app, spawn_app_with, write_keys};
 use crate::mfa;
 
 #[allow(dead_code, unreachable_pub)]
@@ -179,13 +179,7 @@ async fn assert_refused(
         "{code}"
     );
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert_error_shape(&body, code);
     body
 }
 
@@ -315,12 +309,7 @@ async fn valid_tokens_pass_and_bad_ones_get_sessionds_answers(backend: Backend) 
     assert_refused(both, StatusCode::BAD_REQUEST, "invalid_request", None).await;
 
     // sessiond's own JWKS says how long to cache it; the verifier reads it.
-    let jwks = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let jwks = app.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
     assert_eq!(proxy.jwks_fetches(), 1);
 }
@@ -568,13 +557,12 @@ const SCOPES: (&str, &str) = ("SESSIOND_API_KEY_SCOPES", "invoices:read,invoices
 
 async fn api_key(app: &TestApp, access: &str, scopes: Value) -> (String, String) {
     let response = app
-        .client
-        .post(app.url("/v1/auth/api-keys"))
-        .bearer_auth(access)
-        .json(&json!({"name": "billing", "scopes": scopes}))
-        .send()
-        .await
-        .unwrap();
+        .post_authed_json(
+            "/v1/auth/api-keys",
+            access,
+            json!({"name": "billing", "scopes": scopes}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     (

@@ -17,6 +17,9 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../support/tokens.rs"]
+#[allow(dead_code)]
+mod tokens;
 
 mod gateway;
 mod oidc;

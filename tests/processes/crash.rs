@@ -218,7 +218,7 @@ async fn kill_9_mid_traffic_then_restart_honours_every_last_received_token() {
         );
 
         // And once more.
-        let child = Tokens::from_body(&r.body);
+        let child = Tokens::from_body(r.body.clone());
         let r = refresh(&client, &second, &child.refresh).await;
         assert_eq!(
             r.status,
@@ -230,7 +230,7 @@ async fn kill_9_mid_traffic_then_restart_honours_every_last_received_token() {
         assert_eq!(last.status, "active", "client {i}");
         assert_eq!(last.generation, received_generation + 2, "client {i}");
         assert_one_row_per_generation(&pool, id, *first_generation, last.generation).await;
-        let r = me(&client, &second, &Tokens::from_body(&r.body).access).await;
+        let r = me(&client, &second, &Tokens::from_body(r.body.clone()).access).await;
         assert_eq!(r.status, StatusCode::OK, "client {i}: /me: {}", r.body);
     }
     let counts: Vec<u64> = ends.iter().map(|e| e.received).collect();

@@ -27,7 +27,11 @@ mod oauth_two_instances;
 mod outage;
 mod passkeys_two_instances;
 mod reauth_two_instances;
+#[path = "../support/sessiond_command.rs"]
+mod sessiond_command;
 mod shutdown;
 mod startup;
 mod support;
+#[path = "../support/tokens.rs"]
+mod tokens;
 mod two_instances;

@@ -15,7 +15,7 @@ use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
 mod soft_authenticator;
 use soft_authenticator::Authenticator;
 
-use crate::support::{Keys, Sessiond, TestDb, Tokens, http_client, refresh, signed_in};
+use crate::support::{Sessiond, Tokens, TwoProcesses, refresh, signed_in};
 
 const ORIGIN: &str = "http://localhost:8080";
 
@@ -42,72 +42,79 @@ async fn post(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Starts a ceremony through `at` (200); returns its id and its options.
+async fn start<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    at: &Sessiond,
+    path: &str,
+    access: &str,
+    body: Value,
+) -> (Value, T) {
+    let (status, started) = post(client, at, path, access, body).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let options = serde_json::from_value(started["options"].clone()).unwrap();
+    (started["ceremony_id"].clone(), options)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_WEBAUTHN_RP_ID", "localhost"),
         ("SESSIOND_WEBAUTHN_ORIGINS", ORIGIN),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, _) = p.parts();
     let origin = Url::parse(ORIGIN).unwrap();
-    let s = signed_in(&client, &a, "passkey-two@example.com").await;
+    let s = signed_in(client, a, "passkey-two@example.com").await;
     let mut authenticator = Authenticator::new();
 
     // Registration: started through A, finished through B.
-    let (status, started) = post(
-        &client,
-        &a,
+    let (ceremony, options): (_, CreationChallengeResponse) = start(
+        client,
+        a,
         "/v1/auth/passkeys/register/start",
         &s.access,
         json!({"name": "Laptop"}),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{started}");
-    let options: CreationChallengeResponse =
-        serde_json::from_value(started["options"].clone()).unwrap();
     let credential = authenticator
         .do_registration(origin.clone(), options)
         .unwrap();
+    let finish = json!({"ceremony_id": ceremony, "credential": credential});
     let (status, body) = post(
-        &client,
-        &b,
+        client,
+        b,
         "/v1/auth/passkeys/register/finish",
         &s.access,
-        json!({"ceremony_id": started["ceremony_id"], "credential": credential}),
+        finish,
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // A's actor holds the session at aal 1 (a refresh through A loads and rotates it).
-    let r = refresh(&client, &a, &s.refresh).await;
+    let r = refresh(client, a, &s.refresh).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let s = Tokens::from_body(&r.body);
+    let s = Tokens::from_body(r.body.clone());
     assert_eq!(claims(&s.access)["aal"], 1);
 
     // Step-up: started through A, finished through B.
-    let (status, started) = post(
-        &client,
-        &a,
+    let (ceremony, options): (_, RequestChallengeResponse) = start(
+        client,
+        a,
         "/v1/auth/passkeys/step-up/start",
         &s.access,
         json!({}),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{started}");
-    let options: RequestChallengeResponse =
-        serde_json::from_value(started["options"].clone()).unwrap();
     let credential = authenticator.do_authentication(origin, options).unwrap();
+    let finish = json!({"ceremony_id": ceremony, "credential": credential});
     let (status, body) = post(
-        &client,
-        &b,
+        client,
+        b,
         "/v1/auth/passkeys/step-up/finish",
         &s.access,
-        json!({"ceremony_id": started["ceremony_id"], "credential": credential}),
+        finish.clone(),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -115,11 +122,11 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
 
     // The ceremony was used up on B: A refuses it too.
     let (status, body) = post(
-        &client,
-        &a,
+        client,
+        a,
         "/v1/auth/passkeys/step-up/finish",
         &s.access,
-        json!({"ceremony_id": started["ceremony_id"], "credential": credential}),
+        finish,
     )
     .await;
     assert_eq!(
@@ -129,7 +136,7 @@ async fn a_step_up_started_on_one_process_finishes_on_the_other_and_both_see_it(
     );
 
     // A answers the new level.
-    let r = refresh(&client, &a, &s.refresh).await;
+    let r = refresh(client, a, &s.refresh).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let token = claims(r.body["access_token"].as_str().unwrap());
     assert_eq!(token["aal"], 2, "{token}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Keys, PASSWORD, Reply, Sessiond, TestDb, http_client, signed_in};
+use crate::support::{PASSWORD, Reply, Sessiond, TwoProcesses, eventually, signed_in};
 
 /// Creates an API key through `at` (a sensitive action).
 async fn create_key(client: &reqwest::Client, at: &Sessiond, access: &str) -> Reply {
@@ -28,29 +28,27 @@ async fn create_key(client: &reqwest::Client, at: &Sessiond, access: &str) -> Re
 async fn a_reauthentication_through_one_process_is_seen_by_the_other_at_once() {
     // Generous for a loaded CI machine, and well below the staleness bound.
     const BOUND: Duration = Duration::from_secs(10);
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_REAUTH_MAX_AGE", "4s"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let s = signed_in(&client, &a, "reauth@example.com").await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, _) = p.parts();
+    let s = signed_in(client, a, "reauth@example.com").await;
 
     // B's actor holds the session (loaded now) and, once the login is old enough, refuses.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = create_key(&client, &b, &s.access).await;
+    let access = s.access.as_str();
+    let (bound, every) = (Duration::from_secs(30), Duration::from_millis(200));
+    eventually("the login never got old", bound, every, || async move {
+        let r = create_key(client, b, access).await;
         if r.status == StatusCode::UNAUTHORIZED {
             r.assert_unauthorized("insufficient_user_authentication", "B before reauth");
-            break;
+            return Ok(());
         }
         assert_eq!(r.status, StatusCode::CREATED, "B fresh login: {}", r.body);
-        assert!(Instant::now() < deadline, "the login never got old");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("{} {}", r.status, r.body))
+    })
+    .await;
 
     // Reauthenticate through A.
     let r = client
@@ -65,7 +63,7 @@ async fn a_reauthentication_through_one_process_is_seen_by_the_other_at_once() {
 
     // B allows the action without waiting for its staleness bound.
     loop {
-        let r = create_key(&client, &b, &s.access).await;
+        let r = create_key(client, b, &s.access).await;
         if r.status == StatusCode::CREATED {
             break;
         }

@@ -174,7 +174,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_zero() {
                 )
             });
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        let child = Tokens::from_body(&reply.body);
+        let child = Tokens::from_body(reply.body.clone());
         assert_eq!(child.session_id, tokens.session_id);
         assert_ne!(child.refresh, tokens.refresh);
         children.push(child);

@@ -3,7 +3,7 @@
 //! direct database inspection.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tempfile::TempDir;
+
+use crate::sessiond_command::{each_line, listening_address, sessiond_command};
 
 /// Every test user's password.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -63,6 +65,41 @@ impl Drop for TestDb {
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test database {}", self.url);
+        }
+    }
+}
+
+/// Two processes, "A" and "B", on one fresh database with the same keys and settings, a client
+/// and a pool for reading the database. Dropping it kills the processes first (field order),
+/// then drops the database.
+pub struct TwoProcesses {
+    pub a: Sessiond,
+    pub b: Sessiond,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub keys: Keys,
+    pub db: TestDb,
+}
+
+impl TwoProcesses {
+    /// The two processes, the client and the pool.
+    pub fn parts(&self) -> (&Sessiond, &Sessiond, &reqwest::Client, &PgPool) {
+        (&self.a, &self.b, &self.client, &self.pool)
+    }
+
+    pub async fn start(settings: &[(&str, &str)]) -> TwoProcesses {
+        let db = TestDb::fresh().await;
+        let keys = Keys::generate();
+        let a = Sessiond::start("A", &db, &keys, settings).await;
+        let b = Sessiond::start("B", &db, &keys, settings).await;
+        let pool = db.pool().await;
+        TwoProcesses {
+            db,
+            keys,
+            a,
+            b,
+            client: http_client(),
+            pool,
         }
     }
 }
@@ -118,6 +155,49 @@ pub async fn token_history(pool: &PgPool, session_id: &str) -> TokenHistory {
         min_generation,
         max_generation,
     }
+}
+
+/// One round of two processes sent the same token at once: both answered the same child, and
+/// it is new (recorded in `seen`).
+pub fn assert_same_new_child(
+    round: usize,
+    (first, second): (&Sessiond, &Sessiond),
+    (child1, child2): (&str, &str),
+    seen: &mut std::collections::HashSet<String>,
+) {
+    assert_eq!(
+        child1, child2,
+        "round {round}: {} and {} must answer the same child for the same token",
+        first.name, second.name
+    );
+    assert!(
+        seen.insert(child1.to_owned()),
+        "round {round}: the child repeats an earlier token"
+    );
+}
+
+/// After a round: the stored `what` (session or grant) `id` rotated exactly once since
+/// `previous`, is still active, and has one history row per generation since `first`. Returns
+/// the row.
+pub async fn assert_rotated_once(
+    pool: &PgPool,
+    id: &str,
+    (round, what): (usize, &str),
+    previous: &StoredSession,
+    first: i64,
+) -> StoredSession {
+    let now = stored_session(pool, id).await;
+    assert_eq!(
+        now.generation,
+        previous.generation + 1,
+        "round {round}: one presented generation must rotate exactly once"
+    );
+    assert_eq!(
+        now.status, "active",
+        "round {round}: the {what} must never be compromised"
+    );
+    assert_one_row_per_generation(pool, id, first, now.generation).await;
+    now
 }
 
 /// Asserts that the history holds exactly one row (with its own hash) per generation from
@@ -206,36 +286,20 @@ impl Sessiond {
         keys: &Keys,
         settings: &[(&str, &str)],
     ) -> Sessiond {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-        cmd.env_clear();
-        for var in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
-        cmd.env("DATABASE_URL", database_url)
-            .env("SESSIOND_BIND", "127.0.0.1:0")
-            .env("SESSIOND_SIGNING_KEY_FILE", &keys.signing_key_file)
-            .env("SESSIOND_REFRESH_KEY", &keys.refresh_key)
-            .env("SESSIOND_ARGON2_MEMORY_KIB", "1024")
-            .env("SESSIOND_ARGON2_ITERATIONS", "1")
-            .env("SESSIOND_ARGON2_PARALLELISM", "1")
-            // Every client is 127.0.0.1: no rate limits unless a test sets them.
-            .env("SESSIOND_RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        for (key, value) in settings {
-            cmd.env(key, value);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "{name}: cannot start {}: {e}",
-                env!("CARGO_BIN_EXE_sessiond")
-            )
-        });
+        let signing_key_file = keys.signing_key_file.display().to_string();
+        let mut all = vec![
+            ("SESSIOND_SIGNING_KEY_FILE", signing_key_file.as_str()),
+            ("SESSIOND_REFRESH_KEY", keys.refresh_key.as_str()),
+        ];
+        all.extend_from_slice(settings);
+        let mut child = sessiond_command(database_url, &all)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: cannot start {}: {e}",
+                    env!("CARGO_BIN_EXE_sessiond")
+                )
+            });
         let stderr = child.stderr.take().expect("stderr is piped");
 
         let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
@@ -387,15 +451,8 @@ impl Drop for Sessiond {
 
 fn drain_stderr(stderr: impl Read, tail: Tail, address_tx: tokio::sync::oneshot::Sender<String>) {
     let mut address_tx = Some(address_tx);
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
+    each_line(stderr, |line| {
+        let line = strip_ansi(&line);
         if address_tx.is_some()
             && let Some(address) = listening_address(&line)
             && let Some(tx) = address_tx.take()
@@ -407,20 +464,7 @@ fn drain_stderr(stderr: impl Read, tail: Tail, address_tx: tokio::sync::oneshot:
             tail.pop_front();
         }
         tail.push_back(line);
-    }
-}
-
-/// `127.0.0.1:PORT` from a line containing `sessiond listening on http://127.0.0.1:PORT`.
-pub fn listening_address(line: &str) -> Option<String> {
-    const MARK: &str = "sessiond listening on http://";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let address: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']'))
-        .collect();
-    let (host, port) = address.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    (!host.is_empty() && port != 0).then(|| format!("{host}:{port}"))
+    });
 }
 
 /// Removes ANSI escape sequences (colours), in case the logger adds them.
@@ -446,6 +490,34 @@ fn strip_ansi(line: &str) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
+
+/// Calls `attempt` every `every` until it answers `Ok`, and returns that; fails naming `what`
+/// and the last `Err` (the state it saw) once `bound` has passed. A liveness bound for
+/// polling, not a timing assertion.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    bound: Duration,
+    every: Duration,
+    mut attempt: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        let last = match attempt().await {
+            Ok(done) => return done,
+            Err(last) => last,
+        };
+        assert!(
+            started.elapsed() < bound,
+            "{what} after {:?}: {last}",
+            started.elapsed()
+        );
+        tokio::time::sleep(every).await;
+    }
+}
 
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -500,28 +572,7 @@ async fn reply(response: reqwest::Response) -> reqwest::Result<Reply> {
     Ok(Reply { status, body })
 }
 
-/// What login and refresh answer, parsed.
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
-}
-
-impl Tokens {
-    pub fn from_body(body: &Value) -> Tokens {
-        let field = |v: &Value| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("incomplete token response: {body}"))
-                .to_owned()
-        };
-        Tokens {
-            access: field(&body["access_token"]),
-            refresh: field(&body["refresh_token"]),
-            session_id: field(&body["session"]["id"]),
-        }
-    }
-}
+pub use crate::tokens::Tokens;
 
 pub async fn post_json(
     client: &reqwest::Client,
@@ -563,7 +614,7 @@ pub async fn login(client: &reqwest::Client, at: &Sessiond, email: &str) -> Toke
         at.name,
         r.body
     );
-    Tokens::from_body(&r.body)
+    Tokens::from_body(r.body.clone())
 }
 
 /// Registers a new user and logs it in.

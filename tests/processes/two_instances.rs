@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::support::{
-    Keys, Reply, Sessiond, TestDb, assert_one_row_per_generation, http_client, login, logout, me,
-    metric, refresh, revoke_session, run_command, signed_in, stored_session,
+    Reply, Sessiond, TwoProcesses, assert_one_row_per_generation, assert_rotated_once,
+    assert_same_new_child, eventually, login, logout, me, metric, refresh, revoke_session,
+    run_command, signed_in, stored_session,
 };
 
 const ROUNDS: usize = 100;
@@ -22,19 +23,15 @@ const ROUNDS: usize = 100;
 /// (one rotation, one `refresh_tokens` row per generation) and the session stays active.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_through_two_processes_rotate_each_generation_once() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_GRACE_WINDOW", "30s")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
-    let tokens = signed_in(&client, &a, "twins@example.com").await;
+    let tokens = signed_in(client, a, "twins@example.com").await;
     let id = tokens.session_id.clone();
-    let start = stored_session(&pool, &id).await;
+    let start = stored_session(pool, &id).await;
     assert_eq!(start.status, "active", "a new session is active");
-    assert_one_row_per_generation(&pool, &id, start.generation, start.generation).await;
+    assert_one_row_per_generation(pool, &id, start.generation, start.generation).await;
 
     let mut token = tokens.refresh;
     let mut seen: HashSet<String> = HashSet::from([token.clone()]);
@@ -43,8 +40,8 @@ async fn concurrent_refreshes_through_two_processes_rotate_each_generation_once(
         // Alternate which process is sent the request first.
         let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let (r1, r2) = tokio::join!(
-            refresh(&client, first, &token),
-            refresh(&client, second, &token)
+            refresh(client, first, &token),
+            refresh(client, second, &token)
         );
         for (process, r) in [(first, &r1), (second, &r2)] {
             assert_eq!(
@@ -63,42 +60,25 @@ async fn concurrent_refreshes_through_two_processes_rotate_each_generation_once(
             );
         }
         let (child1, child2) = (r1.refresh_token(), r2.refresh_token());
-        assert_eq!(
-            child1, child2,
-            "round {round}: {} and {} must answer the same child for the same token",
-            first.name, second.name
-        );
-        assert!(
-            seen.insert(child1.clone()),
-            "round {round}: the child repeats an earlier token"
-        );
+        assert_same_new_child(round, (first, second), (&child1, &child2), &mut seen);
 
-        let now = stored_session(&pool, &id).await;
-        assert_eq!(
-            now.generation,
-            previous.generation + 1,
-            "round {round}: one presented generation must rotate exactly once"
-        );
-        assert_eq!(
-            now.status, "active",
-            "round {round}: the session must never be compromised"
-        );
+        let now =
+            assert_rotated_once(pool, &id, (round, "session"), &previous, start.generation).await;
         assert!(
             now.version > previous.version,
             "round {round}: a rotation is a write (version {} -> {})",
             previous.version,
             now.version
         );
-        assert_one_row_per_generation(&pool, &id, start.generation, now.generation).await;
         previous = now;
         token = child1;
     }
     assert_eq!(previous.generation, start.generation + ROUNDS as i64);
 
     // The last child is current on both processes: it rotates once more, through either.
-    let r = refresh(&client, &b, &token).await;
+    let r = refresh(client, b, &token).await;
     assert_eq!(r.status, StatusCode::OK, "B: {}", r.body);
-    let end = stored_session(&pool, &id).await;
+    let end = stored_session(pool, &id).await;
     assert_eq!(end.generation, previous.generation + 1);
     assert_eq!(end.status, "active");
 }
@@ -113,20 +93,16 @@ async fn a_revoke_through_one_process_is_seen_by_the_other_through_the_change_fe
     // Generous for a loaded CI machine; the observed delay is printed (milliseconds).
     const BOUND: Duration = Duration::from_secs(10);
 
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "30s"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
     // --- Logout through A, /me through B.
-    let s1 = signed_in(&client, &a, "revoked@example.com").await;
-    let r = me(&client, &b, &s1.access).await;
+    let s1 = signed_in(client, a, "revoked@example.com").await;
+    let r = me(client, b, &s1.access).await;
     assert_eq!(
         r.status,
         StatusCode::OK,
@@ -134,7 +110,7 @@ async fn a_revoke_through_one_process_is_seen_by_the_other_through_the_change_fe
         r.body
     );
 
-    let r = logout(&client, &a, &s1.access).await;
+    let r = logout(client, a, &s1.access).await;
     assert_eq!(
         r.status,
         StatusCode::NO_CONTENT,
@@ -142,47 +118,44 @@ async fn a_revoke_through_one_process_is_seen_by_the_other_through_the_change_fe
         r.body
     );
 
-    assert_eq!(
-        stored_session(&pool, &s1.session_id).await.status,
-        "revoked"
-    );
-    me(&client, &a, &s1.access)
+    assert_eq!(stored_session(pool, &s1.session_id).await.status, "revoked");
+    me(client, a, &s1.access)
         .await
         .assert_unauthorized("session_revoked", "A /me right after its own revoke");
 
-    let delay = until_revoked_through(&client, &b, &s1.access, BOUND).await;
+    let delay = until_revoked_through(client, b, &s1.access, BOUND).await;
     println!("observed revocation delay through B: {delay:?} (staleness {STALENESS:?})");
 
-    refresh(&client, &b, &s1.refresh)
+    refresh(client, b, &s1.refresh)
         .await
         .assert_unauthorized("session_revoked", "B refresh of the logged-out session");
 
     // --- A refresh through B right after a revoke through A: no waiting for staleness.
-    let s2 = login(&client, &a, "revoked@example.com").await;
-    let s3 = login(&client, &a, "revoked@example.com").await;
+    let s2 = login(client, a, "revoked@example.com").await;
+    let s3 = login(client, a, "revoked@example.com").await;
     // B loads s2 now, so its copy is fresh when A revokes it.
-    let r = me(&client, &b, &s2.access).await;
+    let r = me(client, b, &s2.access).await;
     assert_eq!(r.status, StatusCode::OK, "B /me of s2: {}", r.body);
-    let r = revoke_session(&client, &a, &s3.access, &s2.session_id).await;
+    let r = revoke_session(client, a, &s3.access, &s2.session_id).await;
     assert_eq!(
         r.status,
         StatusCode::NO_CONTENT,
         "DELETE s2 through A: {}",
         r.body
     );
-    refresh(&client, &b, &s2.refresh)
+    refresh(client, b, &s2.refresh)
         .await
         .assert_unauthorized("session_revoked", "B refresh right after A revoked s2");
-    let stored = stored_session(&pool, &s2.session_id).await;
+    let stored = stored_session(pool, &s2.session_id).await;
     assert_eq!(
         stored.status, "revoked",
         "s2 stays revoked, not compromised"
     );
 
     // The third session was untouched by all of this.
-    let r = refresh(&client, &b, &s3.refresh).await;
+    let r = refresh(client, b, &s3.refresh).await;
     assert_eq!(r.status, StatusCode::OK, "B refresh of s3: {}", r.body);
-    let r = me(&client, &b, &s3.access).await;
+    let r = me(client, b, &s3.access).await;
     assert_eq!(r.status, StatusCode::OK, "B /me of s3: {}", r.body);
 }
 
@@ -194,40 +167,39 @@ async fn until_revoked_through(
     bound: Duration,
 ) -> Duration {
     let started = Instant::now();
-    loop {
-        let r = me(client, b, access).await;
-        match r.status {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED => {
-                r.assert_unauthorized("session_revoked", "B /me after the revoke");
-                return started.elapsed();
+    let every = Duration::from_millis(20);
+    eventually(
+        "B still accepted the revoked session",
+        bound,
+        every,
+        || async move {
+            let r = me(client, b, access).await;
+            match r.status {
+                StatusCode::OK => Err(format!("200 {}", r.body)),
+                StatusCode::UNAUTHORIZED => {
+                    r.assert_unauthorized("session_revoked", "B /me after the revoke");
+                    Ok(())
+                }
+                other => panic!("B /me after the revoke: unexpected {other} {}", r.body),
             }
-            other => panic!("B /me after the revoke: unexpected {other} {}", r.body),
-        }
-        assert!(
-            started.elapsed() < bound,
-            "B still accepted the revoked session after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        },
+    )
+    .await;
+    started.elapsed()
 }
 
 /// A display name changed through A shows in B's `/me` at once (B may cache profiles for
 /// ten minutes here), and B's own change shows in A's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_change_through_one_process_is_seen_by_the_other() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, _) = p.parts();
 
-    let s = signed_in(&client, &a, "renamed@example.com").await;
+    let s = signed_in(client, a, "renamed@example.com").await;
     for (writer, reader, name) in [(&a, &b, "Ada"), (&b, &a, "Grace"), (&a, &b, "Ada L.")] {
         // The reader caches the current profile first.
-        let r = me(&client, reader, &s.access).await;
+        let r = me(client, reader, &s.access).await;
         assert_eq!(r.status, StatusCode::OK, "{} /me: {}", reader.name, r.body);
         let r = client
             .patch(writer.url("/v1/auth/me"))
@@ -237,22 +209,19 @@ async fn a_profile_change_through_one_process_is_seen_by_the_other() {
             .await
             .expect("PATCH /v1/auth/me");
         assert_eq!(r.status(), StatusCode::OK, "{} PATCH", writer.name);
-        let started = Instant::now();
-        loop {
-            let r = me(&client, reader, &s.access).await;
+        let what = format!("{} still shows another name than {name}", reader.name);
+        let (client, access) = (&client, s.access.as_str());
+        let (bound, every) = (Duration::from_secs(10), Duration::from_millis(20));
+        eventually(&what, bound, every, || async move {
+            let r = me(client, reader, access).await;
             assert_eq!(r.status, StatusCode::OK, "{} /me: {}", reader.name, r.body);
             if r.body["user"]["name"] == name {
-                break;
+                Ok(())
+            } else {
+                Err(format!("it shows {}", r.body["user"]["name"]))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{} still shows {} after {:?}",
-                reader.name,
-                r.body["user"]["name"],
-                started.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -261,28 +230,24 @@ async fn a_profile_change_through_one_process_is_seen_by_the_other() {
 /// around the cut is still seen by B, and B counts the reconnection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
-    let s = signed_in(&client, &a, "cut@example.com").await;
-    let r = me(&client, &b, &s.access).await;
+    let s = signed_in(client, a, "cut@example.com").await;
+    let r = me(client, b, &s.access).await;
     assert_eq!(r.status, StatusCode::OK, "B /me before: {}", r.body);
 
     let cut: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND query LIKE 'LISTEN%'",
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .expect("terminating the LISTEN backends");
     assert_eq!(cut, [true, true], "one LISTEN connection per process");
     // Right away, most likely while nobody listens: the notification is lost.
-    let r = logout(&client, &a, &s.access).await;
+    let r = logout(client, a, &s.access).await;
     assert_eq!(
         r.status,
         StatusCode::NO_CONTENT,
@@ -290,28 +255,29 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
         r.body
     );
 
-    let delay = until_revoked_through(&client, &b, &s.access, Duration::from_secs(10)).await;
+    let delay = until_revoked_through(client, b, &s.access, Duration::from_secs(10)).await;
     println!("revocation seen through B {delay:?} after the cut");
 
-    let started = Instant::now();
-    loop {
-        let (reconnects, metrics) =
-            metric(&client, &b, "sessiond_change_feed_reconnects_total").await;
-        let reconnects = reconnects.unwrap_or(0.0);
-        if reconnects >= 1.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "B never counted a reconnection:\n{}",
-            metrics
-                .lines()
-                .filter(|l| l.contains("change_feed"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (bound, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    eventually(
+        "B never counted a reconnection",
+        bound,
+        every,
+        || async move {
+            let (reconnects, metrics) =
+                metric(client, b, "sessiond_change_feed_reconnects_total").await;
+            if reconnects.unwrap_or(0.0) >= 1.0 {
+                Ok(())
+            } else {
+                Err(metrics
+                    .lines()
+                    .filter(|l| l.contains("change_feed"))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            }
+        },
+    )
+    .await;
 }
 
 /// The review's finding, with real processes: B rotates g0 → g1 and keeps g1 in memory; A then
@@ -322,42 +288,38 @@ async fn a_revoke_around_a_lost_feed_connection_is_still_seen() {
 /// can explain the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry() {
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [
         ("SESSIOND_STALENESS", "10m"),
         ("SESSIOND_GRACE_WINDOW", "10m"),
     ];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
-    let g0 = signed_in(&client, &a, "replayed@example.com").await;
+    let g0 = signed_in(client, a, "replayed@example.com").await;
     let id = g0.session_id.clone();
-    let start = stored_session(&pool, &id).await.generation;
+    let start = stored_session(pool, &id).await.generation;
 
     // B serves the first rotation: its actor now holds g1 (current) and g0 (previous).
-    let r = refresh(&client, &b, &g0.refresh).await;
+    let r = refresh(client, b, &g0.refresh).await;
     assert_eq!(r.status, StatusCode::OK, "B rotates g0: {}", r.body);
     let g1 = r.refresh_token();
     // A serves the next two: the committed row is at g3; B's memory is not told.
-    let r = refresh(&client, &a, &g1).await;
+    let r = refresh(client, a, &g1).await;
     assert_eq!(r.status, StatusCode::OK, "A rotates g1: {}", r.body);
-    let r = refresh(&client, &a, &r.refresh_token()).await;
+    let r = refresh(client, a, &r.refresh_token()).await;
     assert_eq!(r.status, StatusCode::OK, "A rotates g2: {}", r.body);
     let g3 = r.refresh_token();
-    assert_eq!(stored_session(&pool, &id).await.generation, start + 3);
+    assert_eq!(stored_session(pool, &id).await.generation, start + 3);
 
-    refresh(&client, &b, &g0.refresh).await.assert_unauthorized(
+    refresh(client, b, &g0.refresh).await.assert_unauthorized(
         "refresh_token_reused",
         "g0 replayed through B (whose memory calls it the previous generation)",
     );
-    let stored = stored_session(&pool, &id).await;
+    let stored = stored_session(pool, &id).await;
     assert_eq!(stored.status, "compromised");
     assert_eq!(stored.generation, start + 3, "the replay rotated nothing");
     for process in [&a, &b] {
-        refresh(&client, process, &g3).await.assert_unauthorized(
+        refresh(client, process, &g3).await.assert_unauthorized(
             "session_compromised",
             &format!("{}: the live token after the replay", process.name),
         );
@@ -373,17 +335,13 @@ async fn a_replayed_ancestor_through_a_stale_process_is_reuse_not_a_grace_retry(
 async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     const BOUND: Duration = Duration::from_secs(10);
     const EMAIL: &str = "disabled@example.com";
-    let db = TestDb::fresh().await;
-    let keys = Keys::generate();
     let settings = [("SESSIOND_STALENESS", "10m")];
-    let a = Sessiond::start("A", &db, &keys, &settings).await;
-    let b = Sessiond::start("B", &db, &keys, &settings).await;
-    let client = http_client();
-    let pool = db.pool().await;
+    let p = TwoProcesses::start(&settings).await;
+    let (a, b, client, pool) = p.parts();
 
-    let s1 = signed_in(&client, &a, EMAIL).await;
-    let s2 = login(&client, &b, EMAIL).await;
-    let other = signed_in(&client, &b, "other@example.com").await;
+    let s1 = signed_in(client, a, EMAIL).await;
+    let s2 = login(client, b, EMAIL).await;
+    let other = signed_in(client, b, "other@example.com").await;
     let created = client
         .post(a.url("/v1/auth/api-keys"))
         .bearer_auth(&s1.access)
@@ -403,7 +361,7 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     ];
     for process in [&a, &b] {
         for (what, credential) in &credentials {
-            for r in answers(&client, process, credential).await {
+            for r in answers(client, process, credential).await {
                 assert_eq!(
                     r.status,
                     StatusCode::OK,
@@ -415,7 +373,7 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
         }
     }
 
-    let out = run_command(&db, &keys, &["user", "disable", EMAIL]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "disable", EMAIL]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -435,7 +393,7 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     let started = Instant::now();
     for process in [&a, &b] {
         for (what, credential) in &credentials {
-            until_account_disabled(&client, process, what, credential, started + BOUND).await;
+            until_account_disabled(client, process, what, credential, started + BOUND).await;
         }
     }
     println!(
@@ -443,15 +401,15 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
         started.elapsed()
     );
     for (process, tokens) in [(&a, &s2), (&b, &s1)] {
-        refresh(&client, process, &tokens.refresh)
+        refresh(client, process, &tokens.refresh)
             .await
             .assert_unauthorized("account_disabled", &format!("{} refresh", process.name));
     }
     for id in [&s1.session_id, &s2.session_id] {
-        assert_eq!(stored_session(&pool, id).await.status, "revoked");
+        assert_eq!(stored_session(pool, id).await.status, "revoked");
     }
     let r = crate::support::post_json(
-        &client,
+        client,
         &a.url("/v1/auth/sessions"),
         &serde_json::json!({"email": EMAIL, "password": crate::support::PASSWORD}),
     )
@@ -459,30 +417,30 @@ async fn disabling_an_account_with_the_cli_is_seen_by_both_instances() {
     .expect("login");
     r.assert_unauthorized("invalid_credentials", "login of the disabled account");
     // The other account is untouched.
-    let r = me(&client, &a, &other.access).await;
+    let r = me(client, a, &other.access).await;
     assert_eq!(r.status, StatusCode::OK, "other account: {}", r.body);
 
-    let out = run_command(&db, &keys, &["user", "enable", EMAIL]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "enable", EMAIL]).await;
     assert!(
         out.status.success(),
         "sessiond user enable failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let again = login(&client, &b, EMAIL).await;
-    let r = me(&client, &a, &again.access).await;
+    let again = login(client, b, EMAIL).await;
+    let r = me(client, a, &again.access).await;
     assert_eq!(r.status, StatusCode::OK, "after enable: {}", r.body);
 
     let kinds: Vec<String> = sqlx::query_scalar(
         "SELECT kind FROM audit_events WHERE kind IN ('account_disabled', 'account_enabled') \
          ORDER BY id",
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .expect("reading audit_events");
     assert_eq!(kinds, ["account_disabled", "account_enabled"]);
 
     // An unknown account is an error, with a non-zero exit.
-    let out = run_command(&db, &keys, &["user", "disable", "nobody@example.com"]).await;
+    let out = run_command(&p.db, &p.keys, &["user", "disable", "nobody@example.com"]).await;
     assert!(
         !out.status.success(),
         "disabling an unknown account must fail"
