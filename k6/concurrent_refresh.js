@@ -23,7 +23,7 @@ import exec from 'k6/execution';
 import { Counter } from 'k6/metrics';
 import {
   SMOKE, body, checkTokenResponse, envInt, loadSeedFile, pick, readMetric, refresh, seeds,
-  summaryWriter,
+  SUMMARY_TREND_STATS, summaryWriter,
 } from './lib/common.js';
 
 const VUS = envInt('VUS', pick(10, 100));
@@ -51,7 +51,7 @@ export const options = {
     },
     SMOKE ? {} : { 'http_req_duration{name:concurrent_refresh}': ['p(99)<100'] },
   ),
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+  summaryTrendStats: SUMMARY_TREND_STATS,
 };
 
 const ROTATED = ['sessiond_refresh_total', { outcome: 'rotated' }];

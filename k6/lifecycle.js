@@ -9,7 +9,7 @@ import { check, group } from 'k6';
 import { Counter } from 'k6/metrics';
 import {
   DEFAULT_PASSWORD, EXPECT_401, RUN_ID, SMOKE, body, checkTokenResponse, envInt, errorCode, listSessions,
-  login, logout, me, pick, refresh, register, summaryWriter,
+  login, logout, me, pick, refresh, register, SUMMARY_TREND_STATS, summaryWriter,
 } from './lib/common.js';
 
 const REFRESHES = envInt('REFRESHES', 5);
@@ -48,7 +48,7 @@ export const options = {
           'http_req_duration{name:logout}': ['p(99)<100'],
         },
   ),
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+  summaryTrendStats: SUMMARY_TREND_STATS,
 };
 
 export default function () {

@@ -15,7 +15,7 @@ import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import {
   SMOKE, body, checkTokenResponse, envInt, errorCode, loadSeedFile, login, pick, refresh, seeds,
-  summaryWriter,
+  SUMMARY_TREND_STATS, summaryWriter,
 } from './lib/common.js';
 import http from 'k6/http';
 
@@ -77,7 +77,7 @@ export const options = {
           login_shed_duration: ['p(99)<100'],
         },
   ),
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+  summaryTrendStats: SUMMARY_TREND_STATS,
 };
 
 export function setup() {

@@ -6,7 +6,9 @@
 // The read never consumes a token, so one seed file can be reused by many runs.
 
 import { check } from 'k6';
-import { SMOKE, body, envInt, loadSeedFile, me, pick, seeds, summaryWriter } from './lib/common.js';
+import {
+  body, constantRateOptions, envInt, loadSeedFile, me, pick, seeds, summaryWriter,
+} from './lib/common.js';
 
 const RATE = envInt('RATE', pick(30, 2000));
 const DURATION = __ENV.DURATION || pick('4s', '60s');
@@ -15,30 +17,12 @@ const SESSIONS = envInt('SESSIONS', pick(10, 10000));
 const P99_MS = envInt('P99_MS', 5);
 const fileSeeds = loadSeedFile('me_read');
 
-export const options = {
-  setupTimeout: '300s',
-  scenarios: {
-    me_read: {
-      executor: 'constant-arrival-rate',
-      rate: RATE,
-      timeUnit: '1s',
-      duration: DURATION,
-      preAllocatedVUs: MAX_VUS,
-      maxVUs: MAX_VUS,
-      gracefulStop: '10s',
-    },
-  },
-  thresholds: Object.assign(
-    {
-      checks: ['rate>0.99'],
-      http_req_failed: ['rate<0.01'],
-      'http_reqs{name:me}': ['count>0'],
-      dropped_iterations: [SMOKE ? 'count<50' : `count<${Math.max(1, Math.floor(RATE * 0.01 * 60))}`],
-    },
-    SMOKE ? {} : { 'http_req_duration{name:me}': [`p(99)<${P99_MS}`] },
-  ),
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
-};
+export const options = constantRateOptions('me_read', 'me', {
+  rate: RATE,
+  duration: DURATION,
+  maxVus: MAX_VUS,
+  p99Ms: P99_MS,
+});
 
 export function setup() {
   return { sessions: seeds(fileSeeds, 'me', SESSIONS, 10).map((s) => [s.access_token, s.session_id]) };

@@ -11,7 +11,8 @@
 import { check, fail } from 'k6';
 import exec from 'k6/execution';
 import {
-  SMOKE, body, checkTokenResponse, envInt, errorCode, loadSeedFile, pick, refresh, seeds, summaryWriter,
+  body, checkTokenResponse, constantRateOptions, envInt, errorCode, loadSeedFile, pick, refresh, seeds,
+  summaryWriter,
 } from './lib/common.js';
 
 const RATE = envInt('RATE', pick(20, 1000));
@@ -21,31 +22,12 @@ const SESSIONS = envInt('SESSIONS', pick(20, 10000));
 const P99_MS = envInt('P99_MS', 20);
 const fileSeeds = loadSeedFile('refresh_storm');
 
-export const options = {
-  setupTimeout: '300s',
-  scenarios: {
-    refresh_storm: {
-      executor: 'constant-arrival-rate',
-      rate: RATE,
-      timeUnit: '1s',
-      duration: DURATION,
-      preAllocatedVUs: MAX_VUS,
-      maxVUs: MAX_VUS,
-      gracefulStop: '10s',
-    },
-  },
-  thresholds: Object.assign(
-    {
-      checks: ['rate>0.99'],
-      http_req_failed: ['rate<0.01'],
-      'http_reqs{name:refresh}': ['count>0'],
-      // The arrival rate was actually offered (few iterations dropped for lack of VUs).
-      dropped_iterations: [SMOKE ? 'count<50' : `count<${Math.max(1, Math.floor(RATE * 0.01 * 60))}`],
-    },
-    SMOKE ? {} : { 'http_req_duration{name:refresh}': [`p(99)<${P99_MS}`] },
-  ),
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
-};
+export const options = constantRateOptions('refresh_storm', 'refresh', {
+  rate: RATE,
+  duration: DURATION,
+  maxVus: MAX_VUS,
+  p99Ms: P99_MS,
+});
 
 export function setup() {
   if (SESSIONS < MAX_VUS) fail(`SESSIONS (${SESSIONS}) must be at least MAX_VUS (${MAX_VUS})`);

@@ -409,6 +409,11 @@ impl Limiter {
         self.check(class, &subject_hash(account)).await
     }
 
+    /// Applies the credentials quota (new API keys and applications) to a user id.
+    pub async fn check_credentials(&self, user_id: &str) -> Result<(), Limited> {
+        self.check_account(LimitClass::Credentials, user_id).await
+    }
+
     /// Applies the refresh quota to a session.
     pub async fn check_session(&self, session_id: &str) -> Result<(), Limited> {
         self.check(LimitClass::Refresh, session_id).await

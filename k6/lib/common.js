@@ -53,6 +53,42 @@ const JSON_HEADERS = { 'content-type': 'application/json' };
 /** Statuses that are answers, not transport failures, for requests expected to be refused. */
 export const EXPECT_401 = http.expectedStatuses(401);
 
+/** The trend statistics every scenario's summary shows. */
+export const SUMMARY_TREND_STATS = ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'];
+
+/**
+ * The options of a scenario that offers one request at a constant arrival rate (`me_read`,
+ * `refresh_storm`): `scenario` names the scenario, `request` the request's `name` tag. Thresholds:
+ * checks pass, few requests fail, the request ran, and the arrival rate was actually offered
+ * (few iterations dropped for lack of VUs); in the full profile also p99 below `p99Ms`.
+ */
+export function constantRateOptions(scenario, request, { rate, duration, maxVus, p99Ms }) {
+  return {
+    setupTimeout: '300s',
+    scenarios: {
+      [scenario]: {
+        executor: 'constant-arrival-rate',
+        rate,
+        timeUnit: '1s',
+        duration,
+        preAllocatedVUs: maxVus,
+        maxVUs: maxVus,
+        gracefulStop: '10s',
+      },
+    },
+    thresholds: Object.assign(
+      {
+        checks: ['rate>0.99'],
+        http_req_failed: ['rate<0.01'],
+        [`http_reqs{name:${request}}`]: ['count>0'],
+        dropped_iterations: [SMOKE ? 'count<50' : `count<${Math.max(1, Math.floor(rate * 0.01 * 60))}`],
+      },
+      SMOKE ? {} : { [`http_req_duration{name:${request}}`]: [`p(99)<${p99Ms}`] },
+    ),
+    summaryTrendStats: SUMMARY_TREND_STATS,
+  };
+}
+
 /** A unique-enough id for this run, so emails never collide across runs. */
 export const RUN_ID = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 

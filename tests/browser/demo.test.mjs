@@ -24,16 +24,6 @@ function email(what) {
   return `${what}-${n}-${Date.now()}@example.com`;
 }
 
-/** A call to sessiond from the test itself (not through the page). */
-async function api(method, path, { body, token } = {}) {
-  const headers = {};
-  if (body) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const r = await fetch(`${server.base}${path}`, { method, headers, body: body && JSON.stringify(body) });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
-
 async function newContext() {
   const context = await browser.newContext({ viewport: DESKTOP });
   // Rename asks with prompt(), deleting the last second factor with confirm().
@@ -85,7 +75,7 @@ async function registerThroughPage(page, address, { shots = false } = {}) {
   const code = (await page.locator('#dev-code-value').textContent()).trim();
   assert.match(code, /^\d{6}$/);
   // The page shows what the server mailed.
-  const mailed = await api('GET', `/demo/dev/last-code?email=${encodeURIComponent(address)}`);
+  const mailed = await server.api('GET', `/demo/dev/last-code?email=${encodeURIComponent(address)}`);
   assert.equal(mailed.body.code, code);
   if (shots) await screenshots(page, 'verify-email');
   await page.click('#dev-code-use');
@@ -215,7 +205,7 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
     await see(page, page.locator('#passkeys li.empty', { hasText: 'No passkeys yet.' }));
 
     // The server agrees: a password login needs no second factor any more.
-    const login = await api('POST', '/v1/auth/sessions', { body: { email: address, password: PASSWORD } });
+    const login = await server.api('POST', '/v1/auth/sessions', { body: { email: address, password: PASSWORD } });
     assert.equal(login.status, 201, JSON.stringify(login.body));
     await context.close();
   });
@@ -275,9 +265,9 @@ describe(`demo page in Chromium (${BACKEND})`, () => {
       assert.deepEqual(await page.evaluate(() => window.sessiondDemo.whoami()), { status: 200, session: sessionId });
     }
     // The server lists the session as alive.
-    const login = await api('POST', '/v1/auth/sessions', { body: { email: address, password: PASSWORD } });
+    const login = await server.api('POST', '/v1/auth/sessions', { body: { email: address, password: PASSWORD } });
     assert.equal(login.status, 201);
-    const sessions = await api('GET', '/v1/auth/sessions?limit=100', { token: login.body.access_token });
+    const sessions = await server.api('GET', '/v1/auth/sessions?limit=100', { token: login.body.access_token });
     assert.ok(sessions.body.sessions.some((s) => s.id === sessionId), JSON.stringify(sessions.body));
     await context.close();
   });

@@ -20,15 +20,6 @@ let server;
 let browser;
 let callback;
 
-async function api(method, path, { body, token } = {}) {
-  const headers = {};
-  if (body) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const r = await fetch(`${server.base}${path}`, { method, headers, body: body && JSON.stringify(body) });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
-
 /** The application's redirect target: a page that shows what it was given. */
 async function startCallback() {
   const port = await freePort();
@@ -57,16 +48,16 @@ after(async () => {
 test('login → consent → redirect to the application with a code', async () => {
   // An account with a verified address (application creators must have one) and its app.
   const email = `oauth-${Date.now()}@example.com`;
-  const registered = await api('POST', '/v1/auth/register', { body: { email, password: PASSWORD, name: 'Ada' } });
+  const registered = await server.api('POST', '/v1/auth/register', { body: { email, password: PASSWORD, name: 'Ada' } });
   assert.equal(registered.status, 201);
-  const mailed = await api('GET', `/demo/dev/last-code?email=${encodeURIComponent(email)}`);
-  const verified = await api('POST', '/v1/auth/email/verify', {
+  const mailed = await server.api('GET', `/demo/dev/last-code?email=${encodeURIComponent(email)}`);
+  const verified = await server.api('POST', '/v1/auth/email/verify', {
     body: { verification_id: registered.body.verification_id, code: mailed.body.code },
   });
   assert.equal(verified.status, 200, JSON.stringify(verified.body));
-  const login = await api('POST', '/v1/auth/sessions', { body: { email, password: PASSWORD } });
+  const login = await server.api('POST', '/v1/auth/sessions', { body: { email, password: PASSWORD } });
   assert.equal(login.status, 201);
-  const created = await api('POST', '/v1/applications', {
+  const created = await server.api('POST', '/v1/applications', {
     token: login.body.access_token,
     body: { name: 'Acme Dashboard', description: 'Invoices and reports', client_type: 'public',
             redirect_uris: [callback.url], allowed_scopes: ['openid', 'email'] },

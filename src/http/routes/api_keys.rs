@@ -207,10 +207,7 @@ pub async fn create(
     crate::auth::reauth::require_action(&state.auth(), &me.session, ActionClass::ApiKeys).await?;
     state
         .limiter
-        .check_account(
-            crate::ratelimit::LimitClass::Credentials,
-            &me.user_id.to_string(),
-        )
+        .check_credentials(&me.user_id.to_string())
         .await?;
     let now = state.clock.now();
     let ValidRequest {

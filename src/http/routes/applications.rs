@@ -218,10 +218,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     state
         .limiter
-        .check_account(
-            crate::ratelimit::LimitClass::Credentials,
-            &me.user_id.to_string(),
-        )
+        .check_credentials(&me.user_id.to_string())
         .await?;
     let input = ApplicationInput {
         name: body.name,

@@ -52,6 +52,40 @@ fn uploaded(state: &AppState, file: Option<MediaFile>) -> Result<Json<MediaView>
     Ok(view(state, &file))
 }
 
+/// Sets (`Some` upload) or removes (`None`) the caller's avatar.
+async fn change_avatar(
+    state: &AppState,
+    me: &CurrentSession,
+    client: &ClientInfo,
+    upload: Option<Vec<u8>>,
+) -> Result<Option<MediaFile>, ApiError> {
+    let now = state.clock.now();
+    let client = AuditClient::from(client);
+    Ok(media::set_avatar(&state.media, &state.store, me.user_id, upload, now, &client).await?)
+}
+
+/// Sets (`Some` upload) or removes (`None`) the logo of one of the caller's applications.
+async fn change_logo(
+    state: &AppState,
+    me: &CurrentSession,
+    client: &ClientInfo,
+    client_id: &str,
+    upload: Option<Vec<u8>>,
+) -> Result<Option<MediaFile>, ApiError> {
+    let now = state.clock.now();
+    let client = AuditClient::from(client);
+    Ok(media::set_logo(
+        &state.media,
+        &state.store,
+        me.user_id,
+        client_id,
+        upload,
+        now,
+        &client,
+    )
+    .await?)
+}
+
 /// What every upload refuses: the body (413, 415) and the image (413 `image_too_large`).
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum UploadRejected {
@@ -100,15 +134,7 @@ pub async fn set_avatar(
     client: ClientInfo,
     ImageUpload(upload): ImageUpload,
 ) -> Result<Json<MediaView>, ApiError> {
-    let file = media::set_avatar(
-        &state.media,
-        &state.store,
-        me.user_id,
-        Some(upload),
-        state.clock.now(),
-        &AuditClient::from(&client),
-    )
-    .await?;
+    let file = change_avatar(&state, &me, &client, Some(upload)).await?;
     uploaded(&state, file)
 }
 
@@ -129,15 +155,7 @@ pub async fn remove_avatar(
     me: CurrentSession,
     client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
-    media::set_avatar(
-        &state.media,
-        &state.store,
-        me.user_id,
-        None,
-        state.clock.now(),
-        &AuditClient::from(&client),
-    )
-    .await?;
+    change_avatar(&state, &me, &client, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,16 +188,7 @@ pub async fn set_logo(
     Path(client_id): Path<String>,
     ImageUpload(upload): ImageUpload,
 ) -> Result<Json<MediaView>, ApiError> {
-    let file = media::set_logo(
-        &state.media,
-        &state.store,
-        me.user_id,
-        &client_id,
-        Some(upload),
-        state.clock.now(),
-        &AuditClient::from(&client),
-    )
-    .await?;
+    let file = change_logo(&state, &me, &client, &client_id, Some(upload)).await?;
     uploaded(&state, file)
 }
 
@@ -203,16 +212,7 @@ pub async fn remove_logo(
     client: ClientInfo,
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    media::set_logo(
-        &state.media,
-        &state.store,
-        me.user_id,
-        &client_id,
-        None,
-        state.clock.now(),
-        &AuditClient::from(&client),
-    )
-    .await?;
+    change_logo(&state, &me, &client, &client_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

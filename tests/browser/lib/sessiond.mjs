@@ -95,6 +95,15 @@ export async function startSessiond({ backend = 'sqlite' } = {}) {
     backend,
     logPath,
     log: () => readFileSync(logPath, 'utf8'),
+    /** A JSON call to sessiond from the test itself (not through a page): `{status, body}`. */
+    async api(method, path, { body, token } = {}) {
+      const headers = {};
+      if (body) headers['content-type'] = 'application/json';
+      if (token) headers.authorization = `Bearer ${token}`;
+      const r = await fetch(`${base}${path}`, { method, headers, body: body && JSON.stringify(body) });
+      const text = await r.text();
+      return { status: r.status, body: text ? JSON.parse(text) : null };
+    },
     /** Stops sessiond by its PID (SIGTERM, then SIGKILL after 10 s) and removes its data. */
     async stop() {
       if (!gone) {
