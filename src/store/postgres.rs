@@ -14,9 +14,8 @@ use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use super::audit;
 use super::codec::pg_err;
-use super::session_writes::SessionChangeConnection;
+use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 use super::{PURGE_BATCH, generation_to_db};
 
 /// Default pool size; a handful of connections per core is plenty for short transactions.
@@ -46,15 +45,8 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => pg_err("migrate", e),
-                other => StoreError::Other(format!("migrate: {other}")),
-            })
-    }
+    /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
+    pub(super) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
     pub(crate) async fn close(&self) {
         self.pool.close().await;
@@ -88,10 +80,7 @@ impl PgStore {
         &self,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let op = match changes {
-            [one] => one.kind(),
-            _ => "apply batch",
-        };
+        let op = batch_op(changes);
         let mut order: Vec<usize> = (0..changes.len()).collect();
         order.sort_by_key(|&i| changes[i].session_id().as_uuid());
         let mut outcomes = vec![WriteOutcome::Conflict; changes.len()];
@@ -115,22 +104,12 @@ impl PgStore {
             }
             committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
             run.clear();
-            let (outcome, event) = tx.apply_in(&changes[i]).await?;
-            if let Some(event) = event {
-                audit::insert_pg(&mut tx, &event).await?;
-                events.push(event);
-            }
+            let outcome = tx.apply_in(&changes[i], &mut events).await?;
             committed_any |= matches!(outcome, WriteOutcome::Committed { .. });
             outcomes[i] = outcome;
         }
         committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
-        if committed_any {
-            tx.commit().await.map_err(|e| pg_err(op, e))?;
-            audit::log_all(&events);
-        } else {
-            // Nothing was written: release the connection without a commit round trip's fsync.
-            tx.rollback().await.map_err(|e| pg_err(op, e))?;
-        }
+        finish_batch(tx, committed_any, &events, |e| pg_err(op, e)).await?;
         Ok(outcomes)
     }
 

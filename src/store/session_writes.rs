@@ -1,17 +1,19 @@
 //! The writes of accounts and sessions whose SQL both dialects share: creating an account,
-//! inserting a session, the fenced change of one session, and the ping. What differs stays in
+//! inserting a session, the fenced change of one session, the migration and the ping. What differs stays in
 //! `postgres.rs` and `sqlite.rs`: how a duplicate email is recognised, PostgreSQL's batched
 //! rotation (one `UPDATE ... FROM unnest(...)`, not written on SQLite, which has no arrays) and
 //! SQLite's one-transaction batches, and the purge (one short transaction per batch on SQLite,
 //! so other writers get the single writer in between).
 
-use sessiond_actors::ids::UserId;
+use chrono::{DateTime, Utc};
+use sessiond_actors::ids::{SessionId, UserId};
 use sessiond_actors::model::SessionRecord;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use uuid::Uuid;
 
 use super::audit::{
-    AuditConnection, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
+    self, AuditConnection, AuditEvent, compromise_event, login_event, reauthenticated_event,
+    revoke_event,
 };
 use super::dialect::{
     Dialect, DialectConnection, TextList, Ts, for_each_connection, for_each_store,
@@ -20,6 +22,16 @@ use super::records::{session_columns, user_columns};
 use super::{CreateUserError, User, ended_at, generation_to_db};
 
 for_each_store! {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        Self::MIGRATOR
+            .run(self.writer())
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => self.err("migrate")(e),
+                other => StoreError::Other(format!("migrate: {other}")),
+            })
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(self.reader())
@@ -128,13 +140,28 @@ for_each_store! {
 /// The fenced change of one session inside the caller's transaction, on either backend.
 pub(super) trait SessionChangeConnection {
     /// Applies one fenced change: the session update, the token-history row of a rotation,
-    /// and (for a revocation, compromise or re-authentication) the audit event to insert with
-    /// it. Shared by single writes and group-committed batches; on PostgreSQL, rotations take
-    /// this path only in a batch naming one session twice (see `PgStore::apply_batch`).
+    /// and the audit event of a revocation, compromise or re-authentication, inserted with it
+    /// and added to `events` (to log once the transaction has committed). Shared by single
+    /// writes and group-committed batches; on PostgreSQL, rotations take this path only in a
+    /// batch naming one session twice (see `PgStore::apply_batch`).
     async fn apply_in(
         &mut self,
         change: &SessionChange,
-    ) -> Result<(WriteOutcome, Option<AuditEvent>), StoreError>;
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<WriteOutcome, StoreError>;
+
+    /// Ends session `id` with `sql` (a revocation or a compromise: `$3` the time, `$4` the
+    /// reason or class) if its version is still `expected_version`; its new version and its
+    /// user when it was. `op` names the change in errors.
+    async fn end_session(
+        &mut self,
+        sql: &'static str,
+        id: SessionId,
+        expected_version: i64,
+        at: DateTime<Utc>,
+        why: &'static str,
+        op: &'static str,
+    ) -> Result<Option<(i64, Uuid)>, StoreError>;
 }
 
 for_each_connection! {
@@ -142,9 +169,9 @@ for_each_connection! {
         async fn apply_in(
             &mut self,
             change: &SessionChange,
-        ) -> Result<(WriteOutcome, Option<AuditEvent>), StoreError> {
-            let map = self.err(change.kind());
-            match change {
+            events: &mut Vec<AuditEvent>,
+        ) -> Result<WriteOutcome, StoreError> {
+            let won = match change {
                 SessionChange::Rotate {
                     id,
                     expected_version,
@@ -166,9 +193,9 @@ for_each_connection! {
                     .bind(Ts(*at))
                     .fetch_optional(&mut *self)
                     .await
-                    .map_err(map)?;
+                    .map_err(self.err("rotate"))?;
                     let Some(version) = version else {
-                        return Ok((WriteOutcome::Conflict, None));
+                        return Ok(WriteOutcome::Conflict);
                     };
                     sqlx::query(
                         "INSERT INTO refresh_tokens (session_id, generation, token_hash, \
@@ -181,50 +208,50 @@ for_each_connection! {
                     .execute(&mut *self)
                     .await
                     .map_err(self.err("rotate token"))?;
-                    Ok((WriteOutcome::Committed { version }, None))
+                    return Ok(WriteOutcome::Committed { version });
                 }
                 SessionChange::Revoke {
                     id,
                     expected_version,
                     reason,
                     at,
-                } => {
-                    let row: Option<(i64, Uuid)> = sqlx::query_as(
+                } => self
+                    .end_session(
                         "UPDATE sessions SET status = 'revoked', revoked_at = $3, \
                          revoked_reason = $4, ended_at = COALESCE(ended_at, $3), \
                          version = version + 1 \
                          WHERE id = $1 AND version = $2 RETURNING version, user_id",
+                        *id,
+                        *expected_version,
+                        *at,
+                        reason.as_str(),
+                        change.kind(),
                     )
-                    .bind(id.as_uuid())
-                    .bind(expected_version)
-                    .bind(Ts(*at))
-                    .bind(reason.as_str())
-                    .fetch_optional(&mut *self)
-                    .await
-                    .map_err(map)?;
-                    Ok(fenced(row, |user| revoke_event(*id, user, *reason, *at)))
-                }
+                    .await?
+                    .map(|(version, user)| {
+                        (version, revoke_event(*id, UserId(user), *reason, *at))
+                    }),
                 SessionChange::Compromise {
                     id,
                     expected_version,
                     class,
                     at,
-                } => {
-                    let row: Option<(i64, Uuid)> = sqlx::query_as(
+                } => self
+                    .end_session(
                         "UPDATE sessions SET status = 'compromised', compromised_at = $3, \
                          compromise_class = $4, ended_at = COALESCE(ended_at, $3), \
                          version = version + 1 \
                          WHERE id = $1 AND version = $2 RETURNING version, user_id",
+                        *id,
+                        *expected_version,
+                        *at,
+                        class.as_str(),
+                        change.kind(),
                     )
-                    .bind(id.as_uuid())
-                    .bind(expected_version)
-                    .bind(Ts(*at))
-                    .bind(class.as_str())
-                    .fetch_optional(&mut *self)
-                    .await
-                    .map_err(map)?;
-                    Ok(fenced(row, |user| compromise_event(*id, user, *class, *at)))
-                }
+                    .await?
+                    .map(|(version, user)| {
+                        (version, compromise_event(*id, UserId(user), *class, *at))
+                    }),
                 SessionChange::Authenticate {
                     id,
                     expected_version,
@@ -244,28 +271,65 @@ for_each_connection! {
                     .bind(TextList(amr.clone()))
                     .fetch_optional(&mut *self)
                     .await
-                    .map_err(map)?;
-                    Ok(fenced(row, |user| {
-                        reauthenticated_event(*id, user, *aal, amr, *auth_time)
-                    }))
+                    .map_err(self.err("authenticate"))?;
+                    row.map(|(version, user)| {
+                        let event = reauthenticated_event(*id, UserId(user), *aal, amr, *auth_time);
+                        (version, event)
+                    })
                 }
-            }
+            };
+            let Some((version, event)) = won else {
+                return Ok(WriteOutcome::Conflict);
+            };
+            self.insert_audit(&event).await?;
+            events.push(event);
+            Ok(WriteOutcome::Committed { version })
+        }
+
+        async fn end_session(
+            &mut self,
+            sql: &'static str,
+            id: SessionId,
+            expected_version: i64,
+            at: DateTime<Utc>,
+            why: &'static str,
+            op: &'static str,
+        ) -> Result<Option<(i64, Uuid)>, StoreError> {
+            let map = self.err(op);
+            sqlx::query_as(sql)
+                .bind(id.as_uuid())
+                .bind(expected_version)
+                .bind(Ts(at))
+                .bind(why)
+                .fetch_optional(&mut *self)
+                .await
+                .map_err(map)
         }
     }
 }
 
-/// The outcome of a fenced update that returned `(version, user_id)` when it won the fence, with
-/// the audit event `event` makes for the session's user; a `Conflict` (and no event) when the
-/// version had moved on.
-fn fenced(
-    row: Option<(i64, Uuid)>,
-    event: impl FnOnce(UserId) -> AuditEvent,
-) -> (WriteOutcome, Option<AuditEvent>) {
-    match row {
-        Some((version, user)) => (
-            WriteOutcome::Committed { version },
-            Some(event(UserId(user))),
-        ),
-        None => (WriteOutcome::Conflict, None),
+/// How a batch of session changes is named in errors: by its change when it holds one.
+pub(super) fn batch_op(changes: &[SessionChange]) -> &'static str {
+    match changes {
+        [one] => one.kind(),
+        _ => "apply batch",
     }
+}
+
+/// Ends a batch's write transaction: commits it and then logs its audit `events` when `wrote`
+/// (some change won its fence); otherwise nothing was written, and it is rolled back, which
+/// releases the connection (SQLite's one writer) promptly and without a commit's fsync.
+pub(super) async fn finish_batch<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'static, DB>,
+    wrote: bool,
+    events: &[AuditEvent],
+    err: impl Fn(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    if wrote {
+        tx.commit().await.map_err(err)?;
+        audit::log_all(events);
+    } else {
+        tx.rollback().await.map_err(err)?;
+    }
+    Ok(())
 }

@@ -27,9 +27,9 @@ use sqlx::sqlite::{
 };
 
 use super::PURGE_BATCH;
-use super::audit;
+
 use super::codec::{sqlite_err, ts};
-use super::session_writes::SessionChangeConnection;
+use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 
 /// Readers; WAL lets them run alongside the writer.
 const MAX_READERS: u32 = 8;
@@ -107,15 +107,8 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&self.writer)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => sqlite_err("migrate", e),
-                other => StoreError::Other(format!("migrate: {other}")),
-            })
-    }
+    /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
+    pub(super) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
     pub(crate) async fn close(&self) {
         self.reader.close().await;
@@ -139,31 +132,17 @@ impl SqliteStore {
         &self,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let op = match changes {
-            [one] => one.kind(),
-            _ => "apply batch",
-        };
+        let op = batch_op(changes);
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut events = Vec::new();
         let mut tx = self.begin_write(op).await?;
         for change in changes {
-            let (outcome, event) = tx.apply_in(change).await?;
-            if let Some(event) = event {
-                audit::insert_sqlite(&mut tx, &event).await?;
-                events.push(event);
-            }
-            outcomes.push(outcome);
+            outcomes.push(tx.apply_in(change, &mut events).await?);
         }
-        if outcomes
+        let wrote = outcomes
             .iter()
-            .any(|o| matches!(o, WriteOutcome::Committed { .. }))
-        {
-            tx.commit().await.map_err(|e| sqlite_err(op, e))?;
-            audit::log_all(&events);
-        } else {
-            // Release the writer promptly rather than on drop.
-            tx.rollback().await.map_err(|e| sqlite_err(op, e))?;
-        }
+            .any(|o| matches!(o, WriteOutcome::Committed { .. }));
+        finish_batch(tx, wrote, &events, |e| sqlite_err(op, e)).await?;
         Ok(outcomes)
     }
 
