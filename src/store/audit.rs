@@ -214,6 +214,40 @@ pub(super) trait AuditConnection {
     async fn insert_audit(&mut self, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
+/// The audited write transaction, in an [`on_backend!`] body: opens a write transaction `$tx`
+/// of the backend `$db` (errors named `$op`, classified by `$map`) and runs `$write`, the
+/// guarded statement, whose value says whether it wrote. When it did not, rolls back (nothing
+/// was written) and gives false. When it did, runs `$then` (the rest of the change, if any),
+/// inserts the audit event `$event` (a `&AuditEvent`) in the same transaction, commits, logs
+/// the event once committed, and gives true. So the change and its event exist together or
+/// not at all, and the event is logged once.
+///
+/// ```ignore
+/// let deleted = on_backend!(self, |db| audited_write!(db, "delete passkey", event, |tx, map| {
+///     sqlx::query(SQL).bind(id).execute(&mut *tx).await.map_err(map)?.rows_affected() == 1
+/// } then {
+///     tx.replace_recovery_codes(uid, code_hashes, now, "delete passkey").await?;
+/// }));
+/// ```
+macro_rules! audited_write {
+    ($db:ident, $op:expr, $event:expr, |$tx:ident, $map:ident| $write:block $(then $then:block)?) => {{
+        let event: &$crate::store::audit::AuditEvent = $event;
+        let $map = $db.err($op);
+        let mut $tx = $db.begin($op).await?;
+        if $write {
+            $($then)?
+            $crate::store::audit::AuditConnection::insert_audit(&mut *$tx, event).await?;
+            $tx.commit().await.map_err($map)?;
+            event.log();
+            true
+        } else {
+            $tx.rollback().await.map_err($map)?;
+            false
+        }
+    }};
+}
+pub(super) use audited_write;
+
 /// The one statement that differs between the backends: the `details` column is `jsonb` on
 /// PostgreSQL, where bound text needs a cast, and TEXT on SQLite, where a `CAST(... AS jsonb)`
 /// would give the value NUMERIC affinity.
