@@ -188,6 +188,19 @@ impl fmt::Debug for CachedEd25519 {
     }
 }
 
+/// How jsonwebtoken checks an access token signed with `keys` (session or OAuth): the ring's
+/// algorithm, `issuer`, `audience`, and the claims every token carries. Expiry is checked by
+/// hand against the caller's clock (see `verify_at`), so jsonwebtoken's own check is off.
+pub(crate) fn validation(keys: &KeyRing, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(keys.alg().algorithm());
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation
+}
+
 impl AccessTokens {
     /// Tokens from `keys`, for `issuer` and `audience`, living `ttl`.
     pub fn new(
@@ -198,13 +211,7 @@ impl AccessTokens {
     ) -> Self {
         let issuer = issuer.into();
         let audience = audience.into();
-        let mut validation = Validation::new(keys.alg().algorithm());
-        // Expiry is checked by hand against the caller's clock (see `verify_at`).
-        validation.validate_exp = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
+        let validation = validation(&keys, &issuer, &audience);
         let ed25519 = match keys.alg() {
             crate::crypto::keys::SigningAlg::EdDsa => {
                 // The same PKCS#8 bytes jsonwebtoken would parse on every call; should they not
