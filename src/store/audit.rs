@@ -167,26 +167,25 @@ impl AuditEvent {
         let details = Value::Object(self.details.clone());
         let user_id = self.user_id.as_ref().map(tracing::field::display);
         let session_id = self.session_id.as_ref().map(tracing::field::display);
+        let (id, name) = (&self.id, &self.kind);
+        // tracing fixes an event's level where it is written: the one line, at two levels.
+        macro_rules! security_event {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "audit",
+                    event_id = %id,
+                    kind = %name,
+                    user_id,
+                    session_id,
+                    details = %details,
+                    "security event: {}", name
+                )
+            };
+        }
         if self.kind == kind::SESSION_COMPROMISED || self.kind == kind::LOGIN_FAILED {
-            tracing::warn!(
-                target: "audit",
-                event_id = %self.id,
-                kind = %self.kind,
-                user_id,
-                session_id,
-                details = %details,
-                "security event: {}", self.kind
-            );
+            security_event!(warn);
         } else {
-            tracing::info!(
-                target: "audit",
-                event_id = %self.id,
-                kind = %self.kind,
-                user_id,
-                session_id,
-                details = %details,
-                "security event: {}", self.kind
-            );
+            security_event!(info);
         }
     }
 }
