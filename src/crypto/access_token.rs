@@ -612,9 +612,9 @@ mod tests {
             (Some("AT+JWT"), true),
             (Some("application/at+jwt"), true),
         ] {
-            let mut h = header_of(&t);
+            let mut h = header_of(t);
             h.typ = typ.map(String::from);
-            let result = t.verify(&forge(&t, h, &claims));
+            let result = t.verify(&forge(t, h, &claims));
             if ok {
                 assert!(result.is_ok(), "{typ:?}");
             } else {
@@ -665,10 +665,10 @@ mod tests {
             InvalidAccessToken::UnknownKey
         );
 
-        let mut h = header_of(&t);
+        let mut h = header_of(t);
         h.kid = None;
         assert_eq!(
-            t.verify(&forge(&t, h, &claims)).unwrap_err(),
+            t.verify(&forge(t, h, &claims)).unwrap_err(),
             InvalidAccessToken::UnknownKey
         );
     }
