@@ -604,20 +604,22 @@ impl Store {
                 } else {
                     since
                 };
-                removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                    .bind(uid)
-                    .bind(Ts(codes_since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
-                removed.passkeys = sqlx::query(DELETE_PASSKEYS)
-                    .bind(uid)
-                    .bind(Ts(since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                for (sql, from, count) in [
+                    (
+                        DELETE_MFA_RECOVERY_CODES,
+                        codes_since,
+                        &mut removed.recovery_codes,
+                    ),
+                    (DELETE_PASSKEYS, since, &mut removed.passkeys),
+                ] {
+                    *count = sqlx::query(sql)
+                        .bind(uid)
+                        .bind(Ts(from))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                }
                 let event = removed_event(event, removed);
                 if let Some(event) = &event {
                     tx.insert_audit(event).await?;
