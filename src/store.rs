@@ -44,6 +44,7 @@ pub mod purge;
 mod records;
 pub mod second_factor;
 pub mod seed;
+mod session_writes;
 mod sqlite;
 pub mod users;
 pub mod verification;

@@ -115,21 +115,60 @@ async fn lifecycle_create_refresh_check_revoke() {
         Some(RevokeReason::Logout)
     );
 
-    assert!(matches!(
-        e.sessions.refresh(&token).await,
-        Err(SessionError::Rejected(Rejection::Revoked))
-    ));
-    assert!(matches!(
-        e.sessions.check(created.id).await,
-        Err(SessionError::Rejected(Rejection::Revoked))
-    ));
-    assert_eq!(stored(&e, created.id).generation, 5, "nothing issued");
+    assert_ended(&e, created.id, &token, Rejection::Revoked, 5).await;
 
     let stats = e.sessions.stats();
     assert_eq!(stats.activations_new.load(Ordering::SeqCst), 1);
     assert_eq!(stats.activations_loaded.load(Ordering::SeqCst), 0);
     e.sessions.shutdown().await;
     assert_eq!(resident(&e.sessions), 0);
+}
+
+/// Session `id` has ended as `rejection` says: a refresh with `token` and a check are both
+/// refused with it, and nothing was issued (the stored generation is still `generation`).
+async fn assert_ended(
+    e: &Engine,
+    id: SessionId,
+    token: &RefreshToken,
+    rejection: Rejection,
+    generation: u64,
+) {
+    let refresh = rejection_of(e.sessions.refresh(token).await);
+    assert_eq!(refresh, Some(rejection), "refresh");
+    assert_eq!(
+        rejection_of(e.sessions.check(id).await),
+        Some(rejection),
+        "check"
+    );
+    assert_eq!(stored(e, id).generation, generation, "nothing issued");
+}
+
+/// The rejection a call was refused with, if it was.
+fn rejection_of<T>(result: Result<T, SessionError>) -> Option<Rejection> {
+    match result {
+        Err(SessionError::Rejected(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// Replaying `token` is reuse of `class`: refused as such, and session `id` is compromised
+/// for it.
+async fn assert_reuse_compromises(
+    e: &Engine,
+    id: SessionId,
+    token: &RefreshToken,
+    class: ReuseClass,
+) {
+    assert!(
+        matches!(
+            e.sessions.refresh(token).await,
+            Err(SessionError::Reused(c)) if c == class
+        ),
+        "{class:?}"
+    );
+    let s = stored(e, id);
+    assert_eq!(s.status, SessionStatus::Compromised);
+    assert_eq!(s.compromised.map(|(_, class)| class), Some(class));
 }
 
 fn assert_one_rotation(results: Vec<Result<Refreshed, SessionError>>) -> RefreshToken {
@@ -233,27 +272,10 @@ async fn parent_after_grace_is_reuse_and_compromises_the_session() {
 
     e.clock
         .advance(chrono::Duration::seconds(GRACE_SECS) + chrono::Duration::milliseconds(1));
-    assert!(matches!(
-        e.sessions.refresh(&parent).await,
-        Err(SessionError::Reused(ReuseClass::PreviousAfterGrace))
-    ));
-    let s = stored(&e, created.id);
-    assert_eq!(s.status, SessionStatus::Compromised);
-    assert_eq!(
-        s.compromised.map(|(_, class)| class),
-        Some(ReuseClass::PreviousAfterGrace)
-    );
+    assert_reuse_compromises(&e, created.id, &parent, ReuseClass::PreviousAfterGrace).await;
 
     // Every token of the session fails from now on, the legitimate one included.
-    assert!(matches!(
-        e.sessions.refresh(&child).await,
-        Err(SessionError::Rejected(Rejection::Compromised))
-    ));
-    assert!(matches!(
-        e.sessions.check(created.id).await,
-        Err(SessionError::Rejected(Rejection::Compromised))
-    ));
-    assert_eq!(stored(&e, created.id).generation, 1, "nothing issued");
+    assert_ended(&e, created.id, &child, Rejection::Compromised, 1).await;
 }
 
 #[tokio::test]
@@ -264,16 +286,7 @@ async fn grandparent_inside_grace_is_ancestor_reuse() {
     let g2 = e.sessions.refresh(&g1).await.unwrap().refresh_token;
 
     // No time has passed: g0 is inside any window, but it is two generations old.
-    assert!(matches!(
-        e.sessions.refresh(&g0).await,
-        Err(SessionError::Reused(ReuseClass::Ancestor))
-    ));
-    let s = stored(&e, created.id);
-    assert_eq!(s.status, SessionStatus::Compromised);
-    assert_eq!(
-        s.compromised.map(|(_, class)| class),
-        Some(ReuseClass::Ancestor)
-    );
+    assert_reuse_compromises(&e, created.id, &g0, ReuseClass::Ancestor).await;
     assert!(matches!(
         e.sessions.refresh(&g2).await,
         Err(SessionError::Rejected(Rejection::Compromised))
@@ -449,6 +462,36 @@ async fn revoke_elsewhere(store: &MemoryStore, id: SessionId) {
     ));
 }
 
+/// Another instance rotates session `id` (at `version`) to `generation` with `secret`, straight
+/// in the shared store.
+async fn rotate_elsewhere(
+    store: &MemoryStore,
+    id: SessionId,
+    version: i64,
+    generation: u64,
+    secret: &RefreshSecret,
+) {
+    let change = SessionChange::Rotate {
+        id,
+        expected_version: version,
+        new_generation: generation,
+        new_hash: secret.hash(),
+        at: t0(),
+    };
+    store.apply(&change).await.unwrap();
+}
+
+/// A fresh engine and a session of it whose first token another instance has already served
+/// (same key, same derivation), straight in the shared store: the engine, the session, its
+/// first token and the secret the other instance issued for it.
+async fn rotated_elsewhere() -> (Engine, SessionRecord, RefreshToken, RefreshSecret) {
+    let e = engine(config()).await;
+    let (created, token) = e.sessions.create(new_session()).await.unwrap();
+    let theirs = key().derive_child(created.id, 1, &token.secret);
+    rotate_elsewhere(&e.store, created.id, 1, 1, &theirs).await;
+    (e, created, token, theirs)
+}
+
 #[tokio::test]
 async fn checks_answer_from_memory_within_staleness() {
     let e = engine(config()).await; // staleness: one hour
@@ -474,18 +517,8 @@ async fn checks_see_another_instances_write_after_staleness() {
 
 #[tokio::test]
 async fn a_rotation_by_another_instance_turns_our_retry_into_a_grace_retry() {
-    let e = engine(config()).await;
-    let (created, token) = e.sessions.create(new_session()).await.unwrap();
     // Another instance served this token first (same key, same derivation).
-    let theirs = key().derive_child(created.id, 1, &token.secret);
-    let change = SessionChange::Rotate {
-        id: created.id,
-        expected_version: 1,
-        new_generation: 1,
-        new_hash: theirs.hash(),
-        at: t0(),
-    };
-    e.store.apply(&change).await.unwrap();
+    let (e, created, token, theirs) = rotated_elsewhere().await;
 
     let r = e.sessions.refresh(&token).await.unwrap();
     assert_eq!(r.outcome, RefreshOutcome::GraceRetry);
@@ -496,17 +529,7 @@ async fn a_rotation_by_another_instance_turns_our_retry_into_a_grace_retry() {
 
 #[tokio::test]
 async fn a_token_issued_by_another_instance_is_not_mistaken_for_an_unknown_one() {
-    let e = engine(config()).await;
-    let (created, token) = e.sessions.create(new_session()).await.unwrap();
-    let theirs = key().derive_child(created.id, 1, &token.secret);
-    let change = SessionChange::Rotate {
-        id: created.id,
-        expected_version: 1,
-        new_generation: 1,
-        new_hash: theirs.hash(),
-        at: t0(),
-    };
-    e.store.apply(&change).await.unwrap();
+    let (e, created, _, theirs) = rotated_elsewhere().await;
 
     // Our actor's memory knows only generation 0: it must re-read, not answer "invalid".
     let r = e
@@ -530,14 +553,7 @@ async fn an_ancestor_replayed_against_stale_memory_is_still_reuse() {
     let g1 = key().derive_child(created.id, 1, &g0.secret);
     let g2 = key().derive_child(created.id, 2, &g1);
     for (v, g, secret) in [(1, 1, &g1), (2, 2, &g2)] {
-        let change = SessionChange::Rotate {
-            id: created.id,
-            expected_version: v,
-            new_generation: g,
-            new_hash: secret.hash(),
-            at: t0(),
-        };
-        e.store.apply(&change).await.unwrap();
+        rotate_elsewhere(&e.store, created.id, v, g, secret).await;
     }
     assert!(matches!(
         e.sessions.refresh(&g0).await,
@@ -548,19 +564,7 @@ async fn an_ancestor_replayed_against_stale_memory_is_still_reuse() {
 
 #[tokio::test]
 async fn revoke_reloads_after_a_lost_fence() {
-    let e = engine(config()).await;
-    let (created, token) = e.sessions.create(new_session()).await.unwrap();
-    let theirs = key().derive_child(created.id, 1, &token.secret);
-    e.store
-        .apply(&SessionChange::Rotate {
-            id: created.id,
-            expected_version: 1,
-            new_generation: 1,
-            new_hash: theirs.hash(),
-            at: t0(),
-        })
-        .await
-        .unwrap();
+    let (e, created, _, _) = rotated_elsewhere().await;
     e.sessions
         .revoke(created.id, RevokeReason::UserRevoked)
         .await
@@ -716,16 +720,14 @@ async fn authenticate_commits_the_new_level_before_answering_and_never_lowers_it
     new.amr = vec!["pwd".into(), "otp".into()];
     let (created, _) = e.sessions.create(new).await.unwrap();
     let later = t0() + chrono::Duration::minutes(20);
+    let password_again = || Authentication {
+        auth_time: later,
+        aal: 1,
+        amr: vec!["pwd".into()],
+    };
     let answered = e
         .sessions
-        .authenticate(
-            created.id,
-            Authentication {
-                auth_time: later,
-                aal: 1,
-                amr: vec!["pwd".into()],
-            },
-        )
+        .authenticate(created.id, password_again())
         .await
         .unwrap();
     assert_eq!(answered.auth_time, later);
@@ -744,17 +746,7 @@ async fn authenticate_commits_the_new_level_before_answering_and_never_lowers_it
         .revoke(created.id, RevokeReason::Logout)
         .await
         .unwrap();
-    let refused = e
-        .sessions
-        .authenticate(
-            created.id,
-            Authentication {
-                auth_time: later,
-                aal: 1,
-                amr: vec!["pwd".into()],
-            },
-        )
-        .await;
+    let refused = e.sessions.authenticate(created.id, password_again()).await;
     assert!(
         matches!(refused, Err(SessionError::Rejected(Rejection::Revoked))),
         "{refused:?}"
@@ -767,16 +759,14 @@ async fn authenticate_after_another_instance_changed_the_session_reloads_and_com
     let e = engine(config()).await;
     let (created, token) = e.sessions.create(new_session()).await.unwrap();
     // Another instance rotates behind this actor's back: its version is now stale.
-    e.store
-        .apply(&SessionChange::Rotate {
-            id: created.id,
-            expected_version: created.version,
-            new_generation: 1,
-            new_hash: RefreshSecret::random().hash(),
-            at: t0(),
-        })
-        .await
-        .unwrap();
+    rotate_elsewhere(
+        &e.store,
+        created.id,
+        created.version,
+        1,
+        &RefreshSecret::random(),
+    )
+    .await;
     let _ = token;
     let answered = e
         .sessions

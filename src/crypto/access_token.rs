@@ -188,6 +188,19 @@ impl fmt::Debug for CachedEd25519 {
     }
 }
 
+/// How jsonwebtoken checks an access token signed with `keys` (session or OAuth): the ring's
+/// algorithm, `issuer`, `audience`, and the claims every token carries. Expiry is checked by
+/// hand against the caller's clock (see `verify_at`), so jsonwebtoken's own check is off.
+pub(crate) fn validation(keys: &KeyRing, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(keys.alg().algorithm());
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation
+}
+
 impl AccessTokens {
     /// Tokens from `keys`, for `issuer` and `audience`, living `ttl`.
     pub fn new(
@@ -198,13 +211,7 @@ impl AccessTokens {
     ) -> Self {
         let issuer = issuer.into();
         let audience = audience.into();
-        let mut validation = Validation::new(keys.alg().algorithm());
-        // Expiry is checked by hand against the caller's clock (see `verify_at`).
-        validation.validate_exp = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
+        let validation = validation(&keys, &issuer, &audience);
         let ed25519 = match keys.alg() {
             crate::crypto::keys::SigningAlg::EdDsa => {
                 // The same PKCS#8 bytes jsonwebtoken would parse on every call; should they not
@@ -462,11 +469,8 @@ mod tests {
 
     #[test]
     fn eddsa_tokens_are_byte_for_byte_those_of_jsonwebtoken() {
-        let t = tokens(ring(SigningAlg::EdDsa));
+        let Issued { t, now, issued, .. } = issue(SigningAlg::EdDsa);
         assert!(t.ed25519.is_some(), "the EdDSA key pair is parsed once");
-        let now = Utc::now();
-        let s = session(now);
-        let issued = t.issue(s.user_id, &s, now).unwrap();
         let parts: Vec<&str> = issued.token.split('.').collect();
         assert_eq!(parts.len(), 3);
         let header: Header =
@@ -503,6 +507,32 @@ mod tests {
         )
     }
 
+    /// A token issued at `now` for a fresh session by a fresh ring of `alg`, with what issued it.
+    struct Issued {
+        t: AccessTokens,
+        now: DateTime<Utc>,
+        s: SessionRecord,
+        issued: IssuedAccessToken,
+    }
+
+    impl Issued {
+        /// The token's claims, as verification reads them.
+        fn claims(&self) -> AccessClaims {
+            self.t.verify(&self.issued.token).unwrap().claims
+        }
+    }
+
+    fn issue(alg: SigningAlg) -> Issued {
+        issue_at(alg, Utc::now())
+    }
+
+    fn issue_at(alg: SigningAlg, now: DateTime<Utc>) -> Issued {
+        let t = tokens(ring(alg));
+        let s = session(now);
+        let issued = t.issue(s.user_id, &s, now).unwrap();
+        Issued { t, now, s, issued }
+    }
+
     /// Signs arbitrary claims with the ring's signing key but a chosen header.
     fn forge(t: &AccessTokens, header: Header, claims: &impl Serialize) -> String {
         let (_, key) = t.keys.signer();
@@ -517,10 +547,7 @@ mod tests {
     }
 
     fn round_trip(alg: SigningAlg) {
-        let t = tokens(ring(alg));
-        let now = Utc::now();
-        let s = session(now);
-        let issued = t.issue(s.user_id, &s, now).unwrap();
+        let Issued { t, s, issued, .. } = issue(alg);
         assert_eq!(issued.expires_in, 900);
         let v = t.verify(&issued.token).unwrap();
         assert_eq!(v.user_id, s.user_id);
@@ -553,25 +580,16 @@ mod tests {
 
     #[test]
     fn jti_is_unique_per_token() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let a = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap();
-        let b = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap();
-        assert_ne!(a.claims.jti, b.claims.jti);
+        let first = issue(SigningAlg::EdDsa);
+        let Issued { t, now, s, .. } = &first;
+        let second = t.issue(s.user_id, s, *now).unwrap().token;
+        assert_ne!(first.claims().jti, t.verify(&second).unwrap().claims.jti);
     }
 
     #[test]
     fn wrong_issuer_or_audience_is_rejected() {
-        let r = Arc::new(ring(SigningAlg::EdDsa));
-        let t = AccessTokens::new(r.clone(), ISS, AUD, TTL);
-        let now = Utc::now();
-        let s = session(now);
-        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        let Issued { t, issued, .. } = issue(SigningAlg::EdDsa);
+        let (r, token) = (t.keys, issued.token);
         let other_iss = AccessTokens::new(r.clone(), "https://evil.example.com", AUD, TTL);
         assert_eq!(
             other_iss.verify(&token).unwrap_err(),
@@ -586,22 +604,17 @@ mod tests {
 
     #[test]
     fn wrong_type_is_rejected_and_the_media_type_form_accepted() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
+        let f = issue(SigningAlg::EdDsa);
+        let (t, claims) = (&f.t, f.claims());
         for (typ, ok) in [
             (Some("JWT"), false),
             (None, false),
             (Some("AT+JWT"), true),
             (Some("application/at+jwt"), true),
         ] {
-            let mut h = header_of(&t);
+            let mut h = header_of(t);
             h.typ = typ.map(String::from);
-            let result = t.verify(&forge(&t, h, &claims));
+            let result = t.verify(&forge(t, h, &claims));
             if ok {
                 assert!(result.is_ok(), "{typ:?}");
             } else {
@@ -612,13 +625,8 @@ mod tests {
 
     #[test]
     fn algorithm_confusion_and_none_are_rejected() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
+        let f = issue(SigningAlg::EdDsa);
+        let (t, claims) = (&f.t, f.claims());
 
         // HS256 "signed" with the published public key as the HMAC secret.
         let jwk: Jwk = serde_json::from_value(t.keys.jwks()["keys"][0].clone()).unwrap();
@@ -649,39 +657,28 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_kid_is_rejected() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let stranger = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let foreign = stranger.issue(s.user_id, &s, now).unwrap().token;
+        let f = issue(SigningAlg::EdDsa);
+        let (t, claims) = (&f.t, f.claims());
+        let foreign = issue(SigningAlg::EdDsa).issued.token;
         assert_eq!(
             t.verify(&foreign).unwrap_err(),
             InvalidAccessToken::UnknownKey
         );
 
-        let claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
-        let mut h = header_of(&t);
+        let mut h = header_of(t);
         h.kid = None;
         assert_eq!(
-            t.verify(&forge(&t, h, &claims)).unwrap_err(),
+            t.verify(&forge(t, h, &claims)).unwrap_err(),
             InvalidAccessToken::UnknownKey
         );
     }
 
     #[test]
     fn a_foreign_signature_under_our_kid_is_rejected() {
-        let t = tokens(ring(SigningAlg::EdDsa));
+        let f = issue(SigningAlg::EdDsa);
+        let (t, claims) = (&f.t, f.claims());
         let stranger = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
-        let forged = forge(&stranger, header_of(&t), &claims);
+        let forged = forge(&stranger, header_of(t), &claims);
         assert_eq!(
             t.verify(&forged).unwrap_err(),
             InvalidAccessToken::Signature
@@ -690,10 +687,8 @@ mod tests {
 
     #[test]
     fn a_remembered_token_still_meets_every_time_check() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        let Issued { t, now, issued, .. } = issue(SigningAlg::EdDsa);
+        let token = issued.token;
         // Verified once: remembered from now on.
         assert!(t.verify_at(&token, now).is_ok());
         assert!(t.verify_at(&token, now).is_ok(), "served from the cache");
@@ -711,10 +706,8 @@ mod tests {
 
     #[test]
     fn a_token_differing_from_a_remembered_one_is_verified_in_full() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        let Issued { t, issued, .. } = issue(SigningAlg::EdDsa);
+        let token = issued.token;
         assert!(t.verify(&token).is_ok());
         // The same signature over another payload (one claim changed): not the remembered bytes.
         let parts: Vec<&str> = token.split('.').collect();
@@ -735,10 +728,9 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_rejected_after_the_leeway() {
-        let t = tokens(ring(SigningAlg::EdDsa));
         let issued_at = Utc::now() - chrono::Duration::hours(1);
-        let s = session(issued_at);
-        let token = t.issue(s.user_id, &s, issued_at).unwrap().token;
+        let Issued { t, issued, .. } = issue_at(SigningAlg::EdDsa, issued_at);
+        let token = issued.token;
         assert_eq!(t.verify(&token).unwrap_err(), InvalidAccessToken::Expired);
 
         let exp = issued_at + chrono::Duration::minutes(15);
@@ -753,12 +745,10 @@ mod tests {
 
     #[test]
     fn tokens_from_the_future_are_rejected() {
-        let t = tokens(ring(SigningAlg::EdDsa));
         let later = Utc::now() + chrono::Duration::minutes(5);
-        let s = session(later);
-        let token = t.issue(s.user_id, &s, later).unwrap().token;
+        let Issued { t, issued, .. } = issue_at(SigningAlg::EdDsa, later);
         assert_eq!(
-            t.verify(&token).unwrap_err(),
+            t.verify(&issued.token).unwrap_err(),
             InvalidAccessToken::NotYetValid
         );
     }
@@ -767,13 +757,8 @@ mod tests {
     /// accepted at once.
     #[test]
     fn not_before_in_the_future_is_rejected() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let mut claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
+        let f = issue(SigningAlg::EdDsa);
+        let (t, now, mut claims) = (&f.t, f.now, f.claims());
         for (nbf, ok) in [
             (now.timestamp() + 3600, false),
             (now.timestamp() + LEEWAY_SECS + 2, false),
@@ -781,7 +766,7 @@ mod tests {
             (now.timestamp() - 60, true),
         ] {
             claims.nbf = Some(nbf);
-            let result = t.verify_at(&forge(&t, header_of(&t), &claims), now);
+            let result = t.verify_at(&forge(t, header_of(t), &claims), now);
             if ok {
                 assert!(result.is_ok(), "nbf {nbf}");
             } else {
@@ -792,10 +777,8 @@ mod tests {
 
     #[test]
     fn tampered_tokens_are_rejected() {
-        let t = tokens(ring(SigningAlg::Rs256));
-        let now = Utc::now();
-        let s = session(now);
-        let token = t.issue(s.user_id, &s, now).unwrap().token;
+        let Issued { t, issued, .. } = issue(SigningAlg::Rs256);
+        let token = issued.token;
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
@@ -812,16 +795,11 @@ mod tests {
 
     #[test]
     fn subject_and_session_must_be_uuids() {
-        let t = tokens(ring(SigningAlg::Hs256));
-        let now = Utc::now();
-        let s = session(now);
-        let mut claims = t
-            .verify(&t.issue(s.user_id, &s, now).unwrap().token)
-            .unwrap()
-            .claims;
+        let f = issue(SigningAlg::Hs256);
+        let (t, mut claims) = (&f.t, f.claims());
         claims.sub = "alice".into();
         assert_eq!(
-            t.verify(&forge(&t, header_of(&t), &claims)).unwrap_err(),
+            t.verify(&forge(t, header_of(t), &claims)).unwrap_err(),
             InvalidAccessToken::Malformed
         );
     }
@@ -854,10 +832,8 @@ mod tests {
     #[test]
     fn published_jwks_verify_issued_tokens() {
         for alg in [SigningAlg::EdDsa, SigningAlg::Rs256] {
-            let t = tokens(ring(alg));
-            let now = Utc::now();
-            let s = session(now);
-            let token = t.issue(s.user_id, &s, now).unwrap().token;
+            let Issued { t, s, issued, .. } = issue(alg);
+            let token = issued.token;
             let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(t.keys.jwks()).unwrap();
             let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
             let jwk = jwks.find(&kid).expect("signing key is published");
@@ -872,10 +848,7 @@ mod tests {
 
     #[test]
     fn issued_token_debug_hides_the_token() {
-        let t = tokens(ring(SigningAlg::EdDsa));
-        let now = Utc::now();
-        let s = session(now);
-        let issued = t.issue(s.user_id, &s, now).unwrap();
+        let issued = issue(SigningAlg::EdDsa).issued;
         assert!(!format!("{issued:?}").contains(&issued.token));
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::crypto::access_token::{LEEWAY_SECS, TOKEN_TYPE};
+use crate::crypto::access_token::{LEEWAY_SECS, TOKEN_TYPE, validation};
 use crate::crypto::keys::KeyRing;
 
 /// The claims of an OAuth access token (RFC 9068 §2.2).
@@ -169,12 +169,7 @@ impl OAuthTokens {
     ) -> Self {
         let issuer = issuer.into();
         let audience = audience.into();
-        let mut validation = Validation::new(keys.alg().algorithm());
-        validation.validate_exp = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
+        let validation = validation(&keys, &issuer, &audience);
         Self {
             keys,
             issuer,

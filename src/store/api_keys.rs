@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{AuditConnection, AuditEvent};
+use super::audit::{AuditConnection, AuditEvent, audited_write};
 use super::codec::{StoreRow, corrupt, get};
 use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::{Inner, Store, StoreError, UserStatus, truncate_to_micros};
@@ -84,8 +84,7 @@ impl Store {
             };
             let event = event.detail("api_key_id", key.id.to_string());
             let op = "create api key";
-            on_backend!(self, |db| {
-                let mut tx = db.begin(op).await?;
+            on_backend!(self, |db| audited_write!(db, op, &event, |tx, map| {
                 sqlx::query(INSERT_API_KEYS)
                     .bind(key.id.as_uuid())
                     .bind(&key.public_id)
@@ -97,11 +96,9 @@ impl Store {
                     .bind(key.expires_at.map(Ts))
                     .execute(&mut *tx)
                     .await
-                    .map_err(db.err(op))?;
-                tx.insert_audit(&event).await?;
-                tx.commit().await.map_err(db.err(op))?;
-            });
-            event.log();
+                    .map_err(map)?;
+                true
+            }));
             Ok(key)
         })
         .await

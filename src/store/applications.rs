@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};
 use uuid::Uuid;
 
-use super::audit::{AuditConnection, AuditEvent};
+use super::audit::{AuditEvent, audited_write};
 use super::codec::{StoreRow, corrupt};
 use super::dialect::{Dialect, TextList, Ts, on_backend};
 use super::media::{logo_columns, media_ref_of};
@@ -93,8 +93,7 @@ impl ApplicationStore for Store {
             let hash = app.secret_hash.map(|h| h.0.to_vec());
             let prev_hash = app.previous_secret.map(|(h, _)| h.0.to_vec());
             let prev_until = app.previous_secret.map(|(_, t)| Ts(truncate_to_micros(t)));
-            on_backend!(self, |db| {
-                let mut tx = db.begin(op).await?;
+            on_backend!(self, |db| audited_write!(db, op, &event, |tx, map| {
                 sqlx::query(INSERT)
                     .bind(app.id)
                     .bind(&app.client_id)
@@ -112,11 +111,9 @@ impl ApplicationStore for Store {
                     .bind(Ts(truncate_to_micros(app.updated_at)))
                     .execute(&mut *tx)
                     .await
-                    .map_err(db.err(op))?;
-                tx.insert_audit(&event).await?;
-                tx.commit().await.map_err(db.err(op))?;
-            });
-            event.log();
+                    .map_err(map)?;
+                true
+            }));
             Ok(())
         })
         .await
@@ -188,36 +185,31 @@ impl ApplicationStore for Store {
             let hash = app.secret_hash.map(|h| h.0.to_vec());
             let prev_hash = app.previous_secret.map(|(h, _)| h.0.to_vec());
             let prev_until = app.previous_secret.map(|(_, t)| Ts(truncate_to_micros(t)));
-            let updated = on_backend!(self, |db| {
-                let mut tx = db.begin(op).await?;
-                let updated = sqlx::query(UPDATE)
-                    .bind(&app.client_id)
-                    .bind(app.owner_id.as_uuid())
-                    .bind(&app.name)
-                    .bind(&app.description)
-                    .bind(TextList(app.redirect_uris.clone()))
-                    .bind(TextList(app.allowed_origins.clone()))
-                    .bind(TextList(app.allowed_scopes.clone()))
-                    .bind(hash)
-                    .bind(prev_hash)
-                    .bind(prev_until)
-                    .bind(Ts(truncate_to_micros(app.updated_at)))
-                    .bind(Ts(truncate_to_micros(expected_updated_at)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db.err(op))?
-                    .rows_affected()
-                    == 1;
-                if updated {
-                    tx.insert_audit(&event).await?;
+            Ok(on_backend!(self, |db| audited_write!(
+                db,
+                op,
+                &event,
+                |tx, map| {
+                    sqlx::query(UPDATE)
+                        .bind(&app.client_id)
+                        .bind(app.owner_id.as_uuid())
+                        .bind(&app.name)
+                        .bind(&app.description)
+                        .bind(TextList(app.redirect_uris.clone()))
+                        .bind(TextList(app.allowed_origins.clone()))
+                        .bind(TextList(app.allowed_scopes.clone()))
+                        .bind(hash)
+                        .bind(prev_hash)
+                        .bind(prev_until)
+                        .bind(Ts(truncate_to_micros(app.updated_at)))
+                        .bind(Ts(truncate_to_micros(expected_updated_at)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected()
+                        == 1
                 }
-                tx.commit().await.map_err(db.err(op))?;
-                updated
-            });
-            if updated {
-                event.log();
-            }
-            Ok(updated)
+            )))
         })
         .await
     }
@@ -231,26 +223,21 @@ impl ApplicationStore for Store {
         const SQL: &str = "DELETE FROM oauth_applications WHERE client_id = $1 AND owner_id = $2";
         self.observed("delete_application", async {
             let op = "delete application";
-            let deleted = on_backend!(self, |db| {
-                let mut tx = db.begin(op).await?;
-                let deleted = sqlx::query(SQL)
-                    .bind(client_id)
-                    .bind(owner.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db.err(op))?
-                    .rows_affected()
-                    == 1;
-                if deleted {
-                    tx.insert_audit(&event).await?;
+            Ok(on_backend!(self, |db| audited_write!(
+                db,
+                op,
+                &event,
+                |tx, map| {
+                    sqlx::query(SQL)
+                        .bind(client_id)
+                        .bind(owner.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected()
+                        == 1
                 }
-                tx.commit().await.map_err(db.err(op))?;
-                deleted
-            });
-            if deleted {
-                event.log();
-            }
-            Ok(deleted)
+            )))
         })
         .await
     }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{AuditConnection, AuditEvent};
+use super::audit::{AuditConnection, AuditEvent, audited_write};
 use super::codec::{TimeRow, corrupt, get};
 use super::dialect::{Dialect, DialectConnection, Ts, for_each_connection, on_backend};
 use super::{Backend, Store, StoreError, truncate_to_micros};
@@ -250,29 +250,23 @@ impl Store {
             let now = truncate_to_micros(now);
             let step = step_to_db(step)?;
             let uid = user.as_uuid();
-            on_backend!(self, |db| {
-                let map = db.err("enable totp");
-                let mut tx = db.begin("enable totp").await?;
-                let updated = sqlx::query(UPDATE_MFA_TOTP)
-                    .bind(uid)
-                    .bind(nonce.as_slice())
-                    .bind(Ts(now))
-                    .bind(step)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
-                if updated != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                tx.replace_recovery_codes(uid, code_hashes, now, "enable totp")
-                    .await?;
-                tx.insert_audit(event).await?;
-                tx.commit().await.map_err(map)?;
-            });
-            event.log();
-            Ok(true)
+            Ok(on_backend!(
+                self,
+                |db| audited_write!(db, "enable totp", event, |tx, map| {
+                    sqlx::query(UPDATE_MFA_TOTP)
+                        .bind(uid)
+                        .bind(nonce.as_slice())
+                        .bind(Ts(now))
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected()
+                        == 1
+                } then {
+                    tx.replace_recovery_codes(uid, code_hashes, now, "enable totp").await?;
+                })
+            ))
         })
         .await
     }
@@ -296,29 +290,16 @@ impl Store {
         self.observed("disable_totp", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
-            on_backend!(self, |db| {
-                let map = db.err("disable totp");
-                let mut tx = db.begin("disable totp").await?;
-                if !tx.consume_factor(user, factor, now).await? {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                for sql in [
-                    DELETE_MFA_TOTP,
-                    DELETE_MFA_RECOVERY_CODES,
-                    DELETE_MFA_CHALLENGES,
-                ] {
-                    sqlx::query(sql)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                tx.insert_audit(event).await?;
-                tx.commit().await.map_err(map)?;
-            });
-            event.log();
-            Ok(true)
+            Ok(on_backend!(
+                self,
+                |db| audited_write!(db, "disable totp", event, |tx, map| {
+                    tx.consume_factor(user, factor, now).await?
+                } then {
+                    for sql in [DELETE_MFA_TOTP, DELETE_MFA_RECOVERY_CODES, DELETE_MFA_CHALLENGES] {
+                        sqlx::query(sql).bind(uid).execute(&mut *tx).await.map_err(map)?;
+                    }
+                })
+            ))
         })
         .await
     }
@@ -564,25 +545,20 @@ impl Store {
         self.observed("replace_recovery_codes", async {
             let now = truncate_to_micros(now);
             let uid = user.as_uuid();
-            on_backend!(self, |db| {
-                let map = db.err("replace recovery codes");
-                let mut tx = db.begin("replace recovery codes").await?;
-                let on: Option<i32> = sqlx::query_scalar(totp_on)
-                    .bind(uid)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                if on.is_none() {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                tx.replace_recovery_codes(uid, code_hashes, now, "replace recovery codes")
-                    .await?;
-                tx.insert_audit(event).await?;
-                tx.commit().await.map_err(map)?;
-            });
-            event.log();
-            Ok(true)
+            let op = "replace recovery codes";
+            Ok(on_backend!(
+                self,
+                |db| audited_write!(db, op, event, |tx, map| {
+                    let on: Option<i32> = sqlx::query_scalar(totp_on)
+                        .bind(uid)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                    on.is_some()
+                } then {
+                    tx.replace_recovery_codes(uid, code_hashes, now, op).await?;
+                })
+            ))
         })
         .await
     }
@@ -628,20 +604,22 @@ impl Store {
                 } else {
                     since
                 };
-                removed.recovery_codes = sqlx::query(DELETE_MFA_RECOVERY_CODES)
-                    .bind(uid)
-                    .bind(Ts(codes_since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
-                removed.passkeys = sqlx::query(DELETE_PASSKEYS)
-                    .bind(uid)
-                    .bind(Ts(since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+                for (sql, from, count) in [
+                    (
+                        DELETE_MFA_RECOVERY_CODES,
+                        codes_since,
+                        &mut removed.recovery_codes,
+                    ),
+                    (DELETE_PASSKEYS, since, &mut removed.passkeys),
+                ] {
+                    *count = sqlx::query(sql)
+                        .bind(uid)
+                        .bind(Ts(from))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?
+                        .rows_affected();
+                }
                 let event = removed_event(event, removed);
                 if let Some(event) = &event {
                     tx.insert_audit(event).await?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sessiond_actors::ids::UserId;
 use uuid::Uuid;
 
-use super::audit::{AuditConnection, AuditEvent};
+use super::audit::{AuditConnection, AuditEvent, audited_write};
 use super::codec::{StoreRow, corrupt};
 use super::dialect::{Dialect, Ts, on_backend};
 use super::mfa::RecoveryCodeConnection;
@@ -277,32 +277,27 @@ impl PasskeyStore for Store {
         const SQL: &str = "DELETE FROM passkeys WHERE id = $1 AND user_id = $2";
         self.observed("delete_passkey", async {
             let uid = user.as_uuid();
-            on_backend!(self, |db| {
-                let map = db.err("delete passkey");
-                let mut tx = db.begin("delete passkey").await?;
-                let deleted = sqlx::query(SQL)
-                    .bind(id)
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
-                if deleted != 1 {
-                    tx.rollback().await.map_err(map)?;
-                    return Ok(false);
-                }
-                if and_recovery_codes {
-                    sqlx::query(DELETE_RECOVERY_CODES)
+            Ok(on_backend!(
+                self,
+                |db| audited_write!(db, "delete passkey", event, |tx, map| {
+                    sqlx::query(SQL)
+                        .bind(id)
                         .bind(uid)
                         .execute(&mut *tx)
                         .await
-                        .map_err(map)?;
-                }
-                tx.insert_audit(event).await?;
-                tx.commit().await.map_err(map)?;
-            });
-            event.log();
-            Ok(true)
+                        .map_err(map)?
+                        .rows_affected()
+                        == 1
+                } then {
+                    if and_recovery_codes {
+                        sqlx::query(DELETE_RECOVERY_CODES)
+                            .bind(uid)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                })
+            ))
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! The account and session rows, read the same way on both backends: their column lists, the
-//! row readers, and the queries whose SQL both dialects share. The writes of sessions (fenced
-//! updates, PostgreSQL's batched rotation, SQLite's single writer) stay in `postgres.rs` and
-//! `sqlite.rs`, where the dialects differ.
+//! row readers, and the queries whose SQL both dialects share. The shared writes of accounts and
+//! sessions are in `session_writes.rs`; PostgreSQL's batched rotation and SQLite's single
+//! writer stay in `postgres.rs` and `sqlite.rs`, where the dialects differ.
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::{SessionId, UserId};

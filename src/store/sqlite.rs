@@ -21,21 +21,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sessiond_actors::ids::UserId;
-use sessiond_actors::model::SessionRecord;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use uuid::Uuid;
 
-use super::audit::{
-    self, AuditEvent, compromise_event, login_event, reauthenticated_event, revoke_event,
-};
+use super::PURGE_BATCH;
+
 use super::codec::{sqlite_err, ts};
-use super::records::{session_columns, user_columns};
-use super::{CreateUserError, PURGE_BATCH, User, ended_at, generation_to_db};
+use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 
 /// Readers; WAL lets them run alongside the writer.
 const MAX_READERS: u32 = 8;
@@ -113,134 +107,21 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&self.writer)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => sqlite_err("migrate", e),
-                other => StoreError::Other(format!("migrate: {other}")),
-            })
-    }
-
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map(drop)
-            .map_err(|e| sqlite_err("ping", e))
-    }
+    /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
+    pub(super) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
     pub(crate) async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }
 
-    pub(crate) async fn insert_user(
-        &self,
-        user: &User,
-        event: &AuditEvent,
-    ) -> Result<(), CreateUserError> {
-        let mut tx = self.begin_write("create user").await?;
-        let result = sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))
-        .bind(user.id.as_uuid())
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(user.status.as_str())
-        .bind(&user.password_hash)
-        .bind(user.email_verified_at.map(ts))
-        .bind(ts(user.created_at))
-        .bind(ts(user.updated_at))
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {
-                audit::insert_sqlite(&mut tx, event).await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| sqlite_err("create user commit", e).into())
-            }
-            // SQLite names the violated columns in the message ("UNIQUE constraint failed:
-            // users.email"); the id is a fresh UUIDv7, so this is the only unique key that can
-            // collide, but check anyway.
-            Err(e)
-                if e.as_database_error().is_some_and(|db| {
-                    db.is_unique_violation() && db.message().contains("users.email")
-                }) =>
-            {
-                Err(CreateUserError::EmailTaken)
-            }
-            Err(e) => Err(sqlite_err("create user", e).into()),
-        }
-    }
-
-    pub(crate) async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let generation = generation_to_db(s.generation)?;
-        let amr = serde_json::to_string(&s.amr)
-            .map_err(|e| StoreError::Other(format!("encode amr: {e}")))?;
-        let mut tx = self.begin_write("insert session").await?;
-        sqlx::query(concat!(
-            "INSERT INTO sessions (",
-            session_columns!(),
-            ", ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
-        ))
-        .bind(s.id.as_uuid())
-        .bind(s.user_id.as_uuid())
-        .bind(s.status.as_str())
-        .bind(generation)
-        .bind(s.current_hash.as_bytes().as_slice())
-        .bind(s.previous_hash.as_ref().map(|h| h.as_bytes().as_slice()))
-        .bind(s.rotated_at.map(ts))
-        .bind(ts(s.created_at))
-        .bind(ts(s.last_seen_at))
-        .bind(ts(s.expires_at))
-        .bind(ts(s.auth_time))
-        .bind(i64::from(s.aal))
-        .bind(amr)
-        .bind(&s.device_name)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .bind(s.revoked.map(|(at, _)| ts(at)))
-        .bind(s.revoked.map(|(_, r)| r.as_str()))
-        .bind(s.compromised.map(|(at, _)| ts(at)))
-        .bind(s.compromised.map(|(_, c)| c.as_str()))
-        .bind(s.version)
-        .bind(s.grant.as_ref().map(|g| g.client_id.as_str()))
-        .bind(s.grant.as_ref().map(|g| g.scope.as_str()))
-        .bind(ended_at(s).map(ts))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| sqlite_err("insert session", e))?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(s.id.as_uuid())
-        .bind(generation)
-        .bind(s.current_hash.as_bytes().as_slice())
-        .bind(ts(s.rotated_at.unwrap_or(s.created_at)))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| sqlite_err("insert session token", e))?;
-        let event = login_event(s);
-        audit::insert_sqlite(&mut tx, &event).await?;
-        tx.commit()
-            .await
-            .map_err(|e| sqlite_err("insert session commit", e))?;
-        event.log();
-        Ok(())
-    }
-
-    pub(crate) async fn apply(&self, change: &SessionChange) -> Result<WriteOutcome, StoreError> {
-        let mut outcomes = self.apply_batch(std::slice::from_ref(change)).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Other("apply: no outcome".into()))
+    /// Whether a failed account insert hit the unique email. SQLite names the violated
+    /// columns in the message ("UNIQUE constraint failed: users.email"), not the constraint
+    /// (PostgreSQL's test, see `postgres.rs`); the id is a fresh UUIDv7, so this is the only
+    /// unique key that can collide, but check anyway.
+    pub(super) fn is_email_taken(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .is_some_and(|db| db.is_unique_violation() && db.message().contains("users.email"))
     }
 
     /// Applies `changes` in ONE write transaction, each fenced on its own version, and answers
@@ -251,31 +132,17 @@ impl SqliteStore {
         &self,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let op = match changes {
-            [one] => one.kind(),
-            _ => "apply batch",
-        };
+        let op = batch_op(changes);
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut events = Vec::new();
         let mut tx = self.begin_write(op).await?;
         for change in changes {
-            let (outcome, event) = apply_in(&mut tx, change).await?;
-            if let Some(event) = event {
-                audit::insert_sqlite(&mut tx, &event).await?;
-                events.push(event);
-            }
-            outcomes.push(outcome);
+            outcomes.push(tx.apply_in(change, &mut events).await?);
         }
-        if outcomes
+        let wrote = outcomes
             .iter()
-            .any(|o| matches!(o, WriteOutcome::Committed { .. }))
-        {
-            tx.commit().await.map_err(|e| sqlite_err(op, e))?;
-            audit::log_all(&events);
-        } else {
-            // Release the writer promptly rather than on drop.
-            tx.rollback().await.map_err(|e| sqlite_err(op, e))?;
-        }
+            .any(|o| matches!(o, WriteOutcome::Committed { .. }));
+        finish_batch(tx, wrote, &events, |e| sqlite_err(op, e)).await?;
         Ok(outcomes)
     }
 
@@ -301,143 +168,6 @@ impl SqliteStore {
             if deleted < PURGE_BATCH as u64 {
                 return Ok(total);
             }
-        }
-    }
-}
-
-/// Applies one fenced change inside `tx`: the session update, the token-history row of a
-/// rotation, and (for a revocation or compromise) the audit event to insert with it. Shared by
-/// single writes and group-committed batches.
-async fn apply_in(
-    tx: &mut SqliteConnection,
-    change: &SessionChange,
-) -> Result<(WriteOutcome, Option<AuditEvent>), StoreError> {
-    let op = change.kind();
-    match change {
-        SessionChange::Rotate {
-            id,
-            expected_version,
-            new_generation,
-            new_hash,
-            at,
-        } => {
-            let generation = generation_to_db(*new_generation)?;
-            let version: Option<i64> = sqlx::query_scalar(
-                "UPDATE sessions SET previous_hash = current_hash, current_hash = ?3, \
-                 generation = ?4, rotated_at = ?5, last_seen_at = ?5, version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(new_hash.as_bytes().as_slice())
-            .bind(generation)
-            .bind(ts(*at))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| sqlite_err(op, e))?;
-            let Some(version) = version else {
-                return Ok((WriteOutcome::Conflict, None));
-            };
-            sqlx::query(
-                "INSERT INTO refresh_tokens (session_id, generation, token_hash, issued_at) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(id.as_uuid())
-            .bind(generation)
-            .bind(new_hash.as_bytes().as_slice())
-            .bind(ts(*at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sqlite_err("rotate token", e))?;
-            Ok((WriteOutcome::Committed { version }, None))
-        }
-        SessionChange::Revoke {
-            id,
-            expected_version,
-            reason,
-            at,
-        } => {
-            let row: Option<(i64, Uuid)> = sqlx::query_as(
-                "UPDATE sessions SET status = 'revoked', revoked_at = ?3, revoked_reason = ?4, \
-                 ended_at = COALESCE(ended_at, ?3), version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(ts(*at))
-            .bind(reason.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| sqlite_err(op, e))?;
-            Ok(match row {
-                Some((version, user)) => (
-                    WriteOutcome::Committed { version },
-                    Some(revoke_event(*id, UserId(user), *reason, *at)),
-                ),
-                None => (WriteOutcome::Conflict, None),
-            })
-        }
-        SessionChange::Compromise {
-            id,
-            expected_version,
-            class,
-            at,
-        } => {
-            let row: Option<(i64, Uuid)> = sqlx::query_as(
-                "UPDATE sessions SET status = 'compromised', compromised_at = ?3, \
-                 compromise_class = ?4, ended_at = COALESCE(ended_at, ?3), \
-                 version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(ts(*at))
-            .bind(class.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| sqlite_err(op, e))?;
-            Ok(match row {
-                Some((version, user)) => (
-                    WriteOutcome::Committed { version },
-                    Some(compromise_event(*id, UserId(user), *class, *at)),
-                ),
-                None => (WriteOutcome::Conflict, None),
-            })
-        }
-        SessionChange::Authenticate {
-            id,
-            expected_version,
-            auth_time,
-            aal,
-            amr,
-        } => {
-            let amr_json = serde_json::to_string(amr)
-                .map_err(|e| StoreError::Other(format!("encode amr: {e}")))?;
-            let row: Option<(i64, Uuid)> = sqlx::query_as(
-                "UPDATE sessions SET auth_time = ?3, aal = ?4, amr = ?5, version = version + 1 \
-                 WHERE id = ?1 AND version = ?2 RETURNING version, user_id",
-            )
-            .bind(id.as_uuid())
-            .bind(expected_version)
-            .bind(ts(*auth_time))
-            .bind(i16::from(*aal))
-            .bind(amr_json)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| sqlite_err(op, e))?;
-            Ok(match row {
-                Some((version, user)) => (
-                    WriteOutcome::Committed { version },
-                    Some(reauthenticated_event(
-                        *id,
-                        UserId(user),
-                        *aal,
-                        amr,
-                        *auth_time,
-                    )),
-                ),
-                None => (WriteOutcome::Conflict, None),
-            })
         }
     }
 }
