@@ -54,6 +54,15 @@ trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# server_ticks pid [pid2]: CPU ticks of one server, or of two summed.
+server_ticks() { local t; t="$(cpu_ticks "$1")"; [ -n "${2:-}" ] && t=$(( t + $(cpu_ticks "$2") )); echo "$t"; }
+# serve_ready bin db_url log -> SERVE_PORT, SERVE_PID: a server on a free loopback port, ready.
+serve_ready() {
+  SERVE_PORT="$(free_port)"
+  DATABASE_URL="$2" SESSIOND_BIND="127.0.0.1:$SERVE_PORT" "$1" serve >"$3" 2>&1 &
+  SERVE_PID=$!; PIDS+=("$SERVE_PID")
+  for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$SERVE_PORT/ready" 2>/dev/null && break; sleep 0.1; done
+}
 
 openssl genpkey -algorithm ed25519 -out "$WORK/signing.pem" 2>/dev/null
 export SESSIOND_SIGNING_KEY_FILE="$WORK/signing.pem"
@@ -72,36 +81,29 @@ one_run() {
     --out "$WORK/seed-refresh.jsonl" >"$OUT/seed-$label-$round.log" 2>&1
   DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 --first 1000000 \
     --out "$WORK/seed-read.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+  local path first
   if [ "$HOPS" = 1 ]; then
-    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
-      --first 2000000 --out "$WORK/seed-hop.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
-    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
-      --first 3000000 --out "$WORK/seed-sticky.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
-    DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
-      --first 4000000 --out "$WORK/seed-single.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+    for path in hop:2000000 sticky:3000000 single:4000000; do
+      first="${path#*:}"; path="${path%%:*}"
+      DATABASE_URL="$url" "$bin" seed --users "$users" --sessions-per-user 10 \
+        --first "$first" --out "$WORK/seed-$path.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
+    done
   fi
-  local port; port="$(free_port)"
-  DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port" "$bin" serve >"$OUT/server-$label-$round.log" 2>&1 &
-  local pid=$!; PIDS+=("$pid")
-  for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && break; sleep 0.1; done
+  local port pid port2="" pid2="" paths="refresh me"
+  serve_ready "$bin" "$url" "$OUT/server-$label-$round.log"; port="$SERVE_PORT"; pid="$SERVE_PID"
+  if [ "$HOPS" = 1 ]; then
+    paths="refresh me single hop sticky"
+    serve_ready "$bin" "$url" "$OUT/server-$label-$round-b.log"; port2="$SERVE_PORT"; pid2="$SERVE_PID"
+  fi
   local line="{\"label\": \"$label\", \"round\": $round"
-  local paths="refresh me" pid2="" port2=""
-  if [ "$HOPS" = 1 ]; then
-    paths="refresh me single hop sticky"; port2="$(free_port)"
-    DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$port2" "$bin" serve >"$OUT/server-$label-$round-b.log" 2>&1 &
-    pid2=$!; PIDS+=("$pid2")
-    for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$port2/ready" 2>/dev/null && break; sleep 0.1; done
-  fi
   for path in $paths; do
-    local c0; c0="$(cpu_ticks "$pid")"; [ -n "$pid2" ] && c0=$(( c0 + $(cpu_ticks "$pid2") ))
-    if [ "$path" = single ]; then
-      "$BENCH_LOAD" --kind refresh --seed "$WORK/seed-single.jsonl" --target "127.0.0.1:$port" \
+    local c0; c0="$(server_ticks "$pid" "$pid2")"
+    if [ "$path" = single ] || [ "$path" = hop ] || [ "$path" = sticky ]; then
+      local targets=(--target "127.0.0.1:$port") spread=random
+      [ "$path" = single ] || targets+=(--target "127.0.0.1:$port2")
+      [ "$path" = sticky ] && spread=session
+      "$BENCH_LOAD" --kind refresh --seed "$WORK/seed-$path.jsonl" "${targets[@]}" --spread "$spread" \
         --connections "$CONNECTIONS" --duration "$DURATION" \
-        --out "$OUT/wrk-$label-$round-$path.json" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
-    elif [ "$path" = hop ] || [ "$path" = sticky ]; then
-      "$BENCH_LOAD" --kind refresh --seed "$WORK/seed-$path.jsonl" --target "127.0.0.1:$port" \
-        --target "127.0.0.1:$port2" --connections "$CONNECTIONS" --duration "$DURATION" \
-        --spread "$( [ "$path" = hop ] && echo random || echo session )" \
         --out "$OUT/wrk-$label-$round-$path.json" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
     else
       SEED_FILE="$WORK/seed-$( [ "$path" = refresh ] && echo refresh || echo read ).jsonl" \
@@ -109,7 +111,7 @@ one_run() {
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
         -s "$BENCH_LIB/$path.lua" "http://127.0.0.1:$port" >"$OUT/wrk-$label-$round-$path.txt" 2>&1
     fi
-    local c1; c1="$(cpu_ticks "$pid")"; [ -n "$pid2" ] && c1=$(( c1 + $(cpu_ticks "$pid2") ))
+    local c1; c1="$(server_ticks "$pid" "$pid2")"
     line="$line, \"$path\": $(python3 - "$OUT/wrk-$label-$round-$path.json" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 w = json.load(open(sys.argv[1])); ticks = int(sys.argv[3]) - int(sys.argv[2]); hz = int(sys.argv[4])

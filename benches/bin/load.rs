@@ -61,6 +61,16 @@ enum Spread {
     Session,
 }
 
+impl Spread {
+    /// The `--spread` value, as the report names it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::Session => "session",
+        }
+    }
+}
+
 fn options() -> Options {
     let mut o = Options {
         kind: Kind::Me,
@@ -92,11 +102,10 @@ fn options() -> Options {
             }
             "--rate" => o.rate = value.parse().expect("--rate"),
             "--spread" => {
-                o.spread = match value.as_str() {
-                    "random" => Spread::Random,
-                    "session" => Spread::Session,
-                    other => panic!("--spread {other:?}: use random or session"),
-                }
+                o.spread = [Spread::Random, Spread::Session]
+                    .into_iter()
+                    .find(|s| s.as_str() == value)
+                    .unwrap_or_else(|| panic!("--spread {value:?}: use random or session"))
             }
             "--out" => o.out = Some(value),
             other => panic!("unknown argument {other:?}"),
@@ -436,11 +445,7 @@ fn main() {
             "me"
         },
         o.targets.len(),
-        if o.spread == Spread::Session {
-            "session"
-        } else {
-            "random"
-        },
+        o.spread.as_str(),
         o.connections,
         if interval.is_some() {
             "fixed_rate_corrected"
