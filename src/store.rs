@@ -32,6 +32,7 @@ pub mod authorize;
 pub mod breaker;
 pub mod change_feed;
 mod codec;
+mod commit_connections;
 mod dialect;
 pub mod group_commit;
 pub mod media;
@@ -611,6 +612,9 @@ impl Store {
     /// Closes the pool(s), waiting for checked-out connections to be returned; for graceful
     /// shutdown. Later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
+        if let Some(group) = &self.group_commit {
+            group.close().await;
+        }
         match &self.inner {
             Inner::Postgres(s) => s.close().await,
             Inner::Sqlite(s) => s.close().await,

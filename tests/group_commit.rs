@@ -493,3 +493,75 @@ both_backends!(
     a_stopped_database_fails_writers_and_acknowledges_nothing,
     fencing_holds_inside_and_across_batches,
 );
+
+/// Group commit writes PostgreSQL batches on connections of its own, which skip the pool's
+/// round-trip tests. A kept connection the server dropped fails at most the one batch that
+/// finds it dead — an error, nothing acknowledged — and the next batch opens a new one; after
+/// a quiet second a kept connection is tested before use, so a drop during a quiet spell (a
+/// database restart at night) costs no batch at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_connections_recover_from_the_server_dropping_them() {
+    use sqlx::Connection;
+    let ctx = ctx(
+        TestBackend::Postgres,
+        GroupCommitConfig {
+            max_batch: 4,
+            max_wait: Duration::ZERO,
+        },
+    )
+    .await;
+    let s = ctx.sessions(1).await.remove(0);
+    let mut admin = sqlx::PgConnection::connect(ctx._db.url()).await.unwrap();
+    // Terminates every other connection to the test database and waits until they are gone.
+    let mut drop_all = async || {
+        let cut: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(cut >= 1, "the batch connection was open");
+        for _ in 0..200 {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the terminated connections never went away");
+    };
+
+    assert_eq!(
+        ctx.store.apply(&rotate(&s, 1, 1)).await.unwrap(),
+        WriteOutcome::Committed { version: 2 }
+    );
+    // Dropped while busy (no quiet second): the batch that finds it dead fails, unacknowledged.
+    drop_all().await;
+    match ctx.store.apply(&rotate(&s, 2, 2)).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("batch of 1"), "{m}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert_eq!(ctx.stats().failed_batches, 1);
+    assert_eq!(ctx.load(s.id).await.version, 2, "nothing was committed");
+    // The next batch has a new connection.
+    assert_eq!(
+        ctx.store.apply(&rotate(&s, 2, 2)).await.unwrap(),
+        WriteOutcome::Committed { version: 3 }
+    );
+    // Dropped during a quiet spell: tested before use and replaced, no batch fails.
+    drop_all().await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        ctx.store.apply(&rotate(&s, 3, 3)).await.unwrap(),
+        WriteOutcome::Committed { version: 4 }
+    );
+    assert_eq!(ctx.stats().failed_batches, 1);
+    assert_eq!(ctx.load(s.id).await.version, 4);
+}

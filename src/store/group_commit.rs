@@ -29,6 +29,7 @@ use std::time::Duration;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::commit_connections::CommitConnections;
 use super::{Inner, Store};
 
 /// Concurrent batches on PostgreSQL.
@@ -132,6 +133,7 @@ struct Pending {
 pub(super) struct GroupCommitter {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
+    connections: Option<Arc<CommitConnections>>,
 }
 
 impl GroupCommitter {
@@ -143,15 +145,33 @@ impl GroupCommitter {
         };
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
+        let connections = match &inner {
+            Inner::Postgres(s) => Some(Arc::new(s.commit_connections())),
+            Inner::Sqlite(_) => None,
+        };
         tokio::spawn(collect(
-            inner,
+            Batches {
+                inner,
+                connections: connections.clone(),
+            },
             rx,
             config.max_batch.max(1),
             config.max_wait,
             Arc::new(Semaphore::new(slots)),
             counters.clone(),
         ));
-        Self { queue, counters }
+        Self {
+            queue,
+            counters,
+            connections,
+        }
+    }
+
+    /// Closes the batches' own connections (shutdown; see [`Store::close`]).
+    pub(super) async fn close(&self) {
+        if let Some(connections) = &self.connections {
+            connections.close().await;
+        }
     }
 
     /// Submits one change and waits until its batch has committed (or failed).
@@ -202,9 +222,16 @@ impl Store {
     }
 }
 
+/// Where batches are written: the backend, and on PostgreSQL the connections kept for them.
+#[derive(Clone)]
+struct Batches {
+    inner: Inner,
+    connections: Option<Arc<CommitConnections>>,
+}
+
 /// The collector: forms batches and hands each to its own task once a slot is free.
 async fn collect(
-    inner: Inner,
+    batches: Batches,
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
     max_wait: Duration,
@@ -250,17 +277,17 @@ async fn collect(
                 },
             }
         };
-        let inner = inner.clone();
+        let batches = batches.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            run_batch(&inner, batch, &counters).await;
+            run_batch(&batches, batch, &counters).await;
             drop(permit);
         });
     }
 }
 
 /// Runs one batch as one transaction and answers every writer.
-async fn run_batch(inner: &Inner, batch: Vec<Pending>, counters: &Counters) {
+async fn run_batch(batches: &Batches, batch: Vec<Pending>, counters: &Counters) {
     let (changes, replies): (Vec<SessionChange>, Vec<Reply>) =
         batch.into_iter().map(|p| (p.change, p.reply)).unzip();
     let size = changes.len();
@@ -268,9 +295,12 @@ async fn run_batch(inner: &Inner, batch: Vec<Pending>, counters: &Counters) {
     // task's future holds the larger of the two. Unboxed, spawning a batch task moved all of it
     // several times (into the task cell, into its stage): a third of a refresh's instructions
     // under callgrind were those copies (docs/benchmarks.md, 2026-12-05).
-    let result = match inner {
-        Inner::Postgres(s) => Box::pin(s.apply_batch(&changes)).await,
-        Inner::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
+    let result = match (&batches.inner, &batches.connections) {
+        (Inner::Postgres(s), Some(connections)) => {
+            Box::pin(s.apply_batch_lent(connections, &changes)).await
+        }
+        (Inner::Postgres(s), None) => Box::pin(s.apply_batch(&changes)).await,
+        (Inner::Sqlite(s), _) => Box::pin(s.apply_batch(&changes)).await,
     };
     counters.record(size, result.is_err());
     match result {

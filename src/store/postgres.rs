@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::codec::pg_err;
+use super::commit_connections::CommitConnections;
 use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 use super::{PURGE_BATCH, generation_to_db};
 
@@ -28,6 +30,9 @@ const EMAIL_CONSTRAINT: &str = "users_email_key";
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
+    /// What the pool connects with, for the group-commit batches' own connections.
+    options: PgConnectOptions,
+    acquire_timeout: Duration,
 }
 
 impl PgStore {
@@ -39,10 +44,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| pg_err("connect", e))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options,
+            acquire_timeout,
+        })
+    }
+
+    /// The connections group commit lends its batches (see `commit_connections.rs`).
+    pub(super) fn commit_connections(&self) -> CommitConnections {
+        CommitConnections::new(self.options.clone(), self.acquire_timeout)
     }
 
     /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
@@ -67,7 +81,8 @@ impl PgStore {
     /// Commits dominate refreshes, and per-statement overhead dominates PostgreSQL's CPU, so all
     /// rotations of a batch are ONE statement ([`rotate_all`]). A batch of rotations only (the
     /// common case) runs it without BEGIN/COMMIT: a single statement is atomic in autocommit, so
-    /// the batch is one round trip. A batch with revocations or compromises (rare) is one
+    /// the batch is one round trip (on group commit's own connections, which skip the pool's
+    /// tests: [`PgStore::apply_batch_lent`]). A batch with revocations or compromises (rare) is one
     /// transaction: rotation statements and the others' single-row writes (with their audit
     /// rows), walked in session-id order. A batch naming one session twice (never sent by one
     /// process: one actor per session, one write in flight) takes the one-by-one path, so the
@@ -80,36 +95,27 @@ impl PgStore {
         &self,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let op = batch_op(changes);
-        let mut order: Vec<usize> = (0..changes.len()).collect();
-        order.sort_by_key(|&i| changes[i].session_id().as_uuid());
-        let mut outcomes = vec![WriteOutcome::Conflict; changes.len()];
-        let distinct = order
-            .windows(2)
-            .all(|w| changes[w[0]].session_id() != changes[w[1]].session_id());
-        let is_rotation = |i: usize| matches!(changes[i], SessionChange::Rotate { .. });
-        if distinct && order.iter().all(|&i| is_rotation(i)) {
-            rotate_all(&self.pool, op, changes, &order, &mut outcomes).await?;
-            return Ok(outcomes);
-        }
-        let mut events = Vec::new();
-        let mut tx = self.pool.begin().await.map_err(|e| pg_err(op, e))?;
-        let mut committed_any = false;
-        // Consecutive rotations (in id order) waiting to be written as one statement.
-        let mut run = Vec::new();
-        for i in order {
-            if distinct && is_rotation(i) {
-                run.push(i);
-                continue;
-            }
-            committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
-            run.clear();
-            let outcome = tx.apply_in(&changes[i], &mut events).await?;
-            committed_any |= matches!(outcome, WriteOutcome::Committed { .. });
-            outcomes[i] = outcome;
-        }
-        committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
-        finish_batch(tx, committed_any, &events, |e| pg_err(op, e)).await?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| pg_err(batch_op(changes), e))?;
+        apply_batch_on(&mut conn, changes).await
+    }
+
+    /// [`PgStore::apply_batch`] on a connection lent by `connections` (group commit): no pool
+    /// round trips. The connection is kept for the next batch only if this one succeeded.
+    pub(crate) async fn apply_batch_lent(
+        &self,
+        connections: &CommitConnections,
+        changes: &[SessionChange],
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut conn = connections
+            .lend()
+            .await
+            .map_err(|e| pg_err(batch_op(changes), e))?;
+        let outcomes = apply_batch_on(&mut conn, changes).await?;
+        connections.give_back(conn);
         Ok(outcomes)
     }
 
@@ -133,6 +139,43 @@ impl PgStore {
             }
         }
     }
+}
+
+async fn apply_batch_on(
+    conn: &mut PgConnection,
+    changes: &[SessionChange],
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let op = batch_op(changes);
+    let mut order: Vec<usize> = (0..changes.len()).collect();
+    order.sort_by_key(|&i| changes[i].session_id().as_uuid());
+    let mut outcomes = vec![WriteOutcome::Conflict; changes.len()];
+    let distinct = order
+        .windows(2)
+        .all(|w| changes[w[0]].session_id() != changes[w[1]].session_id());
+    let is_rotation = |i: usize| matches!(changes[i], SessionChange::Rotate { .. });
+    if distinct && order.iter().all(|&i| is_rotation(i)) {
+        rotate_all(&mut *conn, op, changes, &order, &mut outcomes).await?;
+        return Ok(outcomes);
+    }
+    let mut events = Vec::new();
+    let mut tx = conn.begin().await.map_err(|e| pg_err(op, e))?;
+    let mut committed_any = false;
+    // Consecutive rotations (in id order) waiting to be written as one statement.
+    let mut run = Vec::new();
+    for i in order {
+        if distinct && is_rotation(i) {
+            run.push(i);
+            continue;
+        }
+        committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
+        run.clear();
+        let outcome = tx.apply_in(&changes[i], &mut events).await?;
+        committed_any |= matches!(outcome, WriteOutcome::Committed { .. });
+        outcomes[i] = outcome;
+    }
+    committed_any |= rotate_all(&mut *tx, op, changes, &run, &mut outcomes).await?;
+    finish_batch(tx, committed_any, &events, |e| pg_err(op, e)).await?;
+    Ok(outcomes)
 }
 
 /// Writes the rotations `changes[i]` for `i` in `run` (distinct sessions, sorted by session id)

@@ -320,7 +320,7 @@ pub(super) fn batch_op(changes: &[SessionChange]) -> &'static str {
 /// (some change won its fence); otherwise nothing was written, and it is rolled back, which
 /// releases the connection (SQLite's one writer) promptly and without a commit's fsync.
 pub(super) async fn finish_batch<DB: sqlx::Database>(
-    tx: sqlx::Transaction<'static, DB>,
+    tx: sqlx::Transaction<'_, DB>,
     wrote: bool,
     events: &[AuditEvent],
     err: impl Fn(sqlx::Error) -> StoreError,

@@ -1,0 +1,141 @@
+//! PostgreSQL connections reserved for group-commit batches, kept outside the pool.
+//!
+//! sqlx's pool tests a connection with a round trip to the server when it hands out an idle one
+//! (`test_before_acquire`) and again, on a task it spawns, when the connection comes back (the
+//! release always pings). For a group-commit batch — one statement, one round trip — that made
+//! three round trips and a task spawn per batch, all on the refresh path: the profile of a
+//! refresh run (docs/benchmarks.md, session 7) showed the pings' socket writes, reads and
+//! wake-ups in both sessiond and PostgreSQL.
+//!
+//! A batch holds a transaction slot of [`super::group_commit`] while it runs, so at most
+//! [`PG_SLOTS`](super::group_commit::PG_SLOTS) batches want a connection at once: this keeps
+//! that many connections of its own and lends one per batch, with no test and no task.
+//! The pool's safety net is kept where it matters:
+//!
+//! * a connection that served an error is dropped, never lent again (its protocol state is not
+//!   known), and the next batch opens a new one;
+//! * a connection idle for longer than [`TEST_AFTER_IDLE`] is pinged before it is lent, so
+//!   after a quiet spell (or a database restart) a dead connection is replaced instead of
+//!   failing a batch; under load, connections are never idle that long and never tested;
+//! * a connection older than the pool's maximum lifetime is closed and replaced, so server-side
+//!   memory does not grow without bound on a long-lived connection.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// Idle connections older than this are pinged before they are lent.
+pub(super) const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// Connections older than this are replaced (sqlx's pool default `max_lifetime`).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// A connection and its history.
+struct Kept {
+    conn: PgConnection,
+    opened: Instant,
+    last_used: Instant,
+}
+
+/// The batch connections of one store (see the module documentation).
+pub(crate) struct CommitConnections {
+    options: PgConnectOptions,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Kept>>,
+    /// Set by [`CommitConnections::close`] (shutdown, like the pool's close).
+    closed: AtomicBool,
+}
+
+/// A connection lent to one batch; give it back with [`CommitConnections::give_back`] when the
+/// batch succeeded, or drop it when it did not.
+pub(crate) struct Lent {
+    conn: PgConnection,
+    opened: Instant,
+}
+
+impl std::ops::Deref for Lent {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl CommitConnections {
+    /// No connection is opened until the first batch.
+    pub(crate) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
+        Self {
+            options,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// A connection for one batch: the most recently used idle one (tested first if it was
+    /// idle for a while, replaced if it is too old or fails the test), or a new one.
+    pub(crate) async fn lend(&self) -> Result<Lent, sqlx::Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        loop {
+            let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut kept) = kept else { break };
+            if kept.opened.elapsed() >= MAX_LIFETIME {
+                // Closed on its own task: a graceful close waits for the server.
+                tokio::spawn(async move { drop(kept.conn.close().await) });
+                continue;
+            }
+            if kept.last_used.elapsed() >= TEST_AFTER_IDLE && kept.conn.ping().await.is_err() {
+                continue;
+            }
+            return Ok(Lent {
+                conn: kept.conn,
+                opened: kept.opened,
+            });
+        }
+        let conn = tokio::time::timeout(
+            self.connect_timeout,
+            PgConnection::connect_with(&self.options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        Ok(Lent {
+            conn,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Keeps `lent` for the next batch (only after a batch that succeeded).
+    pub(crate) fn give_back(&self, lent: Lent) {
+        if self.closed.load(Ordering::Acquire) {
+            tokio::spawn(async move { drop(lent.conn.close().await) });
+            return;
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Kept {
+                conn: lent.conn,
+                opened: lent.opened,
+                last_used: Instant::now(),
+            });
+    }
+
+    /// Closes the idle connections; later batches fail as the closed pool's calls do, and a
+    /// connection lent before is closed when it comes back.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for kept in idle {
+            let _ = kept.conn.close().await;
+        }
+    }
+}
