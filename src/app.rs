@@ -22,10 +22,10 @@ use crate::crypto::password::PasswordHasher;
 use crate::http::state::{AppState, Readiness, Services};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
-use crate::store::Store;
 use crate::store::change_feed::{Change, ChangeSink, FeedEvent, FeedObserver, spawn_change_feed};
 use crate::store::group_commit::GroupCommitConfig;
 use crate::store::purge::spawn_purge;
+use crate::store::{PoolSettings, Store};
 
 /// A built, bound, not yet serving sessiond.
 pub struct Application {
@@ -59,12 +59,17 @@ impl Application {
                     exposure == crate::http::routes::metrics::MetricsExposure::MainListener,
                 ),
         );
-        let store =
-            Store::connect_with_acquire_timeout(&config.database_url, config.db_acquire_timeout)
-                .await
-                .context("connecting to the database")?
-                .with_observer(metrics.store.clone())
-                .with_profile_cache(config.staleness, cache_period(config.passivate_after));
+        let store = Store::connect_with(
+            &config.database_url,
+            PoolSettings {
+                acquire_timeout: config.db_acquire_timeout,
+                max_connections: config.db_max_connections,
+            },
+        )
+        .await
+        .context("connecting to the database")?
+        .with_observer(metrics.store.clone())
+        .with_profile_cache(config.staleness, cache_period(config.passivate_after));
         store.migrate().await.context("applying migrations")?;
         let store = store.with_group_commit(GroupCommitConfig {
             max_batch: config.commit_max_batch,

@@ -250,6 +250,8 @@ pub struct PoolStats {
     pub size: u32,
     /// Of those, idle ones.
     pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
 }
 
 /// The store error inside a call's result, if any, and the result of a call the circuit
@@ -337,20 +339,16 @@ impl Store {
     /// URL or an unreachable server fails at startup, but does not migrate (see
     /// [`Store::migrate`]), so several instances can start against one database.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Self::connect_with_acquire_timeout(url, DEFAULT_ACQUIRE_TIMEOUT).await
+        Self::connect_with(url, PoolSettings::default()).await
     }
 
-    /// [`Store::connect`], with how long a call may wait for a pooled connection before it
-    /// fails as unavailable (`SESSIOND_DB_ACQUIRE_TIMEOUT`). While the database is down, only
-    /// the call that opens the circuit breaker waits this long; later ones fail at once.
-    pub async fn connect_with_acquire_timeout(
-        url: &str,
-        acquire_timeout: Duration,
-    ) -> Result<Store, StoreError> {
+    /// [`Store::connect`] with the pool's settings (`SESSIOND_DB_ACQUIRE_TIMEOUT`,
+    /// `SESSIOND_DB_MAX_CONNECTIONS`).
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
         let inner = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Inner::Postgres(postgres::PgStore::connect(url, acquire_timeout).await?)
+            Inner::Postgres(postgres::PgStore::connect(url, settings).await?)
         } else if url.starts_with("sqlite:") {
-            Inner::Sqlite(sqlite::SqliteStore::connect(url, acquire_timeout).await?)
+            Inner::Sqlite(sqlite::SqliteStore::connect(url, settings.acquire_timeout).await?)
         } else {
             // Do not echo the URL: it may contain a password.
             return Err(StoreError::Other(
@@ -461,6 +459,7 @@ impl Store {
             PoolStats {
                 pool,
                 size: p.size(),
+                max: p.options().get_max_connections(),
                 idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
             }
         }
@@ -684,6 +683,28 @@ fn generation_from_db(generation: i64) -> Result<u64, StoreError> {
 
 /// How long a call waits for a pooled connection by default (`SESSIOND_DB_ACQUIRE_TIMEOUT`).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection pool's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// How long a call may wait for a pooled connection before it fails as unavailable. While
+    /// the database is down, only the call that opens the circuit breaker waits this long;
+    /// later ones fail at once.
+    pub acquire_timeout: Duration,
+    /// Most connections of the PostgreSQL pool (group commit keeps up to
+    /// [`group_commit::PG_SLOTS`] more of its own). SQLite's pools are sized by SQLite's
+    /// locking: one writer and a few readers.
+    pub max_connections: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            max_connections: 16,
+        }
+    }
+}
 
 /// How many sessions one purge statement deletes at most.
 const PURGE_BATCH: i64 = 500;

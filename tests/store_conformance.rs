@@ -1382,3 +1382,40 @@ async fn sqlite_in_memory_works() {
     );
     store.close().await;
 }
+
+/// `SESSIOND_DB_MAX_CONNECTIONS` reaches the PostgreSQL pool (it used to be ignored: the pool
+/// was always 16), and a pooled connection the server dropped while it sat idle for over a
+/// second is tested and replaced when lent, so the call using it does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_takes_its_size_and_replaces_a_dropped_idle_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestBackend::Postgres.fresh_database(dir.path()).await;
+    let settings = sessiond::store::PoolSettings {
+        max_connections: 3,
+        ..Default::default()
+    };
+    let store = Store::connect_with(db.url(), settings).await.unwrap();
+    store.migrate().await.unwrap();
+    let pools = store.pool_stats();
+    assert_eq!(pools.len(), 1);
+    assert_eq!((pools[0].pool, pools[0].max), ("main", 3));
+
+    let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut >= 1, "the pool had a connection open");
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert!(
+        store
+            .load_session(SessionId::new())
+            .await
+            .unwrap()
+            .is_none(),
+        "a read after the drop is answered"
+    );
+}

@@ -16,12 +16,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::codec::pg_err;
-use super::commit_connections::CommitConnections;
+use super::commit_connections::{CommitConnections, TEST_AFTER_IDLE};
 use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
-use super::{PURGE_BATCH, generation_to_db};
-
-/// Default pool size; a handful of connections per core is plenty for short transactions.
-const MAX_CONNECTIONS: u32 = 16;
+use super::{PURGE_BATCH, PoolSettings, generation_to_db};
 
 /// Name of the unique constraint on `users.email` (see the migration).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
@@ -36,21 +33,33 @@ pub(crate) struct PgStore {
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             // sqlx's message may quote the URL (and so a password): keep it out.
             .map_err(|_| StoreError::Other("invalid PostgreSQL URL".into()))?;
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(acquire_timeout)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // sqlx tests every idle connection it lends with a round trip by default; a
+            // connection used within the last second is known to work, so only one idle for
+            // longer is tested (and replaced if dead), as for group commit's own connections.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= TEST_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| pg_err("connect", e))?;
         Ok(Self {
             pool,
             options,
-            acquire_timeout,
+            acquire_timeout: settings.acquire_timeout,
         })
     }
 
