@@ -23,7 +23,7 @@ use tokio::sync::Barrier;
 mod backends;
 #[path = "support/token_rows.rs"]
 mod token_rows;
-use token_rows::pg_token_rows;
+use token_rows::{pg_drop_connections, pg_token_rows};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -1400,15 +1400,10 @@ async fn postgres_pool_takes_its_size_and_replaces_a_dropped_idle_connection() {
     assert_eq!(pools.len(), 1);
     assert_eq!((pools[0].pool, pools[0].max), ("main", 3));
 
-    let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
-    let cut: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
-    assert!(cut >= 1, "the pool had a connection open");
+    assert!(
+        pg_drop_connections(db.url()).await >= 1,
+        "the pool had a connection open"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
     assert!(
         store

@@ -7,6 +7,7 @@
 //! The same holds for a batch's rotations, which are one `UPDATE ... FROM unnest(...)`: the
 //! re-check covers the join condition, so each row is fenced on its own expected version.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,8 +28,9 @@ const EMAIL_CONSTRAINT: &str = "users_email_key";
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
-    /// What the pool connects with, for the group-commit batches' own connections.
-    options: PgConnectOptions,
+    /// What the pool connects with, for the group-commit batches' own connections (shared:
+    /// the options are large, and the store is cloned).
+    options: Arc<PgConnectOptions>,
     acquire_timeout: Duration,
 }
 
@@ -58,14 +60,14 @@ impl PgStore {
             .map_err(|e| pg_err("connect", e))?;
         Ok(Self {
             pool,
-            options,
+            options: Arc::new(options),
             acquire_timeout: settings.acquire_timeout,
         })
     }
 
     /// The connections group commit lends its batches (see `commit_connections.rs`).
     pub(super) fn commit_connections(&self) -> CommitConnections {
-        CommitConnections::new(self.options.clone(), self.acquire_timeout)
+        CommitConnections::new(PgConnectOptions::clone(&self.options), self.acquire_timeout)
     }
 
     /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).

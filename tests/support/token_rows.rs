@@ -1,6 +1,6 @@
 //! The token history of a session as PostgreSQL stores it, read with raw SQL (not through the
-//! store) so a test sees exactly what is on disk. Shared by `store_conformance` and
-//! `group_commit`.
+//! store) so a test sees exactly what is on disk, and the server dropping connections. Shared
+//! by `store_conformance` and `group_commit`.
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::SessionId;
@@ -19,4 +19,32 @@ pub async fn pg_token_rows(url: &str, id: SessionId) -> Vec<(i64, Vec<u8>, DateT
     .unwrap();
     conn.close().await.unwrap();
     rows
+}
+
+/// Terminates every connection to the database at `url` but its own, as a server restart or a
+/// proxy would, and waits until they are gone; how many there were.
+pub async fn pg_drop_connections(url: &str) -> i64 {
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if left == 0 {
+            admin.close().await.unwrap();
+            return cut;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the terminated connections never went away");
 }
