@@ -1384,8 +1384,8 @@ async fn sqlite_in_memory_works() {
 }
 
 /// `SESSIOND_DB_MAX_CONNECTIONS` reaches the PostgreSQL pool (it used to be ignored: the pool
-/// was always 16), and a pooled connection the server dropped while it sat idle for over a
-/// second is tested and replaced when lent, so the call using it does not fail.
+/// was always 16), and a pooled connection the server dropped while it sat idle is tested and
+/// replaced when lent, so the call using it does not fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_pool_takes_its_size_and_replaces_a_dropped_idle_connection() {
     let dir = tempfile::tempdir().unwrap();

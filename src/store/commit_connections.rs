@@ -3,9 +3,9 @@
 //! sqlx's pool tests a connection with a round trip to the server when it hands out an idle one
 //! (`test_before_acquire`) and again, on a task it spawns, when the connection comes back (the
 //! release always pings). For a group-commit batch — one statement, one round trip — that made
-//! three round trips and a task spawn per batch, all on the refresh path: the profile of a
-//! refresh run (docs/benchmarks.md, session 7) showed the pings' socket writes, reads and
-//! wake-ups in both sessiond and PostgreSQL.
+//! three round trips and a task spawn per batch, all on the refresh path (docs/benchmarks.md,
+//! "Session 7": the batch statement's 5-byte `Sync` pings, seen in a trace of the PostgreSQL
+//! sockets, and 58k fewer instructions per refresh under callgrind without them).
 //!
 //! A batch holds a transaction slot of [`super::group_commit`] while it runs, so at most
 //! [`PG_SLOTS`](super::group_commit::PG_SLOTS) batches want a connection at once: this keeps
@@ -13,22 +13,28 @@
 //! The pool's safety net is kept where it matters:
 //!
 //! * a connection that served an error is dropped, never lent again (its protocol state is not
-//!   known), and the next batch opens a new one;
-//! * a connection idle for longer than [`TEST_AFTER_IDLE`] is pinged before it is lent, so
-//!   after a quiet spell (or a database restart) a dead connection is replaced instead of
-//!   failing a batch; under load, connections are never idle that long and never tested;
+//!   known), and the next batch opens a new one. The failed batch's writers get the error, and
+//!   a lost connection is a connection error, which opens the store circuit until its probe
+//!   reaches the database (`breaker.rs`), as any pooled call failing so does;
+//! * a connection is pinged before it is lent if it was idle for longer than
+//!   [`TEST_AFTER_IDLE`] or the store circuit opened since it was last used (the database was
+//!   unreachable, so it may have restarted), and replaced if the ping fails: after a quiet
+//!   spell or an outage a dead connection costs no batch. Under load, connections are never
+//!   idle that long and never tested;
 //! * a connection older than the pool's maximum lifetime is closed and replaced, so server-side
 //!   memory does not grow without bound on a long-lived connection.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
+use super::breaker::CircuitBreaker;
+
 /// Idle connections older than this are pinged before they are lent.
-pub(super) const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
+const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Connections older than this are replaced (sqlx's pool default `max_lifetime`).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
@@ -37,6 +43,8 @@ struct Kept {
     conn: PgConnection,
     opened: Instant,
     last_used: Instant,
+    /// The store circuit's openings when it was last used.
+    openings: u64,
 }
 
 /// The batch connections of one store (see the module documentation).
@@ -44,6 +52,7 @@ pub(crate) struct CommitConnections {
     options: PgConnectOptions,
     connect_timeout: Duration,
     idle: Mutex<Vec<Kept>>,
+    breaker: Arc<CircuitBreaker>,
     /// Set by [`CommitConnections::close`] (shutdown, like the pool's close).
     closed: AtomicBool,
 }
@@ -70,17 +79,23 @@ impl std::ops::DerefMut for Lent {
 
 impl CommitConnections {
     /// No connection is opened until the first batch.
-    pub(crate) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        connect_timeout: Duration,
+        breaker: Arc<CircuitBreaker>,
+    ) -> Self {
         Self {
             options,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            breaker,
             closed: AtomicBool::new(false),
         }
     }
 
     /// A connection for one batch: the most recently used idle one (tested first if it was
-    /// idle for a while, replaced if it is too old or fails the test), or a new one.
+    /// idle for a while or the database was unreachable since, replaced if it is too old or
+    /// fails the test), or a new one.
     pub(crate) async fn lend(&self) -> Result<Lent, sqlx::Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
@@ -93,7 +108,9 @@ impl CommitConnections {
                 tokio::spawn(async move { drop(kept.conn.close().await) });
                 continue;
             }
-            if kept.last_used.elapsed() >= TEST_AFTER_IDLE && kept.conn.ping().await.is_err() {
+            let suspect = kept.last_used.elapsed() >= TEST_AFTER_IDLE
+                || kept.openings != self.breaker.openings();
+            if suspect && kept.conn.ping().await.is_err() {
                 continue;
             }
             return Ok(Lent {
@@ -126,6 +143,7 @@ impl CommitConnections {
                 conn: lent.conn,
                 opened: lent.opened,
                 last_used: Instant::now(),
+                openings: self.breaker.openings(),
             });
     }
 

@@ -138,7 +138,11 @@ pub(super) struct GroupCommitter {
 
 impl GroupCommitter {
     /// Starts the collector task on the current runtime.
-    pub(super) fn start(inner: Inner, config: GroupCommitConfig) -> Self {
+    pub(super) fn start(
+        inner: Inner,
+        config: GroupCommitConfig,
+        breaker: Arc<super::breaker::CircuitBreaker>,
+    ) -> Self {
         let slots = match inner {
             Inner::Postgres(_) => PG_SLOTS,
             Inner::Sqlite(_) => SQLITE_SLOTS,
@@ -146,7 +150,7 @@ impl GroupCommitter {
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let connections = match &inner {
-            Inner::Postgres(s) => Some(Arc::new(s.commit_connections())),
+            Inner::Postgres(s) => Some(Arc::new(s.commit_connections(breaker))),
             Inner::Sqlite(_) => None,
         };
         tokio::spawn(collect(
@@ -203,8 +207,13 @@ impl Store {
     /// documentation). Must be called inside a Tokio runtime (it starts the collector task).
     /// A `max_batch` of 1 leaves the store as it is: every change is its own transaction.
     pub fn with_group_commit(mut self, config: GroupCommitConfig) -> Store {
-        self.group_commit = (config.max_batch > 1)
-            .then(|| Arc::new(GroupCommitter::start(self.inner.clone(), config)));
+        self.group_commit = (config.max_batch > 1).then(|| {
+            Arc::new(GroupCommitter::start(
+                self.inner.clone(),
+                config,
+                self.breaker.clone(),
+            ))
+        });
         self
     }
 

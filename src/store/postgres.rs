@@ -16,8 +16,9 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+use super::breaker::CircuitBreaker;
 use super::codec::pg_err;
-use super::commit_connections::{CommitConnections, TEST_AFTER_IDLE};
+use super::commit_connections::CommitConnections;
 use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 use super::{PURGE_BATCH, PoolSettings, generation_to_db};
 
@@ -43,18 +44,6 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            // sqlx tests every idle connection it lends with a round trip by default; a
-            // connection used within the last second is known to work, so only one idle for
-            // longer is tested (and replaced if dead), as for group commit's own connections.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= TEST_AFTER_IDLE {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
             .connect_with(options.clone())
             .await
             .map_err(|e| pg_err("connect", e))?;
@@ -66,8 +55,12 @@ impl PgStore {
     }
 
     /// The connections group commit lends its batches (see `commit_connections.rs`).
-    pub(super) fn commit_connections(&self) -> CommitConnections {
-        CommitConnections::new(PgConnectOptions::clone(&self.options), self.acquire_timeout)
+    pub(super) fn commit_connections(&self, breaker: Arc<CircuitBreaker>) -> CommitConnections {
+        CommitConnections::new(
+            PgConnectOptions::clone(&self.options),
+            self.acquire_timeout,
+            breaker,
+        )
     }
 
     /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
