@@ -33,7 +33,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::breaker::CircuitBreaker;
 
-/// Idle connections older than this are pinged before they are lent.
+/// Connections idle for longer than this are pinged before they are lent.
 const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Connections older than this are replaced (sqlx's pool default `max_lifetime`).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
