@@ -38,49 +38,30 @@ const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Connections older than this are replaced (sqlx's pool default `max_lifetime`).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// A connection and its history.
-struct Kept {
-    conn: PgConnection,
+/// A connection kept for batches, and its history.
+pub(crate) struct BatchConnection {
+    pub(crate) conn: PgConnection,
     opened: Instant,
+    /// When a batch last gave it back.
     last_used: Instant,
-    /// The store circuit's openings when it was last used.
+    /// The store circuit's openings then.
     openings: u64,
 }
 
 /// The batch connections of one store (see the module documentation).
 pub(crate) struct CommitConnections {
-    options: PgConnectOptions,
+    options: Arc<PgConnectOptions>,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Kept>>,
+    idle: Mutex<Vec<BatchConnection>>,
     breaker: Arc<CircuitBreaker>,
     /// Set by [`CommitConnections::close`] (shutdown, like the pool's close).
     closed: AtomicBool,
 }
 
-/// A connection lent to one batch; give it back with [`CommitConnections::give_back`] when the
-/// batch succeeded, or drop it when it did not.
-pub(crate) struct Lent {
-    conn: PgConnection,
-    opened: Instant,
-}
-
-impl std::ops::Deref for Lent {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Lent {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-}
-
 impl CommitConnections {
     /// No connection is opened until the first batch.
     pub(crate) fn new(
-        options: PgConnectOptions,
+        options: Arc<PgConnectOptions>,
         connect_timeout: Duration,
         breaker: Arc<CircuitBreaker>,
     ) -> Self {
@@ -95,8 +76,9 @@ impl CommitConnections {
 
     /// A connection for one batch: the most recently used idle one (tested first if it was
     /// idle for a while or the database was unreachable since, replaced if it is too old or
-    /// fails the test), or a new one.
-    pub(crate) async fn lend(&self) -> Result<Lent, sqlx::Error> {
+    /// fails the test), or a new one. Give it back with [`CommitConnections::give_back`] when
+    /// the batch succeeded, or drop it when it did not.
+    pub(crate) async fn lend(&self) -> Result<BatchConnection, sqlx::Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
         }
@@ -113,10 +95,7 @@ impl CommitConnections {
             if suspect && kept.conn.ping().await.is_err() {
                 continue;
             }
-            return Ok(Lent {
-                conn: kept.conn,
-                opened: kept.opened,
-            });
+            return Ok(kept);
         }
         let conn = tokio::time::timeout(
             self.connect_timeout,
@@ -124,27 +103,27 @@ impl CommitConnections {
         )
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(Lent {
+        let now = Instant::now();
+        Ok(BatchConnection {
             conn,
-            opened: Instant::now(),
+            opened: now,
+            last_used: now,
+            openings: self.breaker.openings(),
         })
     }
 
     /// Keeps `lent` for the next batch (only after a batch that succeeded).
-    pub(crate) fn give_back(&self, lent: Lent) {
+    pub(crate) fn give_back(&self, mut lent: BatchConnection) {
         if self.closed.load(Ordering::Acquire) {
             tokio::spawn(async move { drop(lent.conn.close().await) });
             return;
         }
+        lent.last_used = Instant::now();
+        lent.openings = self.breaker.openings();
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Kept {
-                conn: lent.conn,
-                opened: lent.opened,
-                last_used: Instant::now(),
-                openings: self.breaker.openings(),
-            });
+            .push(lent);
     }
 
     /// Closes the idle connections; later batches fail as the closed pool's calls do, and a

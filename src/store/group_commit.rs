@@ -30,6 +30,8 @@ use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::commit_connections::CommitConnections;
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
 use super::{Inner, Store};
 
 /// Concurrent batches on PostgreSQL.
@@ -133,7 +135,7 @@ struct Pending {
 pub(super) struct GroupCommitter {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
-    connections: Option<Arc<CommitConnections>>,
+    writer: BatchWriter,
 }
 
 impl GroupCommitter {
@@ -143,21 +145,17 @@ impl GroupCommitter {
         config: GroupCommitConfig,
         breaker: Arc<super::breaker::CircuitBreaker>,
     ) -> Self {
-        let slots = match inner {
-            Inner::Postgres(_) => PG_SLOTS,
-            Inner::Sqlite(_) => SQLITE_SLOTS,
+        let (slots, writer) = match inner {
+            Inner::Postgres(s) => {
+                let connections = Arc::new(s.commit_connections(breaker));
+                (PG_SLOTS, BatchWriter::Postgres(s, connections))
+            }
+            Inner::Sqlite(s) => (SQLITE_SLOTS, BatchWriter::Sqlite(s)),
         };
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let connections = match &inner {
-            Inner::Postgres(s) => Some(Arc::new(s.commit_connections(breaker))),
-            Inner::Sqlite(_) => None,
-        };
         tokio::spawn(collect(
-            Batches {
-                inner,
-                connections: connections.clone(),
-            },
+            writer.clone(),
             rx,
             config.max_batch.max(1),
             config.max_wait,
@@ -167,13 +165,13 @@ impl GroupCommitter {
         Self {
             queue,
             counters,
-            connections,
+            writer,
         }
     }
 
     /// Closes the batches' own connections (shutdown; see [`Store::close`]).
     pub(super) async fn close(&self) {
-        if let Some(connections) = &self.connections {
+        if let BatchWriter::Postgres(_, connections) = &self.writer {
             connections.close().await;
         }
     }
@@ -233,14 +231,14 @@ impl Store {
 
 /// Where batches are written: the backend, and on PostgreSQL the connections kept for them.
 #[derive(Clone)]
-struct Batches {
-    inner: Inner,
-    connections: Option<Arc<CommitConnections>>,
+enum BatchWriter {
+    Postgres(PgStore, Arc<CommitConnections>),
+    Sqlite(SqliteStore),
 }
 
 /// The collector: forms batches and hands each to its own task once a slot is free.
 async fn collect(
-    batches: Batches,
+    writer: BatchWriter,
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
     max_wait: Duration,
@@ -286,17 +284,17 @@ async fn collect(
                 },
             }
         };
-        let batches = batches.clone();
+        let writer = writer.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            run_batch(&batches, batch, &counters).await;
+            run_batch(&writer, batch, &counters).await;
             drop(permit);
         });
     }
 }
 
 /// Runs one batch as one transaction and answers every writer.
-async fn run_batch(batches: &Batches, batch: Vec<Pending>, counters: &Counters) {
+async fn run_batch(writer: &BatchWriter, batch: Vec<Pending>, counters: &Counters) {
     let (changes, replies): (Vec<SessionChange>, Vec<Reply>) =
         batch.into_iter().map(|p| (p.change, p.reply)).unzip();
     let size = changes.len();
@@ -304,12 +302,11 @@ async fn run_batch(batches: &Batches, batch: Vec<Pending>, counters: &Counters) 
     // task's future holds the larger of the two. Unboxed, spawning a batch task moved all of it
     // several times (into the task cell, into its stage): a third of a refresh's instructions
     // under callgrind were those copies (docs/benchmarks.md, 2026-12-05).
-    let result = match (&batches.inner, &batches.connections) {
-        (Inner::Postgres(s), Some(connections)) => {
+    let result = match writer {
+        BatchWriter::Postgres(s, connections) => {
             Box::pin(s.apply_batch_lent(connections, &changes)).await
         }
-        (Inner::Postgres(s), None) => Box::pin(s.apply_batch(&changes)).await,
-        (Inner::Sqlite(s), _) => Box::pin(s.apply_batch(&changes)).await,
+        BatchWriter::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
     };
     counters.record(size, result.is_err());
     match result {

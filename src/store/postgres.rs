@@ -8,7 +8,6 @@
 //! re-check covers the join condition, so each row is fenced on its own expected version.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
@@ -29,10 +28,6 @@ const EMAIL_CONSTRAINT: &str = "users_email_key";
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
-    /// What the pool connects with, for the group-commit batches' own connections (shared:
-    /// the options are large, and the store is cloned).
-    options: Arc<PgConnectOptions>,
-    acquire_timeout: Duration,
 }
 
 impl PgStore {
@@ -44,21 +39,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
             .map_err(|e| pg_err("connect", e))?;
-        Ok(Self {
-            pool,
-            options: Arc::new(options),
-            acquire_timeout: settings.acquire_timeout,
-        })
+        Ok(Self { pool })
     }
 
-    /// The connections group commit lends its batches (see `commit_connections.rs`).
+    /// The connections group commit lends its batches (see `commit_connections.rs`): opened
+    /// with the pool's options, within its acquire timeout.
     pub(super) fn commit_connections(&self, breaker: Arc<CircuitBreaker>) -> CommitConnections {
         CommitConnections::new(
-            PgConnectOptions::clone(&self.options),
-            self.acquire_timeout,
+            self.pool.connect_options(),
+            self.pool.options().get_acquire_timeout(),
             breaker,
         )
     }
@@ -114,12 +106,12 @@ impl PgStore {
         connections: &CommitConnections,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut conn = connections
+        let mut lent = connections
             .lend()
             .await
             .map_err(|e| pg_err(batch_op(changes), e))?;
-        let outcomes = apply_batch_on(&mut conn, changes).await?;
-        connections.give_back(conn);
+        let outcomes = apply_batch_on(&mut lent.conn, changes).await?;
+        connections.give_back(lent);
         Ok(outcomes)
     }
 
