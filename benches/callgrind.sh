@@ -10,8 +10,10 @@
 # sends, over one keep-alive connection and one request at a time, a warm-up (every session's
 # actor activated, every access token seen once, then WARMUP more of each kind) and two measured
 # phases: REQUESTS durable refreshes (round-robin over SESSIONS sessions, each presenting its
-# newest token) and REQUESTS `GET /v1/auth/me` (round-robin over SESSIONS other sessions' access
-# tokens). Counters are zeroed before each phase and dumped after it (`callgrind_control`), so
+# newest token), REQUESTS `GET /v1/auth/me` (round-robin over SESSIONS other sessions' access
+# tokens) and ACTIVATIONS first `GET /v1/auth/me` of sessions never used before (each starts
+# its actor from the store: the cost of a request whose session's actor had passivated; after
+# 50 such requests of warm-up). Counters are zeroed before each phase and dumped after it (`callgrind_control`), so
 # start-up, seeding and warm-up are excluded. What is counted: every instruction sessiond
 # executes in that window, on all its threads (HTTP, actors, group commit, the database driver
 # and its TLS, background tasks) — not PostgreSQL's, not the client's.
@@ -31,6 +33,7 @@
 #      REQUESTS     requests per measured phase (default 2000)
 #      SESSIONS     sessions per phase (default 200)
 #      WARMUP       extra warm-up requests of each kind (default 200)
+#      ACTIVATIONS  requests of the activate phase (default 500; 0 leaves the phase out)
 #      RECORD_FILE  run of record (default docs/benchmarks/callgrind-record.json)
 #      RECORD=1     write this run's figures as the new record (same STORE/PG_SSLMODE key)
 #      PG_ADMIN_URL admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -45,6 +48,7 @@ TOOL="${TOOL:-callgrind}"
 STORE="${STORE:-postgres}"
 PG_SSLMODE="${PG_SSLMODE:-}"
 REQUESTS="${REQUESTS:-2000}"; SESSIONS="${SESSIONS:-200}"; WARMUP="${WARMUP:-200}"
+ACTIVATIONS="${ACTIVATIONS:-500}"
 RECORD_FILE="${RECORD_FILE:-$ROOT/docs/benchmarks/callgrind-record.json}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 OUT="${1:-$ROOT/benches/results/callgrind-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -104,6 +108,13 @@ say "migrate and seed ($STORE)"
   --out "$WORK/seed-refresh.jsonl" >"$OUT/seed.log" 2>&1 || die "seed (see $OUT/seed.log)"
 "$SESSIOND_BIN" seed --users "$SESSIONS" --sessions-per-user 1 --first 1000000 \
   --out "$WORK/seed-read.jsonl" >>"$OUT/seed.log" 2>&1 || die "seed (see $OUT/seed.log)"
+ACTIVATE_ARGS=(); PHASES="refresh me"
+if [ "$ACTIVATIONS" -gt 0 ]; then
+  "$SESSIOND_BIN" seed --users "$(( ACTIVATIONS + 50 ))" --sessions-per-user 1 --first 2000000 \
+    --out "$WORK/seed-activate.jsonl" >>"$OUT/seed.log" 2>&1 || die "seed (see $OUT/seed.log)"
+  ACTIVATE_ARGS=(--activate-seed "$WORK/seed-activate.jsonl" --activations "$ACTIVATIONS" --activate-warmup 50)
+  PHASES="refresh me activate"
+fi
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 say "sessiond under $TOOL on 127.0.0.1:$PORT"
@@ -128,11 +139,11 @@ say "fixed sequence: warm-up, $REQUESTS refreshes, $REQUESTS /me ($SESSIONS sess
 python3 "$ROOT/benches/lib/callgrind_drive.py" --pid "$SVC_PID" --url "http://127.0.0.1:$PORT" \
   --refresh-seed "$WORK/seed-refresh.jsonl" --read-seed "$WORK/seed-read.jsonl" \
   --sessions "$SESSIONS" --requests "$REQUESTS" --warmup "$WARMUP" --dump-dir "$OUT" \
-  --mode "$TOOL" >"$OUT/drive.json" || die "request sequence"
+  --mode "$TOOL" "${ACTIVATE_ARGS[@]}" >"$OUT/drive.json" || die "request sequence"
 kill -TERM "$SVC_PID"; wait "$SVC_PID" 2>/dev/null || true; SVC_PID=""
 
 if [ "$TOOL" = perf ]; then
-  for phase in refresh me; do
+  for phase in $PHASES; do
     perf script -i "$OUT/perf-$phase.data" 2>/dev/null | inferno-collapse-perf >"$OUT/folded-$phase.txt"
     inferno-flamegraph --title "sessiond: $REQUESTS sequential $phase requests ($CONFIG_KEY, perf cpu-clock)" \
       --width 1600 <"$OUT/folded-$phase.txt" >"$OUT/flame-$phase.svg"
@@ -141,7 +152,7 @@ if [ "$TOOL" = perf ]; then
   exit 0
 fi
 
-for phase in refresh me; do
+for phase in $PHASES; do
   f="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["phases"][sys.argv[2]]["dump"])' "$OUT/drive.json" "$phase")"
   mv "$f" "$OUT/callgrind.out.$phase"
   callgrind_annotate --inclusive=yes "$OUT/callgrind.out.$phase" >"$OUT/annotate-$phase-inclusive.txt" 2>/dev/null || true

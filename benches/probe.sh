@@ -10,7 +10,7 @@
 # Env:   DURATION seconds of a wrk run (15), DBQ appended to the database URL (e.g.
 #        '?sslmode=disable' or '?host=/var/run/postgresql'), PERF=1 (perf record -g for 12 s:
 #        OUT/perf.data), STRACE=1 (strace -c -f for 6 s after STRACE_DELAY seconds:
-#        OUT/strace.txt)
+#        OUT/strace.txt), WARMUP seconds of the same load before the measured run (0)
 # A fresh database is created and dropped; the server binds to 127.0.0.1 and is stopped on
 # exit; wrk and k6 end by themselves.
 set -euo pipefail
@@ -51,6 +51,12 @@ if [ "$KIND" = flood ]; then
 fi
 
 export BENCH_LIB="$PWD/benches/lib" WRK_THREADS=2
+if [ "${WARMUP:-0}" != 0 ]; then
+  # Not measured: every seeded session's actor activated and every access token verified
+  # once, by reads (a refresh run's tokens must not be spent before it).
+  SEED_FILE="$WORK/seed.jsonl" WRK_JSON="$OUT/wrk-warmup.json" wrk -t2 -c16 -d"${WARMUP}s" --timeout 10s \
+    -s "benches/lib/me.lua" "http://127.0.0.1:$port" > "$OUT/wrk-warmup.txt" 2>&1
+fi
 switches() { cat /proc/"$pid"/task/*/status | awk '/voluntary_ctxt_switches/{s+=$2} END{print s}'; }
 x0=$(switches); c0=$(awk '{print $14" "$15}' /proc/"$pid"/stat)
 perf_pid=""

@@ -14,7 +14,11 @@ Phases (N = --requests):
             more requests of that kind;
   refresh   N durable refreshes, round-robin over the refresh sessions, each presenting the
             session's newest token (a plain rotation);
-  me        N GET /v1/auth/me, round-robin over the read sessions' access tokens.
+  me        N GET /v1/auth/me, round-robin over the read sessions' access tokens;
+  activate  (with --activate-seed) A first GET /v1/auth/me, each on a session never used
+            before: the actor started from the store, the token's signature checked, the
+            account's profile read — what a request costs when its session's actor had
+            passivated. Warmed up by --activate-warmup other first requests of the same kind.
 
 Prints one JSON object: {"phases": {name: {"requests": N, "dump": file}}}.
 """
@@ -77,6 +81,9 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--settle", type=float, default=1.0)
+    ap.add_argument("--activate-seed", help="sessions for the activate phase (one request each)")
+    ap.add_argument("--activations", type=int, default=500)
+    ap.add_argument("--activate-warmup", type=int, default=50)
     ap.add_argument("--dump-dir", required=True)
     ap.add_argument("--mode", choices=("callgrind", "perf"), default="callgrind",
                     help="perf: sessiond runs natively; `perf record` (DWARF call graphs) is "
@@ -110,6 +117,16 @@ def main():
         if status != 200:
             sys.exit(f"callgrind_drive: /me answered {status}: {payload[:300]!r}")
 
+    fresh = []
+    if args.activate_seed:
+        fresh = [{"Authorization": "Bearer " + r["access_token"]}
+                 for r in load(args.activate_seed, args.activate_warmup + args.activations)]
+
+    def activate_once():
+        status, payload = client.call("GET", "/v1/auth/me", headers=fresh.pop(0))
+        if status != 200:
+            sys.exit(f"callgrind_drive: first /me answered {status}: {payload[:300]!r}")
+
     def control(*flags):
         subprocess.run(["callgrind_control", *flags, str(args.pid)], check=True,
                        stdout=subprocess.DEVNULL)
@@ -117,35 +134,39 @@ def main():
     # Each phase is warmed up right before it is measured: every actor activated, every access
     # token seen once, then a steady stretch. (Warming both up front would let the verified-token
     # cache forget the /me tokens while the slow refresh phase runs under valgrind.)
-    def warm_up(step, n):
-        for _ in range(n + args.warmup):
+    def warm_up(step, n, extra=None):
+        for _ in range(n + (args.warmup if extra is None else extra)):
             step()
         time.sleep(args.settle)
 
-    plan = (("refresh", refresh_once, len(tokens)), ("me", me_once, len(bearers)))
+    # (name, step, warm-up uses before the extra warm-up, extra warm-up, measured requests)
+    plan = [("refresh", refresh_once, len(tokens), None, args.requests),
+            ("me", me_once, len(bearers), None, args.requests)]
+    if fresh:
+        plan.append(("activate", activate_once, 0, args.activate_warmup, args.activations))
 
     phases = {}
     if args.mode == "perf":
-        for name, step, n in plan:
-            warm_up(step, n)
+        for name, step, n, extra, requests in plan:
+            warm_up(step, n, extra)
             data = os.path.join(args.dump_dir, f"perf-{name}.data")
             rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999",
                                     "--call-graph", "dwarf,16384", "-p", str(args.pid),
                                     "-o", data], stdout=subprocess.DEVNULL)
             time.sleep(1.0)  # perf attaches to every thread before the first request
-            for _ in range(args.requests):
+            for _ in range(requests):
                 step()
             rec.send_signal(signal.SIGINT)
             rec.wait()
-            phases[name] = {"requests": args.requests, "perf_data": data}
+            phases[name] = {"requests": requests, "perf_data": data}
         print(json.dumps({"phases": phases}))
         return
-    for name, step, n in plan:
-        warm_up(step, n)
+    for name, step, n, extra, requests in plan:
+        warm_up(step, n, extra)
         before = set(glob.glob(os.path.join(args.dump_dir, "callgrind.out.*")))
         control("--zero")
         t0 = time.monotonic()
-        for _ in range(args.requests):
+        for _ in range(requests):
             step()
         wall = time.monotonic() - t0
         time.sleep(args.settle)
@@ -159,7 +180,7 @@ def main():
             time.sleep(0.1)
         if not new:
             sys.exit(f"callgrind_drive: no dump appeared for {name}")
-        phases[name] = {"requests": args.requests, "dump": new[-1],
+        phases[name] = {"requests": requests, "dump": new[-1],
                         "wall_s_under_valgrind": round(wall, 1)}
     print(json.dumps({"phases": phases}))
 
