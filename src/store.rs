@@ -32,8 +32,8 @@ pub mod authorize;
 pub mod breaker;
 pub mod change_feed;
 mod codec;
-mod commit_connections;
 mod dialect;
+mod direct_connections;
 pub mod group_commit;
 pub mod media;
 pub mod mfa;
@@ -244,7 +244,8 @@ pub trait StoreObserver: Send + Sync {
 /// One connection pool's occupancy, for gauges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Which pool: `main` (PostgreSQL), `writer` or `reader` (SQLite).
+    /// Which pool: `main` and `direct` (PostgreSQL: the pool, and the connections the request
+    /// path keeps outside it, see `store/direct_connections.rs`), `writer` or `reader` (SQLite).
     pub pool: &'static str,
     /// Connections open now (idle or in use).
     pub size: u32,
@@ -345,8 +346,9 @@ impl Store {
     /// [`Store::connect`] with the pool's settings (`SESSIOND_DB_ACQUIRE_TIMEOUT`,
     /// `SESSIOND_DB_MAX_CONNECTIONS`).
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
+        let breaker = Arc::<breaker::CircuitBreaker>::default();
         let inner = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Inner::Postgres(postgres::PgStore::connect(url, settings).await?)
+            Inner::Postgres(postgres::PgStore::connect(url, settings, Arc::clone(&breaker)).await?)
         } else if url.starts_with("sqlite:") {
             Inner::Sqlite(sqlite::SqliteStore::connect(url, settings.acquire_timeout).await?)
         } else {
@@ -364,7 +366,7 @@ impl Store {
                 change_feed::DEFAULT_PROFILE_MAX_AGE,
                 change_feed::DEFAULT_PROFILE_PERIOD,
             )),
-            breaker: Arc::default(),
+            breaker,
         })
     }
 
@@ -464,7 +466,16 @@ impl Store {
             }
         }
         match &self.inner {
-            Inner::Postgres(s) => vec![stats("main", &s.pool)],
+            Inner::Postgres(s) => {
+                let (size, idle, max) = s.direct_occupancy();
+                let direct = PoolStats {
+                    pool: "direct",
+                    size,
+                    idle,
+                    max,
+                };
+                vec![stats("main", &s.pool), direct]
+            }
             Inner::Sqlite(s) => vec![stats("writer", &s.writer), stats("reader", &s.reader)],
         }
     }
@@ -611,9 +622,6 @@ impl Store {
     /// Closes the pool(s), waiting for checked-out connections to be returned; for graceful
     /// shutdown. Later calls fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
-        if let Some(group) = &self.group_commit {
-            group.close().await;
-        }
         match &self.inner {
             Inner::Postgres(s) => s.close().await,
             Inner::Sqlite(s) => s.close().await,
@@ -691,9 +699,9 @@ pub struct PoolSettings {
     /// the database is down, only the call that opens the circuit breaker waits this long;
     /// later ones fail at once.
     pub acquire_timeout: Duration,
-    /// Most connections of the PostgreSQL pool (group commit keeps up to
-    /// [`group_commit::PG_SLOTS`] more of its own). SQLite's pools are sized by SQLite's
-    /// locking: one writer and a few readers.
+    /// Most connections of the PostgreSQL pool (the request path keeps up to
+    /// [`group_commit::PG_SLOTS`] + 8 more of its own, see `store/direct_connections.rs`).
+    /// SQLite's pools are sized by SQLite's locking: one writer and a few readers.
     pub max_connections: u32,
 }
 

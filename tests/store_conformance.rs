@@ -1397,7 +1397,7 @@ async fn postgres_pool_takes_its_size_and_replaces_a_dropped_idle_connection() {
     let store = Store::connect_with(db.url(), settings).await.unwrap();
     store.migrate().await.unwrap();
     let pools = store.pool_stats();
-    assert_eq!(pools.len(), 1);
+    assert_eq!(pools.len(), 2);
     assert_eq!((pools[0].pool, pools[0].max), ("main", 3));
 
     assert!(
@@ -1405,12 +1405,82 @@ async fn postgres_pool_takes_its_size_and_replaces_a_dropped_idle_connection() {
         "the pool had a connection open"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    // A pooled read (the request path's reads use the direct connections, tested below).
     assert!(
         store
-            .load_session(SessionId::new())
+            .find_user_by_email("nobody@example.test")
             .await
             .unwrap()
             .is_none(),
         "a read after the drop is answered"
     );
+}
+
+/// The request path's reads (`load_session`, `get_user`, `find_generation`) run on the store's
+/// direct connections, which skip the pool's two test round trips (`direct_connections.rs`).
+/// They keep the pool's safety net: a direct connection the server dropped while it was busy
+/// fails the one read that finds it dead, and the next read opens a new one; dropped
+/// during a quiet second, it is tested before use and no read fails. More reads at once than
+/// there are direct permits all answer (the rest go through the pool), and every read answers
+/// what is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_request_path_reads_use_direct_connections_and_survive_their_loss() {
+    let ctx = Ctx::new(TestBackend::Postgres).await;
+    let store = &ctx.store;
+    let user = ctx.user().await.id;
+    let session = ctx.session(user).await;
+    let read = async || store.load_session(session.id).await;
+    let direct = || {
+        let pools = store.pool_stats();
+        let direct = pools.iter().find(|p| p.pool == "direct").copied();
+        direct.expect("PostgreSQL reports its direct connections")
+    };
+    assert_eq!(direct().size, 0, "opened on first use");
+    assert_eq!(read().await.unwrap().unwrap().version, session.version);
+    assert_eq!(
+        (direct().size, direct().idle),
+        (1, 1),
+        "the read used a direct connection"
+    );
+
+    // Dropped while busy: the read that finds it dead fails as unavailable (a lost pooled
+    // connection does the same) and opens the store circuit, which refuses calls until its
+    // probe reaches the database; then the next read has a new connection.
+    assert!(pg_drop_connections(ctx.db.url()).await >= 1);
+    match read().await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    for _ in 0..400 {
+        if !store.circuit_open() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(!store.circuit_open(), "the store circuit never closed");
+    assert_eq!(read().await.unwrap().unwrap().id, session.id);
+
+    // Dropped during a quiet spell: tested before use, nothing fails.
+    assert!(pg_drop_connections(ctx.db.url()).await >= 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert_eq!(read().await.unwrap().unwrap().id, session.id);
+    assert_eq!(store.get_user(user).await.unwrap().unwrap().id, user);
+    let never_issued = RefreshSecret::random().hash();
+    assert_eq!(ctx.generation_of(session.id, &never_issued).await, None);
+
+    // Many at once: more than the direct permits, all answered with the committed row.
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..48 {
+        let store = store.clone();
+        reads.spawn(async move { store.load_session(session.id).await });
+    }
+    while let Some(answer) = reads.join_next().await {
+        assert_eq!(answer.unwrap().unwrap().unwrap().id, session.id);
+    }
+    let after = direct();
+    assert!(
+        after.size >= 2 && after.size <= after.max,
+        "direct connections in use and bounded: {after:?}"
+    );
+    ctx.finish().await;
 }

@@ -29,7 +29,6 @@ use std::time::Duration;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::commit_connections::CommitConnections;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::{Inner, Store};
@@ -135,45 +134,26 @@ struct Pending {
 pub(super) struct GroupCommitter {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
-    writer: BatchWriter,
 }
 
 impl GroupCommitter {
     /// Starts the collector task on the current runtime.
-    pub(super) fn start(
-        inner: Inner,
-        config: GroupCommitConfig,
-        breaker: Arc<super::breaker::CircuitBreaker>,
-    ) -> Self {
+    pub(super) fn start(inner: Inner, config: GroupCommitConfig) -> Self {
         let (slots, writer) = match inner {
-            Inner::Postgres(s) => {
-                let connections = Arc::new(s.commit_connections(breaker));
-                (PG_SLOTS, BatchWriter::Postgres(s, connections))
-            }
+            Inner::Postgres(s) => (PG_SLOTS, BatchWriter::Postgres(s)),
             Inner::Sqlite(s) => (SQLITE_SLOTS, BatchWriter::Sqlite(s)),
         };
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         tokio::spawn(collect(
-            writer.clone(),
+            writer,
             rx,
             config.max_batch.max(1),
             config.max_wait,
             Arc::new(Semaphore::new(slots)),
             counters.clone(),
         ));
-        Self {
-            queue,
-            counters,
-            writer,
-        }
-    }
-
-    /// Closes the batches' own connections (shutdown; see [`Store::close`]).
-    pub(super) async fn close(&self) {
-        if let BatchWriter::Postgres(_, connections) = &self.writer {
-            connections.close().await;
-        }
+        Self { queue, counters }
     }
 
     /// Submits one change and waits until its batch has committed (or failed).
@@ -205,13 +185,8 @@ impl Store {
     /// documentation). Must be called inside a Tokio runtime (it starts the collector task).
     /// A `max_batch` of 1 leaves the store as it is: every change is its own transaction.
     pub fn with_group_commit(mut self, config: GroupCommitConfig) -> Store {
-        self.group_commit = (config.max_batch > 1).then(|| {
-            Arc::new(GroupCommitter::start(
-                self.inner.clone(),
-                config,
-                self.breaker.clone(),
-            ))
-        });
+        self.group_commit = (config.max_batch > 1)
+            .then(|| Arc::new(GroupCommitter::start(self.inner.clone(), config)));
         self
     }
 
@@ -229,10 +204,10 @@ impl Store {
     }
 }
 
-/// Where batches are written: the backend, and on PostgreSQL the connections kept for them.
+/// Where batches are written (on PostgreSQL, on the store's direct connections).
 #[derive(Clone)]
 enum BatchWriter {
-    Postgres(PgStore, Arc<CommitConnections>),
+    Postgres(PgStore),
     Sqlite(SqliteStore),
 }
 
@@ -303,9 +278,7 @@ async fn run_batch(writer: &BatchWriter, batch: Vec<Pending>, counters: &Counter
     // several times (into the task cell, into its stage): a third of a refresh's instructions
     // under callgrind were those copies (docs/benchmarks.md, 2026-12-05).
     let result = match writer {
-        BatchWriter::Postgres(s, connections) => {
-            Box::pin(s.apply_batch_lent(connections, &changes)).await
-        }
+        BatchWriter::Postgres(s) => Box::pin(s.apply_batch_lent(&changes)).await,
         BatchWriter::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
     };
     counters.record(size, result.is_err());

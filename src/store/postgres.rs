@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::breaker::CircuitBreaker;
 use super::codec::pg_err;
-use super::commit_connections::CommitConnections;
+use super::direct_connections::{DirectConnections, StatementConnection};
 use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
 use super::{PURGE_BATCH, PoolSettings, generation_to_db};
 
@@ -28,10 +28,20 @@ const EMAIL_CONSTRAINT: &str = "users_email_key";
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
+    /// The request path's statements (group-commit batches, actor and cache reads) run here,
+    /// off the pool: see `direct_connections.rs`.
+    direct: Arc<DirectConnections>,
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
+    /// Connects the pool; the direct connections (opened with the pool's options, within its
+    /// acquire timeout) are opened on first use. `breaker` is the store's circuit, whose
+    /// openings tell a direct connection to test itself.
+    pub(crate) async fn connect(
+        url: &str,
+        settings: PoolSettings,
+        breaker: Arc<CircuitBreaker>,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             // sqlx's message may quote the URL (and so a password): keep it out.
@@ -42,23 +52,37 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| pg_err("connect", e))?;
-        Ok(Self { pool })
+        let direct = Arc::new(DirectConnections::new(
+            pool.connect_options(),
+            pool.options().get_acquire_timeout(),
+            breaker,
+        ));
+        Ok(Self { pool, direct })
     }
 
-    /// The connections group commit lends its batches (see `commit_connections.rs`): opened
-    /// with the pool's options, within its acquire timeout.
-    pub(super) fn commit_connections(&self, breaker: Arc<CircuitBreaker>) -> CommitConnections {
-        CommitConnections::new(
-            self.pool.connect_options(),
-            self.pool.options().get_acquire_timeout(),
-            breaker,
-        )
+    /// The direct connections' occupancy as a pool's (`pool_stats`): `(open, idle, max)`.
+    pub(super) fn direct_occupancy(&self) -> (u32, u32, u32) {
+        let (open, idle) = self.direct.occupancy();
+        (open, idle, self.direct.max())
+    }
+
+    /// A connection for one request-path statement that is not a group-commit batch (see
+    /// [`DirectConnections::statement`]); `op` names it in errors.
+    pub(super) async fn statement(
+        &self,
+        op: &'static str,
+    ) -> Result<StatementConnection<'_>, StoreError> {
+        self.direct
+            .statement(&self.pool)
+            .await
+            .map_err(|e| pg_err(op, e))
     }
 
     /// The migrations of this backend (run by `migrate`, see `session_writes.rs`).
     pub(super) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
     pub(crate) async fn close(&self) {
+        self.direct.close().await;
         self.pool.close().await;
     }
 
@@ -91,27 +115,26 @@ impl PgStore {
         &self,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| pg_err(batch_op(changes), e))?;
-        apply_batch_on(&mut conn, changes).await
+        let mut conn = self.statement(batch_op(changes)).await?;
+        let outcomes = apply_batch_on(conn.conn(), changes).await?;
+        conn.done();
+        Ok(outcomes)
     }
 
-    /// [`PgStore::apply_batch`] on a connection lent by `connections` (group commit): no pool
-    /// round trips. The connection is kept for the next batch only if this one succeeded.
+    /// [`PgStore::apply_batch`] for group commit, whose slots bound the batches in flight: always
+    /// on a direct connection. The connection is kept for the next batch only if this one
+    /// succeeded.
     pub(crate) async fn apply_batch_lent(
         &self,
-        connections: &CommitConnections,
         changes: &[SessionChange],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut lent = connections
+        let mut lent = self
+            .direct
             .lend()
             .await
             .map_err(|e| pg_err(batch_op(changes), e))?;
         let outcomes = apply_batch_on(&mut lent.conn, changes).await?;
-        connections.give_back(lent);
+        self.direct.give_back(lent);
         Ok(outcomes)
     }
 

@@ -49,32 +49,40 @@ for_each_store! {
             .transpose()
     }
 
+    // The next three are on the request path (an actor's activation or stale re-read, the
+    // profile cache's fill): on a connection of `statement`, which on PostgreSQL skips the
+    // pool's two test round trips (`direct_connections.rs`).
+
     pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
+        const OP: &str = "get user";
+        let mut conn = self.statement(OP).await?;
+        let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
             avatar_columns!(),
             " FROM users WHERE id = $1"
         ))
             .bind(id.as_uuid())
-            .fetch_optional(self.reader())
+            .fetch_optional(conn.conn())
             .await
-            .map_err(self.err("get user"))?
-            .map(|row| user_row(&row))
-            .transpose()
+            .map_err(self.err(OP))?;
+        conn.done();
+        row.map(|row| user_row(&row)).transpose()
     }
 
     pub(crate) async fn load_session(
         &self,
         id: SessionId,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query(concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = $1"))
+        const OP: &str = "load session";
+        let mut conn = self.statement(OP).await?;
+        let row = sqlx::query(concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = $1"))
             .bind(id.as_uuid())
-            .fetch_optional(self.reader())
+            .fetch_optional(conn.conn())
             .await
-            .map_err(self.err("load session"))?
-            .map(|row| session_row(&row))
-            .transpose()
+            .map_err(self.err(OP))?;
+        conn.done();
+        row.map(|row| session_row(&row)).transpose()
     }
 
     pub(crate) async fn find_generation(
@@ -82,15 +90,18 @@ for_each_store! {
         id: SessionId,
         hash: &TokenHash,
     ) -> Result<Option<u64>, StoreError> {
+        const OP: &str = "find generation";
+        let mut conn = self.statement(OP).await?;
         let generation: Option<i64> = sqlx::query_scalar(
             "SELECT generation FROM refresh_tokens WHERE session_id = $1 AND token_hash = $2 \
              ORDER BY generation DESC LIMIT 1",
         )
         .bind(id.as_uuid())
         .bind(hash.as_bytes().as_slice())
-        .fetch_optional(self.reader())
+        .fetch_optional(conn.conn())
         .await
-        .map_err(self.err("find generation"))?;
+        .map_err(self.err(OP))?;
+        conn.done();
         generation.map(generation_from_db).transpose()
     }
 

@@ -40,6 +40,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// write, so a transaction never has to upgrade a read lock.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// The reader pool as a request-path connection ([`SqliteStore::statement`]).
+pub(super) struct ReaderPool<'a>(&'a SqlitePool);
+
+impl<'a> ReaderPool<'a> {
+    /// The pool, as a sqlx executor.
+    pub(super) fn conn(&mut self) -> &'a SqlitePool {
+        self.0
+    }
+
+    /// Nothing to give back.
+    pub(super) fn done(self) {}
+}
+
 /// The SQLite implementation behind [`super::Store`].
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
@@ -51,6 +64,13 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// What [`PgStore::statement`](super::postgres::PgStore::statement) is on PostgreSQL, for
+    /// the request-path reads both backends share (`records.rs`): here the reader pool, which
+    /// has no round trips to save.
+    pub(super) async fn statement(&self, _op: &'static str) -> Result<ReaderPool<'_>, StoreError> {
+        Ok(ReaderPool(&self.reader))
+    }
+
     /// Opens a write transaction on the single writer connection with `BEGIN IMMEDIATE`, so
     /// the write lock is taken up front rather than upgraded mid-transaction (an upgrade can
     /// fail with `SQLITE_BUSY` when another process holds the file). Every write goes through

@@ -172,7 +172,7 @@ async fn series_exist_before_any_event(backend: Backend) {
     );
     assert_eq!(m.value("sessiond_password_hash_waiting", &[]), 0.0);
     let pools: &[&str] = match backend {
-        Backend::Postgres => &["main"],
+        Backend::Postgres => &["main", "direct"],
         Backend::Sqlite => &["writer", "reader"],
     };
     for pool in pools {
