@@ -466,16 +466,7 @@ impl Store {
             }
         }
         match &self.inner {
-            Inner::Postgres(s) => {
-                let (size, idle, max) = s.direct_occupancy();
-                let direct = PoolStats {
-                    pool: "direct",
-                    size,
-                    idle,
-                    max,
-                };
-                vec![stats("main", &s.pool), direct]
-            }
+            Inner::Postgres(s) => vec![stats("main", &s.pool), s.direct_stats()],
             Inner::Sqlite(s) => vec![stats("writer", &s.writer), stats("reader", &s.reader)],
         }
     }

@@ -43,6 +43,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::PoolStats;
 use super::breaker::CircuitBreaker;
 
 /// Connections idle for longer than this are pinged before they are lent.
@@ -186,16 +187,16 @@ impl DirectConnections {
         }
     }
 
-    /// Connections open now and, of those, idle ones.
-    pub(crate) fn occupancy(&self) -> (u32, u32) {
+    /// Occupancy for the pool gauges (`pool="direct"`); at most group commit's slots and the
+    /// statement permits are ever open.
+    pub(crate) fn stats(&self) -> PoolStats {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let open = self.open.load(Ordering::Relaxed);
-        (open, u32::try_from(idle).unwrap_or(u32::MAX).min(open))
-    }
-
-    /// The most connections kept here: group commit's slots and the statement permits.
-    pub(crate) fn max(&self) -> u32 {
-        (super::group_commit::PG_SLOTS + STATEMENT_PERMITS) as u32
+        PoolStats {
+            pool: "direct",
+            size: self.open.load(Ordering::Relaxed),
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max: (super::group_commit::PG_SLOTS + STATEMENT_PERMITS) as u32,
+        }
     }
 
     /// Closes the idle connections; later statements fail as the closed pool's calls do, and a

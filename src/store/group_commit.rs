@@ -29,8 +29,6 @@ use std::time::Duration;
 use sessiond_actors::store::{SessionChange, StoreError, WriteOutcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::postgres::PgStore;
-use super::sqlite::SqliteStore;
 use super::{Inner, Store};
 
 /// Concurrent batches on PostgreSQL.
@@ -139,14 +137,14 @@ pub(super) struct GroupCommitter {
 impl GroupCommitter {
     /// Starts the collector task on the current runtime.
     pub(super) fn start(inner: Inner, config: GroupCommitConfig) -> Self {
-        let (slots, writer) = match inner {
-            Inner::Postgres(s) => (PG_SLOTS, BatchWriter::Postgres(s)),
-            Inner::Sqlite(s) => (SQLITE_SLOTS, BatchWriter::Sqlite(s)),
+        let slots = match inner {
+            Inner::Postgres(_) => PG_SLOTS,
+            Inner::Sqlite(_) => SQLITE_SLOTS,
         };
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         tokio::spawn(collect(
-            writer,
+            inner,
             rx,
             config.max_batch.max(1),
             config.max_wait,
@@ -204,16 +202,9 @@ impl Store {
     }
 }
 
-/// Where batches are written (on PostgreSQL, on the store's direct connections).
-#[derive(Clone)]
-enum BatchWriter {
-    Postgres(PgStore),
-    Sqlite(SqliteStore),
-}
-
 /// The collector: forms batches and hands each to its own task once a slot is free.
 async fn collect(
-    writer: BatchWriter,
+    inner: Inner,
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
     max_wait: Duration,
@@ -259,17 +250,17 @@ async fn collect(
                 },
             }
         };
-        let writer = writer.clone();
+        let inner = inner.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            run_batch(&writer, batch, &counters).await;
+            run_batch(&inner, batch, &counters).await;
             drop(permit);
         });
     }
 }
 
 /// Runs one batch as one transaction and answers every writer.
-async fn run_batch(writer: &BatchWriter, batch: Vec<Pending>, counters: &Counters) {
+async fn run_batch(inner: &Inner, batch: Vec<Pending>, counters: &Counters) {
     let (changes, replies): (Vec<SessionChange>, Vec<Reply>) =
         batch.into_iter().map(|p| (p.change, p.reply)).unzip();
     let size = changes.len();
@@ -277,9 +268,10 @@ async fn run_batch(writer: &BatchWriter, batch: Vec<Pending>, counters: &Counter
     // task's future holds the larger of the two. Unboxed, spawning a batch task moved all of it
     // several times (into the task cell, into its stage): a third of a refresh's instructions
     // under callgrind were those copies (docs/benchmarks.md, 2026-12-05).
-    let result = match writer {
-        BatchWriter::Postgres(s) => Box::pin(s.apply_batch_lent(&changes)).await,
-        BatchWriter::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
+    // On PostgreSQL, on the store's direct connections (`direct_connections.rs`).
+    let result = match inner {
+        Inner::Postgres(s) => Box::pin(s.apply_batch_lent(&changes)).await,
+        Inner::Sqlite(s) => Box::pin(s.apply_batch(&changes)).await,
     };
     counters.record(size, result.is_err());
     match result {

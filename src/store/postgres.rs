@@ -19,7 +19,7 @@ use super::breaker::CircuitBreaker;
 use super::codec::pg_err;
 use super::direct_connections::{DirectConnections, StatementConnection};
 use super::session_writes::{SessionChangeConnection, batch_op, finish_batch};
-use super::{PURGE_BATCH, PoolSettings, generation_to_db};
+use super::{PURGE_BATCH, PoolSettings, PoolStats, generation_to_db};
 
 /// Name of the unique constraint on `users.email` (see the migration).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
@@ -60,10 +60,9 @@ impl PgStore {
         Ok(Self { pool, direct })
     }
 
-    /// The direct connections' occupancy as a pool's (`pool_stats`): `(open, idle, max)`.
-    pub(super) fn direct_occupancy(&self) -> (u32, u32, u32) {
-        let (open, idle) = self.direct.occupancy();
-        (open, idle, self.direct.max())
+    /// The direct connections' occupancy, as a pool's (`Store::pool_stats`).
+    pub(super) fn direct_stats(&self) -> PoolStats {
+        self.direct.stats()
     }
 
     /// A connection for one request-path statement that is not a group-commit batch (see
