@@ -22,7 +22,7 @@ use tempfile::TempDir;
 mod backends;
 #[path = "support/token_rows.rs"]
 mod token_rows;
-use token_rows::{pg_drop_connections, pg_token_rows};
+use token_rows::{pg_drop_connections, pg_token_rows, wait_until_circuit_closes};
 
 /// Long enough that a batch always fills to `max_batch` first; never waited out in a passing
 /// test (a full batch is dispatched at once).
@@ -530,13 +530,7 @@ async fn postgres_batch_connections_recover_from_the_server_dropping_them() {
     assert_eq!(ctx.stats().failed_batches, 1);
     // A connection error opens the store circuit (as a lost pooled connection does); its probe
     // closes it again within a fraction of a second, the database being up.
-    for _ in 0..400 {
-        if !ctx.store.circuit_open() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(!ctx.store.circuit_open(), "the store circuit never closed");
+    wait_until_circuit_closes(&ctx.store).await;
     assert_eq!(ctx.load(s.id).await.version, 2, "nothing was committed");
     // The next batch has a new connection.
     assert_eq!(

@@ -23,7 +23,7 @@ use tokio::sync::Barrier;
 mod backends;
 #[path = "support/token_rows.rs"]
 mod token_rows;
-use token_rows::{pg_drop_connections, pg_token_rows};
+use token_rows::{pg_drop_connections, pg_token_rows, wait_until_circuit_closes};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -1451,13 +1451,7 @@ async fn postgres_request_path_reads_use_direct_connections_and_survive_their_lo
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("expected unavailable, got {other:?}"),
     }
-    for _ in 0..400 {
-        if !store.circuit_open() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(!store.circuit_open(), "the store circuit never closed");
+    wait_until_circuit_closes(store).await;
     assert_eq!(read().await.unwrap().unwrap().id, session.id);
 
     // Dropped during a quiet spell: tested before use, nothing fails.

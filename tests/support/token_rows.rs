@@ -1,6 +1,7 @@
 //! The token history of a session as PostgreSQL stores it, read with raw SQL (not through the
-//! store) so a test sees exactly what is on disk, and the server dropping connections. Shared
-//! by `store_conformance` and `group_commit`.
+//! store) so a test sees exactly what is on disk, and the server dropping connections (with
+//! the wait for the store circuit that a lost connection opens). Shared by `store_conformance`
+//! and `group_commit`.
 
 use chrono::{DateTime, Utc};
 use sessiond_actors::ids::SessionId;
@@ -47,4 +48,16 @@ pub async fn pg_drop_connections(url: &str) -> i64 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the terminated connections never went away");
+}
+
+/// Waits (up to 10 s) for the store circuit to close again: a connection error opens it, and
+/// its probe closes it within a fraction of a second while the database is up.
+pub async fn wait_until_circuit_closes(store: &sessiond::store::Store) {
+    for _ in 0..400 {
+        if !store.circuit_open() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the store circuit never closed");
 }
