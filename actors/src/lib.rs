@@ -14,6 +14,7 @@ pub mod memory_store;
 pub mod model;
 pub mod observe;
 pub mod protocol;
+pub mod published;
 pub mod refresh_token;
 pub mod registry;
 pub mod rotation;

@@ -4,10 +4,13 @@
 //! behind one lock and one allocation per actor, while this map is sharded like the supervisors
 //! and holds one small slot per resident session.
 //!
-//! Each slot is an `Arc<tokio::sync::OnceCell<ActorRef>>`. The first caller for a session inserts
-//! the slot (under a short std mutex, never held across `.await`) and runs the activation inside
-//! `OnceCell::get_or_try_init`; every concurrent caller finds the same slot and waits on the same
-//! cell, so concurrent activations of one session yield exactly one actor.
+//! Each slot is an `Arc` of a `tokio::sync::OnceCell<ActorRef>` and the session's
+//! [`Published`] state (what its actor publishes for checks that skip the mailbox). The first
+//! caller for a session inserts the slot (under a short std mutex, never held across `.await`)
+//! and runs the activation inside `OnceCell::get_or_try_init`; every concurrent caller finds the
+//! same slot and waits on the same cell, so concurrent activations of one session yield exactly
+//! one actor. The published state lives and dies with the slot: a passivated or failed actor's
+//! slot is removed, and with it what the actor published.
 //!
 //! A shard's maps give their memory back as they empty: a removal that leaves a map under a
 //! quarter of its capacity shrinks it to twice its length. Without this, a registry that once
@@ -27,9 +30,18 @@ use tokio::sync::OnceCell;
 use crate::error::SessionError;
 use crate::ids::SessionId;
 use crate::protocol::SessionMsg;
+use crate::published::Published;
 
-/// A session's place in the registry: empty while its actor is being activated.
-type Slot = Arc<OnceCell<ActorRef<SessionMsg>>>;
+/// A session's place in the registry.
+#[derive(Default)]
+struct Entry {
+    /// The actor; empty while it is being activated.
+    actor: OnceCell<ActorRef<SessionMsg>>,
+    /// What the actor publishes for checks (handed to it at activation).
+    published: Arc<Published>,
+}
+
+type Slot = Arc<Entry>;
 
 /// One shard of the registry.
 #[derive(Default)]
@@ -118,7 +130,8 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The actor of `id`, activating it with `activate` if none is resident.
+    /// The actor of `id`, activating it with `activate` if none is resident. `activate` is
+    /// given the slot's [`Published`] state, for the actor to publish to.
     ///
     /// Concurrent calls for one session run `activate` once; if it fails, every waiting caller
     /// tries in turn (each gets its own error), and a failed slot is removed so unknown session
@@ -129,17 +142,18 @@ impl Registry {
         activate: F,
     ) -> Result<ActorRef<SessionMsg>, SessionError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Arc<Published>) -> Fut,
         Fut: Future<Output = Result<ActorRef<SessionMsg>, SessionError>>,
     {
         let slot = {
             let mut shard = self.shard(id);
             shard.by_session.entry(id).or_default().clone()
         };
-        if let Some(actor) = slot.get() {
+        if let Some(actor) = slot.actor.get() {
             return Ok(actor.clone());
         }
-        match slot.get_or_try_init(activate).await {
+        let published = Arc::clone(&slot.published);
+        match slot.actor.get_or_try_init(|| activate(published)).await {
             Ok(actor) => {
                 let actor = actor.clone();
                 // If a failing racer removed the slot while we were activating, put it back so
@@ -152,7 +166,7 @@ impl Registry {
                 let mut shard = self.shard(id);
                 if let Some(current) = shard.by_session.get(&id)
                     && Arc::ptr_eq(current, &slot)
-                    && current.get().is_none()
+                    && current.actor.get().is_none()
                 {
                     shard.by_session.remove(&id);
                     shard.shrink_if_sparse();
@@ -167,7 +181,35 @@ impl Registry {
         self.shard(id)
             .by_session
             .get(&id)
-            .and_then(|slot| slot.get().cloned())
+            .and_then(|slot| slot.actor.get().cloned())
+    }
+
+    /// What the resident actor of `id` published, if an actor is resident.
+    pub fn published(&self, id: SessionId) -> Option<Arc<Published>> {
+        self.shard(id)
+            .by_session
+            .get(&id)
+            .filter(|slot| slot.actor.initialized())
+            .map(|slot| Arc::clone(&slot.published))
+    }
+
+    /// [`Published::invalidate`] of `id`'s slot, if it has one (resident or activating);
+    /// returns the resident actor, to be told.
+    pub fn invalidate(&self, id: SessionId) -> Option<ActorRef<SessionMsg>> {
+        let shard = self.shard(id);
+        let slot = shard.by_session.get(&id)?;
+        slot.published.invalidate();
+        slot.actor.get().cloned()
+    }
+
+    /// [`Published::invalidate`] of every slot, one shard at a time.
+    pub fn invalidate_all(&self) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for slot in shard.by_session.values() {
+                slot.published.invalidate();
+            }
+        }
     }
 
     /// Every resident actor, one shard at a time (each shard's lock is held only while its
@@ -180,7 +222,7 @@ impl Registry {
                 shard
                     .by_session
                     .values()
-                    .filter_map(|slot| slot.get().cloned()),
+                    .filter_map(|slot| slot.actor.get().cloned()),
             );
         }
         out
@@ -227,7 +269,7 @@ impl Registry {
         let points_at_actor = shard
             .by_session
             .get(&id)
-            .and_then(|slot| slot.get())
+            .and_then(|slot| slot.actor.get())
             .is_some_and(|current| current.get_id() == actor);
         if points_at_actor {
             shard.by_session.remove(&id);

@@ -22,6 +22,7 @@ use crate::ids::SessionId;
 use crate::model::{RevokeReason, SessionRecord, SessionStatus};
 use crate::observe::MessageKind;
 use crate::protocol::{Authentication, Presenter, RefreshOutcome, Refreshed, SessionMsg};
+use crate::published::Published;
 use crate::refresh_token::{RefreshSecret, RefreshToken, TokenHash};
 use crate::registry::Registry;
 use crate::rotation::{self, Presented, RefreshDecision, Rejection, SecretMatch};
@@ -66,6 +67,8 @@ pub struct SessionActorArgs {
     /// The record when the caller already has it (a session just created by login), which
     /// spares the store read in `pre_start`; `None` loads it from the store.
     pub preloaded: Option<SessionRecord>,
+    /// Where the actor publishes its record for checks (its registry slot's).
+    pub published: Arc<Published>,
 }
 
 /// The actor. Stateless itself (ractor habit): everything lives in [`SessionState`].
@@ -74,14 +77,20 @@ pub struct SessionActor;
 
 /// A resident session's memory. Deliberately small: one per live session.
 pub struct SessionState {
-    /// The session as last read from or committed to the store.
-    record: SessionRecord,
+    /// The session as last read from or committed to the store. Shared with the published
+    /// snapshot (copied on write only while a reader holds it).
+    record: Arc<SessionRecord>,
     /// When `record` was last read from or written to the store; `Check` trusts memory only
     /// within `staleness` of this, since another instance may have changed the session
     /// unnoticed. `None` after an invalidation: the next check re-reads the store. (An
     /// `Option<Instant>` costs no more memory than an `Instant`.)
     synced_at: Option<Instant>,
-    /// When the actor last handled a real request; passivation counts idleness from here.
+    /// The [`Published::epoch`] read before the store read or write `synced_at` dates.
+    synced_epoch: u64,
+    /// Where checks find the record without a message (see [`crate::published`]).
+    published: Arc<Published>,
+    /// When the actor last handled a real request; passivation counts idleness from here (and
+    /// from the last check answered from `published`).
     last_active: Instant,
     /// Shared environment (store, clock, config, stats, registry).
     env: Arc<ActorEnv>,
@@ -108,7 +117,13 @@ impl Actor for SessionActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let SessionActorArgs { id, env, preloaded } = args;
+        let SessionActorArgs {
+            id,
+            env,
+            preloaded,
+            published,
+        } = args;
+        let synced_epoch = published.epoch();
         let record = match preloaded {
             Some(record) => record,
             None => match env.store.load_session(id).await {
@@ -128,8 +143,10 @@ impl Actor for SessionActor {
         env.registry.bind(myself.get_id(), id);
         let now = Instant::now();
         Ok(SessionState {
-            record,
+            record: Arc::new(record),
             synced_at: Some(now),
+            synced_epoch,
+            published,
             last_active: now,
             env,
             #[cfg(any(test, feature = "test-hooks"))]
@@ -178,7 +195,11 @@ impl Actor for SessionActor {
                 let _ = reply.send(result);
             }
             SessionMsg::PassivationTick => {
-                if state.last_active.elapsed() >= state.env.config.passivate_after {
+                let last = match state.published.last_read() {
+                    Some(read) => read.max(state.last_active),
+                    None => state.last_active,
+                };
+                if last.elapsed() >= state.env.config.passivate_after {
                     // Unbind first so new requests activate a fresh actor instead of racing
                     // the drain; drain (not stop) so requests already queued are still served.
                     state.env.registry.forget(state.record.id, myself.get_id());
@@ -187,10 +208,15 @@ impl Actor for SessionActor {
                     let _ = myself.drain();
                 }
             }
-            SessionMsg::Invalidate => state.synced_at = None,
+            SessionMsg::Invalidate => {
+                state.synced_at = None;
+                state.published.withdraw();
+            }
             #[cfg(any(test, feature = "test-hooks"))]
             SessionMsg::Panic(reply) => {
                 state.panic_armed = true;
+                // The armed request must reach the actor.
+                state.published.withdraw();
                 let _ = reply.send(());
             }
         }
@@ -213,10 +239,12 @@ impl SessionState {
 
     /// Re-reads the record from the store; `NotFound` if it is gone.
     async fn reload(&mut self) -> Result<(), SessionError> {
+        let epoch = self.published.epoch();
         match self.env.store.load_session(self.id()).await {
             Ok(Some(record)) => {
-                self.record = record;
+                self.record = Arc::new(record);
                 self.synced_at = Some(Instant::now());
+                self.synced_epoch = epoch;
                 Ok(())
             }
             Ok(None) => Err(SessionError::NotFound),
@@ -226,11 +254,17 @@ impl SessionState {
 
     /// Commits `change` fenced on the version in memory; on success applies it to memory.
     /// `Ok(false)` means the fence was lost (counted) and memory was reloaded.
+    ///
+    /// The published snapshot is withdrawn first: once the change is answered, no check may
+    /// see the session as it was before it.
     async fn commit(&mut self, change: &SessionChange) -> Result<bool, SessionError> {
+        self.published.withdraw();
+        let epoch = self.published.epoch();
         match self.env.store.apply(change).await.map_err(store_error)? {
             WriteOutcome::Committed { version } => {
-                rotation::apply(&mut self.record, change, version);
+                rotation::apply(Arc::make_mut(&mut self.record), change, version);
                 self.synced_at = Some(Instant::now());
+                self.synced_epoch = epoch;
                 if let Some(observer) = self.env.stats.observer.get() {
                     observer.committed(change);
                 }
@@ -307,10 +341,13 @@ impl SessionState {
         }
     }
 
-    /// Whether memory was read or written within `staleness` (and not invalidated since).
+    /// Whether memory was read or written within `staleness` (and not invalidated since: the
+    /// epoch check also catches an invalidation that came while this actor was activating,
+    /// before it could be told).
     fn trusted(&self) -> bool {
         self.synced_at
             .is_some_and(|at| at.elapsed() < self.env.config.staleness)
+            && self.synced_epoch == self.published.epoch()
     }
 
     /// A refresh by `presenter`: a first-party presenter's token of a usable OAuth grant is
@@ -439,7 +476,7 @@ impl SessionState {
 
     fn refreshed(&self, child: RefreshSecret, outcome: RefreshOutcome) -> Refreshed {
         Refreshed {
-            session: self.record.clone(),
+            session: SessionRecord::clone(&self.record),
             refresh_token: RefreshToken {
                 session_id: self.id(),
                 secret: child,
@@ -457,14 +494,23 @@ impl SessionState {
         }
         let policy = self.env.config.policy;
         match rotation::usable(&self.record, self.env.clock.now(), &policy) {
-            Ok(()) => Ok(self.record.clone()),
+            Ok(()) => {}
             // Idle expiry from memory may be wrong if another instance refreshed meanwhile.
             Err(Rejection::Expired) if !fresh => {
                 self.reload().await?;
                 rotation::usable(&self.record, self.env.clock.now(), &policy)?;
-                Ok(self.record.clone())
             }
-            Err(rejection) => Err(rejection.into()),
+            Err(rejection) => return Err(rejection.into()),
+        }
+        self.publish();
+        Ok(SessionRecord::clone(&self.record))
+    }
+
+    /// Publishes the record for the checks that follow (see [`crate::published`]).
+    fn publish(&self) {
+        if let Some(synced_at) = self.synced_at {
+            self.published
+                .publish(Arc::clone(&self.record), synced_at, self.synced_epoch);
         }
     }
 
@@ -486,7 +532,7 @@ impl SessionState {
                 amr: proof.amr.clone(),
             };
             if self.commit(&change).await? {
-                return Ok(self.record.clone());
+                return Ok(SessionRecord::clone(&self.record));
             }
             Self::spend(&mut budget)?;
         }

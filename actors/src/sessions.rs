@@ -18,6 +18,7 @@ use crate::observe::SessionObserver;
 use crate::protocol::SessionMsg;
 use crate::refresh_token::{RefreshSecret, RefreshToken};
 use crate::registry::{Registry, shard_of};
+use crate::rotation;
 use crate::session_actor::{ActorEnv, SessionActorArgs};
 use crate::store::SessionStore;
 use crate::supervisor::{self, ShardArgs, ShardSupervisor, SupervisorMsg};
@@ -165,8 +166,31 @@ impl Sessions {
 
     /// The session behind an access token, if it may still be used. Uses the actor's state if
     /// it was read or written within `staleness`, else re-reads the store.
+    ///
+    /// A resident actor's published record answers without a message when the actor's own
+    /// rules would answer it from memory (usable, synced within `staleness`, not invalidated
+    /// since); everything else goes to the actor. See [`crate::published`].
     pub async fn check(&self, id: SessionId) -> Result<SessionRecord, SessionError> {
+        if let Some(record) = self.check_published(id) {
+            return Ok(record);
+        }
         self.call(id, SessionMsg::Check).await?
+    }
+
+    /// The fast path of [`Self::check`], if it applies.
+    fn check_published(&self, id: SessionId) -> Option<SessionRecord> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return None; // the actor path answers "shutting down"
+        }
+        let env = &self.inner.env;
+        let published = env.registry.published(id)?;
+        let now = env.clock.now();
+        let policy = &env.config.policy;
+        let record = published.check(env.config.staleness, |record| {
+            rotation::usable(record, now, policy).is_ok()
+        })?;
+        env.stats.checks_published.fetch_add(1, Ordering::Relaxed);
+        Some(SessionRecord::clone(&record))
     }
 
     /// Revokes a session through its actor. Revoking an already ended session succeeds.
@@ -189,10 +213,14 @@ impl Sessions {
     }
 
     /// Tells the session's resident actor, if any, that the store changed under it (another
-    /// instance revoked it, say): its next access-token check re-reads the store. Does nothing
-    /// for a session that is not resident, since an activation reads the store anyway.
+    /// instance revoked it, say): its next access-token check re-reads the store, and what the
+    /// actor published is refused from now on. An actor still activating re-reads too if its
+    /// read began before this call; a session with no actor needs nothing, since an activation
+    /// reads the store anyway.
     pub fn invalidate(&self, id: SessionId) {
-        if let Some(actor) = self.inner.env.registry.get(id) {
+        // Published state first: a check that starts after this call never answers from
+        // memory synced before it (even from an actor still activating).
+        if let Some(actor) = self.inner.env.registry.invalidate(id) {
             // A stopped actor no longer matters: its successor loads from the store.
             let _ = actor.cast(SessionMsg::Invalidate);
         }
@@ -201,6 +229,7 @@ impl Sessions {
     /// [`Sessions::invalidate`] for every resident session: after the change feed lost its
     /// connection, any notification may have been missed.
     pub fn invalidate_all(&self) {
+        self.inner.env.registry.invalidate_all();
         for actor in self.inner.env.registry.actors() {
             let _ = actor.cast(SessionMsg::Invalidate);
         }
@@ -265,11 +294,12 @@ impl Sessions {
         let env = &self.inner.env;
         let supervisor = &self.inner.supervisors[shard_of(id, self.inner.supervisors.len())];
         env.registry
-            .get_or_activate(id, || {
+            .get_or_activate(id, |published| {
                 let args = SessionActorArgs {
                     id,
                     env: Arc::clone(env),
                     preloaded,
+                    published,
                 };
                 supervisor::activate(supervisor, args)
             })

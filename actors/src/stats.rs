@@ -19,6 +19,9 @@ pub struct SessionStats {
     pub passivations: AtomicU64,
     /// Actors that panicked and were removed (re-activated on next use).
     pub restarts: AtomicU64,
+    /// Access-token checks answered from an actor's published record, without a message to
+    /// it (see [`crate::published`]).
+    pub checks_published: AtomicU64,
     /// Fenced writes that lost and reloaded.
     pub fence_conflicts: AtomicU64,
     /// Supervisor cohorts stopped after their actors left, freeing the tables that linked them

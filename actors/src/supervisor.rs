@@ -501,14 +501,17 @@ mod tests {
             now + chrono::Duration::days(1),
         );
         let id = record.id;
-        let args = SessionActorArgs {
-            id,
-            env: Arc::clone(env),
-            preloaded: Some(record),
-        };
         let actor = env
             .registry
-            .get_or_activate(id, || activate(supervisor, args))
+            .get_or_activate(id, |published| {
+                let args = SessionActorArgs {
+                    id,
+                    env: Arc::clone(env),
+                    preloaded: Some(record),
+                    published,
+                };
+                activate(supervisor, args)
+            })
             .await?;
         Ok((id, actor))
     }

@@ -783,3 +783,92 @@ async fn authenticate_after_another_instance_changed_the_session_reloads_and_com
     assert_eq!(answered.version, created.version + 2);
     assert_eq!(stored(&e, created.id), answered);
 }
+
+// --- Checks answered from the actor's published record (crate::published) ---
+
+fn published_checks(e: &Engine) -> u64 {
+    e.sessions.stats().checks_published.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_check_after_the_actor_answered_one_needs_no_message() {
+    let e = engine(config()).await;
+    let (created, _) = e.sessions.create(new_session()).await.unwrap();
+    // The first check goes to the actor, which publishes what it answered from.
+    e.sessions.check(created.id).await.unwrap();
+    assert_eq!(published_checks(&e), 0);
+    let again = e.sessions.check(created.id).await.unwrap();
+    assert_eq!(again, created);
+    assert_eq!(published_checks(&e), 1);
+}
+
+#[tokio::test]
+async fn a_change_through_the_actor_withdraws_the_published_record() {
+    let e = engine(config()).await;
+    let (created, token) = e.sessions.create(new_session()).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    assert_eq!(published_checks(&e), 1);
+
+    // A refresh answers the new generation: the next check must not show the old one.
+    let r = e.sessions.refresh(&token).await.unwrap();
+    assert_eq!(
+        e.sessions.check(created.id).await.unwrap().generation,
+        r.session.generation
+    );
+    // A revocation answered means no check sees the session usable any more.
+    e.sessions
+        .revoke(created.id, RevokeReason::Logout)
+        .await
+        .unwrap();
+    assert!(matches!(
+        e.sessions.check(created.id).await,
+        Err(SessionError::Rejected(Rejection::Revoked))
+    ));
+    assert_eq!(
+        published_checks(&e),
+        1,
+        "every check after a change asked the actor"
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_makes_the_next_check_read_the_store_even_within_staleness() {
+    let e = engine(config()).await; // staleness: one hour
+    let (created, _) = e.sessions.create(new_session()).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    assert_eq!(published_checks(&e), 1);
+
+    // Another instance revokes and the change feed tells us.
+    revoke_elsewhere(&e.store, created.id).await;
+    e.sessions.invalidate(created.id);
+    assert!(matches!(
+        e.sessions.check(created.id).await,
+        Err(SessionError::Rejected(Rejection::Revoked))
+    ));
+    assert_eq!(published_checks(&e), 1);
+}
+
+#[tokio::test]
+async fn checks_answered_from_the_published_record_keep_the_actor_resident() {
+    let mut cfg = config();
+    cfg.passivate_after = Duration::from_millis(300);
+    let e = engine(cfg).await;
+    let (created, _) = e.sessions.create(new_session()).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    // Read for three idle windows without ever messaging the actor.
+    for _ in 0..18 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        e.sessions.check(created.id).await.unwrap();
+    }
+    let stats = e.sessions.stats();
+    assert_eq!(stats.passivations.load(Ordering::SeqCst), 0);
+    assert_eq!(resident(&e.sessions), 1);
+    assert!(published_checks(&e) >= 17, "{}", published_checks(&e));
+    // Once the reads stop, it passivates as usual.
+    eventually("the unread actor passivates", || {
+        stats.passivations.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}

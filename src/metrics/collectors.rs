@@ -33,6 +33,7 @@ struct Series {
     passivations: IntCounter,
     restarts: IntCounter,
     fence_conflicts: IntCounter,
+    checks_published: IntCounter,
     pool: IntGaugeVec,
     hash_waiting: IntGauge,
     hash_in_progress: IntGauge,
@@ -70,6 +71,11 @@ impl ScrapeCollector {
                 "sessiond_session_fence_conflicts_total",
                 "Fenced session writes that lost to another writer and reloaded.",
             )?,
+            checks_published: IntCounter::new(
+                "sessiond_session_checks_published_total",
+                "Access-token checks answered from the state a resident session actor \
+                 published, without a message to the actor.",
+            )?,
             pool: IntGaugeVec::new(
                 Opts::new(
                     "sessiond_store_pool_connections",
@@ -102,13 +108,14 @@ impl ScrapeCollector {
 }
 
 impl Series {
-    fn collectors(&self) -> [&dyn Collector; 8] {
+    fn collectors(&self) -> [&dyn Collector; 9] {
         [
             &self.resident,
             &self.activations,
             &self.passivations,
             &self.restarts,
             &self.fence_conflicts,
+            &self.checks_published,
             &self.pool,
             &self.hash_waiting,
             &self.hash_in_progress,
@@ -149,6 +156,7 @@ impl Collector for ScrapeCollector {
         catch_up(&s.passivations, st.passivations.load(Relaxed));
         catch_up(&s.restarts, st.restarts.load(Relaxed));
         catch_up(&s.fence_conflicts, st.fence_conflicts.load(Relaxed));
+        catch_up(&s.checks_published, st.checks_published.load(Relaxed));
         for pool in self.store.pool_stats() {
             let idle = pool.idle.min(pool.size);
             s.pool

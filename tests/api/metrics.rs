@@ -163,6 +163,7 @@ async fn series_exist_before_any_event(backend: Backend) {
         0.0
     );
     assert_eq!(m.value("sessiond_session_actor_restarts_total", &[]), 0.0);
+    assert_eq!(m.value("sessiond_session_checks_published_total", &[]), 0.0);
     assert_eq!(
         m.value(
             "sessiond_store_errors_total",
@@ -312,12 +313,16 @@ async fn lifecycle_moves_the_counters(backend: Backend) {
         ),
         2.0
     );
-    assert!(
-        m.value(
-            "sessiond_session_message_handling_seconds_count",
-            &[("kind", "check")]
-        ) >= 2.0
+    // Bearer checks (the revocation's, the logout's): the first goes to the session's actor,
+    // which publishes its record; the second is answered from it, without a message.
+    let checks_by_actor = m.value(
+        "sessiond_session_message_handling_seconds_count",
+        &[("kind", "check")],
     );
+    let checks_published = m.value("sessiond_session_checks_published_total", &[]);
+    assert!(checks_by_actor >= 1.0, "{checks_by_actor}");
+    assert!(checks_published >= 1.0, "{checks_published}");
+    assert!(checks_by_actor + checks_published >= 2.0);
     // Store calls by operation: two logins inserted two sessions; one rotation and two
     // revocations were applied.
     let store_calls = |op: &str, kind: &str| {
