@@ -21,6 +21,12 @@
 //! the free tops of the worker threads' arenas — which `malloc_trim` does not touch — stay
 //! resident.
 //!
+//! Why glibc's malloc and not another allocator: mimalloc 3.3 (the `mimalloc` crate as the global
+//! allocator) cut the CPU of a `/me` by about a tenth, but it returned none of the memory of
+//! 100 000 passivated sessions (1.19 GB resident after passivation against 34 MB with glibc and
+//! the trim; a forced `mi_collect` on the trimmer's thread did not bring it down) and used 13 %
+//! more per resident session (docs/benchmarks.md, session 9).
+//!
 //! What the freed actors leave behind in sessiond's own structures is returned by those: the
 //! registry shrinks its maps and the shard supervisors replace their cohorts (see
 //! `sessiond_actors::registry` and `sessiond_actors::supervisor`).
