@@ -266,3 +266,26 @@ pub struct Grant {
     /// The granted scopes, space-separated as in OAuth (`openid profile`).
     pub scope: String,
 }
+
+/// A first-party password session of a new user, opened now for a day: the record the crate's
+/// unit tests start from.
+#[cfg(test)]
+pub(crate) fn sample_record() -> SessionRecord {
+    let now = Utc::now();
+    let new = NewSession {
+        user_id: UserId::new(),
+        auth_time: now,
+        aal: 1,
+        amr: vec!["pwd".to_owned()],
+        device_name: None,
+        user_agent: None,
+        ip: None,
+        grant: None,
+    };
+    SessionRecord::open(
+        new,
+        crate::refresh_token::RefreshSecret::random().hash(),
+        now,
+        now + chrono::Duration::days(1),
+    )
+}

@@ -127,28 +127,9 @@ impl Published {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::UserId;
-    use crate::model::{NewSession, SessionRecord};
-    use crate::refresh_token::RefreshSecret;
 
     fn record() -> Arc<SessionRecord> {
-        let now = chrono::Utc::now();
-        let new = NewSession {
-            user_id: UserId::new(),
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: None,
-        };
-        Arc::new(SessionRecord::open(
-            new,
-            RefreshSecret::random().hash(),
-            now,
-            now + chrono::Duration::hours(1),
-        ))
+        Arc::new(crate::model::sample_record())
     }
 
     const FRESH: Duration = Duration::from_secs(60);

@@ -438,10 +438,9 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::config::SessionsConfig;
-    use crate::ids::{SessionId, UserId};
+    use crate::ids::SessionId;
     use crate::memory_store::MemoryStore;
-    use crate::model::{NewSession, SessionRecord};
-    use crate::refresh_token::{RefreshKey, RefreshSecret};
+    use crate::refresh_token::RefreshKey;
     use crate::rotation::RotationPolicy;
     use crate::stats::SessionStats;
 
@@ -483,23 +482,7 @@ mod tests {
         env: &Arc<ActorEnv>,
         supervisor: &ActorRef<SupervisorMsg>,
     ) -> Result<(SessionId, ActorRef<SessionMsg>), SessionError> {
-        let now = chrono::Utc::now();
-        let new = NewSession {
-            user_id: UserId::new(),
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: None,
-        };
-        let record = SessionRecord::open(
-            new,
-            RefreshSecret::random().hash(),
-            now,
-            now + chrono::Duration::days(1),
-        );
+        let record = crate::model::sample_record();
         let id = record.id;
         let actor = env
             .registry
