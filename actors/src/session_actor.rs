@@ -238,7 +238,12 @@ impl SessionState {
     }
 
     /// Re-reads the record from the store; `NotFound` if it is gone.
+    ///
+    /// The published snapshot is withdrawn first: what the store says may end the session (a
+    /// revocation by another instance whose notification has not arrived), and once memory
+    /// knows it, no check may pass on what was published before.
     async fn reload(&mut self) -> Result<(), SessionError> {
+        self.published.withdraw();
         let epoch = self.published.epoch();
         match self.env.store.load_session(self.id()).await {
             Ok(Some(record)) => {

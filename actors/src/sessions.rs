@@ -214,9 +214,10 @@ impl Sessions {
 
     /// Tells the session's resident actor, if any, that the store changed under it (another
     /// instance revoked it, say): its next access-token check re-reads the store, and what the
-    /// actor published is refused from now on. An actor still activating re-reads too if its
-    /// read began before this call; a session with no actor needs nothing, since an activation
-    /// reads the store anyway.
+    /// actor published is refused from now on. An actor still activating from the store
+    /// re-reads too if its read began before this call; a session with no actor needs nothing,
+    /// since an activation reads the store anyway. (An actor started with the record a login
+    /// just created takes that record as read at its start, as before.)
     pub fn invalidate(&self, id: SessionId) {
         // Published state first: a check that starts after this call never answers from
         // memory synced before it (even from an actor still activating).

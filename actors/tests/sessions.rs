@@ -872,3 +872,27 @@ async fn checks_answered_from_the_published_record_keep_the_actor_resident() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_re_read_that_finds_the_session_ended_withdraws_the_published_record() {
+    let e = engine(config()).await; // staleness: one hour
+    let (created, token) = e.sessions.create(new_session()).await.unwrap();
+    e.sessions.refresh(&token).await.unwrap(); // `token` is now the previous generation
+    e.sessions.check(created.id).await.unwrap();
+    e.sessions.check(created.id).await.unwrap();
+    assert_eq!(published_checks(&e), 1);
+
+    // Another instance revokes; its notification has not arrived.
+    revoke_elsewhere(&e.store, created.id).await;
+    // A grace retry of the parent re-reads the store before it answers, and finds it revoked.
+    assert!(matches!(
+        e.sessions.refresh(&token).await,
+        Err(SessionError::Rejected(Rejection::Revoked))
+    ));
+    // From then on no check passes on the record published before.
+    assert!(matches!(
+        e.sessions.check(created.id).await,
+        Err(SessionError::Rejected(Rejection::Revoked))
+    ));
+    assert_eq!(published_checks(&e), 1);
+}
