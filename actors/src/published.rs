@@ -13,8 +13,9 @@
 //!   instance changed the session) bumps an epoch before the actor is told; a snapshot carries
 //!   the epoch at which its record was synced, so one synced before the invalidation is refused
 //!   even if the actor publishes it afterwards.
-//! - **Every change clears first.** The actor withdraws its snapshot before it writes, so once a
-//!   revocation is answered no check can see the session as it was before.
+//! - **Every change clears first.** The actor withdraws its snapshot before it writes, and before
+//!   it re-reads the store (which may find the session ended by another instance), so once a
+//!   revocation is answered, or found, no check can see the session as it was before.
 //! - **Only the happy path.** A snapshot whose session is not usable is never answered from:
 //!   the caller falls back to the actor, which re-reads where the rules say so (idle expiry
 //!   may be wrong if another instance refreshed) and gives the rejection.
