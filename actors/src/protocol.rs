@@ -76,9 +76,6 @@ pub enum SessionMsg {
     /// Sent periodically by the shard supervisor: stop if idle for `passivate_after`.
     /// Does not count as activity.
     PassivationTick,
-    /// Another instance (or this one) changed the session in the store: the next check
-    /// re-reads it instead of trusting memory. Does not count as activity.
-    Invalidate,
     /// Test hook: acknowledge, then panic on the next request (refresh, check or revoke)
     /// before it does anything, to exercise supervision and the caller's retry on a fresh actor.
     #[cfg(any(test, feature = "test-hooks"))]
@@ -94,7 +91,6 @@ impl std::fmt::Debug for SessionMsg {
             Self::Revoke(..) => "Revoke",
             Self::Authenticate(..) => "Authenticate",
             Self::PassivationTick => "PassivationTick",
-            Self::Invalidate => "Invalidate",
             #[cfg(any(test, feature = "test-hooks"))]
             Self::Panic(..) => "Panic",
         })

@@ -10,9 +10,9 @@
 //! - **Only trusted memory.** A snapshot carries the instant its record was read from or
 //!   committed to the store; past the engine's `staleness` it is not used (the actor re-reads).
 //! - **Invalidation wins at once.** [`Published::invalidate`] (the change feed: another
-//!   instance changed the session) bumps an epoch before the actor is told; a snapshot carries
-//!   the epoch at which its record was synced, so one synced before the invalidation is refused
-//!   even if the actor publishes it afterwards.
+//!   instance changed the session) bumps an epoch, the one mechanism of invalidation: the actor
+//!   trusts its memory only in the epoch it was synced in, and a snapshot carries that epoch,
+//!   so one synced before the invalidation is refused even if the actor publishes it afterwards.
 //! - **Every change clears first.** The actor withdraws its snapshot before it writes, and before
 //!   it re-reads the store (which may find the session ended by another instance), so once a
 //!   revocation is answered, or found, no check can see the session as it was before.
@@ -87,7 +87,7 @@ impl Published {
         self.snapshot.store(None);
     }
 
-    /// Refuses every snapshot synced before now; the caller then tells the actor.
+    /// Refuses every snapshot, and the actor's trust in every memory, synced before now.
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.snapshot.store(None);

@@ -193,13 +193,11 @@ impl Registry {
             .map(|slot| Arc::clone(&slot.published))
     }
 
-    /// [`Published::invalidate`] of `id`'s slot, if it has one (resident or activating);
-    /// returns the resident actor, to be told.
-    pub fn invalidate(&self, id: SessionId) -> Option<ActorRef<SessionMsg>> {
-        let shard = self.shard(id);
-        let slot = shard.by_session.get(&id)?;
-        slot.published.invalidate();
-        slot.actor.get().cloned()
+    /// [`Published::invalidate`] of `id`'s slot, if it has one (resident or activating).
+    pub fn invalidate(&self, id: SessionId) {
+        if let Some(slot) = self.shard(id).by_session.get(&id) {
+            slot.published.invalidate();
+        }
     }
 
     /// [`Published::invalidate`] of every slot, one shard at a time.
@@ -210,22 +208,6 @@ impl Registry {
                 slot.published.invalidate();
             }
         }
-    }
-
-    /// Every resident actor, one shard at a time (each shard's lock is held only while its
-    /// actors are copied out). For rare whole-engine messages, never per request.
-    pub fn actors(&self) -> Vec<ActorRef<SessionMsg>> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(
-                shard
-                    .by_session
-                    .values()
-                    .filter_map(|slot| slot.actor.get().cloned()),
-            );
-        }
-        out
     }
 
     /// Records that `actor` serves `id`; called by the actor in `pre_start`.

@@ -82,10 +82,11 @@ pub struct SessionState {
     record: Arc<SessionRecord>,
     /// When `record` was last read from or written to the store; `Check` trusts memory only
     /// within `staleness` of this, since another instance may have changed the session
-    /// unnoticed. `None` after an invalidation: the next check re-reads the store. (An
-    /// `Option<Instant>` costs no more memory than an `Instant`.)
-    synced_at: Option<Instant>,
-    /// The [`Published::epoch`] read before the store read or write `synced_at` dates.
+    /// unnoticed.
+    synced_at: Instant,
+    /// The [`Published::epoch`] read before the store read or write `synced_at` dates. An
+    /// invalidation (the change feed) bumps the slot's epoch: memory synced before it is no
+    /// longer trusted, and the next check re-reads the store. No message to the actor is needed.
     synced_epoch: u64,
     /// Where checks find the record without a message (see [`crate::published`]).
     published: Arc<Published>,
@@ -144,7 +145,7 @@ impl Actor for SessionActor {
         let now = Instant::now();
         Ok(SessionState {
             record: Arc::new(record),
-            synced_at: Some(now),
+            synced_at: now,
             synced_epoch,
             published,
             last_active: now,
@@ -161,12 +162,7 @@ impl Actor for SessionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         #[cfg(any(test, feature = "test-hooks"))]
-        if state.panic_armed
-            && !matches!(
-                message,
-                SessionMsg::PassivationTick | SessionMsg::Invalidate
-            )
-        {
+        if state.panic_armed && !matches!(message, SessionMsg::PassivationTick) {
             panic!("injected panic in session actor (test hook)");
         }
         match message {
@@ -208,10 +204,6 @@ impl Actor for SessionActor {
                     let _ = myself.drain();
                 }
             }
-            SessionMsg::Invalidate => {
-                state.synced_at = None;
-                state.published.withdraw();
-            }
             #[cfg(any(test, feature = "test-hooks"))]
             SessionMsg::Panic(reply) => {
                 state.panic_armed = true;
@@ -248,7 +240,7 @@ impl SessionState {
         match self.env.store.load_session(self.id()).await {
             Ok(Some(record)) => {
                 self.record = Arc::new(record);
-                self.synced_at = Some(Instant::now());
+                self.synced_at = Instant::now();
                 self.synced_epoch = epoch;
                 Ok(())
             }
@@ -268,7 +260,7 @@ impl SessionState {
         match self.env.store.apply(change).await.map_err(store_error)? {
             WriteOutcome::Committed { version } => {
                 rotation::apply(Arc::make_mut(&mut self.record), change, version);
-                self.synced_at = Some(Instant::now());
+                self.synced_at = Instant::now();
                 self.synced_epoch = epoch;
                 if let Some(observer) = self.env.stats.observer.get() {
                     observer.committed(change);
@@ -346,12 +338,10 @@ impl SessionState {
         }
     }
 
-    /// Whether memory was read or written within `staleness` (and not invalidated since: the
-    /// epoch check also catches an invalidation that came while this actor was activating,
-    /// before it could be told).
+    /// Whether memory was read or written within `staleness` and not invalidated since (the
+    /// epoch also covers an invalidation that came while this actor was activating).
     fn trusted(&self) -> bool {
-        self.synced_at
-            .is_some_and(|at| at.elapsed() < self.env.config.staleness)
+        self.synced_at.elapsed() < self.env.config.staleness
             && self.synced_epoch == self.published.epoch()
     }
 
@@ -513,10 +503,8 @@ impl SessionState {
 
     /// Publishes the record for the checks that follow (see [`crate::published`]).
     fn publish(&self) {
-        if let Some(synced_at) = self.synced_at {
-            self.published
-                .publish(Arc::clone(&self.record), synced_at, self.synced_epoch);
-        }
+        self.published
+            .publish(Arc::clone(&self.record), self.synced_at, self.synced_epoch);
     }
 
     /// Records a new authentication, fenced. Only a usable session (read from the store, not

@@ -212,28 +212,20 @@ impl Sessions {
             .await?
     }
 
-    /// Tells the session's resident actor, if any, that the store changed under it (another
-    /// instance revoked it, say): its next access-token check re-reads the store, and what the
-    /// actor published is refused from now on. An actor still activating from the store
-    /// re-reads too if its read began before this call; a session with no actor needs nothing,
-    /// since an activation reads the store anyway. (An actor started with the record a login
-    /// just created takes that record as read at its start, as before.)
+    /// Tells the session's actor, if any, that the store changed under it (another instance
+    /// revoked it, say): the slot's invalidation epoch is bumped, so what the actor published
+    /// is refused from now on and its next check re-reads the store. That holds for an actor
+    /// still activating from the store whose read began before this call too; a session with no
+    /// actor needs nothing, since an activation reads the store anyway. (An actor started with
+    /// the record a login just created takes that record as read at its start.)
     pub fn invalidate(&self, id: SessionId) {
-        // Published state first: a check that starts after this call never answers from
-        // memory synced before it (even from an actor still activating).
-        if let Some(actor) = self.inner.env.registry.invalidate(id) {
-            // A stopped actor no longer matters: its successor loads from the store.
-            let _ = actor.cast(SessionMsg::Invalidate);
-        }
+        self.inner.env.registry.invalidate(id);
     }
 
     /// [`Sessions::invalidate`] for every resident session: after the change feed lost its
     /// connection, any notification may have been missed.
     pub fn invalidate_all(&self) {
         self.inner.env.registry.invalidate_all();
-        for actor in self.inner.env.registry.actors() {
-            let _ = actor.cast(SessionMsg::Invalidate);
-        }
     }
 
     /// Live counters.
