@@ -38,6 +38,7 @@
 #      RECORD=1     write this run's figures as the new record (same STORE/PG_SSLMODE key)
 #      PG_ADMIN_URL admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
 #      SESSIOND_BIN prebuilt release binary (default: cargo build --release)
+#      FEATURES     cargo features of that build when it is made here (e.g. jemalloc)
 #      COMMIT       the commit that binary was built from, for the record (default: this
 #                   worktree's HEAD, "-dirty" if it has uncommitted changes)
 set -euo pipefail
@@ -61,7 +62,7 @@ command -v callgrind_control >/dev/null || die "callgrind_control not found (Deb
 
 if [ -z "${SESSIOND_BIN:-}" ]; then
   say "release build"
-  cargo build --release --locked --bin sessiond >&2
+  cargo build --release --locked --features "${FEATURES:-}" --bin sessiond >&2
   SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
 fi
 SESSIOND_BIN="$(realpath "$SESSIOND_BIN")"

@@ -40,6 +40,7 @@
 #                        against the record
 #      PG_ADMIN_URL      admin connection (default postgres://postgres@127.0.0.1:5432/postgres)
 #      SESSIOND_BIN      prebuilt release binary (default: cargo build --release)
+#      FEATURES          cargo features of that build when it is made here (e.g. jemalloc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -88,8 +89,8 @@ pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0
 
 if [ -z "${SESSIOND_BIN:-}" ]; then
   say "release build"
-  cargo build --release --locked --bin sessiond --example bench_hello --example bench_argon2 \
-    --example bench_actor_rss --example bench_load >&2
+  cargo build --release --locked --features "${FEATURES:-}" --bin sessiond \
+    --example bench_hello --example bench_argon2 --example bench_actor_rss --example bench_load >&2
   SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
 fi
 EXAMPLES="$(dirname "$SESSIOND_BIN")/examples"

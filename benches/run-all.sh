@@ -18,7 +18,8 @@
 # RECORD, ...) and callgrind.sh (RECORD); QUICK=1 for a validation run of the whole pipeline in
 # a few minutes (figures meaningless; plots go to OUT/plots instead of docs/plots); CRITERION=0
 # skips the criterion benches (a cold release build of them takes a while); SCENARIOS=0 skips
-# the k6 scenarios.
+# the k6 scenarios. FEATURES: cargo features of the release build it makes (FEATURES=jemalloc
+# for the jemalloc build); SESSIOND_BIN: a prebuilt binary instead, its examples beside it.
 #
 # ROUND2=1: the second round's measurement (issue #15) in about 20 minutes: the limits harness
 # with its second-round steps (hashing variants, fixed-rate latency, two instances) but without
@@ -43,8 +44,8 @@ die() { printf '\nrun-all: FAILED: %s\n' "$*" >&2; exit 1; }
 
 if [ -z "${SESSIOND_BIN:-}" ]; then
   say "release build"
-  cargo build --release --locked --bin sessiond --example bench_hello --example bench_argon2 \
-    --example bench_actor_rss --example bench_load >&2
+  cargo build --release --locked --features "${FEATURES:-}" --bin sessiond \
+    --example bench_hello --example bench_argon2 --example bench_actor_rss --example bench_load >&2
   SESSIOND_BIN="$CARGO_TARGET_DIR/release/sessiond"
 fi
 export SESSIOND_BIN

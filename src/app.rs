@@ -243,6 +243,7 @@ impl Application {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
         tracing::info!(rate_limits = limiter.describe(), "rate limits");
+        tracing::info!(allocator = crate::memory::ALLOCATOR, "memory allocator");
         // Which header decides client IPs, so an operator can check it against the proxies.
         match config.abuse.trusted_proxies.as_slice() {
             [] => tracing::info!("client IP: the socket peer (no trusted proxies)"),
@@ -417,7 +418,7 @@ impl Application {
             chrono::Duration::from_std(config.purge_retention)?,
             stop_rx.clone(),
         );
-        // Returns the memory of passivated actors to the OS (glibc keeps it otherwise).
+        // Returns the memory of passivated actors to the OS (the allocator keeps it otherwise).
         let trimmer = crate::memory::spawn_trimmer(
             state.sessions.stats(),
             crate::memory::trims_metric(&state.metrics)?,

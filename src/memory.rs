@@ -14,18 +14,40 @@
 //! actors, freed once most of them are gone) — after large passivation sweeps, never per
 //! request — and once more [`FOLLOW_UP_AFTER`] later, for what the process frees on its own
 //! timers after such a sweep (caches that age out idle entries). Elsewhere than Linux with
-//! glibc, trimming is a no-op (other allocators return memory on their own terms).
+//! glibc, and without the `jemalloc` feature, trimming is a no-op (other allocators return
+//! memory on their own terms).
 //!
 //! The trimmer also fixes glibc's trim and mmap thresholds at their defaults
 //! ([`configure_allocator`]); left dynamic, glibc raises them as large tables are freed, and
 //! the free tops of the worker threads' arenas — which `malloc_trim` does not touch — stay
 //! resident.
 //!
-//! Why glibc's malloc and not another allocator: mimalloc 3.3 (the `mimalloc` crate as the global
-//! allocator) cut the CPU of a `/me` by about a tenth, but it returned none of the memory of
-//! 100 000 passivated sessions (1.19 GB resident after passivation against 34 MB with glibc and
-//! the trim; a forced `mi_collect` on the trimmer's thread did not bring it down) and used 13 %
-//! more per resident session (docs/benchmarks.md, session 9).
+//! ## Which allocator
+//!
+//! By default the process allocates with the system's malloc (glibc's on Linux), with the trim
+//! above. The `jemalloc` cargo feature makes jemalloc (`tikv-jemallocator`) the global allocator
+//! instead, with its background threads purging freed pages after its decay time (10 s); the
+//! trimmer then also purges every jemalloc arena at once after a sweep ([`trim`]), and glibc's
+//! trim still serves what C libraries (SQLite, aws-lc) allocate. [`ALLOCATOR`] names the one
+//! built in. Measured on 2 cores (docs/benchmarks.md, session 10):
+//!
+//! - CPU: jemalloc cuts a `/me` by 14–18 % and a refresh by 6–16 %. glibc's cost is lock
+//!   contention more than its code: a block allocated on one tokio worker is often freed on the
+//!   other, and glibc's per-thread cache takes only blocks up to 1,032 bytes, so such a free
+//!   locks the other thread's arena. 0.34 futex calls per `/me`, nine in ten of them these arena
+//!   locks, against 0.08 with jemalloc, whose thread caches take blocks up to 32 KiB from any
+//!   thread.
+//! - Memory: jemalloc uses about a tenth more per resident session, and keeps part of a peak
+//!   after passivation: its metadata (extent descriptors, radix tree) for the memory it once
+//!   mapped is never returned, about 2 % of the peak (25 MB after 100 000 sessions). After
+//!   100 000 sessions passivated, sessiond stayed 57–72 % (20–26 MB) over its warm idle RSS,
+//!   against 6–7 % with glibc and the trim.
+//!
+//! So the default stays glibc, whose memory comes back after a peak, and the feature is there
+//! for deployments that are bound by CPU rather than memory. mimalloc 3.3 was measured too: a
+//! tenth less CPU per `/me`, but none of the memory of 100 000 passivated sessions came back
+//! (1.19 GB resident after passivation against 34 MB with glibc, even with a forced
+//! `mi_collect`), and 13 % more per resident session (docs/benchmarks.md, session 9).
 //!
 //! What the freed actors leave behind in sessiond's own structures is returned by those: the
 //! registry shrinks its maps and the shard supervisors replace their cohorts (see
@@ -143,9 +165,28 @@ pub fn configure_allocator() -> bool {
     }
 }
 
-/// Returns free heap memory to the operating system; whether this platform can (Linux with
-/// glibc). Blocking: walks the heap.
+/// The global allocator of this build: `"jemalloc"` with the `jemalloc` feature, else
+/// `"system"`. Logged at start-up, so a reading of memory or CPU can be matched to it.
+pub const ALLOCATOR: &str = if cfg!(all(feature = "jemalloc", not(target_env = "msvc"))) {
+    "jemalloc"
+} else {
+    "system"
+};
+
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Returns free heap memory to the operating system; whether this build can (glibc's malloc on
+/// Linux, or jemalloc). Blocking: walks the heap.
 pub fn trim() -> bool {
+    let purged = purge_jemalloc();
+    let trimmed = trim_glibc();
+    purged || trimmed
+}
+
+/// glibc's part of [`trim`]: with jemalloc built in, what C libraries still allocate with it.
+fn trim_glibc() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only releases memory malloc holds free; it takes the arenas'
@@ -156,6 +197,36 @@ pub fn trim() -> bool {
         true
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// jemalloc's part of [`trim`]: purges the free pages of every arena now, rather than when their
+/// decay time lets the background threads; whether jemalloc accepted the command (false when
+/// it is not built in).
+fn purge_jemalloc() -> bool {
+    #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+    {
+        // `MALLCTL_ARENAS_ALL` (4096) stands for every arena.
+        const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+        // SAFETY: a command that reads and writes no value: jemalloc's mallctl takes it with
+        // every pointer null and length zero, and synchronises with the arenas itself.
+        let status = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                PURGE_ALL.as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if status != 0 {
+            tracing::warn!(status, "jemalloc refused to purge its arenas");
+        }
+        status == 0
+    }
+    #[cfg(not(all(feature = "jemalloc", not(target_env = "msvc"))))]
     {
         false
     }
@@ -258,6 +329,44 @@ mod tests {
             "one follow-up only"
         );
         assert!(t.poll(freed(1600 + TRIM_AFTER_PASSIVATIONS, 1), at(follow_up * 10)));
+    }
+
+    #[test]
+    fn the_allocator_built_in_purges_or_says_it_cannot() {
+        match ALLOCATOR {
+            // The control's name is checked by jemalloc itself: a misspelt one is refused.
+            "jemalloc" => assert!(purge_jemalloc(), "jemalloc refused arena.4096.purge"),
+            _ => assert!(!purge_jemalloc()),
+        }
+        assert_eq!(
+            trim(),
+            ALLOCATOR == "jemalloc" || cfg!(all(target_os = "linux", target_env = "gnu"))
+        );
+    }
+
+    /// With the feature, what Rust allocates comes from jemalloc: `arenas.lookup` finds the
+    /// arena of a boxed value's address (it refuses an address jemalloc did not hand out).
+    #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+    #[test]
+    fn with_the_feature_rust_allocates_from_jemalloc() {
+        let boxed = Box::new([7u8; 4096]);
+        let mut address = boxed.as_ptr() as *const std::ffi::c_void;
+        let mut arena: u32 = u32::MAX;
+        let mut arena_len = std::mem::size_of::<u32>();
+        // SAFETY: `arenas.lookup` reads a pointer and writes an unsigned arena index; the
+        // buffers have those sizes and outlive the call.
+        let status = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                c"arenas.lookup".as_ptr(),
+                (&mut arena as *mut u32).cast(),
+                &mut arena_len,
+                (&mut address as *mut *const std::ffi::c_void).cast(),
+                std::mem::size_of::<*const std::ffi::c_void>(),
+            )
+        };
+        assert_eq!(status, 0, "jemalloc does not know the box's address");
+        assert_ne!(arena, u32::MAX);
+        drop(boxed);
     }
 
     #[tokio::test]
