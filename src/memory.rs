@@ -31,7 +31,7 @@
 //! trim still serves what C libraries (SQLite, aws-lc) allocate. [`ALLOCATOR`] names the one
 //! built in. Measured on 2 cores (docs/benchmarks.md, session 10):
 //!
-//! - CPU: jemalloc cuts a `/me` by 14–18 % and a refresh by 6–16 %. glibc's cost is lock
+//! - CPU: jemalloc cuts a `/me` by 13–18 % and a refresh by 6–16 %. glibc's cost is lock
 //!   contention more than its code: a block allocated on one tokio worker is often freed on the
 //!   other, and glibc's per-thread cache takes only blocks up to 1,032 bytes, so such a free
 //!   locks the other thread's arena. 0.34 futex calls per `/me`, nine in ten of them these arena
