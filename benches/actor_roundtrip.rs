@@ -29,16 +29,7 @@ fn config() -> SessionsConfig {
 }
 
 fn new_session() -> NewSession {
-    NewSession {
-        user_id: sessiond_actors::ids::UserId::new(),
-        auth_time: Utc::now(),
-        aal: 1,
-        amr: vec!["pwd".to_owned()],
-        device_name: None,
-        user_agent: None,
-        ip: None,
-        grant: None,
-    }
+    NewSession::password(sessiond_actors::ids::UserId::new(), Utc::now())
 }
 
 fn bench(c: &mut Criterion) {

@@ -107,16 +107,7 @@ fn real_token() -> &'static str {
         let now = chrono::Utc::now();
         let user = UserId::new();
         let session = SessionRecord::open(
-            NewSession {
-                user_id: user,
-                auth_time: now,
-                aal: 1,
-                amr: vec!["pwd".into()],
-                device_name: None,
-                user_agent: None,
-                ip: None,
-                grant: None,
-            },
+            NewSession::password(user, now),
             RefreshSecret::random().hash(),
             now,
             // Long-lived so a long fuzzing run keeps a valid token.

@@ -199,14 +199,8 @@ fn seeded_record(
 ) -> SessionRecord {
     SessionRecord::open(
         NewSession {
-            user_id: user,
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
             device_name: Some(SEED_DEVICE_NAME.to_owned()),
-            user_agent: None,
-            ip: None,
-            grant: None,
+            ..NewSession::password(user, now)
         },
         secret.hash(),
         now,

@@ -258,6 +258,24 @@ pub struct NewSession {
     pub grant: Option<Grant>,
 }
 
+impl NewSession {
+    /// A first-party session opened by a password alone (assurance level 1, `amr` `pwd`),
+    /// with no device label, user agent or IP: what a login supplies before it adds the
+    /// client's details, and what seeding and tests open.
+    pub fn password(user_id: UserId, auth_time: DateTime<Utc>) -> Self {
+        Self {
+            user_id,
+            auth_time,
+            aal: 1,
+            amr: vec!["pwd".to_owned()],
+            device_name: None,
+            user_agent: None,
+            ip: None,
+            grant: None,
+        }
+    }
+}
+
 /// What marks a session as an OAuth grant: which application holds it and what it may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -272,18 +290,8 @@ pub struct Grant {
 #[cfg(test)]
 pub(crate) fn sample_record() -> SessionRecord {
     let now = Utc::now();
-    let new = NewSession {
-        user_id: UserId::new(),
-        auth_time: now,
-        aal: 1,
-        amr: vec!["pwd".to_owned()],
-        device_name: None,
-        user_agent: None,
-        ip: None,
-        grant: None,
-    };
     SessionRecord::open(
-        new,
+        NewSession::password(UserId::new(), now),
         crate::refresh_token::RefreshSecret::random().hash(),
         now,
         now + chrono::Duration::days(1),

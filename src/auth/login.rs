@@ -160,14 +160,10 @@ pub async fn password_login(
         auth,
         UserProfile::from(&user),
         NewSession {
-            user_id: user.id,
-            auth_time: now,
-            aal: 1,
-            amr: vec!["pwd".to_owned()],
             device_name: device_name.map(|d| d.as_str().to_owned()),
             user_agent: client.user_agent,
             ip: client.ip,
-            grant: None,
+            ..NewSession::password(user.id, now)
         },
     )
     .await?;

@@ -493,16 +493,7 @@ mod tests {
 
     fn session(now: DateTime<Utc>) -> SessionRecord {
         SessionRecord::open(
-            NewSession {
-                user_id: UserId::new(),
-                auth_time: now,
-                aal: 1,
-                amr: vec!["pwd".into()],
-                device_name: None,
-                user_agent: None,
-                ip: None,
-                grant: None,
-            },
+            NewSession::password(UserId::new(), now),
             RefreshSecret::random().hash(),
             now,
             now + chrono::Duration::days(30),

@@ -167,16 +167,7 @@ async fn a_session_that_raced_the_disable_is_refused_too(backend: Backend) {
     // As a login that had checked the password before the disable would open it.
     let (_, token) = app
         .sessions
-        .create(NewSession {
-            user_id: ada_id,
-            auth_time: Utc::now(),
-            aal: 1,
-            amr: vec!["pwd".into()],
-            device_name: None,
-            user_agent: None,
-            ip: None,
-            grant: None,
-        })
+        .create(NewSession::password(ada_id, Utc::now()))
         .await
         .unwrap();
     assert_error(

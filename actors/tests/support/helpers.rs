@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sessiond_actors::clock::Clock;
-use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{NewSession, SessionRecord, SessionStatus};
+use sessiond_actors::ids::UserId;
+use sessiond_actors::model::{NewSession, SessionRecord};
 use sessiond_actors::refresh_token::{RefreshKey, RefreshSecret};
 use sessiond_actors::rotation::RotationPolicy;
 use sessiond_actors::sessions::SessionsConfig;
@@ -68,41 +68,21 @@ pub fn config() -> SessionsConfig {
 
 pub fn new_session() -> NewSession {
     NewSession {
-        user_id: UserId::new(),
-        auth_time: t0(),
-        aal: 1,
-        amr: vec!["pwd".to_owned()],
         device_name: Some("laptop".to_owned()),
         user_agent: Some("test".to_owned()),
         ip: Some("127.0.0.1".to_owned()),
-        grant: None,
+        ..NewSession::password(UserId::new(), t0())
     }
 }
 
 /// A fresh generation-0 session record as login would create it, with its first secret.
 pub fn record(now: DateTime<Utc>, first: &RefreshSecret) -> SessionRecord {
-    SessionRecord {
-        id: SessionId::new(),
-        user_id: UserId::new(),
-        status: SessionStatus::Active,
-        generation: 0,
-        current_hash: first.hash(),
-        previous_hash: None,
-        rotated_at: None,
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + chrono::Duration::days(30),
-        auth_time: now,
-        aal: 1,
-        amr: vec!["pwd".to_owned()],
-        device_name: None,
-        user_agent: None,
-        ip: None,
-        grant: None,
-        revoked: None,
-        compromised: None,
-        version: 1,
-    }
+    SessionRecord::open(
+        NewSession::password(UserId::new(), now),
+        first.hash(),
+        now,
+        now + chrono::Duration::days(30),
+    )
 }
 
 /// Waits until `cond` holds, polling; panics after a generous bound so a broken system fails
