@@ -53,7 +53,7 @@ impl PgStore {
             .await
             .map_err(|e| pg_err("connect", e))?;
         let direct = Arc::new(DirectConnections::new(
-            pool.connect_options(),
+            Arc::new(generic_plans((*pool.connect_options()).clone())),
             pool.options().get_acquire_timeout(),
             breaker,
         ));
@@ -157,6 +157,25 @@ impl PgStore {
             }
         }
     }
+}
+
+/// `options` for the direct connections: every prepared statement run on them is planned once
+/// per connection (`plan_cache_mode = force_generic_plan`, set in the start-up packet, so no
+/// round trip).
+///
+/// PostgreSQL otherwise re-plans a prepared statement on every execution while a plan built for
+/// the actual parameters looks cheaper than the generic one. The batched rotation always looks
+/// so: the planner knows the length of a bound array but guesses 10 rows for a parameter's
+/// `unnest`, so with 20,000 sessions in the table the rotation was planned afresh for every
+/// batch (12 custom plans of 12 in `pg_prepared_statements`), and planning was the largest part
+/// of PostgreSQL's CPU in a refresh. Forcing the generic plan took refreshes from about 5,100/s to 7,400/s on the
+/// benchmark machine (docs/benchmarks.md, "Session 11"). The generic plan is the one the
+/// batch wants anyway: a nested loop over the sorted input with an index look-up of each
+/// session, which is what locks the rows in session-id order. The other statements here look
+/// rows up by key, whose generic and custom plans are the same; the pool, which serves
+/// searches and listings, keeps PostgreSQL's default.
+fn generic_plans(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_generic_plan")])
 }
 
 async fn apply_batch_on(
@@ -269,4 +288,76 @@ async fn rotate_all<'c>(
         outcomes[run[pos]] = WriteOutcome::Committed { version };
     }
     Ok(committed_any)
+}
+
+#[cfg(test)]
+mod tests {
+    use sessiond_actors::ids::SessionId;
+    use sessiond_actors::refresh_token::TokenHash;
+
+    use super::*;
+    use crate::testing::{drop_postgres_database, fresh_postgres_url};
+
+    /// Group commit's rotation batches are planned once per connection, not per batch: without
+    /// `generic_plans`, PostgreSQL builds a custom plan for every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_rotations_reuse_one_generic_plan() {
+        let url = fresh_postgres_url().await;
+        let store = PgStore::connect(&url, PoolSettings::default(), Arc::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "WITH u AS (INSERT INTO users (id, email, status, created_at, updated_at) \
+                 VALUES (gen_random_uuid(), 'plans@example.test', 'active', now(), now()) \
+                 RETURNING id) \
+             INSERT INTO sessions (id, user_id, status, generation, current_hash, created_at, \
+                 last_seen_at, expires_at, auth_time, aal, amr, version) \
+             SELECT gen_random_uuid(), u.id, 'active', 0, sha256(g::text::bytea), now(), now(), \
+                 now() + interval '1 day', now(), 1, '{pwd}', 1 \
+             FROM u, generate_series(1, 2) g RETURNING id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+
+        const BATCHES: u64 = 8;
+        for round in 1..=BATCHES {
+            let batch: Vec<SessionChange> = ids
+                .iter()
+                .map(|&id| SessionChange::Rotate {
+                    id: SessionId::from(id),
+                    expected_version: round as i64,
+                    new_generation: round,
+                    new_hash: TokenHash([round as u8; 32]),
+                    at: Utc::now(),
+                })
+                .collect();
+            let outcomes = store.apply_batch_lent(&batch).await.unwrap();
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, WriteOutcome::Committed { .. })),
+                "round {round}: {outcomes:?}"
+            );
+        }
+
+        // The connection the batches ran on: the only one opened, lent again.
+        let mut lent = store.direct.lend().await.unwrap();
+        let (generic, custom): (i64, i64) = sqlx::query_as(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE statement LIKE '%unnest(%'",
+        )
+        .fetch_one(&mut lent.conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            (generic, custom),
+            (BATCHES as i64, 0),
+            "plans of the rotation statement"
+        );
+        drop(lent);
+        store.close().await;
+        drop_postgres_database(&url).await;
+    }
 }
