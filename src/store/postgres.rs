@@ -140,17 +140,25 @@ impl PgStore {
     pub(crate) async fn purge_ended(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            // Token history goes with the session (ON DELETE CASCADE).
-            let deleted = sqlx::query(
-                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
-                 WHERE ended_at < $1 OR expires_at < $1 LIMIT $2)",
+            // The token history goes with its session, in the same statement: it has no foreign
+            // key to cascade from (see the migration `token_history_one_index`). A purged session
+            // is ended or expired, so no rotation can add to its history meanwhile.
+            let deleted: i64 = sqlx::query_scalar(
+                "WITH gone AS ( \
+                     DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                         WHERE ended_at < $1 OR expires_at < $1 LIMIT $2) \
+                     RETURNING id \
+                 ), history AS ( \
+                     DELETE FROM refresh_tokens t USING gone WHERE t.session_id = gone.id \
+                 ) \
+                 SELECT count(*) FROM gone",
             )
             .bind(cutoff)
             .bind(PURGE_BATCH)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| pg_err("purge", e))?
-            .rows_affected();
+            .map_err(|e| pg_err("purge", e))?;
+            let deleted = u64::try_from(deleted).unwrap_or(0);
             total += deleted;
             if deleted < PURGE_BATCH as u64 {
                 return Ok(total);
