@@ -54,6 +54,25 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// next one meanwhile goes through the pool.
 pub(crate) const STATEMENT_PERMITS: usize = 8;
 
+/// Run on every direct connection once it is open: each prepared statement is then planned once
+/// per connection, not once per execution.
+///
+/// PostgreSQL otherwise re-plans a prepared statement on every execution while a plan built for
+/// the actual parameters looks cheaper than the generic one. The batched rotation always looks
+/// so: the planner knows the length of a bound array but guesses 10 rows for a parameter's
+/// `unnest`, so with 20,000 sessions in the table the rotation was planned afresh for every
+/// batch (12 custom plans of 12 in `pg_prepared_statements`), and planning was the largest part
+/// of PostgreSQL's CPU in a refresh. Forcing the generic plan took refreshes from about 5,100/s
+/// to 7,400/s on the benchmark machine (docs/benchmarks.md, "Session 11"). The generic plan is
+/// the one the batch wants anyway: a nested loop over the sorted input with an index look-up of
+/// each session, which is what locks the rows in session-id order. The other statements here
+/// look rows up by key, whose generic and custom plans are the same; the pool, which serves
+/// searches and listings, keeps PostgreSQL's default.
+///
+/// A statement rather than an `options` start-up parameter: poolers such as PgBouncer refuse
+/// start-up parameters they do not track, and a refused connection would stop every write.
+const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// A connection kept here, and its history.
 pub(crate) struct DirectConnection {
     pub(crate) conn: PgConnection,
@@ -141,10 +160,11 @@ impl DirectConnections {
             }
             return Ok(kept);
         }
-        let conn = Box::pin(tokio::time::timeout(
-            self.connect_timeout,
-            PgConnection::connect_with(&self.options),
-        ))
+        let conn = Box::pin(tokio::time::timeout(self.connect_timeout, async {
+            let mut conn = PgConnection::connect_with(&self.options).await?;
+            sqlx::raw_sql(GENERIC_PLANS).execute(&mut conn).await?;
+            Ok::<_, sqlx::Error>(conn)
+        }))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
         let now = Instant::now();

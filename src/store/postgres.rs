@@ -53,7 +53,7 @@ impl PgStore {
             .await
             .map_err(|e| pg_err("connect", e))?;
         let direct = Arc::new(DirectConnections::new(
-            Arc::new(generic_plans((*pool.connect_options()).clone())),
+            pool.connect_options(),
             pool.options().get_acquire_timeout(),
             breaker,
         ));
@@ -165,25 +165,6 @@ impl PgStore {
             }
         }
     }
-}
-
-/// `options` for the direct connections: every prepared statement run on them is planned once
-/// per connection (`plan_cache_mode = force_generic_plan`, set in the start-up packet, so no
-/// round trip).
-///
-/// PostgreSQL otherwise re-plans a prepared statement on every execution while a plan built for
-/// the actual parameters looks cheaper than the generic one. The batched rotation always looks
-/// so: the planner knows the length of a bound array but guesses 10 rows for a parameter's
-/// `unnest`, so with 20,000 sessions in the table the rotation was planned afresh for every
-/// batch (12 custom plans of 12 in `pg_prepared_statements`), and planning was the largest part
-/// of PostgreSQL's CPU in a refresh. Forcing the generic plan took refreshes from about 5,100/s to 7,400/s on the
-/// benchmark machine (docs/benchmarks.md, "Session 11"). The generic plan is the one the
-/// batch wants anyway: a nested loop over the sorted input with an index look-up of each
-/// session, which is what locks the rows in session-id order. The other statements here look
-/// rows up by key, whose generic and custom plans are the same; the pool, which serves
-/// searches and listings, keeps PostgreSQL's default.
-fn generic_plans(options: PgConnectOptions) -> PgConnectOptions {
-    options.options([("plan_cache_mode", "force_generic_plan")])
 }
 
 async fn apply_batch_on(
@@ -307,7 +288,7 @@ mod tests {
     use crate::testing::{drop_postgres_database, fresh_postgres_url};
 
     /// Group commit's rotation batches are planned once per connection, not per batch: without
-    /// `generic_plans`, PostgreSQL builds a custom plan for every one of them.
+    /// `GENERIC_PLANS` (`direct_connections.rs`), PostgreSQL builds a custom plan for most of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batched_rotations_reuse_one_generic_plan() {
         let url = fresh_postgres_url().await;
