@@ -11,8 +11,8 @@
 //!   `max_batch`; so under light load a write waits for nothing, and under heavy load batches
 //!   grow by themselves. `max_wait` (default 0) additionally holds a batch open that long for
 //!   more changes, trading latency for fewer commits.
-//! * **Slots.** PostgreSQL runs [`PG_SLOTS`] batches at once (its own WAL group commit then
-//!   overlaps them); SQLite has one writer, so one.
+//! * **Slots.** PostgreSQL runs [`PG_SLOTS`] batches at once, so one batch gathers changes
+//!   while the other is in flight; SQLite has one writer, so one.
 //! * **Per-change outcomes.** Each change is still fenced on its own version: a lost fence is
 //!   that writer's `Conflict`, a normal answer that does not affect the rest of the batch.
 //! * **Failure.** Any error (a constraint violation, a lost connection, a failed commit) rolls
@@ -32,7 +32,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{Inner, Store};
 
 /// Concurrent batches on PostgreSQL.
-pub const PG_SLOTS: usize = 4;
+///
+/// Two, not more: most of PostgreSQL's CPU for a batch is per statement (executor start-up, the
+/// CHECK constraints it re-reads, the commit), so fewer, larger batches cost less per refresh.
+/// With four slots, batches averaged 2.3 changes under the benchmark's refresh load; with two,
+/// 3.8–3.9, refreshes/s rose by a quarter and sessiond's CPU per refresh fell by a fifth in
+/// every interleaved pair (docs/benchmarks.md, "Session 11"). One slot made batches larger
+/// still but leaves nothing in flight while a batch commits. Two slots of up to `max_batch` changes each still allow
+/// tens of thousands of durable writes per second at a few milliseconds per commit.
+pub const PG_SLOTS: usize = 2;
 /// Concurrent batches on SQLite (one writer).
 pub const SQLITE_SLOTS: usize = 1;
 /// Upper bounds of the batch-size buckets in [`GroupCommitStats::size_buckets`] (the last
