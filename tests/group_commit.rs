@@ -228,9 +228,16 @@ async fn a_failed_batch_fails_all_its_writers_and_commits_nothing(backend: TestB
             reason: RevokeReason::Logout,
             at: Utc::now(),
         },
-        // Generation 0 again: the session row updates, but the token history already has
-        // (session, 0), so the primary key is violated and the transaction fails.
-        rotate(&sessions[2], 1, 0),
+        // Generation 0 again, with generation 0's token: the session row updates, but the
+        // token history already has that row, so its primary key (session and generation on
+        // SQLite, session and hash on PostgreSQL) is violated and the transaction fails.
+        SessionChange::Rotate {
+            id: sessions[2].id,
+            expected_version: 1,
+            new_generation: 0,
+            new_hash: sessions[2].current_hash,
+            at: Utc::now(),
+        },
         rotate(&sessions[3], 1, 1),
     ];
     let outcomes = submit_all(&ctx.store, changes).await;
