@@ -12,7 +12,7 @@ use sessiond::store::group_commit::{GroupCommitConfig, GroupCommitStats};
 use sessiond::store::{NewUser, Store};
 use sessiond::testing::{TestBackend, TestDatabase};
 use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{RevokeReason, SessionRecord, SessionStatus};
+use sessiond_actors::model::{NewSession, RevokeReason, SessionRecord, SessionStatus};
 use sessiond_actors::refresh_token::RefreshSecret;
 use sessiond_actors::store::{SessionChange, SessionStore, StoreError, WriteOutcome};
 use tempfile::TempDir;
@@ -75,28 +75,12 @@ impl Ctx {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let now = Utc::now();
-            let s = SessionRecord {
-                id: SessionId::new(),
-                user_id: self.user,
-                status: SessionStatus::Active,
-                generation: 0,
-                current_hash: RefreshSecret::random().hash(),
-                previous_hash: None,
-                rotated_at: None,
-                created_at: now,
-                last_seen_at: now,
-                expires_at: now + chrono::Duration::days(1),
-                auth_time: now,
-                aal: 1,
-                amr: vec!["pwd".into()],
-                device_name: None,
-                user_agent: None,
-                ip: None,
-                grant: None,
-                revoked: None,
-                compromised: None,
-                version: 1,
-            };
+            let s = SessionRecord::open(
+                NewSession::password(self.user, now),
+                RefreshSecret::random().hash(),
+                now,
+                now + chrono::Duration::days(1),
+            );
             self.store.insert_session(&s).await.unwrap();
             out.push(s);
         }

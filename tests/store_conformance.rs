@@ -11,7 +11,7 @@ use sessiond::store::{
 };
 use sessiond::testing::{TestBackend, TestDatabase};
 use sessiond_actors::ids::{SessionId, UserId};
-use sessiond_actors::model::{ReuseClass, RevokeReason, SessionRecord, SessionStatus};
+use sessiond_actors::model::{NewSession, ReuseClass, RevokeReason, SessionRecord, SessionStatus};
 use sessiond_actors::refresh_token::{RefreshSecret, TokenHash};
 use sessiond_actors::store::{SessionChange, SessionStore, WriteOutcome};
 use sqlx::Connection;
@@ -253,28 +253,17 @@ fn random_hash() -> TokenHash {
 /// beyond what login knows.
 fn new_session(user: UserId, expires_at: DateTime<Utc>) -> SessionRecord {
     let created = now();
-    SessionRecord {
-        id: SessionId::new(),
-        user_id: user,
-        status: SessionStatus::Active,
-        generation: 0,
-        current_hash: random_hash(),
-        previous_hash: None,
-        rotated_at: None,
-        created_at: created,
-        last_seen_at: created,
+    SessionRecord::open(
+        NewSession {
+            device_name: Some("laptop".into()),
+            user_agent: Some("Mozilla/5.0".into()),
+            ip: Some("192.0.2.1".into()),
+            ..NewSession::password(user, created)
+        },
+        random_hash(),
+        created,
         expires_at,
-        auth_time: created,
-        aal: 1,
-        amr: vec!["pwd".into()],
-        device_name: Some("laptop".into()),
-        user_agent: Some("Mozilla/5.0".into()),
-        ip: Some("192.0.2.1".into()),
-        grant: None,
-        revoked: None,
-        compromised: None,
-        version: 1,
-    }
+    )
 }
 
 both_backends!(

@@ -54,17 +54,11 @@ pub async fn register_application(http: &reqwest::Client, base: &str, access: &s
 /// `scope`, authenticated by password now.
 pub fn grant_session(user: UserId, client_id: &str, scope: &str) -> NewSession {
     NewSession {
-        user_id: user,
-        auth_time: chrono::Utc::now(),
-        aal: 1,
-        amr: vec!["pwd".into()],
-        device_name: None,
-        user_agent: None,
-        ip: None,
         grant: Some(Grant {
             client_id: client_id.to_owned(),
             scope: scope.to_owned(),
         }),
+        ..NewSession::password(user, chrono::Utc::now())
     }
 }
 
