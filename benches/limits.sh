@@ -367,8 +367,8 @@ fi
 # Reference (not a limit of the issue): sessiond's own rotation statement, one session per
 # transaction, under the same pgbench load as (a), on the seeded sessions: the database's cost
 # of one rotation with this schema (heap and index writes of sessions and refresh_tokens, and
-# whatever checks the schema runs) against (a)'s single-row UPDATE. The store batches these statements; this
-# is the unbatched cost.
+# whatever checks the schema runs) against (a)'s single-row UPDATE. The store batches these
+# statements; this is the unbatched cost.
 say "reference: pgbench of sessiond's rotation statement, $CONNECTIONS clients, ${DURATION}s"
 psql -q "$SVC_DB" >/dev/null <<'SQL'
 CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM sessions;
