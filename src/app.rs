@@ -244,6 +244,7 @@ impl Application {
         }
         tracing::info!(rate_limits = limiter.describe(), "rate limits");
         tracing::info!(allocator = crate::memory::ALLOCATOR, "memory allocator");
+        log_hashing_scope(&config.hashing());
         // Which header decides client IPs, so an operator can check it against the proxies.
         match config.abuse.trusted_proxies.as_slice() {
             [] => tracing::info!("client IP: the socket peer (no trusted proxies)"),
@@ -560,6 +561,37 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// Says what the hashing threads' priority ranks them below, and warns when hashing may take
+/// every core while other processes' groups get CPU time on an equal footing with sessiond's
+/// (`crypto::priority_scope`): then a login flood delays refreshes behind PostgreSQL's turn.
+fn log_hashing_scope(hashing: &crate::crypto::password::HashingSettings) {
+    let Some(scope) = crate::crypto::priority_scope::current() else {
+        return;
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if scope.hashing_may_delay_others(hashing.concurrency, cores) {
+        tracing::warn!(
+            hash_concurrency = hashing.concurrency,
+            hash_priority = %hashing.priority,
+            scope = %scope,
+            "password hashing may use every core, and its priority ranks it below {scope}: \
+             other processes on these cores (PostgreSQL) wait for their share as if hashing were \
+             normal work, so refreshes slow down under a login flood; keep \
+             SESSIOND_HASH_CONCURRENCY below the core count or see README, Operations, \
+             \"Hashing and CPU groups\"",
+        );
+    } else {
+        tracing::info!(
+            hash_concurrency = hashing.concurrency,
+            hash_priority = %hashing.priority,
+            scope = %scope,
+            "password hashing: {} slot(s) at priority {}, ranked below {scope}",
+            hashing.concurrency,
+            hashing.priority,
+        );
     }
 }
 

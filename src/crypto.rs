@@ -5,6 +5,7 @@ pub mod access_token;
 pub mod keys;
 pub mod oauth_tokens;
 pub mod password;
+pub mod priority_scope;
 
 use rand::Rng;
 use subtle::ConstantTimeEq;
