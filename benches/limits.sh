@@ -27,8 +27,13 @@
 #      PASSIVATE_AFTER   idle window for the passivation figure (default 30s)
 #      MEMORY=0          skip the memory figures (the second round's run does not need them)
 #      HASH_VARIANTS     hashing settings measured for logins/s and the login flood, each
-#                        label:concurrency:priority ("-" = sessiond's default); default
-#                        "default:-:- cores:<nproc>:19 idle:<nproc>:idle"
+#                        label:concurrency:priority[:autogroup] ("-" = sessiond's default);
+#                        default "default:-:- cores:<nproc>:19 idle:<nproc>:idle", plus
+#                        "ungrouped:<nproc>:19:0" where kernel.sched_autogroup_enabled is 1 and
+#                        writable. autogroup 0 or 1 sets that sysctl for the variant (root only;
+#                        the machine's value is restored after it and on exit): it decides
+#                        whether nice ranks hashing below other processes' threads, such as
+#                        PostgreSQL's, or only below sessiond's own (src/crypto/priority_scope.rs)
 #      FIXED_RATE=0      skip the fixed-rate latency runs (bench_load and oha at 25/50/75 %
 #                        of the measured maximum; FIXED_SECONDS each, default 20)
 #      FIXED_CONNECTIONS connections of the fixed-rate runs (default 64)
@@ -57,7 +62,14 @@ else
   ARGON2_SECONDS=15; K6_SECONDS=30; FIXED_SECONDS="${FIXED_SECONDS:-20}"
 fi
 NCPU="$(nproc)"
-HASH_VARIANTS="${HASH_VARIANTS:-default:-:- cores:$NCPU:19 idle:$NCPU:idle}"
+AUTOGROUP_SYSCTL=/proc/sys/kernel/sched_autogroup_enabled
+MACHINE_AUTOGROUP="$(cat "$AUTOGROUP_SYSCTL" 2>/dev/null || echo none)"
+if [ -z "${HASH_VARIANTS:-}" ]; then
+  HASH_VARIANTS="default:-:- cores:$NCPU:19 idle:$NCPU:idle"
+  if [ "$MACHINE_AUTOGROUP" = 1 ] && [ -w "$AUTOGROUP_SYSCTL" ]; then
+    HASH_VARIANTS+=" ungrouped:$NCPU:19:0"
+  fi
+fi
 FIXED_CONNECTIONS="${FIXED_CONNECTIONS:-64}"
 PIN_LOAD="${PIN_LOAD:-$(( NCPU - 1 ))}"
 if [ "$PIN_LOAD" = none ] || ! command -v taskset >/dev/null; then PIN=(); else PIN=(taskset -c "$PIN_LOAD"); fi
@@ -112,8 +124,20 @@ cleanup() {
     [ -n "$d" ] && psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
+  restore_autogroup
 }
 trap cleanup EXIT INT TERM
+# set_autogroup 0|1: the kernel's session autogroups for processes started from now on (a
+# process keeps the group it started in; PostgreSQL's backends start per connection).
+set_autogroup() {
+  [ -w "$AUTOGROUP_SYSCTL" ] || die "a hashing variant sets kernel.sched_autogroup_enabled=$1, but $AUTOGROUP_SYSCTL is not writable (run as root, or leave the variant's fourth field out)"
+  echo "$1" >"$AUTOGROUP_SYSCTL"
+}
+restore_autogroup() {
+  if [ "$MACHINE_AUTOGROUP" != none ] && [ "$(cat "$AUTOGROUP_SYSCTL" 2>/dev/null)" != "$MACHINE_AUTOGROUP" ]; then
+    echo "$MACHINE_AUTOGROUP" >"$AUTOGROUP_SYSCTL" 2>/dev/null || true
+  fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 # new_db label -> sets DB_URL. Not called in $(...): the name must reach DBS in this shell, or
@@ -307,7 +331,9 @@ kill_pid "$MAIN_PID"
 # sessiond process on the same database, with its own flood sessions.
 i=0
 for variant in $HASH_VARIANTS; do
-  IFS=: read -r label slots prio <<<"$variant"
+  IFS=: read -r label slots prio autogroup <<<"$variant"
+  autogroup="${autogroup:--}"
+  [ "$autogroup" != - ] && set_autogroup "$autogroup"
   venv=()
   [ "$slots" != - ] && venv+=(SESSIOND_HASH_CONCURRENCY="$slots")
   [ "$prio" != - ] && venv+=(SESSIOND_HASH_PRIORITY="$prio")
@@ -325,8 +351,10 @@ for variant in $HASH_VARIANTS; do
     -e SEED_FILE="$WORK/seed-flood$suffix.jsonl" -e LOGIN_RATE="$FLOOD_RATE" -e REFRESH_RATE=100 \
     -e DURATION="${K6_SECONDS}s" -e SESSIONS="$FLOOD_SESSIONS" -e LOGIN_USERS=100 -e MAX_VUS=300 \
     -e P99_MS=20 "$ROOT/k6/login_flood.js" >"$RAW/k6-login_flood$suffix.txt" 2>&1 || echo "login_flood ($label): a threshold failed (recorded)" >&2
-  printf '{"label": "%s", "concurrency": "%s", "priority": "%s"}\n' "$label" "$slots" "$prio" >"$RAW/hash-variant-$label.json"
+  printf '{"label": "%s", "concurrency": "%s", "priority": "%s", "autogroup": "%s"}\n' "$label" "$slots" "$prio" \
+    "$(cat "$AUTOGROUP_SYSCTL" 2>/dev/null || echo none)" >"$RAW/hash-variant-$label.json"
   kill_pid "$SVC_PID"
+  restore_autogroup
   i=$(( i + 1 ))
 done
 

@@ -227,6 +227,8 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
         logins = login.get("ok_per_s")
         variants.append({
             "label": label, "concurrency": v.get("concurrency"), "priority": v.get("priority"),
+            # kernel.sched_autogroup_enabled during the variant (None in runs before it was kept).
+            "autogroup": v.get("autogroup"),
             "logins_per_s": logins,
             "logins_to_argon2id": ratio(logins, limits["argon2id_hashes_per_s"]),
             "login_p50_ms": (login.get("latency_ms") or {}).get("p50"),
@@ -312,6 +314,8 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
     for v in variants:
         shown = {k: ("sessiond's default" if v[k] in (None, "-") else v[k]) for k in ("concurrency", "priority")}
         note = f"hashing {v['label']}: concurrency {shown['concurrency']}, priority {shown['priority']}"
+        if v.get("autogroup") not in (None, "none"):
+            note += f", autogroups {'on' if v['autogroup'] == '1' else 'off'}"
         targets.append(target(f"logins/s ≥ 0.85 × argon2id ({v['label']})", v["logins_to_argon2id"], ">=", 0.85, "×", note))
         targets.append(target(f"refresh p99 under a login flood at 2 × argon2id ({v['label']})",
                               v["refresh_p99_ms_under_login_flood"], "<", 20, "ms", note))
@@ -433,11 +437,12 @@ def round2_markdown(doc):
         lines.append(f"| {t['target']} | {fmt(t['value'])} {t['unit'] if t['value'] is not None else ''} "
                      f"| {t['op']} {t['bound']} | {state} | {t.get('note', '')} |")
     if r2.get("hashing_variants"):
-        lines += ["", "| hashing (concurrency, priority) | logins/s | ÷ argon2id | login p50 ms | CPU per login | "
+        lines += ["", "| hashing (concurrency, priority, autogroups) | logins/s | ÷ argon2id | login p50 ms | CPU per login | "
                       "refresh p99 under flood | logins accepted / shed |", "|---|---|---|---|---|---|---|"]
         for v in r2["hashing_variants"]:
             cpu = v["sessiond_cpu_us_per_login"]
-            lines.append(f"| {v['label']} ({v['concurrency']}, {v['priority']}) | {fmt(v['logins_per_s'])} "
+            groups = {"1": "on", "0": "off"}.get(v.get("autogroup"), "?")
+            lines.append(f"| {v['label']} ({v['concurrency']}, {v['priority']}, {groups}) | {fmt(v['logins_per_s'])} "
                          f"| {fmt(v['logins_to_argon2id'])} × | {fmt(v['login_p50_ms'])} "
                          f"| {fmt(cpu / 1000 if cpu else None)} ms | {fmt(v['refresh_p99_ms_under_login_flood'])} ms "
                          f"| {fmt(v['logins_accepted_under_flood'])} / {fmt(v['logins_shed_under_flood'])} |")
