@@ -55,6 +55,12 @@ def k6_metric(summary, name, stat):
         return None
 
 
+def autogroups_label(value):
+    """A hashing variant's kernel.sched_autogroup_enabled as "on" or "off"; None where the run
+    did not record it (runs before it was kept, or a kernel without autogroups)."""
+    return {"1": "on", "0": "off"}.get(value)
+
+
 def ratio(a, b):
     if a is None or b in (None, 0):
         return None
@@ -314,8 +320,8 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
     for v in variants:
         shown = {k: ("sessiond's default" if v[k] in (None, "-") else v[k]) for k in ("concurrency", "priority")}
         note = f"hashing {v['label']}: concurrency {shown['concurrency']}, priority {shown['priority']}"
-        if v.get("autogroup") not in (None, "none"):
-            note += f", autogroups {'on' if v['autogroup'] == '1' else 'off'}"
+        if groups := autogroups_label(v.get("autogroup")):
+            note += f", autogroups {groups}"
         targets.append(target(f"logins/s ≥ 0.85 × argon2id ({v['label']})", v["logins_to_argon2id"], ">=", 0.85, "×", note))
         targets.append(target(f"refresh p99 under a login flood at 2 × argon2id ({v['label']})",
                               v["refresh_p99_ms_under_login_flood"], "<", 20, "ms", note))
@@ -441,7 +447,7 @@ def round2_markdown(doc):
                       "refresh p99 under flood | logins accepted / shed |", "|---|---|---|---|---|---|---|"]
         for v in r2["hashing_variants"]:
             cpu = v["sessiond_cpu_us_per_login"]
-            groups = {"1": "on", "0": "off"}.get(v.get("autogroup"), "?")
+            groups = autogroups_label(v.get("autogroup")) or "?"
             lines.append(f"| {v['label']} ({v['concurrency']}, {v['priority']}, {groups}) | {fmt(v['logins_per_s'])} "
                          f"| {fmt(v['logins_to_argon2id'])} × | {fmt(v['login_p50_ms'])} "
                          f"| {fmt(cpu / 1000 if cpu else None)} ms | {fmt(v['refresh_p99_ms_under_login_flood'])} ms "

@@ -38,8 +38,9 @@ use super::{Inner, Store};
 /// With four slots, batches averaged 2.3 changes under the benchmark's refresh load; with two,
 /// 3.8–3.9, refreshes/s rose by a quarter and sessiond's CPU per refresh fell by a fifth in
 /// every interleaved pair (docs/benchmarks.md, "Session 11"). One slot made batches larger
-/// still but leaves nothing in flight while a batch commits. Two slots of up to `max_batch` changes each still allow
-/// tens of thousands of durable writes per second at a few milliseconds per commit.
+/// still but leaves nothing in flight while a batch commits. Two slots of up to `max_batch`
+/// changes each still allow tens of thousands of durable writes per second at a few
+/// milliseconds per commit.
 pub const PG_SLOTS: usize = 2;
 /// Concurrent batches on SQLite (one writer).
 pub const SQLITE_SLOTS: usize = 1;
