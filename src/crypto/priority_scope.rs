@@ -60,21 +60,36 @@ impl fmt::Display for PriorityScope {
 /// although its cgroup groups it.
 pub fn current() -> Option<PriorityScope> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let autogroup = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").ok();
-    Some(scope_from(&cgroups, autogroup.as_deref(), |dir| {
+    let autogroup = Autogroup {
+        enabled: std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").ok(),
+        own: std::fs::read_to_string("/proc/self/autogroup").ok(),
+    };
+    Some(scope_from(&cgroups, &autogroup, |dir| {
         std::fs::read_to_string(format!("/sys/fs/cgroup{dir}/cgroup.subtree_control")).ok()
     }))
 }
 
-/// The scope from the text of `/proc/self/cgroup`, of `sched_autogroup_enabled` (absent when
-/// the kernel has no autogroups) and a reader of a cgroup v2 directory's `subtree_control`.
+/// The texts of the two autogroup files; each is absent on a kernel without autogroups.
+#[derive(Default)]
+struct Autogroup {
+    /// `/proc/sys/kernel/sched_autogroup_enabled`.
+    enabled: Option<String>,
+    /// `/proc/self/autogroup`: `/autogroup-<id> nice <n>`, or empty for a process of the root
+    /// autogroup (the session of init, where a container's or a CI runner's processes often
+    /// are). The kernel schedules the root autogroup's threads in the root task group, each one
+    /// beside every other session's group, so their priority ranks them machine-wide.
+    own: Option<String>,
+}
+
+/// The scope from the text of `/proc/self/cgroup`, the autogroup files and a reader of a
+/// cgroup v2 directory's `subtree_control`.
 ///
 /// The kernel applies autogroups only to tasks in the root CPU cgroup, so a CPU cgroup is
 /// checked first: a cgroup v1 hierarchy with the `cpu` controller, or a cgroup v2 path whose
 /// parent enables `cpu` for its children.
 fn scope_from(
     proc_cgroup: &str,
-    autogroup_enabled: Option<&str>,
+    autogroup: &Autogroup,
     subtree_control: impl Fn(&str) -> Option<String>,
 ) -> PriorityScope {
     let mut v2_path = None;
@@ -88,7 +103,7 @@ fn scope_from(
         if controllers.split(',').any(|c| c == "cpu") {
             // cgroup v1: the cpu hierarchy alone decides.
             return if path == "/" {
-                by_autogroup(autogroup_enabled)
+                by_autogroup(autogroup)
             } else {
                 PriorityScope::Cgroup(path.to_owned())
             };
@@ -108,13 +123,20 @@ fn scope_from(
             return PriorityScope::Cgroup(path.to_owned());
         }
     }
-    by_autogroup(autogroup_enabled)
+    by_autogroup(autogroup)
 }
 
-fn by_autogroup(enabled: Option<&str>) -> PriorityScope {
-    match enabled.map(str::trim) {
-        Some("1") => PriorityScope::Autogroup,
-        _ => PriorityScope::Machine,
+/// Autogroups group this process only when they are on and it is in a session's own group.
+fn by_autogroup(autogroup: &Autogroup) -> PriorityScope {
+    let enabled = autogroup.enabled.as_deref().map(str::trim) == Some("1");
+    let in_own_group = autogroup
+        .own
+        .as_deref()
+        .is_some_and(|own| own.starts_with("/autogroup-"));
+    if enabled && in_own_group {
+        PriorityScope::Autogroup
+    } else {
+        PriorityScope::Machine
     }
 }
 
@@ -126,28 +148,59 @@ mod tests {
         None
     }
 
+    /// Autogroups on or off (`"1"`, `"0"`), this process in a session's own group.
+    fn sessions(enabled: &str) -> Autogroup {
+        Autogroup {
+            enabled: Some(format!("{enabled}\n")),
+            own: Some("/autogroup-85 nice 0\n".into()),
+        }
+    }
+
     #[test]
     fn root_cgroup_with_autogroups_is_autogroup_and_without_is_machine() {
         let v1_root = "9:name=systemd:/\n4:memory:/x\n1:cpu:/\n0::/\n";
         assert_eq!(
-            scope_from(v1_root, Some("1\n"), no_v2),
+            scope_from(v1_root, &sessions("1"), no_v2),
             PriorityScope::Autogroup
         );
         assert_eq!(
-            scope_from(v1_root, Some("0\n"), no_v2),
+            scope_from(v1_root, &sessions("0"), no_v2),
             PriorityScope::Machine
         );
-        // A kernel without autogroups has no such file.
-        assert_eq!(scope_from(v1_root, None, no_v2), PriorityScope::Machine);
-        assert!(scope_from(v1_root, Some("0"), no_v2).is_machine_wide());
+        // A kernel without autogroups has neither file.
+        let none = Autogroup::default();
+        assert_eq!(scope_from(v1_root, &none, no_v2), PriorityScope::Machine);
+        assert!(scope_from(v1_root, &sessions("0"), no_v2).is_machine_wide());
+    }
+
+    #[test]
+    fn the_root_autogroup_ranks_machine_wide() {
+        // init's session, where a container's or a CI runner's processes may be: the kernel
+        // prints nothing for it, and schedules its threads beside every session's group.
+        let root_session = Autogroup {
+            enabled: Some("1\n".into()),
+            own: Some(String::new()),
+        };
+        assert_eq!(
+            scope_from("0::/\n", &root_session, no_v2),
+            PriorityScope::Machine
+        );
+        let unreadable = Autogroup {
+            enabled: Some("1".into()),
+            own: None,
+        };
+        assert_eq!(
+            scope_from("0::/\n", &unreadable, no_v2),
+            PriorityScope::Machine
+        );
     }
 
     #[test]
     fn a_v1_cpu_cgroup_groups_whatever_the_autogroup_setting() {
         let text = "4:cpu,cpuacct:/system.slice/sessiond.service\n0::/\n";
-        for autogroup in [Some("1"), Some("0"), None] {
+        for autogroup in [sessions("1"), sessions("0"), Autogroup::default()] {
             assert_eq!(
-                scope_from(text, autogroup, no_v2),
+                scope_from(text, &autogroup, no_v2),
                 PriorityScope::Cgroup("/system.slice/sessiond.service".into())
             );
         }
@@ -162,24 +215,24 @@ mod tests {
             Some("cpuset cpu io memory pids\n".to_owned())
         };
         assert_eq!(
-            scope_from(text, Some("1"), with_cpu),
+            scope_from(text, &sessions("1"), with_cpu),
             PriorityScope::Cgroup("/system.slice/sessiond.service".into())
         );
         assert_eq!(asked.borrow().as_slice(), ["/system.slice"]);
         let without_cpu = |_: &str| Some("memory pids\n".to_owned());
         assert_eq!(
-            scope_from(text, Some("1"), without_cpu),
+            scope_from(text, &sessions("1"), without_cpu),
             PriorityScope::Autogroup
         );
         assert_eq!(
-            scope_from(text, Some("0"), without_cpu),
+            scope_from(text, &sessions("0"), without_cpu),
             PriorityScope::Machine
         );
         // A first-level cgroup's parent is the root directory.
         let top = "0::/sessiond\n";
         let root_only = |dir: &str| (dir.is_empty()).then(|| "cpu memory".to_owned());
         assert_eq!(
-            scope_from(top, Some("0"), root_only),
+            scope_from(top, &sessions("0"), root_only),
             PriorityScope::Cgroup("/sessiond".into())
         );
     }
@@ -203,7 +256,7 @@ mod tests {
     #[test]
     fn malformed_lines_are_ignored() {
         assert_eq!(
-            scope_from("garbage\n\n1:cpu\n", Some("1"), no_v2),
+            scope_from("garbage\n\n1:cpu\n", &sessions("1"), no_v2),
             PriorityScope::Autogroup
         );
     }
@@ -213,14 +266,27 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             let scope = current().expect("/proc/self/cgroup is readable on Linux");
-            let enabled = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").ok();
-            if enabled.as_deref().map(str::trim) == Some("1") {
-                assert_ne!(scope, PriorityScope::Machine);
+            let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+            let enabled = read("/proc/sys/kernel/sched_autogroup_enabled").trim() == "1";
+            // The kernel names this process's group only when it is a session's own.
+            let own_group = read("/proc/self/autogroup").starts_with("/autogroup-");
+            let cgroups = read("/proc/self/cgroup");
+            // A cgroup v1 cpu hierarchy with this process at its root.
+            let v1_cpu_root = cgroups.lines().any(|line| {
+                let fields: Vec<&str> = line.splitn(3, ':').collect();
+                matches!(fields.as_slice(), [_, controllers, "/"]
+                    if controllers.split(',').any(|c| c == "cpu"))
+            });
+            match &scope {
+                PriorityScope::Autogroup => assert!(enabled && own_group, "{cgroups}"),
+                PriorityScope::Machine => assert!(!(enabled && own_group), "{cgroups}"),
+                PriorityScope::Cgroup(path) => {
+                    assert!(cgroups.contains(path.as_str()), "{path} in {cgroups}");
+                    assert!(!v1_cpu_root, "{cgroups}");
+                }
             }
-            if scope == PriorityScope::Autogroup {
-                // The kernel shows the group this process is in.
-                let own = std::fs::read_to_string("/proc/self/autogroup").unwrap();
-                assert!(own.starts_with("/autogroup-"), "{own}");
+            if enabled && own_group && v1_cpu_root {
+                assert_eq!(scope, PriorityScope::Autogroup);
             }
         }
         #[cfg(not(target_os = "linux"))]
