@@ -74,6 +74,7 @@ impl Application {
         let store = store.with_group_commit(GroupCommitConfig {
             max_batch: config.commit_max_batch,
             max_wait: config.commit_max_wait,
+            pg_slots: config.commit_slots,
         });
         {
             // Group commit's batch sizes (the dashboard's batch-size panel) and failed batches.

@@ -103,6 +103,7 @@ const DB_MAX_CONNECTIONS: Key = key("SESSIOND_DB_MAX_CONNECTIONS", "db_max_conne
 const DB_ACQUIRE_TIMEOUT: Key = key("SESSIOND_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout");
 const COMMIT_MAX_BATCH: Key = key("SESSIOND_COMMIT_MAX_BATCH", "commit_max_batch");
 const COMMIT_MAX_WAIT: Key = key("SESSIOND_COMMIT_MAX_WAIT", "commit_max_wait");
+const COMMIT_SLOTS: Key = key("SESSIOND_COMMIT_SLOTS", "commit_slots");
 const REAUTH_MAX_AGE: Key = key("SESSIOND_REAUTH_MAX_AGE", "reauth_max_age");
 const API_KEY_SCOPES: Key = key("SESSIOND_API_KEY_SCOPES", "api_key_scopes");
 const DEMO: Key = key("SESSIOND_DEMO", "demo");
@@ -190,6 +191,7 @@ const ALL_KEYS: &[Key] = &[
     abuse::SECURE_COOKIES,
     COMMIT_MAX_BATCH,
     COMMIT_MAX_WAIT,
+    COMMIT_SLOTS,
     REAUTH_MAX_AGE,
     API_KEY_SCOPES,
     oauth::APP_CREATORS,
@@ -344,6 +346,9 @@ pub struct Config {
     /// How long a group-commit batch is held open for more changes
     /// (`SESSIOND_COMMIT_MAX_WAIT`, default 0: batches grow only while another is in flight).
     pub commit_max_wait: Duration,
+    /// Group-commit batches in flight at once on PostgreSQL, per process
+    /// (`SESSIOND_COMMIT_SLOTS`, default 2; 1 per instance where several share the database).
+    pub commit_slots: usize,
     /// Sensitive actions (new factors or credentials) need an authentication of the session
     /// at most this old (`SESSIOND_REAUTH_MAX_AGE`, default 5m).
     pub reauth_max_age: Duration,
@@ -1011,6 +1016,14 @@ fn build(
                 None
             }
         });
+    let commit_slots = bounded::<u32>(
+        s,
+        &mut p,
+        &COMMIT_SLOTS,
+        crate::store::group_commit::PG_SLOTS as u32,
+        1,
+        crate::store::group_commit::MAX_PG_SLOTS as u32,
+    );
     let reauth_max_age = duration(s, &mut p, &REAUTH_MAX_AGE, minutes(5), false);
     let api_key_scopes = field(s, &mut p, &API_KEY_SCOPES, api_key_scopes, Vec::new);
     let oauth = oauth::parse(s, &mut p, signing_alg, audience.as_deref());
@@ -1177,6 +1190,7 @@ fn build(
         mail: mail.expect(CHECKED),
         commit_max_batch: commit_max_batch.expect(CHECKED) as usize,
         commit_max_wait: commit_max_wait.expect(CHECKED),
+        commit_slots: commit_slots.expect(CHECKED) as usize,
         reauth_max_age: reauth_max_age.expect(CHECKED),
         api_key_scopes: api_key_scopes.expect(CHECKED),
         oauth: oauth.expect(CHECKED),

@@ -691,7 +691,7 @@ pub struct PoolSettings {
     /// later ones fail at once.
     pub acquire_timeout: Duration,
     /// Most connections of the PostgreSQL pool (the request path keeps up to
-    /// [`group_commit::PG_SLOTS`] + 8 more of its own, see `store/direct_connections.rs`).
+    /// group commit's slots + 8 more of its own, see `store/direct_connections.rs`).
     /// SQLite's pools are sized by SQLite's locking: one writer and a few readers.
     pub max_connections: u32,
 }

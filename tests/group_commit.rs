@@ -42,6 +42,7 @@ async fn filling_ctx(backend: TestBackend, max_batch: usize) -> Ctx {
         GroupCommitConfig {
             max_batch,
             max_wait: FILL_WAIT,
+            ..Default::default()
         },
     )
     .await
@@ -132,6 +133,7 @@ async fn many_concurrent_writers_all_commit_in_shared_batches(backend: TestBacke
         GroupCommitConfig {
             max_batch: 16,
             max_wait: Duration::from_millis(20),
+            ..Default::default()
         },
     )
     .await;
@@ -331,21 +333,27 @@ fn settings_have_defaults_and_bounds() {
     let c = Config::from_sources(None, &[]).unwrap();
     assert_eq!(c.commit_max_batch, 64);
     assert_eq!(c.commit_max_wait, Duration::ZERO);
+    assert_eq!(c.commit_slots, 2);
     let c = Config::from_sources(
         None,
         &env(&[
             ("SESSIOND_COMMIT_MAX_BATCH", "1"),
             ("SESSIOND_COMMIT_MAX_WAIT", "200us"),
+            ("SESSIOND_COMMIT_SLOTS", "1"),
         ]),
     )
     .unwrap();
     assert_eq!(c.commit_max_batch, 1);
     assert_eq!(c.commit_max_wait, Duration::from_micros(200));
+    assert_eq!(c.commit_slots, 1);
     for bad in [
         ("SESSIOND_COMMIT_MAX_BATCH", "0"),
         ("SESSIOND_COMMIT_MAX_BATCH", "5000"),
         ("SESSIOND_COMMIT_MAX_WAIT", "1s"),
         ("SESSIOND_COMMIT_MAX_WAIT", "soon"),
+        ("SESSIOND_COMMIT_SLOTS", "0"),
+        ("SESSIOND_COMMIT_SLOTS", "17"),
+        ("SESSIOND_COMMIT_SLOTS", "two"),
     ] {
         let err = Config::from_sources(None, &env(&[bad])).unwrap_err();
         assert!(err.to_string().contains(bad.0), "{err}");
@@ -362,6 +370,7 @@ async fn a_batch_size_of_one_turns_group_commit_off() {
         .with_group_commit(GroupCommitConfig {
             max_batch: 1,
             max_wait: Duration::ZERO,
+            ..Default::default()
         });
     assert!(store.group_commit_stats().is_none());
     assert!(!store.observe_group_commit(Arc::new(|_, _| {})));
@@ -485,6 +494,100 @@ both_backends!(
     fencing_holds_inside_and_across_batches,
 );
 
+/// `SESSIOND_COMMIT_SLOTS` bounds the batches in flight on PostgreSQL: with one slot, a batch
+/// waiting on a row lock holds back every later batch; with two, the next one commits meanwhile.
+/// (Several instances on one database set one slot each, so that their batches stay large.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commit_slots_bound_the_batches_in_flight() {
+    use sqlx::Connection;
+    for slots in [1, 2] {
+        let ctx = ctx(
+            TestBackend::Postgres,
+            GroupCommitConfig {
+                max_batch: 4,
+                max_wait: Duration::ZERO,
+                pg_slots: slots,
+            },
+        )
+        .await;
+        let direct = |store: &Store| {
+            store
+                .pool_stats()
+                .into_iter()
+                .find(|p| p.pool == "direct")
+                .expect("PostgreSQL keeps direct connections")
+        };
+        assert_eq!(direct(&ctx.store).max as usize, slots + 8, "slots {slots}");
+        let sessions = ctx.sessions(2).await;
+        let (blocked, free) = (sessions[0].clone(), sessions[1].clone());
+        // Another client holds the first session's row, so its batch waits on the lock.
+        let mut holder = sqlx::PgConnection::connect(ctx._db.url()).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        sqlx::query("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE")
+            .bind(blocked.id.as_uuid())
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let store = ctx.store.clone();
+        let first =
+            tokio::spawn(async move { store.apply(&rotate(&blocked, blocked.version, 1)).await });
+        // Until its batch is on PostgreSQL, waiting for the lock (seen from a third connection:
+        // inside the holder's transaction, pg_stat_activity would stay one snapshot).
+        let mut watcher = sqlx::PgConnection::connect(ctx._db.url()).await.unwrap();
+        let mut waiting = false;
+        for _ in 0..500 {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if n > 0 {
+                waiting = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(waiting, "the first batch reached the row lock");
+        let store = ctx.store.clone();
+        let second = free.clone();
+        let mut next =
+            tokio::spawn(async move { store.apply(&rotate(&second, second.version, 1)).await });
+        if slots == 1 {
+            // Held back behind the blocked batch: not answered while the lock is held.
+            let early = tokio::time::timeout(Duration::from_millis(500), &mut next).await;
+            assert!(early.is_err(), "one slot: the second batch waited");
+            assert_eq!(ctx.load(free.id).await.generation, 0);
+        } else {
+            let answered = tokio::time::timeout(Duration::from_secs(10), &mut next)
+                .await
+                .expect("two slots: the second batch commits beside the blocked one");
+            assert!(matches!(
+                answered.unwrap(),
+                Ok(WriteOutcome::Committed { .. })
+            ));
+            assert!(
+                !first.is_finished(),
+                "the first batch still waits on the lock"
+            );
+        }
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        assert!(matches!(
+            first.await.unwrap(),
+            Ok(WriteOutcome::Committed { .. })
+        ));
+        if slots == 1 {
+            assert!(matches!(
+                next.await.unwrap(),
+                Ok(WriteOutcome::Committed { .. })
+            ));
+        }
+        assert_eq!(ctx.load(free.id).await.generation, 1);
+        assert_eq!(ctx.stats().batches, 2, "slots {slots}");
+    }
+}
+
 /// Group commit writes PostgreSQL batches on connections of its own, which skip the pool's
 /// round-trip tests. A kept connection the server dropped fails at most the one batch that
 /// finds it dead — an error, nothing acknowledged — and the next batch opens a new one; after
@@ -497,6 +600,7 @@ async fn postgres_batch_connections_recover_from_the_server_dropping_them() {
         GroupCommitConfig {
             max_batch: 4,
             max_wait: Duration::ZERO,
+            ..Default::default()
         },
     )
     .await;

@@ -1257,6 +1257,7 @@ async fn answers_and_shutdown_leave_the_circuit_closed(backend: TestBackend) {
         sessiond::store::group_commit::GroupCommitConfig {
             max_batch: 8,
             max_wait: std::time::Duration::ZERO,
+            ..Default::default()
         },
     );
     assert_eq!(grouped.apply(&stale).await.unwrap(), WriteOutcome::Conflict);

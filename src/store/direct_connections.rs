@@ -15,8 +15,8 @@
 //!   token expires ("Session 8").
 //!
 //! This keeps connections of its own and lends them with no test and no task. A batch holds a
-//! transaction slot of [`super::group_commit`] while it runs, so at most
-//! [`PG_SLOTS`](super::group_commit::PG_SLOTS) batches want a connection at once; other
+//! transaction slot of [`super::group_commit`] while it runs, so at most its slots
+//! (`SESSIOND_COMMIT_SLOTS`) batches want a connection at once; other
 //! statements take one of [`STATEMENT_PERMITS`] and use the pool when none is free, so the
 //! connections kept here never exceed the slots and permits together, and a burst of reads
 //! never waits for one. The pool's safety net is kept where it matters:
@@ -34,7 +34,7 @@
 //! * a connection older than the pool's maximum lifetime is closed and replaced, so server-side
 //!   memory does not grow without bound on a long-lived connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,9 @@ pub(crate) struct DirectConnections {
     statements: Semaphore,
     /// Set by [`DirectConnections::close`] (shutdown, like the pool's close).
     closed: AtomicBool,
+    /// Group commit's slots: the batches that may hold a connection at once (for the gauges'
+    /// maximum).
+    batch_slots: AtomicUsize,
 }
 
 impl DirectConnections {
@@ -130,7 +133,13 @@ impl DirectConnections {
             breaker,
             statements: Semaphore::new(STATEMENT_PERMITS),
             closed: AtomicBool::new(false),
+            batch_slots: AtomicUsize::new(super::group_commit::PG_SLOTS),
         }
+    }
+
+    /// Group commit's slot count, set when it starts.
+    pub(crate) fn set_batch_slots(&self, slots: usize) {
+        self.batch_slots.store(slots, Ordering::Relaxed);
     }
 
     /// A connection for one batch: the most recently used idle one (tested first if it was
@@ -215,7 +224,8 @@ impl DirectConnections {
             pool: "direct",
             size: self.open.load(Ordering::Relaxed),
             idle: u32::try_from(idle).unwrap_or(u32::MAX),
-            max: (super::group_commit::PG_SLOTS + STATEMENT_PERMITS) as u32,
+            max: u32::try_from(self.batch_slots.load(Ordering::Relaxed) + STATEMENT_PERMITS)
+                .unwrap_or(u32::MAX),
         }
     }
 

@@ -31,7 +31,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Inner, Store};
 
-/// Concurrent batches on PostgreSQL.
+/// Concurrent batches on PostgreSQL by default (`SESSIOND_COMMIT_SLOTS`).
 ///
 /// Two, not more: most of PostgreSQL's CPU for a batch is per statement (executor start-up, the
 /// CHECK constraints it re-reads, the commit), so fewer, larger batches cost less per refresh.
@@ -41,7 +41,14 @@ use super::{Inner, Store};
 /// still but leaves nothing in flight while a batch commits. Two slots of up to `max_batch`
 /// changes each still allow tens of thousands of durable writes per second at a few
 /// milliseconds per commit.
+///
+/// The slots are per process. Several instances on one PostgreSQL each run their own, so
+/// their batches are smaller again: two instances with two slots each averaged 2.1 changes per
+/// batch under the benchmark's refresh load, with one slot each 3.4, and their refresh rate rose
+/// by a quarter (docs/benchmarks.md, "Session 13"). Hence the setting.
 pub const PG_SLOTS: usize = 2;
+/// The most `SESSIOND_COMMIT_SLOTS` accepts: each slot may hold a PostgreSQL connection.
+pub const MAX_PG_SLOTS: usize = 16;
 /// Concurrent batches on SQLite (one writer).
 pub const SQLITE_SLOTS: usize = 1;
 /// Upper bounds of the batch-size buckets in [`GroupCommitStats::size_buckets`] (the last
@@ -50,7 +57,8 @@ pub const SIZE_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 /// Changes that may wait on the channel before writers wait to enqueue (back-pressure).
 const QUEUE: usize = 16 * 1024;
 
-/// Settings (`SESSIOND_COMMIT_MAX_BATCH`, `SESSIOND_COMMIT_MAX_WAIT`).
+/// Settings (`SESSIOND_COMMIT_MAX_BATCH`, `SESSIOND_COMMIT_MAX_WAIT`,
+/// `SESSIOND_COMMIT_SLOTS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupCommitConfig {
     /// Most changes in one transaction; 1 turns group commit off.
@@ -58,6 +66,9 @@ pub struct GroupCommitConfig {
     /// How long a batch is held open for more changes once it has one (0: only while
     /// another batch is in flight).
     pub max_wait: Duration,
+    /// Batches in flight at once on PostgreSQL, 1 to [`MAX_PG_SLOTS`] (see [`PG_SLOTS`]).
+    /// SQLite has one writer and always runs one.
+    pub pg_slots: usize,
 }
 
 impl Default for GroupCommitConfig {
@@ -65,6 +76,7 @@ impl Default for GroupCommitConfig {
         Self {
             max_batch: 64,
             max_wait: Duration::ZERO,
+            pg_slots: PG_SLOTS,
         }
     }
 }
@@ -146,8 +158,12 @@ pub(super) struct GroupCommitter {
 impl GroupCommitter {
     /// Starts the collector task on the current runtime.
     pub(super) fn start(inner: Inner, config: GroupCommitConfig) -> Self {
-        let slots = match inner {
-            Inner::Postgres(_) => PG_SLOTS,
+        let slots = match &inner {
+            Inner::Postgres(pg) => {
+                let slots = config.pg_slots.clamp(1, MAX_PG_SLOTS);
+                pg.set_batch_slots(slots);
+                slots
+            }
             Inner::Sqlite(_) => SQLITE_SLOTS,
         };
         let (queue, rx) = mpsc::channel(QUEUE);

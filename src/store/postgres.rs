@@ -65,6 +65,11 @@ impl PgStore {
         self.direct.stats()
     }
 
+    /// Group commit's slots, which bound the batches holding a direct connection at once.
+    pub(super) fn set_batch_slots(&self, slots: usize) {
+        self.direct.set_batch_slots(slots);
+    }
+
     /// A connection for one request-path statement that is not a group-commit batch (see
     /// [`DirectConnections::statement`]); `op` names it in errors.
     pub(super) async fn statement(
