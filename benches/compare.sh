@@ -14,12 +14,16 @@
 # server CPU is summed over both instances. And "sticky": the same two instances, with each
 # session's refreshes always sent to the same one (bench_load --spread session), as a load
 # balancer with affinity on the session does. And "single": bench_load against the first
-# instance alone, the one-instance figure the two-instance ones are divided by.
+# instance alone, the one-instance figure the two-instance ones are divided by. The summary
+# also divides B's two-instance rates by A's single rate of the same round: with the same
+# binary for both and a setting in ENV_B, that is "two instances so configured ÷ one as it is".
 #
 # Usage: benches/compare.sh BIN_A BIN_B [OUT_DIR]
 # Env:   ROUNDS (default 3), DURATION seconds per wrk run (default 15), CONNECTIONS (16),
 #        SEED_SESSIONS (default 20000), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres),
-#        HOPS=1 (see above), BENCH_LOAD (default: the release build's examples/bench_load)
+#        HOPS=1 (see above), BENCH_LOAD (default: the release build's examples/bench_load),
+#        ENV_A, ENV_B: settings for A's or B's servers, space-separated NAME=value words
+#        (e.g. ENV_B="SESSIOND_COMMIT_SLOTS=1": the same binary twice, one setting compared)
 # Every server it starts is stopped and every database it creates is dropped on exit; each wrk
 # run ends by itself after DURATION seconds. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -56,10 +60,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # server_ticks pid [pid2]: CPU ticks of one server, or of two summed.
 server_ticks() { local t; t="$(cpu_ticks "$1")"; [ -n "${2:-}" ] && t=$(( t + $(cpu_ticks "$2") )); echo "$t"; }
-# serve_ready bin db_url log -> SERVE_PORT, SERVE_PID: a server on a free loopback port, ready.
+# serve_ready bin db_url log [NAME=value...] -> SERVE_PORT, SERVE_PID: a server on a free
+# loopback port, ready, with those settings.
 serve_ready() {
   SERVE_PORT="$(free_port)"
-  DATABASE_URL="$2" SESSIOND_BIND="127.0.0.1:$SERVE_PORT" "$1" serve >"$3" 2>&1 &
+  local bin="$1" url="$2" log="$3"; shift 3
+  env "$@" DATABASE_URL="$url" SESSIOND_BIND="127.0.0.1:$SERVE_PORT" "$bin" serve >"$log" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   for _ in $(seq 1 600); do curl -fsS -o /dev/null "http://127.0.0.1:$SERVE_PORT/ready" 2>/dev/null && break; sleep 0.1; done
 }
@@ -89,13 +95,14 @@ one_run() {
         --first "$first" --out "$WORK/seed-$path.jsonl" >>"$OUT/seed-$label-$round.log" 2>&1
     done
   fi
-  local port pid port2="" pid2="" paths="refresh me"
-  serve_ready "$bin" "$url" "$OUT/server-$label-$round.log"; port="$SERVE_PORT"; pid="$SERVE_PID"
+  local port pid port2="" pid2="" paths="refresh me" settings
+  if [ "$label" = A ]; then read -r -a settings <<<"${ENV_A:-}"; else read -r -a settings <<<"${ENV_B:-}"; fi
+  serve_ready "$bin" "$url" "$OUT/server-$label-$round.log" "${settings[@]}"; port="$SERVE_PORT"; pid="$SERVE_PID"
   if [ "$HOPS" = 1 ]; then
     paths="refresh me single hop sticky"
-    serve_ready "$bin" "$url" "$OUT/server-$label-$round-b.log"; port2="$SERVE_PORT"; pid2="$SERVE_PID"
+    serve_ready "$bin" "$url" "$OUT/server-$label-$round-b.log" "${settings[@]}"; port2="$SERVE_PORT"; pid2="$SERVE_PID"
   fi
-  local line="{\"label\": \"$label\", \"round\": $round"
+  local line="{\"label\": \"$label\", \"round\": $round, \"env\": \"${settings[*]:-}\""
   for path in $paths; do
     local c0; c0="$(server_ticks "$pid" "$pid2")"
     if [ "$path" = single ] || [ "$path" = hop ] || [ "$path" = sticky ]; then
@@ -156,4 +163,11 @@ for two in ("hop", "sticky"):
             row.append(f"{label}: median {statistics.median(v):.3f} (min {min(v):.3f}, max {max(v):.3f}, n={len(v)})")
     if row:
         print(f"{two + '/single':8s} {'ok_per_s ratio':22s} " + " | ".join(row))
+    # B's two instances against A's one, round by round.
+    single_a = {r["round"]: r["single"]["ok_per_s"] for r in runs if r["label"] == "A" and "single" in r}
+    v = [r[two]["ok_per_s"] / single_a[r["round"]] for r in runs
+         if r["label"] == "B" and two in r and single_a.get(r["round"])]
+    if v:
+        print(f"{two + ' B/single A':8s} {'ok_per_s ratio':11s} median {statistics.median(v):.3f} "
+              f"(min {min(v):.3f}, max {max(v):.3f}, n={len(v)})")
 PY

@@ -40,6 +40,9 @@
 #      PIN_LOAD          CPU list the fixed-rate and two-instance generators are pinned to with
 #                        taskset (default: the last CPU; "none" to leave them unpinned)
 #      TWO_INSTANCES=0   skip the two-instance run (one vs two sessiond on one database)
+#      TWO_INSTANCE_SETTINGS  settings of each of the two instances, NAME=value words (default
+#                        "SESSIOND_COMMIT_SLOTS=1", README's advice for several instances: two
+#                        slots each halve the batches); the one instance runs on the defaults
 #      RECORD=1          make this run the limits run of record (LIMITS_RECORD_FILE, default
 #                        docs/benchmarks/limits-record.json); every run prints its change
 #                        against the record
@@ -367,8 +370,10 @@ if [ "${TWO_INSTANCES:-1}" != 0 ]; then
   TWO_SESSIONS=$(( SEED_SESSIONS / 4 > CONNECTIONS * 20 ? SEED_SESSIONS / 4 : CONNECTIONS * 20 ))
   seed two-one "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 4000000
   seed two-two "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 5000000
-  start_sessiond two-a "$SVC_DB"; A_PID="$SVC_PID"; A_URL="$SVC_URL"
-  start_sessiond two-b "$SVC_DB"; B_PID="$SVC_PID"; B_URL="$SVC_URL"
+  read -r -a TWO_SETTINGS <<<"${TWO_INSTANCE_SETTINGS-SESSIOND_COMMIT_SLOTS=1}"
+  echo "${TWO_SETTINGS[*]:-}" >"$RAW/two-settings.txt"
+  # The one instance on the defaults; B is started only for the two-instance runs.
+  start_sessiond two-one "$SVC_DB"; A_PID="$SVC_PID"; A_URL="$SVC_URL"; B_PID=""; B_URL=""
   two_run() { # name kind seed targets...
     local name="$1" kind="$2" seedf="$3"; shift 3
     local targets=() pids=() t
@@ -376,17 +381,20 @@ if [ "${TWO_INSTANCES:-1}" != 0 ]; then
     [ "$#" = 2 ] && pids=("$A_PID" "$B_PID") || pids=("$A_PID")
     say "two instances: $name (${DURATION}s, $CONNECTIONS connections, $# instance(s))"
     curl -fsS "$A_URL/metrics" >"$RAW/metrics-$name-a-before.txt" 2>/dev/null || true
-    curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-before.txt" 2>/dev/null || true
+    [ -z "$B_URL" ] || curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-before.txt" 2>/dev/null || true
     local c0=0 p; for p in "${pids[@]}"; do c0=$(( c0 + $(cpu_ticks "$p") )); done
     "${PIN[@]}" "$EXAMPLES/bench_load" --kind "$kind" --seed "$seedf" "${targets[@]}" \
       --connections "$CONNECTIONS" --duration "$DURATION" --out "$RAW/two-$name.json" >&2 || die "bench_load $name"
     local c1=0; for p in "${pids[@]}"; do c1=$(( c1 + $(cpu_ticks "$p") )); done
     printf '{"server_cpu_ticks": %s, "ticks_per_s": %s}\n' "$(( c1 - c0 ))" "$(getconf CLK_TCK)" >"$RAW/cpu-two-$name.json"
     curl -fsS "$A_URL/metrics" >"$RAW/metrics-$name-a-after.txt" 2>/dev/null || true
-    curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-after.txt" 2>/dev/null || true
+    [ -z "$B_URL" ] || curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-after.txt" 2>/dev/null || true
   }
   two_run one-refresh refresh "$WORK/seed-two-one.jsonl" "$A_URL"
   two_run one-me me "$WORK/seed-read.jsonl" "$A_URL"
+  kill_pid "$A_PID"
+  start_sessiond two-a "$SVC_DB" "${TWO_SETTINGS[@]}"; A_PID="$SVC_PID"; A_URL="$SVC_URL"
+  start_sessiond two-b "$SVC_DB" "${TWO_SETTINGS[@]}"; B_PID="$SVC_PID"; B_URL="$SVC_URL"
   two_run two-refresh refresh "$WORK/seed-two-two.jsonl" "$A_URL" "$B_URL"
   two_run two-me me "$WORK/seed-read.jsonl" "$A_URL" "$B_URL"
   kill_pid "$A_PID"; kill_pid "$B_PID"
