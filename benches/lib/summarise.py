@@ -264,6 +264,8 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
                 ("load_session", "sessiond_store_operation_duration_seconds_count", {"operation": "load_session"}),
                 ("find_generation", "sessiond_store_operation_duration_seconds_count", {"operation": "find_generation"}),
                 ("activations_from_store", "sessiond_session_activations_total", {"source": "store"}),
+                ("commit_batches", "sessiond_store_commit_batch_size_count", None),
+                ("committed_changes", "sessiond_store_commit_batch_size_sum", None),
             ):
                 counts[key] = counts.get(key, 0) + prom(after, metric, labels) - prom(before, metric, labels)
         if counts:
@@ -274,6 +276,9 @@ def second_round(out, raw, figures, limits, references, cpu_us_per_request):
             counts["stale_rereads"] = counts["load_session"] - counts["activations_from_store"]
             res["store_counts"] = counts
             res["per_request"] = {k: (v / n if n else None) for k, v in counts.items()}
+            # Group commit's batches over all instances of the run: changes per transaction.
+            res["changes_per_commit_batch"] = (
+                counts["committed_changes"] / counts["commit_batches"] if counts["commit_batches"] else None)
         errs = d.get("errors") or {}
         res["error_count"] = sum(errs.get(k, 0) for k in ("status", "io"))
         return res
@@ -458,8 +463,9 @@ def round2_markdown(doc):
     ti = r2.get("two_instances") or {}
     if any(ti.values()):
         lines += ["", "| instances, load | answers/s | p50 ms | p99 ms | CPU per request (all instances) | errors "
-                      "| fence conflicts per request | stale re-reads per request | history look-ups per request |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                      "| fence conflicts per request | stale re-reads per request | history look-ups per request "
+                      "| changes per commit batch |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, d in ti.items():
             if not d:
                 continue
@@ -468,7 +474,7 @@ def round2_markdown(doc):
             lines.append(f"| {name} | {fmt(d['ok_per_s'])} | {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} "
                          f"| {fmt(d['sessiond_cpu_us_per_request'])} µs | {d['error_count']} "
                          f"| {fmt(pr.get('fence_conflicts'))} | {fmt(pr.get('stale_rereads'))} "
-                         f"| {fmt(pr.get('find_generation'))} |")
+                         f"| {fmt(pr.get('find_generation'))} | {fmt(d.get('changes_per_commit_batch'))} |")
         if r2.get("two_instance_settings") is not None:
             lines.append(f"\nEach of the two instances ran with {r2['two_instance_settings'] or 'the defaults'}; "
                          "the one instance with the defaults.")
