@@ -37,15 +37,18 @@ use super::{Inner, Store};
 /// CHECK constraints it re-reads, the commit), so fewer, larger batches cost less per refresh.
 /// With four slots, batches averaged 2.3 changes under the benchmark's refresh load; with two,
 /// 3.8–3.9, refreshes/s rose by a quarter and sessiond's CPU per refresh fell by a fifth in
-/// every interleaved pair (docs/benchmarks.md, "Session 11"). One slot made batches larger
-/// still but leaves nothing in flight while a batch commits. Two slots of up to `max_batch`
+/// every interleaved pair (docs/benchmarks.md, "Session 11"). One slot makes batches larger
+/// still, and one instance on 2 cores was as fast or faster with it ("Session 13"), but it leaves
+/// nothing in flight while a batch commits: a write arriving meanwhile waits for that commit and
+/// then its own, which neither a fixed-rate latency run nor a slower disk has measured yet. Two
+/// slots of up to `max_batch`
 /// changes each still allow tens of thousands of durable writes per second at a few
 /// milliseconds per commit.
 ///
 /// The slots are per process. Several instances on one PostgreSQL each run their own, so
 /// their batches are smaller again: two instances with two slots each averaged 2.1 changes per
 /// batch under the benchmark's refresh load, with one slot each 3.4, and their refresh rate rose
-/// by a quarter (docs/benchmarks.md, "Session 13"). Hence the setting.
+/// by 7–29 % in every interleaved round (docs/benchmarks.md, "Session 13"). Hence the setting.
 pub const PG_SLOTS: usize = 2;
 /// The most `SESSIOND_COMMIT_SLOTS` accepts: each slot may hold a PostgreSQL connection.
 pub const MAX_PG_SLOTS: usize = 16;
