@@ -56,16 +56,18 @@ impl fmt::Display for PriorityScope {
 
 /// This process's scope, read from `/proc` and `/sys/fs/cgroup`; `None` where they cannot be
 /// read (not Linux). Inside a container's cgroup namespace the container's cgroup reads as
-/// `/`, so a container shows as [`PriorityScope::Autogroup`] or [`PriorityScope::Machine`]
-/// although its cgroup groups it.
+/// `/`: on cgroup v2 it is told from the host's root by its `cpu.weight` file, which only a
+/// child cgroup with the CPU controller has; on cgroup v1 it cannot be told apart, so such a
+/// container shows as [`PriorityScope::Autogroup`] or [`PriorityScope::Machine`] although its
+/// cgroup groups it.
 pub fn current() -> Option<PriorityScope> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let autogroup = Autogroup {
         enabled: std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled").ok(),
         own: std::fs::read_to_string("/proc/self/autogroup").ok(),
     };
-    Some(scope_from(&cgroups, &autogroup, |dir| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup{dir}/cgroup.subtree_control")).ok()
+    Some(scope_from(&cgroups, &autogroup, |dir, file| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup{dir}/{file}")).ok()
     }))
 }
 
@@ -81,16 +83,16 @@ struct Autogroup {
     own: Option<String>,
 }
 
-/// The scope from the text of `/proc/self/cgroup`, the autogroup files and a reader of a
-/// cgroup v2 directory's `subtree_control`.
+/// The scope from the text of `/proc/self/cgroup`, the autogroup files and a reader of a file
+/// of a cgroup v2 directory (`cgroup_file(dir, name)`, `dir` empty for the root).
 ///
 /// The kernel applies autogroups only to tasks in the root CPU cgroup, so a CPU cgroup is
-/// checked first: a cgroup v1 hierarchy with the `cpu` controller, or a cgroup v2 path whose
-/// parent enables `cpu` for its children.
+/// checked first: a cgroup v1 hierarchy with the `cpu` controller, a cgroup v2 path whose
+/// parent enables `cpu` for its children, or a cgroup v2 namespace root with `cpu.weight`.
 fn scope_from(
     proc_cgroup: &str,
     autogroup: &Autogroup,
-    subtree_control: impl Fn(&str) -> Option<String>,
+    cgroup_file: impl Fn(&str, &str) -> Option<String>,
 ) -> PriorityScope {
     let mut v2_path = None;
     for line in proc_cgroup.lines() {
@@ -112,16 +114,25 @@ fn scope_from(
             v2_path = Some(path);
         }
     }
-    if let Some(path) = v2_path.filter(|p| *p != "/") {
-        let parent = match path.rfind('/') {
-            Some(0) | None => "",
-            Some(i) => &path[..i],
-        };
-        let cpu_enabled =
-            subtree_control(parent).is_some_and(|text| text.split_whitespace().any(|c| c == "cpu"));
-        if cpu_enabled {
-            return PriorityScope::Cgroup(path.to_owned());
+    match v2_path {
+        // The root as this process sees it: the host's (no `cpu.weight`), or a cgroup
+        // namespace's, a container's own cgroup, which has one when the CPU controller is on.
+        Some("/") if cgroup_file("", "cpu.weight").is_some() => {
+            return PriorityScope::Cgroup("/".to_owned());
         }
+        Some("/") => {}
+        Some(path) => {
+            let parent = match path.rfind('/') {
+                Some(0) | None => "",
+                Some(i) => &path[..i],
+            };
+            let cpu_enabled = cgroup_file(parent, "cgroup.subtree_control")
+                .is_some_and(|text| text.split_whitespace().any(|c| c == "cpu"));
+            if cpu_enabled {
+                return PriorityScope::Cgroup(path.to_owned());
+            }
+        }
+        None => {}
     }
     by_autogroup(autogroup)
 }
@@ -144,7 +155,7 @@ fn by_autogroup(autogroup: &Autogroup) -> PriorityScope {
 mod tests {
     use super::*;
 
-    fn no_v2(_: &str) -> Option<String> {
+    fn no_v2(_: &str, _: &str) -> Option<String> {
         None
     }
 
@@ -210,16 +221,19 @@ mod tests {
     fn a_v2_cgroup_groups_only_where_its_parent_enables_cpu() {
         let text = "0::/system.slice/sessiond.service\n";
         let asked = std::cell::RefCell::new(Vec::new());
-        let with_cpu = |dir: &str| {
-            asked.borrow_mut().push(dir.to_owned());
+        let with_cpu = |dir: &str, file: &str| {
+            asked.borrow_mut().push(format!("{dir}/{file}"));
             Some("cpuset cpu io memory pids\n".to_owned())
         };
         assert_eq!(
             scope_from(text, &sessions("1"), with_cpu),
             PriorityScope::Cgroup("/system.slice/sessiond.service".into())
         );
-        assert_eq!(asked.borrow().as_slice(), ["/system.slice"]);
-        let without_cpu = |_: &str| Some("memory pids\n".to_owned());
+        assert_eq!(
+            asked.borrow().as_slice(),
+            ["/system.slice/cgroup.subtree_control"]
+        );
+        let without_cpu = |_: &str, _: &str| Some("memory pids\n".to_owned());
         assert_eq!(
             scope_from(text, &sessions("1"), without_cpu),
             PriorityScope::Autogroup
@@ -230,10 +244,29 @@ mod tests {
         );
         // A first-level cgroup's parent is the root directory.
         let top = "0::/sessiond\n";
-        let root_only = |dir: &str| (dir.is_empty()).then(|| "cpu memory".to_owned());
+        let root_only = |dir: &str, _: &str| (dir.is_empty()).then(|| "cpu memory".to_owned());
         assert_eq!(
             scope_from(top, &sessions("0"), root_only),
             PriorityScope::Cgroup("/sessiond".into())
+        );
+    }
+
+    #[test]
+    fn a_v2_namespace_root_with_cpu_weight_is_the_containers_cgroup() {
+        let root = "0::/\n";
+        let container = |dir: &str, file: &str| {
+            (dir.is_empty() && file == "cpu.weight").then(|| "100\n".to_owned())
+        };
+        for autogroup in [sessions("1"), sessions("0")] {
+            assert_eq!(
+                scope_from(root, &autogroup, container),
+                PriorityScope::Cgroup("/".into())
+            );
+        }
+        // The host's root cgroup has no cpu.weight: autogroups decide.
+        assert_eq!(
+            scope_from(root, &sessions("1"), no_v2),
+            PriorityScope::Autogroup
         );
     }
 
