@@ -102,7 +102,7 @@ one_run() {
     paths="refresh me single hop sticky"
     serve_ready "$bin" "$url" "$OUT/server-$label-$round-b.log" "${settings[@]}"; port2="$SERVE_PORT"; pid2="$SERVE_PID"
   fi
-  local line="{\"label\": \"$label\", \"round\": $round, \"env\": \"${settings[*]:-}\""
+  local line="{\"label\": \"$label\", \"round\": $round, \"env\": $(python3 "$BENCH_LIB/shown_settings.py" --json "${settings[@]}")"
   for path in $paths; do
     local c0; c0="$(server_ticks "$pid" "$pid2")"
     if [ "$path" = single ] || [ "$path" = hop ] || [ "$path" = sticky ]; then

@@ -371,7 +371,7 @@ if [ "${TWO_INSTANCES:-1}" != 0 ]; then
   seed two-one "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 4000000
   seed two-two "$SVC_DB" "$(( (TWO_SESSIONS + PER_USER - 1) / PER_USER ))" "$PER_USER" 5000000
   read -r -a TWO_SETTINGS <<<"${TWO_INSTANCE_SETTINGS-SESSIOND_COMMIT_SLOTS=1}"
-  echo "${TWO_SETTINGS[*]:-}" >"$RAW/two-settings.txt"
+  python3 "$BENCH_LIB/shown_settings.py" "${TWO_SETTINGS[@]}" >"$RAW/two-settings.txt"
   # The one instance on the defaults; B is started only for the two-instance runs.
   start_sessiond two-one "$SVC_DB"; A_PID="$SVC_PID"; A_URL="$SVC_URL"; B_PID=""; B_URL=""
   two_run() { # name kind seed targets...
@@ -390,12 +390,35 @@ if [ "${TWO_INSTANCES:-1}" != 0 ]; then
     curl -fsS "$A_URL/metrics" >"$RAW/metrics-$name-a-after.txt" 2>/dev/null || true
     [ -z "$B_URL" ] || curl -fsS "$B_URL/metrics" >"$RAW/metrics-$name-b-after.txt" 2>/dev/null || true
   }
+  # /me is measured in the steady state on both sides: unmeasured 2 s passes over the read
+  # sessions on each instance first, until a pass activates no session (every actor resident;
+  # at most 10 passes). Without them, the two new instances activated every session each,
+  # twice the one instance's activations, at about seven times the instructions of a /me answer
+  # each (docs/benchmarks.md, session 13).
+  activations() { # url -> sessions activated from the store so far
+    curl -fsS "$1/metrics" | awk '/^sessiond_session_activations_total\{.*source="store"/ { s += $NF } END { printf "%d", s }'
+  }
+  warm_me() { # urls...
+    local u pass a0 a1
+    for u in "$@"; do
+      for pass in $(seq 1 10); do
+        a0="$(activations "$u")"
+        "${PIN[@]}" "$EXAMPLES/bench_load" --kind me --seed "$WORK/seed-read.jsonl" --target "${u#http://}" \
+          --connections "$CONNECTIONS" --duration 2 --out "$RAW/warm-me-${u##*:}-$pass.json" >&2 || die "bench_load warm-up"
+        a1="$(activations "$u")"
+        say "two instances: unmeasured /me pass $pass on ${u#http://}: $(( a1 - a0 )) activations"
+        [ "$a1" != "$a0" ] || break
+      done
+    done
+  }
   two_run one-refresh refresh "$WORK/seed-two-one.jsonl" "$A_URL"
+  warm_me "$A_URL"
   two_run one-me me "$WORK/seed-read.jsonl" "$A_URL"
   kill_pid "$A_PID"
   start_sessiond two-a "$SVC_DB" "${TWO_SETTINGS[@]}"; A_PID="$SVC_PID"; A_URL="$SVC_URL"
   start_sessiond two-b "$SVC_DB" "${TWO_SETTINGS[@]}"; B_PID="$SVC_PID"; B_URL="$SVC_URL"
   two_run two-refresh refresh "$WORK/seed-two-two.jsonl" "$A_URL" "$B_URL"
+  warm_me "$A_URL" "$B_URL"
   two_run two-me me "$WORK/seed-read.jsonl" "$A_URL" "$B_URL"
   kill_pid "$A_PID"; kill_pid "$B_PID"
 fi
