@@ -11,8 +11,9 @@
 //!   `max_batch`; so under light load a write waits for nothing, and under heavy load batches
 //!   grow by themselves. `max_wait` (default 0) additionally holds a batch open that long for
 //!   more changes, trading latency for fewer commits.
-//! * **Slots.** PostgreSQL runs [`PG_SLOTS`] batches at once, so one batch gathers changes
-//!   while the other is in flight; SQLite has one writer, so one.
+//! * **Slots.** PostgreSQL runs `SESSIOND_COMMIT_SLOTS` batches at once (default
+//!   [`PG_SLOTS`], two), so one batch gathers changes while the other is in flight; SQLite has
+//!   one writer, so one.
 //! * **Per-change outcomes.** Each change is still fenced on its own version: a lost fence is
 //!   that writer's `Conflict`, a normal answer that does not affect the rest of the batch.
 //! * **Failure.** Any error (a constraint violation, a lost connection, a failed commit) rolls
@@ -38,10 +39,10 @@ use super::{Inner, Store};
 /// With four slots, batches averaged 2.3 changes under the benchmark's refresh load; with two,
 /// 3.8–3.9, refreshes/s rose by a quarter and sessiond's CPU per refresh fell by a fifth in
 /// every interleaved pair (docs/benchmarks.md, "Session 11"). One slot makes batches larger
-/// still, and one instance on 2 cores was as fast or faster with it ("Session 13"), but it leaves
-/// nothing in flight while a batch commits: a write arriving meanwhile waits for that commit and
-/// then its own, which neither a fixed-rate latency run nor a slower disk has measured yet. Two
-/// slots of up to `max_batch`
+/// still, and one instance on 2 cores was as fast or faster with it, with a lower median at fixed
+/// rates ("Session 13"), but it leaves nothing in flight while a batch commits: a write arriving
+/// meanwhile waits for that commit and then its own, which a disk with a slower flush than the
+/// benchmark VM's would show, and that is not measured yet. Two slots of up to `max_batch`
 /// changes each still allow tens of thousands of durable writes per second at a few
 /// milliseconds per commit.
 ///
