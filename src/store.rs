@@ -466,7 +466,10 @@ impl Store {
             }
         }
         match &self.inner {
-            Inner::Postgres(s) => vec![stats("main", &s.pool), s.direct_stats()],
+            Inner::Postgres(s) => vec![
+                stats("main", &s.pool),
+                s.direct_stats(self.pg_batch_slots()),
+            ],
             Inner::Sqlite(s) => vec![stats("writer", &s.writer), stats("reader", &s.reader)],
         }
     }

@@ -34,7 +34,7 @@
 //! * a connection older than the pool's maximum lifetime is closed and replaced, so server-side
 //!   memory does not grow without bound on a long-lived connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,9 +113,6 @@ pub(crate) struct DirectConnections {
     statements: Semaphore,
     /// Set by [`DirectConnections::close`] (shutdown, like the pool's close).
     closed: AtomicBool,
-    /// Group commit's slots: the batches that may hold a connection at once (for the gauges'
-    /// maximum).
-    batch_slots: AtomicUsize,
 }
 
 impl DirectConnections {
@@ -133,13 +130,7 @@ impl DirectConnections {
             breaker,
             statements: Semaphore::new(STATEMENT_PERMITS),
             closed: AtomicBool::new(false),
-            batch_slots: AtomicUsize::new(super::group_commit::PG_SLOTS),
         }
-    }
-
-    /// Group commit's slot count, set when it starts.
-    pub(crate) fn set_batch_slots(&self, slots: usize) {
-        self.batch_slots.store(slots, Ordering::Relaxed);
     }
 
     /// A connection for one batch: the most recently used idle one (tested first if it was
@@ -216,16 +207,15 @@ impl DirectConnections {
         }
     }
 
-    /// Occupancy for the pool gauges (`pool="direct"`); at most group commit's slots and the
-    /// statement permits are ever open.
-    pub(crate) fn stats(&self) -> PoolStats {
+    /// Occupancy for the pool gauges (`pool="direct"`); at most group commit's `batch_slots`
+    /// and the statement permits are ever open.
+    pub(crate) fn stats(&self, batch_slots: usize) -> PoolStats {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
         PoolStats {
             pool: "direct",
             size: self.open.load(Ordering::Relaxed),
             idle: u32::try_from(idle).unwrap_or(u32::MAX),
-            max: u32::try_from(self.batch_slots.load(Ordering::Relaxed) + STATEMENT_PERMITS)
-                .unwrap_or(u32::MAX),
+            max: u32::try_from(batch_slots + STATEMENT_PERMITS).unwrap_or(u32::MAX),
         }
     }
 

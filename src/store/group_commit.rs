@@ -157,17 +157,15 @@ struct Pending {
 pub(super) struct GroupCommitter {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
+    /// Batches in flight at most.
+    slots: usize,
 }
 
 impl GroupCommitter {
     /// Starts the collector task on the current runtime.
     pub(super) fn start(inner: Inner, config: GroupCommitConfig) -> Self {
-        let slots = match &inner {
-            Inner::Postgres(pg) => {
-                let slots = config.pg_slots.clamp(1, MAX_PG_SLOTS);
-                pg.set_batch_slots(slots);
-                slots
-            }
+        let slots = match inner {
+            Inner::Postgres(_) => config.pg_slots.clamp(1, MAX_PG_SLOTS),
             Inner::Sqlite(_) => SQLITE_SLOTS,
         };
         let (queue, rx) = mpsc::channel(QUEUE);
@@ -180,7 +178,11 @@ impl GroupCommitter {
             Arc::new(Semaphore::new(slots)),
             counters.clone(),
         ));
-        Self { queue, counters }
+        Self {
+            queue,
+            counters,
+            slots,
+        }
     }
 
     /// Submits one change and waits until its batch has committed (or failed).
@@ -228,6 +230,12 @@ impl Store {
     /// Group-commit counters, or None when group commit is off.
     pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
         self.group_commit.as_ref().map(|g| g.stats())
+    }
+
+    /// Group commit's batches in flight at most on PostgreSQL: its slots, or [`PG_SLOTS`] when
+    /// it is off (the bound the direct connections' gauge has always shown then).
+    pub(super) fn pg_batch_slots(&self) -> usize {
+        self.group_commit.as_ref().map_or(PG_SLOTS, |g| g.slots)
     }
 }
 

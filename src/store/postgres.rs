@@ -60,14 +60,10 @@ impl PgStore {
         Ok(Self { pool, direct })
     }
 
-    /// The direct connections' occupancy, as a pool's (`Store::pool_stats`).
-    pub(super) fn direct_stats(&self) -> PoolStats {
-        self.direct.stats()
-    }
-
-    /// Group commit's slots, which bound the batches holding a direct connection at once.
-    pub(super) fn set_batch_slots(&self, slots: usize) {
-        self.direct.set_batch_slots(slots);
+    /// The direct connections' occupancy, as a pool's (`Store::pool_stats`), with group
+    /// commit's `batch_slots`, which bound the batches holding one at once.
+    pub(super) fn direct_stats(&self, batch_slots: usize) -> PoolStats {
+        self.direct.stats(batch_slots)
     }
 
     /// A connection for one request-path statement that is not a group-commit batch (see
